@@ -1,0 +1,148 @@
+"""The relay's configuration: one typed place, defaults that work out of the box.
+
+Every field can be overridden from the environment as ``RELAY_<FIELD NAME IN CAPITALS>``;
+tuples are comma-separated, booleans accept 1/0/true/false/yes/no. Per-establishment call
+rules (call length, visitors, retention...) live in the store with the establishment, not
+here: this file holds the process-wide settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_PREFIX = "RELAY_"
+
+
+@dataclass(frozen=True)
+class Config:
+    # --- network -------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    """Address the HTTP/WebSocket signalling server binds to."""
+    port: int = 8080
+    public_url: str = ""
+    """Base URL printed for people to open; derived from host and port when empty."""
+    media_addresses: tuple[str, ...] = ("127.0.0.1",)
+    """Local addresses media (ICE/UDP) binds to. Loopback by default: development and tests."""
+    announced_address: str = ""
+    """Address announced in ICE candidates instead of the bound one (deployment behind NAT)."""
+    metrics_host: str = ""
+    """Serve /metrics on a separate address when set (with metrics_port); else on the main port."""
+    metrics_port: int = 9108
+    tls_cert: str = ""
+    tls_key: str = ""
+
+    # --- storage -------------------------------------------------------------------------
+    data_dir: Path = Path("data")
+    db_file: str = "relay.sqlite"
+    seed_demo: bool = True
+    """Create a demo establishment, people and a call starting now when the store is empty."""
+    secret_key: str = ""
+    """HMAC key for join tokens; when empty one is generated once and kept in data_dir."""
+    recording_key: str = ""
+    """Hex AES-256 key for recordings at rest; when empty one is generated and kept in data_dir."""
+
+    # --- signalling ----------------------------------------------------------------------
+    max_message_bytes: int = 64 * 1024
+    ws_heartbeat_s: float = 15.0
+    token_early_s: float = 600.0
+    """How long before a slot starts its join tokens become valid (the waiting room)."""
+    bad_token_limit_per_min: int = 20
+    """Refused join attempts per remote address per minute before the address is slowed down."""
+
+    # --- media ---------------------------------------------------------------------------
+    keyframe_throttle_s: float = 0.5
+    """At most one upstream keyframe request per sending leg per this many seconds."""
+    video_codecs: tuple[str, ...] = ("video/VP8", "video/H264")
+    """Video codecs offered to legs, in preference order; both legs must end up on one."""
+
+    # --- call policy ---------------------------------------------------------------------
+    warn_before_end_s: tuple[float, ...] = (300.0, 60.0)
+    reconnect_grace_s: float = 60.0
+    resume_after_clear_s: float = 3.0
+    policy_tick_s: float = 0.25
+
+    # --- vision --------------------------------------------------------------------------
+    vision_enabled: bool = True
+    model_cache_dir: Path = Path(".cache/models")
+    detector_batch_max: int = 8
+    detector_batch_wait_ms: float = 20.0
+    detector_threads: int = 1
+    sample_interval_s: float = 1.0
+    burst_interval_s: float = 0.25
+    burst_samples: int = 4
+    face_score_min: float = 0.5
+    face_min_px: int = 24
+    confirm_m: int = 3
+    confirm_n: int = 4
+    clear_m: int = 3
+    clear_n: int = 4
+    detector_width: int = 320
+    detector_height: int = 256
+
+    # --- recording -----------------------------------------------------------------------
+    recordings_dir: Path = Path("data/recordings")
+    recording_chunk_s: float = 2.0
+    retention_sweep_s: float = 3600.0
+
+    # --- shutdown ------------------------------------------------------------------------
+    shutdown_grace_s: float = 5.0
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / self.db_file
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        scheme = "https" if self.tls_cert else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+    @classmethod
+    def from_env(cls, env: typing.Mapping[str, str] | None = None, **overrides: object) -> Config:
+        """Defaults, then ``RELAY_*`` environment variables, then explicit overrides."""
+        env = os.environ if env is None else env
+        hints = typing.get_type_hints(cls)
+        values: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _parse(f.name, hints[f.name], raw)
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes: object) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+def _parse(name: str, hint: object, raw: str) -> object:
+    origin = typing.get_origin(hint)
+    try:
+        if hint is bool:
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if hint in (int, float, str):
+            return hint(raw)  # type: ignore[operator]
+        if hint is Path:
+            return Path(raw)
+        if origin is tuple:
+            (item_type, *_rest) = typing.get_args(hint)
+            parts = [p.strip() for p in raw.split(",") if p.strip()]
+            return tuple(item_type(p) for p in parts)
+        if origin in (typing.Union, types.UnionType):
+            return raw
+    except ValueError as exc:
+        raise ValueError(f"{ENV_PREFIX}{name.upper()}: cannot read {raw!r} as {hint}") from exc
+    raise TypeError(f"no parser for config field {name} of type {hint}")
+
+
