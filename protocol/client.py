@@ -1,0 +1,301 @@
+"""The reference client: the prison laptop, the tests and the load benchmark all use it.
+
+It joins one leg (or a watcher) over the relay's WebSocket, sends the tracks it is given and
+receives the far side either decoded (as a person would see it) or as encoded frames (bit-exact
+checks, cheap load clients). It rejoins by itself after a drop while the call is not over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from aiortc import MediaStreamTrack, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+from relay.aiortc_glue import adopt_receiver, new_peer_connection
+from relay.frames import EncodedFrame, FrameAssembler
+
+from . import messages as m
+
+log = logging.getLogger(__name__)
+
+TERMINAL_ERRORS = frozenset(
+    {
+        "token_expired",
+        "token_bad_signature",
+        "token_malformed",
+        "booking_cancelled",
+        "approval_revoked",
+        "call_ended",
+        "wrong_booking",
+        "booking_not_found",
+    }
+)
+
+
+class JoinError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class CallClient:
+    """One leg of a call. ``receive`` is "decode", "encoded" or "count" (packets only)."""
+
+    def __init__(
+        self,
+        relay_url: str,
+        token: str,
+        *,
+        video: MediaStreamTrack | None = None,
+        audio: MediaStreamTrack | None = None,
+        watcher: bool = False,
+        receive: str = "decode",
+        keep_frames: bool = False,
+        reconnect: bool = True,
+        on_message: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        base = relay_url.rstrip("/")
+        self.ws_url = base.replace("http://", "ws://").replace("https://", "wss://") + "/ws"
+        self.token = token
+        self.video = video
+        self.audio = audio
+        self.watcher = watcher
+        self.receive = receive
+        self.keep_frames = keep_frames
+        self.reconnect = reconnect
+        self.on_message = on_message
+        self.messages: list[dict[str, Any]] = []
+        self.state: str | None = None
+        self.joined: dict[str, Any] | None = None
+        self.ended = asyncio.Event()
+        # per received stream ("video0", "audio0", "video1", ...)
+        self.frames: dict[str, int] = defaultdict(int)
+        self.packets: dict[str, int] = defaultdict(int)
+        self.bytes: dict[str, int] = defaultdict(int)
+        self.encoded: dict[str, list[EncodedFrame]] = defaultdict(list)
+        self.decoded_last: dict[str, Any] = {}
+        self.joins = 0
+        self._session: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._pc = None
+        self._tasks: list[asyncio.Future[Any]] = []
+        self._reader: asyncio.Task[None] | None = None
+        self._new_message = asyncio.Condition()
+        self._closing = False
+
+    # --- public --------------------------------------------------------------------------
+
+    async def join(self, timeout: float = 15.0) -> dict[str, Any]:
+        """Connect, offer, apply the answer; returns the relay's ``joined`` message."""
+        self._session = self._session or aiohttp.ClientSession()
+        self._ws = await self._session.ws_connect(self.ws_url, heartbeat=15.0, max_msg_size=0)
+        self._pc = pc = new_peer_connection()
+        self._add_transceivers(pc)
+        await pc.setLocalDescription(await pc.createOffer())
+        await self._ws.send_str(m.make("join", token=self.token, sdp=pc.localDescription.sdp))
+        reply = await asyncio.wait_for(self._read_until_joined(), timeout)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
+        self.joined = reply
+        self.joins += 1
+        self.state = reply.get("status", {}).get("state")
+        self._reader = asyncio.ensure_future(self._read_forever())
+        return reply
+
+    async def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10.0
+    ) -> dict[str, Any]:
+        """Wait for a relay message matching ``predicate`` (including ones already seen)."""
+
+        async def scan() -> dict[str, Any]:
+            seen = 0
+            async with self._new_message:
+                while True:
+                    for msg in self.messages[seen:]:
+                        if predicate(msg):
+                            return msg
+                    seen = len(self.messages)
+                    await self._new_message.wait()
+
+        return await asyncio.wait_for(scan(), timeout)
+
+    async def wait_state(self, state: str, timeout: float = 10.0) -> dict[str, Any]:
+        return await self.wait_for(lambda x: x["type"] == "state" and x.get("state") == state, timeout)
+
+    async def wait_frames(self, stream: str, count: int, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.frames[stream] < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{stream}: {self.frames[stream]} of {count} frames arrived")
+            await asyncio.sleep(0.05)
+
+    async def send(self, mtype: str, **fields: Any) -> None:
+        assert self._ws is not None
+        await self._ws.send_str(m.make(mtype, **fields))
+
+    async def send_raw(self, raw: str | bytes) -> None:
+        assert self._ws is not None
+        if isinstance(raw, bytes):
+            await self._ws.send_bytes(raw)
+        else:
+            await self._ws.send_str(raw)
+
+    async def drop(self) -> None:
+        """Lose the connection abruptly (no leave): what a network failure looks like."""
+        await self._teardown()
+
+    async def close(self, leave: bool = True) -> None:
+        self._closing = True
+        if leave and self._ws is not None and not self._ws.closed:
+            with contextlib.suppress(Exception):
+                await self._ws.send_str(m.make("leave"))
+        await self._teardown()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _add_transceivers(self, pc: Any) -> None:
+        pairs = 2 if self.watcher else 1
+        direction = "recvonly" if self.watcher else "sendrecv"
+        for i in range(pairs):
+            for kind, track in (("audio", self.audio), ("video", self.video)):
+                if self.watcher:
+                    t = pc.addTransceiver(kind, direction=direction)
+                elif track is not None:
+                    t = pc.addTransceiver(track, direction=direction)
+                else:
+                    t = pc.addTransceiver(kind, direction="recvonly")
+                name = f"{kind}{i}"
+                if self.receive in ("encoded", "count"):
+                    adopt_receiver(t, self._packet_sink(name, kind))
+        if self.receive == "decode":
+            pc.on("track", self._on_track)
+
+    def _packet_sink(self, name: str, kind: str):
+        assembler: FrameAssembler | None = None
+
+        def on_frame(frame: EncodedFrame) -> None:
+            self.frames[name] += 1
+            if self.keep_frames:
+                self.encoded[name].append(frame)
+
+        async def sink(packet: Any, arrival_ms: int) -> None:
+            nonlocal assembler
+            self.packets[name] += 1
+            self.bytes[name] += len(packet.payload)
+            if self.receive == "count":
+                return
+            if assembler is None:
+                mime = "audio/opus" if kind == "audio" else self._video_mime()
+                assembler = FrameAssembler(mime, on_frame)
+            assembler.add(packet, arrival_ms)
+
+        return sink
+
+    def _video_mime(self) -> str:
+        if self.joined is not None:
+            return self.joined.get("call", {}).get("video_codec") or "video/VP8"
+        return "video/VP8"
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        index = sum(1 for k in self.frames if k.startswith(track.kind))
+        name = f"{track.kind}{index}"
+        self.frames[name] = 0
+
+        async def consume() -> None:
+            with contextlib.suppress(MediaStreamError, asyncio.CancelledError):
+                while True:
+                    frame = await track.recv()
+                    self.frames[name] += 1
+                    self.decoded_last[name] = frame
+
+        self._tasks.append(asyncio.ensure_future(consume()))
+
+    async def _read_until_joined(self) -> dict[str, Any]:
+        assert self._ws is not None
+        async for msg in self._ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                break
+            data = m.parse_server_message(msg.data)
+            await self._record(data)
+            if data["type"] == "joined":
+                return data
+            if data["type"] == "error":
+                raise JoinError(data.get("code", "?"), data.get("message", ""))
+        raise JoinError("closed", f"the relay closed the socket ({self._ws.close_code})")
+
+    async def _record(self, data: dict[str, Any]) -> None:
+        self.messages.append(data)
+        if data["type"] == "state":
+            self.state = data.get("state")
+            if self.state == "ended":
+                self.ended.set()
+        if self.on_message is not None:
+            self.on_message(data)
+        async with self._new_message:
+            self._new_message.notify_all()
+
+    async def _read_forever(self) -> None:
+        assert self._ws is not None
+        ws = self._ws
+        try:
+            async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    await self._record(m.parse_server_message(msg.data))
+        except (aiohttp.ClientError, ConnectionError):
+            pass
+        if self._closing or self.ended.is_set() or ws is not self._ws:
+            return
+        if self.reconnect:
+            await self._rejoin()
+
+    async def _rejoin(self, attempts: int = 30, delay: float = 1.0) -> None:
+        """The socket dropped mid-call: rejoin with the same token within the grace window."""
+        await self._close_transport()
+        for _ in range(attempts):
+            if self._closing:
+                return
+            try:
+                await self.join()
+                return
+            except JoinError as exc:
+                if exc.code in TERMINAL_ERRORS:
+                    self.ended.set()
+                    return
+            except (TimeoutError, aiohttp.ClientError, OSError):
+                pass
+            await self._close_transport()
+            await asyncio.sleep(delay)
+
+    async def _close_transport(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
+        if self._pc is not None:
+            await self._pc.close()
+            self._pc = None
+        if self._ws is not None and not self._ws.closed:
+            await self._ws.close()
+
+    async def _teardown(self) -> None:
+        reader, self._reader = self._reader, None
+        ws, self._ws = self._ws, None
+        if ws is not None and not ws.closed:
+            await ws.close()
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+        self._ws = ws
+        await self._close_transport()
+        self._ws = None

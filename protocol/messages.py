@@ -1,0 +1,121 @@
+"""Signalling protocol, version 1: JSON text frames over one WebSocket per leg.
+
+Client to relay::
+
+    {"v": 1, "type": "join", "token": "<join token>", "sdp": "<offer, ICE gathered>"}
+    {"v": 1, "type": "leave"}
+    {"v": 1, "type": "ping", "id": 7}
+
+Relay to client::
+
+    {"v": 1, "type": "joined", "role": "family", "call": {...}, "sdp": "<answer>"}
+    {"v": 1, "type": "state", "state": "live", "reason": "...", "call": {...}}
+    {"v": 1, "type": "warning", "seconds_left": 60}
+    {"v": 1, "type": "error", "code": "bad_sdp", "message": "..."}
+    {"v": 1, "type": "pong", "id": 7}
+
+Offers carry one audio and one video transceiver (sendrecv) for a leg. A watcher's offer
+carries two of each (recvonly): the first pair is the family side, the second the prison side.
+Every message is validated on arrival; a bad one gets an ``error`` with a stable code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_TOKEN_CHARS = 4096
+
+ROLES = ("family", "prison", "watcher")
+STATES = ("scheduled", "waiting", "live", "paused", "ended")
+
+
+class ProtocolError(Exception):
+    """A message the relay (or client) refuses; ``code`` is stable, ``message`` for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+# Error codes sent to clients. Stable: clients and tests match on them.
+E_TOO_LARGE = "message_too_large"
+E_MALFORMED = "malformed_json"
+E_NOT_OBJECT = "not_an_object"
+E_VERSION = "unsupported_version"
+E_UNKNOWN_TYPE = "unknown_type"
+E_FIELD = "bad_field"
+E_BINARY = "binary_not_supported"
+E_BAD_SDP = "bad_sdp"
+E_ALREADY_JOINED = "already_joined"
+E_NOT_JOINED = "not_joined"
+E_LEG_CONNECTED = "leg_already_connected"
+E_CALL_ENDED = "call_ended"
+E_INTERNAL = "internal_error"
+E_RATE_LIMITED = "rate_limited"
+E_SHUTTING_DOWN = "shutting_down"
+
+# field name -> (type, max length or None, required)
+_SCHEMA: dict[str, dict[str, tuple[type, int | None, bool]]] = {
+    "join": {"token": (str, MAX_TOKEN_CHARS, True), "sdp": (str, MAX_MESSAGE_BYTES, True)},
+    "leave": {},
+    "ping": {"id": (int, None, False)},
+}
+
+
+@dataclass(frozen=True)
+class ClientMessage:
+    type: str
+    fields: dict[str, Any]
+
+
+def parse_client_message(raw: str | bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> ClientMessage:
+    """Validate one client frame; raises ProtocolError with a stable code."""
+    if isinstance(raw, bytes):
+        raise ProtocolError(E_BINARY, "send JSON text frames, not binary")
+    if len(raw.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise ProtocolError(E_TOO_LARGE, f"messages are limited to {max_bytes} bytes")
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ProtocolError(E_MALFORMED, "the message is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(E_NOT_OBJECT, "a message is a JSON object")
+    if obj.get("v", VERSION) != VERSION:
+        raise ProtocolError(E_VERSION, f"this relay speaks protocol version {VERSION}")
+    mtype = obj.get("type")
+    if not isinstance(mtype, str) or mtype not in _SCHEMA:
+        raise ProtocolError(E_UNKNOWN_TYPE, f"unknown message type {str(mtype)[:40]!r}")
+    fields: dict[str, Any] = {}
+    for name, (ftype, max_len, required) in _SCHEMA[mtype].items():
+        if name not in obj:
+            if required:
+                raise ProtocolError(E_FIELD, f"{mtype}: field {name!r} is required")
+            continue
+        value = obj[name]
+        if not isinstance(value, ftype) or isinstance(value, bool):
+            raise ProtocolError(E_FIELD, f"{mtype}: field {name!r} must be {ftype.__name__}")
+        if max_len is not None and len(value) > max_len:
+            raise ProtocolError(E_FIELD, f"{mtype}: field {name!r} is too long")
+        fields[name] = value
+    return ClientMessage(mtype, fields)
+
+
+def make(mtype: str, **fields: Any) -> str:
+    return json.dumps({"v": VERSION, "type": mtype, **fields}, separators=(",", ":"))
+
+
+def error(code: str, message: str) -> str:
+    return make("error", code=code, message=message)
+
+
+def parse_server_message(raw: str) -> dict[str, Any]:
+    """The client side's reading of a relay frame (the relay is trusted but still checked)."""
+    obj = json.loads(raw)
+    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+        raise ProtocolError(E_NOT_OBJECT, "relay sent a frame without a type")
+    return obj

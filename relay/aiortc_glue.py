@@ -1,0 +1,282 @@
+"""Every aiortc/aioice internal the relay depends on, in one place, pinned to aiortc 1.16.
+
+aiortc always decodes what it receives and encodes what it sends. An SFU must do neither, so
+this module swaps two classes in on the peer connection's own transceivers:
+
+* ``ForwardingReceiver`` keeps aiortc's per-packet duties (RTX unwrapping, NACK generation,
+  REMB, receiver-report statistics) and hands each RTP packet to a sink instead of the jitter
+  buffer and decoder thread.
+* ``ForwardingSender`` has no track and no encoder: the forwarder calls ``forward()`` with an
+  already-encoded packet. aiortc's own NACK handling (RTP history + RTX) and sender reports
+  keep working because ``forward()`` fills the same private state ``_run_rtp`` would.
+
+It also confines ICE to configured addresses (aioice leaves loopback out) and never uses a
+public STUN server. ``tests/test_aiortc_glue.py`` fails loudly if aiortc changes underneath.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Iterable
+
+import aioice.ice
+import aiortc
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+)
+from aiortc import clock as _clock
+from aiortc.codecs import is_rtx
+from aiortc.codecs.h264 import h264_depayload
+from aiortc.codecs.vpx import vp8_depayload
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
+from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTP_HISTORY_SIZE,
+    RtcpPsfbPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unwrap_rtx,
+)
+
+AIORTC_VERSION = "1.16.0"
+"""The aiortc release whose internals this module was written against."""
+
+RtpSink = Callable[[RtpPacket, int], Awaitable[None]]
+
+
+def check_aiortc_version() -> None:
+    if aiortc.__version__ != AIORTC_VERSION:
+        raise RuntimeError(
+            f"relay.aiortc_glue was written for aiortc {AIORTC_VERSION}, found "
+            f"{aiortc.__version__}: re-check the private attributes it uses"
+        )
+
+
+# --- ICE addresses ---------------------------------------------------------------------------
+
+_media_addresses: list[str] = []
+_original_get_host_addresses = aioice.ice.get_host_addresses
+
+
+def _configured_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    if not _media_addresses:
+        return _original_get_host_addresses(use_ipv4, use_ipv6)
+    return [a for a in _media_addresses if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+
+def bind_media_addresses(addresses: Iterable[str]) -> None:
+    """Gather ICE host candidates on exactly these local addresses (loopback allowed)."""
+    _media_addresses[:] = list(addresses)
+    aioice.ice.get_host_addresses = _configured_host_addresses
+
+
+_CANDIDATE = re.compile(r"^(a=candidate:\S+ \d+ \S+ \d+ )(\S+)( \d+ typ host.*)$", re.M)
+
+
+def announce_address(sdp: str, announced: str) -> str:
+    """Rewrite host candidates and the connection line to a public (NAT) address."""
+    if not announced:
+        return sdp
+    sdp = _CANDIDATE.sub(lambda m: m.group(1) + announced + m.group(3), sdp)
+    family = "IP6" if ":" in announced else "IP4"
+    return re.sub(r"^c=IN IP[46] \S+$", f"c=IN {family} {announced}", sdp, flags=re.M)
+
+
+def new_peer_connection() -> RTCPeerConnection:
+    """A peer connection that talks to no STUN/TURN server (aiortc's default is Google's)."""
+    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+
+# --- receiving without decoding --------------------------------------------------------------
+
+
+class ForwardingReceiver(RTCRtpReceiver):
+    """An RTCRtpReceiver whose packets go to ``_sink`` rather than to a decoder."""
+
+    _sink: RtpSink | None
+
+    async def receive(self, parameters: RTCRtpReceiveParameters) -> None:
+        # aiortc's receive() also starts a decoder thread; this one does not.
+        if self._RTCRtpReceiver__started:
+            return
+        for codec in parameters.codecs:
+            self._RTCRtpReceiver__codecs[codec.payloadType] = codec
+        for encoding in parameters.encodings:
+            if encoding.rtx:
+                self._RTCRtpReceiver__rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc
+        self._RTCRtpReceiver__transport._register_rtp_receiver(self, parameters)
+        self._RTCRtpReceiver__rtcp_task = asyncio.ensure_future(self._run_rtcp())
+        self._RTCRtpReceiver__started = True
+
+    async def _handle_rtp_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        if not self._enabled:
+            return
+        estimator = self._RTCRtpReceiver__remote_bitrate_estimator
+        rtcp_ssrc = self._RTCRtpReceiver__rtcp_ssrc
+        if estimator is not None and packet.extensions.abs_send_time is not None:
+            remb = estimator.add(
+                abs_send_time=packet.extensions.abs_send_time,
+                arrival_time_ms=arrival_time_ms,
+                payload_size=len(packet.payload) + packet.padding_size,
+                ssrc=packet.ssrc,
+            )
+            if rtcp_ssrc is not None and remb is not None:
+                await self._send_rtcp(
+                    RtcpPsfbPacket(
+                        fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb)
+                    )
+                )
+        codecs = self._RTCRtpReceiver__codecs
+        codec = codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        streams = self._RTCRtpReceiver__remote_streams
+        stats = streams.get(packet.ssrc)
+        if stats is None:
+            stats = streams[packet.ssrc] = StreamStatistics(codec.clockRate)
+        stats.add(packet)
+        if is_rtx(codec):
+            original_ssrc = self._RTCRtpReceiver__rtx_ssrc.get(packet.ssrc)
+            apt = codec.parameters.get("apt")
+            if original_ssrc is None or len(packet.payload) < 2 or apt not in codecs:
+                return
+            packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
+        nack = self._RTCRtpReceiver__nack_generator
+        if nack is not None and nack.add(packet):
+            await self._send_rtcp_nack(packet.ssrc, sorted(nack.missing))
+        if self._sink is not None and packet.payload:
+            await self._sink(packet, arrival_time_ms)
+
+    async def request_keyframe(self, media_ssrc: int) -> None:
+        await self._send_rtcp_pli(media_ssrc)
+
+
+# --- sending pre-encoded packets -------------------------------------------------------------
+
+
+class ForwardingSender(RTCRtpSender):
+    """An RTCRtpSender without a track: ``forward()`` sends packets encoded elsewhere."""
+
+    _codec: RTCRtpCodecParameters | None
+    _on_keyframe_request: Callable[[], None] | None
+
+    async def _run_rtp(self, codec: RTCRtpCodecParameters) -> None:
+        # Replaces aiortc's encode loop (which would poll for a track every 20 ms).
+        self._codec = codec
+        self._RTCRtpSender__rtp_started.set()
+        try:
+            await asyncio.get_running_loop().create_future()
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._codec = None
+            self._RTCRtpSender__rtp_exited.set()
+
+    def _send_keyframe(self) -> None:
+        # A PLI/FIR from the viewer: there is no encoder here, so ask upstream.
+        if self._on_keyframe_request is not None:
+            self._on_keyframe_request()
+
+    @property
+    def ready(self) -> bool:
+        return self._codec is not None
+
+    async def forward(
+        self,
+        source: RtpPacket,
+        sequence_number: int,
+        timestamp: int,
+    ) -> int:
+        """Send one encoded packet with this sender's SSRC and payload type; returns bytes."""
+        codec = self._codec
+        if codec is None:
+            return 0
+        packet = RtpPacket(
+            payload_type=codec.payloadType,
+            marker=source.marker,
+            sequence_number=sequence_number,
+            timestamp=timestamp,
+            ssrc=self._ssrc,
+            payload=source.payload,
+        )
+        ext = packet.extensions
+        ext.abs_send_time = (_clock.current_ntp_time() >> 14) & 0x00FFFFFF
+        ext.mid = self._RTCRtpSender__mid
+        if source.extensions.audio_level is not None:
+            ext.audio_level = source.extensions.audio_level
+        self._RTCRtpSender__rtp_history[sequence_number % RTP_HISTORY_SIZE] = packet
+        data = packet.serialize(self._RTCRtpSender__rtp_header_extensions_map)
+        await self.transport._send_rtp(data)
+        self._RTCRtpSender__ntp_timestamp = _clock.current_ntp_time()
+        self._RTCRtpSender__rtp_timestamp = timestamp
+        self._RTCRtpSender__octet_count += len(packet.payload)
+        self._RTCRtpSender__packet_count += 1
+        return len(data)
+
+
+def adopt_transceiver(
+    transceiver: RTCRtpTransceiver,
+    sink: RtpSink | None,
+    on_keyframe_request: Callable[[], None] | None,
+) -> tuple[ForwardingReceiver, ForwardingSender]:
+    """Turn a fresh transceiver's receiver and sender into forwarding ones.
+
+    Must run after setRemoteDescription() and before setLocalDescription(), which is when
+    aiortc starts them.
+    """
+    receiver, sender = transceiver.receiver, transceiver.sender
+    receiver.__class__ = ForwardingReceiver
+    receiver._sink = sink
+    sender.__class__ = ForwardingSender
+    sender._codec = None
+    sender._on_keyframe_request = on_keyframe_request
+    return receiver, sender  # type: ignore[return-value]
+
+
+def offered_mimes(transceiver: RTCRtpTransceiver) -> list[str]:
+    """Codecs both the remote offer and aiortc support, in the offer's order (no RTX)."""
+    return [c.mimeType for c in transceiver._codecs if not is_rtx(c)]
+
+
+def restrict_codecs(transceiver: RTCRtpTransceiver, mime: str) -> bool:
+    """Answer with exactly one codec (plus its RTX), so both legs of a call share it.
+
+    aiortc answers with every common codec in the offer's order and sends with the first;
+    filtering its list after setRemoteDescription() pins both directions. False when the
+    offer lacks the codec.
+    """
+    codecs = transceiver._codecs
+    keep = [c for c in codecs if c.mimeType.lower() == mime.lower()][:1]
+    if not keep:
+        return False
+    pt = keep[0].payloadType
+    keep += [c for c in codecs if is_rtx(c) and c.parameters.get("apt") == pt]
+    transceiver._codecs = keep
+    return True
+
+
+# --- depacketizing (recorder, vision, test and load clients) ---------------------------------
+
+
+def depayload(mime: str, payload: bytes) -> bytes:
+    """One RTP payload's share of the codec bitstream (VP8 descriptor stripped, H.264 Annex B)."""
+    low = mime.lower()
+    if low == "video/vp8":
+        return vp8_depayload(payload)
+    if low == "video/h264":
+        return h264_depayload(payload)
+    return payload
+
+
+def adopt_receiver(transceiver: RTCRtpTransceiver, sink: RtpSink) -> ForwardingReceiver:
+    """Client side: receive encoded packets without decoding (load clients, checks)."""
+    receiver = transceiver.receiver
+    receiver.__class__ = ForwardingReceiver
+    receiver._sink = sink
+    return receiver  # type: ignore[return-value]

@@ -1,0 +1,192 @@
+"""Encoded media forwarding: Producers (what a leg sends) feed Consumers (what a viewer gets).
+
+Names follow mediasoup. A Producer wraps one incoming RTP stream of a leg; each Consumer
+rewrites that stream onto one outgoing sender of another leg or watcher: its own SSRC, payload
+type, and sequence numbers and timestamps shifted by offsets. Offsets (not counters) keep the
+sender's gaps visible, so a viewer's NACK for a packet the relay never got still maps to the
+right packet once the relay has recovered it from the sender.
+
+When a consumer starts, resumes after a pause or its source changes (the sender reconnected),
+its offsets are re-anchored so the viewer sees one continuous stream, and video is held back
+until a keyframe begins; a keyframe is requested upstream, throttled per producer.
+Nothing here decodes or encodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from aiortc import clock
+from aiortc.rtp import RtpPacket
+
+from . import metrics
+from .aiortc_glue import ForwardingReceiver, ForwardingSender
+from .keyframes import keyframe_start
+
+log = logging.getLogger(__name__)
+
+PacketTap = Callable[[RtpPacket, int], None]
+"""Sees every received packet, paused or not (recorder, vision sampler). Must be cheap."""
+
+
+class Producer:
+    """One incoming stream (audio or video) of one leg."""
+
+    def __init__(
+        self,
+        kind: str,
+        receiver: ForwardingReceiver,
+        is_paused: Callable[[], bool],
+        keyframe_throttle_s: float,
+        direction: str,
+    ) -> None:
+        self.kind = kind
+        self.receiver = receiver
+        self.direction = direction
+        self.consumers: list[Consumer] = []
+        self.taps: list[PacketTap] = []
+        self.media_ssrc: int | None = None
+        self.codec_mime = ""
+        self.packets_received = 0
+        self.packets_withheld = 0
+        self._is_paused = is_paused
+        self._throttle_s = keyframe_throttle_s
+        self._last_keyframe_request = -1e9
+        self._keyframe_pending = False
+        self._withheld_packets = metrics.PACKETS_WITHHELD.labels(kind, direction)
+        self._withheld_bytes = metrics.BYTES_WITHHELD.labels(kind, direction)
+        receiver._sink = self.on_packet
+
+    async def on_packet(self, packet: RtpPacket, arrival_ms: int) -> None:
+        self.media_ssrc = packet.ssrc
+        self.packets_received += 1
+        for tap in self.taps:
+            tap(packet, arrival_ms)
+        if self._is_paused():
+            self.packets_withheld += 1
+            self._withheld_packets.inc()
+            self._withheld_bytes.inc(len(packet.payload))
+            for consumer in self.consumers:
+                if consumer.follows_pause:
+                    consumer.restart()
+                else:
+                    await consumer.push(packet, arrival_ms)
+            return
+        for consumer in self.consumers:
+            await consumer.push(packet, arrival_ms)
+
+    def request_keyframe(self, reason: str) -> None:
+        """Ask the sending leg for a keyframe, at most once per throttle period."""
+        if self.kind != "video":
+            return
+        now = time.monotonic()
+        wait = self._last_keyframe_request + self._throttle_s - now
+        if wait <= 0:
+            self._last_keyframe_request = now
+            self._send_pli(reason)
+        elif not self._keyframe_pending:
+            self._keyframe_pending = True
+            asyncio.get_running_loop().call_later(wait, self._flush_pending, reason)
+
+    def _flush_pending(self, reason: str) -> None:
+        self._keyframe_pending = False
+        self._last_keyframe_request = time.monotonic()
+        self._send_pli(reason)
+
+    def _send_pli(self, reason: str) -> None:
+        if self.media_ssrc is None:
+            return
+        metrics.KEYFRAME_REQUESTS.labels(reason).inc()
+        asyncio.ensure_future(self.receiver.request_keyframe(self.media_ssrc))
+
+    def detach(self, consumer: Consumer) -> None:
+        if consumer in self.consumers:
+            self.consumers.remove(consumer)
+
+
+class Consumer:
+    """One producer's stream rewritten onto one outgoing sender."""
+
+    def __init__(
+        self,
+        producer: Producer,
+        sender: ForwardingSender,
+        direction: str,
+        follows_pause: bool = True,
+    ) -> None:
+        self.producer = producer
+        self.sender = sender
+        self.direction = direction
+        self.follows_pause = follows_pause
+        self.packets_sent = 0
+        self.bytes_sent = 0
+        self._video = producer.kind == "video"
+        self._source_ssrc: int | None = None
+        self._anchor = True
+        self._waiting_keyframe = self._video
+        self._seq_offset = 0
+        self._ts_offset = 0
+        self._last_seq: int | None = None
+        self._last_ts = 0
+        self._last_sent_ms = 0
+        self._packets = metrics.PACKETS_FORWARDED.labels(producer.kind, direction)
+        self._bytes = metrics.BYTES_FORWARDED.labels(producer.kind, direction)
+        self._gated = metrics.PACKETS_GATED.labels(direction)
+        sender._on_keyframe_request = self._viewer_wants_keyframe
+        producer.consumers.append(self)
+        if self._video:
+            producer.request_keyframe("subscribe")
+
+    def restart(self) -> None:
+        """Start over at the next packet: re-anchor offsets, wait for a keyframe."""
+        self._anchor = True
+        self._waiting_keyframe = self._video
+
+    def close(self) -> None:
+        self.producer.detach(self)
+        self.sender._on_keyframe_request = None
+
+    def _viewer_wants_keyframe(self) -> None:
+        self.producer.request_keyframe("viewer")
+
+    async def push(self, packet: RtpPacket, arrival_ms: int) -> None:
+        sender = self.sender
+        codec = sender._codec
+        if codec is None:
+            return
+        if packet.ssrc != self._source_ssrc:
+            self._source_ssrc = packet.ssrc
+            self.restart()
+        if self._waiting_keyframe:
+            if not keyframe_start(codec.mimeType, packet.payload):
+                self._gated.inc()
+                self.producer.request_keyframe("gate")
+                return
+            self._waiting_keyframe = False
+        now_ms = clock.current_ms()
+        if self._anchor:
+            self._anchor = False
+            if self._last_seq is None:
+                self._seq_offset = 0
+                self._ts_offset = 0
+            else:
+                elapsed = max(1, now_ms - self._last_sent_ms) * codec.clockRate // 1000
+                self._seq_offset = (self._last_seq + 1 - packet.sequence_number) & 0xFFFF
+                self._ts_offset = (self._last_ts + elapsed - packet.timestamp) & 0xFFFFFFFF
+        seq = (packet.sequence_number + self._seq_offset) & 0xFFFF
+        ts = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
+        try:
+            sent = await sender.forward(packet, seq, ts)
+        except ConnectionError:
+            return
+        if sent:
+            self._last_seq, self._last_ts, self._last_sent_ms = seq, ts, now_ms
+            self.packets_sent += 1
+            self.bytes_sent += sent
+            self._packets.inc()
+            self._bytes.inc(sent)
+            metrics.FORWARD_LATENCY.observe(max(0, clock.current_ms() - arrival_ms) / 1000)
+

@@ -1,0 +1,57 @@
+"""Prometheus metrics. Labels stay bounded: no per-call or per-person label values."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PACKETS_FORWARDED = Counter(
+    "relay_media_packets_forwarded_total",
+    "RTP packets forwarded from one leg to another (or to a watcher)",
+    ["kind", "direction"],
+)
+BYTES_FORWARDED = Counter(
+    "relay_media_bytes_forwarded_total",
+    "RTP bytes (as sent, before SRTP) forwarded",
+    ["kind", "direction"],
+)
+PACKETS_WITHHELD = Counter(
+    "relay_media_packets_withheld_total",
+    "RTP packets not forwarded because the call was paused",
+    ["kind", "direction"],
+)
+BYTES_WITHHELD = Counter(
+    "relay_media_bytes_withheld_total",
+    "RTP payload bytes not forwarded because the call was paused",
+    ["kind", "direction"],
+)
+PACKETS_GATED = Counter(
+    "relay_media_packets_waiting_keyframe_total",
+    "Video packets held back from a viewer until a keyframe starts",
+    ["direction"],
+)
+KEYFRAME_REQUESTS = Counter(
+    "relay_keyframe_requests_total",
+    "Keyframe requests (PLI) sent upstream to a sending leg",
+    ["reason"],
+)
+NACKS_RECEIVED = Counter(
+    "relay_nacks_received_total", "NACK feedback packets received from viewers"
+)
+LEGS_CONNECTED = Gauge("relay_legs_connected", "Legs with a live peer connection", ["role"])
+CALLS = Gauge("relay_calls", "Calls known to the relay, by state", ["state", "establishment"])
+PAUSES = Counter("relay_call_pauses_total", "Calls paused, by reason", ["reason"])
+SIGNALLING_ERRORS = Counter(
+    "relay_signalling_errors_total", "Signalling messages refused, by error code", ["code"]
+)
+JOINS_REFUSED = Counter("relay_joins_refused_total", "Join attempts refused, by code", ["code"])
+FORWARD_LATENCY = Histogram(
+    "relay_forward_latency_seconds",
+    "Time from a packet's arrival to its departure on the other leg",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05),
+)
+RECORDING_BYTES = Counter("relay_recording_bytes_total", "Bytes written to recordings")
+LOOP_LAG = Histogram(
+    "relay_event_loop_lag_seconds",
+    "How late the event loop ran a timer scheduled for now",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)

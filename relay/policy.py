@@ -1,0 +1,252 @@
+"""The one authority over a call's state.
+
+scheduled -> waiting (one side joined) -> live <-> paused -> ended, each change with a reason.
+Everything else follows: the forwarder reads ``call.media_paused``; clients, staff and the
+audit trail get the events. The call ends at its slot's end whatever time it started;
+warnings go out before that. A party that drops may rejoin within a grace window; if it does
+not, the call ends as a technical failure (which gives the allowance back).
+
+Pauses are a set of reasons (vision on either side, staff, slot not started). Media flows only
+when the set is empty, so a staff resume does not undo a vision pause still in force, and a
+vision "cleared" needs ``resume_after_clear_s`` of calm before it lifts its reason (or a
+staff resume, where the establishment says staff must resume).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import metrics
+from .calls import Call
+from .config import Config
+
+log = logging.getLogger(__name__)
+
+Audit = Callable[[str, dict[str, Any]], None]
+Outcome = Callable[[str, str], None]
+
+REASON_TEXT = {
+    "vision:family": "someone who is not on the booking appeared on the family side's camera",
+    "vision:prison": "someone other than the prisoner appeared on the prison side's camera",
+    "staff": "a member of staff paused the call",
+    "before_start": "the call has not started yet",
+}
+END_TEXT = {
+    "time_limit": "the booked time is over",
+    "staff": "a member of staff ended the call",
+    "left": "the other side left the call",
+    "leg_lost": "the other side's connection was lost and did not come back",
+    "shutdown": "the relay is restarting; rejoin with the same link",
+    "booking_cancelled": "the booking was cancelled",
+}
+TECHNICAL_ENDS = frozenset({"leg_lost", "shutdown"})
+
+
+class CallPolicy:
+    def __init__(
+        self,
+        call: Call,
+        config: Config,
+        audit: Audit | None = None,
+        on_outcome: Outcome | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.call = call
+        self.config = config
+        self.state = "scheduled"
+        self.reason = "created"
+        self.pause_reasons: set[str] = set()
+        self.ended = asyncio.Event()
+        self._audit = audit or (lambda kind, detail: None)
+        self._on_outcome = on_outcome or (lambda outcome, reason: None)
+        self._clock = clock
+        self._timers: list[asyncio.TimerHandle] = []
+        self._grace: dict[str, asyncio.TimerHandle] = {}
+        self._clear_timers: dict[str, asyncio.TimerHandle] = {}
+        self._awaiting_staff: set[str] = set()
+        self._staff_must_resume = bool(getattr(call.policy_settings, "staff_must_resume", False))
+        self._schedule()
+
+    # --- time ----------------------------------------------------------------------------
+
+    def seconds_left(self) -> float:
+        return max(0.0, self.call.ends_at - self._clock())
+
+    def _schedule(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = self._clock()
+        if now < self.call.starts_at:
+            self.pause_reasons.add("before_start")
+            self._timers.append(loop.call_later(self.call.starts_at - now, self._slot_started))
+        for before in self.config.warn_before_end_s:
+            delay = self.call.ends_at - before - now
+            if delay > 0:
+                self._timers.append(loop.call_later(delay, self._warn, before))
+        self._timers.append(loop.call_later(max(0.0, self.call.ends_at - now), self.end, "time_limit"))
+        self._apply()
+
+    def _slot_started(self) -> None:
+        self._lift("before_start", "slot_started")
+
+    def _warn(self, before: float) -> None:
+        if self.state == "ended":
+            return
+        left = round(self.seconds_left())
+        self._audit("warning", {"seconds_left": left})
+        self.call.broadcast("warning", seconds_left=left, ends_at=self.call.ends_at)
+
+    # --- legs ----------------------------------------------------------------------------
+
+    def leg_joined(self, role: str, rejoined: bool = False) -> None:
+        timer = self._grace.pop(role, None)
+        if timer is not None:
+            timer.cancel()
+        self._audit("rejoin" if rejoined else "join", {"role": role})
+        if role != "watcher":
+            self._apply("rejoined" if rejoined else f"{role}_joined")
+            self.call.request_keyframes("join")
+        else:
+            self.call.request_keyframes("watch")
+
+    def leg_left(self, role: str, dropped: bool) -> None:
+        """A party left on purpose (``dropped`` False) or its connection was lost."""
+        if self.state == "ended":
+            return
+        self._audit("drop" if dropped else "leave", {"role": role})
+        if role == "watcher":
+            return
+        if not dropped:
+            self.end("left")
+            return
+        grace = min(self.config.reconnect_grace_s, self.seconds_left())
+        loop = asyncio.get_running_loop()
+        self._grace[role] = loop.call_later(grace, self.end, "leg_lost")
+        self._apply(f"{role}_reconnecting")
+
+    # --- pausing -------------------------------------------------------------------------
+
+    def staff_pause(self, staff: str, note: str = "") -> None:
+        self._audit("staff_pause", {"staff": staff, "note": note})
+        self._add("staff", "staff_pause")
+
+    def staff_resume(self, staff: str) -> None:
+        self._audit("staff_resume", {"staff": staff})
+        reasons = {"staff"} | {r for r in self._awaiting_staff}
+        self._awaiting_staff.clear()
+        for r in reasons:
+            self.pause_reasons.discard(r)
+        self._apply("staff_resume")
+        if not self.pause_reasons:
+            self.call.request_keyframes("resume")
+
+    def staff_end(self, staff: str) -> None:
+        self._audit("staff_end", {"staff": staff})
+        self.end("staff")
+
+    def vision_over_limit(self, role: str, count: int, approved: int, evidence: Any = None) -> None:
+        key = f"vision:{role}"
+        timer = self._clear_timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        self._audit(
+            "vision_over_limit",
+            {"role": role, "count": count, "approved": approved, "evidence": evidence},
+        )
+        if key not in self.pause_reasons:
+            metrics.PAUSES.labels("vision").inc()
+        self._add(key, "vision_over_limit")
+
+    def vision_cleared(self, role: str, count: int) -> None:
+        key = f"vision:{role}"
+        self._audit("vision_cleared", {"role": role, "count": count})
+        if key not in self.pause_reasons:
+            return
+        if self._staff_must_resume:
+            self._awaiting_staff.add(key)
+            self.call.broadcast("state", **self.describe("awaiting_staff"))
+            return
+        loop = asyncio.get_running_loop()
+        old = self._clear_timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+        self._clear_timers[key] = loop.call_later(
+            self.config.resume_after_clear_s, self._lift, key, "vision_cleared"
+        )
+
+    def _add(self, reason: str, why: str) -> None:
+        if self.state == "ended":
+            return
+        if reason == "staff" and reason not in self.pause_reasons:
+            metrics.PAUSES.labels("staff").inc()
+        self.pause_reasons.add(reason)
+        self._apply(why)
+
+    def _lift(self, reason: str, why: str) -> None:
+        self._clear_timers.pop(reason, None)
+        if reason not in self.pause_reasons or self.state == "ended":
+            return
+        self.pause_reasons.discard(reason)
+        self._apply(why)
+        if not self.pause_reasons:
+            self.call.request_keyframes("resume")
+
+    # --- state ---------------------------------------------------------------------------
+
+    def _derive(self) -> str:
+        if len(self.call.legs) < 2:
+            return "waiting" if self.call.legs else "scheduled"
+        return "paused" if self.pause_reasons else "live"
+
+    def _apply(self, why: str | None = None) -> None:
+        if self.state == "ended":
+            return
+        self.call.media_paused = bool(self.pause_reasons)
+        new = self._derive()
+        if new != self.state or why in ("staff_pause", "vision_over_limit"):
+            old, self.state = self.state, new
+            if why:
+                self.reason = why
+            if old != new:
+                self._audit("state", {"from": old, "to": new, "reason": self.reason})
+                log.info("call %s: %s -> %s (%s)", self.call.id, old, new, self.reason,
+                         extra={"call_id": self.call.id})
+            self.call.broadcast("state", **self.describe())
+
+    def describe(self, note: str | None = None) -> dict[str, Any]:
+        reasons = sorted(self.pause_reasons)
+        return {
+            "state": self.state,
+            "reason": self.reason,
+            "paused_because": [REASON_TEXT.get(r, r) for r in reasons],
+            "pause_reasons": reasons,
+            "awaiting_staff": note == "awaiting_staff" or bool(self._awaiting_staff),
+            "ends_at": self.call.ends_at,
+            "seconds_left": round(self.seconds_left()),
+        }
+
+    def end(self, reason: str) -> None:
+        if self.state == "ended":
+            return
+        for timer in [*self._timers, *self._grace.values(), *self._clear_timers.values()]:
+            timer.cancel()
+        self._timers.clear()
+        self._grace.clear()
+        self._clear_timers.clear()
+        old, self.state, self.reason = self.state, "ended", reason
+        self.call.media_paused = True
+        technical = reason in TECHNICAL_ENDS
+        self._audit("state", {"from": old, "to": "ended", "reason": reason})
+        log.info("call %s ended: %s", self.call.id, reason, extra={"call_id": self.call.id})
+        self.call.broadcast(
+            "state", state="ended", reason=reason, message=END_TEXT.get(reason, reason),
+            ends_at=self.call.ends_at, seconds_left=0,
+        )
+        try:
+            self._on_outcome("failed" if technical else "completed", reason)
+        except Exception:  # the outcome is bookkeeping: never let it break the end itself
+            log.exception("recording the outcome of call %s failed", self.call.id)
+        self.ended.set()

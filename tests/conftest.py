@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from relay.app import create_app
+from relay.config import Config
+from tests.support import TokenTable
+
+
+@pytest.fixture
+def config(tmp_path):
+    return Config(data_dir=tmp_path, recordings_dir=tmp_path / "recordings", seed_demo=False,
+                  vision_enabled=False)
+
+
+@pytest.fixture
+def tokens():
+    return TokenTable()
+
+
+@pytest.fixture
+async def relay(config, tokens):
+    """A relay on 127.0.0.1 with a plain token table (core tests, not vetting tests)."""
+    app = create_app(config, admit=tokens)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    server.base_url = str(server.make_url("")).rstrip("/")
+    yield server
+    await server.close()
