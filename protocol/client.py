@@ -194,6 +194,8 @@ class CallClient:
             self.packets[name] += 1
             self.bytes[name] += len(packet.payload)
             if self.receive == "count":
+                if kind == "audio" or packet.marker:
+                    self.frames[name] += 1
                 return
             if assembler is None:
                 mime = "audio/opus" if kind == "audio" else self._video_mime()

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable
 import aioice.ice
 import aiortc
 from aiortc import (
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCPeerConnection,
     RTCRtpReceiver,
@@ -89,8 +90,14 @@ def announce_address(sdp: str, announced: str) -> str:
 
 
 def new_peer_connection() -> RTCPeerConnection:
-    """A peer connection that talks to no STUN/TURN server (aiortc's default is Google's)."""
-    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    """A peer connection that talks to no STUN/TURN server (aiortc's default is Google's).
+
+    MAX_BUNDLE: with aiortc's default (balanced), an answerer given two sections of one kind
+    (a watcher's offer) leaves the second on a transport that BUNDLE then discards.
+    """
+    return RTCPeerConnection(
+        RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+    )
 
 
 # --- receiving without decoding --------------------------------------------------------------

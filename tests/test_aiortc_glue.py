@@ -1,0 +1,55 @@
+"""Fails loudly when aiortc changes the internals relay/aiortc_glue.py relies on."""
+
+from __future__ import annotations
+
+import inspect
+
+import aioice.ice
+import aiortc
+from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+
+from relay import aiortc_glue
+
+
+def test_aiortc_version_is_the_pinned_one():
+    assert aiortc.__version__ == aiortc_glue.AIORTC_VERSION
+    aiortc_glue.check_aiortc_version()
+
+
+def _source(obj) -> str:
+    return inspect.getsource(obj)
+
+
+def test_receiver_private_state_still_exists():
+    src = _source(RTCRtpReceiver.__init__)
+    for name in ("__codecs", "__rtx_ssrc", "__remote_streams", "__nack_generator",
+                 "__remote_bitrate_estimator", "__rtcp_ssrc", "__started", "__transport",
+                 "__rtcp_task", "__decoder_thread"):
+        assert f"self.{name}" in src, f"RTCRtpReceiver lost {name}"
+    handle = _source(RTCRtpReceiver._handle_rtp_packet)
+    assert "unwrap_rtx" in handle and "nack_generator" in handle
+    assert "_register_rtp_receiver" in _source(RTCRtpReceiver.receive)
+    assert hasattr(RTCRtpReceiver, "_send_rtcp_pli") and hasattr(RTCRtpReceiver, "_run_rtcp")
+
+
+def test_sender_private_state_still_exists():
+    src = _source(RTCRtpSender.__init__)
+    for name in ("__rtp_history", "__rtp_header_extensions_map", "__mid", "__ntp_timestamp",
+                 "__rtp_timestamp", "__octet_count", "__packet_count", "__rtp_started",
+                 "__rtp_exited", "__encoder"):
+        assert f"self.{name}" in src, f"RTCRtpSender lost {name}"
+    assert "self._run_rtp(" in _source(RTCRtpSender.send)
+    assert "_send_keyframe" in _source(RTCRtpSender._handle_rtcp_packet)
+    assert "_retransmit" in _source(RTCRtpSender._handle_rtcp_packet)
+
+
+def test_transceiver_codec_list_and_ice_address_hook():
+    assert "_codecs" in _source(RTCRtpTransceiver.__init__)
+    assert "get_host_addresses(" in _source(aioice.ice.Connection.gather_candidates)
+
+
+def test_announce_address_rewrites_host_candidates():
+    sdp = ("v=0\r\nc=IN IP4 127.0.0.1\r\n"
+           "a=candidate:abc 1 udp 2130706431 127.0.0.1 40000 typ host\r\n")
+    out = aiortc_glue.announce_address(sdp.replace("\r\n", "\n"), "203.0.113.7")
+    assert "203.0.113.7 40000 typ host" in out and "c=IN IP4 203.0.113.7" in out
