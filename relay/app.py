@@ -30,6 +30,7 @@ def create_app(config: Config, admit: Admit, registry: CallRegistry | None = Non
     app["admit"] = admit
     app["registry"] = registry or CallRegistry(config)
     app["sessions"] = set()
+    app["cleanups"] = set()
     app["ready_checks"] = []
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/healthz", healthz)

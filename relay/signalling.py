@@ -169,7 +169,12 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         session.send_error(m.E_INTERNAL, "the relay hit an internal error on this socket")
     finally:
         request.app["sessions"].discard(session)
-        await session.finish()
+        # aiohttp cancels this handler when the peer vanishes; leaving the call (closing the
+        # peer connection, telling the policy) must finish regardless, so it runs on its own.
+        cleanup = asyncio.ensure_future(session.finish())
+        request.app["cleanups"].add(cleanup)
+        cleanup.add_done_callback(request.app["cleanups"].discard)
+        await asyncio.shield(cleanup)
         if not ws.closed:
             await ws.close(code=CLOSE_ENDED, message=b"call ended")
     return ws

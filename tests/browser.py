@@ -1,0 +1,53 @@
+"""Headless Chromium (Debian's, no browser download) driven by Playwright, on loopback only."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def require_chromium() -> None:
+    if not shutil.which("chromium") and not shutil.which("/usr/bin/chromium"):
+        pytest.fail("Debian's chromium is required (apt-get install chromium; .ci/run does it)")
+
+
+@contextlib.asynccontextmanager
+async def chromium(extra_flags: list[str] | None = None) -> AsyncIterator:
+    from playwright.async_api import async_playwright
+
+    require_chromium()
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    async with async_playwright() as pw:
+        context = await pw.chromium.launch_persistent_context(
+            profile,
+            executable_path=CHROMIUM,
+            headless=True,
+            args=FLAGS + (extra_flags or []),
+            viewport={"width": 1024, "height": 720},
+            bypass_csp=True,  # lets the test evaluate scripts; the pages keep their CSP
+        )
+        try:
+            yield context
+        finally:
+            await context.close()
+            shutil.rmtree(profile, ignore_errors=True)
