@@ -62,6 +62,8 @@ class CallClient:
         keep_frames: bool = False,
         reconnect: bool = True,
         on_message: Callable[[dict[str, Any]], None] | None = None,
+        on_track: Callable[[MediaStreamTrack], None] | None = None,
+        on_frame: Callable[[str, str, EncodedFrame], None] | None = None,
     ) -> None:
         base = relay_url.rstrip("/")
         self.ws_url = base.replace("http://", "ws://").replace("https://", "wss://") + "/ws"
@@ -73,6 +75,8 @@ class CallClient:
         self.keep_frames = keep_frames
         self.reconnect = reconnect
         self.on_message = on_message
+        self.on_track = on_track
+        self.on_frame = on_frame
         self.messages: list[dict[str, Any]] = []
         self.state: str | None = None
         self.joined: dict[str, Any] | None = None
@@ -188,6 +192,8 @@ class CallClient:
             self.frames[name] += 1
             if self.keep_frames:
                 self.encoded[name].append(frame)
+            if self.on_frame is not None and assembler is not None:
+                self.on_frame(name, assembler.mime, frame)
 
         async def sink(packet: Any, arrival_ms: int) -> None:
             nonlocal assembler
@@ -210,6 +216,9 @@ class CallClient:
         return "video/VP8"
 
     def _on_track(self, track: MediaStreamTrack) -> None:
+        if self.on_track is not None:
+            self.on_track(track)  # the caller consumes it (e.g. a recorder)
+            return
         index = sum(1 for k in self.frames if k.startswith(track.kind))
         name = f"{track.kind}{index}"
         self.frames[name] = 0

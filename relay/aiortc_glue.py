@@ -17,6 +17,7 @@ public STUN server. ``tests/test_aiortc_glue.py`` fails loudly if aiortc changes
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -44,6 +45,9 @@ from aiortc.rtp import (
     pack_remb_fci,
     unwrap_rtx,
 )
+
+log = logging.getLogger(__name__)
+_sink_errors: dict[str, int] = {}
 
 AIORTC_VERSION = "1.16.0"
 """The aiortc release whose internals this module was written against."""
@@ -158,7 +162,13 @@ class ForwardingReceiver(RTCRtpReceiver):
         if nack is not None and nack.add(packet):
             await self._send_rtcp_nack(packet.ssrc, sorted(nack.missing))
         if self._sink is not None and packet.payload:
-            await self._sink(packet, arrival_time_ms)
+            try:
+                await self._sink(packet, arrival_time_ms)
+            except Exception:
+                # an error here must not end aiortc's receive loop for the whole connection
+                _sink_errors[type(self._sink).__name__] = _sink_errors.get(type(self._sink).__name__, 0) + 1
+                if _sink_errors[type(self._sink).__name__] <= 3:
+                    log.exception("packet sink failed; the packet was dropped")
 
     async def request_keyframe(self, media_ssrc: int) -> None:
         await self._send_rtcp_pli(media_ssrc)
