@@ -461,6 +461,20 @@ class Store:
     def prisoner_by_number(self, number: str) -> sqlite3.Row | None:
         return self._db.execute("SELECT * FROM prisoners WHERE number = ?", (number,)).fetchone()
 
+    def prisoners(self, establishment_id: int) -> list[sqlite3.Row]:
+        return self._db.execute(
+            "SELECT * FROM prisoners WHERE establishment_id = ? ORDER BY number",
+            (establishment_id,),
+        ).fetchall()
+
+    def is_approved_contact(self, prisoner_id: int, visitor_id: int) -> bool:
+        r = self._db.execute(
+            "SELECT 1 FROM approved_contacts WHERE prisoner_id = ? AND visitor_id = ?"
+            " AND status = 'approved'",
+            (prisoner_id, visitor_id),
+        ).fetchone()
+        return r is not None
+
     def add_visitor(
         self, name: str, date_of_birth: str, identity_verified: bool, now: float
     ) -> tuple[int, str]:
