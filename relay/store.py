@@ -372,6 +372,9 @@ class Store:
             )
             return int(cur.lastrowid)
 
+    def establishment_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM establishments").fetchone()[0])
+
     def find_establishment(self, name: str) -> int | None:
         row = self._db.execute("SELECT id FROM establishments WHERE name = ?", (name,)).fetchone()
         return None if row is None else int(row[0])
