@@ -787,7 +787,7 @@ class Store:
             raise StoreError("bad_call_type", "call type must be social or legal")
         if not prisoner["video_call_eligible"]:
             raise StoreError("prisoner_not_eligible", "this prisoner may not have video calls")
-        minutes = (ends_at - starts_at) / 60
+        minutes = round((ends_at - starts_at) / 60, 3)  # float noise at epoch magnitudes
         if minutes not in policy.allowed_call_minutes:
             allowed = ", ".join(str(m) for m in policy.allowed_call_minutes)
             raise StoreError("bad_call_length", f"a call lasts one of: {allowed} minutes")
