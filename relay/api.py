@@ -23,6 +23,7 @@ import asyncio
 import json
 import logging
 import time
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
@@ -90,7 +91,7 @@ class Ctx:
 
     def path_id(self, name: str) -> int:
         raw = self.request.match_info[name]
-        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
+        if len(raw) > 16 or not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
             raise ApiError(404, "not_found", f"no such {name.removesuffix('_id')}")
         return int(raw)
 
@@ -119,7 +120,13 @@ class Ctx:
         self.check_not_blocked()
         scheme, _, key = header.partition(" ")
         ident, _, secret = key.strip().partition(".")
-        if scheme.lower() != "bearer" or not ident.isascii() or not ident.isdigit() or not secret:
+        if (
+            scheme.lower() != "bearer"
+            or len(ident) > 16
+            or not ident.isascii()
+            or not ident.isdigit()
+            or not secret
+        ):
             raise self.refuse_auth("bad_credentials", "malformed visitor access key")
         vid = int(ident)
         if vid > MAX_ID or self.store.check_visitor(vid, secret) is None:
@@ -199,6 +206,9 @@ def staff_json(s: Staff) -> dict[str, Any]:
 def issue_join_token(ctx: Ctx, booking: Booking, participant: str, role: str) -> dict[str, Any]:
     """Issue a token after checking the live booking exactly as the relay will on joining."""
     if booking.ends_at <= ctx.now:
+        log.warning(
+            "token refused code=token_expired booking=%s participant=%s", booking.id, participant
+        )
         raise ApiError(409, "token_expired", "the call's slot has ended")
     claims = JoinClaims(
         booking_id=booking.id,
@@ -603,10 +613,12 @@ def setup_api(app: web.Application) -> None:
     signalling server). ``app["clock"]`` (a ``time.time``-like callable) may be set for tests.
     """
     config = app["config"]
-    if "token_secret" not in app:
-        app["token_secret"] = auth.load_secret(config)
-    if "auth_limiter" not in app:
-        app["auth_limiter"] = auth.BadAttemptLimiter(config.bad_token_limit_per_min)
+    with warnings.catch_warnings():  # the project keys its app state by plain strings
+        warnings.simplefilter("ignore", web.NotAppKeyWarning)
+        if "token_secret" not in app:
+            app["token_secret"] = auth.load_secret(config)
+        if "auth_limiter" not in app:
+            app["auth_limiter"] = auth.BadAttemptLimiter(config.bad_token_limit_per_min)
     api = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
     for op in OPERATIONS:
         api.router.add_route(op.method, op.path, _route(op), name=op.op_id)
@@ -614,8 +626,10 @@ def setup_api(app: web.Application) -> None:
 
     async def _start(app: web.Application) -> None:
         if "join_gate" not in app:
-            app["join_gate"] = auth.JoinGate(
-                app["token_secret"], app["store"], app["auth_limiter"]
-            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", web.NotAppKeyWarning)
+                app["join_gate"] = auth.JoinGate(
+                    app["token_secret"], app["store"], app["auth_limiter"]
+                )
 
     app.on_startup.append(_start)

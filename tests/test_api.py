@@ -405,3 +405,13 @@ async def test_staff_register_visitor_and_outcome(api, world):
     assert done["status"] == "failed"
     ps = await ok(await api.get("/api/v1/staff/prisoners", headers=officer))
     assert {p["number"] for p in ps["prisoners"]} == {"A1234BC", "A5678DE"}
+
+
+async def test_huge_numbers_are_4xx(api):
+    digits = "9" * 5000
+    await err(await api.get(f"/api/v1/bookings/{digits}", headers=bearer(api.world, "mum")),
+              404, "not_found")
+    await err(await api.get("/api/v1/bookings", headers={"Authorization": f"Bearer {digits}.x"}),
+              401, "bad_credentials")
+    await err(await api.post("/api/v1/laptop/token", data=f'{{"laptop_id": {digits}}}',
+                             headers={"Content-Type": "application/json"}), 400, "bad_json")

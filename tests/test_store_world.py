@@ -6,7 +6,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from relay.store import Store
+import pytest
+
+from relay.store import AdmissionRefused, Store, StoreError
 
 NOW = dt.datetime(2026, 12, 10, 8, 0, tzinfo=dt.UTC).timestamp()
 HOUR = 3600.0
@@ -67,6 +69,25 @@ def make_world(path: Path) -> World:
             staff = w.admin_a if p != w.prisoner_b else w.officer_b
             s.approve_contact(p, w.visitors[name][0], staff, NOW)
     return w
+
+
+def book(w, starts, minutes=30, main="mum", others=(), call_type="social", prisoner=None):
+    return w.store.request_booking(
+        prisoner_id=prisoner or w.prisoner_a, call_type=call_type, starts_at=starts,
+        minutes=minutes, main_visitor_id=w.vid(main), visitor_ids=[w.vid(o) for o in others],
+        requested_by="family", now=NOW, actor="test",
+    )
+
+
+def approved(w, starts, **kw):
+    b = book(w, starts, **kw)
+    return w.store.approve_booking(b.id, w.officer_a, NOW)
+
+
+def code_of(fn, *a, **kw):
+    with pytest.raises((StoreError, AdmissionRefused)) as e:
+        fn(*a, **kw)
+    return e.value.code
 
 
 def test_world_builds(tmp_path):
