@@ -84,3 +84,24 @@ def test_reschedule_rechecks(w):
     )
     kept = s.reschedule_booking(b.id, NOW + 5 * DAY, 30, "staff:1", NOW, keep_approval=True)
     assert kept.status == "approved" and kept.laptop_id is not None
+
+
+def test_main_visitor_age_on_the_slot_date(w):
+    import datetime as dt
+
+    s = w.store
+    slot = dt.datetime(2027, 1, 15, 10, 0, tzinfo=dt.UTC).timestamp()
+    teen, _ = s.add_visitor("Teen", "2009-01-15", True, NOW)  # 18 on the slot's day
+    young, _ = s.add_visitor("Young", "2009-01-16", True, NOW)  # 18 the day after
+    for v in (teen, young):
+        s.approve_contact(w.prisoner_a, v, w.admin_a, NOW)
+    ok = s.request_booking(
+        prisoner_id=w.prisoner_a, call_type="social", starts_at=slot, minutes=30,
+        main_visitor_id=teen, visitor_ids=[], requested_by="family", now=NOW, actor="t",
+    )
+    assert ok.main_visitor_id == teen
+    assert code_of(
+        s.request_booking, prisoner_id=w.prisoner_a, call_type="social", starts_at=slot + 3600,
+        minutes=30, main_visitor_id=young, visitor_ids=[], requested_by="family", now=NOW,
+        actor="t",
+    ) == "main_visitor_under_age"
