@@ -30,7 +30,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning"),
     pytest.mark.timeout(240),
 ]
-EXAMPLES = 25  # per operation and mode: about 1100 requests in all
+EXAMPLES = 20  # per operation and mode: about 900 requests in all
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
