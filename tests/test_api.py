@@ -1,0 +1,417 @@
+"""The booking API over real HTTP (aiohttp test server) on a real SQLite file."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from aiohttp import web
+
+from protocol import tokens
+from relay.api import setup_api
+from relay.config import Config
+from relay.store import AdmissionRefused
+from tests.test_store_world import DAY, NOW, PASSWORD, make_world
+
+pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
+
+SECRET = "test-secret-0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture
+def world(tmp_path):
+    w = make_world(tmp_path / "relay.sqlite")
+    yield w
+    w.store.close()
+
+
+@pytest.fixture
+def clock():
+    return {"now": NOW}
+
+
+@pytest.fixture
+async def api(aiohttp_client, world, clock, tmp_path):
+    app = web.Application()
+    app["config"] = Config(
+        data_dir=tmp_path, secret_key=SECRET, bad_token_limit_per_min=8,
+        public_url="https://relay.example",
+    )
+    app["store"] = world.store
+    app["clock"] = lambda: clock["now"]
+    setup_api(app)
+    client = await aiohttp_client(app)
+    client.world = world
+    client.app_ = app
+    return client
+
+
+def bearer(world, name):
+    return {"Authorization": f"Bearer {world.key(name)}"}
+
+
+async def login(client, username):
+    r = await client.post("/api/v1/staff/login", json={"username": username, "password": PASSWORD})
+    assert r.status == 200, await r.text()
+    cookie = r.cookies["relay_staff"]
+    client.session.cookie_jar.clear()
+    return {"Cookie": f"relay_staff={cookie.value}"}
+
+
+async def ok(resp, status=200):
+    body = await resp.json()
+    assert resp.status == status, body
+    return body
+
+
+async def err(resp, status, code):
+    body = await resp.json()
+    assert resp.status == status, body
+    assert body["error"]["code"] == code, body
+    assert set(body["error"]) == {"code", "message"}
+    return body
+
+
+async def family_request(client, who="mum", starts=NOW + DAY, minutes=30, **extra):
+    w = client.world
+    body = {"prisoner_number": "A1234BC", "starts_at": starts, "minutes": minutes, **extra}
+    return await client.post("/api/v1/bookings", json=body, headers=bearer(w, who))
+
+
+async def test_family_flow_end_to_end(api):
+    w = api.world
+    officer = await login(api, "officer_a")
+    b = await ok(await family_request(api, visitor_ids=[w.vid("dad")]), 201)
+    assert b["status"] == "requested" and b["requested_by"] == "family"
+    assert b["visitor_ids"] == sorted([w.vid("mum"), w.vid("dad")])
+    # not approved yet: no join link
+    await err(await api.post(f"/api/v1/bookings/{b['id']}/join-token", headers=bearer(w, "mum")),
+              409, "booking_not_approved")
+    b = await ok(await api.post(f"/api/v1/staff/bookings/{b['id']}/approve", headers=officer))
+    assert b["status"] == "approved" and b["laptop_id"] == w.laptops_a[0][0]
+    # family join link, dad's own token too
+    j = await ok(await api.post(f"/api/v1/bookings/{b['id']}/join-token", headers=bearer(w, "mum")))
+    assert j["join_url"].startswith("https://relay.example/join?token=v1.")
+    assert j["nbf"] == b["starts_at"] - 600 and j["exp"] == b["ends_at"]
+    await ok(await api.post(f"/api/v1/bookings/{b['id']}/join-token", headers=bearer(w, "dad")))
+    # the visitor's own list
+    mine = await ok(await api.get("/api/v1/bookings", headers=bearer(w, "dad")))
+    assert [x["id"] for x in mine["bookings"]] == [b["id"]]
+    # the prison laptop exchanges its credentials for the prison token
+    lid, lsecret = w.laptops_a[0]
+    p = await ok(await api.post("/api/v1/laptop/token", json={
+        "laptop_id": lid, "laptop_secret": lsecret, "booking_id": b["id"]}))
+    assert p["role"] == "prison" and p["participant"] == f"laptop:{lid}"
+    # staff watcher token
+    wt = await ok(await api.post(f"/api/v1/staff/bookings/{b['id']}/watch-token", headers=officer))
+    assert wt["role"] == "watcher"
+    # the signalling server admits all three when the slot starts
+    gate = api.app_["join_gate"]
+    faces = [gate.admit(t["token"], "127.0.0.1", b["starts_at"]).approved_faces for t in (j, p, wt)]
+    assert faces == [2, 1, 0]
+
+    # allowance: 30 used, a 60-minute call does not fit, a 30-minute one does
+    await err(await family_request(api, starts=NOW + 2 * DAY, minutes=60), 409,
+              "allowance_exceeded")
+    b3 = await ok(await family_request(api, starts=NOW + 3 * DAY), 201)
+    await ok(await api.post(f"/api/v1/staff/bookings/{b3['id']}/approve", headers=officer))
+    await err(await family_request(api, starts=NOW + 4 * DAY), 409, "allowance_exceeded")
+    # the first call fails for a technical reason: its 30 minutes come back
+    w.store.mark_call_outcome(b["id"], "failed", "ice_failed")
+    b4 = await ok(await family_request(api, starts=NOW + 4 * DAY), 201)
+    await ok(await api.post(f"/api/v1/staff/bookings/{b4['id']}/approve", headers=officer))
+    # cancel frees allowance; a cancelled booking's token stops working at once
+    j3 = await ok(await api.post(f"/api/v1/bookings/{b3['id']}/join-token",
+                                 headers=bearer(w, "mum")))
+    c = await ok(await api.post(f"/api/v1/bookings/{b3['id']}/cancel", headers=bearer(w, "mum")))
+    assert c["status"] == "cancelled"
+    with pytest.raises(AdmissionRefused) as e:
+        gate.admit(j3["token"], "127.0.0.1", NOW + 3 * DAY)
+    assert e.value.code == "booking_cancelled"
+
+
+async def test_family_rules_over_http(api):
+    w = api.world
+    five = [w.vid(n) for n in ("dad", "sis", "bro", "aunt")]
+    await err(await family_request(api, visitor_ids=five), 422, "too_many_visitors")
+    await err(await family_request(api, visitor_ids=[w.vid("stranger")]), 422,
+              "visitor_not_approved")
+    await err(await family_request(api, who="kid"), 422, "main_visitor_under_age")
+    await err(await family_request(api, minutes=45), 400, "invalid_request")
+    await err(await family_request(api, starts=NOW - 10), 422, "slot_in_past")
+    # a stranger cannot even learn that the prisoner exists
+    await err(await family_request(api, who="stranger"), 404, "prisoner_not_found")
+    await err(await family_request(api, who="bfam"), 404, "prisoner_not_found")
+    # only the main visitor changes a booking; other party members may look
+    b = await ok(await family_request(api, visitor_ids=[w.vid("dad")]), 201)
+    await err(await api.post(f"/api/v1/bookings/{b['id']}/cancel", headers=bearer(w, "dad")),
+              403, "forbidden")
+    await ok(await api.get(f"/api/v1/bookings/{b['id']}", headers=bearer(w, "dad")))
+    await err(await api.get(f"/api/v1/bookings/{b['id']}", headers=bearer(w, "sis")),
+              404, "booking_not_found")
+    # reschedule goes back to requested and re-checks the rules
+    await err(await api.post(f"/api/v1/bookings/{b['id']}/reschedule",
+                             json={"starts_at": NOW - 5, "minutes": 30}, headers=bearer(w, "mum")),
+              422, "slot_in_past")
+    r = await ok(await api.post(f"/api/v1/bookings/{b['id']}/reschedule",
+                                json={"starts_at": NOW + 2 * DAY, "minutes": 60},
+                                headers=bearer(w, "mum")))
+    assert r["status"] == "requested" and r["minutes"] == 60
+
+
+async def test_prisoner_kiosk_flow_and_capacity(api, world):
+    w = world
+    officer = await login(api, "officer_a")
+    lid, lsecret = w.laptops_a[1]
+    creds = {"laptop_id": lid, "laptop_secret": lsecret}
+    t = NOW + DAY
+    body = {**creds, "prisoner_number": "A1234BC", "visitor_id": w.vid("mum"),
+            "starts_at": t, "minutes": 30}
+    b = await ok(await api.post("/api/v1/kiosk/bookings", json=body), 201)
+    assert b["requested_by"] == "prisoner" and b["main_visitor_id"] == w.vid("mum")
+    await ok(await api.post(f"/api/v1/staff/bookings/{b['id']}/approve", headers=officer))
+    # 4 visitors at most in all
+    many = {**body, "starts_at": t + DAY,
+            "visitor_ids": [w.vid(n) for n in ("dad", "sis", "bro", "aunt")]}
+    await err(await api.post("/api/v1/kiosk/bookings", json=many), 422, "too_many_visitors")
+    # capacity: two laptops; a second prisoner takes the other one, a third is refused
+    b2 = await ok(await api.post("/api/v1/kiosk/bookings", json={
+        **body, "prisoner_number": "A5678DE", "starts_at": t + 600}), 201)
+    await ok(await api.post(f"/api/v1/staff/bookings/{b2['id']}/approve", headers=officer))
+    p3 = w.store.add_prisoner(w.est_a, "A9999ZZ", "Third")
+    w.store.approve_contact(p3, w.vid("dad"), w.admin_a, NOW)
+    await err(await api.post("/api/v1/kiosk/bookings", json={
+        **body, "prisoner_number": "A9999ZZ", "visitor_id": w.vid("dad"),
+        "starts_at": t + 1200}), 409, "slot_full")
+    # a prisoner of another establishment is not found from this kiosk
+    await err(await api.post("/api/v1/kiosk/bookings", json={**body, "prisoner_number": "B1234BC"}),
+              404, "prisoner_not_found")
+    # the laptop gets the prison token only for bookings assigned to it
+    b_full = w.store.booking(b["id"])
+    other_lid, other_secret = w.laptops_a[0] if b_full.laptop_id == lid else w.laptops_a[1]
+    await err(await api.post("/api/v1/laptop/token", json={
+        "laptop_id": other_lid, "laptop_secret": other_secret, "booking_id": b["id"]}),
+        403, "wrong_booking")
+    await ok(await api.post("/api/v1/laptop/token", json={
+        "laptop_id": b_full.laptop_id,
+        "laptop_secret": dict(w.laptops_a)[b_full.laptop_id], "booking_id": b["id"]}))
+    # the prisoner cancels from the kiosk
+    c = await ok(await api.post(f"/api/v1/kiosk/bookings/{b['id']}/cancel",
+                                json={**creds, "prisoner_number": "A1234BC"}))
+    assert c["status"] == "cancelled"
+
+
+async def test_staff_cannot_touch_another_establishment(api, world):
+    w = world
+    a_booking = await ok(await family_request(api), 201)
+    bid = a_booking["id"]
+    officer_b = await login(api, "officer_b")
+    me = await ok(await api.get("/api/v1/staff/me", headers=officer_b))
+    assert me["establishment_id"] == w.est_b
+    for method, path, body in [
+        ("GET", f"/api/v1/bookings/{bid}", None),
+        ("POST", f"/api/v1/bookings/{bid}/cancel", None),
+        ("POST", f"/api/v1/bookings/{bid}/reschedule", {"starts_at": NOW + 9 * DAY, "minutes": 30}),
+        ("POST", f"/api/v1/staff/bookings/{bid}/approve", None),
+        ("POST", f"/api/v1/staff/bookings/{bid}/decline", None),
+        ("POST", f"/api/v1/staff/bookings/{bid}/outcome", {"outcome": "failed"}),
+        ("POST", f"/api/v1/staff/bookings/{bid}/watch-token", None),
+    ]:
+        r = await api.request(method, path, json=body, headers=officer_b)
+        await err(r, 404, "booking_not_found")
+    listing = await ok(await api.get("/api/v1/staff/bookings", headers=officer_b))
+    assert listing["bookings"] == []
+    contacts = await ok(await api.get("/api/v1/staff/contacts", headers=officer_b))
+    assert {c["prisoner_id"] for c in contacts["contacts"]} == {w.prisoner_b}
+    a_contact = w.store.contacts(w.est_a)[0]
+    await err(await api.post(f"/api/v1/staff/contacts/{a_contact.id}/revoke", headers=officer_b),
+              404, "contact_not_found")
+    await err(await api.post("/api/v1/staff/contacts", headers=officer_b,
+                             json={"prisoner_id": w.prisoner_a, "visitor_id": w.vid("bfam")}),
+              403, "forbidden")  # an officer is not an admin, whatever the prisoner
+    assert w.store.booking(bid).status == "requested"
+    # officer A sees it
+    officer_a = await login(api, "officer_a")
+    listing = await ok(await api.get("/api/v1/staff/bookings?status=requested", headers=officer_a))
+    assert [x["id"] for x in listing["bookings"]] == [bid]
+    admin_a = await login(api, "admin_a")
+    await err(await api.post("/api/v1/staff/contacts", headers=admin_a,
+                             json={"prisoner_id": w.prisoner_b, "visitor_id": w.vid("mum")}),
+              404, "prisoner_not_found")
+
+
+async def test_revoke_cancels_and_invalidates_tokens(api, world, caplog):
+    w = world
+    admin = await login(api, "admin_a")
+    b = await ok(await family_request(api, visitor_ids=[w.vid("dad")]), 201)
+    await ok(await api.post(f"/api/v1/staff/bookings/{b['id']}/approve", headers=admin))
+    jd = await ok(await api.post(f"/api/v1/bookings/{b['id']}/join-token", headers=bearer(w, "dad")))
+    jm = await ok(await api.post(f"/api/v1/bookings/{b['id']}/join-token", headers=bearer(w, "mum")))
+    contact = next(c for c in w.store.contacts(w.est_a, w.prisoner_a) if c.visitor_id == w.vid("dad"))
+    r = await ok(await api.post(f"/api/v1/staff/contacts/{contact.id}/revoke", headers=admin))
+    assert r["cancelled_booking_ids"] == [b["id"]] and r["contact"]["status"] == "revoked"
+    gate = api.app_["join_gate"]
+    caplog.set_level(logging.INFO)
+    t = b["starts_at"]
+    for token, code in [
+        (jd["token"], "approval_revoked"),
+        (jm["token"], "booking_cancelled"),
+        (jm["token"][:-4] + "AAAA", "token_bad_signature"),
+        (tokens.issue(b"forger", tokens.verify(SECRET.encode(), jm["token"], t)), "token_bad_signature"),
+        ("garbage", "token_malformed"),
+    ]:
+        with pytest.raises(AdmissionRefused) as e:
+            gate.admit(token, "10.0.0.9", t)
+        assert e.value.code == code
+        assert f"code={code}" in caplog.text
+        assert token not in caplog.text
+    assert jd["token"] not in caplog.text and jm["token"] not in caplog.text
+    # the revoked visitor's join link cannot be re-issued either
+    await err(await api.post(f"/api/v1/bookings/{b['id']}/join-token", headers=bearer(w, "dad")),
+              403, "approval_revoked")
+    # re-approving does not resurrect the cancelled booking
+    c = await ok(await api.post("/api/v1/staff/contacts", headers=admin,
+                                json={"prisoner_id": w.prisoner_a, "visitor_id": w.vid("dad")}), 201)
+    assert c["status"] == "approved"
+    with pytest.raises(AdmissionRefused):
+        gate.admit(jd["token"], "10.0.0.9", t)
+
+
+async def test_token_windows_over_http(api, world, clock):
+    w = world
+    officer = await login(api, "officer_a")
+    b = await ok(await family_request(api), 201)
+    await ok(await api.post(f"/api/v1/staff/bookings/{b['id']}/approve", headers=officer))
+    j = await ok(await api.post(f"/api/v1/bookings/{b['id']}/join-token", headers=bearer(w, "mum")))
+    gate = api.app_["join_gate"]
+    for now, code in [(b["starts_at"] - 601, "token_not_yet_valid"), (b["ends_at"], "token_expired")]:
+        with pytest.raises(AdmissionRefused) as e:
+            gate.admit(j["token"], "127.0.0.2", now)
+        assert e.value.code == code
+    assert gate.admit(j["token"], "127.0.0.2", b["starts_at"] - 599).booking_id == b["id"]
+    # a token for another booking is refused by the store even with a good signature
+    other = await ok(await family_request(api, who="mum", starts=NOW + 5 * DAY), 201)
+    w.store.approve_booking(other["id"], w.officer_a, NOW)
+    claims = tokens.verify(SECRET.encode(), j["token"], b["starts_at"])
+    forged = tokens.JoinClaims(other["id"], f"visitor:{w.vid('dad')}", "family",
+                               claims.nbf, claims.exp)
+    with pytest.raises(AdmissionRefused) as e:
+        gate.admit(tokens.issue(SECRET.encode(), forged), "127.0.0.2", b["starts_at"])
+    assert e.value.code == "wrong_booking"
+    # after the slot, no new link
+    clock["now"] = b["ends_at"] + 1
+    await err(await api.post(f"/api/v1/bookings/{b['id']}/join-token", headers=bearer(w, "mum")),
+              409, "token_expired")
+
+
+async def test_staff_session_cookie(api):
+    r = await api.post("/api/v1/staff/login", json={"username": "officer_a", "password": PASSWORD})
+    assert r.status == 200
+    raw = r.headers["Set-Cookie"]
+    assert "HttpOnly" in raw and "SameSite=Strict" in raw and "Secure" not in raw
+    assert "Max-Age" not in raw and "expires" not in raw.lower()
+    cookie = {"Cookie": f"relay_staff={r.cookies['relay_staff'].value}"}
+    api.session.cookie_jar.clear()
+    await ok(await api.get("/api/v1/staff/me", headers=cookie))
+    await ok(await api.post("/api/v1/staff/logout", headers=cookie))
+    await err(await api.get("/api/v1/staff/me", headers=cookie), 401, "unauthenticated")
+    await err(await api.post("/api/v1/staff/login", json={"username": "officer_a", "password": "x"}),
+              401, "bad_credentials")
+    await err(await api.post("/api/v1/staff/login", json={"username": "nobody", "password": "x"}),
+              401, "bad_credentials")
+
+
+async def test_secure_cookie_with_tls(aiohttp_client, world, tmp_path):
+    app = web.Application()
+    app["config"] = Config(data_dir=tmp_path, tls_cert="cert.pem", tls_key="key.pem")
+    app["store"] = world.store
+    setup_api(app)
+    client = await aiohttp_client(app)
+    r = await client.post("/api/v1/staff/login", json={"username": "officer_a", "password": PASSWORD})
+    assert r.status == 200 and "Secure" in r.headers["Set-Cookie"]
+    assert (tmp_path / "secret.key").exists()
+
+
+async def test_bad_credentials_rate_limited(api, world, caplog):
+    caplog.set_level(logging.WARNING)
+    bad = {"Authorization": f"Bearer {world.vid('mum')}.not-the-secret"}
+    for _ in range(8):
+        await err(await api.get("/api/v1/bookings", headers=bad), 401, "bad_credentials")
+    r = await api.get("/api/v1/bookings", headers=bearer(world, "mum"))
+    await err(r, 429, "rate_limited")
+    assert int(r.headers["Retry-After"]) >= 1
+    await err(await api.post("/api/v1/laptop/token", json={
+        "laptop_id": 1, "laptop_secret": "x", "booking_id": 1}), 429, "rate_limited")
+    assert "not-the-secret" not in caplog.text
+    assert "code=bad_credentials" in caplog.text
+
+
+async def test_unauthenticated_and_malformed(api):
+    await err(await api.get("/api/v1/bookings"), 401, "unauthenticated")
+    await err(await api.get("/api/v1/staff/bookings"), 401, "unauthenticated")
+    await err(await api.get("/api/v1/nope"), 404, "not_found")
+    await err(await api.delete("/api/v1/bookings"), 405, "method_not_allowed")
+    await err(await api.get("/api/v1/bookings/abc", headers=bearer(api.world, "mum")), 404, "not_found")
+    await err(await api.get(f"/api/v1/bookings/{2**70}", headers=bearer(api.world, "mum")),
+              404, "not_found")
+    await err(await api.post("/api/v1/staff/login", data=b"{not json",
+                             headers={"Content-Type": "application/json"}), 400, "bad_json")
+    await err(await api.post("/api/v1/staff/login", data=b"NaN",
+                             headers={"Content-Type": "application/json"}), 400, "bad_json")
+    await err(await api.post("/api/v1/staff/login", data=b"a=b",
+                             headers={"Content-Type": "application/x-www-form-urlencoded"}),
+              415, "unsupported_media_type")
+    await err(await api.post("/api/v1/staff/login", json={"username": "x"}), 400, "invalid_request")
+    await err(await api.post("/api/v1/staff/login", json=[1]), 400, "invalid_request")
+    await err(await api.post("/api/v1/staff/login", data=b"x" * 70000,
+                             headers={"Content-Type": "application/json"}), 413, "body_too_large")
+    await err(await api.get("/api/v1/staff/bookings?limit=abc"), 400, "invalid_request")
+
+
+async def test_openapi_document_covers_every_route(api):
+    doc = await ok(await api.get("/api/v1/openapi.json"))
+    assert doc["openapi"].startswith("3.")
+    documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+    routes = set()
+    for resource in api.app_._subapps[0].router.resources():
+        info = resource.get_info()
+        path = info.get("formatter") or info.get("path")
+        for route in resource:
+            if route.method != "HEAD":
+                routes.add((route.method, path))
+    assert routes == documented
+    for ops in doc["paths"].values():
+        for op in ops.values():
+            assert "4XX" in op["responses"]
+
+
+async def test_staff_register_visitor_and_outcome(api, world):
+    admin = await login(api, "admin_a")
+    r = await ok(await api.post("/api/v1/staff/visitors", headers=admin, json={
+        "name": "New Friend", "date_of_birth": "1990-01-31", "identity_verified": True}), 201)
+    key = r["access_key"]
+    assert key.startswith(f"{r['visitor_id']}.")
+    await err(await api.get("/api/v1/bookings", headers={"Authorization": f"Bearer {key}"}) and
+              await api.post("/api/v1/staff/visitors", headers=admin, json={
+                  "name": "x", "date_of_birth": "1990-02-30", "identity_verified": True}),
+              400, "invalid_request")
+    officer = await login(api, "officer_a")
+    await err(await api.post("/api/v1/staff/visitors", headers=officer, json={
+        "name": "x", "date_of_birth": "1990-01-01", "identity_verified": True}), 403, "forbidden")
+    b = await ok(await family_request(api), 201)
+    await ok(await api.post(f"/api/v1/staff/bookings/{b['id']}/approve", headers=officer))
+    done = await ok(await api.post(f"/api/v1/staff/bookings/{b['id']}/outcome", headers=officer,
+                                   json={"outcome": "failed", "reason": "family's video froze"}))
+    assert done["status"] == "failed"
+    ps = await ok(await api.get("/api/v1/staff/prisoners", headers=officer))
+    assert {p["number"] for p in ps["prisoners"]} == {"A1234BC", "A5678DE"}
+
+
+async def test_huge_numbers_are_4xx(api):
+    digits = "9" * 5000
+    await err(await api.get(f"/api/v1/bookings/{digits}", headers=bearer(api.world, "mum")),
+              404, "not_found")
+    await err(await api.get("/api/v1/bookings", headers={"Authorization": f"Bearer {digits}.x"}),
+              401, "bad_credentials")
+    await err(await api.post("/api/v1/laptop/token", data=f'{{"laptop_id": {digits}}}',
+                             headers={"Content-Type": "application/json"}), 400, "bad_json")
