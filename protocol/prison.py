@@ -29,7 +29,7 @@ async def fetch_token(relay: str, laptop_id: str, secret: str, booking: int) -> 
     async with aiohttp.ClientSession() as session:
         async with session.post(
             relay.rstrip("/") + "/api/v1/laptop/token",
-            json={"laptop_id": laptop_id, "secret": secret, "booking_id": booking},
+            json={"laptop_id": laptop_id, "laptop_secret": secret, "booking_id": booking},
         ) as resp:
             body = await resp.json(content_type=None)
             if resp.status != 200:

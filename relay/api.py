@@ -633,3 +633,7 @@ def setup_api(app: web.Application) -> None:
                 )
 
     app.on_startup.append(_start)
+
+
+# Handlers for live calls live in their own module; importing it registers them.
+from relay import call_control  # noqa: E402,F401

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiortc import RTCSessionDescription
@@ -36,6 +36,10 @@ class LiveCall:
     call: Call
     policy: CallPolicy
     video_mime: str | None = None
+    faces: dict[str, int] = field(default_factory=dict)
+    """Latest face count per party role, from vision."""
+    alerts: int = 0
+    """Vision over-limit confirmations so far."""
 
 
 class CallRegistry:

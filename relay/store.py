@@ -45,6 +45,8 @@ SESSION_IDLE_S = 30 * 60
 SESSION_MAX_S = 10 * 3600
 """...and in any case this long after logging in (one shift)."""
 
+from relay.audit import MIGRATION as AUDIT_MIGRATION  # noqa: E402
+
 MIGRATIONS: list[str] = [
     # 1: the booking records
     """
@@ -149,6 +151,8 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX booking_events_booking ON booking_events(booking_id);
     """,
+    # 2: the hash-chained audit trail and its evidence frames (relay/audit.py)
+    AUDIT_MIGRATION,
 ]
 
 
@@ -279,6 +283,11 @@ class Store:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._db = conn
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """For modules that keep their own tables in this database (audit, recordings)."""
+        return self._db
 
     # ---- lifecycle ------------------------------------------------------------------
 

@@ -28,3 +28,14 @@ async def relay(config, tokens):
     server.base_url = str(server.make_url("")).rstrip("/")
     yield server
     await server.close()
+
+
+@pytest.fixture
+async def product(tmp_path):
+    """The whole relay (store, booking API, tokens, policy) with a small world of records."""
+    from tests.product import start_product
+
+    p = await start_product(tmp_path, reconnect_grace_s=3.0, warn_before_end_s=(4.0, 2.0),
+                            resume_after_clear_s=0.5)
+    yield p
+    await p.server.close()

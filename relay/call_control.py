@@ -1,0 +1,110 @@
+"""Staff control of live calls through the API: list, pause, resume, end, audit timeline.
+
+Every action goes through the call's policy engine (the one authority) and is audited with
+the staff member as actor. Staff only ever see calls of their own establishment.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from .api import ApiError, Ctx, handler
+from .registry import CallRegistry, LiveCall
+
+
+def call_json(live: LiveCall) -> dict[str, Any]:
+    call, policy = live.call, live.policy
+    faces = {role: n for role, n in live.faces.items()}
+    return {
+        "booking_id": call.id,
+        "state": policy.state,
+        "reason": policy.reason,
+        "pause_reasons": sorted(policy.pause_reasons),
+        "awaiting_staff": policy.describe()["awaiting_staff"],
+        "call_type": call.call_type,
+        "starts_at": call.starts_at,
+        "ends_at": call.ends_at,
+        "seconds_left": round(policy.seconds_left()),
+        "legs": sorted(call.legs),
+        "watchers": len(call.watchers),
+        "faces": faces,
+        "approved_faces": {role: leg.approved_faces for role, leg in call.legs.items()},
+        "alerts": live.alerts,
+    }
+
+
+def _live(ctx: Ctx) -> tuple[Any, LiveCall]:
+    staff = ctx.staff()
+    booking = ctx.staff_booking(staff, ctx.path_id("booking_id"))
+    registry: CallRegistry = ctx.request.config_dict["registry"]
+    live = registry.get(booking.id)
+    if live is None or live.call.establishment_id != staff.establishment_id:
+        raise ApiError(409, "call_not_live", "nobody has joined this call")
+    return staff, live
+
+
+@handler
+async def staff_calls(ctx: Ctx) -> Any:
+    staff = ctx.staff()
+    registry: CallRegistry = ctx.request.config_dict["registry"]
+    calls = [
+        call_json(live)
+        for live in registry.calls.values()
+        if live.call.establishment_id == staff.establishment_id
+    ]
+    return {"calls": sorted(calls, key=lambda c: c["starts_at"])}
+
+
+def _ended(live: LiveCall) -> None:
+    if live.policy.state == "ended":
+        raise ApiError(409, "call_ended", "this call has ended")
+
+
+@handler
+async def staff_call_pause(ctx: Ctx) -> Any:
+    staff, live = _live(ctx)
+    _ended(live)
+    live.policy.staff_pause(f"staff:{staff.id}", str(ctx.body.get("note", "")))
+    return call_json(live)
+
+
+@handler
+async def staff_call_resume(ctx: Ctx) -> Any:
+    staff, live = _live(ctx)
+    _ended(live)
+    live.policy.staff_resume(f"staff:{staff.id}")
+    return call_json(live)
+
+
+@handler
+async def staff_call_end(ctx: Ctx) -> Any:
+    staff, live = _live(ctx)
+    _ended(live)
+    live.policy.staff_end(f"staff:{staff.id}")
+    return call_json(live)
+
+
+@handler
+async def staff_call_audit(ctx: Ctx) -> Any:
+    staff = ctx.staff()
+    booking = ctx.staff_booking(staff, ctx.path_id("booking_id"))
+    return {"records": ctx.request.config_dict["audit"].for_booking(booking.id)}
+
+
+@handler
+async def staff_evidence(ctx: Ctx) -> Any:
+    staff = ctx.staff()
+    found = ctx.request.config_dict["audit"].evidence(ctx.path_id("evidence_id"))
+    if found is None or found[0] is None:
+        raise ApiError(404, "evidence_not_found", "no such evidence")
+    booking_id, jpeg, boxes = found
+    ctx.staff_booking(staff, booking_id)  # 404 unless it is this establishment's
+    return {
+        "id": ctx.path_id("evidence_id"),
+        "booking_id": booking_id,
+        "jpeg_base64": base64.b64encode(jpeg or b"").decode(),
+        "boxes": [[float(v) for v in box] for box in boxes],
+    }
+
+

@@ -1,0 +1,72 @@
+"""The product: the relay app with its store, booking API, join gate, audit trail and policy.
+
+``build_app`` is what ``python -m relay`` runs and what the integration tests, the benchmark
+and the restart tests start. Parts that are optional at run time (vision, recording) attach
+through ``CallRegistry.hooks``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+
+from protocol import messages as m
+
+from .api import setup_api
+from .app import create_app
+from .audit import AuditLog
+from .calls import AdmissionLike
+from .config import Config
+from .registry import CallRegistry
+from .store import AdmissionRefused, Store
+
+log = logging.getLogger(__name__)
+
+
+def build_app(config: Config, store: Store | None = None) -> web.Application:
+    store = store or Store.open(config.db_path)
+    audit = AuditLog(store.connection)
+
+    def audit_call(booking_id: int, kind: str, detail: dict[str, Any]) -> None:
+        evidence = detail.pop("evidence", None)
+        live = registry.get(booking_id)
+        audit.append(
+            kind,
+            detail,
+            booking_id=booking_id,
+            establishment_id=live.call.establishment_id if live else None,
+            actor=str(detail.get("staff") or "relay"),
+            evidence=evidence,
+        )
+
+    def outcome(booking_id: int, result: str, reason: str) -> None:
+        store.mark_call_outcome(booking_id, result, reason)
+
+    registry = CallRegistry(config, audit=audit_call, on_outcome=outcome)
+
+    async def admit(token: str, now: float, remote: str) -> AdmissionLike:
+        try:
+            return app["join_gate"].admit(token, remote, now)
+        except AdmissionRefused as exc:
+            raise m.ProtocolError(exc.code, exc.message) from None
+
+    app = create_app(config, admit, registry)
+    app["store"] = store
+    app["audit"] = audit
+    setup_api(app)
+
+    async def close_store(app: web.Application) -> None:
+        store.close()
+
+    app.on_cleanup.append(close_store)
+    return app
+
+
+def seed_banner(app: web.Application) -> str:
+    from .seed import format_banner, seed_demo
+
+    info = seed_demo(app["store"], app["config"], time.time())
+    return format_banner(info)
