@@ -21,9 +21,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from relay.api import setup_api
 from relay.config import Config
 from relay.openapi import openapi_document
+from relay.server import build_app
 from tests.test_store_world import DAY, NOW, make_world
 
 pytestmark = [
@@ -73,11 +73,11 @@ class Server:
             actor="t",
         )
         w.store.approve_booking(b.id, w.officer_a, NOW)
-        app = web.Application()
-        app["config"] = Config(data_dir=self.tmp_path, secret_key="fuzz", bad_token_limit_per_min=0)
-        app["store"] = w.store
+        # the whole product app, so the call-control endpoints are fuzzed too
+        config = Config(data_dir=self.tmp_path, secret_key="fuzz", bad_token_limit_per_min=0,
+                        seed_demo=False, vision_enabled=False)
+        app = build_app(config, store=w.store)
         app["clock"] = lambda: NOW
-        setup_api(app)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)

@@ -32,7 +32,7 @@ async def test_prison_command_exchanges_media(relay, tokens, tmp_path):
     clip = tmp_path / "clip.webm"
     write_clip(clip, seconds=20)
     received = tmp_path / "received.mkv"
-    family = CallClient(relay.base_url, "fam-cli", receive="decode",
+    family = CallClient(relay.base_url, "fam-cli", receive="encoded", keep_frames=True,
                         video=EncodedTrack("video", video_clip(seed=6), 30),
                         audio=EncodedTrack("audio", tone_clip(300), 50))
     await family.join()
@@ -43,7 +43,13 @@ async def test_prison_command_exchanges_media(relay, tokens, tmp_path):
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
     try:
-        await family.wait_frames("video0", 30, timeout=60)
+        try:
+            await family.wait_frames("video0", 30, timeout=60)
+        except TimeoutError:
+            if proc.returncode is None:
+                proc.terminate()
+            out, _ = await asyncio.wait_for(proc.communicate(), 30)
+            raise AssertionError(f"laptop exited {proc.returncode}: {out.decode()[-3000:]}") from None
         await asyncio.sleep(2)  # let the laptop receive and record a while too
         proc.terminate()  # the laptop leaves cleanly on SIGTERM
         out, _ = await asyncio.wait_for(proc.communicate(), 30)
@@ -53,6 +59,12 @@ async def test_prison_command_exchanges_media(relay, tokens, tmp_path):
         await family.close()
     text = out.decode()
     assert proc.returncode == 0, text
+    # what the laptop sent reached the family side and decodes
+    decoder = av.CodecContext.create("vp8", "r")
+    got = family.encoded["video0"]
+    assert got[0].keyframe
+    pictures = [p for f in got[:30] for p in decoder.decode(av.Packet(f.data))]
+    assert len(pictures) == 30 and pictures[0].width == 320
     assert "[call] live" in text
     # count decodable frames with ffprobe (a separate decoder, as a person's player would)
     probe = subprocess.run(
