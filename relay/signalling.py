@@ -169,7 +169,8 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         session.send_error(m.E_INTERNAL, "the relay hit an internal error on this socket")
     finally:
         request.app["sessions"].discard(session)
-        await session.finish()
+        # aiohttp cancels this handler when the client goes away: finish the leg regardless
+        await asyncio.shield(session.finish())
         if not ws.closed:
             await ws.close(code=CLOSE_ENDED, message=b"call ended")
     return ws
