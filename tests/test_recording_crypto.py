@@ -1,0 +1,118 @@
+"""The sealed file format and the WebM writer, without a relay."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import pytest
+
+from relay.config import Config
+from relay.recorder import vp8_size, webm_clusters
+from relay.recording_crypto import (
+    CHUNK_HEAD,
+    HEADER_SIZE,
+    RecordingError,
+    SealedWriter,
+    TruncatedRecording,
+    decrypt_bytes,
+    load_key,
+    main,
+)
+from tests.support import video_clip
+
+KEY = bytes(range(32))
+
+
+def sealed(tmp_path, chunks, final=True, name="r.enc") -> bytes:
+    writer = SealedWriter(tmp_path / name, KEY, fsync=False)
+    for i, chunk in enumerate(chunks):
+        writer.seal(chunk, final=final and i == len(chunks) - 1)
+    writer.close()
+    assert oct((tmp_path / name).stat().st_mode & 0o777) == "0o600"
+    return (tmp_path / name).read_bytes()
+
+
+def split(raw: bytes) -> tuple[bytes, list[bytes]]:
+    header, rest, records = raw[:HEADER_SIZE], raw[HEADER_SIZE:], []
+    while rest:
+        length, _ = CHUNK_HEAD.unpack(rest[: CHUNK_HEAD.size])
+        records.append(rest[: CHUNK_HEAD.size + length])
+        rest = rest[CHUNK_HEAD.size + length :]
+    return header, records
+
+
+def test_round_trip_and_truncation(tmp_path):
+    raw = sealed(tmp_path, [b"one", b"two", b"three"])
+    assert decrypt_bytes(raw, KEY)[0] == b"onetwothree"
+    header, records = split(raw)
+    # the last chunk lost (crash, or cut on purpose): detected; the rest is still readable
+    cut = header + b"".join(records[:2])
+    with pytest.raises(TruncatedRecording):
+        decrypt_bytes(cut, KEY)
+    plain, result = decrypt_bytes(cut, KEY, allow_truncated=True)
+    assert plain == b"onetwo" and not result.complete
+    # cut in the middle of a chunk: the partial chunk is dropped, never half-trusted
+    plain, _ = decrypt_bytes(raw[:-5], KEY, allow_truncated=True)
+    assert plain == b"onetwo"
+
+
+def test_reordering_tampering_and_wrong_key_are_refused(tmp_path):
+    raw = sealed(tmp_path, [b"one", b"two", b"three"])
+    header, records = split(raw)
+    with pytest.raises(RecordingError, match="authentication"):
+        decrypt_bytes(header + records[1] + records[0] + records[2], KEY)
+    with pytest.raises(RecordingError, match="authentication"):  # a chunk dropped mid-file
+        decrypt_bytes(header + records[0] + records[2], KEY)
+    flipped = bytearray(raw)
+    flipped[HEADER_SIZE + CHUNK_HEAD.size + 1] ^= 0x40
+    with pytest.raises(RecordingError):
+        decrypt_bytes(bytes(flipped), KEY)
+    # clearing the FINAL flag of the last chunk is tampering too, not a "crash"
+    last = bytearray(records[2])
+    last[4] = 0
+    with pytest.raises(RecordingError, match="authentication"):
+        decrypt_bytes(header + records[0] + records[1] + bytes(last), KEY, allow_truncated=True)
+    # a chunk from another file with the same key does not fit
+    other_header, other = split(sealed(tmp_path, [b"ONE", b"TWO"], name="other.enc"))
+    with pytest.raises(RecordingError):
+        decrypt_bytes(header + other[0], KEY, allow_truncated=True)
+    with pytest.raises(RecordingError, match="different key"):
+        decrypt_bytes(raw, bytes(32))
+    with pytest.raises(RecordingError, match="not an encrypted recording"):
+        decrypt_bytes(b"\x1a\x45\xdf\xa3" + bytes(40), KEY)
+
+
+def test_key_sources(tmp_path):
+    cfg = Config(data_dir=tmp_path, recording_key="ab" * 32)
+    assert load_key(cfg) == bytes([0xAB]) * 32
+    with pytest.raises(ValueError):
+        load_key(Config(data_dir=tmp_path, recording_key="ab" * 16))
+    generated = load_key(Config(data_dir=tmp_path))
+    assert load_key(Config(data_dir=tmp_path)) == generated
+    os.chmod(tmp_path / "recording.key", 0o644)
+    with pytest.raises(PermissionError):
+        load_key(Config(data_dir=tmp_path))
+
+
+def test_decrypt_command(tmp_path, monkeypatch, capsys):
+    (tmp_path / "r.enc").write_bytes(sealed(tmp_path, [b"abc", b"def"], final=False))
+    monkeypatch.setenv("RELAY_RECORDING_KEY", KEY.hex())
+    assert main(["decrypt", str(tmp_path / "r.enc"), str(tmp_path / "out.webm")]) == 2
+    assert not (tmp_path / "out.webm").exists(), "no half-checked plaintext left behind"
+    assert main(["decrypt", "--allow-truncated", str(tmp_path / "r.enc"),
+                 str(tmp_path / "out.webm")]) == 0
+    assert (tmp_path / "out.webm").read_bytes() == b"abcdef"
+    assert "INCOMPLETE" in capsys.readouterr().out
+
+
+def test_vp8_size_and_long_batches_split_clusters():
+    clip = video_clip(seed=1)
+    assert vp8_size(clip[0].data) == (320, 240)
+    assert vp8_size(clip[1].data) is None  # not a keyframe
+    frames = [(i * 1000, 1, True, b"x") for i in range(70)]  # 70 s in one batch
+    data = webm_clusters(frames)
+    assert data.count(bytes.fromhex("1f43b675")) == 3  # int16 ms block offsets: <= 32 s each
+    # each block's offset is relative to its own cluster
+    first_block = data.index(b"\xa3")
+    assert struct.unpack(">h", data[first_block + 3 : first_block + 5])[0] == 0
