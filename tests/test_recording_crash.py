@@ -42,7 +42,8 @@ def _serve(spec: dict) -> None:
     for token, (booking, role) in spec["tokens"].items():
         tokens.add(token, SimpleAdmission(booking, role))
     app = create_app(config, admit=tokens)
-    recordings.install(app)
+    if spec.get("record", True):
+        recordings.install(app)
     web.run_app(app, host="127.0.0.1", port=config.port, print=None, handle_signals=True)
 
 
