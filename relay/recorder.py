@@ -199,12 +199,15 @@ class _Stream:
 class _Tap:
     """The per-packet hook on one producer: reassemble, re-anchor on a new SSRC."""
 
-    __slots__ = ("recording", "stream", "mime", "ssrc", "assembler")
+    __slots__ = ("recording", "stream", "mime", "producer", "ssrc", "assembler")
 
-    def __init__(self, recording: CallRecording, stream: _Stream, mime: str) -> None:
+    def __init__(
+        self, recording: CallRecording, stream: _Stream, mime: str, producer: Producer | None = None
+    ) -> None:
         self.recording = recording
         self.stream = stream
         self.mime = mime
+        self.producer = producer
         self.ssrc: int | None = None
         self.assembler: FrameAssembler | None = None
 
@@ -218,7 +221,9 @@ class _Tap:
         self.assembler.add(packet, arrival_ms)
 
     def _on_frame(self, frame: EncodedFrame) -> None:
-        self.recording.add_frame(self.stream, frame)
+        if not self.recording.add_frame(self.stream, frame) and self.producer is not None:
+            # waiting for a keyframe to start this stream: ask (throttled per producer)
+            self.producer.request_keyframe("recording")
 
 
 class _FileWriter:
@@ -288,9 +293,10 @@ class CallRecording:
                 self.recorder.audit(self.call.id, "recording_problem",
                                     {"problem": f"video codec {mime or 'unknown'} not recorded"})
                 return
-        self._detach.append(attach_packet_tap(producer, _Tap(self, stream, mime)))
+        self._detach.append(attach_packet_tap(producer, _Tap(self, stream, mime, producer)))
 
-    def add_frame(self, s: _Stream, frame: EncodedFrame) -> None:
+    def add_frame(self, s: _Stream, frame: EncodedFrame) -> bool:
+        """Time-stamp and queue one frame; False when it was skipped (no keyframe yet)."""
         now = frame.arrival_ms
         if self._origin_ms is None:
             self._origin_ms = now
@@ -299,7 +305,7 @@ class CallRecording:
         if s.waiting_keyframe:
             if not frame.keyframe:
                 s.skipped += 1
-                return
+                return False
             s.waiting_keyframe = False
             if s.role not in self.sizes:
                 size = vp8_size(frame.data)
@@ -322,6 +328,7 @@ class CallRecording:
         s.last_ext, s.last_pts = ext, pts
         s.frames += 1
         self._pending.append((pts, s.number, frame.keyframe, frame.data))
+        return True
 
     # --- the flush loop --------------------------------------------------------------------
 

@@ -80,42 +80,53 @@ async def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 20.0)
     raise TimeoutError("the relay did not come up")
 
 
-@pytest.mark.timeout(60)
-async def test_kill_9_mid_call_leaves_a_playable_recording(tmp_path):
+def start_relay(tmp_path, tokens: _Tokens, **overrides) -> tuple[str, subprocess.Popen]:
     port = _free_port()
     config = {
         "data_dir": str(tmp_path), "recordings_dir": str(tmp_path / "recordings"),
         "port": port, "seed_demo": False, "vision_enabled": False,
-        "recording_key": KEY_HEX, "recording_chunk_s": 1.0,
+        "recording_key": KEY_HEX, "recording_chunk_s": 1.0, **overrides,
     }
-    base = f"http://127.0.0.1:{port}"
-    tokens = _Tokens()
-    fam, pri = clients(base, tokens, 7, reconnect=False)
     spec = json.dumps({"config": config, "tokens": tokens.spec})
-    log = open(tmp_path / "relay.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.test_recording_crash", spec],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    with open(tmp_path / "relay.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.test_recording_crash", spec],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+    return f"http://127.0.0.1:{port}", proc
+
+
+async def call_then_signal(tmp_path, sig: int, call_s: float = 5.0) -> tuple[float, float]:
+    """A call through a subprocess relay, ended by ``sig``; returns (joined at, signalled at)."""
+    tokens = _Tokens()
+    placeholder = "http://127.0.0.1:1"
+    fam, pri = clients(placeholder, tokens, 7, reconnect=False)
+    base, proc = start_relay(tmp_path, tokens)
+    for client in (fam, pri):
+        client.ws_url = base.replace("http://", "ws://") + "/ws"
     try:
         await _wait_healthy(base, proc)
         t0 = time.monotonic()
         await fam.join()
         await pri.join()
         await fam.wait_state("live")
-        await asyncio.sleep(5.0)
-        proc.send_signal(signal.SIGKILL)
-        t_kill = time.monotonic()
-        proc.wait(timeout=10)
+        await asyncio.sleep(call_s)
+        proc.send_signal(sig)
+        t_signal = time.monotonic()
+        await asyncio.get_running_loop().run_in_executor(None, proc.wait, 20)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        log.close()
         await fam.close(leave=False)
         await pri.close(leave=False)
+    return t0, t_signal
 
+
+@pytest.mark.timeout(60)
+async def test_kill_9_mid_call_leaves_a_playable_recording(tmp_path):
+    t0, t_kill = await call_then_signal(tmp_path, signal.SIGKILL)
     conn = sqlite3.connect(tmp_path / "relay.sqlite")
     index = RecordingIndex(conn)
     (row,) = index.list(booking_id=7)
@@ -149,3 +160,21 @@ async def test_kill_9_mid_call_leaves_a_playable_recording(tmp_path):
 
 if __name__ == "__main__":
     _serve(json.loads(sys.argv[1]))
+
+
+@pytest.mark.timeout(60)
+async def test_graceful_shutdown_finishes_the_recording(tmp_path):
+    """SIGTERM (a deploy): the app ends the call and the recording is sealed complete."""
+    t0, t_term = await call_then_signal(tmp_path, signal.SIGTERM, call_s=3.0)
+    conn = sqlite3.connect(tmp_path / "relay.sqlite")
+    (row,) = RecordingIndex(conn).list(booking_id=7)
+    conn.close()
+    assert row.status == "complete" and row.ended_at is not None
+    cfg = Config(data_dir=tmp_path, recordings_dir=tmp_path / "recordings")
+    raw = recording_path(cfg, row).read_bytes()
+    assert len(raw) == row.size
+    plain, result = decrypt_bytes(raw, bytes.fromhex(KEY_HEX))
+    assert result.complete
+    _, packets = demux(plain)
+    span = max(seconds(p[-1]) for p in packets.values()) - min(seconds(p[0]) for p in packets.values())
+    assert abs(span - (t_term - t0)) < 1.0, (span, t_term - t0)
