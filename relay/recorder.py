@@ -12,7 +12,8 @@ anchored to its arrival time on a clock shared by all four streams, so the famil
 streams line up; a stream that starts late, restarts with a new SSRC (a reconnect) or whose
 timestamps drift from arrival time by more than ``recording_resync_s`` is re-anchored.
 
-The container is WebM (Matroska), written here by a small EBML writer rather than through
+The container is WebM (Matroska for H.264 calls, whose NAL units are stored length-prefixed
+with an avcC built from the first keyframe's SPS and PPS: the same bytes, repackaged), written here by a small EBML writer rather than through
 PyAV's muxer: FFmpeg's interleaver holds every packet back until each of the four streams has
 had one (a leg that has not joined yet would keep the whole recording in memory, and unwritten,
 until the end), and opening PyAV streams opens an encoder per stream (about 8 MB a call). Here
@@ -66,8 +67,6 @@ RECORDED_CALL_TYPES = frozenset({"social"})
 CLOCK = {"video": 90000, "audio": 48000}
 PLACEHOLDER_SIZE = (640, 480)
 """Header size for a leg whose first keyframe had not arrived when the file began."""
-MEDIA_TYPE = "video/webm"
-SUFFIX = ".webm.enc"
 
 
 def recording_decision(call: Call) -> tuple[bool, str]:
@@ -109,11 +108,20 @@ OPUS_HEAD = b"OpusHead" + struct.pack("<BBHIhB", 1, 2, 0, 48000, 0, 0)
 """WebRTC Opus is signalled as 2 channels; pre-skip 0: the stream is taken up mid-way."""
 
 
-def webm_header(sizes: dict[str, tuple[int, int]], title: str, started_at: float) -> bytes:
+def webm_header(
+    sizes: dict[str, tuple[int, int]],
+    title: str,
+    started_at: float,
+    video: VideoFormat | None = None,
+    private: dict[str, bytes] | None = None,
+) -> bytes:
+    """EBML header, Segment (unknown size), Info and the four Tracks."""
+    video = video or VP8
+    private = private or {}
     ebml = _el(
         0x1A45DFA3,
         _uint(0x4286, 1) + _uint(0x42F7, 1) + _uint(0x42F2, 4) + _uint(0x42F3, 8)
-        + _str(0x4282, "webm") + _uint(0x4287, 4) + _uint(0x4285, 2),
+        + _str(0x4282, video.doc_type) + _uint(0x4287, 4) + _uint(0x4285, 2),
     )
     date = int((started_at - MATROSKA_EPOCH) * 1e9).to_bytes(8, "big", signed=True)
     info = _el(
@@ -130,7 +138,9 @@ def webm_header(sizes: dict[str, tuple[int, int]], title: str, started_at: float
         )
         if kind == "video":
             width, height = sizes.get(role) or PLACEHOLDER_SIZE
-            body += _uint(0x83, 1) + _str(0x86, "V_VP8")
+            body += _uint(0x83, 1) + _str(0x86, video.codec_id)
+            if role in private:
+                body += _el(0x63A2, private[role])
             body += _el(0xE0, _uint(0xB0, width) + _uint(0xBA, height))
         else:
             body += _uint(0x83, 2) + _str(0x86, "A_OPUS") + _el(0x63A2, OPUS_HEAD)
@@ -170,6 +180,138 @@ def vp8_size(frame: bytes) -> tuple[int, int] | None:
     width = int.from_bytes(frame[6:8], "little") & 0x3FFF
     height = int.from_bytes(frame[8:10], "little") & 0x3FFF
     return (width, height) if width and height else None
+
+
+def split_annexb(data: bytes) -> list[bytes]:
+    """NAL units of an Annex B byte stream (start codes removed)."""
+    nals = []
+    i = data.find(b"\x00\x00\x01")
+    while i != -1:
+        start = i + 3
+        nxt = data.find(b"\x00\x00\x01", start)
+        end = len(data) if nxt == -1 else nxt
+        nal = data[start:end]
+        if nxt != -1 and nal.endswith(b"\x00"):
+            nal = nal.rstrip(b"\x00")  # the leading zero of a 4-byte start code
+        if nal:
+            nals.append(nal)
+        i = nxt
+    return nals
+
+
+def annexb_to_avc(data: bytes) -> bytes:
+    """The same NAL units, each with a 4-byte length instead of a start code (Matroska AVC)."""
+    return b"".join(len(nal).to_bytes(4, "big") + nal for nal in split_annexb(data))
+
+
+class _Bits:
+    def __init__(self, data: bytes) -> None:
+        self.data = data.replace(b"\x00\x00\x03", b"\x00\x00")  # emulation prevention
+        self.pos = 0
+
+    def u(self, n: int) -> int:
+        value = 0
+        for _ in range(n):
+            byte = self.data[self.pos >> 3]  # IndexError on a short SPS: caught by the caller
+            value = (value << 1) | ((byte >> (7 - (self.pos & 7))) & 1)
+            self.pos += 1
+        return value
+
+    def ue(self) -> int:
+        zeros = 0
+        while self.u(1) == 0:
+            zeros += 1
+            if zeros > 31:
+                raise ValueError("bad exp-Golomb code")
+        return (1 << zeros) - 1 + self.u(zeros)
+
+    def se(self) -> int:
+        k = self.ue()
+        return (k + 1) // 2 if k & 1 else -(k // 2)
+
+
+_HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
+
+
+def h264_sps_size(sps: bytes) -> tuple[int, int] | None:
+    """Picture size from an H.264 SPS NAL unit (ITU-T H.264 section 7.3.2.1.1)."""
+    try:
+        b = _Bits(sps[1:])
+        profile = b.u(8)
+        b.u(16)  # constraint flags, level
+        b.ue()  # seq_parameter_set_id
+        chroma = 1
+        if profile in _HIGH_PROFILES:
+            chroma = b.ue()
+            if chroma == 3:
+                b.u(1)
+            b.ue()
+            b.ue()
+            b.u(1)
+            if b.u(1):  # seq_scaling_matrix_present_flag
+                for i in range(8 if chroma != 3 else 12):
+                    if b.u(1):
+                        last = nxt = 8
+                        for _ in range(16 if i < 6 else 64):
+                            if nxt:
+                                nxt = (last + b.se() + 256) % 256
+                            last = nxt or last
+        b.ue()  # log2_max_frame_num_minus4
+        poc_type = b.ue()
+        if poc_type == 0:
+            b.ue()
+        elif poc_type == 1:
+            b.u(1)
+            b.se()
+            b.se()
+            for _ in range(b.ue()):
+                b.se()
+        b.ue()  # max_num_ref_frames
+        b.u(1)
+        width_mbs = b.ue() + 1
+        height_units = b.ue() + 1
+        frame_mbs_only = b.u(1)
+        if not frame_mbs_only:
+            b.u(1)
+        b.u(1)
+        width, height = width_mbs * 16, (2 - frame_mbs_only) * height_units * 16
+        if b.u(1):  # frame_cropping_flag
+            left, right, top, bottom = b.ue(), b.ue(), b.ue(), b.ue()
+            unit_x = 1 if chroma in (0, 3) else 2
+            unit_y = (1 if chroma in (0, 2) else 2) * (2 - frame_mbs_only)
+            width -= unit_x * (left + right)
+            height -= unit_y * (top + bottom)
+    except (IndexError, ValueError):
+        return None
+    return (width, height) if width > 0 and height > 0 else None
+
+
+def h264_config(frame: bytes) -> tuple[bytes, tuple[int, int] | None] | None:
+    """An AVCDecoderConfigurationRecord (Matroska CodecPrivate) from a keyframe's SPS and PPS."""
+    nals = split_annexb(frame)
+    sps = next((n for n in nals if n[0] & 0x1F == 7), None)
+    pps = next((n for n in nals if n[0] & 0x1F == 8), None)
+    if sps is None or pps is None or len(sps) < 4:
+        return None
+    record = bytes([1, sps[1], sps[2], sps[3], 0xFF, 0xE1]) + len(sps).to_bytes(2, "big") + sps
+    record += b"\x01" + len(pps).to_bytes(2, "big") + pps
+    return record, h264_sps_size(sps)
+
+
+@dataclass(frozen=True)
+class VideoFormat:
+    """How one video codec goes into Matroska."""
+
+    mime: str
+    codec_id: str
+    doc_type: str
+    media_type: str
+    suffix: str
+
+
+VP8 = VideoFormat("video/vp8", "V_VP8", "webm", "video/webm", ".webm.enc")
+H264 = VideoFormat("video/h264", "V_MPEG4/ISO/AVC", "matroska", "video/x-matroska", ".mkv.enc")
+VIDEO_FORMATS = {f.mime: f for f in (VP8, H264)}
 
 
 # --- one call's recording --------------------------------------------------------------------
@@ -229,11 +371,17 @@ class _Tap:
 class _FileWriter:
     """Thread side: the sealed file. Every method runs in the recorder's executor."""
 
-    def __init__(self, path: Path, key: bytes, fsync: bool) -> None:
+    def __init__(self, path: Path, key: bytes, fsync: bool, avc_tracks: frozenset[int] = frozenset()) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.sealed = SealedWriter(path, key, fsync=fsync)
+        self.avc_tracks = avc_tracks
 
     def write(self, head: bytes, frames: list[Frame], final: bool) -> int:
+        if self.avc_tracks:  # H.264 with a CodecPrivate: length-prefixed NAL units
+            frames = [
+                (pts, track, key, annexb_to_avc(data) if track in self.avc_tracks else data)
+                for pts, track, key, data in frames
+            ]
         plaintext = head + webm_clusters(frames)
         if not plaintext and not final:
             return 0
@@ -262,6 +410,9 @@ class CallRecording:
         self.path: Path | None = None
         self.started_at: float | None = None
         self.sizes: dict[str, tuple[int, int]] = {}
+        self.video: VideoFormat | None = None
+        self.codec_private: dict[str, bytes] = {}
+        self.keyframe_seen: set[str] = set()
         self.frames_written = 0
         self.bytes_written = 0
         self.flush_seconds = 0.0
@@ -285,14 +436,16 @@ class CallRecording:
         if kind == "audio":
             mime = "audio/opus"
         else:
-            mime = producer.codec_mime or self.recorder.video_mime(self.call) or ""
-            if mime.lower() != "video/vp8":
+            mime = (producer.codec_mime or self.recorder.video_mime(self.call) or "").lower()
+            fmt = VIDEO_FORMATS.get(mime)
+            if fmt is None or (self.video is not None and fmt is not self.video):
                 # not silently: the call goes on, the recording holds its audio only
                 log.error("call %s: recording %s video is not supported; audio only",
                           self.call.id, mime or "unknown", extra={"call_id": self.call.id})
                 self.recorder.audit(self.call.id, "recording_problem",
                                     {"problem": f"video codec {mime or 'unknown'} not recorded"})
                 return
+            self.video = fmt
         self._detach.append(attach_packet_tap(producer, _Tap(self, stream, mime, producer)))
 
     def add_frame(self, s: _Stream, frame: EncodedFrame) -> bool:
@@ -307,10 +460,8 @@ class CallRecording:
                 s.skipped += 1
                 return False
             s.waiting_keyframe = False
-            if s.role not in self.sizes:
-                size = vp8_size(frame.data)
-                if size is not None:
-                    self.sizes[s.role] = size
+            if s.kind == "video" and s.role not in self.keyframe_seen:
+                self._first_keyframe(s.role, frame.data)
         expected = now - self._origin_ms
         if s.last_ext is None:
             ext = frame.timestamp
@@ -329,6 +480,19 @@ class CallRecording:
         s.frames += 1
         self._pending.append((pts, s.number, frame.keyframe, frame.data))
         return True
+
+    def _first_keyframe(self, role: str, data: bytes) -> None:
+        """What the header needs from a leg's first keyframe: picture size, H.264 parameters."""
+        self.keyframe_seen.add(role)
+        size = None
+        if self.video is H264:
+            config = h264_config(data)
+            if config is not None:
+                self.codec_private[role], size = config
+        else:
+            size = vp8_size(data)
+        if size is not None:
+            self.sizes[role] = size
 
     # --- the flush loop --------------------------------------------------------------------
 
@@ -360,7 +524,7 @@ class CallRecording:
     def _ready_to_start(self, final: bool) -> bool:
         if self._first_frame_at is None or not self._pending:
             return False
-        if final or len(self.sizes) == 2:
+        if final or len(self.keyframe_seen) == 2:
             return True
         return time.monotonic() - self._first_frame_at >= self.config.recording_start_wait_s
 
@@ -401,14 +565,23 @@ class CallRecording:
         """Create the file and its index row; returns the WebM header for the first chunk."""
         assert self.started_at is not None
         call = self.call
+        video = self.video or VP8
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.started_at))
-        name = f"{call.establishment_id}/booking-{call.id}-{stamp}-{secrets.token_hex(4)}{SUFFIX}"
+        name = f"{call.establishment_id}/booking-{call.id}-{stamp}-{secrets.token_hex(4)}{video.suffix}"
         self.path = Path(self.config.recordings_dir) / name
-        header = webm_header(self.sizes, f"booking {call.id}", self.started_at)
+        private = dict(self.codec_private)
+        if video is H264 and len(private) == 1:
+            # the other leg's parameters stand in; its own SPS/PPS travel in its keyframes
+            only = next(iter(private.values()))
+            private = {role: private.get(role, only) for role in ("family", "prison")}
+        header = webm_header(self.sizes, f"booking {call.id}", self.started_at, video, private)
+        avc_tracks = frozenset(
+            st.number for (role, kind), st in self.streams.items() if kind == "video" and role in private
+        )
         loop = asyncio.get_running_loop()
         self._writer = await loop.run_in_executor(
             self.recorder.executor,
-            _FileWriter, self.path, self.recorder.key, self.config.recording_fsync,
+            _FileWriter, self.path, self.recorder.key, self.config.recording_fsync, avc_tracks,
         )
         days = getattr(call.policy_settings, "retention_days", None)
         if days is None:
@@ -417,7 +590,7 @@ class CallRecording:
             booking_id=call.id,
             establishment_id=call.establishment_id,
             path=name,
-            media_type=MEDIA_TYPE,
+            media_type=video.media_type,
             started_at=self.started_at,
             retention_until=self.started_at + float(days) * 86400,
         )

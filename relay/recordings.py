@@ -361,7 +361,8 @@ async def download_recording(request: web.Request) -> web.StreamResponse:
     chunks = reader.chunks()
     response = web.StreamResponse(headers={
         "Content-Type": rec.media_type,
-        "Content-Disposition": f'attachment; filename="booking-{rec.booking_id}-recording-{rec.id}.webm"',
+        "Content-Disposition": f'attachment; filename="booking-{rec.booking_id}-recording-{rec.id}'
+        f'.{"webm" if rec.media_type == "video/webm" else "mkv"}"',
         "Cache-Control": "no-store",
         "X-Content-Type-Options": "nosniff",
         "X-Recording-Status": rec.status,

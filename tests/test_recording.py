@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from protocol.client import CallClient
-from protocol.media import EncodedTrack
+from protocol.media import EncodedTrack, encode_video, moving_pattern
 from relay import recordings
 from relay.app import create_app
 from relay.recording_crypto import decrypt_bytes
@@ -294,3 +294,64 @@ async def test_late_leg_and_reconnect_stay_in_sync(rec_relay, tokens):
         for p in video:
             decoder.decode(av.Packet(bytes(p)))  # raises on a damaged frame
     assert Fraction(fam_audio[0].time_base) == Fraction(1, 1000)
+
+
+async def test_h264_call_recorded_as_matroska(rec_config, tokens):
+    """Where both legs use H.264: Matroska, NAL units as sent, every frame decodes."""
+    from relay.recorder import split_annexb
+
+    config = rec_config.replace(video_codecs=("video/H264",))
+    app = create_app(config, admit=tokens)
+    conn = sqlite3.connect(":memory:")
+    recordings.install(app, conn=conn)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    base = str(server.make_url("")).rstrip("/")
+    clip = {seed: encode_video(moving_pattern(320, 240, 60, seed=seed), bitrate=400_000,
+                               keyframe_interval=30, codec="libx264") for seed in (1, 2)}
+    fam, pri = clients(base, tokens, 51)
+    fam.video = EncodedTrack("video", clip[1], 30)
+    pri.video = EncodedTrack("video", clip[2], 30)
+    try:
+        await fam.join()
+        await pri.join()
+        assert fam.joined["call"]["video_codec"] == "video/H264"
+        await asyncio.sleep(3.0)
+    finally:
+        await fam.close()
+        await pri.close()
+        await wait_until(lambda: not app["recorder"].active)
+        (row,) = app[recordings.INDEX_KEY].list(booking_id=51)
+        raw = recordings.recording_path(config, row).read_bytes()
+        await server.close()
+        conn.close()
+    assert row.media_type == "video/x-matroska" and row.path.endswith(".mkv.enc")
+    plain, result = decrypt_bytes(raw, bytes.fromhex(KEY_HEX))
+    assert result.complete
+    streams, packets = demux(plain)
+    assert [s["codec"] for s in streams] == ["h264", "opus", "h264", "opus"]
+    assert streams[0]["size"] == streams[2]["size"] == (320, 240)
+    for index_, seed in ((0, 1), (2, 2)):
+        video = packets[index_]
+        sent = [split_annexb(f.data) for f in clip[seed]]
+        got = [_avc_nals(bytes(p)) for p in video]
+        start = sent.index(got[0])
+        for i, nals in enumerate(got):
+            assert nals == sent[(start + i) % len(sent)], f"frame {i} differs"
+        # decoded as a player would: with the track's avcC (the demuxer ends with a flush)
+        pictures = []
+        container = av.open(io.BytesIO(plain))
+        stream = container.streams[index_]
+        for packet in container.demux(stream):
+            pictures += stream.codec_context.decode(packet)
+        container.close()
+        assert len(pictures) == len(video) > 45
+
+
+def _avc_nals(data: bytes) -> list[bytes]:
+    nals, i = [], 0
+    while i < len(data):
+        n = int.from_bytes(data[i : i + 4], "big")
+        nals.append(data[i + 4 : i + 4 + n])
+        i += 4 + n
+    return nals

@@ -116,3 +116,28 @@ def test_vp8_size_and_long_batches_split_clusters():
     # each block's offset is relative to its own cluster
     first_block = data.index(b"\xa3")
     assert struct.unpack(">h", data[first_block + 3 : first_block + 5])[0] == 0
+
+
+@pytest.mark.parametrize(("width", "height", "preset"), [
+    (320, 240, "ultrafast"), (640, 360, "medium"), (1920, 1080, "ultrafast"), (176, 144, "medium"),
+])
+def test_h264_sps_size(width, height, preset):
+    import fractions
+
+    import av
+    import numpy as np
+
+    from relay.recorder import h264_config, split_annexb
+
+    ctx = av.CodecContext.create("libx264", "w")
+    ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
+    ctx.time_base = fractions.Fraction(1, 30)
+    ctx.options = {"preset": preset}
+    frame = av.VideoFrame.from_ndarray(np.zeros((height, width, 3), np.uint8), format="rgb24")
+    frame = frame.reformat(format="yuv420p")
+    frame.pts = 0
+    data = b"".join(bytes(p) for p in [*ctx.encode(frame), *ctx.encode(None)])
+    record, size = h264_config(data)
+    assert size == (width, height)
+    sps = next(n for n in split_annexb(data) if n[0] & 0x1F == 7)
+    assert record[1] == sps[1]  # profile (66 baseline for ultrafast, 100 high otherwise)
