@@ -356,11 +356,14 @@ class _Tap:
     def __call__(self, packet: RtpPacket, arrival_ms: int) -> None:
         if self.recording.stopping:
             return
-        if packet.ssrc != self.ssrc or self.assembler is None:
-            self.ssrc = packet.ssrc
-            self.assembler = FrameAssembler(self.mime, self._on_frame)
-            self.stream.restart()
-        self.assembler.add(packet, arrival_ms)
+        try:
+            if packet.ssrc != self.ssrc or self.assembler is None:
+                self.ssrc = packet.ssrc
+                self.assembler = FrameAssembler(self.mime, self._on_frame)
+                self.stream.restart()
+            self.assembler.add(packet, arrival_ms)
+        except Exception as exc:  # never let the recorder break the call's media path
+            self.recording.tap_failed(exc)
 
     def _on_frame(self, frame: EncodedFrame) -> None:
         if not self.recording.add_frame(self.stream, frame) and self.producer is not None:
@@ -480,6 +483,18 @@ class CallRecording:
         s.frames += 1
         self._pending.append((pts, s.number, frame.keyframe, frame.data))
         return True
+
+    def tap_failed(self, exc: Exception) -> None:
+        """A bug on the per-packet path: stop recording (keep what was written), loudly."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self.failed = True
+        log.error("call %s: recording stopped by an error on the packet path", self.call.id,
+                  exc_info=exc, extra={"call_id": self.call.id})
+        self.recorder.audit(self.call.id, "recording_failed",
+                            {"recording_id": self.recording_id, "error": repr(exc)[:200]})
+        self.stop()
 
     def _first_keyframe(self, role: str, data: bytes) -> None:
         """What the header needs from a leg's first keyframe: picture size, H.264 parameters."""
@@ -604,7 +619,7 @@ class CallRecording:
         sealed = self._writer.sealed
         self.recorder.index.finish(
             self.recording_id, ended_at=time.time(), size=sealed.size,
-            sha256=sealed.sha256.hexdigest(), status="complete",
+            sha256=sealed.sha256.hexdigest(), status="failed" if self.failed else "complete",
         )
         self.recorder.audit(self.call.id, "recording_finished", {
             "recording_id": self.recording_id, "size": sealed.size,

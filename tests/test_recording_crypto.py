@@ -1,4 +1,4 @@
-"""The sealed file format and the WebM writer, without a relay."""
+"""The sealed file format, the container writer and the recorder's parts, without a relay."""
 
 from __future__ import annotations
 
@@ -141,3 +141,25 @@ def test_h264_sps_size(width, height, preset):
     assert size == (width, height)
     sps = next(n for n in split_annexb(data) if n[0] & 0x1F == 7)
     assert record[1] == sps[1]  # profile (66 baseline for ultrafast, 100 high otherwise)
+
+
+async def test_a_recorder_bug_never_breaks_the_call(tmp_path):
+    """An exception on the packet path stops the recording, not the forwarding."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from aiortc.rtp import RtpPacket
+
+    from relay.recorder import CallRecording, _Tap
+
+    trail = []
+    recorder = SimpleNamespace(config=Config(data_dir=tmp_path, recordings_dir=tmp_path / "r"),
+                               video_mime=lambda c: "video/VP8", forget=lambda r: None,
+                               audit=lambda *a: trail.append(a))
+    rec = CallRecording(recorder, SimpleNamespace(id=3, add_tap=lambda fn: None),
+                        SimpleNamespace(ended=asyncio.Event()))
+    tap = _Tap(rec, rec.streams[("family", "audio")], "audio/opus")
+    tap.recording.add_frame = None  # the bug
+    tap(RtpPacket(payload_type=96, ssrc=1, payload=b"\x01"), 0)  # does not raise
+    assert rec.failed and rec.stopping and trail[0][1] == "recording_failed"
+    await asyncio.wait_for(rec.done, 5)
