@@ -197,6 +197,8 @@ async def test_social_call_recorded_four_streams_bit_exact(rec_relay, tokens, tm
         assert len(packets[index_]) > 45 * (call_s - 0.5)
         pts = [p.pts for p in packets[index_]]
         assert pts == sorted(pts)
+        # no hole anywhere, the 1.5 s staff pause included: 20 ms audio frames back to back
+        assert max(b - a for a, b in itertools.pairwise(pts)) < 80
     # every access is in the audit trail
     kinds = [k for _, k, _ in app["audit_log"]]
     assert "recording_started" in kinds and "recording_finished" in kinds
@@ -231,7 +233,8 @@ async def test_legal_call_never_recorded_and_watcher_hears_nothing(rec_relay, to
         for c in (watcher, fam, pri):
             await c.close()
     await asyncio.sleep(0.3)
-    assert files_under(rec_config.recordings_dir) == []
+    # nothing at all under the data directory: no file, no temporary file, no key, no index
+    assert files_under(rec_config.data_dir) == []
     assert app[recordings.INDEX_KEY].list(booking_id=21) == []
     assert (21, "recording_off", {"reason": "legal call: never recorded"}) in app["audit_log"]
 
