@@ -222,8 +222,9 @@ async def test_legal_call_never_recorded_and_watcher_hears_nothing(rec_relay, to
     await watcher.join()
     try:
         await fam.wait_state("live")
-        # staff see the call (video0: the family side; the prison side's video1 does not
-        # reach watchers at all yet: the answer leaves its m-section unbundled, port 9)
+        # staff see the call (video0: the family side; the prison side's video1 does not reach
+        # watchers yet: aiortc's default BALANCED bundle policy leaves the 4th m-section on a
+        # discarded transport; RTCBundlePolicy.MAX_BUNDLE in new_peer_connection() fixes it)
         await wait_until(lambda: watcher.packets["video0"] > 60)
         await asyncio.sleep(1.0)
         assert watcher.packets["audio0"] == 0 and watcher.packets["audio1"] == 0
