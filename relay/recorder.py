@@ -43,12 +43,14 @@ import os
 import secrets
 import struct
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aiortc import clock
 from aiortc.rtp import RtpPacket
 
 from . import metrics
@@ -65,6 +67,7 @@ Audit = Callable[[int, str, dict[str, Any]], None]
 STREAMS = (("family", "video"), ("family", "audio"), ("prison", "video"), ("prison", "audio"))
 RECORDED_CALL_TYPES = frozenset({"social"})
 CLOCK = {"video": 90000, "audio": 48000}
+RECENT_FRAMES = 64  # per stream: recognises a frame that arrives twice
 PLACEHOLDER_SIZE = (640, 480)
 """Header size for a leg whose first keyframe had not arrived when the file began."""
 
@@ -327,14 +330,19 @@ class _Stream:
     anchor_ext: int = 0
     anchor_pts: int = 0
     last_pts: int = -1
+    written_pts: int = -1
+    """The newest pts already handed to the writer: nothing older can go in any more."""
     waiting_keyframe: bool = True
     frames: int = 0
     skipped: int = 0
     resyncs: int = 0
+    late: int = 0
+    recent: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_FRAMES))
 
     def restart(self) -> None:
         """A new source (first producer, a reconnect, a new SSRC): anchor it afresh."""
         self.last_ext = None
+        self.recent.clear()
         self.waiting_keyframe = self.kind == "video"
 
 
@@ -473,13 +481,21 @@ class CallRecording:
             delta = ((frame.timestamp - s.last_ext + 0x80000000) & 0xFFFFFFFF) - 0x80000000
             ext = s.last_ext + delta
         pts = s.anchor_pts + (ext - s.anchor_ext) * 1000 // s.clock
-        if abs(pts - expected) > self._resync_ms:
-            s.resyncs += 1
-            s.anchor_ext, s.anchor_pts = ext, max(expected, s.last_pts + 1)
-            pts = s.anchor_pts
-        if pts <= s.last_pts:
-            pts = s.last_pts + 1
-        s.last_ext, s.last_pts = ext, pts
+        if s.last_ext is None or ext > s.last_ext:  # in order
+            if abs(pts - expected) > self._resync_ms:
+                s.resyncs += 1
+                s.anchor_ext, s.anchor_pts = ext, max(expected, s.last_pts + 1)
+                pts = s.anchor_pts
+            if pts <= s.last_pts:
+                pts = s.last_pts + 1
+            s.last_ext, s.last_pts = ext, pts
+        elif ext in s.recent or pts <= s.written_pts:
+            # a duplicate (a retransmission of an audio packet), or later than what is
+            # already on disk for this stream: it cannot go in without breaking the order
+            s.late += 1
+            return True
+        # a frame that arrived out of order keeps its own time: the flush sorts it into place
+        s.recent.append(ext)
         s.frames += 1
         self._pending.append((pts, s.number, frame.keyframe, frame.data))
         return True
@@ -558,6 +574,9 @@ class CallRecording:
             cut = self._now_pts() - int(self.config.recording_hold_s * 1000)
             n = _count_upto(pending, cut)
             batch, self._pending = pending[:n], pending[n:]
+        by_number = {st.number: st for st in self.streams.values()}
+        for pts, number, _key, _data in batch:  # sorted: the last one per stream is the newest
+            by_number[number].written_pts = pts
         started = time.perf_counter()
         assert self._writer is not None
         written = await loop.run_in_executor(
@@ -571,8 +590,6 @@ class CallRecording:
             self._finished()
 
     def _now_pts(self) -> int:
-        from aiortc import clock
-
         assert self._origin_ms is not None
         return clock.current_ms() - self._origin_ms
 
@@ -652,6 +669,7 @@ class CallRecording:
             "frames": {f"{s.role}_{s.kind}": s.frames for s in self.streams.values()},
             "skipped_before_keyframe": {f"{s.role}_{s.kind}": s.skipped for s in self.streams.values()},
             "resyncs": {f"{s.role}_{s.kind}": s.resyncs for s in self.streams.values()},
+            "late_or_duplicate": {f"{s.role}_{s.kind}": s.late for s in self.streams.values()},
             "flushes": self.flushes,
             "flush_seconds": self.flush_seconds,
             "bytes": self.bytes_written,

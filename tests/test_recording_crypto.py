@@ -163,3 +163,36 @@ async def test_a_recorder_bug_never_breaks_the_call(tmp_path):
     tap(RtpPacket(payload_type=96, ssrc=1, payload=b"\x01"), 0)  # does not raise
     assert rec.failed and rec.stopping and trail[0][1] == "recording_failed"
     await asyncio.wait_for(rec.done, 5)
+
+
+async def test_out_of_order_and_duplicate_frames(tmp_path):
+    import asyncio
+    from types import SimpleNamespace
+
+    from relay.frames import EncodedFrame
+    from relay.recorder import CallRecording
+
+    recorder = SimpleNamespace(config=Config(data_dir=tmp_path, recordings_dir=tmp_path / "r"),
+                               video_mime=lambda c: "video/VP8", forget=lambda r: None,
+                               audit=lambda *a: None)
+    rec = CallRecording(recorder, SimpleNamespace(id=3, add_tap=lambda fn: None),
+                        SimpleNamespace(ended=asyncio.Event()))
+    audio = rec.streams[("family", "audio")]
+    audio.restart()
+    base = 0xFFFFF000  # and the RTP timestamp wraps on the way
+    for n, arrival in ((0, 1000), (1, 1020), (3, 1060), (2, 1061), (3, 1062), (4, 1080)):
+        rec.add_frame(audio, EncodedFrame(bytes([n]), (base + n * 960) & 0xFFFFFFFF, True, arrival))
+    frames = sorted(rec._pending, key=lambda f: f[0])
+    assert [(pts, data) for pts, _, _, data in frames] == [
+        (0, b"\x00"), (20, b"\x01"), (40, b"\x02"), (60, b"\x03"), (80, b"\x04")]
+    assert audio.late == 1  # the second copy of frame 3
+    # once a stretch is on disk, a frame older than it is dropped, not written out of order
+    other = rec.streams[("prison", "audio")]
+    other.restart()
+    for n in (0, 1, 3, 4):
+        rec.add_frame(other, EncodedFrame(b"p", n * 960, True, 1000 + n * 20))
+    other.written_pts = 60
+    rec.add_frame(other, EncodedFrame(b"old", 2 * 960, True, 1100))
+    assert other.late == 1 and len(rec._pending) == 9
+    rec.stop()
+    rec.done.cancel()
