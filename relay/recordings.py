@@ -271,12 +271,19 @@ def _audit(app: web.Application, booking_id: int, kind: str, detail: dict[str, A
     audit(booking_id, kind, detail)
 
 
-async def _authorize(request: web.Request, action: str, rec: Recording | None = None) -> Any:
-    """The staff member making this request, or a refusal that is audited."""
-    booking = rec.booking_id if rec is not None else 0
-    detail: dict[str, Any] = {"action": action, "remote": request.remote, "path": request.path}
+def _refused(request: web.Request, action: str, exc: web.HTTPException,
+             rec: Recording | None = None, staff: Any = None) -> None:
+    detail: dict[str, Any] = {"action": action, "remote": request.remote, "path": request.path,
+                              "refused": exc.status}
     if rec is not None:
         detail["recording_id"] = rec.id
+    if staff is not None:
+        detail["staff"] = staff_name(staff)
+    _audit(request.app, rec.booking_id if rec is not None else 0, "recording_access_refused", detail)
+
+
+async def _authorize(request: web.Request, action: str) -> Any:
+    """The staff member making this request, or a refusal that is audited."""
     authorize = request.app.get("authorize_staff")
     try:
         if authorize is None:
@@ -284,16 +291,25 @@ async def _authorize(request: web.Request, action: str, rec: Recording | None = 
         staff = authorize(request)
         if inspect.isawaitable(staff):
             staff = await staff
-        if rec is not None:
-            allowed = staff_establishments(staff)
-            if allowed is not None and rec.establishment_id not in allowed:
-                detail["staff"] = staff_name(staff)
-                raise web.HTTPForbidden(text="this recording belongs to another establishment")
     except (web.HTTPUnauthorized, web.HTTPForbidden) as exc:
-        detail["refused"] = exc.status
-        _audit(request.app, booking, "recording_access_refused", detail)
+        rec = None
+        with contextlib.suppress(web.HTTPNotFound):
+            rec = _lookup(request) if "rec_id" in request.match_info else None
+        _refused(request, action, exc, rec)
         raise
     return staff
+
+
+async def _authorize_for(request: web.Request, action: str) -> tuple[Any, Recording]:
+    """Staff first (an unknown id is no answer to strangers), then the recording, then scope."""
+    staff = await _authorize(request, action)
+    rec = _lookup(request)
+    allowed = staff_establishments(staff)
+    if allowed is not None and rec.establishment_id not in allowed:
+        exc = web.HTTPForbidden(text="this recording belongs to another establishment")
+        _refused(request, action, exc, rec, staff)
+        raise exc
+    return staff, rec
 
 
 def _index(request: web.Request) -> RecordingIndex:
@@ -328,8 +344,7 @@ async def list_recordings(request: web.Request) -> web.Response:
 
 
 async def get_recording(request: web.Request) -> web.Response:
-    rec = _lookup(request)
-    staff = await _authorize(request, "view", rec)
+    staff, rec = await _authorize_for(request, "view")
     _audit(request.app, rec.booking_id, "recording_view",
            {"staff": staff_name(staff), "recording_id": rec.id})
     return web.json_response(rec.public(), headers={"Cache-Control": "no-store"})
@@ -337,8 +352,7 @@ async def get_recording(request: web.Request) -> web.Response:
 
 async def download_recording(request: web.Request) -> web.StreamResponse:
     """The decrypted WebM, streamed chunk by chunk (no plaintext ever touches disk)."""
-    rec = _lookup(request)
-    staff = await _authorize(request, "download", rec)
+    staff, rec = await _authorize_for(request, "download")
     who = staff_name(staff)
     if rec.status == "deleted":
         _audit(request.app, rec.booking_id, "recording_download",
@@ -406,15 +420,15 @@ class _Hashing:
 
 
 async def place_hold(request: web.Request) -> web.Response:
-    rec = _lookup(request)
-    staff = await _authorize(request, "hold", rec)
-    reason = ""
-    if request.can_read_body:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise web.HTTPBadRequest(text="send JSON: {\"reason\": ...}") from None
-        reason = str(body.get("reason", "") if isinstance(body, dict) else "")[:500]
+    staff, rec = await _authorize_for(request, "hold")
+    if request.content_type != "application/json":
+        # not a form a third-party page could submit with a staff member's cookies
+        raise web.HTTPUnsupportedMediaType(text="send JSON: {\"reason\": ...}")
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text="send JSON: {\"reason\": ...}") from None
+    reason = str(body.get("reason", "") if isinstance(body, dict) else "")[:500]
     if not reason.strip():
         raise web.HTTPBadRequest(text="a legal hold needs a reason")
     if rec.status == "deleted":
@@ -427,8 +441,7 @@ async def place_hold(request: web.Request) -> web.Response:
 
 
 async def release_hold(request: web.Request) -> web.Response:
-    rec = _lookup(request)
-    staff = await _authorize(request, "release_hold", rec)
+    staff, rec = await _authorize_for(request, "release_hold")
     who = staff_name(staff)
     _index(request).set_hold(rec.id, False, None, who, time.time())
     _audit(request.app, rec.booking_id, "recording_hold_released",

@@ -90,6 +90,8 @@ async def test_unauthorised_requests_are_refused_and_logged(api):
     assert resp.status == 401
     resp = await http.get(f"{base}/api/recordings/{rec}/media", headers={"Authorization": "Bearer x"})
     assert resp.status == 403
+    resp = await http.get(f"{base}/api/recordings/999/media")
+    assert resp.status == 401, "strangers cannot tell which recordings exist"
     # staff of another establishment can neither download nor hold it
     resp = await http.get(f"{base}/api/recordings/{rec}/media", headers=ELSEWHERE)
     assert resp.status == 403
@@ -98,9 +100,9 @@ async def test_unauthorised_requests_are_refused_and_logged(api):
     assert resp.status == 403
     refused = audits(app, "recording_access_refused")
     assert [(b, d["action"], d["refused"]) for b, d in refused] == [
-        (0, "list", 401), (5, "download", 401), (5, "download", 403), (5, "download", 403),
-        (5, "hold", 403)]
-    assert refused[3][1]["staff"] == "staff-9"
+        (0, "list", 401), (5, "download", 401), (5, "download", 403), (0, "download", 401),
+        (5, "download", 403), (5, "hold", 403)]
+    assert refused[4][1]["staff"] == "staff-9"
     assert not audits(app, "recording_download")
     # a list shows only the staff member's establishment, and is itself logged
     resp = await http.get(f"{base}/api/recordings", headers=STAFF1)
@@ -157,6 +159,9 @@ async def test_retention_deletes_expired_unless_on_legal_hold(api):
     short = add_recording(app, booking_id=4, started_days_ago=10, days=7)  # establishment: 7 days
     resp = await http.post(f"{base}/api/recordings/{held}/hold", headers=STAFF1, json={})
     assert resp.status == 400, "a hold needs a reason"
+    resp = await http.post(f"{base}/api/recordings/{held}/hold", headers=STAFF1,
+                           data='{"reason": "x"}')  # text/plain: what a cross-site form sends
+    assert resp.status == 415
     resp = await http.post(f"{base}/api/recordings/{held}/hold", headers=STAFF1,
                            json={"reason": "complaint 42"})
     assert resp.status == 200 and (await resp.json())["legal_hold"] is True
