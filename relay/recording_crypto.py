@@ -62,11 +62,11 @@ class TruncatedRecording(RecordingError):
 # --- keys ----------------------------------------------------------------------------------
 
 
-def load_key(config: Config) -> bytes:
+def load_key(config: Config, create: bool = True) -> bytes:
     """The master key: ``config.recording_key`` (hex), else ``data_dir/recording.key``.
 
-    The key file is created once (mode 0600) when neither exists. An existing key file that
-    other users can read is refused rather than used.
+    The key file is created once (mode 0600) when neither exists and ``create`` (the relay;
+    tools pass False). An existing key file that other users can read is refused.
     """
     if config.recording_key:
         try:
@@ -77,6 +77,12 @@ def load_key(config: Config) -> bytes:
             raise ValueError("RELAY_RECORDING_KEY must be 32 bytes (64 hex digits) for AES-256")
         return key
     path = Path(config.data_dir) / KEY_FILE
+    if not create:
+        if not path.exists():
+            raise FileNotFoundError(
+                f"no recording key: set RELAY_RECORDING_KEY or RELAY_DATA_DIR (no {path})"
+            )
+        return _read_key_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -274,7 +280,11 @@ def main(argv: list[str] | None = None) -> int:
         help="write what can be verified of a recording that was cut short (relay crash)",
     )
     args = parser.parse_args(argv)
-    key = load_key(Config.from_env())
+    try:
+        key = load_key(Config.from_env(), create=False)
+    except (OSError, ValueError) as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
     try:
         result = decrypt_file(args.src, args.dst, key, allow_truncated=args.allow_truncated)
     except TruncatedRecording as exc:

@@ -104,6 +104,11 @@ def test_decrypt_command(tmp_path, monkeypatch, capsys):
                  str(tmp_path / "out.webm")]) == 0
     assert (tmp_path / "out.webm").read_bytes() == b"abcdef"
     assert "INCOMPLETE" in capsys.readouterr().out
+    # a tool never makes up a key of its own
+    monkeypatch.delenv("RELAY_RECORDING_KEY")
+    monkeypatch.setenv("RELAY_DATA_DIR", str(tmp_path / "nowhere"))
+    assert main(["decrypt", str(tmp_path / "r.enc"), str(tmp_path / "x.webm")]) == 1
+    assert not (tmp_path / "nowhere").exists()
 
 
 def test_vp8_size_and_long_batches_split_clusters():
