@@ -87,6 +87,20 @@ class Config:
     # --- recording -----------------------------------------------------------------------
     recordings_dir: Path = Path("data/recordings")
     recording_chunk_s: float = 2.0
+    """Each flush seals one encrypted chunk: a crash loses at most about this much."""
+    recording_start_wait_s: float = 5.0
+    """How long to wait for the second leg's first keyframe (its picture size) before the
+    file's header is written with the size known so far."""
+    recording_hold_s: float = 0.5
+    """Frames newer than this are kept for the next flush so the streams interleave in order."""
+    recording_resync_s: float = 2.0
+    """Re-anchor a stream's timestamps to arrival time when they drift further than this."""
+    recording_threads: int = 1
+    """Writer threads (sealing and file I/O) shared by all recordings."""
+    recording_fsync: bool = True
+    """fsync each sealed chunk, so it survives a machine crash, not just a relay crash."""
+    retention_default_days: int = 90
+    """Retention when an establishment's policy does not say (policy.retention_days)."""
     retention_sweep_s: float = 3600.0
 
     # --- shutdown ------------------------------------------------------------------------

@@ -1,0 +1,761 @@
+"""Call recording: both legs' encoded media, as received, in one live WebM sealed at rest.
+
+What is recorded is decided once, when the call is created (``recording_decision``): social
+calls, unless the establishment turned that off (``policy.record_social``); legal calls never,
+whatever the settings say, and any other call type neither (a new type must be added here on
+purpose). For a call that is not recorded nothing is tapped, buffered or written.
+
+How. A packet tap on each leg's audio and video producer (it sees every packet, also while the
+call is paused: evidence matters most then) reassembles frames without decoding them
+(relay/frames.py). Each frame gets a presentation time in milliseconds from its RTP timestamp,
+anchored to its arrival time on a clock shared by all four streams, so the family and prison
+streams line up; a stream that starts late, restarts with a new SSRC (a reconnect) or whose
+timestamps drift from arrival time by more than ``recording_resync_s`` is re-anchored.
+
+The container is WebM (Matroska for H.264 calls, whose NAL units are stored length-prefixed
+with an avcC built from the first keyframe's SPS and PPS: the same bytes, repackaged), written here by a small EBML writer rather than through
+PyAV's muxer: FFmpeg's interleaver holds every packet back until each of the four streams has
+had one (a leg that has not joined yet would keep the whole recording in memory, and unwritten,
+until the end), and opening PyAV streams opens an encoder per stream (about 8 MB a call). Here
+the file is "live" WebM (a Segment of unknown size followed by self-contained Clusters), the
+form browsers' MediaRecorder writes and ffprobe, VLC and PyAV read. Every ``recording_chunk_s``
+the frames that have arrived (minus the last ``recording_hold_s``, so late frames of another
+stream still go in order) become one Cluster, sealed as one encrypted chunk
+(relay/recording_crypto.py) and fsynced by a writer thread, so a crash of the relay loses at
+most the last chunk and what is on disk stays playable. Per packet, the event loop only
+reassembles and appends to a list.
+
+The file's Tracks header needs each video's picture size (from its first keyframe). It is
+written once both legs' first keyframes arrived, or ``recording_start_wait_s`` after the first
+frame with the sizes known by then (a placeholder for a leg not there yet: decoders use the
+size in the bitstream). Until then frames wait in memory, not on disk.
+
+Tracks, always four and in this order: 1 family video, 2 family audio, 3 prison video,
+4 prison audio (named so in the file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import struct
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiortc import clock
+from aiortc.rtp import RtpPacket
+
+from . import metrics
+from .calls import Call, attach_packet_tap
+from .config import Config
+from .forwarder import Producer
+from .frames import EncodedFrame, FrameAssembler
+from .recording_crypto import SealedWriter, load_key
+
+log = logging.getLogger(__name__)
+
+Audit = Callable[[int, str, dict[str, Any]], None]
+
+STREAMS = (("family", "video"), ("family", "audio"), ("prison", "video"), ("prison", "audio"))
+RECORDED_CALL_TYPES = frozenset({"social"})
+CLOCK = {"video": 90000, "audio": 48000}
+RECENT_FRAMES = 64  # per stream: recognises a frame that arrives twice
+PLACEHOLDER_SIZE = (640, 480)
+"""Header size for a leg whose first keyframe had not arrived when the file began."""
+
+
+def recording_decision(call: Call) -> tuple[bool, str]:
+    """Whether this call is recorded, and why (for the log and the audit trail)."""
+    if call.is_legal:
+        return False, "legal call: never recorded"
+    if call.call_type not in RECORDED_CALL_TYPES:
+        return False, f"calls of type {call.call_type!r} are not recorded"
+    if not getattr(call.policy_settings, "record_social", True):
+        return False, "this establishment does not record social calls"
+    return True, "social call"
+
+
+# --- WebM (EBML) writing ---------------------------------------------------------------------
+
+
+def _size(n: int) -> bytes:
+    for length in range(1, 9):
+        if n < (1 << (7 * length)) - 1:
+            return (n | (1 << (7 * length))).to_bytes(length, "big")
+    raise ValueError("element too large")
+
+
+def _el(eid: int, body: bytes) -> bytes:
+    return eid.to_bytes((eid.bit_length() + 7) // 8, "big") + _size(len(body)) + body
+
+
+def _uint(eid: int, value: int) -> bytes:
+    return _el(eid, value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big"))
+
+
+def _str(eid: int, value: str) -> bytes:
+    return _el(eid, value.encode("utf-8"))
+
+
+UNKNOWN_SIZE = b"\x01\xff\xff\xff\xff\xff\xff\xff"
+MATROSKA_EPOCH = 978307200  # 2001-01-01T00:00:00Z, Matroska's DateUTC origin
+OPUS_HEAD = b"OpusHead" + struct.pack("<BBHIhB", 1, 2, 0, 48000, 0, 0)
+"""WebRTC Opus is signalled as 2 channels; pre-skip 0: the stream is taken up mid-way."""
+
+
+def webm_header(
+    sizes: dict[str, tuple[int, int]],
+    title: str,
+    started_at: float,
+    video: VideoFormat | None = None,
+    private: dict[str, bytes] | None = None,
+) -> bytes:
+    """EBML header, Segment (unknown size), Info and the four Tracks."""
+    video = video or VP8
+    private = private or {}
+    ebml = _el(
+        0x1A45DFA3,
+        _uint(0x4286, 1) + _uint(0x42F7, 1) + _uint(0x42F2, 4) + _uint(0x42F3, 8)
+        + _str(0x4282, video.doc_type) + _uint(0x4287, 4) + _uint(0x4285, 2),
+    )
+    date = int((started_at - MATROSKA_EPOCH) * 1e9).to_bytes(8, "big", signed=True)
+    info = _el(
+        0x1549A966,
+        _uint(0x2AD7B1, 1_000_000)  # TimestampScale: 1 ms
+        + _str(0x4D80, "relay recorder") + _str(0x5741, "relay recorder")
+        + _el(0x4461, date) + _str(0x7BA9, title),
+    )
+    entries = []
+    for number, (role, kind) in enumerate(STREAMS, start=1):
+        body = (
+            _uint(0xD7, number) + _uint(0x73C5, secrets.randbits(63) or 1)
+            + _uint(0x9C, 0) + _str(0x536E, f"{role} {kind}")
+        )
+        if kind == "video":
+            width, height = sizes.get(role) or PLACEHOLDER_SIZE
+            body += _uint(0x83, 1) + _str(0x86, video.codec_id)
+            if role in private:
+                body += _el(0x63A2, private[role])
+            body += _el(0xE0, _uint(0xB0, width) + _uint(0xBA, height))
+        else:
+            body += _uint(0x83, 2) + _str(0x86, "A_OPUS") + _el(0x63A2, OPUS_HEAD)
+            body += _uint(0x56AA, 0) + _uint(0x56BB, 80_000_000)  # CodecDelay, SeekPreRoll (ns)
+            body += _el(0xE1, _el(0xB5, struct.pack(">d", 48000.0)) + _uint(0x9F, 2))
+        entries.append(_el(0xAE, body))
+    tracks = _el(0x1654AE6B, b"".join(entries))
+    return ebml + bytes.fromhex("18538067") + UNKNOWN_SIZE + info + tracks
+
+
+Frame = tuple[int, int, bool, bytes]
+"""(pts in ms, track number, keyframe, encoded frame)"""
+
+MAX_CLUSTER_SPAN_MS = 30_000  # block timestamps are int16 ms relative to their cluster
+
+
+def webm_clusters(frames: list[Frame]) -> bytes:
+    """Clusters of SimpleBlocks for frames sorted by pts."""
+    out = []
+    i = 0
+    while i < len(frames):
+        base = frames[i][0]
+        parts = [_uint(0xE7, base)]
+        while i < len(frames) and frames[i][0] - base <= MAX_CLUSTER_SPAN_MS:
+            pts, track, key, data = frames[i]
+            head = struct.pack(">BhB", 0x80 | track, pts - base, 0x80 if key else 0)
+            parts.append(_el(0xA3, head + data))
+            i += 1
+        out.append(_el(0x1F43B675, b"".join(parts)))
+    return b"".join(out)
+
+
+def vp8_size(frame: bytes) -> tuple[int, int] | None:
+    """Picture size from a VP8 keyframe's header (RFC 6386 section 9.1)."""
+    if len(frame) < 10 or frame[0] & 1 or frame[3:6] != b"\x9d\x01\x2a":
+        return None
+    width = int.from_bytes(frame[6:8], "little") & 0x3FFF
+    height = int.from_bytes(frame[8:10], "little") & 0x3FFF
+    return (width, height) if width and height else None
+
+
+def split_annexb(data: bytes) -> list[bytes]:
+    """NAL units of an Annex B byte stream (start codes removed)."""
+    nals = []
+    i = data.find(b"\x00\x00\x01")
+    while i != -1:
+        start = i + 3
+        nxt = data.find(b"\x00\x00\x01", start)
+        end = len(data) if nxt == -1 else nxt
+        nal = data[start:end]
+        if nxt != -1 and nal.endswith(b"\x00"):
+            nal = nal.rstrip(b"\x00")  # the leading zero of a 4-byte start code
+        if nal:
+            nals.append(nal)
+        i = nxt
+    return nals
+
+
+def annexb_to_avc(data: bytes) -> bytes:
+    """The same NAL units, each with a 4-byte length instead of a start code (Matroska AVC)."""
+    return b"".join(len(nal).to_bytes(4, "big") + nal for nal in split_annexb(data))
+
+
+class _Bits:
+    def __init__(self, data: bytes) -> None:
+        self.data = data.replace(b"\x00\x00\x03", b"\x00\x00")  # emulation prevention
+        self.pos = 0
+
+    def u(self, n: int) -> int:
+        value = 0
+        for _ in range(n):
+            byte = self.data[self.pos >> 3]  # IndexError on a short SPS: caught by the caller
+            value = (value << 1) | ((byte >> (7 - (self.pos & 7))) & 1)
+            self.pos += 1
+        return value
+
+    def ue(self) -> int:
+        zeros = 0
+        while self.u(1) == 0:
+            zeros += 1
+            if zeros > 31:
+                raise ValueError("bad exp-Golomb code")
+        return (1 << zeros) - 1 + self.u(zeros)
+
+    def se(self) -> int:
+        k = self.ue()
+        return (k + 1) // 2 if k & 1 else -(k // 2)
+
+
+_HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
+
+
+def h264_sps_size(sps: bytes) -> tuple[int, int] | None:
+    """Picture size from an H.264 SPS NAL unit (ITU-T H.264 section 7.3.2.1.1)."""
+    try:
+        b = _Bits(sps[1:])
+        profile = b.u(8)
+        b.u(16)  # constraint flags, level
+        b.ue()  # seq_parameter_set_id
+        chroma = 1
+        if profile in _HIGH_PROFILES:
+            chroma = b.ue()
+            if chroma == 3:
+                b.u(1)
+            b.ue()
+            b.ue()
+            b.u(1)
+            if b.u(1):  # seq_scaling_matrix_present_flag
+                for i in range(8 if chroma != 3 else 12):
+                    if b.u(1):
+                        last = nxt = 8
+                        for _ in range(16 if i < 6 else 64):
+                            if nxt:
+                                nxt = (last + b.se() + 256) % 256
+                            last = nxt or last
+        b.ue()  # log2_max_frame_num_minus4
+        poc_type = b.ue()
+        if poc_type == 0:
+            b.ue()
+        elif poc_type == 1:
+            b.u(1)
+            b.se()
+            b.se()
+            for _ in range(b.ue()):
+                b.se()
+        b.ue()  # max_num_ref_frames
+        b.u(1)
+        width_mbs = b.ue() + 1
+        height_units = b.ue() + 1
+        frame_mbs_only = b.u(1)
+        if not frame_mbs_only:
+            b.u(1)
+        b.u(1)
+        width, height = width_mbs * 16, (2 - frame_mbs_only) * height_units * 16
+        if b.u(1):  # frame_cropping_flag
+            left, right, top, bottom = b.ue(), b.ue(), b.ue(), b.ue()
+            unit_x = 1 if chroma in (0, 3) else 2
+            unit_y = (1 if chroma in (0, 2) else 2) * (2 - frame_mbs_only)
+            width -= unit_x * (left + right)
+            height -= unit_y * (top + bottom)
+    except (IndexError, ValueError):
+        return None
+    return (width, height) if width > 0 and height > 0 else None
+
+
+def h264_config(frame: bytes) -> tuple[bytes, tuple[int, int] | None] | None:
+    """An AVCDecoderConfigurationRecord (Matroska CodecPrivate) from a keyframe's SPS and PPS."""
+    nals = split_annexb(frame)
+    sps = next((n for n in nals if n[0] & 0x1F == 7), None)
+    pps = next((n for n in nals if n[0] & 0x1F == 8), None)
+    if sps is None or pps is None or len(sps) < 4:
+        return None
+    record = bytes([1, sps[1], sps[2], sps[3], 0xFF, 0xE1]) + len(sps).to_bytes(2, "big") + sps
+    record += b"\x01" + len(pps).to_bytes(2, "big") + pps
+    return record, h264_sps_size(sps)
+
+
+@dataclass(frozen=True)
+class VideoFormat:
+    """How one video codec goes into Matroska."""
+
+    mime: str
+    codec_id: str
+    doc_type: str
+    media_type: str
+    suffix: str
+
+
+VP8 = VideoFormat("video/vp8", "V_VP8", "webm", "video/webm", ".webm.enc")
+H264 = VideoFormat("video/h264", "V_MPEG4/ISO/AVC", "matroska", "video/x-matroska", ".mkv.enc")
+VIDEO_FORMATS = {f.mime: f for f in (VP8, H264)}
+
+
+# --- one call's recording --------------------------------------------------------------------
+
+
+@dataclass
+class _Stream:
+    number: int
+    role: str
+    kind: str
+    clock: int
+    last_ext: int | None = None
+    anchor_ext: int = 0
+    anchor_pts: int = 0
+    last_pts: int = -1
+    written_pts: int = -1
+    """The newest pts already handed to the writer: nothing older can go in any more."""
+    waiting_keyframe: bool = True
+    frames: int = 0
+    skipped: int = 0
+    resyncs: int = 0
+    late: int = 0
+    recent: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_FRAMES))
+
+    def restart(self) -> None:
+        """A new source (first producer, a reconnect, a new SSRC): anchor it afresh."""
+        self.last_ext = None
+        self.recent.clear()
+        self.waiting_keyframe = self.kind == "video"
+
+
+class _Tap:
+    """The per-packet hook on one producer: reassemble, re-anchor on a new SSRC."""
+
+    __slots__ = ("recording", "stream", "mime", "producer", "ssrc", "assembler")
+
+    def __init__(
+        self, recording: CallRecording, stream: _Stream, mime: str, producer: Producer | None = None
+    ) -> None:
+        self.recording = recording
+        self.stream = stream
+        self.mime = mime
+        self.producer = producer
+        self.ssrc: int | None = None
+        self.assembler: FrameAssembler | None = None
+
+    def __call__(self, packet: RtpPacket, arrival_ms: int) -> None:
+        if self.recording.stopping:
+            return
+        try:
+            if packet.ssrc != self.ssrc or self.assembler is None:
+                self.ssrc = packet.ssrc
+                self.assembler = FrameAssembler(self.mime, self._on_frame)
+                self.stream.restart()
+            self.assembler.add(packet, arrival_ms)
+        except Exception as exc:  # never let the recorder break the call's media path
+            self.recording.tap_failed(exc)
+
+    def _on_frame(self, frame: EncodedFrame) -> None:
+        if not self.recording.add_frame(self.stream, frame) and self.producer is not None:
+            # waiting for a keyframe to start this stream: ask (throttled per producer)
+            self.producer.request_keyframe("recording")
+
+
+class _FileWriter:
+    """Thread side: the sealed file. Every method runs in the recorder's executor."""
+
+    def __init__(self, path: Path, key: bytes, fsync: bool, avc_tracks: frozenset[int] = frozenset()) -> None:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.sealed = SealedWriter(path, key, fsync=fsync)
+        self.avc_tracks = avc_tracks
+
+    def write(self, head: bytes, frames: list[Frame], final: bool) -> int:
+        if self.avc_tracks:  # H.264 with a CodecPrivate: length-prefixed NAL units
+            frames = [
+                (pts, track, key, annexb_to_avc(data) if track in self.avc_tracks else data)
+                for pts, track, key, data in frames
+            ]
+        plaintext = head + webm_clusters(frames)
+        if not plaintext and not final:
+            return 0
+        written = self.sealed.seal(plaintext, final=final)
+        metrics.RECORDING_BYTES.inc(written)
+        return written
+
+    def abandon(self) -> None:
+        self.sealed.close()
+
+
+class CallRecording:
+    """Records one call from its first frame to its end."""
+
+    def __init__(self, recorder: Recorder, call: Call, policy: Any) -> None:
+        self.recorder = recorder
+        self.config = recorder.config
+        self.call = call
+        self.streams = {
+            (role, kind): _Stream(n, role, kind, CLOCK[kind])
+            for n, (role, kind) in enumerate(STREAMS, start=1)
+        }
+        self.stopping = False
+        self.failed = False
+        self.recording_id: int | None = None
+        self.path: Path | None = None
+        self.started_at: float | None = None
+        self.sizes: dict[str, tuple[int, int]] = {}
+        self.video: VideoFormat | None = None
+        self.codec_private: dict[str, bytes] = {}
+        self.keyframe_seen: set[str] = set()
+        self.frames_written = 0
+        self.bytes_written = 0
+        self.flush_seconds = 0.0
+        self.flushes = 0
+        self._pending: list[Frame] = []
+        self._origin_ms: int | None = None
+        self._first_frame_at: float | None = None
+        self._writer: _FileWriter | None = None
+        self._detach: list[Callable[[], None]] = []
+        self._stop = asyncio.Event()
+        self._resync_ms = int(self.config.recording_resync_s * 1000)
+        self.done = asyncio.ensure_future(self._run(policy))
+        call.add_tap(self._on_producer)
+
+    # --- event loop side: per packet / frame ---------------------------------------------
+
+    def _on_producer(self, role: str, kind: str, producer: Producer) -> None:
+        stream = self.streams.get((role, kind))
+        if stream is None or self.stopping:
+            return
+        if kind == "audio":
+            mime = "audio/opus"
+        else:
+            mime = (producer.codec_mime or self.recorder.video_mime(self.call) or "").lower()
+            fmt = VIDEO_FORMATS.get(mime)
+            if fmt is None or (self.video is not None and fmt is not self.video):
+                # not silently: the call goes on, the recording holds its audio only
+                log.error("call %s: recording %s video is not supported; audio only",
+                          self.call.id, mime or "unknown", extra={"call_id": self.call.id})
+                self.recorder.audit(self.call.id, "recording_problem",
+                                    {"problem": f"video codec {mime or 'unknown'} not recorded"})
+                return
+            self.video = fmt
+        self._detach.append(attach_packet_tap(producer, _Tap(self, stream, mime, producer)))
+
+    def add_frame(self, s: _Stream, frame: EncodedFrame) -> bool:
+        """Time-stamp and queue one frame; False when it was skipped (no keyframe yet)."""
+        now = frame.arrival_ms
+        if self._origin_ms is None:
+            self._origin_ms = now
+            self._first_frame_at = time.monotonic()
+            self.started_at = time.time()
+        if s.waiting_keyframe:
+            if not frame.keyframe:
+                s.skipped += 1
+                return False
+            s.waiting_keyframe = False
+            if s.kind == "video" and s.role not in self.keyframe_seen:
+                self._first_keyframe(s.role, frame.data)
+        expected = now - self._origin_ms
+        if s.last_ext is None:
+            ext = frame.timestamp
+            s.anchor_ext, s.anchor_pts = ext, max(expected, s.last_pts + 1)
+        else:
+            delta = ((frame.timestamp - s.last_ext + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+            ext = s.last_ext + delta
+        pts = s.anchor_pts + (ext - s.anchor_ext) * 1000 // s.clock
+        if s.last_ext is None or ext > s.last_ext:  # in order
+            if abs(pts - expected) > self._resync_ms:
+                s.resyncs += 1
+                s.anchor_ext, s.anchor_pts = ext, max(expected, s.last_pts + 1)
+                pts = s.anchor_pts
+            if pts <= s.last_pts:
+                pts = s.last_pts + 1
+            s.last_ext, s.last_pts = ext, pts
+        elif ext in s.recent or pts <= s.written_pts:
+            # a duplicate (a retransmission of an audio packet), or later than what is
+            # already on disk for this stream: it cannot go in without breaking the order
+            s.late += 1
+            return True
+        # a frame that arrived out of order keeps its own time: the flush sorts it into place
+        s.recent.append(ext)
+        s.frames += 1
+        self._pending.append((pts, s.number, frame.keyframe, frame.data))
+        return True
+
+    def tap_failed(self, exc: Exception) -> None:
+        """A bug on the per-packet path: stop recording (keep what was written), loudly."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self.failed = True
+        log.error("call %s: recording stopped by an error on the packet path", self.call.id,
+                  exc_info=exc, extra={"call_id": self.call.id})
+        self.recorder.audit(self.call.id, "recording_failed",
+                            {"recording_id": self.recording_id, "error": repr(exc)[:200]})
+        self.stop()
+
+    def _first_keyframe(self, role: str, data: bytes) -> None:
+        """What the header needs from a leg's first keyframe: picture size, H.264 parameters."""
+        self.keyframe_seen.add(role)
+        size = None
+        if self.video is H264:
+            config = h264_config(data)
+            if config is not None:
+                self.codec_private[role], size = config
+        else:
+            size = vp8_size(data)
+        if size is not None:
+            self.sizes[role] = size
+
+    # --- the flush loop --------------------------------------------------------------------
+
+    async def _run(self, policy: Any) -> None:
+        ended = asyncio.ensure_future(policy.ended.wait())
+        ended.add_done_callback(lambda _f: self._stop.set())
+        try:
+            while not self._stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), self.config.recording_chunk_s)
+                if self._stop.is_set():
+                    break
+                await self._flush(final=False)
+            self.stopping = True
+            for detach in self._detach:
+                detach()
+            self._detach.clear()
+            await self._flush(final=True)
+        except Exception as exc:
+            self._fail(exc)
+        finally:
+            ended.cancel()
+            self.stopping = True
+            self.recorder.forget(self)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _ready_to_start(self, final: bool) -> bool:
+        if self._first_frame_at is None or not self._pending:
+            return False
+        if final or len(self.keyframe_seen) == 2:
+            return True
+        return time.monotonic() - self._first_frame_at >= self.config.recording_start_wait_s
+
+    async def _flush(self, final: bool) -> None:
+        loop = asyncio.get_running_loop()
+        head = b""
+        if self._writer is None:
+            if not self._ready_to_start(final):
+                return
+            head = await self._start()
+        pending = self._pending
+        pending.sort(key=lambda f: f[0])
+        if final or self._origin_ms is None:
+            batch, self._pending = pending, []
+        else:
+            cut = self._now_pts() - int(self.config.recording_hold_s * 1000)
+            n = _count_upto(pending, cut)
+            batch, self._pending = pending[:n], pending[n:]
+        by_number = {st.number: st for st in self.streams.values()}
+        for pts, number, _key, _data in batch:  # sorted: the last one per stream is the newest
+            by_number[number].written_pts = pts
+        started = time.perf_counter()
+        assert self._writer is not None
+        written = await loop.run_in_executor(
+            self.recorder.executor, self._writer.write, head, batch, final
+        )
+        self.flush_seconds += time.perf_counter() - started
+        self.flushes += 1
+        self.frames_written += len(batch)
+        self.bytes_written += written
+        if final:
+            self._finished()
+
+    def _now_pts(self) -> int:
+        assert self._origin_ms is not None
+        return clock.current_ms() - self._origin_ms
+
+    async def _start(self) -> bytes:
+        """Create the file and its index row; returns the WebM header for the first chunk."""
+        assert self.started_at is not None
+        call = self.call
+        video = self.video or VP8
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.started_at))
+        name = f"{call.establishment_id}/booking-{call.id}-{stamp}-{secrets.token_hex(4)}{video.suffix}"
+        self.path = Path(self.config.recordings_dir) / name
+        private = dict(self.codec_private)
+        if video is H264 and len(private) == 1:
+            # the other leg's parameters stand in; its own SPS/PPS travel in its keyframes
+            only = next(iter(private.values()))
+            private = {role: private.get(role, only) for role in ("family", "prison")}
+        header = webm_header(self.sizes, f"booking {call.id}", self.started_at, video, private)
+        avc_tracks = frozenset(
+            st.number for (role, kind), st in self.streams.items() if kind == "video" and role in private
+        )
+        loop = asyncio.get_running_loop()
+        self._writer = await loop.run_in_executor(
+            self.recorder.executor,
+            _FileWriter, self.path, self.recorder.key, self.config.recording_fsync, avc_tracks,
+        )
+        days = getattr(call.policy_settings, "retention_days", None)
+        if days is None:
+            days = self.config.retention_default_days
+        self.recording_id = self.recorder.index.add(
+            booking_id=call.id,
+            establishment_id=call.establishment_id,
+            path=name,
+            media_type=video.media_type,
+            started_at=self.started_at,
+            retention_until=self.started_at + float(days) * 86400,
+        )
+        self.recorder.audit(call.id, "recording_started", {"recording_id": self.recording_id})
+        log.info("call %s: recording to %s", call.id, name, extra={"call_id": call.id})
+        return header
+
+    def _finished(self) -> None:
+        if self._writer is None or self.recording_id is None:
+            return
+        sealed = self._writer.sealed
+        self.recorder.index.finish(
+            self.recording_id, ended_at=time.time(), size=sealed.size,
+            sha256=sealed.sha256.hexdigest(), status="failed" if self.failed else "complete",
+        )
+        self.recorder.audit(self.call.id, "recording_finished", {
+            "recording_id": self.recording_id, "size": sealed.size,
+            "sha256": sealed.sha256.hexdigest(), "frames": self.frames_written,
+        })
+        log.info("call %s: recording finished (%d bytes)", self.call.id, sealed.size,
+                 extra={"call_id": self.call.id})
+
+    def _fail(self, exc: BaseException) -> None:
+        self.failed = True
+        log.error("call %s: recording failed: %s", self.call.id, exc, exc_info=exc,
+                  extra={"call_id": self.call.id})
+        self.recorder.audit(self.call.id, "recording_failed",
+                            {"recording_id": self.recording_id, "error": str(exc)[:200]})
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.abandon()
+            if self.recording_id is not None:
+                sealed = self._writer.sealed
+                with contextlib.suppress(Exception):
+                    self.recorder.index.finish(
+                        self.recording_id, ended_at=time.time(), size=sealed.size,
+                        sha256=sealed.sha256.hexdigest(), status="failed",
+                    )
+        self._pending.clear()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "recording_id": self.recording_id,
+            "frames": {f"{s.role}_{s.kind}": s.frames for s in self.streams.values()},
+            "skipped_before_keyframe": {f"{s.role}_{s.kind}": s.skipped for s in self.streams.values()},
+            "resyncs": {f"{s.role}_{s.kind}": s.resyncs for s in self.streams.values()},
+            "late_or_duplicate": {f"{s.role}_{s.kind}": s.late for s in self.streams.values()},
+            "flushes": self.flushes,
+            "flush_seconds": self.flush_seconds,
+            "bytes": self.bytes_written,
+        }
+
+
+def _count_upto(frames: list[Frame], cut: int) -> int:
+    lo, hi = 0, len(frames)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if frames[mid][0] <= cut:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+# --- the process-wide recorder -----------------------------------------------------------
+
+
+class Recorder:
+    """A call hook (``registry.hooks.append(recorder)``) that records the calls it should.
+
+    ``index`` is a relay.recordings.RecordingIndex; ``audit`` the app's
+    ``(booking_id, kind, detail)`` audit callable; ``video_mime(call)`` the call's negotiated
+    video codec (the registry's ``LiveCall.video_mime``).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        index: Any,
+        audit: Audit | None = None,
+        video_mime: Callable[[Call], str | None] | None = None,
+        key: bytes | None = None,
+    ) -> None:
+        self.config = config
+        self.index = index
+        self._audit = audit
+        self._video_mime = video_mime
+        self.key = key if key is not None else load_key(config)
+        self.executor = ThreadPoolExecutor(
+            max_workers=max(1, config.recording_threads), thread_name_prefix="recorder"
+        )
+        self.active: dict[int, CallRecording] = {}
+        os.makedirs(config.recordings_dir, mode=0o700, exist_ok=True)
+
+    @classmethod
+    def hook(cls, config: Config, index: Any, audit: Audit | None = None, **kwargs: Any) -> Recorder:
+        return cls(config, index, audit, **kwargs)
+
+    def __call__(self, call: Call, policy: Any) -> None:
+        record, why = recording_decision(call)
+        if not record:
+            log.info("call %s not recorded: %s", call.id, why, extra={"call_id": call.id})
+            self.audit(call.id, "recording_off", {"reason": why})
+            return
+        if call.id in self.active:
+            self.active[call.id].stop()
+        self.active[call.id] = CallRecording(self, call, policy)
+
+    def video_mime(self, call: Call) -> str | None:
+        return self._video_mime(call) if self._video_mime is not None else None
+
+    def audit(self, booking_id: int, kind: str, detail: dict[str, Any]) -> None:
+        if self._audit is None:
+            return
+        try:
+            self._audit(booking_id, kind, detail)
+        except Exception:
+            log.exception("audit of %s for booking %s failed", kind, booking_id)
+
+    def forget(self, recording: CallRecording) -> None:
+        if self.active.get(recording.call.id) is recording:
+            del self.active[recording.call.id]
+
+    def recording_now(self) -> set[str]:
+        """Paths (relative to recordings_dir) being written: the sweeper leaves them alone."""
+        return {str(r.path.relative_to(self.config.recordings_dir))
+                for r in self.active.values() if r.path is not None}
+
+    async def close(self) -> None:
+        """Finish every recording (the relay is shutting down), then stop the writers."""
+        pending = [r.done for r in self.active.values()]
+        for recording in list(self.active.values()):
+            recording.stop()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        self.executor.shutdown(wait=True)

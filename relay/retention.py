@@ -1,0 +1,90 @@
+"""Retention: recordings past their establishment's retention period are deleted.
+
+A recording's ``retention_until`` is fixed when it starts (its start plus the establishment's
+``policy.retention_days``, default ``Config.retention_default_days``). Every
+``retention_sweep_s`` the sweeper deletes the files of recordings past that date, unless a
+legal hold is on them (a hold survives the purge until staff release it; the next sweep after
+the release deletes an expired recording). Files being written are never touched. Each deletion
+is marked in the index (the row stays, status ``deleted``) and written to the audit trail.
+
+Deleting the file is enough here: the file is ciphertext, and the key never leaves the relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .config import Config
+from .recordings import RecordingIndex, recording_path
+
+log = logging.getLogger(__name__)
+
+
+class RetentionSweeper:
+    def __init__(
+        self,
+        index: RecordingIndex,
+        config: Config,
+        audit: Callable[[int, str, dict[str, Any]], None] | None = None,
+        busy: Callable[[], set[str]] = set,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.index = index
+        self.config = config
+        self.audit = audit
+        self.busy = busy
+        self.clock = clock
+        self._task: asyncio.Task[None] | None = None
+
+    def sweep(self) -> list[int]:
+        """Delete what has expired now; returns the recording ids deleted."""
+        now = self.clock()
+        busy = self.busy()
+        deleted = []
+        for rec in self.index.expired(now):
+            if rec.path in busy:
+                continue
+            missing = False
+            try:
+                recording_path(self.config, rec).unlink()
+            except FileNotFoundError:
+                missing = True
+            except (OSError, ValueError) as exc:
+                log.error("retention: could not delete recording %s: %s", rec.id, exc)
+                continue
+            self.index.mark_deleted(rec.id, now)
+            deleted.append(rec.id)
+            log.info("retention: deleted recording %s (booking %s)", rec.id, rec.booking_id)
+            if self.audit is not None:
+                self.audit(rec.booking_id, "recording_deleted", {
+                    "recording_id": rec.id,
+                    "reason": "retention",
+                    "retention_until": rec.retention_until,
+                    "sha256": rec.sha256,
+                    "file_was_missing": missing,
+                })
+        return deleted
+
+    async def run(self) -> None:
+        while True:
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("retention sweep failed")
+            await asyncio.sleep(self.config.retention_sweep_s)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self.run())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

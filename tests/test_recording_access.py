@@ -1,0 +1,214 @@
+"""Who may read recordings, what is written down about it, and how long recordings live."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from relay import recordings
+from relay.app import create_app
+from relay.recorder import STREAMS, webm_clusters, webm_header
+from relay.recording_crypto import SealedWriter, decrypt_bytes
+from relay.retention import RetentionSweeper
+from tests.support import tone_clip, video_clip
+from tests.test_recording import KEY_HEX, authorize_staff, demux
+
+DAY = 86400.0
+STAFF1 = {"Authorization": "Bearer staff-1"}
+ELSEWHERE = {"Authorization": "Bearer staff-elsewhere"}
+
+
+def small_webm() -> bytes:
+    """A real two-second recording made by the recorder's writer from the test clips."""
+    video, audio = video_clip(seed=1), tone_clip(440)
+    frames = []
+    for n, (_role, kind) in enumerate(STREAMS, start=1):
+        clip, step = (video, 1000 / 30) if kind == "video" else (audio, 20)
+        frames += [(int(i * step), n, f.keyframe, f.data) for i, f in enumerate(clip[:50])]
+    frames.sort(key=lambda f: f[0])
+    return webm_header({"family": (320, 240), "prison": (320, 240)}, "test", time.time()) + \
+        webm_clusters(frames)
+
+
+def add_recording(app, booking_id, establishment_id=1, started_days_ago=1.0, days=90,
+                  status="complete") -> int:
+    config = app["config"]
+    name = f"{establishment_id}/booking-{booking_id}-{time.monotonic_ns()}.webm.enc"
+    path = config.recordings_dir / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = SealedWriter(path, bytes.fromhex(KEY_HEX), fsync=False)
+    plain = small_webm()
+    half = len(plain) // 2
+    writer.seal(plain[:half])
+    writer.seal(plain[half:], final=status == "complete")
+    writer.close()
+    started = time.time() - started_days_ago * DAY
+    index = app[recordings.INDEX_KEY]
+    rec_id = index.add(booking_id, establishment_id, name, "video/webm", started, started + days * DAY)
+    index.finish(rec_id, started + 60, writer.size, writer.sha256.hexdigest(), status)
+    return rec_id
+
+
+@pytest.fixture
+async def api(rec_config, tokens):
+    app = create_app(rec_config, admit=tokens)
+    conn = sqlite3.connect(":memory:")
+    recordings.install(app, conn=conn)
+    app["audit_log"] = trail = []
+    app["audit"] = lambda booking, kind, detail: trail.append((booking, kind, detail))
+    app["authorize_staff"] = authorize_staff
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    server.base_url = str(server.make_url("")).rstrip("/")
+    async with aiohttp.ClientSession() as http:
+        server.http = http
+        yield server
+    await server.close()
+    conn.close()
+
+
+@pytest.fixture
+def rec_config(config):
+    return config.replace(recording_key=KEY_HEX)
+
+
+def audits(app, kind):
+    return [(b, d) for b, k, d in app["audit_log"] if k == kind]
+
+
+async def test_unauthorised_requests_are_refused_and_logged(api):
+    app, http, base = api.app, api.http, api.base_url
+    rec = add_recording(app, booking_id=5)
+    other = add_recording(app, booking_id=6, establishment_id=2)
+    resp = await http.get(f"{base}/api/recordings")
+    assert resp.status == 401
+    resp = await http.get(f"{base}/api/recordings/{rec}/media")
+    assert resp.status == 401
+    resp = await http.get(f"{base}/api/recordings/{rec}/media", headers={"Authorization": "Bearer x"})
+    assert resp.status == 403
+    resp = await http.get(f"{base}/api/recordings/999/media")
+    assert resp.status == 401, "strangers cannot tell which recordings exist"
+    # staff of another establishment can neither download nor hold it
+    resp = await http.get(f"{base}/api/recordings/{rec}/media", headers=ELSEWHERE)
+    assert resp.status == 403
+    resp = await http.post(f"{base}/api/recordings/{rec}/hold", headers=ELSEWHERE,
+                           json={"reason": "x"})
+    assert resp.status == 403
+    refused = audits(app, "recording_access_refused")
+    assert [(b, d["action"], d["refused"]) for b, d in refused] == [
+        (0, "list", 401), (5, "download", 401), (5, "download", 403), (0, "download", 401),
+        (5, "download", 403), (5, "hold", 403)]
+    assert refused[4][1]["staff"] == "staff-9"
+    assert not audits(app, "recording_download")
+    # a list shows only the staff member's establishment, and is itself logged
+    resp = await http.get(f"{base}/api/recordings", headers=STAFF1)
+    listed = (await resp.json())["recordings"]
+    assert [r["id"] for r in listed] == [rec] and "path" not in listed[0]
+    assert audits(app, "recording_list")[-1][1]["recording_ids"] == [rec]
+    assert other not in [r["id"] for r in listed]
+    # without a staff check configured, nobody gets in
+    del app["authorize_staff"]  # the app is frozen for routes, not for this key
+    resp = await http.get(f"{base}/api/recordings/{rec}", headers=STAFF1)
+    assert resp.status == 403
+
+
+async def test_download_decrypts_and_detects_tampering(api):
+    app, http, base = api.app, api.http, api.base_url
+    rec_id = add_recording(app, booking_id=8)
+    resp = await http.get(f"{base}/api/recordings/{rec_id}/media", headers=STAFF1)
+    assert resp.status == 200 and resp.headers["Cache-Control"] == "no-store"
+    plain = await resp.read()
+    streams, packets = demux(plain)
+    assert len(streams) == 4 and len(packets[0]) == 50
+    assert audits(app, "recording_download")[-1] == (
+        8, {"staff": "staff-1", "recording_id": rec_id, "result": "started"})
+    # one flipped bit in the ciphertext: the download stops and the trail says why
+    rec = app[recordings.INDEX_KEY].get(rec_id)
+    path = recordings.recording_path(app["config"], rec)
+    raw = bytearray(path.read_bytes())
+    raw[-100] ^= 1
+    path.write_bytes(bytes(raw))
+    with pytest.raises(aiohttp.ClientPayloadError):
+        resp = await http.get(f"{base}/api/recordings/{rec_id}/media", headers=STAFF1)
+        await resp.read()
+    assert audits(app, "recording_integrity_failure")
+
+
+async def test_interrupted_recording_downloads_what_was_written(api):
+    app, http, base = api.app, api.http, api.base_url
+    rec_id = add_recording(app, booking_id=9, status="interrupted")
+    resp = await http.get(f"{base}/api/recordings/{rec_id}/media", headers=STAFF1)
+    assert resp.status == 200 and resp.headers["X-Recording-Status"] == "interrupted"
+    body = await resp.read()
+    rec = app[recordings.INDEX_KEY].get(rec_id)
+    raw = recordings.recording_path(app["config"], rec).read_bytes()
+    assert body == decrypt_bytes(raw, bytes.fromhex(KEY_HEX), allow_truncated=True)[0]
+    assert len(body) > 1000 and body.startswith(b"\x1a\x45\xdf\xa3")  # the first half
+
+
+async def test_retention_deletes_expired_unless_on_legal_hold(api):
+    app, http, base = api.app, api.http, api.base_url
+    index = app[recordings.INDEX_KEY]
+    expired = add_recording(app, booking_id=1, started_days_ago=91)
+    held = add_recording(app, booking_id=2, started_days_ago=91)
+    fresh = add_recording(app, booking_id=3, started_days_ago=10)
+    short = add_recording(app, booking_id=4, started_days_ago=10, days=7)  # establishment: 7 days
+    resp = await http.post(f"{base}/api/recordings/{held}/hold", headers=STAFF1, json={})
+    assert resp.status == 400, "a hold needs a reason"
+    resp = await http.post(f"{base}/api/recordings/{held}/hold", headers=STAFF1,
+                           data='{"reason": "x"}')  # text/plain: what a cross-site form sends
+    assert resp.status == 415
+    resp = await http.post(f"{base}/api/recordings/{held}/hold", headers=STAFF1,
+                           json={"reason": "complaint 42"})
+    assert resp.status == 200 and (await resp.json())["legal_hold"] is True
+    sweeper: RetentionSweeper = app["retention"]
+    assert sorted(sweeper.sweep()) == [expired, short]
+    paths = {r: recordings.recording_path(app["config"], index.get(r)) for r in (expired, held, fresh)}
+    assert not paths[expired].exists() and paths[held].exists() and paths[fresh].exists()
+    assert index.get(expired).status == "deleted"
+    deleted = audits(app, "recording_deleted")
+    assert sorted((b, d["recording_id"], d["reason"]) for b, d in deleted) == [
+        (1, expired, "retention"), (4, short, "retention")]
+    # a deleted recording is gone for staff too
+    resp = await http.get(f"{base}/api/recordings/{expired}/media", headers=STAFF1)
+    assert resp.status == 410
+    # the hold survives the purge until released; the next sweep then deletes it
+    assert sweeper.sweep() == []
+    resp = await http.delete(f"{base}/api/recordings/{held}/hold", headers=STAFF1)
+    assert resp.status == 200 and (await resp.json())["legal_hold"] is False
+    assert sweeper.sweep() == [held]
+    assert not paths[held].exists()
+    kinds = [k for _, k, _ in app["audit_log"]]
+    assert kinds.count("recording_hold_placed") == 1 and kinds.count("recording_hold_released") == 1
+    # a sweep a year on leaves files being written alone
+    later = RetentionSweeper(index, app["config"], busy=lambda: {index.get(fresh).path},
+                             clock=lambda: time.time() + 365 * DAY)
+    assert later.sweep() == []
+
+
+async def test_recording_key_file_is_made_once_and_private(tmp_path, config, tokens):
+    cfg = config.replace(recording_key="")
+    app = create_app(cfg, admit=tokens)
+    conn = sqlite3.connect(":memory:")
+    recorder = recordings.install(app, conn=conn)
+    key_file = cfg.data_dir / "recording.key"
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    assert bytes.fromhex(key_file.read_text().strip()) == recorder.key
+    app2 = create_app(cfg, admit=tokens)
+    assert recordings.install(app2, conn=conn).key == recorder.key
+    recorder.executor.shutdown()
+    app2["recorder"].executor.shutdown()
+    conn.close()
+    plain, _ = decrypt_bytes(_seal(tmp_path, recorder.key, b"x"), recorder.key)
+    assert plain == b"x"
+
+
+def _seal(tmp_path, key, data) -> bytes:
+    path = tmp_path / "one.enc"
+    writer = SealedWriter(path, key, fsync=False)
+    writer.seal(data, final=True)
+    return path.read_bytes()
