@@ -110,7 +110,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--loop", action="store_true", help="loop --file")
     p.add_argument("--video-size", default="640x480")
     p.add_argument("--fps", type=int, default=30)
-    p.add_argument("--record", help="write what the family side sends to this file (.mp4/.mkv)")
+    p.add_argument("--record", help="write what the family side sends to this WebM file, as received")
     p.add_argument("--duration", type=float, help="leave after this many seconds")
     p.add_argument("--media-address", action="append", help="local address(es) for media")
     args = p.parse_args(argv)

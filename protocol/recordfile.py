@@ -1,69 +1,68 @@
-"""Writing received encoded frames into a Matroska file as they are: no decoding, no encoding.
+"""Writing received encoded frames into a WebM file as they are: no decoding, no encoding.
 
-The prison laptop uses it to keep what the family side sent. (The relay's own recorder adds
-encryption at rest and crash-safe chunking on top of the same idea.)
+The prison laptop uses it to keep what the family side sent. It reuses the relay recorder's
+WebM writer (relay/recorder.py), which writes cluster by cluster so a file cut short still
+plays; the laptop's file carries the family tracks only (the prison tracks stay empty).
 """
 
 from __future__ import annotations
 
-import fractions
-
-import av
+import time
 
 from relay.frames import EncodedFrame
+from relay.recorder import STREAMS, vp8_size, webm_clusters, webm_header
 
-_CODECS = {"video/vp8": "vp8", "video/h264": "h264", "audio/opus": "opus"}
-
-
-def vp8_size(keyframe: bytes) -> tuple[int, int]:
-    """Width and height from a VP8 key frame header (RFC 6386 section 9.1)."""
-    if len(keyframe) < 10 or keyframe[3:6] != b"\x9d\x01\x2a":
-        raise ValueError("not a VP8 key frame")
-    return (int.from_bytes(keyframe[6:8], "little") & 0x3FFF,
-            int.from_bytes(keyframe[8:10], "little") & 0x3FFF)
+FLUSH_FRAMES = 60
 
 
 class EncodedFileWriter:
-    """One file, one stream per (name, mime); pts from RTP timestamps, starting at zero."""
+    """VP8 + Opus from the far side (the family) into one WebM file."""
 
-    def __init__(self, path: str) -> None:
-        self.container = av.open(path, "w", format="matroska")
-        self.streams: dict[str, av.stream.Stream] = {}
-        self._first_ts: dict[str, int] = {}
-        self._last_pts: dict[str, int] = {}
+    def __init__(self, path: str, source_role: str = "family") -> None:
+        self.path = path
+        self.role = source_role
         self.frames = 0
+        self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._header_written = False
+        self._pending: list[tuple[int, int, bool, bytes]] = []
+        self._first_ts: dict[str, int] = {}
+        self._last_ms: dict[str, int] = {}
+        self._size: tuple[int, int] | None = None
+        self._started = time.time()
 
     def write(self, name: str, mime: str, frame: EncodedFrame) -> None:
-        stream = self.streams.get(name)
-        if stream is None:
-            if mime.startswith("video/") and not frame.keyframe:
-                return  # a stream starts at a keyframe
-            stream = self._add_stream(name, mime, frame)
-        first = self._first_ts.setdefault(name, frame.timestamp)
-        pts = (frame.timestamp - first) & 0xFFFFFFFF
-        if pts <= self._last_pts.get(name, -1):
+        kind = "audio" if mime.startswith("audio/") else "video"
+        if mime.lower() not in ("video/vp8", "audio/opus"):
             return
-        self._last_pts[name] = pts
-        packet = av.Packet(frame.data)
-        packet.stream = stream
-        packet.pts = packet.dts = pts
-        packet.time_base = stream.time_base
-        packet.is_keyframe = frame.keyframe
-        self.container.mux(packet)
+        if kind == "video" and self._size is None:
+            if not frame.keyframe or (size := vp8_size(frame.data)) is None:
+                return  # the file starts at a keyframe
+            self._size = size
+        if self._size is None:
+            return  # audio waits for the first picture so both start together
+        clock = 90000 if kind == "video" else 48000
+        first = self._first_ts.setdefault(kind, frame.timestamp)
+        ms = ((frame.timestamp - first) & 0xFFFFFFFF) * 1000 // clock
+        if ms < self._last_ms.get(kind, -1):
+            return
+        self._last_ms[kind] = ms
+        track = STREAMS.index((self.role, kind)) + 1
+        self._pending.append((ms, track, frame.keyframe, frame.data))
         self.frames += 1
+        if len(self._pending) >= FLUSH_FRAMES:
+            self.flush()
 
-    def _add_stream(self, name: str, mime: str, frame: EncodedFrame) -> av.stream.Stream:
-        codec = _CODECS[mime.lower()]
-        if codec == "opus":
-            stream = self.container.add_stream("libopus", rate=48000)
-            stream.time_base = fractions.Fraction(1, 48000)
-        else:
-            stream = self.container.add_stream(codec)
-            if codec == "vp8":
-                stream.width, stream.height = vp8_size(frame.data)
-            stream.time_base = fractions.Fraction(1, 90000)
-        self.streams[name] = stream
-        return stream
+    def flush(self) -> None:
+        if self._size is None or not self._pending:
+            return
+        if not self._header_written:
+            self._file.write(webm_header({self.role: self._size}, "received", self._started))
+            self._header_written = True
+        self._pending.sort(key=lambda f: f[0])
+        self._file.write(webm_clusters(self._pending))
+        self._file.flush()
+        self._pending.clear()
 
     def close(self) -> None:
-        self.container.close()
+        self.flush()
+        self._file.close()

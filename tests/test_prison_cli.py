@@ -31,7 +31,7 @@ async def test_prison_command_exchanges_media(relay, tokens, tmp_path):
     tokens.add("pri-cli", SimpleAdmission(50, "prison", participant="laptop:1"))
     clip = tmp_path / "clip.webm"
     write_clip(clip, seconds=20)
-    received = tmp_path / "received.mkv"
+    received = tmp_path / "received.webm"
     family = CallClient(relay.base_url, "fam-cli", receive="encoded", keep_frames=True,
                         video=EncodedTrack("video", video_clip(seed=6), 30),
                         audio=EncodedTrack("audio", tone_clip(300), 50))
