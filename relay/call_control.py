@@ -89,13 +89,13 @@ async def staff_call_end(ctx: Ctx) -> Any:
 async def staff_call_audit(ctx: Ctx) -> Any:
     staff = ctx.staff()
     booking = ctx.staff_booking(staff, ctx.path_id("booking_id"))
-    return {"records": ctx.request.config_dict["audit"].for_booking(booking.id)}
+    return {"records": ctx.request.config_dict["audit_log"].for_booking(booking.id)}
 
 
 @handler
 async def staff_evidence(ctx: Ctx) -> Any:
     staff = ctx.staff()
-    found = ctx.request.config_dict["audit"].evidence(ctx.path_id("evidence_id"))
+    found = ctx.request.config_dict["audit_log"].evidence(ctx.path_id("evidence_id"))
     if found is None or found[0] is None:
         raise ApiError(404, "evidence_not_found", "no such evidence")
     booking_id, jpeg, boxes = found

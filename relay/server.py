@@ -15,13 +15,14 @@ from aiohttp import web
 
 from protocol import messages as m
 
-from .api import setup_api
+from . import recordings
+from .api import STAFF_COOKIE, setup_api
 from .app import create_app
 from .audit import AuditLog
 from .calls import AdmissionLike
 from .config import Config
 from .registry import CallRegistry
-from .store import AdmissionRefused, Store
+from .store import AdmissionRefused, Staff, Store
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ def build_app(config: Config, store: Store | None = None) -> web.Application:
     audit = AuditLog(store.connection)
 
     def audit_call(booking_id: int, kind: str, detail: dict[str, Any]) -> None:
+        detail = dict(detail)
         evidence = detail.pop("evidence", None)
         live = registry.get(booking_id)
         audit.append(
@@ -55,8 +57,20 @@ def build_app(config: Config, store: Store | None = None) -> web.Application:
 
     app = create_app(config, admit, registry)
     app["store"] = store
-    app["audit"] = audit
+    app["audit_log"] = audit
+    app["audit"] = audit_call  # (booking_id, kind, detail): what the recorder writes with
     setup_api(app)
+
+    def authorize_staff(request: web.Request) -> Staff:
+        """The logged-in staff member (session cookie from the booking API), or 401."""
+        cookie = request.cookies.get(STAFF_COOKIE)
+        staff = store.session_staff(cookie, time.time()) if cookie else None
+        if staff is None:
+            raise web.HTTPUnauthorized(text="log in as staff first")
+        return staff
+
+    app["authorize_staff"] = authorize_staff
+    recordings.install(app, conn=store.connection)
 
     async def close_store(app: web.Application) -> None:
         store.close()

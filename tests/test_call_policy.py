@@ -60,7 +60,7 @@ async def test_staff_pause_resume_end_and_other_call_unaffected(product):
         assert await flowing(other_pri, "video0", 1.0) > 15
         assert other_pri.state == "live"
         assert product.world.store.booking(b1).status == "completed"
-        kinds = [r["kind"] for r in product.app["audit"].for_booking(b1)]
+        kinds = [r["kind"] for r in product.app["audit_log"].for_booking(b1)]
         assert {"join", "staff_pause", "staff_resume", "staff_end"} <= set(kinds)
     finally:
         await staff.close()
@@ -115,7 +115,7 @@ async def test_dropped_leg_rejoins_and_keeps_the_end_time(product):
         assert fam.joined["call"]["ends_at"] == ends_at
         await fam.wait_frames("video0", 10)
         await pri.wait_for(lambda m: m["type"] == "state" and m["reason"] == "rejoined")
-        kinds = [r["kind"] for r in product.app["audit"].for_booking(b)]
+        kinds = [r["kind"] for r in product.app["audit_log"].for_booking(b)]
         assert "drop" in kinds and "rejoin" in kinds
     finally:
         await fam.close()

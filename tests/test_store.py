@@ -41,13 +41,14 @@ def test_migrations_idempotent_on_reopen(tmp_path):
 def test_failed_migration_rolls_back(tmp_path, monkeypatch):
     path = tmp_path / "m.sqlite"
     Store.open(path).close()
+    good = len(store_mod.MIGRATIONS)
     monkeypatch.setattr(
         store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, "CREATE TABLE t2 (x INT); BROKEN SQL;"]
     )
     with pytest.raises(sqlite3.Error):
         Store.open(path)
     with sqlite3.connect(path) as raw:
-        assert raw.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == 1
+        assert raw.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == good
         names = {r[0] for r in raw.execute("SELECT name FROM sqlite_master")}
         assert "t2" not in names
 
