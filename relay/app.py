@@ -38,6 +38,8 @@ def create_app(config: Config, admit: Admit, registry: CallRegistry | None = Non
     if not config.metrics_host:
         app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/join", page("family.html"))
+    app.router.add_get("/console", page("console.html"))
+    app.router.add_get("/", lambda request: web.HTTPFound("/console"))
     app.router.add_static("/static/", STATIC, name="static")
     app.on_startup.append(_start_background)
     app.on_shutdown.append(_shutdown)
