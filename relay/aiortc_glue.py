@@ -39,8 +39,11 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParamete
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import (
     RTCP_PSFB_APP,
+    RTCP_RTPFB_NACK,
     RTP_HISTORY_SIZE,
+    AnyRtcpPacket,
     RtcpPsfbPacket,
+    RtcpRtpfbPacket,
     RtpPacket,
     pack_remb_fci,
     unwrap_rtx,
@@ -48,6 +51,9 @@ from aiortc.rtp import (
 
 log = logging.getLogger(__name__)
 _sink_errors: dict[str, int] = {}
+
+on_nack: Callable[[int], None] | None = None
+"""Called with the number of packets a viewer's NACK asks for (the relay counts them)."""
 
 AIORTC_VERSION = "1.16.0"
 """The aiortc release whose internals this module was written against."""
@@ -194,6 +200,11 @@ class ForwardingSender(RTCRtpSender):
         finally:
             self._codec = None
             self._RTCRtpSender__rtp_exited.set()
+
+    async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
+        if on_nack is not None and isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            on_nack(len(packet.lost))
+        await super()._handle_rtcp_packet(packet)
 
     def _send_keyframe(self) -> None:
         # A PLI/FIR from the viewer: there is no encoder here, so ask upstream.

@@ -25,6 +25,7 @@ STATIC = Path(__file__).parent / "static"
 def create_app(config: Config, admit: Admit, registry: CallRegistry | None = None) -> web.Application:
     aiortc_glue.check_aiortc_version()
     aiortc_glue.bind_media_addresses(config.media_addresses)
+    aiortc_glue.on_nack = metrics.count_nack
     app = web.Application(client_max_size=1024 * 1024)
     app["config"] = config
     app["admit"] = admit
@@ -92,6 +93,16 @@ async def _loop_lag_probe(interval: float = 0.5) -> None:
 
 async def _start_background(app: web.Application) -> None:
     app["background"] = [asyncio.ensure_future(_loop_lag_probe())]
+    config: Config = app["config"]
+    if config.metrics_host:
+        # metrics on their own address (e.g. an internal interface), not next to signalling
+        metrics_app = web.Application()
+        metrics_app["registry"] = app["registry"]
+        metrics_app.router.add_get("/metrics", metrics_handler)
+        runner = web.AppRunner(metrics_app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, config.metrics_host, config.metrics_port).start()
+        app["metrics_runner"] = runner
 
 
 async def _shutdown(app: web.Application) -> None:
@@ -112,4 +123,6 @@ async def _shutdown(app: web.Application) -> None:
     for live in list(registry.calls.values()):
         for leg in live.call.everyone():
             await leg.pc.close()
+    if "metrics_runner" in app:
+        await app["metrics_runner"].cleanup()
     log.info("shutdown took %.2fs", time.monotonic() - started)

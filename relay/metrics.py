@@ -35,8 +35,16 @@ KEYFRAME_REQUESTS = Counter(
     ["reason"],
 )
 NACKS_RECEIVED = Counter(
-    "relay_nacks_received_total", "NACK feedback packets received from viewers"
+    "relay_nacks_received_total", "NACK feedback messages received from viewers"
 )
+NACKED_PACKETS = Counter(
+    "relay_nacked_packets_total", "Packets viewers asked the relay to retransmit"
+)
+
+
+def count_nack(lost: int) -> None:
+    NACKS_RECEIVED.inc()
+    NACKED_PACKETS.inc(lost)
 LEGS_CONNECTED = Gauge("relay_legs_connected", "Legs with a live peer connection", ["role"])
 CALLS = Gauge("relay_calls", "Calls known to the relay, by state", ["state", "establishment"])
 PAUSES = Counter("relay_call_pauses_total", "Calls paused, by reason", ["reason"])
