@@ -106,20 +106,24 @@ async def _start_background(app: web.Application) -> None:
 
 
 async def _shutdown(app: web.Application) -> None:
-    """Stop admitting, tell every leg why, close calls within the configured grace."""
+    """Stop admitting; tell every leg the relay is restarting; close within the grace.
+
+    Calls are not ended: their legs rejoin the next process (relay/runtime.py).
+    """
     registry: CallRegistry = app["registry"]
     registry.accepting = False
     for task in app.get("background", []):
         task.cancel()
     started = time.monotonic()
     for live in list(registry.calls.values()):
-        if live.policy.state != "ended":
-            live.policy.end("shutdown")
+        live.policy.interrupt()
     for session in list(app["sessions"]):
-        session.send_error(m.E_SHUTTING_DOWN, "the relay is shutting down; rejoin shortly")
-    pending = [asyncio.ensure_future(s.close(4001, "relay shutting down")) for s in app["sessions"]]
-    if pending:
-        await asyncio.wait(pending, timeout=app["config"].shutdown_grace_s)
+        if session.leg is None:
+            session.send_error(m.E_SHUTTING_DOWN, "the relay is restarting; try again shortly")
+            asyncio.ensure_future(session.close(1012, "relay restarting"))
+    grace = app["config"].shutdown_grace_s
+    while (app["sessions"] or app["cleanups"]) and time.monotonic() - started < grace:
+        await asyncio.sleep(0.05)
     for live in list(registry.calls.values()):
         for leg in live.call.everyone():
             await leg.pc.close()

@@ -40,9 +40,10 @@ END_TEXT = {
     "staff": "a member of staff ended the call",
     "left": "the other side left the call",
     "leg_lost": "the other side's connection was lost and did not come back",
-    "shutdown": "the relay is restarting; rejoin with the same link",
+    "shutdown": "the relay stopped",
     "booking_cancelled": "the booking was cancelled",
 }
+RESTART_TEXT = "the relay is restarting; you will be reconnected in a moment"
 TECHNICAL_ENDS = frozenset({"leg_lost", "shutdown"})
 
 
@@ -68,8 +69,27 @@ class CallPolicy:
         self._grace: dict[str, asyncio.TimerHandle] = {}
         self._clear_timers: dict[str, asyncio.TimerHandle] = {}
         self._awaiting_staff: set[str] = set()
+        self.listeners: list[Callable[[], None]] = []
+        """Called after every change of state or pause reasons (persistence, metrics)."""
         self._staff_must_resume = bool(getattr(call.policy_settings, "staff_must_resume", False))
         self._schedule()
+
+    @property
+    def awaiting_staff(self) -> set[str]:
+        return set(self._awaiting_staff)
+
+    def restore(self, pause_reasons: set[str], awaiting_staff: set[str]) -> None:
+        """Pauses that were in force before a relay restart stay in force."""
+        self.pause_reasons |= pause_reasons
+        self._awaiting_staff |= awaiting_staff & pause_reasons
+        self._apply("restored")
+
+    def _changed(self) -> None:
+        for listener in self.listeners:
+            try:
+                listener()
+            except Exception:  # persistence trouble must not stop the call's own logic
+                log.exception("policy listener failed for call %s", self.call.id)
 
     # --- time ----------------------------------------------------------------------------
 
@@ -168,6 +188,7 @@ class CallPolicy:
         if self._staff_must_resume:
             self._awaiting_staff.add(key)
             self.call.broadcast("state", **self.describe("awaiting_staff"))
+            self._changed()
             return
         loop = asyncio.get_running_loop()
         old = self._clear_timers.pop(key, None)
@@ -194,6 +215,20 @@ class CallPolicy:
         if not self.pause_reasons:
             self.call.request_keyframes("resume")
 
+    def interrupt(self) -> None:
+        """The relay process is going away (a deploy): the call is not over.
+
+        Legs are told, their sockets close, and they rejoin the next process with the same
+        token; relay/runtime.py carries the call's state across (or ends it as a technical
+        failure if nobody returns).
+        """
+        if self.state == "ended":
+            return
+        for timer in [*self._timers, *self._grace.values(), *self._clear_timers.values()]:
+            timer.cancel()
+        self._audit("relay_shutdown", {"state": self.state})
+        self.call.broadcast("restarting", message=RESTART_TEXT)
+
     # --- state ---------------------------------------------------------------------------
 
     def _derive(self) -> str:
@@ -215,6 +250,7 @@ class CallPolicy:
                 log.info("call %s: %s -> %s (%s)", self.call.id, old, new, self.reason,
                          extra={"call_id": self.call.id})
             self.call.broadcast("state", **self.describe())
+        self._changed()
 
     def describe(self, note: str | None = None) -> dict[str, Any]:
         reasons = sorted(self.pause_reasons)
@@ -245,6 +281,7 @@ class CallPolicy:
             "state", state="ended", reason=reason, message=END_TEXT.get(reason, reason),
             ends_at=self.call.ends_at, seconds_left=0,
         )
+        self._changed()
         try:
             self._on_outcome("failed" if technical else "completed", reason)
         except Exception:  # the outcome is bookkeeping: never let it break the end itself

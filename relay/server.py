@@ -22,6 +22,7 @@ from .audit import AuditLog
 from .calls import AdmissionLike
 from .config import Config
 from .registry import CallRegistry
+from .runtime import CallRuntime
 from .store import AdmissionRefused, Staff, Store
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,18 @@ def build_app(config: Config, store: Store | None = None) -> web.Application:
         return staff
 
     app["authorize_staff"] = authorize_staff
+    runtime = CallRuntime(store.connection, registry, config, audit_call, outcome)
+    registry.hooks.append(runtime)
     recordings.install(app, conn=store.connection)
+
+    async def start_runtime(app: web.Application) -> None:
+        await runtime.start()
+
+    async def stop_runtime(app: web.Application) -> None:
+        await runtime.stop()
+
+    app.on_startup.append(start_runtime)
+    app.on_shutdown.append(stop_runtime)
 
     async def close_store(app: web.Application) -> None:
         store.close()

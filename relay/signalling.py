@@ -29,6 +29,7 @@ Admit = Callable[[str, float, str], Awaitable[AdmissionLike]]
 MAX_BAD_MESSAGES = 32
 CLOSE_REFUSED = 4403
 CLOSE_ENDED = 4000
+CLOSE_RESTARTING = 1012  # RFC 6455 "service restart": clients reconnect
 
 
 class LegSession:
@@ -53,6 +54,8 @@ class LegSession:
         if mtype == "state" and fields.get("state") == "ended":
             # the end of a call closes its sockets (after telling them why)
             self._outbox.put_nowait((CLOSE_ENDED, f"ended: {fields.get('reason', '')}"))
+        elif mtype == "restarting":
+            self._outbox.put_nowait((CLOSE_RESTARTING, "relay restarting"))
 
     def send_error(self, code: str, message: str) -> None:
         metrics.SIGNALLING_ERRORS.labels(code).inc()

@@ -47,6 +47,19 @@ SESSION_MAX_S = 10 * 3600
 
 from relay.audit import MIGRATION as AUDIT_MIGRATION  # noqa: E402
 
+RUNTIME_MIGRATION = """
+CREATE TABLE call_runtime (
+    booking_id INTEGER PRIMARY KEY,
+    state TEXT NOT NULL,
+    pause_reasons TEXT NOT NULL,
+    awaiting_staff TEXT NOT NULL,
+    ends_at REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    ended_at REAL
+);
+"""
+"""relay/runtime.py's table (kept here: runtime.py imports the registry, which needs no store)."""
+
 MIGRATIONS: list[str] = [
     # 1: the booking records
     """
@@ -153,6 +166,8 @@ MIGRATIONS: list[str] = [
     """,
     # 2: the hash-chained audit trail and its evidence frames (relay/audit.py)
     AUDIT_MIGRATION,
+    # 3: what a restarted relay needs to carry calls on (relay/runtime.py)
+    RUNTIME_MIGRATION,
 ]
 
 

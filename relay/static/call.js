@@ -68,6 +68,9 @@ class RelayCall {
           else this.opts.onState && this.opts.onState({ type: "error", code: msg.code, message: msg.message });
         } else if (msg.type === "state") {
           this.handleStatus(msg);
+        } else if (msg.type === "restarting") {
+          // the relay is restarting: the socket closes next and onDrop rejoins
+          this.opts.onState && this.opts.onState({ type: "reconnecting", message: msg.message });
         } else if (msg.type === "warning") {
           this.opts.onState && this.opts.onState(msg);
         }

@@ -1,0 +1,131 @@
+"""What the relay keeps in the store so a restart (even kill -9) does not lose a call.
+
+A call's slot times live with its booking, so a restarted relay gives a rejoining leg the
+original end time by itself. What else must survive is kept here: the call's state and pause
+reasons (a call paused for an unapproved person stays paused across a restart) and a
+heartbeat, so the audit trail can show the gap. At start-up, calls that were running are
+looked at: one whose slot is over, or that nobody rejoins within the grace window, ends as
+a technical failure, which gives the allowance back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .config import Config
+from .policy import CallPolicy
+from .registry import CallRegistry
+
+log = logging.getLogger(__name__)
+
+
+HEARTBEAT_S = 2.0
+
+Audit = Callable[[int, str, dict[str, Any]], None]
+Outcome = Callable[[int, str, str], None]
+
+
+class CallRuntime:
+    def __init__(self, conn: sqlite3.Connection, registry: CallRegistry, config: Config,
+                 audit: Audit, outcome: Outcome, clock: Callable[[], float] = time.time) -> None:
+        self.conn = conn
+        self.registry = registry
+        self.config = config
+        self.audit = audit
+        self.outcome = outcome
+        self.clock = clock
+        self.restarted: dict[int, float] = {}  # booking -> last heartbeat before the restart
+        self._task: asyncio.Task[None] | None = None
+        self._checks: list[asyncio.TimerHandle] = []
+
+    # --- live calls ------------------------------------------------------------------------
+
+    def __call__(self, call: Any, policy: CallPolicy) -> None:
+        """Registry hook: restore what survived a restart, then keep it up to date."""
+        row = self.conn.execute(
+            "SELECT pause_reasons, awaiting_staff, heartbeat_at, ended_at FROM call_runtime"
+            " WHERE booking_id = ?", (call.id,)
+        ).fetchone()
+        if row is not None and row[3] is None:
+            reasons = set(json.loads(row[0])) - {"before_start"}
+            gap = max(0.0, self.clock() - row[2])
+            self.audit(call.id, "relay_restart", {"gap_s": round(gap, 1),
+                                                   "restored_pauses": sorted(reasons)})
+            policy.restore(reasons, set(json.loads(row[1])))
+        policy.listeners.append(lambda: self.save(policy))
+        self.save(policy)
+
+    def save(self, policy: CallPolicy) -> None:
+        now = self.clock()
+        ended = now if policy.state == "ended" else None
+        with self.conn:
+            self.conn.execute(
+                "INSERT INTO call_runtime (booking_id, state, pause_reasons, awaiting_staff,"
+                " ends_at, heartbeat_at, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(booking_id) DO UPDATE SET state = excluded.state,"
+                " pause_reasons = excluded.pause_reasons, awaiting_staff = excluded.awaiting_staff,"
+                " heartbeat_at = excluded.heartbeat_at, ended_at = excluded.ended_at",
+                (policy.call.id, policy.state, json.dumps(sorted(policy.pause_reasons)),
+                 json.dumps(sorted(policy.awaiting_staff)), policy.call.ends_at, now, ended),
+            )
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            ids = [bid for bid, live in self.registry.calls.items() if live.policy.state != "ended"]
+            if ids:
+                with self.conn:
+                    self.conn.executemany(
+                        "UPDATE call_runtime SET heartbeat_at = ? WHERE booking_id = ?",
+                        [(self.clock(), bid) for bid in ids],
+                    )
+
+    # --- start-up --------------------------------------------------------------------------
+
+    def recover(self) -> list[int]:
+        """Look at calls a previous process left running; returns their booking ids."""
+        now = self.clock()
+        rows = self.conn.execute(
+            "SELECT booking_id, ends_at, heartbeat_at FROM call_runtime WHERE ended_at IS NULL"
+        ).fetchall()
+        loop = asyncio.get_running_loop()
+        for booking_id, ends_at, heartbeat in rows:
+            self.restarted[booking_id] = heartbeat
+            if ends_at <= now:
+                self._give_up(booking_id, "relay_restart_after_slot")
+            else:
+                wait = min(self.config.reconnect_grace_s, ends_at - now)
+                self._checks.append(loop.call_later(wait, self._check_returned, booking_id))
+        if rows:
+            log.info("restart: %d call(s) were running", len(rows))
+        return [r[0] for r in rows]
+
+    def _check_returned(self, booking_id: int) -> None:
+        if self.registry.get(booking_id) is None:
+            self._give_up(booking_id, "relay_restart_no_return")
+
+    def _give_up(self, booking_id: int, reason: str) -> None:
+        self.audit(booking_id, "state", {"from": "interrupted", "to": "ended", "reason": reason})
+        with self.conn:
+            self.conn.execute("UPDATE call_runtime SET ended_at = ?, state = 'ended'"
+                              " WHERE booking_id = ?", (self.clock(), booking_id))
+        try:
+            self.outcome(booking_id, "failed", reason)
+        except Exception:
+            log.exception("could not record the outcome of call %s", booking_id)
+
+    async def start(self) -> None:
+        self.recover()
+        self._task = asyncio.ensure_future(self._heartbeat())
+
+    async def stop(self) -> None:
+        for check in self._checks:
+            check.cancel()
+        if self._task is not None:
+            self._task.cancel()
