@@ -34,3 +34,20 @@ def test_quick_eval_writes_the_figures(tmp_path: Path) -> None:
     assert result["confirm_latency_s_p95"] is not None
     assert result["one_face_false_over_limit"] == 0
     assert "count_accuracy" in proc.stdout
+
+
+@pytest.mark.timeout(120)
+def test_a_labelled_clip_can_be_written_and_evaluated(tmp_path: Path) -> None:
+    from relay.config import Config
+    from vision import eval as ev
+    from vision.detector import CenterFaceDetector
+    from vision.model import ensure
+
+    clip = tmp_path / "two.webm"
+    labels = ev.write_clip(clip, seconds=3.0)
+    frames = json.loads(labels.read_text())["frames"]
+    assert len(frames) == 90 and {len(f) for f in frames} == {1, 2}
+    detector = CenterFaceDetector(ensure(cache_dir=REPO / ".cache" / "models"))
+    result = ev.evaluate_clip(clip, labels, detector, Config(), stride=9)
+    assert result["frames"] == 10
+    assert result["count_accuracy"] >= 0.9 and result["precision"] == 1.0

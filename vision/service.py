@@ -27,11 +27,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
 from prometheus_client import Counter, Histogram
 
 from relay.config import Config
 from vision.decisions import VisionEvent
-from vision.detector import Detector, load_detector
+from vision.detector import Detector, Face, load_detector
 from vision.sampler import LegSampler, Sample, _Decoder, evidence_jpeg
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,11 @@ class VisionStats:
     batches: int = 0
     events: int = 0
     inference_s_total: float = 0.0
-    decode_s_total: float = 0.0
-    """Time in the decode thread (decoding, converting, letterboxing sampled frames)."""
+    """Wall time of the detector's batches."""
+    inference_cpu_s: float = 0.0
+    """CPU time of the detect thread (onnxruntime with one intra-op thread runs on it)."""
+    decode_cpu_s: float = 0.0
+    """CPU time of the decode thread: decoding, frame difference, converting samples."""
     batch_sizes: collections.Counter[int] = field(default_factory=collections.Counter)
     inference_ms: collections.deque[float] = field(
         default_factory=lambda: collections.deque(maxlen=1000))
@@ -127,6 +131,10 @@ class DetectorService:
         if self.detector is None:
             self.detector = await self._loop.run_in_executor(
                 self._detect_pool, load_detector, self.config)
+            # One warm-up inference, so the first call's sample is not the slow one.
+            w, h = self.detector.input_size
+            await self._loop.run_in_executor(
+                self._detect_pool, self.detector.detect_batch, [np.zeros((h, w, 3), np.uint8)])
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -174,37 +182,37 @@ class DetectorService:
             self._done(1)
 
     def _decode(self, sampler: LegSampler, decoder: _Decoder, codec: str, frames: list[bytes],
-                keyframes_only: bool, at: float, taken: float) -> None:
+                keyframes_only: bool, at: float, taken: float, want_sample: bool,
+                motion_allowed: bool, known: list[tuple[float, float, float, float]]) -> None:
         if self._loop is None or self._decode_pool is None:
             sampler._decoding = False
             return
         self._busy += 1
         assert self._idle is not None
         self._idle.clear()
-        self.stats.samples_taken += 1
-        SAMPLES.inc()
         size = (self.config.detector_width, self.config.detector_height)
         stats = self.stats
 
         def decode() -> object:
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             try:
-                return decoder.decode(codec, frames, keyframes_only, size)
+                return decoder.decode(codec, frames, keyframes_only, size, want_sample,
+                                      motion_allowed, known)
             finally:
-                stats.decode_s_total += time.perf_counter() - t0  # only this thread writes it
+                stats.decode_cpu_s += time.thread_time() - t0  # only this thread writes it
 
         future = self._loop.run_in_executor(self._decode_pool, decode)
 
         def done(f: asyncio.Future[object]) -> None:
-            error = None if f.cancelled() else f.exception()
-            if f.cancelled():
-                error = asyncio.CancelledError()
+            error = asyncio.CancelledError() if f.cancelled() else f.exception()
             if error is not None:
                 self.stats.decode_errors += 1
             sample = sampler._decoded(None if error else f.result(), error, at, taken)  # type: ignore[arg-type]
             if sample is None:
                 self._done(1)
             else:
+                self.stats.samples_taken += 1
+                SAMPLES.inc()
                 self._put(sample)
 
         future.add_done_callback(done)
@@ -260,15 +268,22 @@ class DetectorService:
     async def _detect(self, batch: list[Sample]) -> None:
         assert self._loop is not None and self.detector is not None
         detector = self.detector
+        st = self.stats
+
+        def detect() -> list[list[Face]]:
+            c0 = time.thread_time()
+            try:
+                return detector.detect_batch([s.image for s in batch])
+            finally:
+                st.inference_cpu_s += time.thread_time() - c0  # only this thread writes it
+
         t0 = time.perf_counter()
         try:
-            results = await self._loop.run_in_executor(
-                self._detect_pool, detector.detect_batch, [s.image for s in batch])
+            results = await self._loop.run_in_executor(self._detect_pool, detect)
         except Exception:
-            self.stats.detector_errors += 1
+            st.detector_errors += 1
             raise
         elapsed = time.perf_counter() - t0
-        st = self.stats
         st.batches += 1
         st.batch_sizes[len(batch)] += 1
         st.inference_s_total += elapsed
@@ -287,21 +302,25 @@ class DetectorService:
             st.samples_detected += 1
             st.decision_latency_ms.append(latency * 1000)
             DECISION_LATENCY.observe(latency)
-            for event in events:
-                await self._emit(sampler, sample, event)
+            if events:
+                await self._emit(sampler, sample, events)
 
-    async def _emit(self, sampler: LegSampler, sample: Sample, event: VisionEvent) -> None:
+    async def _emit(self, sampler: LegSampler, sample: Sample, events: list[VisionEvent]) -> None:
+        """Attach the sample's evidence (one JPEG, encoded off the loop) and deliver."""
         assert self._loop is not None
+        jpeg = None
         try:
-            event.evidence_jpeg = await self._loop.run_in_executor(
-                self._decode_pool, evidence_jpeg, sample.frame, event.boxes)
+            jpeg = await self._loop.run_in_executor(
+                self._decode_pool, evidence_jpeg, sample.frame, events[0].boxes)
         except Exception:
             log.exception("vision: evidence JPEG failed for leg %s", sampler.leg_key)
-        if sampler.closed:
-            return
-        self.stats.events += 1
-        EVENTS.labels(event.kind).inc()
-        try:
-            sampler.on_event(event)
-        except Exception:
-            log.exception("vision: on_event for leg %s raised", sampler.leg_key)
+        for event in events:
+            if sampler.closed:
+                return
+            event.evidence_jpeg = jpeg
+            self.stats.events += 1
+            EVENTS.labels(event.kind).inc()
+            try:
+                sampler.on_event(event)
+            except Exception:
+                log.exception("vision: on_event for leg %s raised", sampler.leg_key)
