@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import json
 import math
@@ -37,6 +38,7 @@ from vision import sampler as sampler_module
 from vision.decisions import VisionEvent, counted_faces
 from vision.detector import CenterFaceDetector, Detector, Face, letterbox_frame
 from vision.model import ensure
+from vision.service import DetectorService, percentile
 
 WIDTH, HEIGHT, FPS = 640, 480, 30
 Box = tuple[float, float, float, float]
@@ -368,8 +370,6 @@ async def run_clip(frames: list[EncodedFrame], config: Config, detector: Detecto
                    approved: int = 1, repeat: int = 1) -> tuple[list[VisionEvent], dict]:
     """Drive a LegSampler through a DetectorService over the clip's timeline (30 fps), waiting
     for each sample's decision before the next frame, so clip time is what is measured."""
-    from vision.service import DetectorService
-
     service = DetectorService(config, detector)
     await service.start()
     events: list[VisionEvent] = []
@@ -398,8 +398,6 @@ async def run_clip_keyframes_only(images: list[np.ndarray], config: Config, dete
     """Keyframe-only sampling against a simulated sender: the relay forwards the sampler's
     keyframe requests (throttled to ``keyframe_throttle_s``), and the sender's encoder makes a
     keyframe ``pli_delay_s`` later (network round trip and encoder)."""
-    from vision.service import DetectorService
-
     service = DetectorService(config, detector, keyframes_only=True)
     await service.start()
     events: list[VisionEvent] = []
@@ -430,11 +428,6 @@ async def run_clip_keyframes_only(images: list[np.ndarray], config: Config, dete
 
 def first_event(events: list[VisionEvent], kind: str, after: float) -> VisionEvent | None:
     return next((e for e in events if e.kind == kind and e.at >= after), None)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
 
 
 async def clip_latencies(config: Config, detector: Detector, clips: int
@@ -545,6 +538,14 @@ def decode_costs(seconds: float = 10.0) -> dict[str, float]:
             dec.decode(av.Packet(f.data))
         return time.thread_time() - t0
 
+    def psnr(frames: list[EncodedFrame]) -> float:
+        """Mean PSNR (RGB) of the decoded frames against the source images."""
+        values = []
+        for decoded, source in zip(decode_frames(frames), frames_img, strict=False):
+            err = np.mean((decoded.to_ndarray(format="rgb24").astype(np.float32) - source) ** 2)
+            values.append(10 * math.log10(255 ** 2 / max(float(err), 1e-9)))
+        return statistics.fmean(values)
+
     every = timed(plain, False)
     keyonly = timed(keyed, True)
     keys = [len(f.data) for f in keyed if f.keyframe][1:]
@@ -560,6 +561,8 @@ def decode_costs(seconds: float = 10.0) -> dict[str, float]:
         "forced_keyframe_bitrate_change_pct": round(100 * (bytes_keyed / bytes_plain - 1), 1),
         "bitrate_plain_kbps": round(bytes_plain * 8 / seconds / 1000),
         "bitrate_keyframe_per_s_kbps": round(bytes_keyed * 8 / seconds / 1000),
+        "psnr_plain_db": round(psnr(plain), 2),
+        "psnr_keyframe_per_s_db": round(psnr(keyed), 2),
     }
 
 
@@ -604,7 +607,7 @@ def evaluate_clip(path: Path, labels_path: Path, detector: Detector, config: Con
 # --- main ---------------------------------------------------------------------------------------
 
 def run(quick: bool, config: Config, clip: Path | None = None, labels: Path | None = None,
-        stride: int = 1) -> dict[str, object]:
+        stride: int = 1, detection_only: bool = False) -> dict[str, object]:
     t0 = time.perf_counter()
     detector = CenterFaceDetector(ensure(config), (config.detector_width, config.detector_height),
                                   threads=config.detector_threads)
@@ -612,27 +615,44 @@ def run(quick: bool, config: Config, clip: Path | None = None, labels: Path | No
         if labels is None:
             raise SystemExit("--clip needs --labels")
         return evaluate_clip(clip, labels, detector, config, stride)
-    items = build_set(15 if quick else 150)
     result: dict[str, object] = {"quick": quick}
-    preds = detect_frames(detector, [it.frame for it in items], config)
-    result.update(score_frames(preds, [it.truth for it in items]))
-    small = build_set(8 if quick else 60, seed=2, sizes=SMALL_SIZES, max_faces=2)
-    small_scores = score_frames(detect_frames(detector, [it.frame for it in small], config),
-                                [it.truth for it in small])
+    timings: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def step(name: str) -> Iterator[None]:
+        t = time.perf_counter()
+        yield
+        timings[name] = round(time.perf_counter() - t, 1)
+
+    with step("image_set"):
+        items = build_set(15 if quick else 150)
+        preds = detect_frames(detector, [it.frame for it in items], config)
+        result.update(score_frames(preds, [it.truth for it in items]))
+        small = build_set(8 if quick else 60, seed=2, sizes=SMALL_SIZES, max_faces=2)
+        small_scores = score_frames(detect_frames(detector, [it.frame for it in small], config),
+                                    [it.truth for it in small])
     result["small_faces_recall"] = small_scores["recall"]
     result["small_faces_recall_by_face_height_px"] = small_scores["recall_by_face_height_px"]
     result["false_positives_by_background"] = {
         name: sum(len(p) for p, it in zip(preds, items, strict=True)
                   if it.background == name and not it.truth)
         for name in sorted({it.background for it in items})}
-    result["ms_per_image"] = time_batches(detector, config, 2 if quick else 10)
-    result.update(asyncio.run(clip_latencies(config, detector, 1 if quick else 12)))
-    result.update(asyncio.run(keyframe_only_latencies(config, detector, 1 if quick else 6)))
-    result.update(asyncio.run(long_one_face(config, detector, 8.0 if quick else 600.0,
-                                            8.0 if quick else 60.0)))
+    with step("timing"):
+        result["ms_per_image"] = time_batches(detector, config, 2 if quick else 10)
     result["detector_cpu_pct_per_leg_at_default_rate"] = round(
         result["ms_per_image"]["1"] / 1000 / config.sample_interval_s * 100, 3)  # type: ignore[index]
-    result.update(decode_costs(2.0 if quick else 10.0))
+    if not detection_only:
+        with step("two_face_clips"):
+            result.update(asyncio.run(clip_latencies(config, detector, 1 if quick else 10)))
+        with step("keyframe_only_clips"):
+            result.update(asyncio.run(keyframe_only_latencies(config, detector,
+                                                              1 if quick else 5)))
+        with step("one_face_long"):
+            result.update(asyncio.run(long_one_face(config, detector, 8.0 if quick else 600.0,
+                                                    8.0 if quick else 60.0)))
+        with step("decode_costs"):
+            result.update(decode_costs(2.0 if quick else 10.0))
+    result["timings_s"] = timings
     result["eval_seconds"] = round(time.perf_counter() - t0, 1)
     return result
 
@@ -641,6 +661,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vision.eval", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small set, for tests")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--detection-only", action="store_true",
+                        help="only the labelled image set and the timings (for sweeps)")
     parser.add_argument("--clip", type=Path, help="evaluate this labelled clip instead")
     parser.add_argument("--labels", type=Path, help="labels JSON for --clip")
     parser.add_argument("--stride", type=int, default=1,
@@ -652,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.write_clip:
         print(write_clip(args.write_clip))
         return 0
-    result = run(args.quick, config, args.clip, args.labels, args.stride)
+    result = run(args.quick, config, args.clip, args.labels, args.stride, args.detection_only)
     for key, value in result.items():
         print(f"{key:48s} {json.dumps(value)}")
     if args.json:

@@ -21,9 +21,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -54,6 +55,12 @@ DECISION_LATENCY = Histogram(
 EVENTS = Counter("relay_vision_events_total", "Vision events emitted", ["kind"])
 
 
+def percentile(values: Iterable[float], q: float) -> float:
+    """The nearest-rank ``q`` quantile (0 < q <= 1) of a non-empty collection."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
 @dataclass
 class VisionStats:
     """Plain counters and recent latencies of one service (the metrics above are process-wide)."""
@@ -81,10 +88,7 @@ class VisionStats:
 
     def summary(self) -> dict[str, object]:
         def p(values: collections.deque[float], q: float) -> float | None:
-            if not values:
-                return None
-            ordered = sorted(values)
-            return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+            return percentile(values, q) if values else None
 
         return {
             "samples_taken": self.samples_taken, "samples_detected": self.samples_detected,
@@ -129,12 +133,16 @@ class DetectorService:
         self._decode_pool = ThreadPoolExecutor(1, thread_name_prefix="vision-decode")
         self._detect_pool = ThreadPoolExecutor(1, thread_name_prefix="vision-detect")
         if self.detector is None:
-            self.detector = await self._loop.run_in_executor(
-                self._detect_pool, load_detector, self.config)
-            # One warm-up inference, so the first call's sample is not the slow one.
-            w, h = self.detector.input_size
-            await self._loop.run_in_executor(
-                self._detect_pool, self.detector.detect_batch, [np.zeros((h, w, 3), np.uint8)])
+            try:
+                self.detector = await self._loop.run_in_executor(
+                    self._detect_pool, load_detector, self.config)
+                # One warm-up inference, so the first call's sample is not the slow one.
+                w, h = self.detector.input_size
+                await self._loop.run_in_executor(self._detect_pool, self.detector.detect_batch,
+                                                 [np.zeros((h, w, 3), np.uint8)])
+            except BaseException:
+                await self.stop()
+                raise
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
