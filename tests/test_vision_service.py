@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,46 @@ async def test_disabled_vision_is_a_no_op(tmp_path) -> None:
     leg.offer_frame("VP8", b"x", True, 0.0)
     assert not leg.needs_all_frames and not leg.keyframe_wanted(0.0)
     await service.stop()
+
+
+async def test_h264_annex_b_frames_are_sampled_too(detector) -> None:
+    import av
+    import numpy as np
+
+    patches = ev.face_patches()
+    canvas = ev.backgrounds()["coffee"].copy()
+    truth = ev.paste_face(canvas, patches[0], 250, 150, 128)
+    enc = av.CodecContext.create("libx264", "w")
+    enc.width, enc.height, enc.pix_fmt = ev.WIDTH, ev.HEIGHT, "yuv420p"
+    enc.time_base = Fraction(1, ev.FPS)
+    enc.options = {"preset": "ultrafast", "tune": "zerolatency"}
+    rng = np.random.default_rng(0)
+    packets = []
+    for i in range(10):
+        frame = av.VideoFrame.from_ndarray(ev.add_noise(canvas, rng), format="rgb24")
+        frame.pts = i
+        packets += [(bytes(p), bool(p.is_keyframe)) for p in enc.encode(frame)]
+    packets += [(bytes(p), bool(p.is_keyframe)) for p in enc.encode(None)]
+    assert packets[0][0][:4] in (b"\x00\x00\x00\x01", b"\x00\x00\x01\x09")  # Annex B
+
+    service = DetectorService(CONFIG, detector)
+    await service.start()
+    events: list[VisionEvent] = []
+    leg = service.open_leg("call1/prison", 1, events.append)
+    try:
+        for i, (data, key) in enumerate(packets):
+            leg.offer_frame("H264", data, key, i * 0.3)  # a sample due at almost every frame
+            await service.idle()
+    finally:
+        await service.stop()
+    assert service.stats.decode_errors == 0 and service.stats.samples_detected >= 3
+    assert [(e.kind, e.count) for e in events] == [("count_changed", 1)]
+    assert ev.iou(events[0].boxes[0], truth) >= 0.6
+
+
+def test_the_package_exports_the_interface() -> None:
+    import vision
+    from vision.sampler import LegSampler
+
+    assert vision.DetectorService is DetectorService and vision.LegSampler is LegSampler
+    assert vision.VisionEvent is VisionEvent
