@@ -85,7 +85,11 @@ def cached_model_path(config: Config | None = None, cache_dir: Path | None = Non
 
 def make_dynamic(source: bytes) -> bytes:
     """The CenterFace graph with dynamic batch/height/width and weights out of the inputs."""
-    import onnx  # set-up time only
+    try:
+        import onnx  # set-up time only
+    except ImportError as exc:
+        raise ModelError("preparing the model needs the onnx package (set-up time only): "
+                         "install it, e.g. `pip install onnx`") from exc
 
     model = onnx.load_from_string(source)
     graph = model.graph
