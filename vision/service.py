@@ -1,0 +1,334 @@
+"""The batched face detection service: one per relay process.
+
+Flow, with the thread each step runs on::
+
+    relay (loop) ── offer_frame ──> LegSampler: keeps encoded frames, decides when to sample
+    decode thread:  decode the kept frames, convert + letterbox the sampled one
+    loop:           newest-pending-sample slot per leg (a newer sample replaces an older one
+                    not yet detected on: dropped and counted, never queued without bound)
+    loop:           batcher: up to ``detector_batch_max`` slots, waiting at most
+                    ``detector_batch_wait_ms`` for a batch to fill
+    detect thread:  ``Detector.detect_batch`` (onnxruntime releases the GIL)
+    loop:           per-leg decisions; events get their evidence JPEG (decode thread), then
+                    ``on_event`` is called on the loop
+
+Both threads are dedicated single-thread executors, so detection never runs on the event loop
+and never takes more than one core, whatever the number of legs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import math
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from prometheus_client import Counter, Histogram
+
+from relay.config import Config
+from vision.decisions import VisionEvent
+from vision.detector import Detector, Face, load_detector
+from vision.sampler import LegSampler, Sample, _Decoder, evidence_jpeg
+
+log = logging.getLogger(__name__)
+
+# Process-wide Prometheus metrics: module-level singletons (registered once however many
+# services a test creates), no per-call or per-leg labels.
+INFERENCE_SECONDS = Histogram(
+    "relay_detector_inference_seconds", "Time of one detector batch inference",
+    buckets=(0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28))
+BATCH_SIZE = Histogram(
+    "relay_detector_batch_size", "Samples per detector batch", buckets=(1, 2, 3, 4, 6, 8, 12, 16))
+SAMPLES = Counter("relay_vision_samples_total", "Video frames sampled for face detection")
+SAMPLES_DROPPED = Counter(
+    "relay_vision_samples_dropped_total",
+    "Samples replaced by a newer one of the same leg before the detector got to them")
+DECISION_LATENCY = Histogram(
+    "relay_vision_decision_latency_seconds", "From a frame being sampled to its decision",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2))
+EVENTS = Counter("relay_vision_events_total", "Vision events emitted", ["kind"])
+
+
+def percentile(values: Iterable[float], q: float) -> float:
+    """The nearest-rank ``q`` quantile (0 < q <= 1) of a non-empty collection."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+@dataclass
+class VisionStats:
+    """Plain counters and recent latencies of one service (the metrics above are process-wide)."""
+
+    samples_taken: int = 0
+    samples_detected: int = 0
+    samples_dropped: int = 0
+    decode_errors: int = 0
+    detector_errors: int = 0
+    resyncs: int = 0
+    motion_samples: int = 0
+    batches: int = 0
+    events: int = 0
+    inference_s_total: float = 0.0
+    """Wall time of the detector's batches."""
+    inference_cpu_s: float = 0.0
+    """CPU time of the detect thread (onnxruntime with one intra-op thread runs on it)."""
+    decode_cpu_s: float = 0.0
+    """CPU time of the decode thread: decoding, frame difference, converting samples."""
+    batch_sizes: collections.Counter[int] = field(default_factory=collections.Counter)
+    inference_ms: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=1000))
+    decision_latency_ms: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=1000))
+
+    def summary(self) -> dict[str, object]:
+        def p(values: collections.deque[float], q: float) -> float | None:
+            return percentile(values, q) if values else None
+
+        return {
+            "samples_taken": self.samples_taken, "samples_detected": self.samples_detected,
+            "samples_dropped": self.samples_dropped, "batches": self.batches,
+            "batch_sizes": dict(self.batch_sizes), "events": self.events,
+            "decode_errors": self.decode_errors, "detector_errors": self.detector_errors,
+            "inference_ms_mean": statistics.fmean(self.inference_ms) if self.inference_ms else None,
+            "decision_latency_ms_p50": p(self.decision_latency_ms, 0.5),
+            "decision_latency_ms_p95": p(self.decision_latency_ms, 0.95),
+        }
+
+
+class DetectorService:
+    def __init__(self, config: Config, detector: Detector | None = None, *,
+                 keyframes_only: bool = False) -> None:
+        self.config = config
+        self.detector = detector
+        self.keyframes_only = keyframes_only
+        self.stats = VisionStats()
+        self._legs: dict[str, LegSampler] = {}
+        self._slots: dict[str, Sample] = {}  # insertion order = oldest pending first
+        self._busy = 0  # decodes in flight + pending samples + samples in the batch
+        self._wake: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
+        self._batcher: asyncio.Task[None] | None = None
+        self._decode_pool: ThreadPoolExecutor | None = None
+        self._detect_pool: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.config.vision_enabled
+
+    async def start(self) -> None:
+        """Load the model (from the verified cache, when none was given) and start batching.
+
+        Raises :class:`vision.model.ModelError` when the model is missing or corrupt.
+        """
+        if self._batcher is not None or not self.enabled:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._decode_pool = ThreadPoolExecutor(1, thread_name_prefix="vision-decode")
+        self._detect_pool = ThreadPoolExecutor(1, thread_name_prefix="vision-detect")
+        if self.detector is None:
+            try:
+                self.detector = await self._loop.run_in_executor(
+                    self._detect_pool, load_detector, self.config)
+                # One warm-up inference, so the first call's sample is not the slow one.
+                w, h = self.detector.input_size
+                await self._loop.run_in_executor(self._detect_pool, self.detector.detect_batch,
+                                                 [np.zeros((h, w, 3), np.uint8)])
+            except BaseException:
+                await self.stop()
+                raise
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._batcher = asyncio.create_task(self._run_batcher(), name="vision-batcher")
+
+    async def stop(self) -> None:
+        for sampler in list(self._legs.values()):
+            sampler.close()
+        if self._batcher is not None:
+            self._batcher.cancel()
+            try:
+                await self._batcher
+            except asyncio.CancelledError:
+                pass
+            self._batcher = None
+        for pool in (self._decode_pool, self._detect_pool):
+            if pool is not None:
+                await asyncio.get_running_loop().run_in_executor(None, pool.shutdown)
+        self._decode_pool = self._detect_pool = None
+        self._slots.clear()
+
+    def open_leg(self, leg_key: str, approved_faces: int,
+                 on_event: Callable[[VisionEvent], None]) -> LegSampler:
+        old = self._legs.get(leg_key)
+        if old is not None:
+            old.close()
+        sampler = LegSampler(self, leg_key, approved_faces, on_event, self.config,
+                             keyframes_only=self.keyframes_only, enabled=self.enabled)
+        if self.enabled:
+            self._legs[leg_key] = sampler
+        return sampler
+
+    async def idle(self) -> None:
+        """Wait until nothing is being decoded, waiting or detected (tests, evaluation)."""
+        if self._idle is not None:
+            await self._idle.wait()
+
+    # --- sampler side --------------------------------------------------------------------
+    def _leg_closed(self, sampler: LegSampler) -> None:
+        if self._legs.get(sampler.leg_key) is sampler:
+            del self._legs[sampler.leg_key]
+        pending = self._slots.get(sampler.leg_key)
+        if pending is not None and pending.sampler is sampler:
+            del self._slots[sampler.leg_key]
+            self._done(1)
+
+    def _decode(self, sampler: LegSampler, decoder: _Decoder, codec: str, frames: list[bytes],
+                keyframes_only: bool, at: float, taken: float, want_sample: bool,
+                motion_allowed: bool, known: list[tuple[float, float, float, float]]) -> None:
+        if self._loop is None or self._decode_pool is None:
+            sampler._decoding = False
+            return
+        self._busy += 1
+        assert self._idle is not None
+        self._idle.clear()
+        size = (self.config.detector_width, self.config.detector_height)
+        stats = self.stats
+
+        def decode() -> object:
+            t0 = time.thread_time()
+            try:
+                return decoder.decode(codec, frames, keyframes_only, size, want_sample,
+                                      motion_allowed, known)
+            finally:
+                stats.decode_cpu_s += time.thread_time() - t0  # only this thread writes it
+
+        future = self._loop.run_in_executor(self._decode_pool, decode)
+
+        def done(f: asyncio.Future[object]) -> None:
+            error = asyncio.CancelledError() if f.cancelled() else f.exception()
+            if error is not None:
+                self.stats.decode_errors += 1
+            sample = sampler._decoded(None if error else f.result(), error, at, taken)  # type: ignore[arg-type]
+            if sample is None:
+                self._done(1)
+            else:
+                self.stats.samples_taken += 1
+                SAMPLES.inc()
+                self._put(sample)
+
+        future.add_done_callback(done)
+
+    def _put(self, sample: Sample) -> None:
+        key = sample.sampler.leg_key
+        if key in self._slots:
+            del self._slots[key]  # the newer sample replaces it, and goes to the back
+            self.stats.samples_dropped += 1
+            SAMPLES_DROPPED.inc()
+            self._done(1)
+        self._slots[key] = sample
+        assert self._wake is not None
+        self._wake.set()
+
+    def _done(self, n: int) -> None:
+        self._busy -= n
+        if self._busy == 0 and self._idle is not None:
+            self._idle.set()
+
+    # --- batcher -------------------------------------------------------------------------
+    async def _run_batcher(self) -> None:
+        assert self._wake is not None and self._loop is not None
+        cfg = self.config
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._slots:
+                continue
+            deadline = self._loop.time() + cfg.detector_batch_wait_ms / 1000
+            while len(self._slots) < cfg.detector_batch_max:
+                remaining = deadline - self._loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(self._wake.wait(), remaining)
+                except TimeoutError:
+                    break
+                self._wake.clear()
+            keys = list(self._slots)[: cfg.detector_batch_max]
+            batch = [self._slots.pop(k) for k in keys]
+            if self._slots:
+                self._wake.set()  # more waiting: go round again at once
+            try:
+                await self._detect(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("vision: batch of %d failed", len(batch))
+            finally:
+                self._done(len(batch))
+
+    async def _detect(self, batch: list[Sample]) -> None:
+        assert self._loop is not None and self.detector is not None
+        detector = self.detector
+        st = self.stats
+
+        def detect() -> list[list[Face]]:
+            c0 = time.thread_time()
+            try:
+                return detector.detect_batch([s.image for s in batch])
+            finally:
+                st.inference_cpu_s += time.thread_time() - c0  # only this thread writes it
+
+        t0 = time.perf_counter()
+        try:
+            results = await self._loop.run_in_executor(self._detect_pool, detect)
+        except Exception:
+            st.detector_errors += 1
+            raise
+        elapsed = time.perf_counter() - t0
+        st.batches += 1
+        st.batch_sizes[len(batch)] += 1
+        st.inference_s_total += elapsed
+        st.inference_ms.append(elapsed * 1000)
+        INFERENCE_SECONDS.observe(elapsed)
+        BATCH_SIZE.observe(len(batch))
+        if len(results) != len(batch):
+            raise RuntimeError(f"detector returned {len(results)} results for {len(batch)} images")
+
+        for sample, faces in zip(batch, results, strict=True):
+            sampler = sample.sampler
+            if sampler.closed:
+                continue
+            events = sampler._detected(sample, faces)
+            latency = time.perf_counter() - sample.taken
+            st.samples_detected += 1
+            st.decision_latency_ms.append(latency * 1000)
+            DECISION_LATENCY.observe(latency)
+            if events:
+                await self._emit(sampler, sample, events)
+
+    async def _emit(self, sampler: LegSampler, sample: Sample, events: list[VisionEvent]) -> None:
+        """Attach the sample's evidence (one JPEG, encoded off the loop) and deliver."""
+        assert self._loop is not None
+        jpeg = None
+        try:
+            jpeg = await self._loop.run_in_executor(
+                self._decode_pool, evidence_jpeg, sample.frame, events[0].boxes)
+        except Exception:
+            log.exception("vision: evidence JPEG failed for leg %s", sampler.leg_key)
+        for event in events:
+            if sampler.closed:
+                return
+            event.evidence_jpeg = jpeg
+            self.stats.events += 1
+            EVENTS.labels(event.kind).inc()
+            try:
+                sampler.on_event(event)
+            except Exception:
+                log.exception("vision: on_event for leg %s raised", sampler.leg_key)
