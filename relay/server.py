@@ -14,6 +14,8 @@ from typing import Any
 from aiohttp import web
 
 from protocol import messages as m
+from vision.model import cached_model_path
+from vision.service import DetectorService
 
 from . import recordings
 from .api import STAFF_COOKIE, setup_api
@@ -24,6 +26,7 @@ from .config import Config
 from .registry import CallRegistry
 from .runtime import CallRuntime
 from .store import AdmissionRefused, Staff, Store
+from .vision_link import VisionLink
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,25 @@ def build_app(config: Config, store: Store | None = None) -> web.Application:
     runtime = CallRuntime(store.connection, registry, config, audit_call, outcome)
     registry.hooks.append(runtime)
     recordings.install(app, conn=store.connection)
+
+    if config.vision_enabled:
+        cached_model_path(config)  # a missing or corrupt model is a clear error now, not later
+    detector = DetectorService(config)
+    registry.hooks.append(VisionLink(detector, registry))
+    app["detector"] = detector
+    app["ready_checks"].append(
+        lambda: None if not config.vision_enabled or detector.detector is not None
+        else "face detector not loaded"
+    )
+
+    async def start_detector(app: web.Application) -> None:
+        await detector.start()
+
+    async def stop_detector(app: web.Application) -> None:
+        await detector.stop()
+
+    app.on_startup.append(start_detector)
+    app.on_shutdown.append(stop_detector)
 
     async def start_runtime(app: web.Application) -> None:
         await runtime.start()

@@ -83,8 +83,9 @@ class Product:
 
 async def start_product(tmp_path, **overrides) -> Product:
     world = make_world(tmp_path / "relay.sqlite")
+    settings = {"vision_enabled": False, **overrides}
     config = Config(data_dir=tmp_path, recordings_dir=tmp_path / "recordings", seed_demo=False,
-                    vision_enabled=False, **overrides)
+                    **settings)
     app = build_app(config, store=world.store)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()

@@ -1,0 +1,90 @@
+"""Connecting each call's legs to the face detector, and its decisions to the call's policy.
+
+Vision decides nothing about a call: it reports counts, "over the approved count" and
+"cleared", each already confirmed over several samples. The policy engine turns those into a
+pause and a resume. Only the two parties' cameras are watched (never a staff watcher).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from vision.decisions import VisionEvent
+from vision.service import DetectorService
+
+from .audit import Evidence
+from .calls import PARTY_ROLES, Call
+from .forwarder import Producer
+from .frames import EncodedFrame, FrameAssembler
+from .policy import CallPolicy
+from .registry import CallRegistry
+
+log = logging.getLogger(__name__)
+
+
+class VisionLink:
+    """Registry hook: one sampler per party video stream of every call."""
+
+    def __init__(self, service: DetectorService, registry: CallRegistry) -> None:
+        self.service = service
+        self.registry = registry
+
+    def __call__(self, call: Call, policy: CallPolicy) -> None:
+        if not self.service.enabled:
+            return
+        call.add_tap(lambda role, kind, producer: self._watch(call, policy, role, kind, producer))
+
+    def _watch(self, call: Call, policy: CallPolicy, role: str, kind: str, producer: Producer) -> None:
+        if kind != "video" or role not in PARTY_ROLES:
+            return
+        leg = call.legs.get(role)
+        approved = leg.approved_faces if leg is not None else 1
+        sampler = self.service.open_leg(f"{call.id}:{role}", approved,
+                                        lambda event: self._on_event(call, policy, role, event))
+        live = self.registry.get(call.id)
+        mime = (live.video_mime if live is not None else None) or "video/VP8"
+        codec = mime.split("/", 1)[1].upper()
+
+        def on_frame(frame: EncodedFrame) -> None:
+            now = time.monotonic()
+            sampler.offer_frame(codec, frame.data, frame.keyframe, now)
+            if sampler.keyframe_wanted(now):
+                producer.request_keyframe("vision")
+
+        assembler = FrameAssembler(mime, on_frame, keyframes_only=not sampler.needs_all_frames)
+        state: dict[str, Any] = {"ssrc": None}
+
+        def tap(packet: Any, arrival_ms: int) -> None:
+            nonlocal assembler
+            if packet.ssrc != state["ssrc"]:  # the sender reconnected: start a fresh assembly
+                state["ssrc"] = packet.ssrc
+                assembler = FrameAssembler(mime, on_frame,
+                                           keyframes_only=not sampler.needs_all_frames)
+            assembler.add(packet, arrival_ms)
+
+        producer.taps.append(tap)
+        policy.listeners.append(_closer(policy, sampler))
+
+    def _on_event(self, call: Call, policy: CallPolicy, role: str, event: VisionEvent) -> None:
+        live = self.registry.get(call.id)
+        if live is not None:
+            live.faces[role] = event.count
+        if event.kind == "over_limit":
+            if live is not None:
+                live.alerts += 1
+            boxes = [list(map(float, b)) for b in event.boxes]
+            policy.vision_over_limit(role, event.count, event.approved,
+                                     evidence=Evidence(event.evidence_jpeg, boxes))
+        elif event.kind == "cleared":
+            policy.vision_cleared(role, event.count)
+
+
+def _closer(policy: CallPolicy, sampler: Any) -> Callable[[], None]:
+    def close_when_ended() -> None:
+        if policy.state == "ended":
+            sampler.close()
+
+    return close_when_ended
