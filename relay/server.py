@@ -25,13 +25,17 @@ from .calls import AdmissionLike
 from .config import Config
 from .registry import CallRegistry
 from .runtime import CallRuntime
+from .signalling import Admit
 from .store import AdmissionRefused, Staff, Store
 from .vision_link import VisionLink
 
 log = logging.getLogger(__name__)
 
 
-def build_app(config: Config, store: Store | None = None) -> web.Application:
+def build_app(config: Config, store: Store | None = None, admit: Admit | None = None
+              ) -> web.Application:
+    """The whole relay. ``admit`` replaces the join gate (tokens + bookings) for load tools
+    that drive synthetic calls; the product and its tests leave it None."""
     store = store or Store.open(config.db_path)
     audit = AuditLog(store.connection)
 
@@ -53,13 +57,13 @@ def build_app(config: Config, store: Store | None = None) -> web.Application:
 
     registry = CallRegistry(config, audit=audit_call, on_outcome=outcome)
 
-    async def admit(token: str, now: float, remote: str) -> AdmissionLike:
+    async def gate(token: str, now: float, remote: str) -> AdmissionLike:
         try:
             return app["join_gate"].admit(token, remote, now)
         except AdmissionRefused as exc:
             raise m.ProtocolError(exc.code, exc.message) from None
 
-    app = create_app(config, admit, registry)
+    app = create_app(config, admit or gate, registry)
     app["store"] = store
     app["audit_log"] = audit
     app["audit"] = audit_call  # (booking_id, kind, detail): what the recorder writes with
