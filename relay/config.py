@@ -57,8 +57,9 @@ class Config:
     # --- media ---------------------------------------------------------------------------
     keyframe_throttle_s: float = 0.5
     """At most one upstream keyframe request per sending leg per this many seconds."""
-    video_codecs: tuple[str, ...] = ("video/VP8", "video/H264")
-    """Video codecs offered to legs, in preference order; both legs must end up on one."""
+    video_codecs: tuple[str, ...] = ("video/VP8",)
+    """Video codecs a call may use, in preference order; both legs end up on one. H.264
+    ("video/H264") can be listed, but its forwarding is not verified yet (see the README)."""
 
     # --- call policy ---------------------------------------------------------------------
     warn_before_end_s: tuple[float, ...] = (300.0, 60.0)

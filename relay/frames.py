@@ -68,7 +68,11 @@ class FrameAssembler:
             pending = self._pending[ts] = _Pending(arrival_ms=arrival_ms)
         seq = packet.sequence_number
         payload = packet.payload
-        starts = vp8_frame_start(payload) if self._vp8 else seq == _next(self._last_marker_seq)
+        if self._vp8:
+            starts = vp8_frame_start(payload)
+        else:  # H.264 marks only the end of an access unit: the packet after a marker starts one
+            starts = seq == _next(self._last_marker_seq) or (
+                self._last_marker_seq is None and keyframe_start(self.mime, payload))
         if starts:
             pending.first = seq
             pending.keyframe = keyframe_start(self.mime, payload)

@@ -82,3 +82,4 @@ async def test_far_side_decodes_real_frames(relay, tokens):
         await fam.close()
         await pri.close()
     await asyncio.sleep(0)
+
