@@ -10,7 +10,6 @@ saturates (its event loop near one core, or the machine near full).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import shutil
 import sys

@@ -150,7 +150,7 @@ class JanusLeg:
             try:
                 async with self.http.get(self.session_url, params={"maxev": "5"}) as resp:
                     data = await resp.json(content_type=None)
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            except (TimeoutError, aiohttp.ClientError, ValueError):
                 await asyncio.sleep(0.2)
                 continue
             for event in data if isinstance(data, list) else [data]:
