@@ -21,7 +21,7 @@ import numpy as np
 
 from protocol.media import EncodedClipFrame, encode_tone, encode_video
 
-CACHE_DIR = Path(".cache/bench")
+CACHE_DIR = Path(__file__).resolve().parent.parent / ".cache" / "bench"
 MAGIC = b"BENCHCLIP1\n"
 FORMAT_VERSION = 1
 

@@ -1,0 +1,89 @@
+"""The benchmark's arithmetic: /metrics parsing, histogram quantiles, ratios, the SVG."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from bench import measure, plot, report
+
+METRICS = """\
+# HELP relay_forward_latency_seconds x
+# TYPE relay_forward_latency_seconds histogram
+relay_forward_latency_seconds_bucket{le="0.001"} 80.0
+relay_forward_latency_seconds_bucket{le="0.0025"} 90.0
+relay_forward_latency_seconds_bucket{le="0.005"} 100.0
+relay_forward_latency_seconds_bucket{le="+Inf"} 100.0
+relay_forward_latency_seconds_count 100.0
+relay_media_packets_forwarded_total{direction="family_to_prison",kind="video"} 10.0
+relay_media_packets_forwarded_total{direction="prison_to_family",kind="video"} 5.0
+relay_media_packets_forwarded_total{direction="prison_to_family",kind="audio"} 1e+03
+"""
+
+
+def test_parse_and_sum_metrics():
+    m = measure.parse_metrics(METRICS)
+    assert measure.metric_sum(m, "relay_media_packets_forwarded_total") == 1015.0
+    assert measure.metric_sum(m, "relay_media_packets_forwarded_total", kind="video") == 15.0
+    assert measure.metric_sum(m, "relay_vision_samples_total") is None
+
+
+def test_histogram_quantiles_interpolate_bucket_deltas():
+    after = measure.histogram_buckets(measure.parse_metrics(METRICS), "relay_forward_latency_seconds")
+    before = {0.001: 40.0, 0.0025: 40.0, 0.005: 40.0, float("inf"): 40.0}
+    delta = measure.bucket_delta(before, after)
+    assert delta[0.001] == 40.0 and delta[float("inf")] == 60.0
+    # 60 new observations: 40 at <= 1 ms, 10 more <= 2.5 ms, 10 more <= 5 ms
+    assert measure.histogram_quantile(0.5, delta) == pytest.approx(0.00075)
+    assert measure.histogram_quantile(0.95, delta) == pytest.approx(0.0025 + 0.0025 * 7 / 10)
+    assert measure.histogram_quantile(0.5, None) is None
+    assert measure.histogram_quantile(0.5, {1.0: 0.0, float("inf"): 0.0}) is None
+    # everything beyond the last bound: reported as that bound (a lower bound)
+    assert measure.histogram_quantile(0.5, {0.05: 0.0, float("inf"): 5.0}) == 0.05
+
+
+def test_proc_sample_reads_this_process():
+    import os
+
+    sample = measure.proc_sample(os.getpid())
+    assert sample.cpu_s > 0 and sample.rss_bytes > 1_000_000
+
+
+def _point(n, cpu, ok=True):
+    return {"calls": n, "cpu_pct": cpu, "per_call_cpu_pct": cpu / n, "valid": ok, "healthy": ok}
+
+
+def test_ratios_pair_points_at_the_same_calls():
+    systems = {
+        "relay": report.summarize("relay", [_point(1, 10), _point(2, 18), _point(4, 30)], {}),
+        "naive": report.summarize("naive", [_point(1, 60), _point(2, 130, ok=False)], {}),
+        "janus": {"skipped": "not installed", "points": []},
+    }
+    rat = report.ratios(systems)
+    assert rat["relay_vs_naive"] == pytest.approx(10 / 60, abs=1e-3)
+    assert rat["relay_vs_naive_at_calls"] == 1
+    assert rat["relay_vs_naive_by_calls"] == {"1": pytest.approx(0.167, abs=1e-3)}
+    assert rat["relay_vs_janus"] is None and "not installed" in rat["relay_vs_janus_reason"]
+    assert systems["relay"]["max_healthy_calls"] == 4
+    assert systems["relay"]["per_call_cpu_pct"] == 7.5
+    assert systems["naive"]["max_healthy_calls"] == 1
+
+
+def test_invalid_only_system_reports_no_figure():
+    summary = report.summarize("relay", [_point(1, 5, ok=False)], {})
+    assert summary["per_call_cpu_pct"] is None and summary["max_healthy_calls"] == 0
+
+
+def test_svg_is_well_formed_with_a_line_per_system():
+    systems = {
+        "relay": {"points": [_point(1, 10), _point(2, 18), _point(4, 30)]},
+        "naive": {"points": [_point(1, 60), _point(2, 130, ok=False)]},
+        "janus": {"skipped": "x", "points": []},
+    }
+    root = ET.fromstring(plot.svg(systems))
+    ns = "{http://www.w3.org/2000/svg}"
+    assert len(root.findall(f"{ns}polyline")) == 2
+    assert len(root.findall(f"{ns}circle")) >= 5
+    texts = "".join(t.text or "" for t in root.iter(f"{ns}text"))
+    assert "relay" in texts and "naive" in texts and "janus" not in texts
