@@ -37,6 +37,45 @@ def machine_busy() -> tuple[float, float]:
     return total - idle, total
 
 
+def udp_rcvbuf_errors() -> int | None:
+    """Datagrams the kernel dropped because a socket's receive buffer was full (all sockets)."""
+    try:
+        with open("/proc/net/snmp") as f:
+            rows = [line.split() for line in f if line.startswith("Udp:")]
+    except OSError:
+        return None
+    if len(rows) < 2 or "RcvbufErrors" not in rows[0]:
+        return None
+    return int(rows[1][rows[0].index("RcvbufErrors")])
+
+
+def udp_socket_drops(pid: int) -> int | None:
+    """Datagrams dropped on the UDP sockets this process holds (``drops`` in /proc/net/udp)."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        return None
+    drops = 0
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    cols = line.split()
+                    if len(cols) >= 13 and cols[9] in inodes:
+                        drops += int(cols[12])
+        except OSError:
+            continue
+    return drops
+
+
 def machine_info() -> dict:
     model = ""
     try:

@@ -39,6 +39,8 @@ class Snapshot:
     clients_cpu_s: float
     metrics: measure.Metrics | None
     legs: dict[str, list[dict[str, Any]]]  # role -> per-leg counters
+    udp_drops: int | None = None
+    system_udp_drops: int | None = None
 
 
 @dataclass
@@ -58,6 +60,8 @@ async def _snapshot(system: System, clients: dict[str, Child]) -> Snapshot:
     t = time.monotonic()
     proc = measure.proc_sample(system.pid)
     busy = measure.machine_busy()
+    udp_drops = measure.udp_rcvbuf_errors()
+    system_drops = measure.udp_socket_drops(system.pid)
     clients_cpu = sum(measure.proc_sample(c.pid).cpu_s for c in clients.values())
     legs = {}
     for role, child in clients.items():
@@ -65,7 +69,7 @@ async def _snapshot(system: System, clients: dict[str, Child]) -> Snapshot:
         legs[role] = reply["legs"]
     return Snapshot(
         t, proc.cpu_s, proc.rss_bytes, busy, clients_cpu,
-        measure.parse_metrics(text) if text is not None else None, legs,
+        measure.parse_metrics(text) if text is not None else None, legs, udp_drops, system_drops,
     )
 
 
@@ -203,6 +207,7 @@ def analyze(system: System, n: int, idle: measure.ProcSample, before: Snapshot, 
         "rss_mb": round(after.rss / 2**20, 1),
         "clients_cpu_pct": round(100.0 * (after.clients_cpu_s - before.clients_cpu_s) / wall, 1),
         "machine_busy_pct": round(100.0 * busy / total, 1) if total else None,
+        "loadavg_1m": _loadavg(),
         "video_fps_min": _round(min(video_fracs) * VIDEO_FPS if video_fracs else None, 1),
         "video_fps_mean": _round(sum(video_fracs) / len(video_fracs) * VIDEO_FPS if video_fracs else None, 1),
         "audio_pps_min": _round(min(audio_fracs) * AUDIO_PPS if audio_fracs else None, 1),
@@ -210,6 +215,16 @@ def analyze(system: System, n: int, idle: measure.ProcSample, before: Snapshot, 
         "audio_packets_lost_or_late_pct": _round(100 * max(0.0, 1 - sum(audio_fracs) / len(audio_fracs)) if audio_fracs else None),
         "rtp_packets_lost_pct": _round(100 * lost_packets / sent_packets) if system.forwards_packets and sent_packets else None,
         "clients_sent_pps": round(sent_packets / wall, 1),
+        "udp_rcvbuf_drops": (
+            after.udp_drops - before.udp_drops
+            if after.udp_drops is not None and before.udp_drops is not None
+            else None
+        ),
+        "system_udp_drops": (
+            after.system_udp_drops - before.system_udp_drops
+            if after.system_udp_drops is not None and before.system_udp_drops is not None
+            else None
+        ),
         "offered_ok": offered_ok,
         "legs_measured": len(legs),
         "healthy": healthy,
@@ -260,9 +275,22 @@ def analyze(system: System, n: int, idle: measure.ProcSample, before: Snapshot, 
         reasons.append("a leg disconnected or failed")
     if delivery and min(delivery) < HEALTHY_FRACTION:
         reasons.append(f"a receiver got {100 * min(delivery):.0f}% of expected")
+    if point["udp_rcvbuf_drops"]:
+        at_system = point["system_udp_drops"]
+        where = f", {at_system} at the {system.name}'s sockets" if at_system is not None else ""
+        reasons.append(
+            f"kernel dropped {point['udp_rcvbuf_drops']} datagrams (receive buffers full{where})"
+        )
     if reasons:
         point["problems"] = reasons
     return point
+
+
+def _loadavg() -> float | None:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _ms(seconds: float | None) -> float | None:
