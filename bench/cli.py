@@ -10,8 +10,10 @@ saturates (its event loop near one core, or the machine near full).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -84,6 +86,10 @@ def _saturation(system: str, point: dict[str, Any], cpus: int) -> str | None:
 
 
 async def sweep(args: argparse.Namespace) -> dict[str, Any]:
+    # SIGTERM (a CI timeout, an operator) cancels the sweep so every child is stopped in finally
+    task = asyncio.current_task()
+    if task is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     spec = clips.QUICK if args.quick else clips.FULL
     _say(f"bench: preparing clips ({spec.width}x{spec.height}, {spec.frames} frames; cached in {clips.CACHE_DIR})")
     video = clips.ensure_video(spec)
@@ -197,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         import uvloop
 
         result = uvloop.run(sweep(args))
-    except KeyboardInterrupt:
-        _say("bench: interrupted")
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        _say("bench: interrupted; every process it started has been stopped")
         return 130
     if not result:
         _say("bench: nothing ran")

@@ -87,3 +87,27 @@ def test_svg_is_well_formed_with_a_line_per_system():
     assert len(root.findall(f"{ns}circle")) >= 5
     texts = "".join(t.text or "" for t in root.iter(f"{ns}text"))
     assert "relay" in texts and "naive" in texts and "janus" not in texts
+
+
+async def test_relay_proc_prefers_the_product_entry_point(monkeypatch, tmp_path):
+    import sys
+    import types
+
+    from bench import relay_proc
+    from relay.config import Config
+
+    config = Config(data_dir=tmp_path, seed_demo=False)
+    admit = relay_proc.BenchAdmit(2)
+    # today: the forwarding core, and nothing requested is claimed as active
+    app, entry, active = relay_proc.build(config, admit, {"vision"})
+    assert entry == "relay.app.create_app" and active == {"vision": False, "recording": False}
+    # once relay.server.build_app exists, it is used and gets the bench admission
+    seen = {}
+    fake = types.ModuleType("relay.server")
+    fake.build_app = lambda cfg, admit=None: seen.update(cfg=cfg, admit=admit) or "app"
+    monkeypatch.setitem(sys.modules, "relay.server", fake)
+    app, entry, active = relay_proc.build(config, admit, {"vision"})
+    assert (app, entry) == ("app", "relay.server.build_app")
+    assert active == {"vision": True, "recording": False} and seen["admit"] is admit
+    adm = await admit("bench-1-prison", 0.0, "127.0.0.1")
+    assert adm.booking_id == 2 and adm.role == "prison" and adm.ends_at > adm.starts_at
