@@ -106,15 +106,20 @@ class Leg:
 
 
 async def run(args: argparse.Namespace) -> None:
-    video_clip, _ = clips.load(args.video)
+    video_clip, video_meta = clips.load(args.video)
     audio_clip, _ = clips.load(args.audio)
     legs: list[Leg] = []
     closers: list[Any] = []
     emit("started", pid=os.getpid())
 
     sem = asyncio.Semaphore(JOIN_PARALLEL)
+    # Spread the legs' start over one keyframe period, so that their keyframes (bursts of
+    # packets) fall at independent times, as real calls' do, rather than all at once.
+    period = video_meta.get("keyframe_interval", 90) / video_meta.get("fps", args.fps)
+    stagger = period if args.stagger is None else args.stagger
 
     async def start_leg(i: int) -> None:
+        await asyncio.sleep(stagger * (i - args.first) / max(1, args.count))
         leg = Leg(
             i,
             EncodedTrack("video", video_clip, args.fps),
@@ -191,6 +196,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--video", required=True)
     p.add_argument("--audio", required=True)
     p.add_argument("--fps", type=int, default=30)
+    p.add_argument("--stagger", type=float, default=None,
+                   help="spread leg starts over this many seconds (default: one keyframe period)")
     p.add_argument("--max-seconds", type=float, default=900.0)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="loadclient %(levelname)s %(name)s: %(message)s")

@@ -15,13 +15,13 @@ def _nice_max(value: float) -> float:
     if value <= 0:
         return 100.0
     exp = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
+    for step in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
         if step * exp >= value:
             return step * exp
     return 10 * exp
 
 
-def svg(systems: dict[str, dict[str, Any]], title: str = "Relay process CPU against concurrent calls") -> str:
+def svg(systems: dict[str, dict[str, Any]], title: str = "Server process CPU against concurrent calls (same load)") -> str:
     series = {
         name: [p for p in s.get("points", []) if p.get("cpu_pct") is not None]
         for name, s in systems.items()

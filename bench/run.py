@@ -8,7 +8,8 @@ Validity and health are judged here (see docs/bench.md):
   forwarded at least 90 % of the packets the clients sent in the window. A baseline without
   counters is judged by its far clients alone, so there "invalid" and "unhealthy" coincide.
 * healthy: every receiving stream of every call got at least 90 % of the expected video
-  frames (30/s) and audio packets (50/s), and every leg stayed connected.
+  frames (30/s) and audio packets (50/s) (and, through a forwarder, of the video packets the
+  far side sent), and every leg stayed connected.
 """
 
 from __future__ import annotations
@@ -196,6 +197,9 @@ def analyze(system: System, n: int, idle: measure.ProcSample, before: Snapshot, 
         if far is not None and system.forwards_packets:
             for kind in ("video", "audio"):
                 lost_packets += max(0, far["tx_packets"][kind] - leg["rx_packets"][kind])
+            # a forwarder passes packets through: the far sender's count is what was expected
+            if far["tx_packets"]["video"]:
+                delivery.append(leg["rx_packets"]["video"] / far["tx_packets"]["video"])
     complete = len(legs) == 2 * n
     healthy = complete and connected and bool(delivery) and min(delivery) >= HEALTHY_FRACTION
 
