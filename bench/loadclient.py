@@ -44,14 +44,27 @@ class LegCounters:
     rx_frames: int = 0
     error: str = ""
 
+    # video frame delay relative to the stream's own timeline: arrival time minus RTP time
+    # (both in seconds), unwrapped; its spread shows queueing anywhere on the path
+    frame_delays: list[float] = field(default_factory=list)
+    _ts_last: int | None = None
+    _ts_wraps: int = 0
+
     def sink(self, kind: str):
         packets, nbytes = self.rx_packets, self.rx_bytes
+        delays = self.frame_delays
+        now = time.monotonic
 
         async def on_packet(packet: Any, arrival_ms: int) -> None:
             packets[kind] += 1
             nbytes[kind] += len(packet.payload)
             if kind == "video" and packet.marker:
                 self.rx_frames += 1
+                ts = packet.timestamp
+                if self._ts_last is not None and ts < self._ts_last and self._ts_last - ts > 1 << 31:
+                    self._ts_wraps += 1
+                self._ts_last = ts
+                delays.append(now() - (ts + (self._ts_wraps << 32)) / 90000)
 
         return on_packet
 
@@ -102,7 +115,19 @@ class Leg:
             "rx_packets": dict(c.rx_packets),
             "rx_bytes": dict(c.rx_bytes),
             "rx_frames": c.rx_frames,
+            # delays since the previous snapshot, relative to their minimum (ms); the absolute
+            # offset is meaningless (RTP clocks start anywhere), the spread is not
+            "frame_delays_ms": _relative_ms(c.frame_delays),
         }
+
+
+def _relative_ms(delays: list[float]) -> list[float]:
+    if not delays:
+        return []
+    values = delays[:]
+    delays.clear()
+    low = min(values)
+    return [round((d - low) * 1000, 2) for d in values]
 
 
 async def run(args: argparse.Namespace) -> None:

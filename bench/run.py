@@ -203,6 +203,8 @@ def analyze(system: System, n: int, idle: measure.ProcSample, before: Snapshot, 
     complete = len(legs) == 2 * n
     healthy = complete and connected and bool(delivery) and min(delivery) >= HEALTHY_FRACTION
 
+    jitter = sorted(d for legs_ in after.legs.values() for leg in legs_ for d in leg.get("frame_delays_ms", []))
+
     point: dict[str, Any] = {
         "window_s": round(wall, 2),
         "cpu_pct": round(cpu_pct, 2),
@@ -217,6 +219,9 @@ def analyze(system: System, n: int, idle: measure.ProcSample, before: Snapshot, 
         "audio_pps_min": _round(min(audio_fracs) * AUDIO_PPS if audio_fracs else None, 1),
         "video_frames_lost_or_late_pct": _round(100 * max(0.0, 1 - sum(video_fracs) / len(video_fracs)) if video_fracs else None),
         "audio_packets_lost_or_late_pct": _round(100 * max(0.0, 1 - sum(audio_fracs) / len(audio_fracs)) if audio_fracs else None),
+        "frame_jitter_ms_p50": _pct(jitter, 0.50),
+        "frame_jitter_ms_p95": _pct(jitter, 0.95),
+        "frame_jitter_ms_p99": _pct(jitter, 0.99),
         "rtp_packets_lost_pct": _round(100 * lost_packets / sent_packets) if system.forwards_packets and sent_packets else None,
         "clients_sent_pps": round(sent_packets / wall, 1),
         "udp_rcvbuf_drops": (
@@ -288,6 +293,12 @@ def analyze(system: System, n: int, idle: measure.ProcSample, before: Snapshot, 
     if reasons:
         point["problems"] = reasons
     return point
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    return round(values[min(len(values) - 1, int(q * len(values)))], 2)
 
 
 def _loadavg() -> float | None:
