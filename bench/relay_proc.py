@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib
 import json
 import logging
@@ -89,7 +90,8 @@ def build(config: Config, admit: BenchAdmit, features: set[str]) -> tuple[web.Ap
         server = None
     if server is not None and hasattr(server, "build_app"):
         app = server.build_app(config, admit=admit)
-        active = {f: f in features for f in FEATURES}
+        # a feature counts as active when asked for and the config has a switch for it
+        active = {f: f in features and hasattr(config, f"{f}_enabled") for f in FEATURES}
         return app, "relay.server.build_app", active
     from relay.app import create_app
 
@@ -115,6 +117,12 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"unknown features: {sorted(unknown)}")
     logging.basicConfig(level=logging.WARNING, format="relay_proc %(levelname)s %(name)s: %(message)s")
     data_dir = Path(args.data_dir or f"/tmp/bench-relay-{os.getpid()}")
+    # each feature is switched by a ``<feature>_enabled`` config field where the relay has one
+    switches = {
+        f"{f}_enabled": f in features
+        for f in FEATURES
+        if f"{f}_enabled" in {fld.name for fld in dataclasses.fields(Config)}
+    }
     config = Config(
         host=args.host,
         port=args.port,
@@ -122,8 +130,8 @@ def main(argv: list[str] | None = None) -> None:
         data_dir=data_dir,
         recordings_dir=data_dir / "recordings",
         seed_demo=False,
-        vision_enabled="vision" in features,
         ws_heartbeat_s=60.0,
+        **switches,
     )
     if args.uvloop:
         import uvloop

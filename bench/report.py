@@ -171,3 +171,35 @@ def targets(systems: dict[str, dict[str, Any]], rat: dict[str, Any], features: d
         "note": "" if p16 else "no valid and healthy relay point at 16 calls",
     }
     return out
+
+
+def markdown_summary(result: dict[str, Any]) -> str:
+    """The docs' table and headline lines, from a ``--json`` file's contents."""
+    lines = [markdown_table(result["systems"]), ""]
+    rat = result.get("ratios", {})
+    for base in ("naive", "janus"):
+        key = f"relay_vs_{base}"
+        if key in rat:
+            value = rat[key]
+            if value is None:
+                lines.append(f"- {key}: n/a ({rat.get(key + '_reason', '')})")
+            else:
+                pairs = ", ".join(f"{n} calls: {r}" for n, r in rat.get(key + "_by_calls", {}).items())
+                lines.append(f"- {key}: **{value}** at {rat.get(key + '_at_calls')} calls (pairs: {pairs})")
+    for name, s in result["systems"].items():
+        if s.get("skipped"):
+            lines.append(f"- {name}: skipped ({s['skipped']})")
+            continue
+        lines.append(
+            f"- {name}: max healthy calls **{s['max_healthy_calls']}**, per-call CPU "
+            f"**{s['per_call_cpu_pct']} %** of one core at {s.get('at_calls')} calls"
+            + (f"; {s['stopped']}" if s.get("stopped") else "")
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(markdown_summary(json.load(open(sys.argv[1]))))

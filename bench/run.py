@@ -29,6 +29,7 @@ OFFERED_FRACTION = 0.95
 FORWARDED_FRACTION = 0.90
 VIDEO_FPS = 30
 AUDIO_PPS = 50
+IDLE_WINDOW_S = 2.0
 
 
 @dataclass
@@ -90,8 +91,12 @@ async def run_point(system: System, pc: PointConfig) -> dict[str, Any]:
     try:
         _progress(f"{system.name} x{n}: starting {system.name}")
         await system.start()
+        # the system's own idle cost (timers, probes), for reading small-N per-call figures
         await asyncio.sleep(0.5)
+        idle0, t_idle0 = measure.proc_sample(system.pid), time.monotonic()
+        await asyncio.sleep(IDLE_WINDOW_S)
         idle = measure.proc_sample(system.pid)
+        point["idle_cpu_pct"] = round(100 * (idle.cpu_s - idle0.cpu_s) / (time.monotonic() - t_idle0), 2)
         max_s = pc.warmup + pc.duration + 120 + 2 * n
         # the callee side first: Janus needs it registered before the caller calls
         for role in ("prison", "family"):

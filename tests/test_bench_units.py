@@ -108,6 +108,9 @@ async def test_relay_proc_prefers_the_product_entry_point(monkeypatch, tmp_path)
     monkeypatch.setitem(sys.modules, "relay.server", fake)
     app, entry, active = relay_proc.build(config, admit, {"vision"})
     assert (app, entry) == ("app", "relay.server.build_app")
+    # vision has a config switch (vision_enabled); recording has none yet, so it is not claimed
     assert active == {"vision": True, "recording": False} and seen["admit"] is admit
+    _, _, active = relay_proc.build(config, admit, {"vision", "recording"})
+    assert active == {"vision": True, "recording": hasattr(config, "recording_enabled")}
     adm = await admit("bench-1-prison", 0.0, "127.0.0.1")
     assert adm.booking_id == 2 and adm.role == "prison" and adm.ends_at > adm.starts_at
