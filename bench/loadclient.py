@@ -69,6 +69,42 @@ class LegCounters:
         return on_packet
 
 
+class PacedTrack(EncodedTrack):
+    """EncodedTrack that also records how late each frame left against its schedule."""
+
+    def __init__(self, kind: str, clip: Any, rate: float, lateness: list[float]) -> None:
+        super().__init__(kind, clip, rate)
+        self._lateness = lateness
+
+    async def recv(self) -> Any:
+        packet = await super().recv()
+        assert self._start is not None
+        self._lateness.append(time.monotonic() - (self._start + (self.sent - 1) / self.rate))
+        return packet
+
+
+class LoopLag:
+    """How late this process's event loop runs a timer: the load generator's own health."""
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.lags: list[float] = []
+        self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(self.interval)
+            self.lags.append(max(0.0, loop.time() - start - self.interval))
+
+
+def _drain_ms(values: list[float]) -> list[float]:
+    out = [round(v * 1000, 2) for v in values]
+    values.clear()
+    return out
+
+
 class CountingClient(CallClient):
     """The reference client in ``receive="count"`` mode, also counting video frames."""
 
@@ -135,6 +171,8 @@ async def run(args: argparse.Namespace) -> None:
     audio_clip, _ = clips.load(args.audio)
     legs: list[Leg] = []
     closers: list[Any] = []
+    lateness: list[float] = []
+    lag = LoopLag()
     emit("started", pid=os.getpid())
 
     sem = asyncio.Semaphore(JOIN_PARALLEL)
@@ -147,7 +185,7 @@ async def run(args: argparse.Namespace) -> None:
         await asyncio.sleep(stagger * (i - args.first) / max(1, args.count))
         leg = Leg(
             i,
-            EncodedTrack("video", video_clip, args.fps),
+            PacedTrack("video", video_clip, args.fps, lateness),
             EncodedTrack("audio", audio_clip, 50),
         )
         legs.append(leg)
@@ -195,10 +233,14 @@ async def run(args: argparse.Namespace) -> None:
             cmd = line.decode().strip()
             if cmd == "snap":
                 snaps = [await leg.snapshot() for leg in legs]
-                emit("snap", t=time.monotonic(), wall=time.time(), legs=snaps)
+                emit(
+                    "snap", t=time.monotonic(), wall=time.time(), legs=snaps,
+                    send_lateness_ms=_drain_ms(lateness), loop_lag_ms=_drain_ms(lag.lags),
+                )
             elif cmd == "stop":
                 break
     finally:
+        lag.task.cancel()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(
                 asyncio.gather(*(c() for c in closers), return_exceptions=True), 5

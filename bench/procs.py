@@ -14,6 +14,8 @@ from typing import Any
 
 PYTHON = sys.executable
 ROOT = Path(__file__).resolve().parent.parent
+STREAM_LIMIT = 64 * 1024 * 1024
+"""Longest JSON line read from a child (a snapshot of many legs carries per-frame delays)."""
 
 
 def free_port() -> int:
@@ -66,6 +68,7 @@ class Child:
             cwd=str(ROOT),
             env=full_env,
             start_new_session=True,
+            limit=STREAM_LIMIT,
         )
 
     async def read_json(self, timeout: float, want: str | None = None) -> dict[str, Any]:

@@ -13,6 +13,7 @@ COLUMNS = [
     ("forward_latency_ms_p50", "p50 ms", 6),
     ("forward_latency_ms_p95", "p95 ms", 6),
     ("frame_jitter_ms_p95", "jit95 ms", 8),
+    ("clients_loop_lag_ms_p95", "cl-lag95", 8),
     ("video_fps_min", "fps min", 7),
     ("audio_pps_min", "aud/s min", 9),
     ("rtp_packets_lost_pct", "lost%", 6),

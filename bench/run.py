@@ -41,6 +41,7 @@ class Snapshot:
     clients_cpu_s: float
     metrics: measure.Metrics | None
     legs: dict[str, list[dict[str, Any]]]  # role -> per-leg counters
+    client_extras: dict[str, dict[str, Any]]  # role -> send lateness, loop lag since last snap
     udp_drops: int | None = None
     system_udp_drops: int | None = None
 
@@ -66,12 +67,15 @@ async def _snapshot(system: System, clients: dict[str, Child]) -> Snapshot:
     system_drops = measure.udp_socket_drops(system.pid)
     clients_cpu = sum(measure.proc_sample(c.pid).cpu_s for c in clients.values())
     legs = {}
+    extras = {}
     for role, child in clients.items():
         reply = await child.read_json(60, want="snap")
         legs[role] = reply["legs"]
+        extras[role] = {k: reply.get(k, []) for k in ("send_lateness_ms", "loop_lag_ms")}
     return Snapshot(
         t, proc.cpu_s, proc.rss_bytes, busy, clients_cpu,
-        measure.parse_metrics(text) if text is not None else None, legs, udp_drops, system_drops,
+        measure.parse_metrics(text) if text is not None else None, legs, extras, udp_drops,
+        system_drops,
     )
 
 
@@ -227,6 +231,9 @@ def analyze(system: System, n: int, idle: measure.ProcSample, before: Snapshot, 
         "frame_jitter_ms_p50": _pct(jitter, 0.50),
         "frame_jitter_ms_p95": _pct(jitter, 0.95),
         "frame_jitter_ms_p99": _pct(jitter, 0.99),
+        # the load generator's own lateness: frames sent behind schedule, its loop's timer lag
+        "clients_send_late_ms_p95": _pct(sorted(v for e in after.client_extras.values() for v in e["send_lateness_ms"]), 0.95),
+        "clients_loop_lag_ms_p95": _pct(sorted(v for e in after.client_extras.values() for v in e["loop_lag_ms"]), 0.95),
         "rtp_packets_lost_pct": _round(100 * lost_packets / sent_packets) if system.forwards_packets and sent_packets else None,
         "clients_sent_pps": round(sent_packets / wall, 1),
         "udp_rcvbuf_drops": (
@@ -260,6 +267,11 @@ def analyze(system: System, n: int, idle: measure.ProcSample, before: Snapshot, 
         point["forward_latency_ms_p50"] = _ms(measure.histogram_quantile(0.50, lat))
         point["forward_latency_ms_p95"] = _ms(measure.histogram_quantile(0.95, lat))
         point["forward_latency_ms_p99"] = _ms(measure.histogram_quantile(0.99, lat))
+        lag = measure.bucket_delta(
+            measure.histogram_buckets(before.metrics, "relay_event_loop_lag_seconds"),
+            measure.histogram_buckets(after.metrics, "relay_event_loop_lag_seconds"),
+        )
+        point["system_loop_lag_ms_p95"] = _ms(measure.histogram_quantile(0.95, lag))
         samples0 = measure.metric_sum(before.metrics, "relay_vision_samples_total")
         samples1 = measure.metric_sum(after.metrics, "relay_vision_samples_total")
         point["vision_samples_per_s"] = (
