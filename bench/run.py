@@ -152,19 +152,26 @@ def _pairs(before: Snapshot, after: Snapshot) -> list[dict[str, Any]]:
             prev = old.get(leg["call"])
             if prev is None:
                 continue
-            out.append(
-                {
-                    "role": role,
-                    "call": leg["call"],
-                    "state": leg["state"],
-                    "error": leg["error"],
-                    "tx_frames": {k: leg["tx_frames"][k] - prev["tx_frames"][k] for k in ("video", "audio")},
-                    "tx_packets": {k: leg["tx_packets"][k] - prev["tx_packets"][k] for k in ("video", "audio")},
-                    "rx_packets": {k: leg["rx_packets"][k] - prev["rx_packets"][k] for k in ("video", "audio")},
-                    "rx_bytes": {k: leg["rx_bytes"][k] - prev["rx_bytes"][k] for k in ("video", "audio")},
-                    "rx_frames": leg["rx_frames"] - prev["rx_frames"],
-                }
+            item: dict[str, Any] = {
+                "role": role,
+                "call": leg["call"],
+                "state": leg["state"],
+                "error": leg["error"],
+                "rx_frames": leg["rx_frames"] - prev["rx_frames"],
+            }
+            for field in ("tx_frames", "tx_packets", "rx_packets", "rx_bytes"):
+                item[field] = {k: leg[field][k] - prev[field][k] for k in ("video", "audio")}
+            # a counter that went backwards (a sender whose stats vanished: its connection
+            # closed) is no measurement: count the leg as failed, never as negative traffic
+            backwards = item["rx_frames"] < 0 or any(
+                v < 0 for f in ("tx_frames", "tx_packets", "rx_packets", "rx_bytes") for v in item[f].values()
             )
+            if backwards:
+                item["error"] = item["error"] or "counters went backwards (connection closed?)"
+                item["rx_frames"] = max(0, item["rx_frames"])
+                for f in ("tx_frames", "tx_packets", "rx_packets", "rx_bytes"):
+                    item[f] = {k: max(0, v) for k, v in item[f].items()}
+            out.append(item)
     return out
 
 
