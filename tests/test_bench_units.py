@@ -114,3 +114,70 @@ async def test_relay_proc_prefers_the_product_entry_point(monkeypatch, tmp_path)
     assert active == {"vision": True, "recording": hasattr(config, "recording_enabled")}
     adm = await admit("bench-1-prison", 0.0, "127.0.0.1")
     assert adm.booking_id == 2 and adm.role == "prison" and adm.ends_at > adm.starts_at
+
+
+def _leg(role, call, t, *, sent_frames=None, rx_frames=None, pkts=None):
+    """Counters of one leg at time t (seconds into a steady 30 fps / 50 pps stream)."""
+    sent_frames = 30 * t if sent_frames is None else sent_frames
+    rx_frames = 30 * t if rx_frames is None else rx_frames
+    pkts = 5 * 30 * t if pkts is None else pkts
+    return {
+        "call": call, "state": "connected", "error": "",
+        "tx_frames": {"video": sent_frames, "audio": 50 * t},
+        "tx_packets": {"video": 5 * 30 * t, "audio": 50 * t},
+        "rx_packets": {"video": pkts, "audio": 50 * t},
+        "rx_bytes": {"video": 1000 * t, "audio": 100 * t},
+        "rx_frames": rx_frames,
+        "frame_delays_ms": [0.0, 1.0, 2.0],
+    }
+
+
+def _snap(t, cpu_s, forwarded, fam=None, pri=None):
+    from bench.run import Snapshot
+
+    text = f'relay_media_packets_forwarded_total{{kind="video",direction="x"}} {forwarded}\n'
+    return Snapshot(
+        t=t, cpu_s=cpu_s, rss=50 * 2**20, busy=(0.0, 0.0), clients_cpu_s=0.0,
+        metrics=measure.parse_metrics(text),
+        legs={"family": [fam or _leg("family", 0, t)], "prison": [pri or _leg("prison", 0, t)]},
+        client_extras={"family": {"send_lateness_ms": [], "loop_lag_ms": []},
+                       "prison": {"send_lateness_ms": [], "loop_lag_ms": []}},
+    )
+
+
+class _Relay:
+    name = "relay"
+    forwards_packets = True
+
+
+def test_analyze_judges_validity_and_health():
+    from bench.run import analyze
+
+    idle = measure.ProcSample(0.0, 40 * 2**20)
+    sent_per_s = 2 * (5 * 30 + 50)
+    before = _snap(10.0, 1.0, sent_per_s * 10)
+    after = _snap(20.0, 2.0, sent_per_s * 20)
+    point = analyze(_Relay(), 1, idle, before, after)
+    assert point["valid"] and point["healthy"], point
+    assert point["cpu_pct"] == 10.0 and point["per_call_cpu_pct"] == 10.0
+    assert point["memory_mb_per_call"] == 10.0 and point["relay_forwarded_ratio"] == 1.0
+    assert point["rtp_packets_lost_pct"] == 0.0 and point["video_fps_min"] == 30.0
+
+    # the relay forwarded only 80 % of what the clients sent: not a valid figure
+    short = _snap(20.0, 2.0, sent_per_s * 10 + 0.8 * sent_per_s * 10)
+    point = analyze(_Relay(), 1, idle, before, short)
+    assert not point["valid"] and any("forwarded" in p for p in point["problems"])
+
+    # one receiver got 80 % of its frames: valid load, unhealthy call
+    lossy = _snap(20.0, 2.0, sent_per_s * 20, fam=_leg("family", 0, 20.0, rx_frames=300 + 240))
+    point = analyze(_Relay(), 1, idle, before, lossy)
+    assert point["valid"] and not point["healthy"]
+
+    # the load generator fell behind: invalid whatever the relay did
+    slow = _snap(20.0, 2.0, sent_per_s * 20, pri=_leg("prison", 0, 20.0, sent_frames=300 + 250))
+    assert not analyze(_Relay(), 1, idle, before, slow)["valid"]
+
+    # a sender whose counters vanished (connection closed) fails the leg, never goes negative
+    gone = _snap(20.0, 2.0, sent_per_s * 20, pri=_leg("prison", 0, 20.0, pkts=0))
+    point = analyze(_Relay(), 1, idle, before, gone)
+    assert not point["healthy"] and point["rtp_packets_lost_pct"] >= 0
