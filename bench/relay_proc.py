@@ -6,8 +6,9 @@
 Admission is a bench token table: ``bench-<i>-family`` and ``bench-<i>-prison`` for
 ``i < --calls``, each call's slot open for the whole run. The application comes from the
 product entry point ``relay.server.build_app(config, admit=...)`` when that exists (it wires
-vision and recording), else from ``relay.app.create_app`` (forwarding only). Features the
-entry point cannot honour are reported on stdout, never silently claimed.
+vision and recording) and takes an ``admit`` argument, else from ``relay.app.create_app``
+(forwarding only). Features the entry point cannot honour are reported on stdout, never
+silently claimed.
 
 It prints one JSON line ``{"ready": ..., "entry_point": ..., "features": {...}}`` once
 listening, and exits on SIGTERM/SIGINT, or by itself after ``--max-seconds``.
@@ -19,6 +20,7 @@ import argparse
 import asyncio
 import dataclasses
 import importlib
+import inspect
 import json
 import logging
 import os
@@ -88,8 +90,9 @@ def build(config: Config, admit: BenchAdmit, features: set[str]) -> tuple[web.Ap
         server = importlib.import_module("relay.server")
     except ModuleNotFoundError:
         server = None
-    if server is not None and hasattr(server, "build_app"):
-        app = server.build_app(config, admit=admit)
+    build_app = getattr(server, "build_app", None)
+    if build_app is not None and "admit" in inspect.signature(build_app).parameters:
+        app = build_app(config, admit=admit)
         # a feature counts as active when asked for and the config has a switch for it
         active = {f: f in features and hasattr(config, f"{f}_enabled") for f in FEATURES}
         return app, "relay.server.build_app", active

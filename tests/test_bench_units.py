@@ -98,14 +98,18 @@ async def test_relay_proc_prefers_the_product_entry_point(monkeypatch, tmp_path)
 
     config = Config(data_dir=tmp_path, seed_demo=False)
     admit = relay_proc.BenchAdmit(2)
-    # today: the forwarding core, and nothing requested is claimed as active
+    # without the product entry point: the forwarding core, and nothing claimed as active
+    monkeypatch.setitem(sys.modules, "relay.server", None)
     app, entry, active = relay_proc.build(config, admit, {"vision"})
     assert entry == "relay.app.create_app" and active == {"vision": False, "recording": False}
-    # once relay.server.build_app exists, it is used and gets the bench admission
     seen = {}
     fake = types.ModuleType("relay.server")
-    fake.build_app = lambda cfg, admit=None: seen.update(cfg=cfg, admit=admit) or "app"
+    fake.build_app = lambda cfg, store=None: "product without admit="
     monkeypatch.setitem(sys.modules, "relay.server", fake)
+    # a build_app that cannot take the bench admission is not used
+    assert relay_proc.build(config, admit, set())[1] == "relay.app.create_app"
+    # one that takes admit= is used, and gets the bench admission
+    fake.build_app = lambda cfg, admit=None: seen.update(cfg=cfg, admit=admit) or "app"
     app, entry, active = relay_proc.build(config, admit, {"vision"})
     assert (app, entry) == ("app", "relay.server.build_app")
     # vision has a config switch (vision_enabled); recording has none yet, so it is not claimed
