@@ -30,6 +30,7 @@ FORWARDED_FRACTION = 0.90
 VIDEO_FPS = 30
 AUDIO_PPS = 50
 IDLE_WINDOW_S = 2.0
+JITTER_WARN_MS = 100.0
 
 
 @dataclass
@@ -248,9 +249,13 @@ def analyze(system: System, n: int, idle: measure.ProcSample, before: Snapshot, 
             if after.udp_drops is not None and before.udp_drops is not None
             else None
         ),
+        # per-socket counters vanish with their sockets: a negative difference means legs
+        # closed during the window, and the figure is unknown
         "system_udp_drops": (
             after.system_udp_drops - before.system_udp_drops
-            if after.system_udp_drops is not None and before.system_udp_drops is not None
+            if after.system_udp_drops is not None
+            and before.system_udp_drops is not None
+            and after.system_udp_drops >= before.system_udp_drops
             else None
         ),
         "offered_ok": offered_ok,
@@ -308,6 +313,10 @@ def analyze(system: System, n: int, idle: measure.ProcSample, before: Snapshot, 
         reasons.append("a leg disconnected or failed")
     if delivery and min(delivery) < HEALTHY_FRACTION:
         reasons.append(f"a receiver got {100 * min(delivery):.0f}% of expected")
+    jitter95 = point["frame_jitter_ms_p95"]
+    if jitter95 is not None and jitter95 > JITTER_WARN_MS:
+        # reported, not judged: health is about delivery; this says the cores were saturated
+        reasons.append(f"frame jitter p95 {jitter95:.0f} ms (queueing: the cores were saturated)")
     if point["udp_rcvbuf_drops"]:
         at_system = point["system_udp_drops"]
         where = f", {at_system} at the {system.name}'s sockets" if at_system is not None else ""
