@@ -135,7 +135,7 @@ async def sweep(args: argparse.Namespace) -> dict[str, Any]:
                 point = await run_point(system, pc)
                 if system.info:
                     info[name].update(
-                        {k: v for k, v in system.info.items() if k in ("entry_point", "features", "uvloop")}
+                        {k: v for k, v in system.info.items() if k in ("entry_point", "features", "uvloop", "profiling")}
                     )
                 points[name].append(point)
                 print(report.row(name, point), flush=True)

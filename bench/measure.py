@@ -15,6 +15,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 class ProcSample:
     cpu_s: float  # user + system CPU seconds, all threads
     rss_bytes: int
+    sys_s: float = 0.0  # the system (kernel) part of cpu_s
 
 
 def proc_sample(pid: int) -> ProcSample:
@@ -24,7 +25,9 @@ def proc_sample(pid: int) -> ProcSample:
     fields = raw[raw.rindex(")") + 2 :].split()
     utime, stime = int(fields[11]), int(fields[12])
     rss_pages = int(fields[21])
-    return ProcSample((utime + stime) / CLK_TCK, rss_pages * os.sysconf("SC_PAGE_SIZE"))
+    return ProcSample(
+        (utime + stime) / CLK_TCK, rss_pages * os.sysconf("SC_PAGE_SIZE"), stime / CLK_TCK
+    )
 
 
 def machine_busy() -> tuple[float, float]:

@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
             "entry_point": entry,
             "features": {"requested": sorted(features), "active": active},
             "uvloop": bool(args.uvloop),
+            "profiling": os.environ.get(PROFILE_ENV) or None,
         }
         print(json.dumps(info), flush=True)
         asyncio.get_running_loop().call_later(args.max_seconds, _exit_now)
@@ -172,5 +173,28 @@ def _exit_now() -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
+def profiled_main() -> None:
+    """``BENCH_RELAY_PROFILE=PREFIX``: run under cProfile, stats to ``PREFIX.<pid>.prof``.
+
+    Deterministic profiling slows every Python call: a profiled point's CPU figures are
+    inflated (the JSON says ``profiling``), its profile shows where the time goes.
+    """
+    prefix = os.environ.get(PROFILE_ENV)
+    if not prefix:
+        main()
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        main()
+    finally:
+        profiler.disable()
+        profiler.dump_stats(f"{prefix}.{os.getpid()}.prof")
+
+
+PROFILE_ENV = "BENCH_RELAY_PROFILE"
+
 if __name__ == "__main__":
-    main()
+    profiled_main()

@@ -45,6 +45,7 @@ class Snapshot:
     client_extras: dict[str, dict[str, Any]]  # role -> send lateness, loop lag since last snap
     udp_drops: int | None = None
     system_udp_drops: int | None = None
+    sys_s: float = 0.0
 
 
 @dataclass
@@ -76,7 +77,7 @@ async def _snapshot(system: System, clients: dict[str, Child]) -> Snapshot:
     return Snapshot(
         t, proc.cpu_s, proc.rss_bytes, busy, clients_cpu,
         measure.parse_metrics(text) if text is not None else None, legs, extras, udp_drops,
-        system_drops,
+        system_drops, proc.sys_s,
     )
 
 
@@ -226,6 +227,7 @@ def analyze(system: System, n: int, idle: measure.ProcSample, before: Snapshot, 
         "window_s": round(wall, 2),
         "cpu_pct": round(cpu_pct, 2),
         "per_call_cpu_pct": round(cpu_pct / n, 3),
+        "cpu_sys_pct": round(100.0 * (after.sys_s - before.sys_s) / wall, 2),
         "memory_mb_per_call": round((after.rss - idle.rss_bytes) / n / 2**20, 2),
         "rss_mb": round(after.rss / 2**20, 1),
         "clients_cpu_pct": round(100.0 * (after.clients_cpu_s - before.clients_cpu_s) / wall, 1),
