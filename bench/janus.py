@@ -25,12 +25,39 @@ from aiortc import RTCSessionDescription
 from relay.aiortc_glue import adopt_receiver, new_peer_connection
 
 JANUS_BIN = "janus"
-LIB = Path("/usr/lib/x86_64-linux-gnu/janus")
 PLUGIN = "janus.plugin.videocall"
+LIB_CANDIDATES = (
+    Path("/usr/lib/x86_64-linux-gnu/janus"),  # Debian, Ubuntu (amd64)
+    Path("/usr/lib/aarch64-linux-gnu/janus"),
+    Path("/usr/lib/janus"),
+    Path("/usr/local/lib/janus"),
+    Path("/opt/janus/lib/janus"),  # built from source with the default prefix
+)
 
 
 def find_janus() -> str | None:
     return shutil.which(JANUS_BIN)
+
+
+def find_lib() -> Path | None:
+    """The folder holding plugins/ and transports/ with the VideoCall and HTTP modules."""
+    for lib in LIB_CANDIDATES:
+        if (lib / "plugins" / "libjanus_videocall.so").exists() and (
+            lib / "transports" / "libjanus_http.so"
+        ).exists():
+            return lib
+    return None
+
+
+def skip_reason() -> str | None:
+    if find_janus() is None:
+        return "janus is not installed (Debian package 'janus'); skipped"
+    if find_lib() is None:
+        return "janus is installed but its VideoCall plugin or HTTP transport was not found; skipped"
+    return None
+
+
+LIB = find_lib() or LIB_CANDIDATES[0]
 
 
 def _others(folder: Path, keep: set[str]) -> str:

@@ -93,9 +93,7 @@ class JanusSystem(System):
     name = "janus"
 
     def skip_reason(self) -> str | None:
-        if janus.find_janus() is None:
-            return "janus is not installed (Debian package 'janus'); skipped"
-        return None
+        return janus.skip_reason()
 
     async def start(self) -> None:
         self.port = free_port()

@@ -185,3 +185,17 @@ def test_analyze_judges_validity_and_health():
     gone = _snap(20.0, 2.0, sent_per_s * 20, pri=_leg("prison", 0, 20.0, pkts=0))
     point = analyze(_Relay(), 1, idle, before, gone)
     assert not point["healthy"] and point["rtp_packets_lost_pct"] >= 0
+
+
+def test_janus_is_skipped_with_a_reason_when_missing(monkeypatch, tmp_path):
+    from bench import janus
+
+    monkeypatch.setattr(janus, "find_janus", lambda: None)
+    assert "not installed" in janus.skip_reason()
+    # the generated configuration: loopback only, VideoCall and HTTP alone
+    conf = janus.write_config(tmp_path, 18088, (40000, 40100))
+    text = conf.read_text()
+    assert 'ice_enforce_list = "lo"' in text and "stun" not in text.lower()
+    assert "libjanus_videocall.so" not in text.split("plugins:")[1].split("}")[0]
+    http = (tmp_path / "janus.transport.http.jcfg").read_text()
+    assert 'ip = "127.0.0.1"' in http and "port = 18088" in http
