@@ -83,7 +83,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def _loop_lag_probe(interval: float = 0.5) -> None:
+async def _loop_lag_probe(interval: float = 0.1) -> None:
     loop = asyncio.get_running_loop()
     while True:
         start = loop.time()

@@ -57,9 +57,9 @@ class Config:
     # --- media ---------------------------------------------------------------------------
     keyframe_throttle_s: float = 0.5
     """At most one upstream keyframe request per sending leg per this many seconds."""
-    video_codecs: tuple[str, ...] = ("video/VP8",)
-    """Video codecs a call may use, in preference order; both legs end up on one. H.264
-    ("video/H264") can be listed, but its forwarding is not verified yet (see the README)."""
+    video_codecs: tuple[str, ...] = ("video/VP8", "video/H264")
+    """Video codecs a call may use, in preference order; the first leg's offer picks one and
+    the other leg must offer the same (both legs share a codec: nothing is transcoded)."""
 
     # --- call policy ---------------------------------------------------------------------
     warn_before_end_s: tuple[float, ...] = (300.0, 60.0)
@@ -88,6 +88,9 @@ class Config:
     gave 0.94 (faces of 64-96 px scored just under the threshold) for ~0.4 % more CPU a leg."""
 
     # --- recording -----------------------------------------------------------------------
+    recording_enabled: bool = True
+    """Off only for development and benchmarks: with it on, social calls are recorded as the
+    establishment's policy says; legal calls never are, whatever this says."""
     recordings_dir: Path = Path("data/recordings")
     recording_chunk_s: float = 2.0
     """Each flush seals one encrypted chunk: a crash loses at most about this much."""

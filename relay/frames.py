@@ -73,7 +73,9 @@ class FrameAssembler:
         else:  # H.264 marks only the end of an access unit: the packet after a marker starts one
             starts = seq == _next(self._last_marker_seq) or (
                 self._last_marker_seq is None and keyframe_start(self.mime, payload))
-        if starts:
+        if starts and (pending.first is None or ((pending.first - seq) & 0xFFFF) < 0x8000):
+            # the earliest start wins: an H.264 access unit may begin with SPS/PPS and then
+            # an IDR fragment, and both look like the start of a keyframe
             pending.first = seq
             pending.keyframe = keyframe_start(self.mime, payload)
             if self.keyframes_only and not pending.keyframe:

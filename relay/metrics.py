@@ -55,7 +55,7 @@ JOINS_REFUSED = Counter("relay_joins_refused_total", "Join attempts refused, by 
 FORWARD_LATENCY = Histogram(
     "relay_forward_latency_seconds",
     "Time from a packet's arrival to its departure on the other leg",
-    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05),
+    buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
 )
 RECORDING_BYTES = Counter("relay_recording_bytes_total", "Bytes written to recordings")
 LOOP_LAG = Histogram(

@@ -72,10 +72,12 @@ PLACEHOLDER_SIZE = (640, 480)
 """Header size for a leg whose first keyframe had not arrived when the file began."""
 
 
-def recording_decision(call: Call) -> tuple[bool, str]:
+def recording_decision(call: Call, enabled: bool = True) -> tuple[bool, str]:
     """Whether this call is recorded, and why (for the log and the audit trail)."""
     if call.is_legal:
         return False, "legal call: never recorded"
+    if not enabled:
+        return False, "recording is switched off on this relay (RELAY_RECORDING_ENABLED)"
     if call.call_type not in RECORDED_CALL_TYPES:
         return False, f"calls of type {call.call_type!r} are not recorded"
     if not getattr(call.policy_settings, "record_social", True):
@@ -722,7 +724,7 @@ class Recorder:
         return cls(config, index, audit, **kwargs)
 
     def __call__(self, call: Call, policy: Any) -> None:
-        record, why = recording_decision(call)
+        record, why = recording_decision(call, self.config.recording_enabled)
         if not record:
             log.info("call %s not recorded: %s", call.id, why, extra={"call_id": call.id})
             self.audit(call.id, "recording_off", {"reason": why})
