@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -91,30 +92,28 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
         lambda: None if not config.vision_enabled or detector.detector is not None
         else "face detector not loaded"
     )
-
-    async def start_detector(app: web.Application) -> None:
-        await detector.start()
-
-    async def stop_detector(app: web.Application) -> None:
-        await detector.stop()
-
-    app.on_startup.append(start_detector)
-    app.on_shutdown.append(stop_detector)
-
-    async def start_runtime(app: web.Application) -> None:
-        await runtime.start()
-
-    async def stop_runtime(app: web.Application) -> None:
-        await runtime.stop()
-
-    app.on_startup.append(start_runtime)
-    app.on_shutdown.append(stop_runtime)
+    _with_app(app, detector.start, detector.stop)
+    _with_app(app, runtime.start, runtime.stop)
 
     async def close_store(app: web.Application) -> None:
         store.close()
 
     app.on_cleanup.append(close_store)
     return app
+
+
+def _with_app(app: web.Application, start: Callable[[], Awaitable[None]],
+              stop: Callable[[], Awaitable[None]]) -> None:
+    """Start a part with the app and stop it when the app shuts down."""
+
+    async def on_startup(app: web.Application) -> None:
+        await start()
+
+    async def on_shutdown(app: web.Application) -> None:
+        await stop()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
 
 
 def seed_banner(app: web.Application) -> str:
