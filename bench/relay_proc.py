@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> None:
         for f in FEATURES
         if f"{f}_enabled" in {fld.name for fld in dataclasses.fields(Config)}
     }
-    config = Config(
+    # RELAY_* settings apply (so any knob can be measured); the bench's own choices win
+    config = Config.from_env(
         host=args.host,
         port=args.port,
         media_addresses=(args.media_address,),

@@ -69,6 +69,9 @@ class Config:
 
     # --- vision --------------------------------------------------------------------------
     vision_enabled: bool = True
+    vision_keyframes_only: bool = False
+    """Decode only keyframes for sampling (asking the sender for one when a sample is due):
+    far less CPU, but slower to confirm and more bandwidth. See docs/vision.md."""
     model_cache_dir: Path = Path(".cache/models")
     detector_batch_max: int = 8
     detector_batch_wait_ms: float = 20.0

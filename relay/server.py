@@ -85,7 +85,7 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
 
     if config.vision_enabled:
         cached_model_path(config)  # a missing or corrupt model is a clear error now, not later
-    detector = DetectorService(config)
+    detector = DetectorService(config, keyframes_only=config.vision_keyframes_only)
     registry.hooks.append(VisionLink(detector, registry))
     app["detector"] = detector
     app["ready_checks"].append(
