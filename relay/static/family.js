@@ -96,6 +96,10 @@
     onTrack: (ev) => {
       const remote = document.getElementById("remote");
       if (!remote.srcObject) remote.srcObject = new MediaStream();
+      // after a reconnection the new connection's tracks replace the old, ended ones (an
+      // ended track left first in the stream would show as a black picture)
+      remote.srcObject.getTracks().filter((t) => t.kind === ev.track.kind)
+        .forEach((t) => remote.srcObject.removeTrack(t));
       remote.srcObject.addTrack(ev.track);
     },
   });
