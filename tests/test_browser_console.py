@@ -129,6 +129,12 @@ async def test_console_watches_pauses_resumes_and_ends_a_call(product):
                 "window.__call.joins === 2 && document.body.dataset.state === 'live'",
                 timeout=15000)
             await wait_frames(family, "call", 10)
+            # ...and its picture is the new connection's, not the old one's ended track
+            assert await family.evaluate(
+                "document.getElementById('remote').srcObject.getTracks()"
+                ".map((t) => t.kind + ':' + t.readyState).sort()") == ["audio:live", "video:live"]
+            await family.wait_for_function(
+                "document.getElementById('remote').videoWidth > 0")
 
             # a vision pause, with its evidence frame, shows in the row and the timeline
             live = product.app["registry"].get(b)

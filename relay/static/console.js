@@ -511,6 +511,9 @@
         const index = call.pc.getTransceivers().indexOf(ev.transceiver);
         const side = index < 2 ? "family" : "prison";
         if (legal && ev.track.kind === "audio") return; // never played, and none is sent
+        // a reconnection's new tracks replace the old, ended ones
+        streams[side].getTracks().filter((t) => t.kind === ev.track.kind)
+          .forEach((t) => streams[side].removeTrack(t));
         streams[side].addTrack(ev.track);
         videos[side].play().catch(() => { videos[side].muted = true; videos[side].play().catch(() => {}); });
       },
