@@ -72,14 +72,26 @@
     }
     if (msg.type === "error") return show("error", JOIN_ERRORS[msg.code] || msg.message);
     if (msg.ends_at) endsAt = msg.ends_at;
-    if (msg.state === "ended") warnUntil = 0;
+    if (msg.state === "ended") finish();
     if (msg.state === "live" && Date.now() / 1000 < warnUntil) return show("warning", warningText());
     show(msg.state, stateText(msg));
   }
 
+  // The call is over (ended by the relay, or left): let go of the camera and microphone,
+  // clear the frozen last picture, and leave no control that does nothing.
+  function finish() {
+    warnUntil = 0;
+    if (call.pc) call.pc.close();
+    const stream = call.opts.localStream;
+    if (stream) stream.getTracks().forEach((t) => t.stop());
+    document.getElementById("remote").srcObject = null;
+    document.getElementById("local").srcObject = null;
+    for (const id of ["mute", "camera", "leave"]) document.getElementById(id).hidden = true;
+  }
+
   setInterval(() => {
-    if (endsAt && !call.ended) clock.textContent = `${formatSeconds(endsAt - Date.now() / 1000)} left`;
-    if (call.ended) clock.textContent = "";
+    if (endsAt && !call.ended && !call.left) clock.textContent = `${formatSeconds(endsAt - Date.now() / 1000)} left`;
+    if (call.ended || call.left) clock.textContent = "";
     if (warnUntil && document.body.dataset.state === "warning") {
       // the warning counts down, then gives way to the call's state again
       if (Date.now() / 1000 < warnUntil) banner.textContent = warningText();
@@ -105,7 +117,11 @@
   });
   window.__call = call;
 
-  document.getElementById("leave").onclick = () => { call.leave(); show("ended", "You left the call."); };
+  document.getElementById("leave").onclick = () => {
+    call.leave();
+    finish();
+    show("ended", "You left the call.");
+  };
   document.getElementById("mute").onclick = (e) => {
     const on = e.target.getAttribute("aria-pressed") !== "true";
     e.target.setAttribute("aria-pressed", String(on));
