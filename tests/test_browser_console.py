@@ -158,6 +158,9 @@ async def test_console_watches_pauses_resumes_and_ends_a_call(product):
             await console.get_by_role("button", name="End call", exact=True).click()
             await family.wait_for_function("document.body.dataset.state === 'ended'")
             assert "a member of staff ended the call" in await banner(family)
+            assert await family.evaluate(
+                "window.__call.opts.localStream.getTracks().every((t) => t.readyState === 'ended')"
+            ), "the family's camera and microphone are let go"
             await console.wait_for_selector(f'{row}[data-state="ended"]')
             await console.wait_for_selector('#watch[data-state="ended"]')
             await asyncio.wait_for(prison.ended.wait(), 10)

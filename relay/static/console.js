@@ -335,12 +335,13 @@
   }
 
   function facesText(c) {
+    if (c.state === "ended") return ["–"];
     return ["family", "prison"].map((role) => {
       const seen = c.faces[role];
       const approved = c.approved_faces[role];
       if (approved === undefined && seen === undefined) return `${role}: not joined`;
       return `${role}: ${seen === undefined ? "–" : seen} / ${approved === undefined ? "–" : approved}`;
-    }).join(", ");
+    });
   }
 
   function overLimit(c) {
@@ -355,7 +356,7 @@
       left: el("td", { "data-label": "Time left", class: "clock" }),
       faces: el("td", { "data-label": "Faces" }),
       alerts: el("td", { "data-label": "Alerts" }),
-      actions: el("td", { "data-label": "Actions", class: "actions" }),
+      actions: el("td", { "data-label": "Actions" }),
     };
     const buttons = {
       watch: button("Watch", `Watch call ${id}`, () => watch(id)),
@@ -364,7 +365,7 @@
       end: button("End…", `End call ${id}`, () => endCall(id), "danger"),
       timeline: button("Timeline", `Audit timeline of call ${id}`, () => openTimeline(id)),
     };
-    cells.actions.append(...Object.values(buttons));
+    cells.actions.append(el("div", { class: "actions" }, ...Object.values(buttons)));
     const tr = el("tr", { "data-booking": id }, ...Object.values(cells));
     return { tr, cells, buttons, deadline: null, data: null };
   }
@@ -391,7 +392,8 @@
       row.cells.state.textContent = "";
       row.cells.state.append(el("span", { class: `pill ${c.state}`, text: STATE_LABEL[c.state] || c.state }), " ",
         el("span", { class: "small", text: stateDetail(c) }));
-      row.cells.faces.textContent = facesText(c);
+      row.cells.faces.textContent = "";
+      facesText(c).forEach((line, i) => row.cells.faces.append(...(i ? [el("br"), line] : [line])));
       row.cells.faces.classList.toggle("alert", overLimit(c));
       row.cells.alerts.textContent = String(c.alerts);
       row.cells.alerts.classList.toggle("alert", c.alerts > 0);
@@ -579,7 +581,7 @@
       case "staff_pause": return d.note ? `note: “${d.note}”` : "no note";
       case "warning": return `${formatSeconds(d.seconds_left)} left`;
       case "vision_over_limit": return `${d.role} side: ${d.count} faces, ${d.approved} approved`;
-      case "vision_cleared": return `${d.role} side: ${d.count} faces`;
+      case "vision_cleared": return `${d.role} side: ${d.count} face${d.count === 1 ? "" : "s"}`;
       default: {
         const parts = Object.entries(d).filter(([k]) => k !== "staff")
           .map(([k, v]) => `${k.replace(/_/g, " ")}: ${typeof v === "object" ? JSON.stringify(v) : v}`);
@@ -685,7 +687,7 @@
     const tbody = $("bookings").querySelector("tbody");
     tbody.textContent = "";
     for (const b of all) {
-      const actions = el("td", { "data-label": "Actions", class: "actions" });
+      const actions = el("div", { class: "actions" });
       if (b.status === "requested") {
         actions.append(
           button("Approve", `Approve booking ${b.id}`, () => decide(b.id, "approve")),
@@ -697,7 +699,7 @@
         el("td", { "data-label": "Type", text: b.call_type }),
         el("td", { "data-label": "When", text: `${when(b.starts_at)}, ${b.minutes} min` }),
         el("td", { "data-label": "Status", text: `${b.status}${b.requested_by ? ` (requested by ${b.requested_by})` : ""}` }),
-        actions));
+        el("td", { "data-label": "Actions" }, actions)));
     }
     $("bookings-empty").hidden = all.length > 0;
     $("bookings").hidden = all.length === 0;
@@ -746,9 +748,11 @@
     tbody.textContent = "";
     for (const r of recordings) {
       const length = r.ended_at ? formatSeconds(r.ended_at - r.started_at) : "recording…";
-      const actions = el("td", { "data-label": "Actions", class: "actions" });
-      if (r.status !== "recording") {
-        actions.append(button("Play", `Play recording ${r.id}`, () => play(r)));
+      const actions = el("div", { class: "actions" });
+      if (r.status !== "recording" && r.status !== "deleted") {
+        actions.append(button("Play", `Play recording ${r.id}`, () => play(r)),
+          el("a", { href: `/api/recordings/${r.id}/media`, download: true, class: "button",
+            "aria-label": `Download recording ${r.id}`, text: "Download" }));
       }
       actions.append(r.legal_hold
         ? button("Release hold", `Release the legal hold on recording ${r.id}`, () => releaseHold(r.id))
@@ -762,7 +766,7 @@
         el("td", { "data-label": "Legal hold", text: r.legal_hold
           ? `held: ${r.hold_reason} (by staff ${r.hold_by})`
           : `no; kept until ${when(r.retention_until)}` }),
-        actions));
+        el("td", { "data-label": "Actions" }, actions)));
     }
     $("recordings-empty").hidden = recordings.length > 0;
     $("recordings").hidden = recordings.length === 0;
@@ -771,7 +775,8 @@
   function play(r) {
     const video = $("player-video");
     $("player").hidden = false;
-    $("player-caption").textContent = `Recording ${r.id} of call ${r.booking_id} (${when(r.started_at)}). Every viewing is audited.`;
+    $("player-caption").textContent = `Recording ${r.id} of call ${r.booking_id} (${when(r.started_at)}). `
+      + "A browser plays the family side's picture; download it to see both sides (VLC, mpv). Every viewing is audited.";
     video.onerror = () => say(`Recording ${r.id} could not be played: it may have been deleted, or failed its integrity check.`, "error", true);
     video.src = `/api/recordings/${r.id}/media`;
     video.play().catch(() => {});
