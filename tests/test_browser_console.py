@@ -5,7 +5,8 @@ logs in, watches the call (frames decoded on both sides of its watcher), pauses 
 page says why and stops receiving), resumes it, sees a vision pause and its evidence in the
 audit timeline, ends it (the family page says so and why), then plays the recording and
 places a legal hold. The family page also rides out a dropped connection on the way.
-A second, media-free test covers approving and declining bookings at phone width.
+A second test, at phone width, watches a legal call (video only: the relay sends staff no
+audio, and the page says so) between two Python clients, then approves and declines bookings.
 """
 
 from __future__ import annotations
@@ -189,8 +190,10 @@ async def test_console_watches_pauses_resumes_and_ends_a_call(product):
     assert errors == []
 
 
-async def test_console_approves_and_declines_bookings_at_phone_width(product):
+async def test_console_legal_call_video_only_and_bookings_at_phone_width(product):
     w = product.world
+    legal = product.booking_now(call_type="legal")
+    fam, pri = await product.pair(legal)
     starts = time.time() + 2 * 86400
 
     def request(offset: float) -> int:
@@ -209,8 +212,20 @@ async def test_console_approves_and_declines_bookings_at_phone_width(product):
         await page.keyboard.press("Enter")  # the form submits from the keyboard
         await page.wait_for_selector(f'#bookings tr[data-booking="{first}"][data-status="requested"]')
         assert await page.evaluate("document.documentElement.scrollWidth") <= 390
-        assert not await page.is_visible("#calls"), "no live calls: the empty note instead"
-        assert await page.is_visible("#calls-empty")
+
+        # a legal call: staff may look, never listen; the page says so
+        try:
+            await page.get_by_role("button", name=f"Watch call {legal}").click()
+            await wait_frames(page, "watch", 10, streams=2)
+            assert "Legal call: video only" in await page.text_content("#watch-audio")
+            audio = await page.evaluate("""() => window.__watch.pc.getTransceivers()
+                .filter((t) => t.receiver.track.kind === 'audio').map((t) => t.currentDirection)""")
+            assert audio == ["inactive", "inactive"]
+            assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+            await page.get_by_role("button", name="Stop watching").click()
+        finally:
+            await fam.close()
+            await pri.close()
 
         await page.get_by_role("button", name=f"Approve booking {first}").click()
         await page.wait_for_selector(f'#bookings tr[data-booking="{first}"][data-status="approved"]')
