@@ -87,6 +87,7 @@
     document.getElementById("remote").srcObject = null;
     document.getElementById("local").srcObject = null;
     for (const id of ["mute", "camera", "leave"]) document.getElementById(id).hidden = true;
+    document.querySelector(".videos").hidden = true;
   }
 
   setInterval(() => {
