@@ -230,7 +230,7 @@ async def test_console_legal_call_video_only_and_bookings_at_phone_width(product
         await page.get_by_role("button", name=f"Approve booking {first}").click()
         await page.wait_for_selector(f'#bookings tr[data-booking="{first}"][data-status="approved"]')
         await page.get_by_role("button", name=f"Decline booking {second}").click()
-        await page.get_by_label("Reason (optional, shown to them)").fill("no staff that day")
+        await page.get_by_label("Reason (optional; the family sees it)").fill("no staff that day")
         await page.get_by_role("button", name="Decline booking", exact=True).click()
         await page.wait_for_selector(f'#bookings tr[data-booking="{second}"]', state="detached")
         assert f"Booking {second} declined" in await page.text_content("#status")

@@ -334,19 +334,17 @@
     return c.state === "waiting" || c.state === "scheduled" ? `${label} ${detail}` : `${label}: ${detail}`;
   }
 
-  function facesText(c) {
-    if (c.state === "ended") return ["–"];
+  // One line a side: faces vision counts / faces approved; an over-limit side is marked.
+  function facesLines(c) {
+    if (c.state === "ended") return [el("span", { text: "–" })];
     return ["family", "prison"].map((role) => {
       const seen = c.faces[role];
       const approved = c.approved_faces[role];
-      if (approved === undefined && seen === undefined) return `${role}: not joined`;
-      return `${role}: ${seen === undefined ? "–" : seen} / ${approved === undefined ? "–" : approved}`;
+      if (approved === undefined && seen === undefined) return el("span", { text: `${role}: not joined` });
+      const over = seen !== undefined && approved !== undefined && seen > approved;
+      return el("span", { class: over ? "alert" : null, "data-side": role,
+        text: `${role}: ${seen === undefined ? "–" : seen} / ${approved === undefined ? "–" : approved}${over ? " (too many)" : ""}` });
     });
-  }
-
-  function overLimit(c) {
-    return ["family", "prison"].some((r) => c.faces[r] !== undefined && c.approved_faces[r] !== undefined
-      && c.faces[r] > c.approved_faces[r]);
   }
 
   function makeRow(id) {
@@ -393,8 +391,7 @@
       row.cells.state.append(el("span", { class: `pill ${c.state}`, text: STATE_LABEL[c.state] || c.state }), " ",
         el("span", { class: "small", text: stateDetail(c) }));
       row.cells.faces.textContent = "";
-      facesText(c).forEach((line, i) => row.cells.faces.append(...(i ? [el("br"), line] : [line])));
-      row.cells.faces.classList.toggle("alert", overLimit(c));
+      facesLines(c).forEach((line, i) => row.cells.faces.append(...(i ? [el("br"), line] : [line])));
       row.cells.alerts.textContent = String(c.alerts);
       row.cells.alerts.classList.toggle("alert", c.alerts > 0);
       const ended = c.state === "ended";
@@ -719,8 +716,8 @@
   async function decline(id) {
     const reason = await ask({
       title: `Decline booking ${id}`,
-      text: "The family and the prisoner are told the booking was declined.",
-      label: "Reason (optional, shown to them)",
+      text: "The booking is declined. The reason is kept with it, and the family's booking app shows it.",
+      label: "Reason (optional; the family sees it)",
       ok: "Decline booking",
       danger: true,
     });
