@@ -241,7 +241,7 @@
     document.body.dataset.view = "console";
     pollCalls();
     loadBookings();
-    loadRecordings();
+    // recordings are listed on request only: every listing is an audited access
     clearInterval(pollTimer);
     clearInterval(bookingsTimer);
     pollTimer = setInterval(pollCalls, POLL_MS);
@@ -765,6 +765,7 @@
           : `no; kept until ${when(r.retention_until)}` }),
         el("td", { "data-label": "Actions" }, actions)));
     }
+    $("recordings-empty").textContent = "No recordings found.";
     $("recordings-empty").hidden = recordings.length > 0;
     $("recordings").hidden = recordings.length === 0;
   }
