@@ -10,6 +10,14 @@ const STATE_TEXT = {
   ended: "The call has ended",
 };
 
+// Refusals that rejoining cannot cure (the rest, e.g. leg_already_connected while the relay
+// has not yet seen the old socket go, or shutting_down, are retried).
+const TERMINAL_ERRORS = [
+  "call_ended", "token_expired", "token_stale", "token_bad_signature", "token_malformed",
+  "booking_cancelled", "booking_declined", "booking_not_found", "approval_revoked",
+  "wrong_booking", "prisoner_not_eligible",
+];
+
 class RelayCall {
   // opts: {token, watcher, localStream, onState(msg), onTrack(ev, index), onMessage(msg)}
   constructor(opts) {
@@ -54,17 +62,21 @@ class RelayCall {
     const ws = new WebSocket(this.wsUrl());
     this.ws = ws;
     await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject; });
+    // "answered" is this socket's own join, not this.joins: a refused rejoin must reject (so
+    // the retry loop goes on), and a socket that never joined must not start a reconnection.
+    let answered = false;
     const joined = new Promise((resolve, reject) => {
       ws.onmessage = async (ev) => {
         const msg = JSON.parse(ev.data);
         this.opts.onMessage && this.opts.onMessage(msg);
         if (msg.type === "joined") {
+          answered = true;
           await pc.setRemoteDescription({ type: "answer", sdp: msg.sdp });
           this.joins += 1;
           this.handleStatus(Object.assign({ type: "state" }, msg.status));
           resolve(msg);
         } else if (msg.type === "error") {
-          if (!this.joins) reject(Object.assign(new Error(msg.message), { code: msg.code }));
+          if (!answered) reject(Object.assign(new Error(msg.message), { code: msg.code }));
           else this.opts.onState && this.opts.onState({ type: "error", code: msg.code, message: msg.message });
         } else if (msg.type === "state") {
           this.handleStatus(msg);
@@ -76,8 +88,8 @@ class RelayCall {
         }
       };
       ws.onclose = () => {
-        if (!this.joins) reject(Object.assign(new Error("the relay closed the connection"), { code: "closed" }));
-        this.onDrop();
+        if (!answered) return reject(Object.assign(new Error("the relay closed the connection"), { code: "closed" }));
+        if (ws === this.ws) this.onDrop();
       };
     });
     ws.send(JSON.stringify({ v: 1, type: "join", token: this.opts.token, sdp: pc.localDescription.sdp }));
@@ -103,7 +115,7 @@ class RelayCall {
         await this.join();
         this.reconnecting = false;
       } catch (err) {
-        if (["call_ended", "token_expired", "booking_cancelled", "approval_revoked"].includes(err.code)) {
+        if (TERMINAL_ERRORS.includes(err.code)) {
           this.ended = true;
           this.opts.onState && this.opts.onState({ type: "state", state: "ended", message: err.message });
           return;
