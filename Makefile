@@ -30,5 +30,11 @@ bench: model
 eval: model
 	$(BIN)/python -m vision.eval
 
+screenshots: model
+	$(BIN)/python -m tests.screenshots --out docs/screenshots
+
+reliability: model
+	$(BIN)/python -m bench.faults --out docs/reliability.md
+
 clean:
 	rm -rf $(VENV) .cache data
