@@ -42,8 +42,8 @@ def test_bench_quick_writes_sane_json(tmp_path):
     assert point["video_fps_min"] >= 27 and point["audio_pps_min"] >= 45
     p50, p95 = relay["forward_latency_ms_p50"], relay["forward_latency_ms_p95"]
     assert p50 is not None and p95 is not None and 0 <= p50 <= p95 < 50
-    # vision is off and not wired yet: its figures are absent, not zero
-    assert point["vision_samples_per_s"] is None
+    # vision is off in --quick: the relay exports its counters, and they stay at zero
+    assert not point["vision_samples_per_s"]
 
     naive = result["systems"]["naive"]
     assert naive["points"], "the naive baseline ran"
