@@ -1,0 +1,384 @@
+"""Fault and bad-input scenarios, shared by the reliability tests and ``python -m bench.faults``.
+
+Each scenario runs against a live product (``tests.product.Product``: the whole relay on
+127.0.0.1), is bounded in time and returns an :class:`Outcome`: what was tried, how many times,
+what happened, and whether anything was lost. The tests assert on the numbers; the report
+command prints them as a table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+import sqlite3
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+from prometheus_client import REGISTRY
+
+from bench.impair import Impairment, TcpCutProxy, ice_connections, impair_peer_connection
+from protocol.client import CallClient
+from protocol.media import EncodedTrack
+from tests.support import tone_clip, video_clip
+
+VIDEO_STEP = 3000  # 90 kHz clock at 30 fps
+
+
+@dataclass
+class Outcome:
+    name: str
+    tried: str
+    count: int
+    outcome: str
+    data_lost: str
+    ok: bool
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+# --- measuring -------------------------------------------------------------------------------
+
+
+def metric_total(name: str) -> float:
+    """Sum of a Prometheus metric's samples over all label values (0 when absent)."""
+    total = 0.0
+    for family in REGISTRY.collect():
+        for sample in family.samples:
+            if sample.name == name:
+                total += sample.value
+    return total
+
+
+class FlowMonitor:
+    """Samples a client's received packet counter every ``interval``: did it ever stall?"""
+
+    def __init__(self, client: CallClient, stream: str = "video0", interval: float = 0.5) -> None:
+        self.client = client
+        self.stream = stream
+        self.interval = interval
+        self.deltas: list[int] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> FlowMonitor:
+        self._task = asyncio.ensure_future(self._run())
+        return self
+
+    async def _run(self) -> None:
+        last = self.client.packets[self.stream]
+        while True:
+            await asyncio.sleep(self.interval)
+            now = self.client.packets[self.stream]
+            self.deltas.append(now - last)
+            last = now
+
+    async def stop(self) -> FlowMonitor:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        return self
+
+    @property
+    def stalls(self) -> int:
+        return sum(1 for d in self.deltas if d == 0)
+
+    @property
+    def packets(self) -> int:
+        return sum(self.deltas)
+
+    def summary(self) -> str:
+        return (f"{self.packets} packets in {len(self.deltas)} x {self.interval}s samples, "
+                f"{self.stalls} stalled")
+
+
+async def flowing(client: CallClient, stream: str = "video0", seconds: float = 1.0) -> int:
+    before = client.packets[stream]
+    await asyncio.sleep(seconds)
+    return client.packets[stream] - before
+
+
+def frame_quality(frames: list[Any], mime: str = "video/VP8") -> dict[str, Any]:
+    """How watchable a received video stream was.
+
+    ``frames`` are complete encoded frames (``relay.frames.EncodedFrame``; the assembler drops
+    incomplete ones). Expected frames are counted from the timestamps (one every 3000 ticks
+    between the first and last seen); a frame is decodable when it is a keyframe or its
+    predecessor was decodable, and the decodable ones are then really decoded."""
+    by_ts: dict[int, Any] = {}
+    for f in frames:
+        by_ts.setdefault(f.timestamp, f)
+    if not by_ts:
+        return {"expected": 0, "complete": 0, "decodable": 0, "decoded": 0,
+                "complete_fraction": 0.0, "decodable_fraction": 0.0}
+    first = min(by_ts)
+    offsets = sorted(((ts - first) & 0xFFFFFFFF, ts) for ts in by_ts)
+    expected = offsets[-1][0] // VIDEO_STEP + 1
+    decodable: list[Any] = []
+    prev_ok: int | None = None
+    for off, ts in offsets:
+        frame = by_ts[ts]
+        ok = frame.keyframe or (prev_ok is not None and off - prev_ok == VIDEO_STEP)
+        if ok:
+            decodable.append(frame)
+            prev_ok = off
+        else:
+            prev_ok = None
+    decoder = av.CodecContext.create("vp8" if mime.lower() == "video/vp8" else "h264", "r")
+    decoded = 0
+    for frame in decodable:
+        try:
+            decoded += len(decoder.decode(av.Packet(frame.data)))
+        except av.error.FFmpegError:
+            pass
+    return {
+        "expected": expected,
+        "complete": len(by_ts),
+        "decodable": len(decodable),
+        "decoded": decoded,
+        "complete_fraction": round(len(by_ts) / expected, 3),
+        "decodable_fraction": round(decoded / expected, 3),
+    }
+
+
+def rtx_received(receiver: Any) -> int:
+    """Retransmitted (RTX) packets an aiortc receiver got: its RTX SSRCs' packet counts."""
+    streams = receiver._RTCRtpReceiver__remote_streams
+    rtx = receiver._RTCRtpReceiver__rtx_ssrc
+    return sum(s.packets_received for ssrc, s in streams.items() if ssrc in rtx)
+
+
+def relay_media_ports(pc: Any) -> list[int]:
+    """The local UDP ports of a relay-side peer connection's ICE sockets."""
+    ports = []
+    for conn in ice_connections(pc):
+        for protocol in conn._protocols:
+            ports.append(protocol.transport.get_extra_info("sockname")[1])
+    return ports
+
+
+def store_integrity(db_path: Any) -> tuple[str, bool]:
+    """(``PRAGMA integrity_check`` result, audit chain intact) for a store file."""
+    from relay.audit import verify
+
+    conn = sqlite3.connect(db_path)
+    try:
+        check = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        return check, verify(conn).ok
+    finally:
+        conn.close()
+
+
+def clients_for(url: str, family_token: str, prison_token: str, receive: str = "count",
+                keep: bool = False, prison_url: str = "") -> tuple[CallClient, CallClient]:
+    fam = CallClient(url, family_token, receive=receive, keep_frames=keep,
+                     video=EncodedTrack("video", video_clip(seed=1), 30),
+                     audio=EncodedTrack("audio", tone_clip(440), 50))
+    pri = CallClient(prison_url or url, prison_token, receive=receive, keep_frames=keep,
+                     video=EncodedTrack("video", video_clip(seed=2), 30),
+                     audio=EncodedTrack("audio", tone_clip(660), 50))
+    return fam, pri
+
+
+async def close_all(*clients: CallClient | None) -> None:
+    for c in clients:
+        if c is not None:
+            with contextlib.suppress(Exception):
+                await c.close()
+
+
+# --- bad datagrams at the relay's media ports ------------------------------------------------
+
+
+def _rtp(rng: random.Random) -> bytes:
+    first = 0x80 | rng.choice([0, 0x10, 0x20, 0x0F])  # padding, extension, CSRC count
+    header = struct.pack("!BBHII", first, rng.randrange(256), rng.randrange(65536),
+                         rng.randrange(2**32), rng.randrange(2**32))
+    return header + rng.randbytes(rng.randrange(0, 1200))
+
+
+def _rtcp(rng: random.Random) -> bytes:
+    pt = rng.choice([192, 200, 201, 202, 203, 204, 205, 206, 207, 208])
+    words = rng.randrange(0, 64)
+    return struct.pack("!BBH", 0x80 | rng.randrange(32), pt, words) + rng.randbytes(
+        rng.choice([words * 4, rng.randrange(0, 300)]))
+
+
+def _stun(rng: random.Random) -> bytes:
+    mtype = rng.choice([0x0001, 0x0101, 0x0111, 0x0011, rng.randrange(0x4000)])
+    body = b""
+    for _ in range(rng.randrange(0, 6)):
+        attr = rng.choice([0x0006, 0x0008, 0x8028, 0x0024, 0x8029, 0x802A, 0x0025,
+                           rng.randrange(65536)])
+        value = rng.randbytes(rng.randrange(0, 40))
+        body += struct.pack("!HH", attr, len(value)) + value + b"\x00" * (-len(value) % 4)
+    length = rng.choice([len(body), rng.randrange(65536)])
+    return struct.pack("!HHI", mtype, length, 0x2112A442) + rng.randbytes(12) + body
+
+
+def _dtls(rng: random.Random) -> bytes:
+    content = rng.choice([20, 21, 22, 23, rng.randrange(20, 64)])
+    version = rng.choice([b"\xfe\xfd", b"\xfe\xff", rng.randbytes(2)])
+    epoch = rng.choice([0, 1, rng.randrange(65536)])
+    body = rng.randbytes(rng.randrange(0, 300))
+    if content == 21 and rng.random() < 0.5:
+        body = bytes([rng.choice([1, 2]), rng.choice([0, 10, 20, 40, 80])])  # an alert
+    length = rng.choice([len(body), rng.randrange(65536)])
+    return (bytes([content]) + version + struct.pack("!H", epoch) + rng.randbytes(6)
+            + struct.pack("!H", length) + body)
+
+
+DATAGRAM_KINDS = {
+    "empty": lambda rng: b"",
+    "random": lambda rng: rng.randbytes(rng.randrange(1, 1400)),
+    "rtp": _rtp,
+    "rtcp": _rtcp,
+    "stun": _stun,
+    "dtls": _dtls,
+}
+
+
+async def media_garbage(product: Any, per_kind: int = 300, rate: float = 1000.0,
+                        seed: int = 7) -> Outcome:
+    """Bad datagrams of every kind at a live call's relay media ports (the sockets its real
+    media arrives on) while it and another call keep flowing."""
+    rng = random.Random(seed)
+    b1, b2 = product.booking_now(), product.booking_now()
+    fam, pri = await product.pair(b1)
+    other_fam, other_pri = await product.pair(b2)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for c in (fam, pri, other_fam, other_pri):
+            await c.wait_frames("video0", 10)
+        live = product.app["registry"].get(b1)
+        ports = [p for leg in live.call.legs.values() for p in relay_media_ports(leg.pc)]
+        monitors = [FlowMonitor(c).start() for c in (fam, pri, other_pri)]
+        sent: dict[str, int] = {}
+        plan = [kind for kind in DATAGRAM_KINDS for _ in range(per_kind)]
+        rng.shuffle(plan)
+        for i, kind in enumerate(plan):
+            data = DATAGRAM_KINDS[kind](rng)
+            for port in ports:
+                sock.sendto(data, ("127.0.0.1", port))
+            sent[kind] = sent.get(kind, 0) + len(ports)
+            if i % 20 == 19:
+                await asyncio.sleep(20 / rate)
+        await asyncio.sleep(1.0)
+        for mon in monitors:
+            await mon.stop()
+        after = [await flowing(c, "video0", 1.0) for c in (fam, pri, other_pri)]
+        stalls = sum(mon.stalls for mon in monitors)
+        ok = stalls == 0 and all(a > 10 for a in after) and fam.state == "live"
+        return Outcome(
+            "bad datagrams at a live leg's media port",
+            "empty, random, RTP, RTCP, STUN, DTLS datagrams at both relay ports of call 1",
+            sum(sent.values()),
+            f"call 1 both ways and call 2: {stalls} stalled 0.5 s samples; "
+            f"video packets/s after: {after}",
+            "none" if ok else "media stopped",
+            ok,
+            {"sent": sent, "ports": ports, "monitors": [mon.summary() for mon in monitors]},
+        )
+    finally:
+        sock.close()
+        await close_all(fam, pri, other_fam, other_pri)
+
+
+# --- network faults --------------------------------------------------------------------------
+
+
+async def lossy_leg(product: Any, loss: float = 0.05, delay_ms: float = 100.0,
+                    seconds: float = 10.0, jitter_ms: float = 0.0) -> Outcome:
+    """The family leg's network loses ``loss`` of datagrams each way and delays them: does the
+    picture stay watchable both ways (NACK/RTX, keyframe requests)?"""
+    b = product.booking_now()
+    fam, pri = await product.pair(b, receive="encoded", keep=True)
+    imp = Impairment(loss=loss, delay_ms=delay_ms, jitter_ms=jitter_ms, seed=3)
+    try:
+        wrapped = impair_peer_connection(fam._pc, imp)
+        nacks0 = metric_total("relay_nacks_received_total")
+        kf0 = metric_total("relay_keyframe_requests_total")
+        await fam.wait_frames("video0", 10, timeout=20)
+        await pri.wait_frames("video0", 10, timeout=20)
+        await asyncio.sleep(1.0)
+        start = {c: len(c.encoded["video0"]) for c in (fam, pri)}
+        await asyncio.sleep(seconds)
+        # frames still in flight (a retransmission is ~2 x delay away) get a moment to land
+        end = {c: len(c.encoded["video0"]) for c in (fam, pri)}
+        down = frame_quality(fam.encoded["video0"][start[fam]:end[fam]])
+        up = frame_quality(pri.encoded["video0"][start[pri]:end[pri]])
+        live = product.app["registry"].get(b)
+        relay_rtx = sum(rtx_received(p.receiver) for p in live.call.legs["family"].producers.values())
+        client_rtx = sum(rtx_received(t.receiver) for t in fam._pc.getTransceivers())
+        nacks = metric_total("relay_nacks_received_total") - nacks0
+        keyframes = metric_total("relay_keyframe_requests_total") - kf0
+        ok = (wrapped > 0 and imp.dropped > 0 and fam.state == "live"
+              and min(down["decodable_fraction"], up["decodable_fraction"]) >= 0.8)
+        return Outcome(
+            f"{loss:.0%} loss + {delay_ms:.0f} ms delay on one leg",
+            f"family leg's datagrams both ways for {seconds:.0f} s",
+            imp.dropped,
+            f"decodable frames: family->prison {up['decodable_fraction']:.0%}, "
+            f"prison->family {down['decodable_fraction']:.0%}; "
+            f"NACKed packets at relay {nacks:.0f}, RTX in {relay_rtx}+{client_rtx}, "
+            f"keyframe requests {keyframes:.0f}",
+            "frames not recovered by RTX are skipped to the next keyframe" if ok
+            else "picture not watchable",
+            ok,
+            {"up": up, "down": down, "nacks": nacks, "relay_rtx": relay_rtx,
+             "client_rtx": client_rtx, "keyframe_requests": keyframes,
+             "dropped": imp.dropped, "passed": imp.passed},
+        )
+    finally:
+        await close_all(fam, pri)
+
+
+async def cut_and_rejoin(product: Any, cut_s: float = 20.0) -> Outcome:
+    """The family's whole network (signalling TCP and media UDP) goes dead for ``cut_s``,
+    inside the reconnect grace: the call comes back with its original end time."""
+    assert product.config.reconnect_grace_s >= cut_s + 5, "needs a longer reconnect grace"
+    b = product.booking_now(seconds=600)
+    imp = Impairment()
+    proxy = await TcpCutProxy(("127.0.0.1", product.server.port), imp).start()
+    fam, pri = clients_for(f"http://127.0.0.1:{proxy.port}", await product.family_token(b),
+                           await product.prison_token(b), prison_url=product.url)
+    try:
+        await fam.join()
+        await pri.join()
+        await fam.wait_state("live")
+        await pri.wait_frames("video0", 10)
+        await fam.wait_frames("video0", 10)
+        ends_at = fam.joined["call"]["ends_at"]
+        impair_peer_connection(fam._pc, imp)
+        t0 = time.monotonic()
+        imp.cut(cut_s)
+        await asyncio.sleep(cut_s)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if (await flowing(fam, "video0", 0.5) > 5 and await flowing(pri, "video0", 0.5) > 5
+                    and pri.state == "live"):
+                break
+        recovered_s = time.monotonic() - t0
+        back = [await flowing(c, "video0", 1.0) for c in (fam, pri)]
+        kinds = [r["kind"] for r in product.app["audit_log"].for_booking(b)]
+        same_end = fam.joined["call"]["ends_at"] == ends_at
+        ok = all(x > 10 for x in back) and same_end and pri.state == "live"
+        how = "rejoined (auto-rejoin)" if fam.joins > 1 else "ICE/DTLS kept (no rejoin)"
+        return Outcome(
+            f"{cut_s:.0f} s network cut on one leg",
+            "family's signalling and media dead, inside a "
+            f"{product.config.reconnect_grace_s:.0f} s grace",
+            1,
+            f"{how}; media both ways {recovered_s:.1f} s after the cut began; end time "
+            f"{'unchanged' if same_end else 'CHANGED'}; audit: {', '.join(sorted(set(kinds)))}",
+            "the cut's media only (nothing to recover live)" if ok else "call lost",
+            ok,
+            {"joins": fam.joins, "back": back, "kinds": kinds, "same_end": same_end,
+             "cut_dropped": imp.cut_dropped, "tcp_connections": proxy.connections},
+        )
+    finally:
+        await close_all(fam, pri)
+        await proxy.close()
