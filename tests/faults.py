@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import socket
 import sqlite3
@@ -18,10 +19,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import av
 from prometheus_client import REGISTRY
 
 from bench.impair import Impairment, TcpCutProxy, ice_connections, impair_peer_connection
+from protocol import messages as m
 from protocol.client import CallClient
 from protocol.media import EncodedTrack
 from tests.support import tone_clip, video_clip
@@ -382,3 +385,265 @@ async def cut_and_rejoin(product: Any, cut_s: float = 20.0) -> Outcome:
     finally:
         await close_all(fam, pri)
         await proxy.close()
+
+
+# --- bad signalling over a live WebSocket ----------------------------------------------------
+
+
+def generated(strategy: Any, n: int, seed: int = 0) -> list[Any]:
+    """``n`` examples from a hypothesis strategy, reproducibly, to replay against a live relay
+    (hypothesis cannot drive an async fixture's server directly; a failing example is printed
+    whole instead of shrunk)."""
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import seed as hseed
+
+    out: list[Any] = []
+
+    @hseed(seed)
+    @settings(max_examples=n, database=None, deadline=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def collect(x: Any) -> None:
+        out.append(x)
+
+    collect()
+    return out
+
+
+def _strategies() -> dict[str, Any]:
+    from hypothesis import strategies as st
+
+    text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=64)
+    scalar = st.none() | st.booleans() | st.integers() | st.floats() | text
+    value = st.recursive(scalar, lambda c: st.lists(c, max_size=4)
+                         | st.dictionaries(text, c, max_size=4), max_leaves=12)
+    odd_str = (text | st.sampled_from(["", "\x00", "\u202e\u0000", "🙂" * 3000, "A" * 5000,
+                                       "x" * 70_000, "{{}}", "null"]))
+    mtype = st.sampled_from(["join", "leave", "ping", "joined", "error", "JOIN", ""]) | text
+    obj = st.fixed_dictionaries(
+        {"type": mtype | value},
+        optional={"v": st.sampled_from([1, 0, 2, "1", 1.0, True, None]) | value,
+                  "token": odd_str | value, "sdp": odd_str | value,
+                  "id": st.integers() | value, "extra": value},
+    )
+    join = st.fixed_dictionaries({"type": st.just("join"), "token": odd_str, "sdp": odd_str},
+                                 optional={"v": st.just(1)})
+    return {
+        "join": join.map(json.dumps),
+        "object": obj.map(lambda o: json.dumps(o, allow_nan=True)),
+        "json": value.map(lambda o: json.dumps(o, allow_nan=True)),
+        "text": text,
+    }
+
+
+FIXED_BAD_FRAMES = [
+    "[" * 100_000 + "]" * 100_000,  # deep nesting: within 4x the limit, refused as too large
+    "[" * 5000 + "]" * 5000,  # deep nesting under the size limit
+    '{"type": "join", "token": "' + "t" * 4097 + '", "sdp": "v=0"}',
+    '{"type": "ping", "id": 1e400}',
+    '{"type": "ping", "id": 123456789012345678901234567890}',
+    '{"type": "ping", "id": NaN}',
+    '{"type": "ping", "type": "join"}',
+    '{"\\ud800": 1, "type": "ping"}',
+    "\ufeff{}",
+]
+
+
+async def _read_reply(ws: Any, timeout: float = 5.0) -> Any:
+    return await asyncio.wait_for(ws.receive(), timeout)
+
+
+def bad_reply(raw: Any, msg: Any) -> str | None:
+    """Why a relay reply to a bad frame is wrong (None when it is a proper answer)."""
+    if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+        return None  # refused and closed with a reason
+    if msg.type != aiohttp.WSMsgType.TEXT:
+        return f"reply of type {msg.type}"
+    try:
+        data = json.loads(msg.data)
+    except ValueError:
+        return "reply is not JSON"
+    if data.get("type") == "pong":
+        return None
+    if data.get("type") != "error":
+        return f"unexpected reply {data.get('type')!r}"
+    code, text = data.get("code", ""), data.get("message", "")
+    if not code or code == m.E_INTERNAL or not code.replace("_", "").isalpha():
+        return f"error code {code!r}"
+    if "Traceback" in text or 'File "' in text:
+        return "a traceback reached the client"
+    return None
+
+
+async def ws_fuzz(product: Any, per_kind: int = 60, seed: int = 1) -> Outcome:
+    """Generated frames of every shape over live WebSockets, while a call flows."""
+    frames: list[tuple[str, Any]] = [("fixed", f) for f in FIXED_BAD_FRAMES]
+    for kind, strategy in _strategies().items():
+        frames += [(kind, f) for f in generated(strategy, per_kind, seed)]
+    frames += [("binary", bytes([i]) * i) for i in range(1, 6)]
+    b = product.booking_now()
+    fam, pri = await product.pair(b)
+    problems: list[str] = []
+    counts: dict[str, int] = {}
+    replies: dict[str, int] = {}
+    session = aiohttp.ClientSession()
+    ws = None
+    try:
+        await pri.wait_frames("video0", 10)
+        monitor = FlowMonitor(pri).start()
+        for kind, raw in frames:
+            if ws is None or ws.closed:
+                ws = await session.ws_connect(product.url + "/ws", max_msg_size=0)
+            counts[kind] = counts.get(kind, 0) + 1
+            if isinstance(raw, bytes):
+                await ws.send_bytes(raw)
+            else:
+                await ws.send_str(raw)
+            try:
+                msg = await _read_reply(ws)
+            except TimeoutError:
+                problems.append(f"no reply to {raw[:80]!r}")
+                await ws.close()
+                continue
+            why = bad_reply(raw, msg)
+            label = "closed" if msg.type != aiohttp.WSMsgType.TEXT else json.loads(msg.data).get(
+                "code", json.loads(msg.data).get("type"))
+            replies[label] = replies.get(label, 0) + 1
+            if why:
+                problems.append(f"{why}: {str(raw)[:80]!r}")
+            if msg.type == aiohttp.WSMsgType.TEXT and json.loads(msg.data).get("code") in (
+                    m.E_RATE_LIMITED,):
+                await ws.close()
+        await asyncio.sleep(1.0)  # the other call is watched a little beyond the last frame
+        await monitor.stop()
+        async with session.get(product.url + "/healthz") as r:
+            alive = r.status == 200
+        ok = (not problems and alive and monitor.stalls == 0 and monitor.packets > 0
+              and fam.state == "live")
+        return Outcome(
+            "bad signalling frames (generated)",
+            "hypothesis-generated JSON objects, JSON values, unicode text; deep nesting, "
+            "huge/odd fields, binary",
+            sum(counts.values()),
+            f"answers: {', '.join(f'{k} {v}' for k, v in sorted(replies.items()))}; "
+            f"{len(problems)} bad answers; other call {monitor.summary()}",
+            "none" if ok else "; ".join(problems[:3]) or "call stalled",
+            ok,
+            {"counts": counts, "replies": replies, "problems": problems},
+        )
+    finally:
+        if ws is not None:
+            await ws.close()
+        await session.close()
+        await close_all(fam, pri)
+
+
+def _sdp_mutations() -> Any:
+    from hypothesis import strategies as st
+
+    junk = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"),
+                   max_size=40) | st.sampled_from(
+        ["a=rtpmap:96 VP8/0", "m=video 0 UDP/TLS/RTP/SAVPF 300", "a=fingerprint:sha-256 ZZ",
+         "a=candidate:1 1 UDP 1 127.0.0.1 0 typ host", "a=setup:holdconn", "a=mid:",
+         "a=ssrc:-1 cname:x", "a=rtcp-fb:* nack", "c=IN IP4 999.1.1.1", "a=group:BUNDLE 7 8",
+         "m=application 9 UDP/DTLS/SCTP webrtc-datachannel", "a=ice-ufrag:", "a=ice-pwd:",
+         "a=extmap:99999 urn:x", "a=fmtp:96 apt=96", "a=sctp-port:-5", "v=1", "x" * 3000])
+    op = st.tuples(st.sampled_from(["delete", "duplicate", "replace", "insert", "swap",
+                                    "truncate", "tamper"]),
+                   st.integers(0, 10_000), st.integers(0, 10_000), junk)
+    return st.lists(op, min_size=1, max_size=4)
+
+
+def mutate_sdp(sdp: str, ops: list[tuple[str, int, int, str]]) -> str:
+    lines = sdp.split("\r\n")
+    for op, i, j, junk in ops:
+        if not lines:
+            lines = [junk]
+        i, j = i % len(lines), j % len(lines)
+        if op == "delete":
+            del lines[i]
+        elif op == "duplicate":
+            lines.insert(i, lines[i])
+        elif op == "replace":
+            lines[i] = junk
+        elif op == "insert":
+            lines.insert(i, junk)
+        elif op == "swap":
+            lines[i], lines[j] = lines[j], lines[i]
+        elif op == "truncate":
+            lines[i] = lines[i][: j % (len(lines[i]) + 1)]
+        elif op == "tamper":
+            key, _, rest = lines[i].partition("=")
+            words = rest.split(" ")
+            words[j % len(words)] = junk
+            lines[i] = key + "=" + " ".join(words)
+    return "\r\n".join(lines)
+
+
+async def real_offer() -> str:
+    from relay.aiortc_glue import new_peer_connection
+
+    pc = new_peer_connection()
+    try:
+        pc.addTransceiver(EncodedTrack("audio", tone_clip(440), 50), direction="sendrecv")
+        pc.addTransceiver(EncodedTrack("video", video_clip(seed=1), 30), direction="sendrecv")
+        await pc.setLocalDescription(await pc.createOffer())
+        return pc.localDescription.sdp
+    finally:
+        await pc.close()
+
+
+async def sdp_fuzz(product: Any, n: int = 40, seed: int = 2) -> Outcome:
+    """Mutations of a real offer, joined with a valid token, while another call flows."""
+    offer = await real_offer()
+    mutations = generated(_sdp_mutations(), n, seed)
+    b = product.booking_now()
+    fam, pri = await product.pair(b)
+    target = product.booking_now(seconds=600)
+    token = await product.family_token(target)
+    problems: list[str] = []
+    replies: dict[str, int] = {}
+    try:
+        await pri.wait_frames("video0", 10)
+        monitor = FlowMonitor(pri).start()
+        async with aiohttp.ClientSession() as session:
+            for ops in mutations:
+                sdp = mutate_sdp(offer, ops)
+                async with session.ws_connect(product.url + "/ws", max_msg_size=0) as ws:
+                    await ws.send_str(m.make("join", token=token, sdp=sdp))
+                    try:
+                        msg = await _read_reply(ws, 15.0)
+                        while (msg.type == aiohttp.WSMsgType.TEXT
+                               and json.loads(msg.data)["type"] in ("state", "warning")):
+                            msg = await _read_reply(ws, 15.0)
+                    except TimeoutError:
+                        problems.append(f"no reply to {ops!r}")
+                        continue
+                    why = None
+                    if msg.type == aiohttp.WSMsgType.TEXT and json.loads(msg.data)["type"] == "joined":
+                        label = "joined"
+                    else:
+                        why = bad_reply(sdp, msg)
+                        label = (str(json.loads(msg.data).get("code"))
+                                 if msg.type == aiohttp.WSMsgType.TEXT else "closed")
+                    replies[label] = replies.get(label, 0) + 1
+                    if why:
+                        problems.append(f"{why}: {ops!r}")
+                # leaving by dropping the socket keeps the call in its grace for the next try
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+        await monitor.stop()
+        ok = (not problems and monitor.stalls == 0 and monitor.packets > 0
+              and fam.state == "live")
+        return Outcome(
+            "mutated SDP offers (valid token)",
+            "hypothesis-chosen line deletions, duplicates, swaps, truncations, junk fields",
+            len(mutations),
+            f"answers: {', '.join(f'{k} {v}' for k, v in sorted(replies.items()))}; "
+            f"{len(problems)} bad answers; other call {monitor.summary()}",
+            "none" if ok else "; ".join(problems[:3]) or "call stalled",
+            ok,
+            {"replies": replies, "problems": problems},
+        )
+    finally:
+        await close_all(fam, pri)
