@@ -9,8 +9,10 @@ command prints them as a table.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
+import os
 import random
 import socket
 import sqlite3
@@ -647,3 +649,185 @@ async def sdp_fuzz(product: Any, n: int = 40, seed: int = 2) -> Outcome:
         )
     finally:
         await close_all(fam, pri)
+
+
+# --- abusive clients -------------------------------------------------------------------------
+
+
+async def _healthz_ms(url: str) -> float:
+    t0 = time.monotonic()
+    async with aiohttp.ClientSession() as s, s.get(url + "/healthz") as r:
+        assert r.status == 200
+    return (time.monotonic() - t0) * 1000
+
+
+def _ws_frame(opcode: int, payload: bytes) -> bytes:
+    """One masked client frame (RFC 6455)."""
+    n = len(payload)
+    head = bytes([0x80 | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
+    mask = os.urandom(4)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+async def _raw_ws(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    await writer.drain()
+    return reader, writer
+
+
+async def slow_clients(product: Any, slowloris: int = 20, seconds: float = 6.0,
+                       pings: int = 20_000) -> Outcome:
+    """Slowloris (a header byte a second), a WebSocket client that never reads while it sends
+    thousands of pings, while a call flows; the relay keeps answering and forwarding."""
+    b = product.booking_now()
+    fam, pri = await product.pair(b)
+    port = product.server.port
+    writers: list[asyncio.StreamWriter] = []
+    try:
+        await pri.wait_frames("video0", 10)
+        monitor = FlowMonitor(pri).start()
+        baseline = await _healthz_ms(product.url)
+        for _ in range(slowloris):
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            writers.append(w)
+        # the never-reading client: handshake, then pings, never a read
+        _, deaf = await _raw_ws(port)
+        writers.append(deaf)
+        ping = _ws_frame(0x1, m.make("ping", id=2**31).encode())
+        sent = 0
+        header = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
+        worst = 0.0
+        t_end = time.monotonic() + seconds
+        i = 0
+        while time.monotonic() < t_end:
+            for w in writers[:slowloris]:
+                w.write(header[i % len(header):i % len(header) + 1])
+            i += 1
+            burst = min(pings - sent, pings // int(seconds))
+            if burst > 0:
+                deaf.write(ping * burst)
+                sent += burst
+            worst = max(worst, await _healthz_ms(product.url))
+            await asyncio.sleep(1.0)
+        sessions = len(product.app["sessions"])
+        outbox = max((s._outbox.qsize() for s in product.app["sessions"]), default=0)
+        await asyncio.sleep(0.5)
+        await monitor.stop()
+        ok = monitor.stalls == 0 and worst < 1000 and monitor.packets > 0
+        return Outcome(
+            "slow and deaf clients",
+            f"{slowloris} slowloris connections (a header byte a second) + one WebSocket "
+            f"sending {sent} pings and never reading, for {seconds:.0f} s",
+            slowloris + 1,
+            f"/healthz {baseline:.0f} ms before, worst {worst:.0f} ms during; "
+            f"deaf socket's queued replies at most {outbox}; other call {monitor.summary()}",
+            "none" if ok else "relay slowed or media stalled",
+            ok,
+            {"worst_ms": worst, "sessions": sessions, "outbox": outbox, "pings": sent},
+        )
+    finally:
+        for w in writers:
+            w.close()
+        await close_all(fam, pri)
+
+
+async def oversized_input(product: Any) -> Outcome:
+    """Oversized bodies, headers and frames: refused with a status or close code."""
+    results: dict[str, Any] = {}
+    async with aiohttp.ClientSession() as s:
+        async with s.post(product.url + "/api/v1/staff/login", data=b"x" * (5 * 1024 * 1024),
+                          headers={"Content-Type": "application/json"}) as r:
+            results["5 MB API body"] = r.status
+        reader, writer = await asyncio.open_connection("127.0.0.1", product.server.port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), 5)
+        results["100 kB header"] = int(line.split()[1]) if line else "closed"
+        writer.close()
+        async with s.ws_connect(product.url + "/ws") as ws:
+            await ws.send_str("x" * (100 * 1024))
+            msg = await _read_reply(ws)
+            results["100 kB frame"] = json.loads(msg.data)["code"] if msg.type == aiohttp.WSMsgType.TEXT else msg.type
+            await ws.send_str("y" * (1024 * 1024))
+            msg = await _read_reply(ws)
+            results["1 MB frame"] = ws.close_code
+    expect = {"5 MB API body": 413, "100 kB header": 400, "100 kB frame": m.E_TOO_LARGE,
+              "1 MB frame": aiohttp.WSCloseCode.MESSAGE_TOO_BIG}
+    ok = results == expect
+    return Outcome(
+        "oversized input", "5 MB API body, 100 kB HTTP header, 100 kB and 1 MB WebSocket frames",
+        4, "; ".join(f"{k}: {v}" for k, v in results.items()), "none" if ok else "unexpected",
+        ok, {"results": results},
+    )
+
+
+async def bad_token_flood(product: Any, tries: int = 40) -> Outcome:
+    """Forged join tokens and visitor keys from one address: it is slowed down (rate_limited,
+    429), another address is not, and the limited address's good token waits its minute."""
+    limit = product.config.bad_token_limit_per_min
+    b = product.booking_now()
+    good = await product.family_token(b)
+    codes: dict[str, int] = {}
+    async with aiohttp.ClientSession() as s:
+        for i in range(tries):
+            async with s.ws_connect(product.url + "/ws") as ws:
+                await ws.send_str(m.make("join", token=f"v1.forged{i}.sig", sdp="v=0"))
+                msg = await _read_reply(ws)
+                code = json.loads(msg.data)["code"]
+                codes[code] = codes.get(code, 0) + 1
+    http: dict[int, int] = {}
+    retry_after = None
+    # the booking API counts the same way (its own address here: 127.0.0.3)
+    async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(local_addr=("127.0.0.3", 0))) as s:
+        for i in range(tries):
+            async with s.get(product.url + "/api/v1/bookings",
+                             headers={"Authorization": f"Bearer 1.wrong{i}"}) as r:
+                http[r.status] = http.get(r.status, 0) + 1
+                retry_after = r.headers.get("Retry-After", retry_after)
+    # the limited address: even a good token waits
+    same = CallClient(product.url, good, receive="count")
+    try:
+        await same.join()
+        same_code = "joined"
+    except Exception as exc:  # JoinError
+        same_code = getattr(exc, "code", repr(exc))
+    finally:
+        await same.close(leave=False)
+    # another address (127.0.0.2 -> 127.0.0.1, still loopback) is not limited
+    other = CallClient(product.url, good, receive="count",
+                       video=EncodedTrack("video", video_clip(seed=1), 30))
+    other._session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0)))
+    try:
+        await other.join()
+        other_code = "joined"
+    except Exception as exc:
+        other_code = getattr(exc, "code", repr(exc))
+    finally:
+        await other.close()
+    ok = (codes.get(m.E_RATE_LIMITED, 0) == tries - limit and http.get(429, 0) == tries - limit
+          and http.get(401, 0) == limit
+          and retry_after is not None and same_code == m.E_RATE_LIMITED and other_code == "joined")
+    return Outcome(
+        "bad token flood",
+        f"{tries} forged join tokens from 127.0.0.1, {tries} wrong visitor keys from "
+        f"127.0.0.3 (limit {limit}/min per address)",
+        2 * tries,
+        f"WebSocket: {codes}; API: {http} (Retry-After {retry_after} s); good token from "
+        f"127.0.0.1: {same_code}; good token from 127.0.0.2: {other_code}",
+        "none" if ok else "limiter not as designed",
+        ok,
+        {"ws": codes, "http": http, "same": same_code, "other": other_code},
+    )
