@@ -60,7 +60,24 @@ async def test_generated_frames_over_a_live_websocket(open_product, caplog):
 
 @pytest.mark.timeout(120)
 async def test_mutated_offers_with_a_valid_token(open_product, caplog):
-    o = await sdp_fuzz(open_product, n=40)
+    o = await sdp_fuzz(open_product, n=60)
     print(o.outcome)
     assert o.ok, o
     assert not [r for r in caplog.records if r.exc_info and r.name.startswith("relay")]
+
+
+async def test_offer_without_a_direction_is_bad_sdp_not_internal_error(open_product):
+    """Found by the SDP fuzzer: aiortc accepted the offer and then failed in createAnswer."""
+    import aiohttp
+
+    from tests.faults import real_offer
+
+    offer = await real_offer()
+    sdp = "\r\n".join(line for line in offer.split("\r\n") if line != "a=sendrecv")
+    token = await open_product.family_token(open_product.booking_now())
+    async with aiohttp.ClientSession() as s, s.ws_connect(open_product.url + "/ws") as ws:
+        await ws.send_str(m.make("join", token=token, sdp=sdp))
+        reply = json.loads((await ws.receive(timeout=10)).data)
+        assert reply["type"] == "error" and reply["code"] == m.E_BAD_SDP, reply
+        await ws.send_str(m.make("ping", id=1))  # the socket stays usable
+        assert json.loads((await ws.receive(timeout=5)).data)["type"] == "pong"
