@@ -151,6 +151,19 @@ shared with the pytest files that run in CI (`tests/test_reliability_*.py`,
 * After a leg rejoined, the other side still received nothing: the new consumer restarted the
   outgoing stream's sequence numbers, and the viewer's SRTP replay check dropped everything
   that looked older (`relay/forwarder.py` keeps continuity on the sender).
+* An offer that aiortc accepts but cannot answer (a media section without a direction line)
+  got `internal_error` and a logged traceback; it is now `bad_sdp` (`relay/registry.py`).
+
+## Not covered, or known limits
+
+* Each request with an over-long header makes aiohttp log an ERROR with a traceback
+  (`aiohttp.server`, `LineTooLong`): the request is refused with 400, but a flood of them is a
+  log flood. Rate-limit at the reverse proxy.
+* Restart after `kill -9` is `tests/test_reliability_restart.py`, expected to fail until restart
+  recovery lands (the clients rejoin by themselves, the end time is kept and media flows again;
+  the audit trail has no `relay_restart` record yet).
+* Loss is independent per datagram (no bursts) and the network is loopback: real paths add
+  bandwidth limits and congestion, which this user-space shim does not model.
 """
 
 

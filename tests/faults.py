@@ -323,7 +323,8 @@ async def lossy_leg(product: Any, loss: float = 0.05, delay_ms: float = 100.0,
         ok = (wrapped > 0 and imp.dropped > 0 and fam.state == "live"
               and min(down["decodable_fraction"], up["decodable_fraction"]) >= 0.8)
         return Outcome(
-            f"{loss:.0%} loss + {delay_ms:.0f} ms delay on one leg",
+            f"{loss:.0%} loss + {delay_ms:.0f} ms delay"
+            + (f" ± {jitter_ms:.0f} ms jitter" if jitter_ms else "") + " on one leg",
             f"family leg's datagrams both ways for {seconds:.0f} s",
             imp.dropped,
             f"decodable frames: family->prison {up['decodable_fraction']:.0%}, "

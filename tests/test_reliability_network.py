@@ -65,3 +65,49 @@ async def test_rejoined_leg_media_reaches_the_other_side(product):
     finally:
         await fam.close()
         await pri.close()
+
+
+async def test_udp_impairment_proxy_loses_delays_and_cuts():
+    """The standalone proxy (for clients in another process): loss, delay and cut, on loopback."""
+    import time
+
+    from bench.impair import Impairment, UdpImpairProxy, check_loopback
+
+    loop = asyncio.get_running_loop()
+    got: list[float] = []
+
+    class Echo(asyncio.DatagramProtocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def datagram_received(self, data, addr):
+            self.transport.sendto(data, addr)
+
+    class Sink(asyncio.DatagramProtocol):
+        def datagram_received(self, data, addr):
+            got.append(time.monotonic())
+
+    echo, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
+    imp = Impairment(loss=0.2, delay_ms=50.0, seed=5)
+    proxy = await UdpImpairProxy(("127.0.0.1", 0), echo.get_extra_info("sockname"), imp).start()
+    client, _ = await loop.create_datagram_endpoint(Sink, remote_addr=proxy.address)
+    try:
+        t0 = time.monotonic()
+        for _ in range(200):
+            client.sendto(b"x")
+        await asyncio.sleep(0.5)
+        # each round trip passes the impairment twice: about 0.8 x 0.8 survive, 100 ms late
+        assert 100 < len(got) < 155, len(got)
+        assert min(got) - t0 >= 0.095
+        imp.cut(1.0)
+        before = len(got)
+        for _ in range(50):
+            client.sendto(b"y")
+        await asyncio.sleep(0.3)
+        assert len(got) == before and imp.cut_dropped >= 50
+    finally:
+        client.close()
+        proxy.close()
+        echo.close()
+    with pytest.raises(ValueError):
+        check_loopback("192.0.2.1")
