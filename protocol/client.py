@@ -40,6 +40,22 @@ TERMINAL_ERRORS = frozenset(
 )
 
 
+class _Lent(MediaStreamTrack):
+    """A source track lent to one peer connection. aiortc's sender stops its track when the
+    connection closes; the client rejoins with the same source, so the connection only ever
+    gets (and stops) this stand-in. The sources are stopped by ``CallClient.close``."""
+
+    def __init__(self, source: MediaStreamTrack) -> None:
+        super().__init__()
+        self.kind = source.kind
+        self.source = source
+
+    async def recv(self) -> Any:
+        if self.readyState != "live":
+            raise MediaStreamError
+        return await self.source.recv()
+
+
 class JoinError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
@@ -167,6 +183,9 @@ class CallClient:
             with contextlib.suppress(Exception):
                 await self._ws.send_str(m.make("leave"))
         await self._teardown()
+        for track in (self.video, self.audio):
+            if track is not None:
+                track.stop()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -197,7 +216,7 @@ class CallClient:
                 if self.watcher:
                     t = pc.addTransceiver(kind, direction=direction)
                 elif track is not None:
-                    t = pc.addTransceiver(track, direction=direction)
+                    t = pc.addTransceiver(_Lent(track), direction=direction)
                 else:
                     t = pc.addTransceiver(kind, direction="recvonly")
                 name = f"{kind}{i}"

@@ -85,6 +85,28 @@ def bind_media_addresses(addresses: Iterable[str]) -> None:
     """Gather ICE host candidates on exactly these local addresses (loopback allowed)."""
     _media_addresses[:] = list(addresses)
     aioice.ice.get_host_addresses = _configured_host_addresses
+    aioice.ice.StunProtocol.datagram_received = _guarded_datagram_received
+
+
+_original_datagram_received = aioice.ice.StunProtocol.datagram_received
+bad_datagrams = 0
+"""Datagrams dropped at the media sockets before aioice/aiortc could choke on them."""
+
+
+def _guarded_datagram_received(self: aioice.ice.StunProtocol, data: bytes, addr: tuple) -> None:
+    """Anyone can send a datagram to a media port. Two kinds broke a leg in aioice 0.13 /
+    aiortc 1.16: an empty one ends the DTLS receive loop (``data[0]``: the leg's media stops
+    both ways), and a STUN-looking one with a short attribute raises ``struct.error`` from
+    aioice's parser (a logged traceback per datagram). Drop both here
+    (tests/test_fuzz_media.py)."""
+    global bad_datagrams
+    if not data:
+        bad_datagrams += 1
+        return
+    try:
+        _original_datagram_received(self, data, addr)
+    except Exception:
+        bad_datagrams += 1
 
 
 _CANDIDATE = re.compile(r"^(a=candidate:\S+ \d+ \S+ \d+ )(\S+)( \d+ typ host.*)$", re.M)

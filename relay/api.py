@@ -26,7 +26,7 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
@@ -604,6 +604,33 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
         return error_response(500, "internal_error", "something went wrong; it has been logged")
 
 
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@web.middleware
+async def _same_origin(request: web.Request, handler) -> web.StreamResponse:
+    """Refuse state-changing requests a browser sends from another site (CSRF defence in
+    depth behind the SameSite=Strict cookie). Clients that send no Origin (the laptop, curl)
+    are not browsers and pass."""
+    if request.method in _UNSAFE:
+        origin = request.headers.get("Origin")
+        if request.headers.get("Sec-Fetch-Site") == "cross-site" or (
+            origin is not None and urlsplit(origin).netloc not in _own_hosts(request)
+        ):
+            log.warning("cross-origin %s %s refused (origin %.100s)", request.method,
+                        request.path, origin)
+            return error_response(403, "cross_origin", "requests from another site are refused")
+    return await handler(request)
+
+
+def _own_hosts(request: web.Request) -> set[str]:
+    hosts = {request.host}
+    public = request.config_dict["config"].public_url
+    if public:
+        hosts.add(urlsplit(public).netloc)
+    return hosts
+
+
 def setup_api(app: web.Application) -> None:
     """Mount the booking API under /api/v1 on ``app``.
 
@@ -619,6 +646,7 @@ def setup_api(app: web.Application) -> None:
             app["token_secret"] = auth.load_secret(config)
         if "auth_limiter" not in app:
             app["auth_limiter"] = auth.BadAttemptLimiter(config.bad_token_limit_per_min)
+    app.middlewares.append(_same_origin)  # the whole app: /api/v1 and /api/recordings
     api = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
     for op in OPERATIONS:
         api.router.add_route(op.method, op.path, _route(op), name=op.op_id)

@@ -129,9 +129,13 @@ class Consumer:
         self._waiting_keyframe = self._video
         self._seq_offset = 0
         self._ts_offset = 0
-        self._last_seq: int | None = None
-        self._last_ts = 0
-        self._last_sent_ms = 0
+        # Continuity lives on the sender: when the source leg rejoins, a new consumer feeds
+        # the same outgoing stream and must carry on from where the last one stopped (a jump
+        # backwards in sequence numbers is dropped by the viewer's SRTP replay check).
+        self._last_seq: int | None
+        self._last_seq, self._last_ts, self._last_sent_ms = getattr(
+            sender, "_continuity", (None, 0, 0)
+        )
         self._packets = metrics.PACKETS_FORWARDED.labels(producer.kind, direction)
         self._bytes = metrics.BYTES_FORWARDED.labels(producer.kind, direction)
         self._gated = metrics.PACKETS_GATED.labels(direction)
@@ -184,6 +188,7 @@ class Consumer:
             return
         if sent:
             self._last_seq, self._last_ts, self._last_sent_ms = seq, ts, now_ms
+            sender._continuity = (seq, ts, now_ms)
             self.packets_sent += 1
             self.bytes_sent += sent
             self._packets.inc()

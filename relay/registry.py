@@ -169,8 +169,11 @@ class CallRegistry:
                 )
                 leg.senders[(other, t.kind)] = sender
                 t.direction = "sendrecv"
-        answer = await pc.createAnswer()
-        await pc.setLocalDescription(answer)
+        try:
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)
+        except Exception as exc:  # e.g. a section without a direction: aiortc's ValueError
+            raise m.ProtocolError(m.E_BAD_SDP, f"no answer to this offer: {exc}"[:300]) from None
         return announce_address(pc.localDescription.sdp, self.config.announced_address)
 
     def _choose_video_codec(self, transceiver: Any) -> str:
