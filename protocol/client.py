@@ -63,10 +63,6 @@ class JoinError(Exception):
         self.message = message
 
 
-TrackSource = MediaStreamTrack | Callable[[], MediaStreamTrack]
-"""A track, or a factory that makes one per connection (a camera is reopened on rejoin)."""
-
-
 class CallClient:
     """One leg of a call. ``receive`` is "decode", "encoded" or "count" (packets only)."""
 
@@ -75,8 +71,8 @@ class CallClient:
         relay_url: str,
         token: str,
         *,
-        video: TrackSource | None = None,
-        audio: TrackSource | None = None,
+        video: MediaStreamTrack | None = None,
+        audio: MediaStreamTrack | None = None,
         watcher: bool = False,
         receive: str = "decode",
         keep_frames: bool = False,
@@ -192,25 +188,10 @@ class CallClient:
 
     # --- internals -----------------------------------------------------------------------
 
-    @staticmethod
-    def _live_track(source: TrackSource | None) -> MediaStreamTrack | None:
-        """A track that can still send: aiortc stops a track when its connection closes."""
-        if source is None or isinstance(source, MediaStreamTrack):
-            if source is not None and source.readyState != "live" and hasattr(source, "fresh"):
-                return source.fresh()
-            return source
-        return source()
-
     def _add_transceivers(self, pc: Any) -> None:
         pairs = 2 if self.watcher else 1
         direction = "recvonly" if self.watcher else "sendrecv"
-        if not self.watcher:
-            if isinstance(self.audio, MediaStreamTrack) or self.audio is None:
-                self.audio = self._live_track(self.audio)
-            if isinstance(self.video, MediaStreamTrack) or self.video is None:
-                self.video = self._live_track(self.video)
-        audio = self._live_track(self.audio) if callable(self.audio) and not isinstance(self.audio, MediaStreamTrack) else self.audio
-        video = self._live_track(self.video) if callable(self.video) and not isinstance(self.video, MediaStreamTrack) else self.video
+        audio, video = self.audio, self.video
         for i in range(pairs):
             for kind, track in (("audio", audio), ("video", video)):
                 if self.watcher:

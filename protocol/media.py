@@ -98,10 +98,6 @@ class EncodedTrack(MediaStreamTrack):
         self._step = int(self._clock / rate)
         self._start: float | None = None
 
-    def fresh(self) -> EncodedTrack:
-        """A live copy for a new peer connection (aiortc stops a track with its sender)."""
-        return EncodedTrack(self.kind, self.clip, self.rate)
-
     def sent_frame(self, index: int) -> EncodedClipFrame:
         return self.clip[index % len(self.clip)]
 

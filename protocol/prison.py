@@ -51,26 +51,13 @@ async def run(args: argparse.Namespace) -> int:
     if args.media_address:
         bind_media_addresses(args.media_address)
     token = args.token or await fetch_token(args.relay, args.laptop_id, args.laptop_secret, args.booking)
-    players: list[MediaPlayer] = []
-
-    def source(kind: str):
-        """A fresh player per connection: on rejoin the camera or file is opened again."""
-        def make():
-            if kind == "video" or not players:
-                player = open_source(args)
-                if player is None:
-                    return None
-                players.append(player)
-            return getattr(players[-1], kind)
-        return make
-
-    has_source = bool(args.camera or args.file)
+    player = open_source(args)  # kept open across rejoins: the client lends its tracks
     writer = EncodedFileWriter(args.record) if args.record else None
     client = CallClient(
         args.relay,
         token,
-        video=source("video") if has_source else None,
-        audio=source("audio") if has_source else None,
+        video=player.video if player else None,
+        audio=player.audio if player else None,
         receive="encoded",
         on_message=lambda msg: print_message(msg),
         on_frame=(lambda name, mime, frame: writer.write(name, mime, frame)) if writer else None,

@@ -35,7 +35,6 @@ def _start(tmp_path, port: int, seed: bool) -> subprocess.Popen:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(strict=False, reason="restart recovery in progress")
 async def test_kill_9_and_restart_calls_continue_with_original_end(tmp_path):
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
