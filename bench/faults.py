@@ -39,6 +39,7 @@ SCENARIOS: list[tuple[Scenario, dict[str, Any]]] = [
     (lambda p: faults.slow_clients(p, slowloris=20, seconds=6.0, pings=20_000), {}),
     (faults.oversized_input, {}),
     (lambda p: faults.bad_token_flood(p, tries=25), {"bad_token_limit_per_min": 10}),
+    (faults.kill_and_restart, {}),
 ]
 
 DEFAULTS = {"reconnect_grace_s": 3.0, "warn_before_end_s": (4.0, 2.0),

@@ -832,3 +832,67 @@ async def bad_token_flood(product: Any, tries: int = 40) -> Outcome:
         ok,
         {"ws": codes, "http": http, "same": same_code, "other": other_code},
     )
+
+
+async def kill_and_restart(product: Any, live_s: float = 3.0) -> Outcome:
+    """kill -9 the real relay process mid-call, start it again on the same port and data dir.
+
+    Uses its own ``python -m relay`` (the in-process ``product`` cannot be killed), with the
+    seeded demo call; the clients rejoin by themselves with their tokens."""
+    import signal
+    import tempfile
+    from pathlib import Path
+
+    from tests.relayproc import start_relay
+
+    data = Path(tempfile.mkdtemp(prefix="restart-"))
+    env = {"RELAY_VISION_ENABLED": "0", "RELAY_RECONNECT_GRACE_S": "30"}
+    first = await start_relay(data, env=env)
+    fam = pri = None
+    second = None
+    try:
+        fam, pri = clients_for(first.url, first.family_token, await first.prison_token())
+        await fam.join()
+        await pri.join()
+        await fam.wait_state("live")
+        await pri.wait_frames("video0", 10)
+        await asyncio.sleep(live_s)
+        ends_at = fam.joined["call"]["ends_at"]
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(10)
+        killed = time.monotonic()
+        port = int(first.url.rsplit(":", 1)[1])
+        second = await start_relay(data, port=port, env={**env, "RELAY_SEED_DEMO": "0"})
+        deadline = time.monotonic() + 30
+        while (fam.joins < 2 or pri.joins < 2) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        rejoined = fam.joins >= 2 and pri.joins >= 2
+        back_s = round(time.monotonic() - killed, 1)
+        both_ways = rejoined and await flowing(fam) > 10 and await flowing(pri) > 10
+        same_end = rejoined and fam.joined["call"]["ends_at"] == ends_at
+    finally:
+        await close_all(fam, pri)
+        for relay in (first, second):
+            if relay is not None:
+                relay.stop()
+    db = data / "relay.sqlite"
+    check, chain_ok = store_integrity(db)
+    conn = sqlite3.connect(db)
+    try:
+        kinds = [k for (k,) in conn.execute("SELECT kind FROM audit ORDER BY id")]
+        segments = conn.execute("SELECT status FROM recordings ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    restart_audited = "relay_restart" in kinds
+    ok = bool(rejoined and both_ways and same_end and restart_audited and check == "ok" and chain_ok)
+    return Outcome(
+        "kill -9 and restart mid-call",
+        "SIGKILL to python -m relay during a live call, restart on the same port and data dir",
+        1,
+        f"both legs rejoined by themselves {back_s} s after the kill; media both ways: "
+        f"{both_ways}; end time unchanged: {same_end}; audit shows relay_restart: "
+        f"{restart_audited}; recording segments: {[s for (s,) in segments]}",
+        f"the seconds between the last recording flush and the kill; restarted store integrity "
+        f"{check}, audit chain {'intact' if chain_ok else 'BROKEN'}",
+        ok,
+    )
