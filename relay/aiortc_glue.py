@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import aioice.ice
 import aiortc
@@ -86,6 +88,25 @@ def bind_media_addresses(addresses: Iterable[str]) -> None:
     _media_addresses[:] = list(addresses)
     aioice.ice.get_host_addresses = _configured_host_addresses
     aioice.ice.StunProtocol.datagram_received = _guarded_datagram_received
+    aioice.ice.StunProtocol.connection_made = _connection_made_with_buffer
+
+
+MEDIA_RCVBUF_BYTES = 2 * 1024 * 1024
+"""Receive buffer asked for on each media socket: a relay briefly starved of CPU (a busy
+host, a GC pause) then queues a couple of seconds of media instead of dropping datagrams.
+The kernel caps it at net.core.rmem_max."""
+
+_original_connection_made = aioice.ice.StunProtocol.connection_made
+
+
+def _connection_made_with_buffer(self: aioice.ice.StunProtocol, transport: Any) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, MEDIA_RCVBUF_BYTES)
+        except OSError:
+            pass
+    _original_connection_made(self, transport)
 
 
 _original_datagram_received = aioice.ice.StunProtocol.datagram_received

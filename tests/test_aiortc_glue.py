@@ -53,3 +53,17 @@ def test_announce_address_rewrites_host_candidates():
            "a=candidate:abc 1 udp 2130706431 127.0.0.1 40000 typ host\r\n")
     out = aiortc_glue.announce_address(sdp.replace("\r\n", "\n"), "203.0.113.7")
     assert "203.0.113.7 40000 typ host" in out and "c=IN IP4 203.0.113.7" in out
+
+
+async def test_media_sockets_get_a_larger_receive_buffer():
+    import socket
+
+    aiortc_glue.bind_media_addresses(["127.0.0.1"])
+    conn = aioice.ice.Connection(ice_controlling=False)
+    try:
+        await conn.gather_candidates()
+        sock = conn._protocols[0].transport.get_extra_info("socket")
+        granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        assert granted > 256 * 1024, granted  # the default is ~208 KiB; the kernel doubles the ask
+    finally:
+        await conn.close()
