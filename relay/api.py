@@ -585,18 +585,27 @@ def _route(op: Op) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     return route
 
 
+_HTTP_CODES = {
+    400: "invalid_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 409: "conflict", 410: "gone", 413: "body_too_large",
+    415: "unsupported_media_type", 429: "rate_limited",
+}
+
+
 @web.middleware
 async def _errors(request: web.Request, handler) -> web.StreamResponse:
-    """Every answer under /api/v1 is JSON: unknown routes, wrong methods and bugs included."""
+    """Every answer under /api/ is JSON: unknown routes, wrong methods and bugs included."""
+    if not request.path.startswith("/api/"):
+        return await handler(request)
     try:
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
-            exc.status, "http_error"
-        )
-        return error_response(exc.status, code, exc.reason)
+        code = _HTTP_CODES.get(exc.status, "internal_error" if exc.status >= 500 else "http_error")
+        text = exc.text or ""
+        message = exc.reason if not text or text.startswith(f"{exc.status}:") else text
+        return error_response(exc.status, code, message)
     except asyncio.CancelledError:
         raise
     except Exception:
@@ -647,6 +656,7 @@ def setup_api(app: web.Application) -> None:
         if "auth_limiter" not in app:
             app["auth_limiter"] = auth.BadAttemptLimiter(config.bad_token_limit_per_min)
     app.middlewares.append(_same_origin)  # the whole app: /api/v1 and /api/recordings
+    app.middlewares.append(_errors)  # JSON errors for /api/recordings too
     api = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
     for op in OPERATIONS:
         api.router.add_route(op.method, op.path, _route(op), name=op.op_id)

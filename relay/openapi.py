@@ -169,6 +169,33 @@ SCHEMAS: dict[str, dict[str, Any]] = {
          "starts_at", "ends_at", "seconds_left", "legs", "watchers", "faces",
          "approved_faces", "alerts"],
     ),
+    "Recording": _obj(
+        {
+            "id": ID,
+            "booking_id": ID,
+            "establishment_id": ID,
+            "media_type": {"type": "string"},
+            "started_at": EPOCH,
+            "ended_at": {**EPOCH, "nullable": True},
+            "size": {"type": "integer", "nullable": True},
+            "sha256": {"type": "string", "nullable": True},
+            "retention_until": EPOCH,
+            "legal_hold": {"type": "boolean"},
+            "hold_reason": {"type": "string", "nullable": True},
+            "hold_by": {"type": "string", "nullable": True},
+            "hold_at": {**EPOCH, "nullable": True},
+            "status": {"type": "string",
+                       "enum": ["recording", "complete", "interrupted", "failed", "deleted"]},
+            "deleted_at": {**EPOCH, "nullable": True},
+            "complete": {"type": "boolean"},
+        },
+        ["id", "booking_id", "establishment_id", "media_type", "started_at", "status",
+         "legal_hold", "retention_until", "complete"],
+    ),
+    "RecordingList": _obj(
+        {"recordings": {"type": "array", "items": _ref("Recording")}}, ["recordings"]
+    ),
+    "Hold": _obj({"reason": {"type": "string", "minLength": 1, "maxLength": 500}}, ["reason"]),
     "CallList": _obj({"calls": {"type": "array", "items": _ref("CallStatus")}}, ["calls"]),
     "CallNote": _obj({"note": REASON}),
     "AuditRecord": _obj(
@@ -371,8 +398,48 @@ OPERATIONS: tuple[Op, ...] = (
 )
 
 
+def _recording_paths() -> dict[str, dict[str, Any]]:
+    """The recordings API (relay/recordings.py: its own routes, audited), described here so the
+    one document covers every endpoint."""
+    rec_id = {"name": "rec_id", "in": "path", "required": True, "schema": ID}
+    staff = [{"staffSession": []}]
+
+    def answer(schema: dict[str, Any], media: str = "application/json") -> dict[str, Any]:
+        return {
+            "200": {"description": "success", "content": {media: {"schema": schema}}},
+            "4XX": {"description": "refused: the error code says why",
+                    "content": {"application/json": {"schema": _ref("Error")}}},
+        }
+
+    return {
+        "/api/recordings": {"get": {
+            "operationId": "recordings_list", "security": staff,
+            "summary": "Recordings of the staff member's establishment (each listing is audited).",
+            "parameters": [{"name": "booking_id", "in": "query", "required": False,
+                            "schema": ID}],
+            "responses": answer(_ref("RecordingList"))}},
+        "/api/recordings/{rec_id}": {"get": {
+            "operationId": "recording_get", "security": staff, "parameters": [rec_id],
+            "summary": "One recording's record.", "responses": answer(_ref("Recording"))}},
+        "/api/recordings/{rec_id}/media": {"get": {
+            "operationId": "recording_media", "security": staff, "parameters": [rec_id],
+            "summary": "The recording, decrypted as it streams (audited); WebM or Matroska.",
+            "responses": answer({"type": "string", "format": "binary"}, "video/webm")}},
+        "/api/recordings/{rec_id}/hold": {
+            "post": {"operationId": "recording_hold", "security": staff,
+                     "parameters": [rec_id], "summary": "Place a legal hold (kept past retention).",
+                     "requestBody": {"required": True, "content": {
+                         "application/json": {"schema": _ref("Hold")}}},
+                     "responses": answer(_ref("Recording"))},
+            "delete": {"operationId": "recording_release", "security": staff,
+                       "parameters": [rec_id], "summary": "Release a legal hold.",
+                       "responses": answer(_ref("Recording"))},
+        },
+    }
+
+
 def openapi_document(server_url: str = "") -> dict[str, Any]:
-    paths: dict[str, dict[str, Any]] = {}
+    paths: dict[str, dict[str, Any]] = dict(_recording_paths())
     for op in OPERATIONS:
         doc: dict[str, Any] = {"operationId": op.op_id, "summary": op.summary}
         if op.params:

@@ -316,11 +316,21 @@ def _index(request: web.Request) -> RecordingIndex:
     return request.app[INDEX_KEY]
 
 
+MAX_ID = 2**53 - 1  # ids in the API are JSON-safe integers (as in relay/openapi.py)
+
+
+def _id(raw: str) -> int | None:
+    """A positive id within range, or None: never an int SQLite cannot hold."""
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 16:
+        return None
+    value = int(raw)
+    return value if 1 <= value <= MAX_ID else None
+
+
 def _lookup(request: web.Request) -> Recording:
-    try:
-        rec_id = int(request.match_info["rec_id"])
-    except ValueError:
-        raise web.HTTPNotFound() from None
+    rec_id = _id(request.match_info["rec_id"])
+    if rec_id is None:
+        raise web.HTTPNotFound(text="no such recording")
     rec = _index(request).get(rec_id)
     if rec is None:
         raise web.HTTPNotFound()
@@ -331,10 +341,9 @@ async def list_recordings(request: web.Request) -> web.Response:
     staff = await _authorize(request, "list")
     booking: int | None = None
     if "booking_id" in request.query:
-        try:
-            booking = int(request.query["booking_id"])
-        except ValueError:
-            raise web.HTTPBadRequest(text="booking_id must be a number") from None
+        booking = _id(request.query["booking_id"])
+        if booking is None:
+            raise web.HTTPBadRequest(text="booking_id must be a whole number from 1")
     rows = _index(request).list(booking_id=booking, establishment_ids=staff_establishments(staff))
     _audit(request.app, booking or 0, "recording_list", {
         "staff": staff_name(staff), "booking_id": booking, "recording_ids": [r.id for r in rows],

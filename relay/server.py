@@ -73,7 +73,8 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     def authorize_staff(request: web.Request) -> Staff:
         """The logged-in staff member (session cookie from the booking API), or 401."""
         cookie = request.cookies.get(STAFF_COOKIE)
-        staff = store.session_staff(cookie, time.time()) if cookie else None
+        now = request.config_dict.get("clock", time.time)()  # the API's clock (tests set it)
+        staff = store.session_staff(cookie, now) if cookie else None
         if staff is None:
             raise web.HTTPUnauthorized(text="log in as staff first")
         return staff

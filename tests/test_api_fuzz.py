@@ -157,6 +157,7 @@ def test_fuzz_api_no_5xx_and_responses_match_schema(tmp_path):
     assert not failures, "\n\n".join(failures)
     # the fuzzer got past the front door: bookings and approvals were made
     ok = {(m, p) for (m, p, status), _ in seen.items() if status < 300}
+    assert ("GET", "/api/recordings") in ok
     assert ("POST", "/api/v1/bookings") in ok
     assert ("POST", "/api/v1/kiosk/bookings") in ok
     assert ("POST", "/api/v1/staff/contacts") in ok
