@@ -124,11 +124,17 @@ async def test_console_watches_pauses_resumes_and_ends_a_call(product):
             await wait_frames(family, "call", paused_at[0] + 15)
 
             # a dropped connection comes back by itself within the grace window
+            # (the reconnecting state can be brief: record every state the page shows)
+            await family.evaluate("""() => {
+                window.__seenStates = [];
+                new MutationObserver(() => window.__seenStates.push(document.body.dataset.state))
+                    .observe(document.body, {attributes: true, attributeFilter: ['data-state']});
+            }""")
             await family.evaluate("window.__call.ws.close()")
-            await family.wait_for_function("document.body.dataset.state === 'reconnecting'")
             await family.wait_for_function(
                 "window.__call.joins === 2 && document.body.dataset.state === 'live'",
                 timeout=15000)
+            assert "reconnecting" in await family.evaluate("window.__seenStates")
             await wait_frames(family, "call", 10)
             # ...and its picture is the new connection's, not the old one's ended track
             assert await family.evaluate(
