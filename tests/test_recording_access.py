@@ -7,7 +7,6 @@ import time
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
 from relay import recordings
 from relay.app import create_app
@@ -15,7 +14,7 @@ from relay.recorder import STREAMS, webm_clusters, webm_header
 from relay.recording_crypto import SealedWriter, decrypt_bytes
 from relay.retention import RetentionSweeper
 from tests.support import tone_clip, video_clip
-from tests.test_recording import KEY_HEX, authorize_staff, demux
+from tests.test_recording import KEY_HEX, demux, rec_relay  # noqa: F401 (rec_relay: fixture)
 
 DAY = 86400.0
 STAFF1 = {"Authorization": "Bearer staff-1"}
@@ -54,21 +53,11 @@ def add_recording(app, booking_id, establishment_id=1, started_days_ago=1.0, day
 
 
 @pytest.fixture
-async def api(rec_config, tokens):
-    app = create_app(rec_config, admit=tokens)
-    conn = sqlite3.connect(":memory:")
-    recordings.install(app, conn=conn)
-    app["audit_log"] = trail = []
-    app["audit"] = lambda booking, kind, detail: trail.append((booking, kind, detail))
-    app["authorize_staff"] = authorize_staff
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    server.base_url = str(server.make_url("")).rstrip("/")
+async def api(rec_relay):  # noqa: F811 (the imported fixture, by name)
+    """test_recording's relay (with this module's rec_config) and an HTTP session."""
     async with aiohttp.ClientSession() as http:
-        server.http = http
-        yield server
-    await server.close()
-    conn.close()
+        rec_relay.http = http
+        yield rec_relay
 
 
 @pytest.fixture
