@@ -24,6 +24,7 @@ from aiortc.rtp import RtpPacket
 
 from . import metrics
 from .aiortc_glue import ForwardingReceiver, ForwardingSender
+from .frames import FrameHub
 from .keyframes import keyframe_start
 
 log = logging.getLogger(__name__)
@@ -56,9 +57,18 @@ class Producer:
         self._throttle_s = keyframe_throttle_s
         self._last_keyframe_request = -1e9
         self._keyframe_pending = False
+        self._hubs: dict[str, FrameHub] = {}
         self._withheld_packets = metrics.PACKETS_WITHHELD.labels(kind, direction)
         self._withheld_bytes = metrics.BYTES_WITHHELD.labels(kind, direction)
         receiver._sink = self.on_packet
+
+    def frames(self, mime: str) -> FrameHub:
+        """Whole frames of this stream, assembled once for every subscriber."""
+        hub = self._hubs.get(mime)
+        if hub is None:
+            hub = self._hubs[mime] = FrameHub(mime)
+            self.taps.append(hub.tap)
+        return hub
 
     async def on_packet(self, packet: RtpPacket, arrival_ms: int) -> None:
         self.media_ssrc = packet.ssrc

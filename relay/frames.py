@@ -114,3 +114,61 @@ class FrameAssembler:
 
 def _next(seq: int | None) -> int | None:
     return None if seq is None else (seq + 1) & 0xFFFF
+
+
+class FrameHub:
+    """One reassembly per incoming stream, shared by everyone who needs whole frames.
+
+    The recorder and the vision sampler both want the frames of the same video stream; each
+    used to depayload and reassemble every packet itself. A hub sits on the producer as one
+    packet tap, starts a fresh assembly when the sender's SSRC changes (it reconnected) and
+    tells subscribers so. When every subscriber wants keyframes only, delta frames are not
+    assembled at all.
+    """
+
+    def __init__(self, mime: str) -> None:
+        self.mime = mime
+        self._subscribers: list[tuple[FrameSink, Callable[[], None] | None, bool]] = []
+        self._assembler: FrameAssembler | None = None
+        self._ssrc: int | None = None
+        self.errors = 0
+
+    def subscribe(self, on_frame: FrameSink, on_restart: Callable[[], None] | None = None,
+                  keyframes_only: bool = False) -> Callable[[], None]:
+        entry = (on_frame, on_restart, keyframes_only)
+        self._subscribers.append(entry)
+        self._retune()
+
+        def unsubscribe() -> None:
+            if entry in self._subscribers:
+                self._subscribers.remove(entry)
+                self._retune()
+
+        return unsubscribe
+
+    def _retune(self) -> None:
+        if self._assembler is not None:
+            self._assembler.keyframes_only = self._keyframes_only()
+
+    def _keyframes_only(self) -> bool:
+        return bool(self._subscribers) and all(k for _, _, k in self._subscribers)
+
+    def tap(self, packet: RtpPacket, arrival_ms: int) -> None:
+        if not self._subscribers:
+            return
+        try:
+            if packet.ssrc != self._ssrc or self._assembler is None:
+                self._ssrc = packet.ssrc
+                self._assembler = FrameAssembler(self.mime, self._emit, self._keyframes_only())
+                for _, on_restart, _ in list(self._subscribers):
+                    if on_restart is not None:
+                        on_restart()
+            self._assembler.add(packet, arrival_ms)
+        except Exception:  # a bad packet must never stop forwarding: start over instead
+            self.errors += 1
+            self._assembler = None
+
+    def _emit(self, frame: EncodedFrame) -> None:
+        for on_frame, _, keyframes_only in list(self._subscribers):
+            if frame.keyframe or not keyframes_only:
+                on_frame(frame)

@@ -51,13 +51,12 @@ from pathlib import Path
 from typing import Any
 
 from aiortc import clock
-from aiortc.rtp import RtpPacket
 
 from . import metrics
-from .calls import Call, attach_packet_tap
+from .calls import Call
 from .config import Config
 from .forwarder import Producer
-from .frames import EncodedFrame, FrameAssembler
+from .frames import EncodedFrame
 from .recording_crypto import SealedWriter, load_key
 
 log = logging.getLogger(__name__)
@@ -349,36 +348,29 @@ class _Stream:
 
 
 class _Tap:
-    """The per-packet hook on one producer: reassemble, re-anchor on a new SSRC."""
+    """One recorded stream's subscription to its producer's frames (relay/frames.FrameHub)."""
 
-    __slots__ = ("recording", "stream", "mime", "producer", "ssrc", "assembler")
+    __slots__ = ("recording", "stream", "producer")
 
-    def __init__(
-        self, recording: CallRecording, stream: _Stream, mime: str, producer: Producer | None = None
-    ) -> None:
+    def __init__(self, recording: CallRecording, stream: _Stream, producer: Producer | None = None
+                 ) -> None:
         self.recording = recording
         self.stream = stream
-        self.mime = mime
         self.producer = producer
-        self.ssrc: int | None = None
-        self.assembler: FrameAssembler | None = None
 
-    def __call__(self, packet: RtpPacket, arrival_ms: int) -> None:
+    def on_restart(self) -> None:
+        """The sender started a new stream (it reconnected): re-anchor its timestamps."""
+        self.stream.restart()
+
+    def on_frame(self, frame: EncodedFrame) -> None:
         if self.recording.stopping:
             return
         try:
-            if packet.ssrc != self.ssrc or self.assembler is None:
-                self.ssrc = packet.ssrc
-                self.assembler = FrameAssembler(self.mime, self._on_frame)
-                self.stream.restart()
-            self.assembler.add(packet, arrival_ms)
+            if not self.recording.add_frame(self.stream, frame) and self.producer is not None:
+                # waiting for a keyframe to start this stream: ask (throttled per producer)
+                self.producer.request_keyframe("recording")
         except Exception as exc:  # never let the recorder break the call's media path
             self.recording.tap_failed(exc)
-
-    def _on_frame(self, frame: EncodedFrame) -> None:
-        if not self.recording.add_frame(self.stream, frame) and self.producer is not None:
-            # waiting for a keyframe to start this stream: ask (throttled per producer)
-            self.producer.request_keyframe("recording")
 
 
 class _FileWriter:
@@ -459,7 +451,8 @@ class CallRecording:
                                     {"problem": f"video codec {mime or 'unknown'} not recorded"})
                 return
             self.video = fmt
-        self._detach.append(attach_packet_tap(producer, _Tap(self, stream, mime, producer)))
+        tap = _Tap(self, stream, producer)
+        self._detach.append(producer.frames(mime).subscribe(tap.on_frame, tap.on_restart))
 
     def add_frame(self, s: _Stream, frame: EncodedFrame) -> bool:
         """Time-stamp and queue one frame; False when it was skipped (no keyframe yet)."""

@@ -18,7 +18,7 @@ from vision.service import DetectorService
 from .audit import Evidence
 from .calls import PARTY_ROLES, Call
 from .forwarder import Producer
-from .frames import EncodedFrame, FrameAssembler
+from .frames import EncodedFrame
 from .policy import CallPolicy
 from .registry import CallRegistry
 
@@ -54,18 +54,7 @@ class VisionLink:
             if sampler.keyframe_wanted(now):
                 producer.request_keyframe("vision")
 
-        assembler = FrameAssembler(mime, on_frame, keyframes_only=not sampler.needs_all_frames)
-        state: dict[str, Any] = {"ssrc": None}
-
-        def tap(packet: Any, arrival_ms: int) -> None:
-            nonlocal assembler
-            if packet.ssrc != state["ssrc"]:  # the sender reconnected: start a fresh assembly
-                state["ssrc"] = packet.ssrc
-                assembler = FrameAssembler(mime, on_frame,
-                                           keyframes_only=not sampler.needs_all_frames)
-            assembler.add(packet, arrival_ms)
-
-        producer.taps.append(tap)
+        producer.frames(mime).subscribe(on_frame, keyframes_only=not sampler.needs_all_frames)
         policy.listeners.append(_closer(policy, sampler))
 
     def _on_event(self, call: Call, policy: CallPolicy, role: str, event: VisionEvent) -> None:
