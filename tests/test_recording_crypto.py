@@ -155,6 +155,7 @@ async def test_a_recorder_bug_never_breaks_the_call(tmp_path):
 
     from aiortc.rtp import RtpPacket
 
+    from relay.frames import FrameHub
     from relay.recorder import CallRecording, _Tap
 
     trail = []
@@ -163,9 +164,11 @@ async def test_a_recorder_bug_never_breaks_the_call(tmp_path):
                                audit=lambda *a: trail.append(a))
     rec = CallRecording(recorder, SimpleNamespace(id=3, add_tap=lambda fn: None),
                         SimpleNamespace(ended=asyncio.Event()))
-    tap = _Tap(rec, rec.streams[("family", "audio")], "audio/opus")
+    tap = _Tap(rec, rec.streams[("family", "audio")])
+    hub = FrameHub("audio/opus")  # what the producer feeds every packet through
+    hub.subscribe(tap.on_frame, tap.on_restart)
     tap.recording.add_frame = None  # the bug
-    tap(RtpPacket(payload_type=96, ssrc=1, payload=b"\x01"), 0)  # does not raise
+    hub.tap(RtpPacket(payload_type=96, ssrc=1, payload=b"\x01"), 0)  # does not raise
     assert rec.failed and rec.stopping and trail[0][1] == "recording_failed"
     await asyncio.wait_for(rec.done, 5)
 
