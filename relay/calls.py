@@ -17,7 +17,7 @@ from aiortc import RTCPeerConnection
 
 from . import metrics
 from .aiortc_glue import ForwardingSender
-from .forwarder import Consumer, PacketTap, Producer
+from .forwarder import Consumer, Producer
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,3 @@ class Call:
             for kind, producer in leg.producers.items():
                 tap(leg.role, kind, producer)
 
-
-def attach_packet_tap(producer: Producer, tap: PacketTap) -> Callable[[], None]:
-    producer.taps.append(tap)
-    return lambda: producer.taps.remove(tap) if tap in producer.taps else None

@@ -107,6 +107,7 @@ def test_recorder_work_per_call_second(tmp_path):
     from aiortc.rtp import RtpPacket
 
     from relay.config import Config
+    from relay.frames import FrameHub
     from relay.recorder import CallRecording, _FileWriter, _Tap, webm_header
 
     clip = encode_video(moving_pattern(640, 480, 90, seed=3), bitrate=1_000_000, keyframe_interval=90)
@@ -137,8 +138,12 @@ def test_recorder_work_per_call_second(tmp_path):
                                    audit=lambda *a: None, forget=lambda r: None)
         call = SimpleNamespace(id=1, add_tap=lambda fn: None)
         rec = CallRecording(recorder, call, SimpleNamespace(ended=asyncio.Event()))
-        taps = {key: _Tap(rec, rec.streams[key], "audio/opus" if key[1] == "audio" else "video/vp8")
-                for key in rec.streams}
+        taps = {}
+        for key in rec.streams:  # each stream's frames come through its producer's hub
+            tap = _Tap(rec, rec.streams[key])
+            hub = FrameHub("audio/opus" if key[1] == "audio" else "video/vp8")
+            hub.subscribe(tap.on_frame, tap.on_restart)
+            taps[key] = hub.tap
         start = time.process_time()
         for arrival, key, packet in packets:
             taps[key](packet, arrival)
