@@ -27,39 +27,25 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
 from protocol import messages as m
 from relay.config import Config
+from relay.store import Admission, EstablishmentPolicy
 
 FEATURES = ("vision", "recording")
 
 
-@dataclass(frozen=True)
-class BenchPolicy:
-    record_social: bool = True
-    staff_must_resume: bool = False
-    retention_days: int = 1
+BENCH_POLICY = EstablishmentPolicy(establishment_id=1, name="bench", retention_days=1)
+APPROVED_FACES = 2  # the load clip shows two faces on every side
 
 
-@dataclass(frozen=True)
-class BenchAdmission:
-    """What the store's admission returns, for a bench call (cf. tests/support.SimpleAdmission)."""
-
-    booking_id: int
-    role: str
-    starts_at: float
-    ends_at: float
-    establishment_id: int = 1
-    call_type: str = "social"
-    participant: str = "bench"
-    display_name: str = "Bench"
-    approved_faces: int = 2  # the load clip shows two faces on every side
-    policy: Any = field(default_factory=BenchPolicy)
+def bench_admission(booking_id: int, role: str, starts_at: float, ends_at: float) -> Admission:
+    """What the store would admit a bench leg with (the bench books no real calls)."""
+    return Admission(booking_id, 1, "social", starts_at, ends_at, role, "bench", "Bench",
+                     APPROVED_FACES, BENCH_POLICY)
 
 
 def token(call: int, role: str) -> str:
@@ -72,12 +58,12 @@ class BenchAdmit:
     def __init__(self, calls: int, hours: float = 6.0) -> None:
         now = time.time()
         self.table = {
-            token(i, role): BenchAdmission(i + 1, role, now - 60, now + hours * 3600)
+            token(i, role): bench_admission(i + 1, role, now - 60, now + hours * 3600)
             for i in range(calls)
             for role in ("family", "prison")
         }
 
-    async def __call__(self, tok: str, now: float, remote: str) -> BenchAdmission:
+    async def __call__(self, tok: str, now: float, remote: str) -> Admission:
         try:
             return self.table[tok]
         except KeyError:

@@ -52,7 +52,8 @@ from aiortc.rtp import (
 )
 
 log = logging.getLogger(__name__)
-_sink_errors: dict[str, int] = {}
+sink_errors = 0
+"""Packets dropped because the relay's own packet handling raised."""
 
 on_nack: Callable[[int], None] | None = None
 """Called with the number of packets a viewer's NACK asks for (the relay counts them)."""
@@ -215,8 +216,9 @@ class ForwardingReceiver(RTCRtpReceiver):
                 await self._sink(packet, arrival_time_ms)
             except Exception:
                 # an error here must not end aiortc's receive loop for the whole connection
-                _sink_errors[type(self._sink).__name__] = _sink_errors.get(type(self._sink).__name__, 0) + 1
-                if _sink_errors[type(self._sink).__name__] <= 3:
+                global sink_errors
+                sink_errors += 1
+                if sink_errors <= 3:  # the first few are logged; the count keeps going
                     log.exception("packet sink failed; the packet was dropped")
 
     async def request_keyframe(self, media_ssrc: int) -> None:

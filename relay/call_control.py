@@ -7,9 +7,11 @@ the staff member as actor. Staff only ever see calls of their own establishment.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 
 from .api import ApiError, Ctx, handler
+from .policy import CallPolicy
 from .registry import CallRegistry, LiveCall
 
 
@@ -56,33 +58,29 @@ async def staff_calls(ctx: Ctx) -> Any:
     return {"calls": sorted(calls, key=lambda c: c["starts_at"])}
 
 
-def _ended(live: LiveCall) -> None:
+def _act(ctx: Ctx, action: Callable[[CallPolicy, str], None]) -> dict[str, Any]:
+    """A staff action on a live call, through its policy engine, with the staff member named."""
+    staff, live = _live(ctx)
     if live.policy.state == "ended":
         raise ApiError(409, "call_ended", "this call has ended")
+    action(live.policy, f"staff:{staff.id}")
+    return call_json(live)
 
 
 @handler
 async def staff_call_pause(ctx: Ctx) -> Any:
-    staff, live = _live(ctx)
-    _ended(live)
-    live.policy.staff_pause(f"staff:{staff.id}", str(ctx.body.get("note", "")))
-    return call_json(live)
+    note = str(ctx.body.get("note", ""))
+    return _act(ctx, lambda policy, staff: policy.staff_pause(staff, note))
 
 
 @handler
 async def staff_call_resume(ctx: Ctx) -> Any:
-    staff, live = _live(ctx)
-    _ended(live)
-    live.policy.staff_resume(f"staff:{staff.id}")
-    return call_json(live)
+    return _act(ctx, CallPolicy.staff_resume)
 
 
 @handler
 async def staff_call_end(ctx: Ctx) -> Any:
-    staff, live = _live(ctx)
-    _ended(live)
-    live.policy.staff_end(f"staff:{staff.id}")
-    return call_json(live)
+    return _act(ctx, CallPolicy.staff_end)
 
 
 @handler

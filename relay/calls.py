@@ -7,7 +7,6 @@ producers to consumers and keeps the registry of calls.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,7 +54,6 @@ class Leg:
     # outgoing senders keyed by (source role, kind)
     senders: dict[tuple[str, str], ForwardingSender] = field(default_factory=dict)
     consumers: list[Consumer] = field(default_factory=list)
-    closed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def is_watcher(self) -> bool:

@@ -50,7 +50,6 @@ class Producer:
         self.consumers: list[Consumer] = []
         self.taps: list[PacketTap] = []
         self.media_ssrc: int | None = None
-        self.codec_mime = ""
         self.packets_received = 0
         self.packets_withheld = 0
         self._is_paused = is_paused

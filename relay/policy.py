@@ -105,14 +105,14 @@ class CallPolicy:
         for before in self.config.warn_before_end_s:
             delay = self.call.ends_at - before - now
             if delay > 0:
-                self._timers.append(loop.call_later(delay, self._warn, before))
+                self._timers.append(loop.call_later(delay, self._warn))
         self._timers.append(loop.call_later(max(0.0, self.call.ends_at - now), self.end, "time_limit"))
         self._apply()
 
     def _slot_started(self) -> None:
         self._lift("before_start", "slot_started")
 
-    def _warn(self, before: float) -> None:
+    def _warn(self) -> None:
         if self.state == "ended":
             return
         left = round(self.seconds_left())

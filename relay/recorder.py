@@ -441,7 +441,7 @@ class CallRecording:
         if kind == "audio":
             mime = "audio/opus"
         else:
-            mime = (producer.codec_mime or self.recorder.video_mime(self.call) or "").lower()
+            mime = (self.recorder.video_mime(self.call) or "").lower()
             fmt = VIDEO_FORMATS.get(mime)
             if fmt is None or (self.video is not None and fmt is not self.video):
                 # not silently: the call goes on, the recording holds its audio only

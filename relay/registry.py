@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -187,31 +186,19 @@ class CallRegistry:
 
     async def leave(self, live: LiveCall, leg: Leg, dropped: bool) -> None:
         live.call.remove(leg)
-        leg.closed.set()
         await leg.pc.close()
         live.policy.leg_left(leg.role, dropped=dropped)
         if live.policy.state == "ended":
             await self._finish(live)
 
-    async def end(self, live: LiveCall, reason: str) -> None:
-        live.policy.end(reason)
-        await self._finish(live)
-
     async def _finish(self, live: LiveCall) -> None:
-        """Close every connection of an ended call and forget it."""
+        """Close every remaining connection of an ended call (watchers included).
+
+        The ended call stays in ``calls``: a late join gets "call_ended" from here.
+        """
         for leg in live.call.everyone():
             live.call.remove(leg)
-            leg.closed.set()
             await leg.pc.close()
-        if self.calls.get(live.call.id) is live:
-            # keep the ended record so a late token cannot start the call again
-            pass
-
-    async def watch_policy(self, live: LiveCall) -> None:
-        """Close an ended call's connections as soon as the policy ends it."""
-        await live.policy.ended.wait()
-        await asyncio.sleep(0.2)  # let the "ended" message reach the clients first
-        await self._finish(live)
 
     def update_call_gauges(self) -> None:
         counts: dict[tuple[str, str], int] = {}

@@ -3,45 +3,47 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from protocol import messages as m
 from protocol.media import encode_tone, encode_video, moving_pattern
+from relay.store import Admission, EstablishmentPolicy
 
 
-@dataclass(frozen=True)
-class Policy:
-    record_social: bool = True
-    staff_must_resume: bool = False
-    retention_days: int = 90
+def establishment(**settings: Any) -> EstablishmentPolicy:
+    """A test establishment's policy: the store's defaults, with ``settings`` changed."""
+    return EstablishmentPolicy(establishment_id=1, name="HMP Test", **settings)
 
 
-@dataclass(frozen=True)
-class SimpleAdmission:
-    booking_id: int
-    role: str
-    establishment_id: int = 1
-    call_type: str = "social"
-    starts_at: float = field(default_factory=lambda: time.time() - 1)
-    ends_at: float = field(default_factory=lambda: time.time() + 600)
-    participant: str = "visitor:1"
-    display_name: str = "Test"
-    approved_faces: int = 1
-    policy: Any = field(default_factory=Policy)
+def admission(
+    booking_id: int,
+    role: str,
+    *,
+    call_type: str = "social",
+    participant: str = "visitor:1",
+    display_name: str = "Test",
+    approved_faces: int = 1,
+    policy: EstablishmentPolicy | None = None,
+    seconds: float = 600.0,
+) -> Admission:
+    """What the store admits a leg with, for a call open from a second ago (core tests that
+    are not about vetting)."""
+    now = time.time()
+    return Admission(booking_id, 1, call_type, now - 1, now + seconds, role, participant,
+                     display_name, approved_faces, policy or establishment())
 
 
 class TokenTable:
     """Relay admission for core tests that are not about vetting: token -> admission."""
 
     def __init__(self) -> None:
-        self.table: dict[str, SimpleAdmission] = {}
+        self.table: dict[str, admission] = {}
 
-    def add(self, token: str, admission: SimpleAdmission) -> str:
-        self.table[token] = admission
+    def add(self, token: str, admitted: Admission) -> str:
+        self.table[token] = admitted
         return token
 
-    async def __call__(self, token: str, now: float, remote: str) -> SimpleAdmission:
+    async def __call__(self, token: str, now: float, remote: str) -> Admission:
         try:
             return self.table[token]
         except KeyError:

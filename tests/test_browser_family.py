@@ -7,12 +7,12 @@ import asyncio
 from protocol.client import CallClient
 from protocol.media import EncodedTrack
 from tests.browser import chromium
-from tests.support import SimpleAdmission, tone_clip, video_clip
+from tests.support import admission, tone_clip, video_clip
 
 
 async def test_chromium_family_and_python_prison_exchange_media(relay, tokens):
-    tokens.add("fam-b", SimpleAdmission(40, "family"))
-    tokens.add("pri-b", SimpleAdmission(40, "prison"))
+    tokens.add("fam-b", admission(40, "family"))
+    tokens.add("pri-b", admission(40, "prison"))
     prison = CallClient(relay.base_url, "pri-b", receive="decode",
                         video=EncodedTrack("video", video_clip(seed=3), 30),
                         audio=EncodedTrack("audio", tone_clip(500), 50))

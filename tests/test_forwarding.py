@@ -10,12 +10,12 @@ import av
 from protocol.client import CallClient
 from protocol.media import EncodedTrack
 from relay.aiortc_glue import ForwardingReceiver, ForwardingSender
-from tests.support import SimpleAdmission, tone_clip, video_clip
+from tests.support import admission, tone_clip, video_clip
 
 
 async def start_pair(relay, tokens, booking_id=1, receive="encoded", keep=True):
-    fam_token = tokens.add(f"fam{booking_id}", SimpleAdmission(booking_id, "family"))
-    pri_token = tokens.add(f"pri{booking_id}", SimpleAdmission(booking_id, "prison"))
+    fam_token = tokens.add(f"fam{booking_id}", admission(booking_id, "family"))
+    pri_token = tokens.add(f"pri{booking_id}", admission(booking_id, "prison"))
     fam = CallClient(
         relay.base_url, fam_token, receive=receive, keep_frames=keep,
         video=EncodedTrack("video", video_clip(seed=1), 30), audio=EncodedTrack("audio", tone_clip(440), 50),
@@ -100,8 +100,8 @@ async def test_h264_call_is_forwarded_and_decodes(config, tokens):
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     url = str(server.make_url("")).rstrip("/")
-    tokens.add("h-fam", SimpleAdmission(60, "family"))
-    tokens.add("h-pri", SimpleAdmission(60, "prison"))
+    tokens.add("h-fam", admission(60, "family"))
+    tokens.add("h-pri", admission(60, "prison"))
     fam = CallClient(url, "h-fam", receive="encoded", keep_frames=True,
                      video=EncodedTrack("video", clip, 30), audio=EncodedTrack("audio", tone_clip(), 50))
     pri = CallClient(url, "h-pri", receive="encoded", keep_frames=True,

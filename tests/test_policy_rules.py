@@ -9,11 +9,11 @@ from types import SimpleNamespace
 from relay.calls import Call
 from relay.config import Config
 from relay.policy import CallPolicy
-from tests.support import Policy, SimpleAdmission
+from tests.support import admission, establishment
 
 
 def live_call(staff_must_resume: bool) -> tuple[Call, list[tuple[str, dict]]]:
-    call = Call(SimpleAdmission(1, "family", policy=Policy(staff_must_resume=staff_must_resume)), 0.5)
+    call = Call(admission(1, "family", policy=establishment(staff_must_resume=staff_must_resume)), 0.5)
     sent: list[tuple[str, dict]] = []
     for role in ("family", "prison"):
         call.legs[role] = SimpleNamespace(role=role, is_watcher=False, producers={},

@@ -10,7 +10,7 @@ import av
 
 from protocol.client import CallClient
 from protocol.media import EncodedTrack, moving_pattern
-from tests.support import SimpleAdmission, tone_clip, video_clip
+from tests.support import admission, tone_clip, video_clip
 
 
 def write_clip(path, seconds=2, fps=30):
@@ -27,8 +27,8 @@ def write_clip(path, seconds=2, fps=30):
 
 
 async def test_prison_command_exchanges_media(relay, tokens, tmp_path):
-    tokens.add("fam-cli", SimpleAdmission(50, "family"))
-    tokens.add("pri-cli", SimpleAdmission(50, "prison", participant="laptop:1"))
+    tokens.add("fam-cli", admission(50, "family"))
+    tokens.add("pri-cli", admission(50, "prison", participant="laptop:1"))
     clip = tmp_path / "clip.webm"
     write_clip(clip, seconds=20)
     received = tmp_path / "received.webm"

@@ -23,7 +23,7 @@ from protocol.media import EncodedTrack, encode_video, moving_pattern
 from relay import recordings
 from relay.app import create_app
 from relay.recording_crypto import decrypt_bytes
-from tests.support import Policy, SimpleAdmission, tone_clip, video_clip
+from tests.support import admission, establishment, tone_clip, video_clip
 
 KEY_HEX = "11" * 32
 STAFF = {
@@ -65,10 +65,10 @@ async def rec_relay(rec_config, tokens):
 
 
 def clients(base_url, tokens, booking_id, call_type="social", policy=None, **kw):
-    policy = policy or Policy()
+    policy = policy or establishment()
     out = []
     for role, seed, tone in (("family", 1, 440), ("prison", 2, 660)):
-        token = tokens.add(f"{role}{booking_id}", SimpleAdmission(
+        token = tokens.add(f"{role}{booking_id}", admission(
             booking_id, role, call_type=call_type, policy=policy))
         out.append(CallClient(
             base_url, token, receive="count",
@@ -215,7 +215,7 @@ def _session():
 async def test_legal_call_never_recorded_and_watcher_hears_nothing(rec_relay, tokens, rec_config):
     app = rec_relay.app
     fam, pri = clients(rec_relay.base_url, tokens, 21, call_type="legal")
-    watcher_token = tokens.add("watch21", SimpleAdmission(21, "watcher", call_type="legal"))
+    watcher_token = tokens.add("watch21", admission(21, "watcher", call_type="legal"))
     watcher = CallClient(rec_relay.base_url, watcher_token, watcher=True, receive="count")
     await fam.join()
     await pri.join()
@@ -241,7 +241,7 @@ async def test_legal_call_never_recorded_and_watcher_hears_nothing(rec_relay, to
 
 
 async def test_establishment_can_turn_social_recording_off(rec_relay, tokens, rec_config):
-    fam, pri = clients(rec_relay.base_url, tokens, 31, policy=Policy(record_social=False))
+    fam, pri = clients(rec_relay.base_url, tokens, 31, policy=establishment(record_social=False))
     await fam.join()
     await pri.join()
     try:

@@ -23,7 +23,7 @@ import pytest
 
 from protocol.client import CallClient
 from protocol.media import EncodedTrack, encode_video, moving_pattern
-from tests.support import SimpleAdmission, tone_clip
+from tests.support import admission, tone_clip
 from tests.test_recording_crash import KEY_HEX, ROOT, _free_port, _Tokens, _wait_healthy
 
 SECONDS = float(os.environ.get("RELAY_RECORDING_COST_S", "20"))
@@ -46,7 +46,7 @@ async def _round(tmp_path, record: bool, clip) -> dict:
     base = f"http://127.0.0.1:{port}"
     legs = []
     for role, seed_tone in (("family", 440), ("prison", 660)):
-        token = tokens.add(f"{role}", SimpleAdmission(1, role))
+        token = tokens.add(f"{role}", admission(1, role))
         legs.append(CallClient(base, token, receive="count", reconnect=False,
                                video=EncodedTrack("video", clip, 30),
                                audio=EncodedTrack("audio", tone_clip(seed_tone), 50)))

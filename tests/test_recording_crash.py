@@ -35,12 +35,12 @@ def _serve(spec: dict) -> None:
 
     from relay import recordings
     from relay.app import create_app
-    from tests.support import SimpleAdmission, TokenTable
+    from tests.support import TokenTable, admission
 
     config = Config(**{k: Path(v) if k.endswith("_dir") else v for k, v in spec["config"].items()})
     tokens = TokenTable()
     for token, (booking, role) in spec["tokens"].items():
-        tokens.add(token, SimpleAdmission(booking, role))
+        tokens.add(token, admission(booking, role))
     app = create_app(config, admit=tokens)
     if spec.get("record", True):
         recordings.install(app)
@@ -53,8 +53,8 @@ class _Tokens:
     def __init__(self) -> None:
         self.spec: dict[str, tuple[int, str]] = {}
 
-    def add(self, token, admission):
-        self.spec[token] = (admission.booking_id, admission.role)
+    def add(self, token, admitted):
+        self.spec[token] = (admitted.booking_id, admitted.role)
         return token
 
 

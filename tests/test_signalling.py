@@ -10,7 +10,7 @@ import aiohttp
 from protocol import messages as m
 from protocol.client import CallClient, JoinError
 from protocol.media import EncodedTrack
-from tests.support import SimpleAdmission, tone_clip, video_clip
+from tests.support import admission, tone_clip, video_clip
 from tests.test_forwarding import start_pair
 
 
@@ -53,7 +53,7 @@ async def test_bad_messages_get_codes_and_other_call_keeps_flowing(relay, tokens
         await ws.send_str(m.make("ping", id=3))
         assert await _reply(ws) == {"v": 1, "type": "pong", "id": 3}
         # garbage SDP with a valid token: clear error, socket stays open
-        tokens.add("sdp-fam", SimpleAdmission(11, "family"))
+        tokens.add("sdp-fam", admission(11, "family"))
         await ws.send_str(m.make("join", token="sdp-fam", sdp="v=0\r\nthis is not sdp"))
         reply = await _reply(ws)
         assert reply["code"] == m.E_BAD_SDP
@@ -108,7 +108,7 @@ async def test_duplicate_leg_is_refused_while_first_keeps_flowing(relay, tokens)
 async def test_watcher_receives_both_sides(relay, tokens):
     fam, pri = await start_pair(relay, tokens, booking_id=13, receive="count", keep=False)
     await pri.wait_frames("video0", 10)
-    tokens.add("watch13", SimpleAdmission(13, "watcher", participant="staff:1", approved_faces=0))
+    tokens.add("watch13", admission(13, "watcher", participant="staff:1", approved_faces=0))
     watcher = CallClient(relay.base_url, "watch13", watcher=True, receive="encoded")
     try:
         await watcher.join()
