@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import clips, measure, plot, report
-from .run import PointConfig, run_point
-from .systems import JanusSystem, NaiveSystem, RelaySystem, System
+from bench import clips, measure, plot, report
+from bench.run import PointConfig, run_point
+from bench.systems import JanusSystem, NaiveSystem, RelaySystem, System
 
 ALL_SYSTEMS = ("relay", "naive", "janus")
 SATURATED_LOOP_PCT = 90.0

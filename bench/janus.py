@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 from aiortc import RTCSessionDescription
 
-from relay.aiortc_glue import adopt_receiver, new_peer_connection
+from protocol.aiortc_glue import adopt_receiver, new_peer_connection
 
 JANUS_BIN = "janus"
 PLUGIN = "janus.plugin.videocall"

@@ -26,10 +26,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench import clips
 from protocol.client import CallClient
 from protocol.media import EncodedTrack
-
-from . import clips
 
 log = logging.getLogger("bench.loadclient")
 

@@ -31,7 +31,7 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError
 
 from protocol import messages as m
-from relay.aiortc_glue import bind_media_addresses, new_peer_connection, restrict_codecs
+from protocol.aiortc_glue import bind_media_addresses, new_peer_connection, restrict_codecs
 
 log = logging.getLogger("bench.naive")
 ROLES = ("family", "prison")

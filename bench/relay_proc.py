@@ -33,7 +33,7 @@ from aiohttp import web
 
 from protocol import messages as m
 from relay.config import Config
-from relay.store import Admission, EstablishmentPolicy
+from relay.records.store import Admission, EstablishmentPolicy
 
 FEATURES = ("vision", "recording")
 

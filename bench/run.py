@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import measure
-from .procs import PYTHON, Child
-from .systems import System, scrape
+from bench import measure
+from bench.procs import PYTHON, Child
+from bench.systems import System, scrape
 
 HEALTHY_FRACTION = 0.90
 OFFERED_FRACTION = 0.95

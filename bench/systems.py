@@ -9,8 +9,8 @@ from typing import Any
 
 import aiohttp
 
-from . import janus
-from .procs import PYTHON, Child, free_port, free_udp_range
+from bench import janus
+from bench.procs import PYTHON, Child, free_port, free_udp_range
 
 STARTUP_TIMEOUT = 30.0
 

@@ -19,10 +19,9 @@ import aiohttp
 from aiortc import MediaStreamTrack, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from relay.aiortc_glue import adopt_receiver, new_peer_connection
-from relay.frames import EncodedFrame, FrameAssembler
-
-from . import messages as m
+from protocol import messages as m
+from protocol.aiortc_glue import adopt_receiver, new_peer_connection
+from protocol.frames import EncodedFrame, FrameAssembler
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,9 @@ import sys
 import aiohttp
 from aiortc.contrib.media import MediaPlayer
 
-from relay.aiortc_glue import bind_media_addresses
-
-from .client import CallClient, JoinError
-from .recordfile import EncodedFileWriter
+from protocol.aiortc_glue import bind_media_addresses
+from protocol.client import CallClient, JoinError
+from protocol.recordfile import EncodedFileWriter
 
 
 async def fetch_token(relay: str, laptop_id: str, secret: str, booking: int) -> str:

@@ -1,7 +1,7 @@
 """Writing received encoded frames into a WebM file as they are: no decoding, no encoding.
 
-The prison laptop uses it to keep what the family side sent. It reuses the relay recorder's
-WebM writer (relay/recorder.py), which writes cluster by cluster so a file cut short still
+The prison laptop uses it to keep what the family side sent. It reuses the WebM writer the
+relay's recorder uses (protocol/webm.py), which writes cluster by cluster so a file cut short still
 plays; the laptop's file carries the family tracks only (the prison tracks stay empty).
 """
 
@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import time
 
-from relay.frames import EncodedFrame
-from relay.recorder import STREAMS, vp8_size, webm_clusters, webm_header
+from protocol.codecs import vp8_size
+from protocol.frames import EncodedFrame
+from protocol.webm import STREAMS, webm_clusters, webm_header
 
 FLUSH_FRAMES = 60
 

@@ -8,9 +8,9 @@ import sys
 import uvloop
 from aiohttp import web
 
-from . import logs
-from .config import Config
-from .server import build_app, seed_banner
+from relay import logs
+from relay.config import Config
+from relay.server import build_app, seed_banner
 
 
 def main() -> int:

@@ -10,16 +10,16 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from protocol import aiortc_glue
 from protocol import messages as m
-
-from . import aiortc_glue, metrics
-from .config import Config
-from .registry import CallRegistry
-from .signalling import Admit, websocket_handler
+from relay import metrics
+from relay.calls.registry import CallRegistry
+from relay.config import Config
+from relay.web.signalling import Admit, websocket_handler
 
 log = logging.getLogger(__name__)
 
-STATIC = Path(__file__).parent / "static"
+STATIC = Path(__file__).parent / "web" / "static"
 
 
 def create_app(config: Config, admit: Admit, registry: CallRegistry | None = None) -> web.Application:
@@ -108,7 +108,7 @@ async def _start_background(app: web.Application) -> None:
 async def _shutdown(app: web.Application) -> None:
     """Stop admitting; tell every leg the relay is restarting; close within the grace.
 
-    Calls are not ended: their legs rejoin the next process (relay/runtime.py).
+    Calls are not ended: their legs rejoin the next process (relay/calls/runtime.py).
     """
     registry: CallRegistry = app["registry"]
     registry.accepting = False

@@ -28,7 +28,7 @@ from protocol import tokens
 
 if TYPE_CHECKING:  # pragma: no cover
     from relay.config import Config
-    from relay.store import Admission, Store
+    from relay.records.store import Admission, Store
 
 log = logging.getLogger("relay.auth")
 
@@ -143,7 +143,7 @@ class JoinGate:
     ``admit(token, remote, now)`` verifies the token, re-checks the live booking with
     ``Store.admit``, logs refusals (reason code, booking, participant, token fingerprint;
     never the token) and counts them against the remote address. Raises
-    ``relay.store.AdmissionRefused`` (``code`` "rate_limited" when the address is blocked)."""
+    ``relay.records.store.AdmissionRefused`` (``code`` "rate_limited" when the address is blocked)."""
 
     def __init__(self, secret: bytes, store: Store, limiter: BadAttemptLimiter) -> None:
         self.secret = secret
@@ -151,7 +151,7 @@ class JoinGate:
         self.limiter = limiter
 
     def admit(self, token: str, remote: str, now: float) -> Admission:
-        from relay.store import AdmissionRefused
+        from relay.records.store import AdmissionRefused
 
         if self.limiter.blocked(remote):
             log.warning("join refused code=rate_limited remote=%s", remote)

@@ -17,7 +17,7 @@ from typing import Any
 from protocol import tokens
 from relay.auth import load_secret
 from relay.config import Config
-from relay.store import Store
+from relay.records.store import Store
 
 DEMO_NAME = "HMP Demo"
 DEMO_PRISONER = "A0001DM"

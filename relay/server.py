@@ -15,20 +15,19 @@ from typing import Any
 from aiohttp import web
 
 from protocol import messages as m
+from relay.app import create_app
+from relay.calls.call import AdmissionLike
+from relay.calls.registry import CallRegistry
+from relay.calls.runtime import CallRuntime
+from relay.calls.vision_link import VisionLink
+from relay.config import Config
+from relay.records import recordings
+from relay.records.audit import AuditLog
+from relay.records.store import AdmissionRefused, Staff, Store
+from relay.web.api import STAFF_COOKIE, setup_api
+from relay.web.signalling import Admit
 from vision.model import cached_model_path
 from vision.service import DetectorService
-
-from . import recordings
-from .api import STAFF_COOKIE, setup_api
-from .app import create_app
-from .audit import AuditLog
-from .calls import AdmissionLike
-from .config import Config
-from .registry import CallRegistry
-from .runtime import CallRuntime
-from .signalling import Admit
-from .store import AdmissionRefused, Staff, Store
-from .vision_link import VisionLink
 
 log = logging.getLogger(__name__)
 

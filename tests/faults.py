@@ -109,7 +109,7 @@ async def flowing(client: CallClient, stream: str = "video0", seconds: float = 1
 def frame_quality(frames: list[Any], mime: str = "video/VP8") -> dict[str, Any]:
     """How watchable a received video stream was.
 
-    ``frames`` are complete encoded frames (``relay.frames.EncodedFrame``; the assembler drops
+    ``frames`` are complete encoded frames (``protocol.frames.EncodedFrame``; the assembler drops
     incomplete ones). Expected frames are counted from the timestamps (one every 3000 ticks
     between the first and last seen); a frame is decodable when it is a keyframe or its
     predecessor was decodable, and the decodable ones are then really decoded."""
@@ -167,7 +167,7 @@ def relay_media_ports(pc: Any) -> list[int]:
 
 def store_integrity(db_path: Any) -> tuple[str, bool]:
     """(``PRAGMA integrity_check`` result, audit chain intact) for a store file."""
-    from relay.audit import verify
+    from relay.records.audit import verify
 
     conn = sqlite3.connect(db_path)
     try:
@@ -584,7 +584,7 @@ def mutate_sdp(sdp: str, ops: list[tuple[str, int, int, str]]) -> str:
 
 
 async def real_offer() -> str:
-    from relay.aiortc_glue import new_peer_connection
+    from protocol.aiortc_glue import new_peer_connection
 
     pc = new_peer_connection()
     try:

@@ -7,7 +7,7 @@ from typing import Any
 
 from protocol import messages as m
 from protocol.media import encode_tone, encode_video, moving_pattern
-from relay.store import Admission, EstablishmentPolicy
+from relay.records.store import Admission, EstablishmentPolicy
 
 
 def establishment(**settings: Any) -> EstablishmentPolicy:

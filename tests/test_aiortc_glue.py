@@ -1,4 +1,4 @@
-"""Fails loudly when aiortc changes the internals relay/aiortc_glue.py relies on."""
+"""Fails loudly when aiortc changes the internals protocol/aiortc_glue.py relies on."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import aioice.ice
 import aiortc
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 
-from relay import aiortc_glue
+from protocol import aiortc_glue
 
 
 def test_aiortc_version_is_the_pinned_one():

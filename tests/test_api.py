@@ -8,9 +8,9 @@ import pytest
 from aiohttp import web
 
 from protocol import tokens
-from relay.api import setup_api
 from relay.config import Config
-from relay.store import AdmissionRefused
+from relay.records.store import AdmissionRefused
+from relay.web.api import setup_api
 from tests.test_store_world import DAY, NOW, PASSWORD, make_world
 
 pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
@@ -386,7 +386,7 @@ async def test_openapi_document_covers_every_route(api):
     # the booking API's sub-app, and the recordings API that the product mounts beside it
     from aiohttp import web
 
-    from relay import recordings
+    from relay.records import recordings
 
     beside = web.Application()
     recordings.add_routes(beside)

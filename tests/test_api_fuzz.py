@@ -22,8 +22,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from relay.config import Config
-from relay.openapi import openapi_document
 from relay.server import build_app
+from relay.web.openapi import openapi_document
 from tests.test_store_world import DAY, NOW, make_world
 
 pytestmark = [

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from protocol.client import CallClient
 from protocol.media import EncodedTrack
-from relay.audit import Evidence
+from relay.records.audit import Evidence
 from tests.browser import chromium
 from tests.support import tone_clip, video_clip
 from tests.test_store_world import PASSWORD

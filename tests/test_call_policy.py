@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from relay.audit import verify
+from relay.records.audit import verify
 
 
 async def flowing(client, stream="video0", seconds=1.0) -> int:
@@ -149,7 +149,7 @@ async def test_audit_tampering_is_detected(product, tmp_path):
     db = product.config.db_path
     conn = sqlite3.connect(db)
     assert verify(conn).ok
-    cli = [sys.executable, "-m", "relay.audit", "verify", "--db", str(db)]
+    cli = [sys.executable, "-m", "relay.records.audit", "verify", "--db", str(db)]
     assert subprocess.run(cli, capture_output=True, timeout=60).returncode == 0
     conn.execute("UPDATE audit SET detail = '{\"role\":\"prison\"}' WHERE id = 1")
     conn.commit()
@@ -162,8 +162,8 @@ async def test_audit_tampering_is_detected(product, tmp_path):
 
 @pytest.mark.parametrize("cut", ["middle", "end"])
 def test_audit_deletion_is_detected(tmp_path, cut):
-    from relay.audit import AuditLog
-    from relay.store import Store
+    from relay.records.audit import AuditLog
+    from relay.records.store import Store
 
     store = Store.open(tmp_path / "a.sqlite")
     log = AuditLog(store.connection)

@@ -7,9 +7,9 @@ import threading
 
 import av
 
+from protocol.aiortc_glue import ForwardingReceiver, ForwardingSender
 from protocol.client import CallClient
 from protocol.media import EncodedTrack
-from relay.aiortc_glue import ForwardingReceiver, ForwardingSender
 from tests.support import admission, tone_clip, video_clip
 
 
@@ -92,7 +92,7 @@ async def test_h264_call_is_forwarded_and_decodes(config, tokens):
 
     from protocol.media import encode_video, moving_pattern
     from relay.app import create_app
-    from relay.recorder import split_annexb
+    from relay.media.recorder import split_annexb
 
     clip = encode_video(moving_pattern(320, 240, 60, seed=9), bitrate=400_000,
                         keyframe_interval=30, codec="libx264")

@@ -6,9 +6,9 @@ import asyncio
 import time
 from types import SimpleNamespace
 
-from relay.calls import Call
+from relay.calls.call import Call
+from relay.calls.policy import CallPolicy
 from relay.config import Config
-from relay.policy import CallPolicy
 from tests.support import admission, establishment
 
 

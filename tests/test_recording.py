@@ -20,9 +20,9 @@ from aiohttp.test_utils import TestServer
 
 from protocol.client import CallClient
 from protocol.media import EncodedTrack, encode_video, moving_pattern
-from relay import recordings
 from relay.app import create_app
-from relay.recording_crypto import decrypt_bytes
+from relay.records import recordings
+from relay.records.sealed import decrypt_bytes
 from tests.support import admission, establishment, tone_clip, video_clip
 
 KEY_HEX = "11" * 32
@@ -302,7 +302,7 @@ async def test_late_leg_and_reconnect_stay_in_sync(rec_relay, tokens):
 
 async def test_h264_call_recorded_as_matroska(rec_config, tokens):
     """Where both legs use H.264: Matroska, NAL units as sent, every frame decodes."""
-    from relay.recorder import split_annexb
+    from relay.media.recorder import split_annexb
 
     config = rec_config.replace(video_codecs=("video/H264",))
     app = create_app(config, admit=tokens)

@@ -8,11 +8,11 @@ import time
 import aiohttp
 import pytest
 
-from relay import recordings
 from relay.app import create_app
-from relay.recorder import STREAMS, webm_clusters, webm_header
-from relay.recording_crypto import SealedWriter, decrypt_bytes
-from relay.retention import RetentionSweeper
+from relay.media.recorder import STREAMS, webm_clusters, webm_header
+from relay.records import recordings
+from relay.records.retention import RetentionSweeper
+from relay.records.sealed import SealedWriter, decrypt_bytes
 from tests.support import tone_clip, video_clip
 from tests.test_recording import KEY_HEX, demux, rec_relay  # noqa: F401 (rec_relay: fixture)
 

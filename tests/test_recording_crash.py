@@ -23,8 +23,8 @@ import av
 import pytest
 
 from relay.config import Config
-from relay.recording_crypto import TruncatedRecording, decrypt_bytes
-from relay.recordings import RecordingIndex, recording_path, recover_unfinished
+from relay.records.recordings import RecordingIndex, recording_path, recover_unfinished
+from relay.records.sealed import TruncatedRecording, decrypt_bytes
 from tests.test_recording import KEY_HEX, clients, demux, seconds
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def _serve(spec: dict) -> None:
     from aiohttp import web
 
-    from relay import recordings
     from relay.app import create_app
+    from relay.records import recordings
     from tests.support import TokenTable, admission
 
     config = Config(**{k: Path(v) if k.endswith("_dir") else v for k, v in spec["config"].items()})

@@ -8,8 +8,8 @@ import struct
 import pytest
 
 from relay.config import Config
-from relay.recorder import vp8_size, webm_clusters
-from relay.recording_crypto import (
+from relay.media.recorder import vp8_size, webm_clusters
+from relay.records.sealed import (
     CHUNK_HEAD,
     HEADER_SIZE,
     RecordingError,
@@ -132,7 +132,7 @@ def test_h264_sps_size(width, height, preset):
     import av
     import numpy as np
 
-    from relay.recorder import h264_config, split_annexb
+    from relay.media.recorder import h264_config, split_annexb
 
     ctx = av.CodecContext.create("libx264", "w")
     ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
@@ -155,8 +155,8 @@ async def test_a_recorder_bug_never_breaks_the_call(tmp_path):
 
     from aiortc.rtp import RtpPacket
 
-    from relay.frames import FrameHub
-    from relay.recorder import CallRecording, _Tap
+    from protocol.frames import FrameHub
+    from relay.media.recorder import CallRecording, _Tap
 
     trail = []
     recorder = SimpleNamespace(config=Config(data_dir=tmp_path, recordings_dir=tmp_path / "r"),
@@ -177,8 +177,8 @@ async def test_out_of_order_and_duplicate_frames(tmp_path):
     import asyncio
     from types import SimpleNamespace
 
-    from relay.frames import EncodedFrame
-    from relay.recorder import CallRecording
+    from protocol.frames import EncodedFrame
+    from relay.media.recorder import CallRecording
 
     recorder = SimpleNamespace(config=Config(data_dir=tmp_path, recordings_dir=tmp_path / "r"),
                                video_mime=lambda c: "video/VP8", forget=lambda r: None,

@@ -19,7 +19,7 @@ import time
 import aiohttp
 import pytest
 
-from relay.audit import verify
+from relay.records.audit import verify
 from tests.faults import clients_for, flowing
 from tests.test_recording_crash import ROOT, _free_port, _wait_healthy
 

@@ -13,8 +13,8 @@ import pytest
 from protocol.client import CallClient
 from protocol.media import EncodedTrack
 from relay.config import Config
-from relay.recording_crypto import decrypt_bytes, load_key
-from relay.recordings import RecordingIndex, recording_path
+from relay.records.recordings import RecordingIndex, recording_path
+from relay.records.sealed import decrypt_bytes, load_key
 from tests.relayproc import start_relay
 from tests.support import tone_clip, video_clip
 from tests.test_recording import demux

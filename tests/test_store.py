@@ -7,10 +7,10 @@ import sqlite3
 import pytest
 
 from protocol.tokens import JoinClaims
-from relay import store as store_mod
 from relay.auth import load_secret
 from relay.config import Config
-from relay.store import Store, StoreError
+from relay.records import store as store_mod
+from relay.records.store import Store, StoreError
 from tests.test_store_world import DAY, HOUR, NOW, approved, book, code_of, make_world
 
 
@@ -88,7 +88,7 @@ def test_admit_refusals_logged_with_codes(w, caplog):
     b = approved(w, NOW + DAY, others=("dad",))
     other = approved(w, NOW + 2 * DAY, minutes=30, prisoner=w.prisoner_a2)
     t = b.starts_at
-    caplog.set_level(logging.WARNING, logger="relay.store")
+    caplog.set_level(logging.WARNING, logger="relay.records.store")
     cases = [
         (claims_for(w, b), b.ends_at, "token_expired"),
         (claims_for(w, b), b.starts_at - 601, "token_not_yet_valid"),

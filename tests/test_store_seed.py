@@ -5,8 +5,8 @@ from urllib.parse import parse_qs, urlparse
 from protocol import tokens
 from relay.auth import load_secret
 from relay.config import Config
+from relay.records.store import Store
 from relay.seed import format_banner, seed_demo
-from relay.store import Store
 from tests.test_store_world import NOW
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.store import AdmissionRefused, Store, StoreError
+from relay.records.store import AdmissionRefused, Store, StoreError
 
 NOW = dt.datetime(2026, 12, 10, 8, 0, tzinfo=dt.UTC).timestamp()
 HOUR = 3600.0

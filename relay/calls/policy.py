@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import metrics
-from .calls import Call
-from .config import Config
+from relay import metrics
+from relay.calls.call import Call
+from relay.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ class CallPolicy:
         """The relay process is going away (a deploy): the call is not over.
 
         Legs are told, their sockets close, and they rejoin the next process with the same
-        token; relay/runtime.py carries the call's state across (or ends it as a technical
+        token; relay/calls/runtime.py carries the call's state across (or ends it as a technical
         failure if nobody returns).
         """
         if self.state == "ended":

@@ -399,7 +399,7 @@ OPERATIONS: tuple[Op, ...] = (
 
 
 def _recording_paths() -> dict[str, dict[str, Any]]:
-    """The recordings API (relay/recordings.py: its own routes, audited), described here so the
+    """The recordings API (relay/records/recordings.py: its own routes, audited), described here so the
     one document covers every endpoint."""
     rec_id = {"name": "rec_id", "in": "path", "required": True, "schema": ID}
     staff = [{"staffSession": []}]

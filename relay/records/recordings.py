@@ -30,8 +30,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .config import Config
-from .recording_crypto import RecordingError, SealedReader, sha256_file
+from relay.config import Config
+from relay.records.sealed import RecordingError, SealedReader, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +316,7 @@ def _index(request: web.Request) -> RecordingIndex:
     return request.app[INDEX_KEY]
 
 
-MAX_ID = 2**53 - 1  # ids in the API are JSON-safe integers (as in relay/openapi.py)
+MAX_ID = 2**53 - 1  # ids in the API are JSON-safe integers (as in relay/web/openapi.py)
 
 
 def _id(raw: str) -> int | None:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 from aiortc.rtp import RtpPacket
 
-from .aiortc_glue import depayload
-from .keyframes import keyframe_start, vp8_frame_start
+from protocol.aiortc_glue import depayload
+from protocol.codecs import keyframe_start, vp8_frame_start
 
 MAX_PENDING_FRAMES = 32
 

@@ -10,9 +10,9 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
-from .api import ApiError, Ctx, handler
-from .policy import CallPolicy
-from .registry import CallRegistry, LiveCall
+from relay.calls.policy import CallPolicy
+from relay.calls.registry import CallRegistry, LiveCall
+from relay.web.api import ApiError, Ctx, handler
 
 
 def call_json(live: LiveCall) -> dict[str, Any]:

@@ -67,7 +67,7 @@ RtpSink = Callable[[RtpPacket, int], Awaitable[None]]
 def check_aiortc_version() -> None:
     if aiortc.__version__ != AIORTC_VERSION:
         raise RuntimeError(
-            f"relay.aiortc_glue was written for aiortc {AIORTC_VERSION}, found "
+            f"protocol.aiortc_glue was written for aiortc {AIORTC_VERSION}, found "
             f"{aiortc.__version__}: re-check the private attributes it uses"
         )
 

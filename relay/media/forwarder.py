@@ -22,10 +22,10 @@ from collections.abc import Callable
 from aiortc import clock
 from aiortc.rtp import RtpPacket
 
-from . import metrics
-from .aiortc_glue import ForwardingReceiver, ForwardingSender
-from .frames import FrameHub
-from .keyframes import keyframe_start
+from protocol.aiortc_glue import ForwardingReceiver, ForwardingSender
+from protocol.codecs import keyframe_start
+from protocol.frames import FrameHub
+from relay import metrics
 
 log = logging.getLogger(__name__)
 

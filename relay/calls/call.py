@@ -1,7 +1,7 @@
 """Calls and their legs: who is connected, and the media wiring between them.
 
 A call is two legs (family, prison) plus any number of receive-only staff watchers. The
-call's state is decided by its ``CallPolicy`` alone (relay/policy.py); this module only wires
+call's state is decided by its ``CallPolicy`` alone (relay/calls/policy.py); this module only wires
 producers to consumers and keeps the registry of calls.
 """
 
@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 from aiortc import RTCPeerConnection
 
-from . import metrics
-from .aiortc_glue import ForwardingSender
-from .forwarder import Consumer, Producer
+from protocol.aiortc_glue import ForwardingSender
+from relay import metrics
+from relay.media.forwarder import Consumer, Producer
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ PARTY_ROLES = ("family", "prison")
 
 
 class AdmissionLike(Protocol):
-    """What the store's admission check returns (relay/store.py's Admission)."""
+    """What the store's admission check returns (relay/records/store.py's Admission)."""
 
     booking_id: int
     establishment_id: int

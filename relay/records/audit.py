@@ -2,7 +2,7 @@
 
 Joins, leaves, state changes, vision decisions, staff actions and recording accesses are
 appended here. Editing or deleting any record breaks the chain at that point, which
-``python -m relay.audit verify`` reports. A pause for an unapproved person keeps its evidence
+``python -m relay.records.audit verify`` reports. A pause for an unapproved person keeps its evidence
 frame (JPEG with the boxes drawn) in ``audit_evidence``, linked from the record; the evidence
 hash is part of the record's hash, so swapping the picture is detected too.
 
@@ -175,7 +175,7 @@ def verify(conn: sqlite3.Connection) -> Verdict:
 def main(argv: list[str] | None = None) -> int:
     from relay.config import Config
 
-    parser = argparse.ArgumentParser(prog="python -m relay.audit")
+    parser = argparse.ArgumentParser(prog="python -m relay.records.audit")
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("verify", help="check the audit chain; exit 1 if it was tampered with")
     v.add_argument("--db", type=Path, default=None, help="SQLite file (default: the config's)")

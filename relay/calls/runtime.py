@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .config import Config
-from .policy import CallPolicy
-from .registry import CallRegistry
+from relay.calls.policy import CallPolicy
+from relay.calls.registry import CallRegistry
+from relay.config import Config
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The booking API: JSON over HTTP under ``/api/v1/`` for the family app, the prison kiosk and
 laptop, and the staff console. Routes, request schemas and the OpenAPI document all come from
-``relay.openapi.OPERATIONS``.
+``relay.web.openapi.OPERATIONS``.
 
 Who is asking (see docs/booking.md):
 
@@ -33,11 +33,11 @@ from aiohttp import web
 from protocol import tokens
 from protocol.tokens import JoinClaims
 from relay import auth
-from relay.openapi import API_PREFIX, MAX_ID, OPERATIONS, SCHEMAS, Invalid, Op, openapi_document
-from relay.openapi import validate as validate_schema
-from relay.store import AdmissionRefused, Booking, Contact, Staff, Store, StoreError
+from relay.records.store import AdmissionRefused, Booking, Contact, Staff, Store, StoreError
+from relay.web.openapi import API_PREFIX, MAX_ID, OPERATIONS, SCHEMAS, Invalid, Op, openapi_document
+from relay.web.openapi import validate as validate_schema
 
-log = logging.getLogger("relay.api")
+log = logging.getLogger("relay.web.api")
 
 STAFF_COOKIE = "relay_staff"
 MAX_BODY = 64 * 1024
@@ -674,4 +674,4 @@ def setup_api(app: web.Application) -> None:
 
 
 # Handlers for live calls live in their own module; importing it registers them.
-from relay import call_control  # noqa: E402,F401
+from relay.web import call_control  # noqa: E402,F401

@@ -35,7 +35,7 @@ from pathlib import Path
 from protocol.tokens import JoinClaims
 from relay import auth
 
-log = logging.getLogger("relay.store")
+log = logging.getLogger("relay.records.store")
 
 CALL_TYPES = ("social", "legal")
 BOOKING_STATUSES = ("requested", "approved", "declined", "cancelled", "completed", "failed")
@@ -45,7 +45,7 @@ SESSION_IDLE_S = 30 * 60
 SESSION_MAX_S = 10 * 3600
 """...and in any case this long after logging in (one shift)."""
 
-from relay.audit import MIGRATION as AUDIT_MIGRATION  # noqa: E402
+from relay.records.audit import MIGRATION as AUDIT_MIGRATION  # noqa: E402
 
 RUNTIME_MIGRATION = """
 CREATE TABLE call_runtime (
@@ -58,7 +58,7 @@ CREATE TABLE call_runtime (
     ended_at REAL
 );
 """
-"""relay/runtime.py's table (kept here: runtime.py imports the registry, which needs no store)."""
+"""relay/calls/runtime.py's table (kept here: runtime.py imports the registry, which needs no store)."""
 
 MIGRATIONS: list[str] = [
     # 1: the booking records
@@ -164,9 +164,9 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX booking_events_booking ON booking_events(booking_id);
     """,
-    # 2: the hash-chained audit trail and its evidence frames (relay/audit.py)
+    # 2: the hash-chained audit trail and its evidence frames (relay/records/audit.py)
     AUDIT_MIGRATION,
-    # 3: what a restarted relay needs to carry calls on (relay/runtime.py)
+    # 3: what a restarted relay needs to carry calls on (relay/calls/runtime.py)
     RUNTIME_MIGRATION,
 ]
 

@@ -7,7 +7,7 @@ purpose). For a call that is not recorded nothing is tapped, buffered or written
 
 How. A packet tap on each leg's audio and video producer (it sees every packet, also while the
 call is paused: evidence matters most then) reassembles frames without decoding them
-(relay/frames.py). Each frame gets a presentation time in milliseconds from its RTP timestamp,
+(protocol/frames.py). Each frame gets a presentation time in milliseconds from its RTP timestamp,
 anchored to its arrival time on a clock shared by all four streams, so the family and prison
 streams line up; a stream that starts late, restarts with a new SSRC (a reconnect) or whose
 timestamps drift from arrival time by more than ``recording_resync_s`` is re-anchored.
@@ -21,7 +21,7 @@ the file is "live" WebM (a Segment of unknown size followed by self-contained Cl
 form browsers' MediaRecorder writes and ffprobe, VLC and PyAV read. Every ``recording_chunk_s``
 the frames that have arrived (minus the last ``recording_hold_s``, so late frames of another
 stream still go in order) become one Cluster, sealed as one encrypted chunk
-(relay/recording_crypto.py) and fsynced by a writer thread, so a crash of the relay loses at
+(relay/records/sealed.py) and fsynced by a writer thread, so a crash of the relay loses at
 most the last chunk and what is on disk stays playable. Per packet, the event loop only
 reassembles and appends to a list.
 
@@ -41,7 +41,6 @@ import contextlib
 import logging
 import os
 import secrets
-import struct
 import time
 from collections import deque
 from collections.abc import Callable
@@ -52,23 +51,31 @@ from typing import Any
 
 from aiortc import clock
 
-from . import metrics
-from .calls import Call
-from .config import Config
-from .forwarder import Producer
-from .frames import EncodedFrame
-from .recording_crypto import SealedWriter, load_key
+from protocol.codecs import annexb_to_avc, h264_config, vp8_size
+from protocol.frames import EncodedFrame
+from protocol.webm import (
+    CLOCK,
+    H264,
+    STREAMS,
+    VIDEO_FORMATS,
+    VP8,
+    Frame,
+    VideoFormat,
+    webm_clusters,
+    webm_header,
+)
+from relay import metrics
+from relay.calls.call import Call
+from relay.config import Config
+from relay.media.forwarder import Producer
+from relay.records.sealed import SealedWriter, load_key
 
 log = logging.getLogger(__name__)
 
 Audit = Callable[[int, str, dict[str, Any]], None]
 
-STREAMS = (("family", "video"), ("family", "audio"), ("prison", "video"), ("prison", "audio"))
 RECORDED_CALL_TYPES = frozenset({"social"})
-CLOCK = {"video": 90000, "audio": 48000}
 RECENT_FRAMES = 64  # per stream: recognises a frame that arrives twice
-PLACEHOLDER_SIZE = (640, 480)
-"""Header size for a leg whose first keyframe had not arrived when the file began."""
 
 
 def recording_decision(call: Call, enabled: bool = True) -> tuple[bool, str]:
@@ -82,240 +89,6 @@ def recording_decision(call: Call, enabled: bool = True) -> tuple[bool, str]:
     if not getattr(call.policy_settings, "record_social", True):
         return False, "this establishment does not record social calls"
     return True, "social call"
-
-
-# --- WebM (EBML) writing ---------------------------------------------------------------------
-
-
-def _size(n: int) -> bytes:
-    for length in range(1, 9):
-        if n < (1 << (7 * length)) - 1:
-            return (n | (1 << (7 * length))).to_bytes(length, "big")
-    raise ValueError("element too large")
-
-
-def _el(eid: int, body: bytes) -> bytes:
-    return eid.to_bytes((eid.bit_length() + 7) // 8, "big") + _size(len(body)) + body
-
-
-def _uint(eid: int, value: int) -> bytes:
-    return _el(eid, value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big"))
-
-
-def _str(eid: int, value: str) -> bytes:
-    return _el(eid, value.encode("utf-8"))
-
-
-UNKNOWN_SIZE = b"\x01\xff\xff\xff\xff\xff\xff\xff"
-MATROSKA_EPOCH = 978307200  # 2001-01-01T00:00:00Z, Matroska's DateUTC origin
-OPUS_HEAD = b"OpusHead" + struct.pack("<BBHIhB", 1, 2, 0, 48000, 0, 0)
-"""WebRTC Opus is signalled as 2 channels; pre-skip 0: the stream is taken up mid-way."""
-
-
-def webm_header(
-    sizes: dict[str, tuple[int, int]],
-    title: str,
-    started_at: float,
-    video: VideoFormat | None = None,
-    private: dict[str, bytes] | None = None,
-) -> bytes:
-    """EBML header, Segment (unknown size), Info and the four Tracks."""
-    video = video or VP8
-    private = private or {}
-    ebml = _el(
-        0x1A45DFA3,
-        _uint(0x4286, 1) + _uint(0x42F7, 1) + _uint(0x42F2, 4) + _uint(0x42F3, 8)
-        + _str(0x4282, video.doc_type) + _uint(0x4287, 4) + _uint(0x4285, 2),
-    )
-    date = int((started_at - MATROSKA_EPOCH) * 1e9).to_bytes(8, "big", signed=True)
-    info = _el(
-        0x1549A966,
-        _uint(0x2AD7B1, 1_000_000)  # TimestampScale: 1 ms
-        + _str(0x4D80, "relay recorder") + _str(0x5741, "relay recorder")
-        + _el(0x4461, date) + _str(0x7BA9, title),
-    )
-    entries = []
-    for number, (role, kind) in enumerate(STREAMS, start=1):
-        body = (
-            _uint(0xD7, number) + _uint(0x73C5, secrets.randbits(63) or 1)
-            + _uint(0x9C, 0) + _str(0x536E, f"{role} {kind}")
-        )
-        if kind == "video":
-            width, height = sizes.get(role) or PLACEHOLDER_SIZE
-            body += _uint(0x83, 1) + _str(0x86, video.codec_id)
-            if role in private:
-                body += _el(0x63A2, private[role])
-            body += _el(0xE0, _uint(0xB0, width) + _uint(0xBA, height))
-        else:
-            body += _uint(0x83, 2) + _str(0x86, "A_OPUS") + _el(0x63A2, OPUS_HEAD)
-            body += _uint(0x56AA, 0) + _uint(0x56BB, 80_000_000)  # CodecDelay, SeekPreRoll (ns)
-            body += _el(0xE1, _el(0xB5, struct.pack(">d", 48000.0)) + _uint(0x9F, 2))
-        entries.append(_el(0xAE, body))
-    tracks = _el(0x1654AE6B, b"".join(entries))
-    return ebml + bytes.fromhex("18538067") + UNKNOWN_SIZE + info + tracks
-
-
-Frame = tuple[int, int, bool, bytes]
-"""(pts in ms, track number, keyframe, encoded frame)"""
-
-MAX_CLUSTER_SPAN_MS = 30_000  # block timestamps are int16 ms relative to their cluster
-
-
-def webm_clusters(frames: list[Frame]) -> bytes:
-    """Clusters of SimpleBlocks for frames sorted by pts."""
-    out = []
-    i = 0
-    while i < len(frames):
-        base = frames[i][0]
-        parts = [_uint(0xE7, base)]
-        while i < len(frames) and frames[i][0] - base <= MAX_CLUSTER_SPAN_MS:
-            pts, track, key, data = frames[i]
-            head = struct.pack(">BhB", 0x80 | track, pts - base, 0x80 if key else 0)
-            parts.append(_el(0xA3, head + data))
-            i += 1
-        out.append(_el(0x1F43B675, b"".join(parts)))
-    return b"".join(out)
-
-
-def vp8_size(frame: bytes) -> tuple[int, int] | None:
-    """Picture size from a VP8 keyframe's header (RFC 6386 section 9.1)."""
-    if len(frame) < 10 or frame[0] & 1 or frame[3:6] != b"\x9d\x01\x2a":
-        return None
-    width = int.from_bytes(frame[6:8], "little") & 0x3FFF
-    height = int.from_bytes(frame[8:10], "little") & 0x3FFF
-    return (width, height) if width and height else None
-
-
-def split_annexb(data: bytes) -> list[bytes]:
-    """NAL units of an Annex B byte stream (start codes removed)."""
-    nals = []
-    i = data.find(b"\x00\x00\x01")
-    while i != -1:
-        start = i + 3
-        nxt = data.find(b"\x00\x00\x01", start)
-        end = len(data) if nxt == -1 else nxt
-        nal = data[start:end]
-        if nxt != -1 and nal.endswith(b"\x00"):
-            nal = nal.rstrip(b"\x00")  # the leading zero of a 4-byte start code
-        if nal:
-            nals.append(nal)
-        i = nxt
-    return nals
-
-
-def annexb_to_avc(data: bytes) -> bytes:
-    """The same NAL units, each with a 4-byte length instead of a start code (Matroska AVC)."""
-    return b"".join(len(nal).to_bytes(4, "big") + nal for nal in split_annexb(data))
-
-
-class _Bits:
-    def __init__(self, data: bytes) -> None:
-        self.data = data.replace(b"\x00\x00\x03", b"\x00\x00")  # emulation prevention
-        self.pos = 0
-
-    def u(self, n: int) -> int:
-        value = 0
-        for _ in range(n):
-            byte = self.data[self.pos >> 3]  # IndexError on a short SPS: caught by the caller
-            value = (value << 1) | ((byte >> (7 - (self.pos & 7))) & 1)
-            self.pos += 1
-        return value
-
-    def ue(self) -> int:
-        zeros = 0
-        while self.u(1) == 0:
-            zeros += 1
-            if zeros > 31:
-                raise ValueError("bad exp-Golomb code")
-        return (1 << zeros) - 1 + self.u(zeros)
-
-    def se(self) -> int:
-        k = self.ue()
-        return (k + 1) // 2 if k & 1 else -(k // 2)
-
-
-_HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
-
-
-def h264_sps_size(sps: bytes) -> tuple[int, int] | None:
-    """Picture size from an H.264 SPS NAL unit (ITU-T H.264 section 7.3.2.1.1)."""
-    try:
-        b = _Bits(sps[1:])
-        profile = b.u(8)
-        b.u(16)  # constraint flags, level
-        b.ue()  # seq_parameter_set_id
-        chroma = 1
-        if profile in _HIGH_PROFILES:
-            chroma = b.ue()
-            if chroma == 3:
-                b.u(1)
-            b.ue()
-            b.ue()
-            b.u(1)
-            if b.u(1):  # seq_scaling_matrix_present_flag
-                for i in range(8 if chroma != 3 else 12):
-                    if b.u(1):
-                        last = nxt = 8
-                        for _ in range(16 if i < 6 else 64):
-                            if nxt:
-                                nxt = (last + b.se() + 256) % 256
-                            last = nxt or last
-        b.ue()  # log2_max_frame_num_minus4
-        poc_type = b.ue()
-        if poc_type == 0:
-            b.ue()
-        elif poc_type == 1:
-            b.u(1)
-            b.se()
-            b.se()
-            for _ in range(b.ue()):
-                b.se()
-        b.ue()  # max_num_ref_frames
-        b.u(1)
-        width_mbs = b.ue() + 1
-        height_units = b.ue() + 1
-        frame_mbs_only = b.u(1)
-        if not frame_mbs_only:
-            b.u(1)
-        b.u(1)
-        width, height = width_mbs * 16, (2 - frame_mbs_only) * height_units * 16
-        if b.u(1):  # frame_cropping_flag
-            left, right, top, bottom = b.ue(), b.ue(), b.ue(), b.ue()
-            unit_x = 1 if chroma in (0, 3) else 2
-            unit_y = (1 if chroma in (0, 2) else 2) * (2 - frame_mbs_only)
-            width -= unit_x * (left + right)
-            height -= unit_y * (top + bottom)
-    except (IndexError, ValueError):
-        return None
-    return (width, height) if width > 0 and height > 0 else None
-
-
-def h264_config(frame: bytes) -> tuple[bytes, tuple[int, int] | None] | None:
-    """An AVCDecoderConfigurationRecord (Matroska CodecPrivate) from a keyframe's SPS and PPS."""
-    nals = split_annexb(frame)
-    sps = next((n for n in nals if n[0] & 0x1F == 7), None)
-    pps = next((n for n in nals if n[0] & 0x1F == 8), None)
-    if sps is None or pps is None or len(sps) < 4:
-        return None
-    record = bytes([1, sps[1], sps[2], sps[3], 0xFF, 0xE1]) + len(sps).to_bytes(2, "big") + sps
-    record += b"\x01" + len(pps).to_bytes(2, "big") + pps
-    return record, h264_sps_size(sps)
-
-
-@dataclass(frozen=True)
-class VideoFormat:
-    """How one video codec goes into Matroska."""
-
-    mime: str
-    codec_id: str
-    doc_type: str
-    media_type: str
-    suffix: str
-
-
-VP8 = VideoFormat("video/vp8", "V_VP8", "webm", "video/webm", ".webm.enc")
-H264 = VideoFormat("video/h264", "V_MPEG4/ISO/AVC", "matroska", "video/x-matroska", ".mkv.enc")
-VIDEO_FORMATS = {f.mime: f for f in (VP8, H264)}
 
 
 # --- one call's recording --------------------------------------------------------------------
@@ -688,7 +461,7 @@ def _count_upto(frames: list[Frame], cut: int) -> int:
 class Recorder:
     """A call hook (``registry.hooks.append(recorder)``) that records the calls it should.
 
-    ``index`` is a relay.recordings.RecordingIndex; ``audit`` the app's
+    ``index`` is a relay.records.recordings.RecordingIndex; ``audit`` the app's
     ``(booking_id, kind, detail)`` audit callable; ``video_mime(call)`` the call's negotiated
     video codec (the registry's ``LiveCall.video_mime``).
     """

@@ -16,10 +16,9 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from protocol import messages as m
-
-from . import metrics
-from .calls import AdmissionLike, Leg
-from .registry import CallRegistry, LiveCall
+from relay import metrics
+from relay.calls.call import AdmissionLike, Leg
+from relay.calls.registry import CallRegistry, LiveCall
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ apart from a complete one. ``key_id`` (an HMAC of the master key) tells "wrong k
 
 Tools::
 
-    python -m relay.recording_crypto decrypt IN OUT [--allow-truncated]
+    python -m relay.records.sealed decrypt IN OUT [--allow-truncated]
 
 takes the key from ``RELAY_RECORDING_KEY`` or from ``RELAY_DATA_DIR``/recording.key, like the
 relay does (relay/config.py).
@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .config import Config
+from relay.config import Config
 
 MAGIC = b"RLYREC\x00\x01"
 HEADER_SIZE = len(MAGIC) + 16 + 8
@@ -269,7 +269,7 @@ def sha256_file(path: Path) -> tuple[int, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m relay.recording_crypto")
+    parser = argparse.ArgumentParser(prog="python -m relay.records.sealed")
     sub = parser.add_subparsers(dest="command", required=True)
     dec = sub.add_parser("decrypt", help="decrypt a recording to a playable WebM file")
     dec.add_argument("src", type=Path)

@@ -10,19 +10,18 @@ from typing import Any
 from aiortc import RTCSessionDescription
 
 from protocol import messages as m
-
-from . import metrics
-from .aiortc_glue import (
+from protocol.aiortc_glue import (
     adopt_transceiver,
     announce_address,
     new_peer_connection,
     offered_mimes,
     restrict_codecs,
 )
-from .calls import PARTY_ROLES, AdmissionLike, Call, Leg, Notify
-from .config import Config
-from .forwarder import Producer
-from .policy import CallPolicy
+from relay import metrics
+from relay.calls.call import PARTY_ROLES, AdmissionLike, Call, Leg, Notify
+from relay.calls.policy import CallPolicy
+from relay.config import Config
+from relay.media.forwarder import Producer
 
 log = logging.getLogger(__name__)
 

@@ -12,15 +12,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from protocol.frames import EncodedFrame
+from relay.calls.call import PARTY_ROLES, Call
+from relay.calls.policy import CallPolicy
+from relay.calls.registry import CallRegistry
+from relay.media.forwarder import Producer
+from relay.records.audit import Evidence
 from vision.decisions import VisionEvent
 from vision.service import DetectorService
-
-from .audit import Evidence
-from .calls import PARTY_ROLES, Call
-from .forwarder import Producer
-from .frames import EncodedFrame
-from .policy import CallPolicy
-from .registry import CallRegistry
 
 log = logging.getLogger(__name__)
 

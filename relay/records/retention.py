@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .config import Config
-from .recordings import RecordingIndex, recording_path
+from relay.config import Config
+from relay.records.recordings import RecordingIndex, recording_path
 
 log = logging.getLogger(__name__)
 
