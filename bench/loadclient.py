@@ -202,7 +202,7 @@ async def run(args: argparse.Namespace) -> None:
                     await client.join(timeout=30)
                     leg.pc = client.pc
                 elif args.system == "janus":
-                    from .janus import JanusLeg
+                    from bench.janus import JanusLeg
 
                     jl = JanusLeg(args.url, i, args.role, leg)
                     closers.append(jl.close)

@@ -117,7 +117,7 @@ def _with_app(app: web.Application, start: Callable[[], Awaitable[None]],
 
 
 def seed_banner(app: web.Application) -> str:
-    from .seed import format_banner, seed_demo
+    from relay.seed import format_banner, seed_demo
 
     info = seed_demo(app["store"], app["config"], time.time())
     return format_banner(info)

@@ -478,8 +478,8 @@ def install(app: web.Application, conn: sqlite3.Connection | None = None) -> Any
     ``app["audit"]`` and ``app["authorize_staff"]`` when they are used, so they may be set
     after this call (before the app starts).
     """
-    from .recorder import Recorder
-    from .retention import RetentionSweeper
+    from relay.media.recorder import Recorder
+    from relay.records.retention import RetentionSweeper
 
     config: Config = app["config"]
     registry = app["registry"]
