@@ -24,7 +24,7 @@ PARTY_ROLES = ("family", "prison")
 
 
 class AdmissionLike(Protocol):
-    """What the store's admission check returns (relay/records/store.py's Admission)."""
+    """What the store's admission check returns (relay/records/store/'s Admission)."""
 
     booking_id: int
     establishment_id: int

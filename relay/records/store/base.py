@@ -1,0 +1,92 @@
+"""The store's connection: opening, migrating, one transaction helper, booking events."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Self
+
+from relay.records.store.schema import MIGRATIONS
+
+log = logging.getLogger("relay.records.store")
+
+
+
+class RecordsBase:
+    """The connection, its transactions and migrations; the record kinds build on it."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._db = conn
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """For modules that keep their own tables in this database (audit, recordings)."""
+        return self._db
+
+    # ---- lifecycle ------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path) -> Self:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), isolation_level=None, timeout=0.5)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=500")
+        store = cls(conn)
+        store._migrate()
+        return store
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _migrate(self) -> None:
+        db = self._db
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            " version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT (datetime('now')))"
+        )
+        for version, script in enumerate(MIGRATIONS, start=1):
+            row = db.execute("SELECT 1 FROM schema_version WHERE version = ?", (version,))
+            if row.fetchone():
+                continue
+            try:
+                # executescript runs the whole script; BEGIN/COMMIT make it one transaction.
+                db.executescript(
+                    f"BEGIN IMMEDIATE;\n{script}\n;"
+                    f"INSERT INTO schema_version (version) VALUES ({version});\nCOMMIT;"
+                )
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            log.info("store schema migrated to version %d", version)
+
+    def schema_version(self) -> int:
+        row = self._db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        return int(row[0] or 0)
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        else:
+            db.execute("COMMIT")
+
+    def _event(self, db, booking_id: int, now: float, actor: str, event: str, detail="") -> None:
+        db.execute(
+            "INSERT INTO booking_events (booking_id, at, actor, event, detail)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (booking_id, now, actor, event, detail),
+        )
+

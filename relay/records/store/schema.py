@@ -1,0 +1,130 @@
+"""The schema: numbered migrations, applied in order on open (append, never edit)."""
+
+from __future__ import annotations
+
+from relay.records.audit import MIGRATION as AUDIT_MIGRATION  # noqa: E402
+
+RUNTIME_MIGRATION = """
+CREATE TABLE call_runtime (
+    booking_id INTEGER PRIMARY KEY,
+    state TEXT NOT NULL,
+    pause_reasons TEXT NOT NULL,
+    awaiting_staff TEXT NOT NULL,
+    ends_at REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    ended_at REAL
+);
+"""
+"""relay/calls/runtime.py's table (kept here: runtime.py imports the registry, which needs no store)."""
+
+MIGRATIONS: list[str] = [
+    # 1: the booking records
+    """
+    CREATE TABLE establishments (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        call_minutes INTEGER NOT NULL DEFAULT 30,
+        allowed_call_minutes TEXT NOT NULL DEFAULT '30,60',
+        monthly_allowance_minutes INTEGER NOT NULL DEFAULT 60,
+        max_visitors INTEGER NOT NULL DEFAULT 4,
+        min_main_visitor_age INTEGER NOT NULL DEFAULT 18,
+        record_social INTEGER NOT NULL DEFAULT 1,
+        retention_days INTEGER NOT NULL DEFAULT 90,
+        staff_must_resume INTEGER NOT NULL DEFAULT 0,
+        is_demo INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE laptops (
+        id INTEGER PRIMARY KEY,
+        establishment_id INTEGER NOT NULL REFERENCES establishments(id),
+        label TEXT NOT NULL,
+        room TEXT NOT NULL DEFAULT '',
+        secret_hash TEXT NOT NULL,
+        active INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE INDEX laptops_est ON laptops(establishment_id);
+    CREATE TABLE prisoners (
+        id INTEGER PRIMARY KEY,
+        establishment_id INTEGER NOT NULL REFERENCES establishments(id),
+        number TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        video_call_eligible INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE INDEX prisoners_est ON prisoners(establishment_id);
+    CREATE TABLE visitors (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        date_of_birth TEXT NOT NULL,
+        identity_verified INTEGER NOT NULL DEFAULT 0,
+        secret_hash TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE staff (
+        id INTEGER PRIMARY KEY,
+        establishment_id INTEGER NOT NULL REFERENCES establishments(id),
+        username TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('officer', 'admin')),
+        active INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE TABLE staff_sessions (
+        token_hash TEXT PRIMARY KEY,
+        staff_id INTEGER NOT NULL REFERENCES staff(id) ON DELETE CASCADE,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE TABLE approved_contacts (
+        id INTEGER PRIMARY KEY,
+        prisoner_id INTEGER NOT NULL REFERENCES prisoners(id),
+        visitor_id INTEGER NOT NULL REFERENCES visitors(id),
+        status TEXT NOT NULL CHECK (status IN ('approved', 'revoked')),
+        approved_by INTEGER REFERENCES staff(id),
+        approved_at REAL NOT NULL,
+        revoked_by INTEGER REFERENCES staff(id),
+        revoked_at REAL,
+        UNIQUE (prisoner_id, visitor_id)
+    );
+    CREATE INDEX contacts_visitor ON approved_contacts(visitor_id);
+    CREATE TABLE bookings (
+        id INTEGER PRIMARY KEY,
+        establishment_id INTEGER NOT NULL REFERENCES establishments(id),
+        prisoner_id INTEGER NOT NULL REFERENCES prisoners(id),
+        call_type TEXT NOT NULL CHECK (call_type IN ('social', 'legal')),
+        starts_at REAL NOT NULL,
+        ends_at REAL NOT NULL,
+        status TEXT NOT NULL CHECK (status IN
+            ('requested', 'approved', 'declined', 'cancelled', 'completed', 'failed')),
+        requested_by TEXT NOT NULL CHECK (requested_by IN ('family', 'prisoner', 'staff')),
+        main_visitor_id INTEGER NOT NULL REFERENCES visitors(id),
+        laptop_id INTEGER REFERENCES laptops(id),
+        created_at REAL NOT NULL,
+        decided_by INTEGER REFERENCES staff(id),
+        decided_at REAL,
+        reason TEXT NOT NULL DEFAULT '',
+        CHECK (ends_at > starts_at)
+    );
+    CREATE INDEX bookings_est_time ON bookings(establishment_id, starts_at);
+    CREATE INDEX bookings_prisoner_time ON bookings(prisoner_id, starts_at);
+    CREATE TABLE booking_visitors (
+        booking_id INTEGER NOT NULL REFERENCES bookings(id) ON DELETE CASCADE,
+        visitor_id INTEGER NOT NULL REFERENCES visitors(id),
+        PRIMARY KEY (booking_id, visitor_id)
+    );
+    CREATE INDEX booking_visitors_visitor ON booking_visitors(visitor_id);
+    CREATE TABLE booking_events (
+        id INTEGER PRIMARY KEY,
+        booking_id INTEGER NOT NULL REFERENCES bookings(id) ON DELETE CASCADE,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        event TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX booking_events_booking ON booking_events(booking_id);
+    """,
+    # 2: the hash-chained audit trail and its evidence frames (relay/records/audit.py)
+    AUDIT_MIGRATION,
+    # 3: what a restarted relay needs to carry calls on (relay/calls/runtime.py)
+    RUNTIME_MIGRATION,
+]
+
+

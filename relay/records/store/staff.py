@@ -1,0 +1,96 @@
+"""Staff accounts and their login sessions."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+from relay import auth
+from relay.records.store.base import RecordsBase
+from relay.records.store.values import (
+    SESSION_IDLE_S,
+    SESSION_MAX_S,
+    STAFF_ROLES,
+    Staff,
+    StoreError,
+)
+
+log = logging.getLogger("relay.records.store")
+
+
+class StaffRecords(RecordsBase):
+    def add_staff(self, establishment_id: int, username: str, password: str, role: str) -> int:
+        if role not in STAFF_ROLES:
+            raise StoreError("bad_role", "role must be officer or admin")
+        pw_hash = auth.hash_password(password)  # slow: outside the transaction
+        try:
+            with self._tx() as db:
+                cur = db.execute(
+                    "INSERT INTO staff (establishment_id, username, password_hash, role)"
+                    " VALUES (?, ?, ?, ?)",
+                    (establishment_id, username, pw_hash, role),
+                )
+                return int(cur.lastrowid)
+        except sqlite3.IntegrityError:
+            raise StoreError("username_taken", "that username exists") from None
+
+    def set_staff_password(self, staff_id: int, password: str) -> None:
+        pw_hash = auth.hash_password(password)
+        with self._tx() as db:
+            db.execute("UPDATE staff SET password_hash = ? WHERE id = ?", (pw_hash, staff_id))
+            db.execute("DELETE FROM staff_sessions WHERE staff_id = ?", (staff_id,))
+
+    def staff_by_username(self, username: str) -> Staff | None:
+        r = self._db.execute(
+            "SELECT * FROM staff WHERE username = ? AND active", (username,)
+        ).fetchone()
+        return None if r is None else Staff(r["id"], r["establishment_id"], r["username"], r["role"])
+
+    def staff_password_hash(self, username: str) -> tuple[Staff | None, str | None]:
+        r = self._db.execute(
+            "SELECT * FROM staff WHERE username = ? AND active", (username,)
+        ).fetchone()
+        if r is None:
+            return None, None
+        return Staff(r["id"], r["establishment_id"], r["username"], r["role"]), r["password_hash"]
+
+    def check_staff_password(self, username: str, password: str) -> Staff | None:
+        """Argon2 verification (~50 ms of CPU): the API runs this in a thread."""
+        staff, pw_hash = self.staff_password_hash(username)
+        return staff if auth.verify_password(pw_hash, password) else None
+
+    def create_session(self, staff_id: int, now: float) -> str:
+        token = auth.new_secret()
+        with self._tx() as db:
+            db.execute("DELETE FROM staff_sessions WHERE expires_at <= ?", (now,))
+            db.execute(
+                "INSERT INTO staff_sessions (token_hash, staff_id, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?)",
+                (auth.hash_secret(token), staff_id, now, now + SESSION_IDLE_S),
+            )
+        return token
+
+    def session_staff(self, token: str, now: float) -> Staff | None:
+        """The staff member behind a session cookie; slides the idle expiry."""
+        h = auth.hash_secret(token)
+        r = self._db.execute(
+            "SELECT s.*, ss.created_at AS s_created FROM staff_sessions ss"
+            " JOIN staff s ON s.id = ss.staff_id"
+            " WHERE ss.token_hash = ? AND ss.expires_at > ? AND s.active",
+            (h, now),
+        ).fetchone()
+        if r is None:
+            return None
+        new_exp = min(now + SESSION_IDLE_S, r["s_created"] + SESSION_MAX_S)
+        with self._tx() as db:
+            db.execute(
+                "UPDATE staff_sessions SET expires_at = ? WHERE token_hash = ?", (new_exp, h)
+            )
+        return Staff(r["id"], r["establishment_id"], r["username"], r["role"])
+
+    def delete_session(self, token: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "DELETE FROM staff_sessions WHERE token_hash = ?", (auth.hash_secret(token),)
+            )
+
