@@ -11,6 +11,7 @@ from relay.auth import load_secret
 from relay.config import Config
 from relay.records import store as store_mod
 from relay.records.store import Store, StoreError
+from relay.records.store import schema as store_schema
 from tests.test_store_world import DAY, HOUR, NOW, approved, book, code_of, make_world
 
 
@@ -43,7 +44,7 @@ def test_failed_migration_rolls_back(tmp_path, monkeypatch):
     Store.open(path).close()
     good = len(store_mod.MIGRATIONS)
     monkeypatch.setattr(
-        store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, "CREATE TABLE t2 (x INT); BROKEN SQL;"]
+        store_schema, "MIGRATIONS", [*store_mod.MIGRATIONS, "CREATE TABLE t2 (x INT); BROKEN SQL;"]
     )
     with pytest.raises(sqlite3.Error):
         Store.open(path)

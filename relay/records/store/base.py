@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Self
 
-from relay.records.store.schema import MIGRATIONS
+from relay.records.store import schema
 
 log = logging.getLogger("relay.records.store")
 
@@ -51,7 +51,7 @@ class RecordsBase:
             "CREATE TABLE IF NOT EXISTS schema_version ("
             " version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT (datetime('now')))"
         )
-        for version, script in enumerate(MIGRATIONS, start=1):
+        for version, script in enumerate(schema.MIGRATIONS, start=1):
             row = db.execute("SELECT 1 FROM schema_version WHERE version = ?", (version,))
             if row.fetchone():
                 continue
