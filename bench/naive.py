@@ -150,7 +150,7 @@ class NaiveServer:
 
 
 async def ws_handler(request: web.Request) -> web.WebSocketResponse:
-    server: NaiveServer = request.app["naive"]
+    server: NaiveServer = request.app[NAIVE]
     ws = web.WebSocketResponse(max_msg_size=4 * m.MAX_MESSAGE_BYTES, heartbeat=60.0)
     await ws.prepare(request)
     call: NaiveCall | None = None
@@ -204,18 +204,21 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+NAIVE = web.AppKey("naive", NaiveServer)
+
+
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "alive", "calls": len(request.app["naive"].calls)})
+    return web.json_response({"status": "alive", "calls": len(request.app[NAIVE].calls)})
 
 
 def create_app() -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
-    app["naive"] = NaiveServer()
+    app[NAIVE] = NaiveServer()
     app.router.add_get("/ws", ws_handler)
     app.router.add_get("/healthz", healthz)
 
     async def close_all(app_: web.Application) -> None:
-        await asyncio.gather(*(pc.close() for pc in list(app_["naive"].pcs)), return_exceptions=True)
+        await asyncio.gather(*(pc.close() for pc in list(app_[NAIVE].pcs)), return_exceptions=True)
 
     app.on_shutdown.append(close_all)
     return app

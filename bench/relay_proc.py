@@ -4,11 +4,9 @@
                                [--features vision,recording] [--data-dir DIR]
 
 Admission is a bench token table: ``bench-<i>-family`` and ``bench-<i>-prison`` for
-``i < --calls``, each call's slot open for the whole run. The application comes from the
-product entry point ``relay.server.build_app(config, admit=...)`` when that exists (it wires
-vision and recording) and takes an ``admit`` argument, else from ``relay.app.create_app``
-(forwarding only). Features the entry point cannot honour are reported on stdout, never
-silently claimed.
+``i < --calls``, each call's slot open for the whole run. The application is the product's
+``relay.app.build_app(config, admit=...)``; vision and recording follow their config switches.
+Features requested but switched off are reported on stdout, never silently claimed.
 
 It prints one JSON line ``{"ready": ..., "entry_point": ..., "features": {...}}`` once
 listening, and exits on SIGTERM/SIGINT, or by itself after ``--max-seconds``.
@@ -19,8 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import importlib
-import inspect
 import json
 import logging
 import os
@@ -72,20 +68,12 @@ class BenchAdmit:
 
 def build(config: Config, admit: BenchAdmit, features: set[str]) -> tuple[web.Application, str, dict]:
     """The app, the entry point used, and which requested features it actually has."""
-    try:
-        server = importlib.import_module("relay.server")
-    except ModuleNotFoundError:
-        server = None
-    build_app = getattr(server, "build_app", None)
-    if build_app is not None and "admit" in inspect.signature(build_app).parameters:
-        app = build_app(config, admit=admit)
-        # a feature counts as active when asked for and the config has a switch for it
-        active = {f: f in features and hasattr(config, f"{f}_enabled") for f in FEATURES}
-        return app, "relay.server.build_app", active
-    from relay.app import create_app
+    from relay.app import build_app
 
-    # the forwarding core has neither vision nor recording: nothing requested is active
-    return create_app(config, admit=admit), "relay.app.create_app", dict.fromkeys(FEATURES, False)
+    app = build_app(config, admit=admit)
+    # a feature counts as active when asked for and the config has a switch for it
+    active = {f: f in features and getattr(config, f"{f}_enabled", False) for f in FEATURES}
+    return app, "relay.app.build_app", active
 
 
 def main(argv: list[str] | None = None) -> None:

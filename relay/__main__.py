@@ -9,8 +9,8 @@ import uvloop
 from aiohttp import web
 
 from relay import logs
+from relay.app import build_app, seed_banner
 from relay.config import Config
-from relay.server import build_app, seed_banner
 
 
 def main() -> int:

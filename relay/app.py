@@ -1,108 +1,158 @@
-"""The aiohttp application: signalling, pages, health and metrics, wired to one registry."""
+"""The composition root: one place builds the relay's services and hands them to handlers.
+
+``build_app`` is what ``python -m relay`` runs and what the integration tests, the benchmark
+and the restart tests start. Each service is made once here and published under its typed
+key (relay/keys.py); nothing else creates services or looks them up by string. ``admit``
+replaces the join gate (tokens + bookings) for load tools and core tests that drive synthetic
+calls; the product leaves it None.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from pathlib import Path
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from protocol import aiortc_glue
 from protocol import messages as m
-from relay import metrics
+from relay import auth, keys, metrics
+from relay.calls.call import AdmissionLike
 from relay.calls.registry import CallRegistry
+from relay.calls.runtime import CallRuntime
+from relay.calls.vision_link import VisionLink
 from relay.config import Config
+from relay.records import recordings
+from relay.records.audit import AuditLog
+from relay.records.store import AdmissionRefused, Staff, Store
+from relay.web import health, pages
+from relay.web.api import STAFF_COOKIE, setup_api
 from relay.web.signalling import Admit, websocket_handler
+from vision.model import cached_model_path
+from vision.service import DetectorService
 
 log = logging.getLogger(__name__)
 
-STATIC = Path(__file__).parent / "web" / "static"
+MAX_REQUEST_BYTES = 1024 * 1024
 
 
-def create_app(config: Config, admit: Admit, registry: CallRegistry | None = None) -> web.Application:
+def build_app(config: Config, store: Store | None = None, admit: Admit | None = None,
+              clock: Callable[[], float] = time.time) -> web.Application:
+    """The whole relay: store, audit, calls, recording, vision, API, signalling and pages."""
     aiortc_glue.check_aiortc_version()
     aiortc_glue.bind_media_addresses(config.media_addresses)
     aiortc_glue.on_nack = metrics.count_nack
-    app = web.Application(client_max_size=1024 * 1024)
-    app["config"] = config
-    app["admit"] = admit
-    app["registry"] = registry or CallRegistry(config)
-    app["sessions"] = set()
-    app["cleanups"] = set()
-    app["ready_checks"] = []
+
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    store = store or Store.open(config.db_path)
+    audit_log = AuditLog(store.connection)
+    app[keys.CONFIG] = config
+    app[keys.CLOCK] = clock
+    app[keys.STORE] = store
+    app[keys.AUDIT_LOG] = audit_log
+    app[keys.SESSIONS] = set()
+    app[keys.CLEANUPS] = set()
+    app[keys.READY_CHECKS] = []
+
+    def call_audit(booking_id: int, kind: str, detail: dict[str, Any]) -> None:
+        detail = dict(detail)
+        evidence = detail.pop("evidence", None)
+        live = registry.get(booking_id)
+        audit_log.append(
+            kind,
+            detail,
+            booking_id=booking_id,
+            establishment_id=live.call.establishment_id if live else None,
+            actor=str(detail.get("staff") or "relay"),
+            evidence=evidence,
+        )
+
+    def outcome(booking_id: int, result: str, reason: str) -> None:
+        store.mark_call_outcome(booking_id, result, reason)
+
+    registry = CallRegistry(config, audit=call_audit, on_outcome=outcome)
+    app[keys.REGISTRY] = registry
+    app[keys.CALL_AUDIT] = call_audit
+
+    # who is asking: join tokens (signalling) and staff sessions (API, recordings)
+    app[keys.TOKEN_SECRET] = auth.load_secret(config)
+    app[keys.AUTH_LIMITER] = auth.BadAttemptLimiter(config.bad_token_limit_per_min)
+    gate = auth.JoinGate(app[keys.TOKEN_SECRET], store, app[keys.AUTH_LIMITER])
+    app[keys.JOIN_GATE] = gate
+
+    async def admit_by_token(token: str, now: float, remote: str) -> AdmissionLike:
+        try:
+            return gate.admit(token, remote, now)
+        except AdmissionRefused as exc:
+            raise m.ProtocolError(exc.code, exc.message) from None
+
+    app[keys.ADMIT] = admit or admit_by_token
+
+    def authorize_staff(request: web.Request) -> Staff:
+        """The logged-in staff member (session cookie from the booking API), or 401."""
+        cookie = request.cookies.get(STAFF_COOKIE)
+        staff = store.session_staff(cookie, request.config_dict[keys.CLOCK]()) if cookie else None
+        if staff is None:
+            raise web.HTTPUnauthorized(text="log in as staff first")
+        return staff
+
+    app[keys.AUTHORIZE_STAFF] = authorize_staff
+
+    # calls: restart recovery, recording, vision
+    runtime = CallRuntime(store.connection, registry, config, call_audit, outcome)
+    registry.hooks.append(runtime)
+    app[keys.RUNTIME] = runtime
+    recordings.install(app, conn=store.connection)
+    if config.vision_enabled:
+        cached_model_path(config)  # a missing or corrupt model is a clear error now, not later
+    detector = DetectorService(config, keyframes_only=config.vision_keyframes_only)
+    registry.hooks.append(VisionLink(detector, registry))
+    app[keys.DETECTOR] = detector
+    app[keys.READY_CHECKS].append(
+        lambda: None if not config.vision_enabled or detector.detector is not None
+        else "face detector not loaded"
+    )
+    _with_app(app, detector.start, detector.stop)
+    _with_app(app, runtime.start, runtime.stop)
+
+    # the web: signalling, API, pages, health and metrics
     app.router.add_get("/ws", websocket_handler)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    if not config.metrics_host:
-        app.router.add_get("/metrics", metrics_handler)
-    app.router.add_get("/join", page("family.html"))
-    app.router.add_get("/console", page("console.html"))
-    app.router.add_get("/", lambda request: web.HTTPFound("/console"))
-    app.router.add_static("/static/", STATIC, name="static")
+    setup_api(app)
+    pages.add_routes(app)
+    health.add_routes(app, with_metrics=not config.metrics_host)
     app.on_startup.append(_start_background)
     app.on_shutdown.append(_shutdown)
+
+    async def close_store(app: web.Application) -> None:
+        store.close()
+
+    app.on_cleanup.append(close_store)
     return app
 
 
-def page(name: str):
-    async def handler(request: web.Request) -> web.FileResponse:
-        return web.FileResponse(STATIC / name, headers=_PAGE_HEADERS)
+def _with_app(app: web.Application, start: Callable[[], Awaitable[None]],
+              stop: Callable[[], Awaitable[None]]) -> None:
+    """Start a part with the app and stop it when the app shuts down."""
 
-    return handler
+    async def on_startup(app: web.Application) -> None:
+        await start()
 
+    async def on_shutdown(app: web.Application) -> None:
+        await stop()
 
-_PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
-    "connect-src 'self'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
-
-
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "alive"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    registry: CallRegistry = request.app["registry"]
-    problems = [] if registry.accepting else ["shutting down"]
-    for check in request.app["ready_checks"]:
-        problem = check()
-        if problem:
-            problems.append(problem)
-    status = 200 if not problems else 503
-    return web.json_response({"ready": not problems, "problems": problems}, status=status)
-
-
-async def metrics_handler(request: web.Request) -> web.Response:
-    request.app["registry"].update_call_gauges()
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-async def _loop_lag_probe(interval: float = 0.1) -> None:
-    loop = asyncio.get_running_loop()
-    while True:
-        start = loop.time()
-        await asyncio.sleep(interval)
-        metrics.LOOP_LAG.observe(max(0.0, loop.time() - start - interval))
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
 
 
 async def _start_background(app: web.Application) -> None:
-    app["background"] = [asyncio.ensure_future(_loop_lag_probe())]
-    config: Config = app["config"]
+    app[keys.BACKGROUND] = [asyncio.ensure_future(health.loop_lag_probe())]
+    config = app[keys.CONFIG]
     if config.metrics_host:
-        # metrics on their own address (e.g. an internal interface), not next to signalling
-        metrics_app = web.Application()
-        metrics_app["registry"] = app["registry"]
-        metrics_app.router.add_get("/metrics", metrics_handler)
-        runner = web.AppRunner(metrics_app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, config.metrics_host, config.metrics_port).start()
-        app["metrics_runner"] = runner
+        app[keys.METRICS_RUNNER] = await health.serve_metrics_apart(
+            app, config.metrics_host, config.metrics_port)
 
 
 async def _shutdown(app: web.Application) -> None:
@@ -110,23 +160,31 @@ async def _shutdown(app: web.Application) -> None:
 
     Calls are not ended: their legs rejoin the next process (relay/calls/runtime.py).
     """
-    registry: CallRegistry = app["registry"]
+    registry = app[keys.REGISTRY]
     registry.accepting = False
-    for task in app.get("background", []):
+    for task in app.get(keys.BACKGROUND, []):
         task.cancel()
     started = time.monotonic()
     for live in list(registry.calls.values()):
         live.policy.interrupt()
-    for session in list(app["sessions"]):
+    sessions, cleanups = app[keys.SESSIONS], app[keys.CLEANUPS]
+    for session in list(sessions):
         if session.leg is None:
             session.send_error(m.E_SHUTTING_DOWN, "the relay is restarting; try again shortly")
             asyncio.ensure_future(session.close(1012, "relay restarting"))
-    grace = app["config"].shutdown_grace_s
-    while (app["sessions"] or app["cleanups"]) and time.monotonic() - started < grace:
+    grace = app[keys.CONFIG].shutdown_grace_s
+    while (sessions or cleanups) and time.monotonic() - started < grace:
         await asyncio.sleep(0.05)
     for live in list(registry.calls.values()):
         for leg in live.call.everyone():
             await leg.pc.close()
-    if "metrics_runner" in app:
-        await app["metrics_runner"].cleanup()
+    if keys.METRICS_RUNNER in app:
+        await app[keys.METRICS_RUNNER].cleanup()
     log.info("shutdown took %.2fs", time.monotonic() - started)
+
+
+def seed_banner(app: web.Application) -> str:
+    from relay.seed import format_banner, seed_demo
+
+    info = seed_demo(app[keys.STORE], app[keys.CONFIG], time.time())
+    return format_banner(info)

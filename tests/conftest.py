@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from aiohttp.test_utils import TestServer
 
-from relay.app import create_app
+from relay.app import build_app
 from relay.config import Config
 from tests.support import TokenTable
 
@@ -22,7 +22,7 @@ def tokens():
 @pytest.fixture
 async def relay(config, tokens):
     """A relay on 127.0.0.1 with a plain token table (core tests, not vetting tests)."""
-    app = create_app(config, admit=tokens)
+    app = build_app(config, admit=tokens)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     server.base_url = str(server.make_url("")).rstrip("/")

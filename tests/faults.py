@@ -29,6 +29,7 @@ from bench.impair import Impairment, TcpCutProxy, ice_connections, impair_peer_c
 from protocol import messages as m
 from protocol.client import CallClient
 from protocol.media import EncodedTrack
+from relay import keys
 from tests.support import tone_clip, video_clip
 
 VIDEO_STEP = 3000  # 90 kHz clock at 30 fps
@@ -258,7 +259,7 @@ async def media_garbage(product: Any, per_kind: int = 300, rate: float = 1000.0,
     try:
         for c in (fam, pri, other_fam, other_pri):
             await c.wait_frames("video0", 10)
-        live = product.app["registry"].get(b1)
+        live = product.app[keys.REGISTRY].get(b1)
         ports = [p for leg in live.call.legs.values() for p in relay_media_ports(leg.pc)]
         monitors = [FlowMonitor(c).start() for c in (fam, pri, other_pri)]
         sent: dict[str, int] = {}
@@ -315,7 +316,7 @@ async def lossy_leg(product: Any, loss: float = 0.05, delay_ms: float = 100.0,
         end = {c: len(c.encoded["video0"]) for c in (fam, pri)}
         down = frame_quality(fam.encoded["video0"][start[fam]:end[fam]])
         up = frame_quality(pri.encoded["video0"][start[pri]:end[pri]])
-        live = product.app["registry"].get(b)
+        live = product.app[keys.REGISTRY].get(b)
         relay_rtx = sum(rtx_received(p.receiver) for p in live.call.legs["family"].producers.values())
         client_rtx = sum(rtx_received(t.receiver) for t in fam._pc.getTransceivers())
         nacks = metric_total("relay_nacks_received_total") - nacks0
@@ -369,7 +370,7 @@ async def cut_and_rejoin(product: Any, cut_s: float = 20.0) -> Outcome:
                 break
         recovered_s = time.monotonic() - t0
         back = [await flowing(c, "video0", 1.0) for c in (fam, pri)]
-        kinds = [r["kind"] for r in product.app["audit_log"].for_booking(b)]
+        kinds = [r["kind"] for r in product.app[keys.AUDIT_LOG].for_booking(b)]
         same_end = fam.joined["call"]["ends_at"] == ends_at
         ok = all(x > 10 for x in back) and same_end and pri.state == "live"
         how = "rejoined (auto-rejoin)" if fam.joins > 1 else "ICE/DTLS kept (no rejoin)"
@@ -720,8 +721,8 @@ async def slow_clients(product: Any, slowloris: int = 20, seconds: float = 6.0,
                 sent += burst
             worst = max(worst, await _healthz_ms(product.url))
             await asyncio.sleep(1.0)
-        sessions = len(product.app["sessions"])
-        outbox = max((s._outbox.qsize() for s in product.app["sessions"]), default=0)
+        sessions = len(product.app[keys.SESSIONS])
+        outbox = max((s._outbox.qsize() for s in product.app[keys.SESSIONS]), default=0)
         await asyncio.sleep(0.5)
         await monitor.stop()
         ok = monitor.stalls == 0 and worst < 1000 and monitor.packets > 0

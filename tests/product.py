@@ -10,8 +10,8 @@ from aiohttp.test_utils import TestServer
 
 from protocol.client import CallClient
 from protocol.media import EncodedTrack
+from relay.app import build_app
 from relay.config import Config
-from relay.server import build_app
 from tests.support import tone_clip, video_clip
 from tests.test_store_world import PASSWORD, World, make_world
 

@@ -28,6 +28,8 @@ from urllib.parse import quote
 
 import numpy as np
 
+from relay import keys
+
 MAX_BYTES = 300 * 1024
 QUANTISE_BYTES = 120 * 1024
 WIDTH, HEIGHT = 640, 480
@@ -209,7 +211,7 @@ async def run(out: Path, warning_after: float = WARNING_AFTER_S) -> list[Path]:
 
                 # the prison side joins: live
                 await prison.join()
-                live = product.app["registry"].get(b)
+                live = product.app[keys.REGISTRY].get(b)
                 live.faces = {"family": 1, "prison": 1}
                 await until_frames(family, "call", 20)
                 await family.wait_for_function("document.getElementById('remote').videoWidth > 0")

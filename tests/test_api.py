@@ -8,12 +8,10 @@ import pytest
 from aiohttp import web
 
 from protocol import tokens
+from relay.app import build_app
 from relay.config import Config
 from relay.records.store import AdmissionRefused
-from relay.web.api import setup_api
 from tests.test_store_world import DAY, NOW, PASSWORD, make_world
-
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 
 SECRET = "test-secret-0123456789abcdef0123456789abcdef"
 
@@ -32,14 +30,11 @@ def clock():
 
 @pytest.fixture
 async def api(aiohttp_client, world, clock, tmp_path):
-    app = web.Application()
-    app["config"] = Config(
+    config = Config(
         data_dir=tmp_path, secret_key=SECRET, bad_token_limit_per_min=8,
-        public_url="https://relay.example",
+        public_url="https://relay.example", seed_demo=False, vision_enabled=False,
     )
-    app["store"] = world.store
-    app["clock"] = lambda: clock["now"]
-    setup_api(app)
+    app = build_app(config, store=world.store, clock=lambda: clock["now"])
     client = await aiohttp_client(app)
     client.world = world
     client.app_ = app
@@ -322,10 +317,9 @@ async def test_staff_session_cookie(api):
 
 
 async def test_secure_cookie_with_tls(aiohttp_client, world, tmp_path):
-    app = web.Application()
-    app["config"] = Config(data_dir=tmp_path, tls_cert="cert.pem", tls_key="key.pem")
-    app["store"] = world.store
-    setup_api(app)
+    config = Config(data_dir=tmp_path, tls_cert="cert.pem", tls_key="key.pem", seed_demo=False,
+                    vision_enabled=False)
+    app = build_app(config, store=world.store)
     client = await aiohttp_client(app)
     r = await client.post("/api/v1/staff/login", json={"username": "officer_a", "password": PASSWORD})
     assert r.status == 200 and "Secure" in r.headers["Set-Cookie"]
@@ -384,7 +378,6 @@ async def test_openapi_document_covers_every_route(api):
         return found
 
     # the booking API's sub-app, and the recordings API that the product mounts beside it
-    from aiohttp import web
 
     from relay.records import recordings
 

@@ -21,13 +21,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from relay.app import build_app
 from relay.config import Config
-from relay.server import build_app
 from relay.web.openapi import openapi_document
 from tests.test_store_world import DAY, NOW, make_world
 
 pytestmark = [
-    pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning"),
     pytest.mark.timeout(240),
 ]
 EXAMPLES = 20  # per operation and mode: about 900 requests in all
@@ -76,8 +75,7 @@ class Server:
         # the whole product app, so the call-control endpoints are fuzzed too
         config = Config(data_dir=self.tmp_path, secret_key="fuzz", bad_token_limit_per_min=0,
                         seed_demo=False, vision_enabled=False)
-        app = build_app(config, store=w.store)
-        app["clock"] = lambda: NOW
+        app = build_app(config, store=w.store, clock=lambda: NOW)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)

@@ -89,33 +89,19 @@ def test_svg_is_well_formed_with_a_line_per_system():
     assert "relay" in texts and "naive" in texts and "janus" not in texts
 
 
-async def test_relay_proc_prefers_the_product_entry_point(monkeypatch, tmp_path):
-    import sys
-    import types
-
+async def test_relay_proc_builds_the_product_with_the_bench_admission(tmp_path):
     from bench import relay_proc
+    from relay import keys
     from relay.config import Config
 
-    config = Config(data_dir=tmp_path, seed_demo=False)
     admit = relay_proc.BenchAdmit(2)
-    # without the product entry point: the forwarding core, and nothing claimed as active
-    monkeypatch.setitem(sys.modules, "relay.server", None)
-    app, entry, active = relay_proc.build(config, admit, {"vision"})
-    assert entry == "relay.app.create_app" and active == {"vision": False, "recording": False}
-    seen = {}
-    fake = types.ModuleType("relay.server")
-    fake.build_app = lambda cfg, store=None: "product without admit="
-    monkeypatch.setitem(sys.modules, "relay.server", fake)
-    # a build_app that cannot take the bench admission is not used
-    assert relay_proc.build(config, admit, set())[1] == "relay.app.create_app"
-    # one that takes admit= is used, and gets the bench admission
-    fake.build_app = lambda cfg, admit=None: seen.update(cfg=cfg, admit=admit) or "app"
-    app, entry, active = relay_proc.build(config, admit, {"vision"})
-    assert (app, entry) == ("app", "relay.server.build_app")
-    # vision has a config switch (vision_enabled); recording has none yet, so it is not claimed
-    assert active == {"vision": True, "recording": False} and seen["admit"] is admit
-    _, _, active = relay_proc.build(config, admit, {"vision", "recording"})
-    assert active == {"vision": True, "recording": hasattr(config, "recording_enabled")}
+    config = Config(data_dir=tmp_path, seed_demo=False, vision_enabled=False)
+    app, entry, active = relay_proc.build(config, admit, {"vision", "recording"})
+    assert entry == "relay.app.build_app" and app[keys.ADMIT] is admit
+    # vision was asked for but is switched off: not claimed; recording is on by default
+    assert active == {"vision": False, "recording": True}
+    _, _, active = relay_proc.build(config.replace(recording_enabled=False), admit, set())
+    assert active == {"vision": False, "recording": False}
     adm = await admit("bench-1-prison", 0.0, "127.0.0.1")
     assert adm.booking_id == 2 and adm.role == "prison" and adm.ends_at > adm.starts_at
 

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from protocol.client import CallClient
 from protocol.media import EncodedTrack
+from relay import keys
 from relay.records.audit import Evidence
 from tests.browser import chromium
 from tests.support import tone_clip, video_clip
@@ -144,7 +145,7 @@ async def test_console_watches_pauses_resumes_and_ends_a_call(product):
                 "document.getElementById('remote').videoWidth > 0")
 
             # a vision pause, with its evidence frame, shows in the row and the timeline
-            live = product.app["registry"].get(b)
+            live = product.app[keys.REGISTRY].get(b)
             jpeg, boxes = evidence_jpeg()
             live.policy.vision_over_limit("family", 2, 1, evidence=Evidence(jpeg, boxes))
             await family.wait_for_function("document.body.dataset.state === 'paused'")

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from relay import keys
 from relay.records.audit import verify
 
 
@@ -35,7 +36,7 @@ async def test_staff_pause_resume_end_and_other_call_unaffected(product):
         assert "member of staff paused" in " ".join(msg["paused_because"])
         await pri.wait_state("paused")
         await asyncio.sleep(0.3)  # packets already in flight
-        live = product.app["registry"].get(b1)
+        live = product.app[keys.REGISTRY].get(b1)
         sent_before = sum(c.packets_sent for leg in live.call.legs.values() for c in leg.consumers)
         withheld_before = sum(p.packets_withheld for leg in live.call.legs.values()
                               for p in leg.producers.values())
@@ -60,7 +61,7 @@ async def test_staff_pause_resume_end_and_other_call_unaffected(product):
         assert await flowing(other_pri, "video0", 1.0) > 15
         assert other_pri.state == "live"
         assert product.world.store.booking(b1).status == "completed"
-        kinds = [r["kind"] for r in product.app["audit_log"].for_booking(b1)]
+        kinds = [r["kind"] for r in product.app[keys.AUDIT_LOG].for_booking(b1)]
         assert {"join", "staff_pause", "staff_resume", "staff_end"} <= set(kinds)
     finally:
         await staff.close()
@@ -117,7 +118,7 @@ async def test_dropped_leg_rejoins_and_keeps_the_end_time(product):
         assert await flowing(fam, "video0", 2.0) > 20
         assert await flowing(pri, "video0", 2.0) > 20
         await pri.wait_for(lambda m: m["type"] == "state" and m["reason"] == "rejoined")
-        kinds = [r["kind"] for r in product.app["audit_log"].for_booking(b)]
+        kinds = [r["kind"] for r in product.app[keys.AUDIT_LOG].for_booking(b)]
         assert "drop" in kinds and "rejoin" in kinds
     finally:
         await fam.close()

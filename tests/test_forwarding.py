@@ -10,6 +10,7 @@ import av
 from protocol.aiortc_glue import ForwardingReceiver, ForwardingSender
 from protocol.client import CallClient
 from protocol.media import EncodedTrack
+from relay import keys
 from tests.support import admission, tone_clip, video_clip
 
 
@@ -53,7 +54,7 @@ async def test_media_flows_both_ways_bit_exact(relay, tokens):
             sent_audio = {f.data for f in tone}
             assert all(f.data in sent_audio for f in receiver.encoded["audio0"][:50])
         # the relay itself neither decoded nor encoded anything
-        registry = relay.app["registry"]
+        registry = relay.app[keys.REGISTRY]
         live = registry.get(1)
         for leg in live.call.legs.values():
             for sender in leg.senders.values():
@@ -90,13 +91,13 @@ async def test_h264_call_is_forwarded_and_decodes(config, tokens):
     decodes what was forwarded, slice for slice as sent."""
     from aiohttp.test_utils import TestServer
 
+    from protocol.codecs import split_annexb
     from protocol.media import encode_video, moving_pattern
-    from relay.app import create_app
-    from relay.media.recorder import split_annexb
+    from relay.app import build_app
 
     clip = encode_video(moving_pattern(320, 240, 60, seed=9), bitrate=400_000,
                         keyframe_interval=30, codec="libx264")
-    app = create_app(config.replace(video_codecs=("video/H264", "video/VP8")), admit=tokens)
+    app = build_app(config.replace(video_codecs=("video/H264", "video/VP8")), admit=tokens)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     url = str(server.make_url("")).rstrip("/")

@@ -12,6 +12,7 @@ import subprocess
 import aiohttp
 import pytest
 
+from relay import keys
 from relay.logs import JsonFormatter
 
 
@@ -87,10 +88,10 @@ async def test_health_and_readiness(product):
             assert r.status == 200 and (await r.json())["status"] == "alive"
         async with s.get(product.url + "/readyz") as r:
             assert r.status == 200 and (await r.json())["ready"] is True
-        product.app["registry"].accepting = False
+        product.app[keys.REGISTRY].accepting = False
         async with s.get(product.url + "/readyz") as r:
             assert r.status == 503 and "shutting down" in (await r.json())["problems"]
-        product.app["registry"].accepting = True
+        product.app[keys.REGISTRY].accepting = True
 
 
 async def test_logs_are_json_with_call_ids_and_no_secrets(product, caplog):

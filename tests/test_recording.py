@@ -8,7 +8,6 @@ import itertools
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import time
 from fractions import Fraction
@@ -20,12 +19,15 @@ from aiohttp.test_utils import TestServer
 
 from protocol.client import CallClient
 from protocol.media import EncodedTrack, encode_video, moving_pattern
-from relay.app import create_app
+from relay import keys
+from relay.app import build_app
 from relay.records import recordings
 from relay.records.sealed import decrypt_bytes
 from tests.support import admission, establishment, tone_clip, video_clip
 
 KEY_HEX = "11" * 32
+TRAIL = web.AppKey("test_audit_trail", list)
+"""What the recorder audited, collected in place of the audit log."""
 STAFF = {
     "Bearer staff-1": {"id": "staff-1", "establishment_ids": [1]},
     "Bearer staff-elsewhere": {"id": "staff-9", "establishment_ids": [2]},
@@ -50,18 +52,15 @@ def rec_config(config):
 @pytest.fixture
 async def rec_relay(rec_config, tokens):
     """A relay with recording installed, a staff check and an in-memory audit trail."""
-    app = create_app(rec_config, admit=tokens)
-    conn = sqlite3.connect(":memory:")
-    recordings.install(app, conn=conn)
-    app["audit_log"] = trail = []
-    app["audit"] = lambda booking, kind, detail: trail.append((booking, kind, detail))
-    app["authorize_staff"] = authorize_staff
+    app = build_app(rec_config, admit=tokens)
+    app[TRAIL] = trail = []
+    app[keys.CALL_AUDIT] = lambda booking, kind, detail: trail.append((booking, kind, detail))
+    app[keys.AUTHORIZE_STAFF] = authorize_staff
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     server.base_url = str(server.make_url("")).rstrip("/")
     yield server
     await server.close()
-    conn.close()
 
 
 def clients(base_url, tokens, booking_id, call_type="social", policy=None, **kw):
@@ -135,7 +134,7 @@ async def test_social_call_recorded_four_streams_bit_exact(rec_relay, tokens, tm
         await fam.wait_state("live")
         await asyncio.sleep(4.0)
         # recording goes on while the call is paused (evidence matters most then)
-        live = app["registry"].get(11)
+        live = app[keys.REGISTRY].get(11)
         live.policy.staff_pause("staff-1", "test")
         await asyncio.sleep(1.5)
         live.policy.staff_resume("staff-1")
@@ -144,14 +143,14 @@ async def test_social_call_recorded_four_streams_bit_exact(rec_relay, tokens, tm
         await fam.close()
         t1 = time.monotonic()
         await pri.close()
-    await wait_until(lambda: not app["recorder"].active)
+    await wait_until(lambda: not app[keys.RECORDER].active)
 
     # the index: one complete row with the ciphertext's size and hash
-    index = app[recordings.INDEX_KEY]
+    index = app[keys.RECORDING_INDEX]
     (row,) = index.list(booking_id=11)
     assert row.status == "complete" and row.establishment_id == 1
     assert row.retention_until == pytest.approx(row.started_at + 90 * 86400)
-    path = recordings.recording_path(app["config"], row)
+    path = recordings.recording_path(app[keys.CONFIG], row)
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     raw = path.read_bytes()
     assert len(raw) == row.size
@@ -200,10 +199,10 @@ async def test_social_call_recorded_four_streams_bit_exact(rec_relay, tokens, tm
         # no hole anywhere, the 1.5 s staff pause included: 20 ms audio frames back to back
         assert max(b - a for a, b in itertools.pairwise(pts)) < 80
     # every access is in the audit trail
-    kinds = [k for _, k, _ in app["audit_log"]]
+    kinds = [k for _, k, _ in app[TRAIL]]
     assert "recording_started" in kinds and "recording_finished" in kinds
     assert any(k == "recording_download" and d["staff"] == "staff-1"
-               for _, k, d in app["audit_log"])
+               for _, k, d in app[TRAIL])
 
 
 def _session():
@@ -229,15 +228,15 @@ async def test_legal_call_never_recorded_and_watcher_hears_nothing(rec_relay, to
         await asyncio.sleep(1.0)
         assert watcher.packets["audio0"] == 0 and watcher.packets["audio1"] == 0
         assert fam.packets["audio0"] > 50, "the parties themselves do hear each other"
-        assert app["registry"].get(21).call.legs["family"].producers["audio"].taps == []
+        assert app[keys.REGISTRY].get(21).call.legs["family"].producers["audio"].taps == []
     finally:
         for c in (watcher, fam, pri):
             await c.close()
     await asyncio.sleep(0.3)
     # nothing at all under the data directory: no file, no temporary file, no key, no index
     assert files_under(rec_config.data_dir) == []
-    assert app[recordings.INDEX_KEY].list(booking_id=21) == []
-    assert (21, "recording_off", {"reason": "legal call: never recorded"}) in app["audit_log"]
+    assert app[keys.RECORDING_INDEX].list(booking_id=21) == []
+    assert (21, "recording_off", {"reason": "legal call: never recorded"}) in app[TRAIL]
 
 
 async def test_establishment_can_turn_social_recording_off(rec_relay, tokens, rec_config):
@@ -250,7 +249,7 @@ async def test_establishment_can_turn_social_recording_off(rec_relay, tokens, re
         await fam.close()
         await pri.close()
     assert files_under(rec_config.recordings_dir) == []
-    assert rec_relay.app[recordings.INDEX_KEY].list(booking_id=31) == []
+    assert rec_relay.app[keys.RECORDING_INDEX].list(booking_id=31) == []
 
 
 async def test_late_leg_and_reconnect_stay_in_sync(rec_relay, tokens):
@@ -275,9 +274,9 @@ async def test_late_leg_and_reconnect_stay_in_sync(rec_relay, tokens):
         await fam.close()
         t_end = time.monotonic()
         await pri.close()
-    await wait_until(lambda: not app["recorder"].active)
-    (row,) = app[recordings.INDEX_KEY].list(booking_id=41)
-    raw = recordings.recording_path(app["config"], row).read_bytes()
+    await wait_until(lambda: not app[keys.RECORDER].active)
+    (row,) = app[keys.RECORDING_INDEX].list(booking_id=41)
+    raw = recordings.recording_path(app[keys.CONFIG], row).read_bytes()
     plain, result = decrypt_bytes(raw, bytes.fromhex(KEY_HEX))
     assert result.complete
     _, packets = demux(plain)
@@ -302,12 +301,10 @@ async def test_late_leg_and_reconnect_stay_in_sync(rec_relay, tokens):
 
 async def test_h264_call_recorded_as_matroska(rec_config, tokens):
     """Where both legs use H.264: Matroska, NAL units as sent, every frame decodes."""
-    from relay.media.recorder import split_annexb
+    from protocol.codecs import split_annexb
 
     config = rec_config.replace(video_codecs=("video/H264",))
-    app = create_app(config, admit=tokens)
-    conn = sqlite3.connect(":memory:")
-    recordings.install(app, conn=conn)
+    app = build_app(config, admit=tokens)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     base = str(server.make_url("")).rstrip("/")
@@ -324,11 +321,10 @@ async def test_h264_call_recorded_as_matroska(rec_config, tokens):
     finally:
         await fam.close()
         await pri.close()
-        await wait_until(lambda: not app["recorder"].active)
-        (row,) = app[recordings.INDEX_KEY].list(booking_id=51)
+        await wait_until(lambda: not app[keys.RECORDER].active)
+        (row,) = app[keys.RECORDING_INDEX].list(booking_id=51)
         raw = recordings.recording_path(config, row).read_bytes()
         await server.close()
-        conn.close()
     assert row.media_type == "video/x-matroska" and row.path.endswith(".mkv.enc")
     plain, result = decrypt_bytes(raw, bytes.fromhex(KEY_HEX))
     assert result.complete

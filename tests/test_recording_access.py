@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import aiohttp
 import pytest
 
-from relay.app import create_app
-from relay.media.recorder import STREAMS, webm_clusters, webm_header
+from protocol.webm import STREAMS, webm_clusters, webm_header
+from relay import keys
+from relay.app import build_app
 from relay.records import recordings
 from relay.records.retention import RetentionSweeper
 from relay.records.sealed import SealedWriter, decrypt_bytes
 from tests.support import tone_clip, video_clip
-from tests.test_recording import KEY_HEX, demux, rec_relay  # noqa: F401 (rec_relay: fixture)
+from tests.test_recording import KEY_HEX, TRAIL, demux, rec_relay  # noqa: F401 (rec_relay: fixture)
 
 DAY = 86400.0
 STAFF1 = {"Authorization": "Bearer staff-1"}
@@ -35,7 +35,7 @@ def small_webm() -> bytes:
 
 def add_recording(app, booking_id, establishment_id=1, started_days_ago=1.0, days=90,
                   status="complete") -> int:
-    config = app["config"]
+    config = app[keys.CONFIG]
     name = f"{establishment_id}/booking-{booking_id}-{time.monotonic_ns()}.webm.enc"
     path = config.recordings_dir / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -46,7 +46,7 @@ def add_recording(app, booking_id, establishment_id=1, started_days_ago=1.0, day
     writer.seal(plain[half:], final=status == "complete")
     writer.close()
     started = time.time() - started_days_ago * DAY
-    index = app[recordings.INDEX_KEY]
+    index = app[keys.RECORDING_INDEX]
     rec_id = index.add(booking_id, establishment_id, name, "video/webm", started, started + days * DAY)
     index.finish(rec_id, started + 60, writer.size, writer.sha256.hexdigest(), status)
     return rec_id
@@ -66,7 +66,7 @@ def rec_config(config):
 
 
 def audits(app, kind):
-    return [(b, d) for b, k, d in app["audit_log"] if k == kind]
+    return [(b, d) for b, k, d in app[TRAIL] if k == kind]
 
 
 async def test_unauthorised_requests_are_refused_and_logged(api):
@@ -100,7 +100,7 @@ async def test_unauthorised_requests_are_refused_and_logged(api):
     assert audits(app, "recording_list")[-1][1]["recording_ids"] == [rec]
     assert other not in [r["id"] for r in listed]
     # without a staff check configured, nobody gets in
-    del app["authorize_staff"]  # the app is frozen for routes, not for this key
+    del app[keys.AUTHORIZE_STAFF]  # the app is frozen for routes, not for this key
     resp = await http.get(f"{base}/api/recordings/{rec}", headers=STAFF1)
     assert resp.status == 403
 
@@ -116,8 +116,8 @@ async def test_download_decrypts_and_detects_tampering(api):
     assert audits(app, "recording_download")[-1] == (
         8, {"staff": "staff-1", "recording_id": rec_id, "result": "started"})
     # one flipped bit in the ciphertext: the download stops and the trail says why
-    rec = app[recordings.INDEX_KEY].get(rec_id)
-    path = recordings.recording_path(app["config"], rec)
+    rec = app[keys.RECORDING_INDEX].get(rec_id)
+    path = recordings.recording_path(app[keys.CONFIG], rec)
     raw = bytearray(path.read_bytes())
     raw[-100] ^= 1
     path.write_bytes(bytes(raw))
@@ -133,15 +133,15 @@ async def test_interrupted_recording_downloads_what_was_written(api):
     resp = await http.get(f"{base}/api/recordings/{rec_id}/media", headers=STAFF1)
     assert resp.status == 200 and resp.headers["X-Recording-Status"] == "interrupted"
     body = await resp.read()
-    rec = app[recordings.INDEX_KEY].get(rec_id)
-    raw = recordings.recording_path(app["config"], rec).read_bytes()
+    rec = app[keys.RECORDING_INDEX].get(rec_id)
+    raw = recordings.recording_path(app[keys.CONFIG], rec).read_bytes()
     assert body == decrypt_bytes(raw, bytes.fromhex(KEY_HEX), allow_truncated=True)[0]
     assert len(body) > 1000 and body.startswith(b"\x1a\x45\xdf\xa3")  # the first half
 
 
 async def test_retention_deletes_expired_unless_on_legal_hold(api):
     app, http, base = api.app, api.http, api.base_url
-    index = app[recordings.INDEX_KEY]
+    index = app[keys.RECORDING_INDEX]
     expired = add_recording(app, booking_id=1, started_days_ago=91)
     held = add_recording(app, booking_id=2, started_days_ago=91)
     fresh = add_recording(app, booking_id=3, started_days_ago=10)
@@ -154,9 +154,9 @@ async def test_retention_deletes_expired_unless_on_legal_hold(api):
     resp = await http.post(f"{base}/api/recordings/{held}/hold", headers=STAFF1,
                            json={"reason": "complaint 42"})
     assert resp.status == 200 and (await resp.json())["legal_hold"] is True
-    sweeper: RetentionSweeper = app["retention"]
+    sweeper: RetentionSweeper = app[keys.RETENTION]
     assert sorted(sweeper.sweep()) == [expired, short]
-    paths = {r: recordings.recording_path(app["config"], index.get(r)) for r in (expired, held, fresh)}
+    paths = {r: recordings.recording_path(app[keys.CONFIG], index.get(r)) for r in (expired, held, fresh)}
     assert not paths[expired].exists() and paths[held].exists() and paths[fresh].exists()
     assert index.get(expired).status == "deleted"
     deleted = audits(app, "recording_deleted")
@@ -171,27 +171,25 @@ async def test_retention_deletes_expired_unless_on_legal_hold(api):
     assert resp.status == 200 and (await resp.json())["legal_hold"] is False
     assert sweeper.sweep() == [held]
     assert not paths[held].exists()
-    kinds = [k for _, k, _ in app["audit_log"]]
+    kinds = [k for _, k, _ in app[TRAIL]]
     assert kinds.count("recording_hold_placed") == 1 and kinds.count("recording_hold_released") == 1
     # a sweep a year on leaves files being written alone
-    later = RetentionSweeper(index, app["config"], busy=lambda: {index.get(fresh).path},
+    later = RetentionSweeper(index, app[keys.CONFIG], busy=lambda: {index.get(fresh).path},
                              clock=lambda: time.time() + 365 * DAY)
     assert later.sweep() == []
 
 
 async def test_recording_key_file_is_made_once_and_private(tmp_path, config, tokens):
     cfg = config.replace(recording_key="")
-    app = create_app(cfg, admit=tokens)
-    conn = sqlite3.connect(":memory:")
-    recorder = recordings.install(app, conn=conn)
+    app = build_app(cfg, admit=tokens)
+    recorder = app[keys.RECORDER]
     key_file = cfg.data_dir / "recording.key"
     assert oct(key_file.stat().st_mode & 0o777) == "0o600"
     assert bytes.fromhex(key_file.read_text().strip()) == recorder.key
-    app2 = create_app(cfg, admit=tokens)
-    assert recordings.install(app2, conn=conn).key == recorder.key
+    app2 = build_app(cfg, admit=tokens)
+    assert app2[keys.RECORDER].key == recorder.key
     recorder.executor.shutdown()
-    app2["recorder"].executor.shutdown()
-    conn.close()
+    app2[keys.RECORDER].executor.shutdown()
     plain, _ = decrypt_bytes(_seal(tmp_path, recorder.key, b"x"), recorder.key)
     assert plain == b"x"
 

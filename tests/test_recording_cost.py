@@ -107,8 +107,9 @@ def test_recorder_work_per_call_second(tmp_path):
     from aiortc.rtp import RtpPacket
 
     from protocol.frames import FrameHub
+    from protocol.webm import webm_header
     from relay.config import Config
-    from relay.media.recorder import CallRecording, _FileWriter, _Tap, webm_header
+    from relay.media.recorder import CallRecording, _FileWriter, _Tap
 
     clip = encode_video(moving_pattern(640, 480, 90, seed=3), bitrate=1_000_000, keyframe_interval=90)
     tone = tone_clip(440)

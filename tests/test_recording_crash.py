@@ -33,17 +33,15 @@ ROOT = Path(__file__).resolve().parent.parent
 def _serve(spec: dict) -> None:
     from aiohttp import web
 
-    from relay.app import create_app
-    from relay.records import recordings
+    from relay.app import build_app
     from tests.support import TokenTable, admission
 
     config = Config(**{k: Path(v) if k.endswith("_dir") else v for k, v in spec["config"].items()})
+    config = config.replace(recording_enabled=spec.get("record", True))
     tokens = TokenTable()
     for token, (booking, role) in spec["tokens"].items():
         tokens.add(token, admission(booking, role))
-    app = create_app(config, admit=tokens)
-    if spec.get("record", True):
-        recordings.install(app)
+    app = build_app(config, admit=tokens)
     web.run_app(app, host="127.0.0.1", port=config.port, print=None, handle_signals=True)
 
 

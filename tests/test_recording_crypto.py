@@ -7,8 +7,9 @@ import struct
 
 import pytest
 
+from protocol.codecs import vp8_size
+from protocol.webm import webm_clusters
 from relay.config import Config
-from relay.media.recorder import vp8_size, webm_clusters
 from relay.records.sealed import (
     CHUNK_HEAD,
     HEADER_SIZE,
@@ -132,7 +133,7 @@ def test_h264_sps_size(width, height, preset):
     import av
     import numpy as np
 
-    from relay.media.recorder import h264_config, split_annexb
+    from protocol.codecs import h264_config, split_annexb
 
     ctx = av.CodecContext.create("libx264", "w")
     ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"

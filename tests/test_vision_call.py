@@ -9,6 +9,7 @@ import base64
 import pytest
 
 from protocol.media import EncodedClipFrame, EncodedTrack
+from relay import keys
 from tests.product import start_product
 from vision.eval import encode_frames, two_face_images
 
@@ -35,7 +36,7 @@ async def test_second_face_pauses_and_leaving_resumes(tmp_path, two_face_clip):
         assert "prison side's camera" in paused["paused_because"][0]
         await pri.wait_state("paused", timeout=2)
         await asyncio.sleep(0.3)
-        live = product.app["registry"].get(b)
+        live = product.app[keys.REGISTRY].get(b)
         sent = sum(c.packets_sent for leg in live.call.legs.values() for c in leg.consumers)
         await asyncio.sleep(1.5)
         if live.policy.state == "paused":

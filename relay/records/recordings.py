@@ -6,9 +6,9 @@ The index keeps one row per recording file: booking, establishment, file (relati
 row with status ``deleted`` so the index and the audit trail agree on what existed.
 
 Every access through the API (list, view, download, hold) and every refusal is written to the
-audit trail (``app["audit"](booking_id, kind, detail)``); a list that spans bookings is one
+audit trail (``app[keys.CALL_AUDIT](booking_id, kind, detail)``); a list that spans bookings is one
 entry under booking 0 naming the recordings shown. Who may ask is decided by
-``app["authorize_staff"](request)`` (sync or async), which returns the staff member or raises
+``app[keys.AUTHORIZE_STAFF](request)`` (sync or async), which returns the staff member or raises
 HTTPUnauthorized/HTTPForbidden; this module then limits staff to their own establishments:
 the staff info (mapping or object) must carry ``establishment_id`` or ``establishment_ids``,
 or ``all_establishments: True``. Without ``authorize_staff`` every request is refused.
@@ -30,6 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
+from relay import keys
 from relay.config import Config
 from relay.records.sealed import RecordingError, SealedReader, sha256_file
 
@@ -234,8 +235,6 @@ def recover_unfinished(
 
 # --- API -----------------------------------------------------------------------------------
 
-INDEX_KEY = "recording_index"
-KEY_KEY = "recording_key"
 
 
 def _get(info: Any, name: str, default: Any = None) -> Any:
@@ -264,7 +263,7 @@ def staff_establishments(staff: Any) -> set[int] | None:
 
 
 def _audit(app: web.Application, booking_id: int, kind: str, detail: dict[str, Any]) -> None:
-    audit = app.get("audit")
+    audit = app.get(keys.CALL_AUDIT)
     if audit is None:
         log.info("audit %s booking=%s %s", kind, booking_id, detail)
         return
@@ -284,7 +283,7 @@ def _refused(request: web.Request, action: str, exc: web.HTTPException,
 
 async def _authorize(request: web.Request, action: str) -> Any:
     """The staff member making this request, or a refusal that is audited."""
-    authorize = request.app.get("authorize_staff")
+    authorize = request.app.get(keys.AUTHORIZE_STAFF)
     try:
         if authorize is None:
             raise web.HTTPForbidden(text="recordings need a staff sign-in, which is not configured")
@@ -313,7 +312,7 @@ async def _authorize_for(request: web.Request, action: str) -> tuple[Any, Record
 
 
 def _index(request: web.Request) -> RecordingIndex:
-    return request.app[INDEX_KEY]
+    return request.app[keys.RECORDING_INDEX]
 
 
 MAX_ID = 2**53 - 1  # ids in the API are JSON-safe integers (as in relay/web/openapi.py)
@@ -367,9 +366,9 @@ async def download_recording(request: web.Request) -> web.StreamResponse:
         _audit(request.app, rec.booking_id, "recording_download",
                {"staff": who, "recording_id": rec.id, "result": "gone"})
         raise web.HTTPGone(text="this recording was deleted at the end of its retention")
-    config: Config = request.app["config"]
+    config: Config = request.app[keys.CONFIG]
     path = recording_path(config, rec)
-    key: bytes = request.app[KEY_KEY]
+    key: bytes = request.app[keys.RECORDING_KEY]
     loop = asyncio.get_running_loop()
     try:
         source = await loop.run_in_executor(None, open, path, "rb")
@@ -470,19 +469,19 @@ def add_routes(app: web.Application) -> None:
 
 
 def install(app: web.Application, conn: sqlite3.Connection | None = None) -> Any:
-    """Wire recording into an app made by relay.app.create_app; returns the Recorder.
+    """Wire recording into the app (relay/app.py build_app); returns the Recorder.
 
     Adds the call hook, the API routes, crash recovery and the retention sweeper at startup,
     and finishing every recording at shutdown. ``conn`` is the store's SQLite connection
     (a connection to ``config.db_path`` is opened when none is given). Reads
-    ``app["audit"]`` and ``app["authorize_staff"]`` when they are used, so they may be set
-    after this call (before the app starts).
+    ``app[keys.CALL_AUDIT]`` and ``app[keys.AUTHORIZE_STAFF]`` when they are used, so tests may
+    replace them after this call (before the app starts).
     """
     from relay.media.recorder import Recorder
     from relay.records.retention import RetentionSweeper
 
-    config: Config = app["config"]
-    registry = app["registry"]
+    config = app[keys.CONFIG]
+    registry = app[keys.REGISTRY]
     if conn is None:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(config.db_path)
@@ -499,10 +498,10 @@ def install(app: web.Application, conn: sqlite3.Connection | None = None) -> Any
     recorder = Recorder(config, index, audit, video_mime=video_mime)
     registry.hooks.append(recorder)
     sweeper = RetentionSweeper(index, config, audit, busy=recorder.recording_now)
-    app[INDEX_KEY] = index
-    app[KEY_KEY] = recorder.key
-    app["recorder"] = recorder
-    app["retention"] = sweeper
+    app[keys.RECORDING_INDEX] = index
+    app[keys.RECORDING_KEY] = recorder.key
+    app[keys.RECORDER] = recorder
+    app[keys.RETENTION] = sweeper
     add_routes(app)
 
     async def startup(_app: web.Application) -> None:

@@ -22,8 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
-import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -32,8 +30,8 @@ from aiohttp import web
 
 from protocol import tokens
 from protocol.tokens import JoinClaims
-from relay import auth
-from relay.records.store import AdmissionRefused, Booking, Contact, Staff, Store, StoreError
+from relay import auth, keys
+from relay.records.store import AdmissionRefused, Booking, Contact, Staff, StoreError
 from relay.web.openapi import API_PREFIX, MAX_ID, OPERATIONS, SCHEMAS, Invalid, Op, openapi_document
 from relay.web.openapi import validate as validate_schema
 
@@ -82,11 +80,11 @@ class Ctx:
         self.op = op
         self.body = body
         cd = request.config_dict
-        self.store: Store = cd["store"]
-        self.config = cd["config"]
-        self.secret: bytes = cd["token_secret"]
-        self.limiter: auth.BadAttemptLimiter = cd["auth_limiter"]
-        self.now: float = cd.get("clock", time.time)()
+        self.store = cd[keys.STORE]
+        self.config = cd[keys.CONFIG]
+        self.secret = cd[keys.TOKEN_SECRET]
+        self.limiter = cd[keys.AUTH_LIMITER]
+        self.now = cd[keys.CLOCK]()
         self.remote = request.remote or "unknown"
 
     def path_id(self, name: str) -> int:
@@ -634,43 +632,20 @@ async def _same_origin(request: web.Request, handler) -> web.StreamResponse:
 
 def _own_hosts(request: web.Request) -> set[str]:
     hosts = {request.host}
-    public = request.config_dict["config"].public_url
+    public = request.config_dict[keys.CONFIG].public_url
     if public:
         hosts.add(urlsplit(public).netloc)
     return hosts
 
 
 def setup_api(app: web.Application) -> None:
-    """Mount the booking API under /api/v1 on ``app``.
-
-    Needs ``app["config"]`` now and ``app["store"]`` by start-up. Sets ``app["token_secret"]``
-    (``load_secret``), ``app["auth_limiter"]`` (shared with signalling) and, at start-up,
-    ``app["join_gate"]`` (``relay.auth.JoinGate``: verify + admit + log + rate-limit, for the
-    signalling server). ``app["clock"]`` (a ``time.time``-like callable) may be set for tests.
-    """
-    config = app["config"]
-    with warnings.catch_warnings():  # the project keys its app state by plain strings
-        warnings.simplefilter("ignore", web.NotAppKeyWarning)
-        if "token_secret" not in app:
-            app["token_secret"] = auth.load_secret(config)
-        if "auth_limiter" not in app:
-            app["auth_limiter"] = auth.BadAttemptLimiter(config.bad_token_limit_per_min)
+    """Mount the booking API under /api/v1 on ``app`` (relay/app.py builds its services)."""
     app.middlewares.append(_same_origin)  # the whole app: /api/v1 and /api/recordings
     app.middlewares.append(_errors)  # JSON errors for /api/recordings too
     api = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
     for op in OPERATIONS:
         api.router.add_route(op.method, op.path, _route(op), name=op.op_id)
     app.add_subapp(API_PREFIX, api)
-
-    async def _start(app: web.Application) -> None:
-        if "join_gate" not in app:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", web.NotAppKeyWarning)
-                app["join_gate"] = auth.JoinGate(
-                    app["token_secret"], app["store"], app["auth_limiter"]
-                )
-
-    app.on_startup.append(_start)
 
 
 # Handlers for live calls live in their own module; importing it registers them.

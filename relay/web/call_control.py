@@ -10,6 +10,7 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
+from relay import keys
 from relay.calls.policy import CallPolicy
 from relay.calls.registry import CallRegistry, LiveCall
 from relay.web.api import ApiError, Ctx, handler
@@ -39,7 +40,7 @@ def call_json(live: LiveCall) -> dict[str, Any]:
 def _live(ctx: Ctx) -> tuple[Any, LiveCall]:
     staff = ctx.staff()
     booking = ctx.staff_booking(staff, ctx.path_id("booking_id"))
-    registry: CallRegistry = ctx.request.config_dict["registry"]
+    registry: CallRegistry = ctx.request.config_dict[keys.REGISTRY]
     live = registry.get(booking.id)
     if live is None or live.call.establishment_id != staff.establishment_id:
         raise ApiError(409, "call_not_live", "nobody has joined this call")
@@ -49,7 +50,7 @@ def _live(ctx: Ctx) -> tuple[Any, LiveCall]:
 @handler
 async def staff_calls(ctx: Ctx) -> Any:
     staff = ctx.staff()
-    registry: CallRegistry = ctx.request.config_dict["registry"]
+    registry: CallRegistry = ctx.request.config_dict[keys.REGISTRY]
     calls = [
         call_json(live)
         for live in registry.calls.values()
@@ -87,13 +88,13 @@ async def staff_call_end(ctx: Ctx) -> Any:
 async def staff_call_audit(ctx: Ctx) -> Any:
     staff = ctx.staff()
     booking = ctx.staff_booking(staff, ctx.path_id("booking_id"))
-    return {"records": ctx.request.config_dict["audit_log"].for_booking(booking.id)}
+    return {"records": ctx.request.config_dict[keys.AUDIT_LOG].for_booking(booking.id)}
 
 
 @handler
 async def staff_evidence(ctx: Ctx) -> Any:
     staff = ctx.staff()
-    found = ctx.request.config_dict["audit_log"].evidence(ctx.path_id("evidence_id"))
+    found = ctx.request.config_dict[keys.AUDIT_LOG].evidence(ctx.path_id("evidence_id"))
     if found is None or found[0] is None:
         raise ApiError(404, "evidence_not_found", "no such evidence")
     booking_id, jpeg, boxes = found

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from protocol import messages as m
-from relay import metrics
+from relay import keys, metrics
 from relay.calls.call import AdmissionLike, Leg
 from relay.calls.registry import CallRegistry, LiveCall
 
@@ -143,8 +143,8 @@ class LegSession:
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
-    registry: CallRegistry = request.app["registry"]
-    admit: Admit = request.app["admit"]
+    registry: CallRegistry = request.app[keys.REGISTRY]
+    admit: Admit = request.app[keys.ADMIT]
     config = registry.config
     # aiohttp itself closes (1009) beyond 4x the limit; between 1x and 4x we answer politely.
     ws = web.WebSocketResponse(
@@ -152,7 +152,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     )
     await ws.prepare(request)
     session = LegSession(ws, registry, admit, request.remote or "?")
-    request.app["sessions"].add(session)
+    request.app[keys.SESSIONS].add(session)
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
@@ -170,12 +170,12 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         log.exception("signalling failed for %s", request.remote)
         session.send_error(m.E_INTERNAL, "the relay hit an internal error on this socket")
     finally:
-        request.app["sessions"].discard(session)
+        request.app[keys.SESSIONS].discard(session)
         # aiohttp cancels this handler when the peer vanishes; leaving the call (closing the
         # peer connection, telling the policy) must finish regardless, so it runs on its own.
         cleanup = asyncio.ensure_future(session.finish())
-        request.app["cleanups"].add(cleanup)
-        cleanup.add_done_callback(request.app["cleanups"].discard)
+        request.app[keys.CLEANUPS].add(cleanup)
+        cleanup.add_done_callback(request.app[keys.CLEANUPS].discard)
         await asyncio.shield(cleanup)
         if not ws.closed:
             await ws.close(code=CLOSE_ENDED, message=b"call ended")

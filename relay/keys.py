@@ -1,0 +1,53 @@
+"""The typed keys under which the composition root (relay/app.py) hands services to handlers.
+
+aiohttp's ``AppKey`` gives each service one name and one type: a handler reads
+``request.config_dict[STORE]`` and its type checker knows it is a ``Store``. Only relay/app.py
+sets them; tests may replace the two edge services marked so (before the app starts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from relay.records.store import Staff
+    from relay.web.signalling import LegSession
+
+CallAudit = Callable[[int, str, dict[str, Any]], None]
+"""(booking_id, kind, detail): one record in a call's audit trail."""
+StaffAuthorizer = Callable[[web.Request], "Staff"]
+"""The logged-in staff member making a request, or ``web.HTTPUnauthorized``."""
+ReadyCheck = Callable[[], "str | None"]
+"""A problem that makes the node unready (``/readyz`` 503), or None."""
+
+CONFIG = web.AppKey("config", "Config")
+CLOCK = web.AppKey("clock", Callable[[], float])
+"""Wall-clock time for the API (tests move it)."""
+STORE = web.AppKey("store", "Store")
+AUDIT_LOG = web.AppKey("audit_log", "AuditLog")
+CALL_AUDIT = web.AppKey("call_audit", CallAudit)
+"""Edge: tests may replace it to collect what the recorder audits."""
+AUTHORIZE_STAFF = web.AppKey("authorize_staff", StaffAuthorizer)
+"""Edge: tests of the recordings routes may replace it."""
+REGISTRY = web.AppKey("registry", "CallRegistry")
+RUNTIME = web.AppKey("runtime", "CallRuntime")
+ADMIT = web.AppKey("admit", "Admit")
+JOIN_GATE = web.AppKey("join_gate", "JoinGate")
+TOKEN_SECRET = web.AppKey("token_secret", bytes)
+AUTH_LIMITER = web.AppKey("auth_limiter", "BadAttemptLimiter")
+DETECTOR = web.AppKey("detector", "DetectorService")
+RECORDER = web.AppKey("recorder", "Recorder")
+RECORDING_INDEX = web.AppKey("recording_index", "RecordingIndex")
+RECORDING_KEY = web.AppKey("recording_key", bytes)
+RETENTION = web.AppKey("retention", "RetentionSweeper")
+SESSIONS = web.AppKey("sessions", set["LegSession"])
+"""Open signalling sessions (drained at shutdown)."""
+CLEANUPS = web.AppKey("cleanups", set[asyncio.Task[None]])
+"""Leg clean-ups still running (shutdown waits for them)."""
+READY_CHECKS = web.AppKey("ready_checks", list[ReadyCheck])
+BACKGROUND = web.AppKey("background", list[asyncio.Task[None]])
+METRICS_RUNNER = web.AppKey("metrics_runner", web.AppRunner)

@@ -1,0 +1,42 @@
+"""The pages people open (family call page, staff console) and their static files.
+
+Every page is served with the same security headers: a strict CSP (no inline script),
+``frame-ancestors 'none'``, ``nosniff``, no referrer, no caching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+STATIC = Path(__file__).parent / "static"
+
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+    "connect-src 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+PAGES = {"/join": "family.html", "/console": "console.html"}
+
+
+def page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
+    async def handler(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / name, headers=PAGE_HEADERS)
+
+    return handler
+
+
+async def _home(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/console")
+
+
+def add_routes(app: web.Application) -> None:
+    for path, name in PAGES.items():
+        app.router.add_get(path, page(name))
+    app.router.add_get("/", _home)
+    app.router.add_static("/static/", STATIC, name="static")
