@@ -8,6 +8,7 @@ import pytest
 from aiohttp import web
 
 from protocol import tokens
+from relay import keys
 from relay.app import build_app
 from relay.config import Config
 from relay.records.store import AdmissionRefused
@@ -101,7 +102,7 @@ async def test_family_flow_end_to_end(api):
     wt = await ok(await api.post(f"/api/v1/staff/bookings/{b['id']}/watch-token", headers=officer))
     assert wt["role"] == "watcher"
     # the signalling server admits all three when the slot starts
-    gate = api.app_["join_gate"]
+    gate = api.app_[keys.JOIN_GATE]
     faces = [gate.admit(t["token"], "127.0.0.1", b["starts_at"]).approved_faces for t in (j, p, wt)]
     assert faces == [2, 1, 0]
 
@@ -245,7 +246,7 @@ async def test_revoke_cancels_and_invalidates_tokens(api, world, caplog):
     contact = next(c for c in w.store.contacts(w.est_a, w.prisoner_a) if c.visitor_id == w.vid("dad"))
     r = await ok(await api.post(f"/api/v1/staff/contacts/{contact.id}/revoke", headers=admin))
     assert r["cancelled_booking_ids"] == [b["id"]] and r["contact"]["status"] == "revoked"
-    gate = api.app_["join_gate"]
+    gate = api.app_[keys.JOIN_GATE]
     caplog.set_level(logging.INFO)
     t = b["starts_at"]
     for token, code in [
@@ -278,7 +279,7 @@ async def test_token_windows_over_http(api, world, clock):
     b = await ok(await family_request(api), 201)
     await ok(await api.post(f"/api/v1/staff/bookings/{b['id']}/approve", headers=officer))
     j = await ok(await api.post(f"/api/v1/bookings/{b['id']}/join-token", headers=bearer(w, "mum")))
-    gate = api.app_["join_gate"]
+    gate = api.app_[keys.JOIN_GATE]
     for now, code in [(b["starts_at"] - 601, "token_not_yet_valid"), (b["ends_at"], "token_expired")]:
         with pytest.raises(AdmissionRefused) as e:
             gate.admit(j["token"], "127.0.0.2", now)
