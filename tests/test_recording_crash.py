@@ -1,7 +1,7 @@
 """kill -9 of the relay mid-call: what was written stays decryptable and playable.
 
 The relay runs in a subprocess started from this module (``python -m
-tests.test_recording_crash SPEC``): create_app with a token table, recording installed,
+tests.test_recording_crash SPEC``): build_app with a token table, recording on,
 web.run_app on 127.0.0.1.
 """
 
