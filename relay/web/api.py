@@ -604,7 +604,9 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
         text = exc.text or ""
         message = exc.reason if not text or text.startswith(f"{exc.status}:") else text
         return error_response(exc.status, code, message)
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, ConnectionResetError):
+        # ConnectionResetError: a streamed download aborted on purpose (a recording that
+        # fails verification); its headers are already sent, so no JSON error can follow
         raise
     except Exception:
         log.exception("internal error in %s %s", request.method, request.path)
