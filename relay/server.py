@@ -23,8 +23,8 @@ from relay.calls.vision_link import VisionLink
 from relay.config import Config
 from relay.records import recordings
 from relay.records.audit import AuditLog
-from relay.records.store import AdmissionRefused, Staff, Store
-from relay.web.api import STAFF_COOKIE, setup_api
+from relay.records.store import AdmissionRefused, Store
+from relay.web.api import authorize_staff, setup_api
 from relay.web.signalling import Admit
 from vision.model import cached_model_path
 from vision.service import DetectorService
@@ -69,16 +69,7 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     app["audit"] = audit_call  # (booking_id, kind, detail): what the recorder writes with
     setup_api(app)
 
-    def authorize_staff(request: web.Request) -> Staff:
-        """The logged-in staff member (session cookie from the booking API), or 401."""
-        cookie = request.cookies.get(STAFF_COOKIE)
-        now = request.config_dict.get("clock", time.time)()  # the API's clock (tests set it)
-        staff = store.session_staff(cookie, now) if cookie else None
-        if staff is None:
-            raise web.HTTPUnauthorized(text="log in as staff first")
-        return staff
-
-    app["authorize_staff"] = authorize_staff
+    app["authorize_staff"] = authorize_staff  # the API's staff sign-in check, shared
     runtime = CallRuntime(store.connection, registry, config, audit_call, outcome)
     registry.hooks.append(runtime)
     recordings.install(app, conn=store.connection)

@@ -27,8 +27,8 @@ from tests.support import admission, establishment, tone_clip, video_clip
 
 KEY_HEX = "11" * 32
 STAFF = {
-    "Bearer staff-1": {"id": "staff-1", "establishment_ids": [1]},
-    "Bearer staff-elsewhere": {"id": "staff-9", "establishment_ids": [2]},
+    "Bearer staff-1": {"id": "staff-1", "establishment_ids": [1], "role": "admin"},
+    "Bearer staff-elsewhere": {"id": "staff-9", "establishment_ids": [2], "role": "officer"},
 }
 
 

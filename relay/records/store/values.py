@@ -18,6 +18,7 @@ Requester = Literal["family", "prisoner", "staff"]
 REQUESTERS: tuple[str, ...] = get_args(Requester)
 ContactStatus = Literal["approved", "revoked"]
 CallOutcome = Literal["completed", "failed"]
+RecordingStatus = Literal["recording", "complete", "interrupted", "failed", "deleted"]
 
 SESSION_IDLE_S = 30 * 60
 """A staff session ends after this long without a request..."""
