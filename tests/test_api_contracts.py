@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from aiohttp import web
 from pydantic.json_schema import models_json_schema
 
 from protocol import messages, tokens, vocabulary
@@ -195,7 +194,7 @@ async def test_staff_book_a_legal_call_approved_at_once(product):
 
 
 async def test_call_length_is_the_establishments(product):
-    w, s = product.world, product.world.store
+    s = product.world.store
     est = s.create_establishment("HMP Gamma", NOW, allowed_call_minutes=(45,), call_minutes=45)
     s.add_laptop(est, "laptop g", "room g")
     prisoner = s.add_prisoner(est, "G4545GG", "Gary Prisoner")
