@@ -25,12 +25,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from protocol.vocabulary import CALL_STATES, MAX_TOKEN_CHARS, ROLES  # noqa: F401 (re-exported)
+
 VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
-MAX_TOKEN_CHARS = 4096
-
-ROLES = ("family", "prison", "watcher")
-STATES = ("scheduled", "waiting", "live", "paused", "ended")
+STATES = CALL_STATES
 
 
 class ProtocolError(Exception):

@@ -23,11 +23,11 @@ import math
 import secrets
 from dataclasses import dataclass, field
 
+from protocol.vocabulary import MAX_TOKEN_CHARS, ROLES
+
 VERSION = "v1"
-ROLES = ("family", "prison", "watcher")
 # role -> the participant kind that may hold it
 ROLE_PARTICIPANT = {"family": "visitor", "prison": "laptop", "watcher": "staff"}
-MAX_TOKEN_CHARS = 1024
 
 
 @dataclass(frozen=True)

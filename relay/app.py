@@ -27,9 +27,9 @@ from relay.calls.vision_link import VisionLink
 from relay.config import Config
 from relay.records import recordings
 from relay.records.audit import AuditLog
-from relay.records.store import AdmissionRefused, Staff, Store
+from relay.records.store import AdmissionRefused, Store
 from relay.web import health, pages
-from relay.web.api import STAFF_COOKIE, setup_api
+from relay.web.api import authorize_staff, setup_api
 from relay.web.signalling import Admit, websocket_handler
 from vision.model import cached_model_path
 from vision.service import DetectorService
@@ -91,15 +91,7 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
 
     app[keys.ADMIT] = admit or admit_by_token
 
-    def authorize_staff(request: web.Request) -> Staff:
-        """The logged-in staff member (session cookie from the booking API), or 401."""
-        cookie = request.cookies.get(STAFF_COOKIE)
-        staff = store.session_staff(cookie, request.config_dict[keys.CLOCK]()) if cookie else None
-        if staff is None:
-            raise web.HTTPUnauthorized(text="log in as staff first")
-        return staff
-
-    app[keys.AUTHORIZE_STAFF] = authorize_staff
+    app[keys.AUTHORIZE_STAFF] = authorize_staff  # the API's one staff sign-in check
 
     # calls: restart recovery, recording, vision
     runtime = CallRuntime(store.connection, registry, config, call_audit, outcome)

@@ -133,7 +133,7 @@ async def test_family_rules_over_http(api):
     await err(await family_request(api, visitor_ids=[w.vid("stranger")]), 422,
               "visitor_not_approved")
     await err(await family_request(api, who="kid"), 422, "main_visitor_under_age")
-    await err(await family_request(api, minutes=45), 400, "invalid_request")
+    await err(await family_request(api, minutes=45), 422, "bad_call_length")
     await err(await family_request(api, starts=NOW - 10), 422, "slot_in_past")
     # a stranger cannot even learn that the prisoner exists
     await err(await family_request(api, who="stranger"), 404, "prisoner_not_found")

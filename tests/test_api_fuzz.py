@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
 import threading
 import time
 
@@ -95,6 +96,12 @@ class Server:
         self.thread.join(10)
 
 
+def _number(value) -> bool:
+    """A JSON number the fuzzer made (OpenAPI 3.1 lets an 'integer' be 3.0); not a bool."""
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value) and value == int(value))
+
+
 def _steer(server: Server, case) -> None:
     """Point valid cases at records that exist, so they reach the booking rules and the
     success responses get checked too (not only the 404s)."""
@@ -106,11 +113,16 @@ def _steer(server: Server, case) -> None:
     if isinstance(body, dict):
         if "prisoner_number" in body:
             body["prisoner_number"] = "A1234BC"
-        if "laptop_id" in body:
-            body["laptop_id"], body["laptop_secret"] = w.laptops_a[body["laptop_id"] % 2]
+        if _number(body.get("laptop_id")):
+            laptop = w.laptops_a[int(body["laptop_id"]) % 2]
+            body["laptop_id"] = laptop[0]
+            if "laptop_secret" in body:
+                body["laptop_secret"] = laptop[1]
         for key in ("visitor_id", "main_visitor_id", "prisoner_id", "booking_id"):
-            if isinstance(body.get(key), int):
-                body[key] = body[key] % 4 + 1
+            if _number(body.get(key)):
+                body[key] = int(body[key]) % 4 + 1
+        if _number(body.get("minutes")):  # the establishment's lengths, 30 or 60
+            body["minutes"] = (30, 60)[int(body["minutes"]) % 2]
         if isinstance(body.get("starts_at"), int | float):
             body["starts_at"] = NOW + 3600 + (body["starts_at"] % 40) * DAY
 

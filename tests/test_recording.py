@@ -29,8 +29,8 @@ KEY_HEX = "11" * 32
 TRAIL = web.AppKey("test_audit_trail", list)
 """What the recorder audited, collected in place of the audit log."""
 STAFF = {
-    "Bearer staff-1": {"id": "staff-1", "establishment_ids": [1]},
-    "Bearer staff-elsewhere": {"id": "staff-9", "establishment_ids": [2]},
+    "Bearer staff-1": {"id": "staff-1", "establishment_ids": [1], "role": "admin"},
+    "Bearer staff-elsewhere": {"id": "staff-9", "establishment_ids": [2], "role": "officer"},
 }
 
 

@@ -5,8 +5,10 @@ The index keeps one row per recording file: booking, establishment, file (relati
 ``retention_until`` and the legal hold. Rows are never removed: a deleted recording keeps its
 row with status ``deleted`` so the index and the audit trail agree on what existed.
 
-Every access through the API (list, view, download, hold) and every refusal is written to the
-audit trail (``app[keys.CALL_AUDIT](booking_id, kind, detail)``); a list that spans bookings is one
+The routes are operations of the API's route table (``relay.web.routes``: ``recording_*``),
+with their models and staff role (releasing a hold is for admins); ids are parsed by
+``relay.web.models.parse_id``. Every access through the API (list, view, download, hold) and
+every refusal is written to the audit trail (``app[keys.CALL_AUDIT](booking_id, kind, detail)``); a list that spans bookings is one
 entry under booking 0 naming the recordings shown. Who may ask is decided by
 ``app[keys.AUTHORIZE_STAFF](request)`` (sync or async), which returns the staff member or raises
 HTTPUnauthorized/HTTPForbidden; this module then limits staff to their own establishments:
@@ -26,17 +28,20 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from aiohttp import web
 
 from relay import keys
 from relay.config import Config
 from relay.records.sealed import RecordingError, SealedReader, sha256_file
+from relay.records.store.values import RecordingStatus
+from relay.web import models
+from relay.web.routes import OPERATIONS, RECORDINGS_PREFIX, Op, role_allows
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("recording", "complete", "interrupted", "failed", "deleted")
+STATUSES: tuple[str, ...] = get_args(RecordingStatus)
 
 SCHEMA = (
     f"""
@@ -281,8 +286,9 @@ def _refused(request: web.Request, action: str, exc: web.HTTPException,
     _audit(request.app, rec.booking_id if rec is not None else 0, "recording_access_refused", detail)
 
 
-async def _authorize(request: web.Request, action: str) -> Any:
-    """The staff member making this request, or a refusal that is audited."""
+async def _authorize(request: web.Request, action: str, op: Op) -> Any:
+    """The staff member making this request (of at least ``op``'s role), or a refusal that is
+    audited."""
     authorize = request.app.get(keys.AUTHORIZE_STAFF)
     try:
         if authorize is None:
@@ -290,6 +296,8 @@ async def _authorize(request: web.Request, action: str) -> Any:
         staff = authorize(request)
         if inspect.isawaitable(staff):
             staff = await staff
+        if not role_allows(op.staff_role, _get(staff, "role")):
+            raise web.HTTPForbidden(text=f"only an {op.staff_role} may do this")
     except (web.HTTPUnauthorized, web.HTTPForbidden) as exc:
         rec = None
         with contextlib.suppress(web.HTTPNotFound):
@@ -299,9 +307,9 @@ async def _authorize(request: web.Request, action: str) -> Any:
     return staff
 
 
-async def _authorize_for(request: web.Request, action: str) -> tuple[Any, Recording]:
+async def _authorize_for(request: web.Request, action: str, op: Op) -> tuple[Any, Recording]:
     """Staff first (an unknown id is no answer to strangers), then the recording, then scope."""
-    staff = await _authorize(request, action)
+    staff = await _authorize(request, action, op)
     rec = _lookup(request)
     allowed = staff_establishments(staff)
     if allowed is not None and rec.establishment_id not in allowed:
@@ -315,19 +323,18 @@ def _index(request: web.Request) -> RecordingIndex:
     return request.app[keys.RECORDING_INDEX]
 
 
-MAX_ID = 2**53 - 1  # ids in the API are JSON-safe integers (as in relay/web/openapi.py)
+_NO_STORE = {"Cache-Control": "no-store"}
 
 
-def _id(raw: str) -> int | None:
-    """A positive id within range, or None: never an int SQLite cannot hold."""
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 16:
-        return None
-    value = int(raw)
-    return value if 1 <= value <= MAX_ID else None
+def _json(op: Op, value: Any) -> web.Response:
+    """``value`` in ``op``'s response model (the documented shape), never cached."""
+    assert op.response is not None
+    body = op.response.model_validate(value).model_dump(mode="json")
+    return web.json_response(body, status=op.status, headers=_NO_STORE)
 
 
 def _lookup(request: web.Request) -> Recording:
-    rec_id = _id(request.match_info["rec_id"])
+    rec_id = models.parse_id(request.match_info["rec_id"])
     if rec_id is None:
         raise web.HTTPNotFound(text="no such recording")
     rec = _index(request).get(rec_id)
@@ -336,31 +343,28 @@ def _lookup(request: web.Request) -> Recording:
     return rec
 
 
-async def list_recordings(request: web.Request) -> web.Response:
-    staff = await _authorize(request, "list")
-    booking: int | None = None
-    if "booking_id" in request.query:
-        booking = _id(request.query["booking_id"])
-        if booking is None:
-            raise web.HTTPBadRequest(text="booking_id must be a whole number from 1")
+async def list_recordings(request: web.Request, op: Op) -> web.Response:
+    staff = await _authorize(request, "list", op)
+    query = await _read(request, op)
+    assert isinstance(query, models.RecordingsQuery)
+    booking = query.booking_id
     rows = _index(request).list(booking_id=booking, establishment_ids=staff_establishments(staff))
     _audit(request.app, booking or 0, "recording_list", {
         "staff": staff_name(staff), "booking_id": booking, "recording_ids": [r.id for r in rows],
     })
-    return web.json_response({"recordings": [r.public() for r in rows]},
-                             headers={"Cache-Control": "no-store"})
+    return _json(op, {"recordings": [r.public() for r in rows]})
 
 
-async def get_recording(request: web.Request) -> web.Response:
-    staff, rec = await _authorize_for(request, "view")
+async def get_recording(request: web.Request, op: Op) -> web.Response:
+    staff, rec = await _authorize_for(request, "view", op)
     _audit(request.app, rec.booking_id, "recording_view",
            {"staff": staff_name(staff), "recording_id": rec.id})
-    return web.json_response(rec.public(), headers={"Cache-Control": "no-store"})
+    return _json(op, rec.public())
 
 
-async def download_recording(request: web.Request) -> web.StreamResponse:
+async def download_recording(request: web.Request, op: Op) -> web.StreamResponse:
     """The decrypted WebM, streamed chunk by chunk (no plaintext ever touches disk)."""
-    staff, rec = await _authorize_for(request, "download")
+    staff, rec = await _authorize_for(request, "download", op)
     who = staff_name(staff)
     if rec.status == "deleted":
         _audit(request.app, rec.booking_id, "recording_download",
@@ -427,16 +431,14 @@ class _Hashing:
         return data
 
 
-async def place_hold(request: web.Request) -> web.Response:
-    staff, rec = await _authorize_for(request, "hold")
+async def place_hold(request: web.Request, op: Op) -> web.Response:
+    staff, rec = await _authorize_for(request, "hold", op)
+    # JSON only: not a form a third-party page could submit with a staff member's cookies
     if request.content_type != "application/json":
-        # not a form a third-party page could submit with a staff member's cookies
         raise web.HTTPUnsupportedMediaType(text="send JSON: {\"reason\": ...}")
-    try:
-        body = await request.json()
-    except ValueError:
-        raise web.HTTPBadRequest(text="send JSON: {\"reason\": ...}") from None
-    reason = str(body.get("reason", "") if isinstance(body, dict) else "")[:500]
+    body = await _read(request, op)
+    assert isinstance(body, models.Hold)
+    reason = body.reason
     if not reason.strip():
         raise web.HTTPBadRequest(text="a legal hold needs a reason")
     if rec.status == "deleted":
@@ -445,24 +447,56 @@ async def place_hold(request: web.Request) -> web.Response:
     _index(request).set_hold(rec.id, True, reason, who, time.time())
     _audit(request.app, rec.booking_id, "recording_hold_placed",
            {"staff": who, "recording_id": rec.id, "reason": reason})
-    return web.json_response(_index(request).get(rec.id).public())  # type: ignore[union-attr]
+    return _json(op, _index(request).get(rec.id).public())  # type: ignore[union-attr]
 
 
-async def release_hold(request: web.Request) -> web.Response:
-    staff, rec = await _authorize_for(request, "release_hold")
+async def release_hold(request: web.Request, op: Op) -> web.Response:
+    staff, rec = await _authorize_for(request, "release_hold", op)
+    if not rec.legal_hold:
+        raise web.HTTPConflict(text="this recording is not on legal hold")
     who = staff_name(staff)
     _index(request).set_hold(rec.id, False, None, who, time.time())
     _audit(request.app, rec.booking_id, "recording_hold_released",
            {"staff": who, "recording_id": rec.id, "previous_reason": rec.hold_reason})
-    return web.json_response(_index(request).get(rec.id).public())  # type: ignore[union-attr]
+    return _json(op, _index(request).get(rec.id).public())  # type: ignore[union-attr]
+
+
+async def _read(request: web.Request, op: Op) -> Any:
+    """The body or query of ``op``, validated as the booking API does (same codes)."""
+    from relay.web.api import read_request  # the API's parser; imported late (no cycle)
+
+    return await read_request(request, op)
+
+
+_HANDLERS: dict[str, Callable[[web.Request, Op], Any]] = {
+    "recordings_list": list_recordings,
+    "recording_get": get_recording,
+    "recording_media": download_recording,
+    "recording_hold": place_hold,
+    "recording_release": release_hold,
+}
+
+
+def _bind(op: Op) -> Callable[[web.Request], Any]:
+    fn = _HANDLERS[op.op_id]
+
+    async def route(request: web.Request) -> web.StreamResponse:
+        from relay.web.api import ApiError, error_response
+
+        try:
+            return await fn(request, op)
+        except ApiError as exc:
+            return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    route.__name__ = f"api_{op.op_id}"
+    return route
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/recordings", list_recordings)
-    app.router.add_get("/api/recordings/{rec_id}", get_recording)
-    app.router.add_get("/api/recordings/{rec_id}/media", download_recording)
-    app.router.add_post("/api/recordings/{rec_id}/hold", place_hold)
-    app.router.add_delete("/api/recordings/{rec_id}/hold", release_hold)
+    """The table's recording operations (``relay.web.routes``), each with its role check."""
+    for op in OPERATIONS:
+        if op.prefix == RECORDINGS_PREFIX:
+            app.router.add_route(op.method, op.full_path, _bind(op))
 
 
 # --- wiring --------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The booking API: JSON over HTTP under ``/api/v1/`` for the family app, the prison kiosk and
-laptop, and the staff console. Routes, request schemas and the OpenAPI document all come from
-``relay.web.openapi.OPERATIONS``.
+laptop, and the staff console. Routes come from the table in ``relay.web.routes``; request
+validation, response shapes and the OpenAPI document from the models in ``relay.web.models``.
 
 Who is asking (see docs/booking.md):
 
@@ -20,25 +20,28 @@ refused tokens count per remote address; past ``bad_token_limit_per_min`` the ad
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
 
 from protocol import tokens
 from protocol.tokens import JoinClaims
 from relay import auth, keys
-from relay.records.store import AdmissionRefused, Booking, Contact, Staff, StoreError
-from relay.web.openapi import API_PREFIX, MAX_ID, OPERATIONS, SCHEMAS, Invalid, Op, openapi_document
-from relay.web.openapi import validate as validate_schema
+from relay.records.store import AdmissionRefused, Booking, Staff, StoreError
+from relay.web import models
+from relay.web.jsonbody import BodyError, parse_json
+from relay.web.openapi import openapi_document
+from relay.web.routes import API_PREFIX, OPERATIONS, Op, role_allows
 
 log = logging.getLogger("relay.web.api")
 
 STAFF_COOKIE = "relay_staff"
 MAX_BODY = 64 * 1024
+M = TypeVar("M", bound=BaseModel)
 
 _CONFLICT = {
     "allowance_exceeded", "slot_full", "prisoner_busy", "booking_not_pending",
@@ -69,16 +72,44 @@ def _store_error(exc: StoreError) -> ApiError:
     return ApiError(422, exc.code, exc.message)
 
 
+# --------------------------------------------------------------------------- staff sign-in
+
+
+def session_staff(request: web.Request) -> Staff | None:
+    """The staff member whose session cookie this request carries, or None. The one staff
+    sign-in check: the booking API (``Ctx.staff``) and the recordings routes
+    (``authorize_staff``) both use it."""
+    cookie = request.cookies.get(STAFF_COOKIE)
+    if not cookie:
+        return None
+    now = request.config_dict[keys.CLOCK]()  # the API's clock (tests move it)
+    return request.config_dict[keys.STORE].session_staff(cookie, now)
+
+
+def authorize_staff(request: web.Request) -> Staff:
+    """``app[keys.AUTHORIZE_STAFF]`` for the recordings routes: the staff member, or 401."""
+    staff = session_staff(request)
+    if staff is None:
+        raise web.HTTPUnauthorized(text="log in as staff first")
+    return staff
+
+
 # --------------------------------------------------------------------------- request context
 
 
 class Ctx:
-    """What a handler gets: the request, its validated body and the services."""
+    """What a handler gets: the request, its validated body (or query) and the services.
 
-    def __init__(self, request: web.Request, op: Op, body: dict[str, Any]) -> None:
+    ``model`` is the validated model (None when the operation takes none); ``body`` the fields
+    the client sent, as a dict (defaults are the handler's business)."""
+
+    def __init__(self, request: web.Request, op: Op, model: BaseModel | None) -> None:
         self.request = request
         self.op = op
-        self.body = body
+        self.model = model
+        self.body: dict[str, Any] = (
+            {} if model is None else model.model_dump(by_alias=True, exclude_unset=True)
+        )
         cd = request.config_dict
         self.store = cd[keys.STORE]
         self.config = cd[keys.CONFIG]
@@ -87,11 +118,16 @@ class Ctx:
         self.now = cd[keys.CLOCK]()
         self.remote = request.remote or "unknown"
 
+    def args(self, cls: type[M]) -> M:
+        """The validated body or query, typed."""
+        assert isinstance(self.model, cls), (self.op.op_id, cls)
+        return self.model
+
     def path_id(self, name: str) -> int:
-        raw = self.request.match_info[name]
-        if len(raw) > 16 or not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
+        value = models.parse_id(self.request.match_info[name])
+        if value is None:
             raise ApiError(404, "not_found", f"no such {name.removesuffix('_id')}")
-        return int(raw)
+        return value
 
     def check_not_blocked(self) -> None:
         if self.limiter.blocked(self.remote):
@@ -118,26 +154,19 @@ class Ctx:
         self.check_not_blocked()
         scheme, _, key = header.partition(" ")
         ident, _, secret = key.strip().partition(".")
-        if (
-            scheme.lower() != "bearer"
-            or len(ident) > 16
-            or not ident.isascii()
-            or not ident.isdigit()
-            or not secret
-        ):
+        vid = models.parse_id(ident)
+        if scheme.lower() != "bearer" or not ident.isdigit() or not secret:
             raise self.refuse_auth("bad_credentials", "malformed visitor access key")
-        vid = int(ident)
-        if vid > MAX_ID or self.store.check_visitor(vid, secret) is None:
+        if vid is None or self.store.check_visitor(vid, secret) is None:
             raise self.refuse_auth("bad_credentials", "unknown visitor access key")
         return vid
 
     def staff(self, required: bool = True) -> Staff | None:
-        cookie = self.request.cookies.get(STAFF_COOKIE)
-        staff = self.store.session_staff(cookie, self.now) if cookie else None
+        staff = session_staff(self.request)
         if staff is None and required:
             raise ApiError(401, "unauthenticated", "log in as staff first")
-        if staff is not None and self.op.staff_role == "admin" and staff.role != "admin":
-            raise ApiError(403, "forbidden", "only an admin may do this")
+        if staff is not None and not role_allows(self.op.staff_role, staff.role):
+            raise ApiError(403, "forbidden", f"only an {self.op.staff_role} may do this")
         return staff
 
     def laptop(self):
@@ -158,44 +187,28 @@ class Ctx:
 
 
 def booking_json(b: Booking) -> dict[str, Any]:
-    return {
-        "id": b.id,
-        "establishment_id": b.establishment_id,
-        "prisoner_id": b.prisoner_id,
-        "prisoner_number": b.prisoner_number,
-        "call_type": b.call_type,
-        "starts_at": b.starts_at,
-        "ends_at": b.ends_at,
-        "minutes": b.minutes,
-        "status": b.status,
-        "requested_by": b.requested_by,
-        "main_visitor_id": b.main_visitor_id,
-        "visitor_ids": list(b.visitor_ids),
-        "laptop_id": b.laptop_id,
-        "reason": b.reason,
-    }
+    """The public shape of a store booking (``models.Booking``, the one definition)."""
+    return models.Booking.model_validate(b).model_dump(mode="json")
 
 
-def contact_json(c: Contact) -> dict[str, Any]:
-    return {
-        "id": c.id,
-        "prisoner_id": c.prisoner_id,
-        "visitor_id": c.visitor_id,
-        "status": c.status,
-        "approved_by": c.approved_by,
-        "approved_at": c.approved_at,
-        "revoked_by": c.revoked_by,
-        "revoked_at": c.revoked_at,
-    }
+def contact_json(c: Any) -> dict[str, Any]:
+    return models.Contact.model_validate(c).model_dump(mode="json")
 
 
 def staff_json(s: Staff) -> dict[str, Any]:
-    return {
-        "id": s.id,
-        "username": s.username,
-        "role": s.role,
-        "establishment_id": s.establishment_id,
-    }
+    return models.Staff.model_validate(s).model_dump(mode="json")
+
+
+LEGAL_CALL_REFUSED = (
+    "legal calls are booked by staff (for a registered legal representative), "
+    "never by a family account or the kiosk"
+)
+
+
+def refuse_legal(call_type: str) -> None:
+    """Legal calls are unrecorded and unheard: the booking route is the safeguard."""
+    if call_type == "legal":
+        raise ApiError(403, "legal_call_not_allowed", LEGAL_CALL_REFUSED)
 
 
 # --------------------------------------------------------------------------- tokens
@@ -247,26 +260,26 @@ def handler(fn: Handler) -> Handler:
 
 @handler
 async def openapi(ctx: Ctx) -> Any:
-    return openapi_document()
+    return _OPENAPI
 
 
 @handler
 async def request_booking(ctx: Ctx) -> Any:
     vid = ctx.visitor_id()
-    b = ctx.body
-    prisoner = ctx.store.prisoner_by_number(b["prisoner_number"])
+    b = ctx.args(models.BookingRequest)
+    refuse_legal(b.call_type)
+    prisoner = ctx.store.prisoner_by_number(b.prisoner_number)
     # Not an approved contact looks exactly like no such prisoner: the API must not tell a
     # stranger who is in custody.
     if prisoner is None or not ctx.store.is_approved_contact(prisoner["id"], vid):
         raise ApiError(404, "prisoner_not_found", "no such prisoner among your contacts")
-    main = b.get("main_visitor_id", vid)
     return ctx.store.request_booking(
         prisoner_id=prisoner["id"],
-        call_type=b.get("call_type", "social"),
-        starts_at=float(b["starts_at"]),
-        minutes=b["minutes"],
-        main_visitor_id=main,
-        visitor_ids=[vid, *b.get("visitor_ids", [])],
+        call_type=b.call_type,
+        starts_at=b.starts_at,
+        minutes=b.minutes,
+        main_visitor_id=b.main_visitor_id or vid,
+        visitor_ids=[vid, *b.visitor_ids],
         requested_by="family",
         now=ctx.now,
         actor=f"visitor:{vid}",
@@ -276,7 +289,7 @@ async def request_booking(ctx: Ctx) -> Any:
 @handler
 async def my_bookings(ctx: Ctx) -> Any:
     vid = ctx.visitor_id()
-    return {"bookings": [booking_json(b) for b in ctx.store.visitor_bookings(vid)]}
+    return {"bookings": ctx.store.visitor_bookings(vid)}
 
 
 def _booking_for_family_or_staff(ctx: Ctx, main_only: bool) -> tuple[Booking, str, Staff | None]:
@@ -333,16 +346,17 @@ def _kiosk_prisoner(ctx: Ctx, laptop) -> Any:
 
 @handler
 async def kiosk_request_booking(ctx: Ctx) -> Any:
+    b = ctx.args(models.KioskBookingRequest)
     laptop = ctx.laptop()
+    refuse_legal(b.call_type)
     prisoner = _kiosk_prisoner(ctx, laptop)
-    b = ctx.body
     return ctx.store.request_booking(
         prisoner_id=prisoner["id"],
-        call_type=b.get("call_type", "social"),
-        starts_at=float(b["starts_at"]),
-        minutes=b["minutes"],
-        main_visitor_id=b["visitor_id"],
-        visitor_ids=b.get("visitor_ids", []),
+        call_type=b.call_type,
+        starts_at=b.starts_at,
+        minutes=b.minutes,
+        main_visitor_id=b.visitor_id,
+        visitor_ids=b.visitor_ids,
         requested_by="prisoner",
         now=ctx.now,
         actor=f"laptop:{laptop.id}",
@@ -375,9 +389,10 @@ async def laptop_token(ctx: Ctx) -> Any:
 @handler
 async def staff_login(ctx: Ctx) -> Any:
     ctx.check_not_blocked()
-    staff, pw_hash = ctx.store.staff_password_hash(ctx.body["username"])
+    b = ctx.args(models.StaffLogin)
+    staff, pw_hash = ctx.store.staff_password_hash(b.username)
     # argon2 is ~50 ms of CPU: off the event loop. The store itself stays on the loop.
-    ok = await asyncio.to_thread(auth.verify_password, pw_hash, ctx.body["password"])
+    ok = await asyncio.to_thread(auth.verify_password, pw_hash, b.password)
     if not ok or staff is None:
         raise ctx.refuse_auth("bad_credentials", "wrong username or password")
     token = ctx.store.create_session(staff.id, ctx.now)
@@ -402,35 +417,64 @@ async def staff_logout(ctx: Ctx) -> Any:
 
 @handler
 async def staff_me(ctx: Ctx) -> Any:
-    return staff_json(ctx.staff())
+    return ctx.staff()
 
 
 @handler
 async def staff_bookings(ctx: Ctx) -> Any:
     staff = ctx.staff()
-    q = ctx.body  # query parameters, validated
+    q = ctx.args(models.StaffBookingsQuery)
     found = ctx.store.list_bookings(
         staff.establishment_id,
-        status=q.get("status"),
-        starts_from=q.get("from"),
-        starts_before=q.get("to"),
-        limit=q.get("limit", 200),
+        status=q.status,
+        starts_from=q.from_,
+        starts_before=q.to,
+        limit=q.limit,
     )
-    return {"bookings": [booking_json(b) for b in found]}
+    return {"bookings": found}
+
+
+@handler
+async def staff_book(ctx: Ctx) -> Any:
+    """Staff book on a family's or legal representative's behalf: the same rules as any
+    request, then approved at once (staff are who approve). If the approval is refused
+    (no free laptop, say), the request is declined with that reason and the refusal returned,
+    so no half-made booking waits in the queue."""
+    staff = ctx.staff()
+    b = ctx.args(models.StaffBookingRequest)
+    prisoner = ctx.store.prisoner_by_number(b.prisoner_number)
+    if prisoner is None or prisoner["establishment_id"] != staff.establishment_id:
+        raise ApiError(404, "prisoner_not_found", "no such prisoner here")
+    booking = ctx.store.request_booking(
+        prisoner_id=prisoner["id"],
+        call_type=b.call_type,
+        starts_at=b.starts_at,
+        minutes=b.minutes,
+        main_visitor_id=b.main_visitor_id,
+        visitor_ids=b.visitor_ids,
+        requested_by="staff",
+        now=ctx.now,
+        actor=f"staff:{staff.id}",
+    )
+    try:
+        return ctx.store.approve_booking(booking.id, staff.id, ctx.now, b.laptop_id)
+    except StoreError as exc:
+        ctx.store.decline_booking(booking.id, staff.id, ctx.now, f"not approved: {exc.message}")
+        raise
 
 
 @handler
 async def staff_approve(ctx: Ctx) -> Any:
     staff = ctx.staff()
     b = ctx.staff_booking(staff, ctx.path_id("booking_id"))
-    return ctx.store.approve_booking(b.id, staff.id, ctx.now, ctx.body.get("laptop_id"))
+    return ctx.store.approve_booking(b.id, staff.id, ctx.now, ctx.args(models.Approve).laptop_id)
 
 
 @handler
 async def staff_decline(ctx: Ctx) -> Any:
     staff = ctx.staff()
     b = ctx.staff_booking(staff, ctx.path_id("booking_id"))
-    return ctx.store.decline_booking(b.id, staff.id, ctx.now, ctx.body.get("reason", ""))
+    return ctx.store.decline_booking(b.id, staff.id, ctx.now, ctx.args(models.Decline).reason)
 
 
 @handler
@@ -468,18 +512,19 @@ async def staff_prisoners(ctx: Ctx) -> Any:
 @handler
 async def staff_contacts(ctx: Ctx) -> Any:
     staff = ctx.staff()
-    found = ctx.store.contacts(staff.establishment_id, ctx.body.get("prisoner_id"))
-    return {"contacts": [contact_json(c) for c in found]}
+    q = ctx.args(models.ContactsQuery)
+    return {"contacts": ctx.store.contacts(staff.establishment_id, q.prisoner_id)}
 
 
 @handler
 async def staff_approve_contact(ctx: Ctx) -> Any:
     staff = ctx.staff()
-    prisoner = ctx.store.prisoner(ctx.body["prisoner_id"])
+    b = ctx.args(models.ContactRequest)
+    prisoner = ctx.store.prisoner(b.prisoner_id)
     if prisoner is None or prisoner["establishment_id"] != staff.establishment_id:
         raise ApiError(404, "prisoner_not_found", "no such prisoner")
-    cid = ctx.store.approve_contact(prisoner["id"], ctx.body["visitor_id"], staff.id, ctx.now)
-    return contact_json(ctx.store.contact(cid))
+    cid = ctx.store.approve_contact(prisoner["id"], b.visitor_id, staff.id, ctx.now)
+    return ctx.store.contact(cid)
 
 
 @handler
@@ -496,68 +541,77 @@ async def staff_revoke_contact(ctx: Ctx) -> Any:
 @handler
 async def staff_register_visitor(ctx: Ctx) -> Any:
     ctx.staff()
-    b = ctx.body
-    vid, secret = ctx.store.add_visitor(
-        b["name"], b["date_of_birth"], b["identity_verified"], ctx.now
-    )
+    b = ctx.args(models.VisitorRegistration)
+    vid, secret = ctx.store.add_visitor(b.name, b.date_of_birth, b.identity_verified, ctx.now)
     return {"visitor_id": vid, "access_key": f"{vid}.{secret}"}
 
 
 # --------------------------------------------------------------------------- plumbing
 
 
-async def _read_body(request: web.Request, op: Op) -> dict[str, Any]:
+_OPENAPI = openapi_document()
+
+
+def _invalid(where: str, exc: ValidationError) -> ApiError:
+    """The first violation, naming the field: ``body.minutes: is required``."""
+    err = exc.errors(include_url=False, include_input=False)[0]
+    loc = ".".join([where, *(str(part)[:40] for part in err["loc"])])
+    message = {"missing": "is required", "extra_forbidden": "is not a known field"}.get(
+        err["type"], err["msg"]
+    )
+    return ApiError(400, "invalid_request", f"{loc}: {message}")
+
+
+async def _read_body(request: web.Request, op: Op) -> BaseModel | None:
+    """The validated body (POST) or query (GET) of ``op``, or None when it takes neither."""
     if op.body is None:
-        if op.method == "GET":
-            return _read_query(request, op)
-        return {}
+        return _read_query(request, op) if op.query is not None else None
     raw = await request.content.read(MAX_BODY + 1)
     if len(raw) > MAX_BODY:
         raise ApiError(413, "body_too_large", f"at most {MAX_BODY} bytes")
     if not raw.strip():
         if op.body_required:
             raise ApiError(400, "invalid_request", "a JSON body is required")
-        return {}
+        return op.body()
     ctype = request.headers.get("Content-Type", "application/json").split(";")[0].strip()
     if ctype.lower() != "application/json":
         raise ApiError(415, "unsupported_media_type", "send application/json")
     try:
-        body = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise ApiError(400, "bad_json", "the body is not valid JSON") from None
+        value = parse_json(raw)
+    except BodyError as exc:
+        raise ApiError(400, exc.code, exc.message) from None
+    if not isinstance(value, dict):
+        raise ApiError(400, "invalid_request", "body: must be an object")
     try:
-        validate_schema(SCHEMAS[op.body], body)
-    except Invalid as exc:
-        raise ApiError(400, "invalid_request", str(exc)) from None
-    return body
+        return op.body.model_validate(value)
+    except ValidationError as exc:
+        raise _invalid("body", exc) from None
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+def _read_query(request: web.Request, op: Op) -> BaseModel:
+    """Known query parameters (the first of each name); unknown ones are ignored."""
+    assert op.query is not None
+    names = {f.alias or name for name, f in op.query.model_fields.items()}
+    present = {name: request.query[name] for name in names if name in request.query}
+    try:
+        return op.query.model_validate(present)
+    except ValidationError as exc:
+        raise _invalid("query", exc) from None
 
 
-def _read_query(request: web.Request, op: Op) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for p in op.params:
-        if p.where != "query" or p.name not in request.query:
-            continue
-        raw = request.query[p.name]
-        kind = p.schema.get("type")
-        try:
-            value: Any = raw
-            if kind == "integer":
-                value = int(raw) if raw.strip().lstrip("-").isdigit() else float("nan")
-                if not isinstance(value, int):
-                    raise ValueError(raw)
-            elif kind == "number":
-                value = float(raw)
-            validate_schema(p.schema, value, f"query.{p.name}")
-        except (ValueError, OverflowError):
-            raise ApiError(400, "invalid_request", f"query.{p.name}: has the wrong type") from None
-        except Invalid as exc:
-            raise ApiError(400, "invalid_request", str(exc)) from None
-        out[p.name] = value
-    return out
+async def read_request(request: web.Request, op: Op) -> BaseModel | None:
+    """Body or query of ``op``, validated; raises ``ApiError``. For the recordings routes."""
+    return await _read_body(request, op)
+
+
+def respond(op: Op, result: Any) -> web.StreamResponse:
+    """The success response: ``result`` (a store value, a model or a dict) in ``op``'s
+    response model, so every answer has the documented shape."""
+    if isinstance(result, web.StreamResponse):
+        return result
+    if op.response is not None:
+        result = op.response.model_validate(result).model_dump(mode="json", exclude_unset=True)
+    return web.json_response(result, status=op.status)
 
 
 def _route(op: Op) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -565,19 +619,15 @@ def _route(op: Op) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
 
     async def route(request: web.Request) -> web.StreamResponse:
         try:
-            body = await _read_body(request, op)
-            ctx = Ctx(request, op, body)
+            model = await _read_body(request, op)
+            ctx = Ctx(request, op, model)
             result = await fn(ctx)
         except ApiError as exc:
             return error_response(exc.status, exc.code, exc.message, exc.headers)
         except StoreError as exc:
             e = _store_error(exc)
             return error_response(e.status, e.code, e.message)
-        if isinstance(result, web.StreamResponse):
-            return result
-        if isinstance(result, Booking):
-            result = booking_json(result)
-        return web.json_response(result, status=op.status)
+        return respond(op, result)
 
     route.__name__ = f"api_{op.op_id}"
     return route
@@ -646,6 +696,8 @@ def setup_api(app: web.Application) -> None:
     app.middlewares.append(_errors)  # JSON errors for /api/recordings too
     api = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
     for op in OPERATIONS:
+        if op.prefix != API_PREFIX:
+            continue  # the recordings routes: mounted by relay.records.recordings
         api.router.add_route(op.method, op.path, _route(op), name=op.op_id)
     app.add_subapp(API_PREFIX, api)
 

@@ -13,6 +13,7 @@ from relay.records.store.values import (
     Laptop,
     StoreError,
     Visitor,
+    policy_defaults,
 )
 
 log = logging.getLogger("relay.records.store")
@@ -20,21 +21,14 @@ log = logging.getLogger("relay.records.store")
 
 class PeopleRecords(RecordsBase):
     def create_establishment(self, name: str, now: float, **policy: object) -> int:
-        allowed = policy.pop("allowed_call_minutes", (30, 60))
-        fields = {
-            "call_minutes": 30,
-            "monthly_allowance_minutes": 60,
-            "max_visitors": 4,
-            "min_main_visitor_age": 18,
-            "record_social": 1,
-            "retention_days": 90,
-            "staff_must_resume": 0,
-            "is_demo": 0,
-        }
+        """A new establishment; unnamed policy fields take ``EstablishmentPolicy``'s defaults."""
+        fields: dict[str, object] = {**policy_defaults(), "is_demo": 0}
+        allowed = policy.pop("allowed_call_minutes", fields.pop("allowed_call_minutes"))
         unknown = set(policy) - set(fields)
         if unknown:
             raise TypeError(f"unknown policy fields: {sorted(unknown)}")
-        fields.update({k: int(v) for k, v in policy.items()})  # type: ignore[call-overload]
+        fields.update(policy)
+        fields = {k: int(v) for k, v in fields.items()}  # type: ignore[call-overload]
         cols = ", ".join(fields)
         marks = ", ".join("?" for _ in fields)
         with self._tx() as db:

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Literal, get_args
 
-CALL_TYPES = ("social", "legal")
-BOOKING_STATUSES = ("requested", "approved", "declined", "cancelled", "completed", "failed")
-STAFF_ROLES = ("officer", "admin")
+from protocol.vocabulary import CALL_TYPES, CallType  # noqa: F401 (CALL_TYPES re-exported)
+
+BookingStatus = Literal["requested", "approved", "declined", "cancelled", "completed", "failed"]
+BOOKING_STATUSES: tuple[str, ...] = get_args(BookingStatus)
+StaffRole = Literal["officer", "admin"]
+"""In rising order of privilege: an operation allowed to a role is allowed to those after it."""
+STAFF_ROLES: tuple[str, ...] = get_args(StaffRole)
+Requester = Literal["family", "prisoner", "staff"]
+REQUESTERS: tuple[str, ...] = get_args(Requester)
+ContactStatus = Literal["approved", "revoked"]
+CallOutcome = Literal["completed", "failed"]
+RecordingStatus = Literal["recording", "complete", "interrupted", "failed", "deleted"]
+
 SESSION_IDLE_S = 30 * 60
 """A staff session ends after this long without a request..."""
 SESSION_MAX_S = 10 * 3600
@@ -33,17 +44,24 @@ class EstablishmentPolicy:
     """Active laptops/rooms: how many calls may overlap."""
 
 
+def policy_defaults() -> dict[str, object]:
+    """The defaults of every configurable policy field: the one place they are written is
+    ``EstablishmentPolicy`` above (``create_establishment`` and the seed read them here)."""
+    computed = {"establishment_id", "name", "capacity"}
+    return {f.name: f.default for f in fields(EstablishmentPolicy) if f.name not in computed}
+
+
 @dataclass(frozen=True)
 class Booking:
     id: int
     establishment_id: int
     prisoner_id: int
     prisoner_number: str
-    call_type: str
+    call_type: CallType
     starts_at: float
     ends_at: float
-    status: str
-    requested_by: str
+    status: BookingStatus
+    requested_by: Requester
     main_visitor_id: int
     visitor_ids: tuple[int, ...]
     laptop_id: int | None
@@ -59,7 +77,7 @@ class Staff:
     id: int
     establishment_id: int
     username: str
-    role: str
+    role: StaffRole
 
 
 @dataclass(frozen=True)
@@ -83,7 +101,7 @@ class Contact:
     id: int
     prisoner_id: int
     visitor_id: int
-    status: str
+    status: ContactStatus
     approved_by: int | None
     approved_at: float
     revoked_by: int | None
@@ -94,7 +112,7 @@ class Contact:
 class Admission:
     booking_id: int
     establishment_id: int
-    call_type: str  # "social" | "legal"
+    call_type: CallType
     starts_at: float
     ends_at: float
     role: str

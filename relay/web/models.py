@@ -1,0 +1,372 @@
+"""The API's request and response bodies, defined once (pydantic v2).
+
+Request validation (``relay.web.api``) and the OpenAPI document (``relay.web.openapi``) are
+both generated from these classes. Requests are strict (no coercion: ``"30"`` is not a
+number, ``true`` is not an id) and refuse unknown fields. Responses are built from the
+store's values (``Booking.model_validate(store_booking)``), so a field added to the store
+and not here never leaks, and one missing here fails the contract test.
+
+Vocabularies come from where they are defined: wire-level ones from ``protocol.vocabulary``,
+record-level ones from ``relay.records.store.values``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from protocol.vocabulary import CallState, CallType, Role
+from relay.records.store.values import (
+    BookingStatus,
+    CallOutcome,
+    ContactStatus,
+    RecordingStatus,
+    Requester,
+    StaffRole,
+)
+
+MAX_ID = 2**53 - 1
+"""Ids are JSON-safe integers (and fit SQLite's INTEGER)."""
+MAX_TIME = 32503680000.0  # year 3000
+MAX_CALL_MINUTES = 24 * 60
+"""A sanity bound only: the establishment's ``allowed_call_minutes`` decide (store rule)."""
+MAX_PARTY = 16
+MAX_REASON = 500
+
+
+def parse_id(raw: str) -> int | None:
+    """A positive id within range from a path or query string, or None. The one id parser:
+    booking, contact, evidence and recording ids, and the visitor part of an access key."""
+    if len(raw) > 16 or not raw.isascii() or not raw.isdigit():
+        return None
+    value = int(raw)
+    return value if 1 <= value <= MAX_ID else None
+
+
+def _unique(items: list[int]) -> list[int]:
+    if len(set(items)) != len(items):
+        raise ValueError("items must be unique")
+    return items
+
+
+def _iso_date(value: str) -> str:
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be a date YYYY-MM-DD") from None
+    return value
+
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+Epoch = Annotated[
+    float, Field(ge=0, le=MAX_TIME, allow_inf_nan=False, description="UTC epoch seconds")
+]
+Secret = Annotated[str, Field(min_length=1, max_length=200)]
+Reason = Annotated[str, Field(max_length=MAX_REASON)]
+PrisonerNumber = Annotated[str, Field(min_length=1, max_length=32)]
+Minutes = Annotated[
+    int,
+    Field(ge=1, le=MAX_CALL_MINUTES,
+          description="call length in minutes: one of the establishment's allowed_call_minutes"),
+]
+Party = Annotated[
+    list[Id],
+    Field(max_length=MAX_PARTY, json_schema_extra={"uniqueItems": True}),
+    AfterValidator(_unique),
+]
+IsoDate = Annotated[
+    str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$", json_schema_extra={"format": "date"}),
+    AfterValidator(_iso_date),
+]
+
+
+class Request(BaseModel):
+    """A request body: strict types, no unknown fields."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class Query(BaseModel):
+    """Query parameters: strings in, so types are converted (lax), no unknown fields."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Response(BaseModel):
+    """A response body, built from the store's values or a dict."""
+
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
+
+
+# --------------------------------------------------------------------------- requests
+
+
+class BookingRequest(Request):
+    prisoner_number: PrisonerNumber
+    call_type: CallType = "social"
+    starts_at: Epoch
+    minutes: Minutes
+    main_visitor_id: Id | None = None
+    visitor_ids: Party = []
+
+
+class KioskBookingRequest(Request):
+    laptop_id: Id
+    laptop_secret: Secret
+    prisoner_number: PrisonerNumber
+    visitor_id: Id
+    visitor_ids: Party = []
+    call_type: CallType = "social"
+    starts_at: Epoch
+    minutes: Minutes
+
+
+class StaffBookingRequest(Request):
+    """Staff book on a family's or legal representative's behalf (legal calls included)."""
+
+    prisoner_number: PrisonerNumber
+    call_type: CallType = "social"
+    starts_at: Epoch
+    minutes: Minutes
+    main_visitor_id: Id
+    visitor_ids: Party = []
+    laptop_id: Id | None = None
+
+
+class KioskCancel(Request):
+    laptop_id: Id
+    laptop_secret: Secret
+    prisoner_number: PrisonerNumber
+    reason: Reason = "cancelled by prisoner"
+
+
+class Cancel(Request):
+    reason: Reason = ""
+
+
+class Reschedule(Request):
+    starts_at: Epoch
+    minutes: Minutes
+
+
+class LaptopTokenRequest(Request):
+    laptop_id: Id
+    laptop_secret: Secret
+    booking_id: Id
+
+
+class StaffLogin(Request):
+    username: Annotated[str, Field(min_length=1, max_length=100)]
+    password: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Approve(Request):
+    laptop_id: Id | None = None
+
+
+class Decline(Request):
+    reason: Reason = ""
+
+
+class Outcome(Request):
+    outcome: CallOutcome
+    reason: Reason = ""
+
+
+class ContactRequest(Request):
+    prisoner_id: Id
+    visitor_id: Id
+
+
+class VisitorRegistration(Request):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    date_of_birth: IsoDate
+    identity_verified: bool
+
+
+class CallNote(Request):
+    note: Reason = ""
+
+
+class Hold(Request):
+    reason: Annotated[str, Field(min_length=1, max_length=MAX_REASON)]
+
+
+# --------------------------------------------------------------------------- query parameters
+
+
+class StaffBookingsQuery(Query):
+    status: BookingStatus | None = None
+    from_: Epoch | None = Field(default=None, alias="from")
+    to: Epoch | None = None
+    limit: Annotated[int, Field(ge=1, le=500)] = 200
+
+
+class ContactsQuery(Query):
+    prisoner_id: Id | None = None
+
+
+class RecordingsQuery(Query):
+    booking_id: Id | None = None
+
+
+# --------------------------------------------------------------------------- responses
+
+
+class ErrorBody(Response):
+    code: str
+    message: str
+
+
+class Error(Response):
+    error: ErrorBody
+
+
+class Booking(Response):
+    """The one public shape of a booking: the store's ``Booking`` value, field for field."""
+
+    id: Id
+    establishment_id: Id
+    prisoner_id: Id
+    prisoner_number: str
+    call_type: CallType
+    starts_at: Epoch
+    ends_at: Epoch
+    minutes: int
+    status: BookingStatus
+    requested_by: Requester
+    main_visitor_id: Id
+    visitor_ids: list[Id]
+    laptop_id: Id | None
+    reason: str
+
+
+class BookingList(Response):
+    bookings: list[Booking]
+
+
+class JoinToken(Response):
+    token: str
+    booking_id: Id
+    role: Role
+    participant: str
+    nbf: Epoch
+    exp: Epoch
+    join_url: str = Field(default="", description="the family's link to the call page")
+
+
+class Staff(Response):
+    id: Id
+    username: str
+    role: StaffRole
+    establishment_id: Id
+
+
+class Ok(Response):
+    ok: bool
+
+
+class CallStatus(Response):
+    booking_id: Id
+    state: CallState
+    reason: str
+    pause_reasons: list[str]
+    awaiting_staff: bool
+    call_type: CallType
+    starts_at: Epoch
+    ends_at: Epoch
+    seconds_left: Annotated[int, Field(ge=0)]
+    legs: list[str]
+    watchers: Annotated[int, Field(ge=0)]
+    faces: dict[str, int]
+    approved_faces: dict[str, int]
+    alerts: Annotated[int, Field(ge=0)]
+
+
+class CallList(Response):
+    calls: list[CallStatus]
+
+
+class AuditRecord(Response):
+    id: Id
+    at: Epoch
+    kind: str
+    actor: str
+    detail: dict[str, Any]
+    evidence_id: Id | None
+
+
+class AuditList(Response):
+    records: list[AuditRecord]
+
+
+class EvidenceFrame(Response):
+    id: Id
+    booking_id: Id
+    jpeg_base64: str
+    boxes: list[list[float]]
+
+
+class Contact(Response):
+    id: Id
+    prisoner_id: Id
+    visitor_id: Id
+    status: ContactStatus
+    approved_by: Id | None
+    approved_at: Epoch
+    revoked_by: Id | None
+    revoked_at: Epoch | None
+
+
+class ContactList(Response):
+    contacts: list[Contact]
+
+
+class Revoked(Response):
+    contact: Contact
+    cancelled_booking_ids: list[Id]
+
+
+class VisitorCreated(Response):
+    visitor_id: Id
+    access_key: str = Field(
+        description="shown once; the app sends it as 'Authorization: Bearer <key>'"
+    )
+
+
+class Prisoner(Response):
+    id: Id
+    number: str
+    name: str
+    video_call_eligible: bool
+
+
+class PrisonerList(Response):
+    prisoners: list[Prisoner]
+
+
+class Recording(Response):
+    """What staff see of a recording: everything but where its file lies."""
+
+    id: Id
+    booking_id: Id
+    establishment_id: Id
+    media_type: str
+    started_at: Epoch
+    ended_at: Epoch | None
+    size: int | None
+    sha256: str | None
+    retention_until: Epoch
+    legal_hold: bool
+    hold_reason: str | None
+    hold_by: str | None
+    hold_at: Epoch | None
+    status: RecordingStatus
+    deleted_at: Epoch | None
+    complete: bool
+
+
+class RecordingList(Response):
+    recordings: list[Recording]

@@ -1,0 +1,156 @@
+"""The route table: every HTTP operation of the API in one place (method, path, operation id,
+who may call it, body, query and response models, success status).
+
+``relay.web.api`` mounts the ``/api/v1`` operations and ``relay.records.recordings`` the
+``/api/recordings`` ones from this table; both check the staff role here
+(``role_allows``), and ``relay.web.openapi`` describes every one of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel
+
+from relay.records.store.values import STAFF_ROLES, StaffRole
+from relay.web import models as m
+
+API_PREFIX = "/api/v1"
+RECORDINGS_PREFIX = "/api"
+
+Security = Literal["visitor", "staff", "laptop"]
+"""visitor: bearer access key; staff: session cookie; laptop: credentials in the body."""
+
+
+@dataclass(frozen=True)
+class Op:
+    op_id: str
+    method: str
+    path: str  # under ``prefix``, aiohttp style "{booking_id}"
+    summary: str
+    security: tuple[Security, ...]
+    response: type[BaseModel] | None  # None: a free-form object (this document)
+    status: int = 200
+    body: type[m.Request] | None = None
+    body_required: bool = True
+    query: type[m.Query] | None = None
+    staff_role: StaffRole = "officer"  # the lowest staff role allowed
+    prefix: str = API_PREFIX
+    media_type: str = "application/json"  # of the success response
+
+    @property
+    def full_path(self) -> str:
+        return self.prefix + self.path
+
+    @property
+    def path_params(self) -> tuple[str, ...]:
+        return tuple(part[1:-1] for part in self.path.split("/") if part.startswith("{"))
+
+
+
+def role_allows(required: StaffRole, role: object) -> bool:
+    """Whether a staff member of ``role`` may do what needs ``required`` (roles are ranked)."""
+    return role in STAFF_ROLES and STAFF_ROLES.index(role) >= STAFF_ROLES.index(required)
+
+
+_V: tuple[Security, ...] = ("visitor",)
+_S: tuple[Security, ...] = ("staff",)
+_L: tuple[Security, ...] = ("laptop",)
+_VS: tuple[Security, ...] = ("visitor", "staff")
+
+OPERATIONS: tuple[Op, ...] = (
+    Op("openapi", "GET", "/openapi.json", "This document.", (), None),
+    Op("request_booking", "POST", "/bookings",
+       "A family member requests a social call slot (legal calls are booked by staff).",
+       _V, m.Booking, 201, m.BookingRequest),
+    Op("my_bookings", "GET", "/bookings", "The calling visitor's bookings.", _V, m.BookingList),
+    Op("get_booking", "GET", "/bookings/{booking_id}",
+       "One booking (a visitor on it, or staff of its establishment).", _VS, m.Booking),
+    Op("cancel_booking", "POST", "/bookings/{booking_id}/cancel",
+       "Cancel (the main visitor, or staff of the establishment).",
+       _VS, m.Booking, body=m.Cancel, body_required=False),
+    Op("reschedule_booking", "POST", "/bookings/{booking_id}/reschedule",
+       "Move a booking that has not started; every rule is checked again. A visitor's "
+       "change goes back to staff for approval; staff keep it approved.",
+       _VS, m.Booking, body=m.Reschedule),
+    Op("family_join_token", "POST", "/bookings/{booking_id}/join-token",
+       "The calling visitor's join link for an approved booking.", _V, m.JoinToken),
+    Op("kiosk_request_booking", "POST", "/kiosk/bookings",
+       "A prisoner requests a social call to an approved contact, from the kiosk/laptop.",
+       _L, m.Booking, 201, m.KioskBookingRequest),
+    Op("kiosk_cancel_booking", "POST", "/kiosk/bookings/{booking_id}/cancel",
+       "A prisoner cancels one of their bookings from the kiosk/laptop.",
+       _L, m.Booking, body=m.KioskCancel),
+    Op("laptop_token", "POST", "/laptop/token",
+       "The prison laptop exchanges its credentials for the prison token of a booking "
+       "assigned to it.", _L, m.JoinToken, body=m.LaptopTokenRequest),
+    Op("staff_login", "POST", "/staff/login",
+       "Staff log in; sets the HttpOnly, SameSite=Strict session cookie 'relay_staff'.",
+       (), m.Staff, body=m.StaffLogin),
+    Op("staff_logout", "POST", "/staff/logout", "End the staff session.", (), m.Ok),
+    Op("staff_me", "GET", "/staff/me", "Who is logged in.", _S, m.Staff),
+    Op("staff_bookings", "GET", "/staff/bookings",
+       "Bookings of the staff member's establishment.", _S, m.BookingList,
+       query=m.StaffBookingsQuery),
+    Op("staff_book", "POST", "/staff/bookings",
+       "Staff book a call (social or legal) on behalf of a family or legal representative; "
+       "every rule is checked and the booking is approved at once (docs/booking.md).",
+       _S, m.Booking, 201, m.StaffBookingRequest),
+    Op("staff_approve", "POST", "/staff/bookings/{booking_id}/approve",
+       "Approve a requested booking (every rule re-checked; a laptop assigned).",
+       _S, m.Booking, body=m.Approve, body_required=False),
+    Op("staff_decline", "POST", "/staff/bookings/{booking_id}/decline",
+       "Decline a requested booking.", _S, m.Booking, body=m.Decline, body_required=False),
+    Op("staff_outcome", "POST", "/staff/bookings/{booking_id}/outcome",
+       "Record how a call ended; 'failed' (technical) gives the allowance back.",
+       _S, m.Booking, body=m.Outcome),
+    Op("staff_watch_token", "POST", "/staff/bookings/{booking_id}/watch-token",
+       "A watcher token for a call of the staff member's establishment.", _S, m.JoinToken),
+    Op("staff_prisoners", "GET", "/staff/prisoners", "Prisoners of the establishment.",
+       _S, m.PrisonerList),
+    Op("staff_contacts", "GET", "/staff/contacts", "Approved contacts in the establishment.",
+       _S, m.ContactList, query=m.ContactsQuery),
+    Op("staff_approve_contact", "POST", "/staff/contacts",
+       "Approve a visitor as a prisoner's contact (admin).", _S, m.Contact, 201,
+       m.ContactRequest, staff_role="admin"),
+    Op("staff_revoke_contact", "POST", "/staff/contacts/{contact_id}/revoke",
+       "Revoke an approval: the visitor's coming bookings with that prisoner are cancelled "
+       "and their tokens stop working at once.", _S, m.Revoked),
+    Op("staff_calls", "GET", "/staff/calls",
+       "Live calls of the staff member's establishment: state, time left, faces, alerts.",
+       _S, m.CallList),
+    Op("staff_call_pause", "POST", "/staff/calls/{booking_id}/pause",
+       "Pause a live call: no media reaches either side until it is resumed.",
+       _S, m.CallStatus, body=m.CallNote, body_required=False),
+    Op("staff_call_resume", "POST", "/staff/calls/{booking_id}/resume",
+       "Resume a call paused by staff (or by vision, where staff must resume).",
+       _S, m.CallStatus),
+    Op("staff_call_end", "POST", "/staff/calls/{booking_id}/end",
+       "End a call now; both sides are told why.", _S, m.CallStatus),
+    Op("staff_call_audit", "GET", "/staff/calls/{booking_id}/audit",
+       "The call's audit timeline (joins, state changes, vision decisions, staff actions).",
+       _S, m.AuditList),
+    Op("staff_evidence", "GET", "/staff/evidence/{evidence_id}",
+       "An evidence frame (JPEG, boxes) kept with a vision pause.", _S, m.EvidenceFrame),
+    Op("staff_register_visitor", "POST", "/staff/visitors",
+       "Register a vetted visitor (admin); returns their app access key once.",
+       _S, m.VisitorCreated, 201, m.VisitorRegistration, staff_role="admin"),
+    # recordings (relay/records/recordings.py): every access and refusal is audited
+    Op("recordings_list", "GET", "/recordings",
+       "Recordings of the staff member's establishment (each listing is audited).",
+       _S, m.RecordingList, query=m.RecordingsQuery, prefix=RECORDINGS_PREFIX),
+    Op("recording_get", "GET", "/recordings/{rec_id}", "One recording's record.",
+       _S, m.Recording, prefix=RECORDINGS_PREFIX),
+    Op("recording_media", "GET", "/recordings/{rec_id}/media",
+       "The recording, decrypted as it streams (audited); WebM or Matroska.",
+       _S, None, prefix=RECORDINGS_PREFIX, media_type="video/webm"),
+    Op("recording_hold", "POST", "/recordings/{rec_id}/hold",
+       "Place a legal hold (kept past retention).", _S, m.Recording, body=m.Hold,
+       prefix=RECORDINGS_PREFIX),
+    Op("recording_release", "DELETE", "/recordings/{rec_id}/hold",
+       "Release a legal hold (admin).", _S, m.Recording, staff_role="admin",
+       prefix=RECORDINGS_PREFIX),
+)
+
+BY_ID: dict[str, Op] = {op.op_id: op for op in OPERATIONS}
