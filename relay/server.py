@@ -17,6 +17,7 @@ from aiohttp import web
 from protocol import messages as m
 from relay.app import create_app
 from relay.calls.call import AdmissionLike
+from relay.calls.lifecycle import CallLifecycle
 from relay.calls.registry import CallRegistry
 from relay.calls.runtime import CallRuntime
 from relay.calls.vision_link import VisionLink
@@ -53,9 +54,10 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
         )
 
     def outcome(booking_id: int, result: str, reason: str) -> None:
-        store.mark_call_outcome(booking_id, result, reason)
+        lifecycle.outcome(booking_id, result, reason)
 
     registry = CallRegistry(config, audit=audit_call, on_outcome=outcome)
+    lifecycle = CallLifecycle(store, registry)
 
     async def gate(token: str, now: float, remote: str) -> AdmissionLike:
         try:
@@ -67,6 +69,7 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     app["store"] = store
     app["audit_log"] = audit
     app["audit"] = audit_call  # (booking_id, kind, detail): what the recorder writes with
+    app["lifecycle"] = lifecycle  # the one path for booking changes that affect a call
     setup_api(app)
 
     def authorize_staff(request: web.Request) -> Staff:
