@@ -160,6 +160,16 @@ async def test_staff_outcome_and_resume_refuse_what_they_cannot_do(product):
         async with staff.post(f"{url}/bookings/{b}/outcome", json={"outcome": "failed"}) as r:
             assert (r.status, (await r.json())["error"]["code"]) == (409, "call_in_progress")
         assert fam.state == "live"
+        # pause is explicit state on the producers, set by the policy engine
+        producers = [p for leg in product.app["registry"].get(b).call.legs.values()
+                     for p in leg.producers.values()]
+        assert producers and not any(p.paused for p in producers)
+        async with staff.post(f"{url}/calls/{b}/pause") as r:
+            assert r.status == 200
+        assert all(p.paused for p in producers)
+        async with staff.post(f"{url}/calls/{b}/resume") as r:
+            assert r.status == 200 and (await r.json())["state"] == "live"
+        assert not any(p.paused for p in producers)
         async with staff.post(f"{url}/calls/{b}/end") as r:
             assert r.status == 200
         await fam.wait_state("ended")
