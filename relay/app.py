@@ -21,6 +21,7 @@ from protocol import aiortc_glue
 from protocol import messages as m
 from relay import auth, keys, metrics
 from relay.calls.call import AdmissionLike
+from relay.calls.lifecycle import CallLifecycle
 from relay.calls.registry import CallRegistry
 from relay.calls.runtime import CallRuntime
 from relay.calls.vision_link import VisionLink
@@ -71,10 +72,12 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
         )
 
     def outcome(booking_id: int, result: str, reason: str) -> None:
-        store.mark_call_outcome(booking_id, result, reason)
+        lifecycle.outcome(booking_id, result, reason)
 
     registry = CallRegistry(config, audit=call_audit, on_outcome=outcome)
+    lifecycle = CallLifecycle(store, registry)
     app[keys.REGISTRY] = registry
+    app[keys.LIFECYCLE] = lifecycle
     app[keys.CALL_AUDIT] = call_audit
 
     # who is asking: join tokens (signalling) and staff sessions (API, recordings)

@@ -34,6 +34,8 @@ CALL_AUDIT = web.AppKey("call_audit", CallAudit)
 AUTHORIZE_STAFF = web.AppKey("authorize_staff", StaffAuthorizer)
 """Edge: tests of the recordings routes may replace it."""
 REGISTRY = web.AppKey("registry", "CallRegistry")
+LIFECYCLE = web.AppKey("lifecycle", "CallLifecycle")
+"""The one path for booking changes that affect a call (relay/calls/lifecycle.py)."""
 RUNTIME = web.AppKey("runtime", "CallRuntime")
 ADMIT = web.AppKey("admit", "Admit")
 JOIN_GATE = web.AppKey("join_gate", "JoinGate")

@@ -243,15 +243,16 @@ async def test_revoke_cancels_and_invalidates_tokens(api, world, caplog):
     await ok(await api.post(f"/api/v1/staff/bookings/{b['id']}/approve", headers=admin))
     jd = await ok(await api.post(f"/api/v1/bookings/{b['id']}/join-token", headers=bearer(w, "dad")))
     jm = await ok(await api.post(f"/api/v1/bookings/{b['id']}/join-token", headers=bearer(w, "mum")))
-    contact = next(c for c in w.store.contacts(w.est_a, w.prisoner_a) if c.visitor_id == w.vid("dad"))
+    # the main visitor's approval: the booking cannot go on without her
+    contact = next(c for c in w.store.contacts(w.est_a, w.prisoner_a) if c.visitor_id == w.vid("mum"))
     r = await ok(await api.post(f"/api/v1/staff/contacts/{contact.id}/revoke", headers=admin))
     assert r["cancelled_booking_ids"] == [b["id"]] and r["contact"]["status"] == "revoked"
     gate = api.app_[keys.JOIN_GATE]
     caplog.set_level(logging.INFO)
     t = b["starts_at"]
     for token, code in [
-        (jd["token"], "approval_revoked"),
-        (jm["token"], "booking_cancelled"),
+        (jm["token"], "approval_revoked"),
+        (jd["token"], "booking_cancelled"),
         (jm["token"][:-4] + "AAAA", "token_bad_signature"),
         (tokens.issue(b"forger", tokens.verify(SECRET.encode(), jm["token"], t)), "token_bad_signature"),
         ("garbage", "token_malformed"),
@@ -263,14 +264,14 @@ async def test_revoke_cancels_and_invalidates_tokens(api, world, caplog):
         assert token not in caplog.text
     assert jd["token"] not in caplog.text and jm["token"] not in caplog.text
     # the revoked visitor's join link cannot be re-issued either
-    await err(await api.post(f"/api/v1/bookings/{b['id']}/join-token", headers=bearer(w, "dad")),
+    await err(await api.post(f"/api/v1/bookings/{b['id']}/join-token", headers=bearer(w, "mum")),
               403, "approval_revoked")
     # re-approving does not resurrect the cancelled booking
     c = await ok(await api.post("/api/v1/staff/contacts", headers=admin,
-                                json={"prisoner_id": w.prisoner_a, "visitor_id": w.vid("dad")}), 201)
+                                json={"prisoner_id": w.prisoner_a, "visitor_id": w.vid("mum")}), 201)
     assert c["status"] == "approved"
     with pytest.raises(AdmissionRefused):
-        gate.admit(jd["token"], "10.0.0.9", t)
+        gate.admit(jm["token"], "10.0.0.9", t)
 
 
 async def test_token_windows_over_http(api, world, clock):

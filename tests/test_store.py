@@ -104,13 +104,17 @@ def test_admit_refusals_logged_with_codes(w, caplog):
     for claims, now, code in cases:
         assert code_of(s.admit, claims, now) == code, claims
         assert f"code={code}" in caplog.text
-    # a revoked visitor: refused at once, and their bookings are cancelled
-    dad_contact = next(
-        c for c in s.contacts(w.est_a, w.prisoner_a) if c.visitor_id == w.vid("dad")
-    )
-    cancelled = s.revoke_contact(dad_contact.id, w.admin_a, NOW)
-    assert cancelled == [b.id]
+    # a revoked visitor: refused at once; the booking carries on without them (one face
+    # fewer) while its main visitor is approved, and is cancelled once she is revoked too
+    contact = {c.visitor_id: c for c in s.contacts(w.est_a, w.prisoner_a)}
+    faces = s.admit(claims_for(w, b), t).approved_faces
+    revoked = s.revoke_contact(contact[w.vid("dad")].id, w.admin_a, NOW)
+    assert (revoked.reduced, revoked.stopped) == ([b.id], [])
     assert code_of(s.admit, claims_for(w, b, who="dad"), t) == "approval_revoked"
+    assert s.admit(claims_for(w, b), t).approved_faces == faces - 1
+    assert s.revoke_contact(contact[w.vid("mum")].id, w.admin_a, NOW).cancelled == [b.id]
+    assert code_of(s.admit, claims_for(w, b), t) == "approval_revoked"
+    s.approve_contact(w.prisoner_a, w.vid("mum"), w.admin_a, NOW)
     assert code_of(s.admit, claims_for(w, b), t) == "booking_cancelled"
     # not approved yet / declined
     r = book(w, NOW + 3 * DAY)

@@ -90,8 +90,15 @@ class Call:
     def is_legal(self) -> bool:
         return self.call_type == "legal"
 
-    def is_paused(self) -> bool:
-        return self.media_paused
+    def set_paused(self, paused: bool) -> None:
+        """Pause or resume every party producer (the policy engine's decision, applied)."""
+        self.media_paused = paused
+        for leg in self.legs.values():
+            for producer in leg.producers.values():
+                if paused:
+                    producer.pause()
+                else:
+                    producer.resume()
 
     def everyone(self) -> list[Leg]:
         return [*self.legs.values(), *self.watchers]
@@ -106,6 +113,9 @@ class Call:
         """A family or prison leg whose producers and senders exist (not yet negotiated)."""
         self.legs[leg.role] = leg
         metrics.LEGS_CONNECTED.labels(leg.role).inc()
+        if self.media_paused:
+            for producer in leg.producers.values():
+                producer.pause()
         for kind, producer in leg.producers.items():
             for tap in self.taps:
                 tap(leg.role, kind, producer)

@@ -1,8 +1,9 @@
 """The one authority over a call's state.
 
 scheduled -> waiting (one side joined) -> live <-> paused -> ended, each change with a reason.
-Everything else follows: the forwarder reads ``call.media_paused``; clients, staff and the
-audit trail get the events. The call ends at its slot's end whatever time it started;
+Everything else follows: the call's producers are paused and resumed from here (the forwarder
+holds no pause logic of its own); clients, staff and the audit trail get the events. Vision's
+face counts and alerts for a live call are written here too, and only here. The call ends at its slot's end whatever time it started;
 warnings go out before that. A party that drops may rejoin within a grace window; if it does
 not, the call ends as a technical failure (which gives the allowance back).
 
@@ -42,6 +43,8 @@ END_TEXT = {
     "leg_lost": "the other side's connection was lost and did not come back",
     "shutdown": "the relay stopped",
     "booking_cancelled": "the booking was cancelled",
+    "approval_revoked": "a visitor's approval for this call was withdrawn",
+    "booking_rescheduled": "the booking was moved to another time",
 }
 RESTART_TEXT = "the relay is restarting; you will be reconnected in a moment"
 TECHNICAL_ENDS = frozenset({"leg_lost", "shutdown"})
@@ -69,6 +72,14 @@ class CallPolicy:
         self._grace: dict[str, asyncio.TimerHandle] = {}
         self._clear_timers: dict[str, asyncio.TimerHandle] = {}
         self._awaiting_staff: set[str] = set()
+        self.went_live = False
+        """Both sides were connected at some point: the call happened (allowance used)."""
+        self.faces: dict[str, int] = {}
+        """Latest confirmed face count per party role, from vision."""
+        self.alerts = 0
+        """Vision over-limit confirmations so far."""
+        self.approval_listeners: list[Callable[[str, int], None]] = []
+        """Called (role, approved faces) when a side's approved count changes (vision)."""
         self.listeners: list[Callable[[], None]] = []
         """Called after every change of state or pause reasons (persistence, metrics)."""
         self._staff_must_resume = bool(getattr(call.policy_settings, "staff_must_resume", False))
@@ -153,7 +164,9 @@ class CallPolicy:
         self._audit("staff_pause", {"staff": staff, "note": note})
         self._add("staff", "staff_pause")
 
-    def staff_resume(self, staff: str) -> None:
+    def staff_resume(self, staff: str) -> set[str]:
+        """Lift the staff pause and any vision pause awaiting staff; returns what still holds
+        (a vision pause whose picture has not cleared, the slot not started)."""
         self._audit("staff_resume", {"staff": staff})
         reasons = {"staff"} | {r for r in self._awaiting_staff}
         self._awaiting_staff.clear()
@@ -162,20 +175,48 @@ class CallPolicy:
         self._apply("staff_resume")
         if not self.pause_reasons:
             self.call.request_keyframes("resume")
+        return set(self.pause_reasons)
 
     def staff_end(self, staff: str) -> None:
         self._audit("staff_end", {"staff": staff})
         self.end("staff")
+
+    def vision_count(self, role: str, count: int) -> None:
+        """Vision's latest confirmed face count for one side (shown to staff)."""
+        if self.state != "ended":
+            self.faces[role] = count
+
+    def vision_paused(self, role: str) -> bool:
+        """A vision pause for ``role`` is in force (a new sampler must start over the limit,
+        or a rejoined leg's clear picture would never lift it)."""
+        return f"vision:{role}" in self.pause_reasons
+
+    def set_approved_faces(self, role: str, approved: int, why: str) -> None:
+        """A side's approved head count changed mid-call (a visitor's approval revoked)."""
+        leg = self.call.legs.get(role)
+        if self.state == "ended" or leg is None:
+            return
+        leg.approved_faces = max(0, approved)
+        self._audit("approved_faces", {"role": role, "approved": leg.approved_faces, "why": why})
+        for listener in self.approval_listeners:
+            listener(role, leg.approved_faces)
+        self.call.broadcast("state", **self.describe())
+        self._changed()
 
     def vision_over_limit(self, role: str, count: int, approved: int, evidence: Any = None) -> None:
         key = f"vision:{role}"
         timer = self._clear_timers.pop(key, None)
         if timer is not None:
             timer.cancel()
-        self._audit(
-            "vision_over_limit",
-            {"role": role, "count": count, "approved": approved, "evidence": evidence},
-        )
+        self.alerts += 1
+        self.faces[role] = count
+        detail: dict[str, Any] = {"role": role, "count": count, "approved": approved}
+        if self.call.is_legal:
+            # legal calls: faces are counted and the pause audited, but no picture is kept
+            detail["evidence_withheld"] = "legal call"
+        else:
+            detail["evidence"] = evidence
+        self._audit("vision_over_limit", detail)
         if key not in self.pause_reasons:
             metrics.PAUSES.labels("vision").inc()
         self._add(key, "vision_over_limit")
@@ -239,8 +280,10 @@ class CallPolicy:
     def _apply(self, why: str | None = None) -> None:
         if self.state == "ended":
             return
-        self.call.media_paused = bool(self.pause_reasons)
+        self.call.set_paused(bool(self.pause_reasons))
         new = self._derive()
+        if new in ("live", "paused"):
+            self.went_live = True
         if new != self.state or why in ("staff_pause", "vision_over_limit"):
             old, self.state = self.state, new
             if why:
@@ -273,7 +316,7 @@ class CallPolicy:
         self._grace.clear()
         self._clear_timers.clear()
         old, self.state, self.reason = self.state, "ended", reason
-        self.call.media_paused = True
+        self.call.set_paused(True)
         technical = reason in TECHNICAL_ENDS
         self._audit("state", {"from": old, "to": "ended", "reason": reason})
         log.info("call %s ended: %s", self.call.id, reason, extra={"call_id": self.call.id})

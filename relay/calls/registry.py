@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCSessionDescription
@@ -34,10 +34,16 @@ class LiveCall:
     call: Call
     policy: CallPolicy
     video_mime: str | None = None
-    faces: dict[str, int] = field(default_factory=dict)
-    """Latest face count per party role, from vision."""
-    alerts: int = 0
-    """Vision over-limit confirmations so far."""
+
+    @property
+    def faces(self) -> dict[str, int]:
+        """Latest face count per party role (written by the policy engine alone)."""
+        return dict(self.policy.faces)
+
+    @property
+    def alerts(self) -> int:
+        """Vision over-limit confirmations so far (counted by the policy engine)."""
+        return self.policy.alerts
 
 
 class CallRegistry:
@@ -57,6 +63,17 @@ class CallRegistry:
 
     def get(self, booking_id: int) -> LiveCall | None:
         return self.calls.get(booking_id)
+
+    async def finish(self, live: LiveCall) -> None:
+        """Close the connections of a call its policy has ended (from outside a leg)."""
+        if live.policy.state == "ended":
+            await self._finish(live)
+
+    def forget(self, booking_id: int) -> None:
+        """Drop an ended call so the booking's next join starts a new one (rescheduled)."""
+        live = self.calls.get(booking_id)
+        if live is not None and live.policy.state == "ended":
+            del self.calls[booking_id]
 
     def _live_call(self, admission: AdmissionLike) -> LiveCall:
         live = self.calls.get(admission.booking_id)
@@ -161,9 +178,9 @@ class CallRegistry:
                 leg.producers[t.kind] = Producer(
                     t.kind,
                     receiver,
-                    call.is_paused,
                     self.config.keyframe_throttle_s,
                     f"{leg.role}_to_{other}",
+                    paused=call.media_paused,
                 )
                 leg.senders[(other, t.kind)] = sender
                 t.direction = "sendrecv"

@@ -111,6 +111,8 @@ class CallRuntime:
             self._give_up(booking_id, "relay_restart_no_return")
 
     def _give_up(self, booking_id: int, reason: str) -> None:
+        """Nobody came back after a restart: a technical failure. The booking's record is
+        written by the lifecycle's outcome (``outcome``), never here."""
         self.audit(booking_id, "state", {"from": "interrupted", "to": "ended", "reason": reason})
         with self.conn:
             self.conn.execute("UPDATE call_runtime SET ended_at = ?, state = 'ended'"

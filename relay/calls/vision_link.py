@@ -2,7 +2,13 @@
 
 Vision decides nothing about a call: it reports counts, "over the approved count" and
 "cleared", each already confirmed over several samples. The policy engine turns those into a
-pause and a resume. Only the two parties' cameras are watched (never a staff watcher).
+pause and a resume, and is the only writer of a call's face counts and alerts. Only the two
+parties' cameras are watched (never a staff watcher).
+
+A leg that rejoins gets a new sampler. Where a vision pause for that side is still in force,
+the sampler starts in the over-limit state, so a clear picture on the new stream emits
+"cleared" and lifts the pause (a fresh sampler would otherwise wait for an over-limit it has
+never seen). Legal calls are counted but no still is kept (the policy withholds evidence).
 """
 
 from __future__ import annotations
@@ -42,7 +48,12 @@ class VisionLink:
         leg = call.legs.get(role)
         approved = leg.approved_faces if leg is not None else 1
         sampler = self.service.open_leg(f"{call.id}:{role}", approved,
-                                        lambda event: self._on_event(call, policy, role, event))
+                                        lambda event: self._on_event(policy, role, event))
+        if policy.vision_paused(role):
+            sampler.decisions.over_limit = True
+        policy.approval_listeners.append(
+            lambda changed, n: sampler.set_approved(n) if changed == role else None
+        )
         live = self.registry.get(call.id)
         mime = (live.video_mime if live is not None else None) or "video/VP8"
         codec = mime.split("/", 1)[1].upper()
@@ -56,16 +67,14 @@ class VisionLink:
         producer.frames(mime).subscribe(on_frame, keyframes_only=not sampler.needs_all_frames)
         policy.listeners.append(_closer(policy, sampler))
 
-    def _on_event(self, call: Call, policy: CallPolicy, role: str, event: VisionEvent) -> None:
-        live = self.registry.get(call.id)
-        if live is not None:
-            live.faces[role] = event.count
+    def _on_event(self, policy: CallPolicy, role: str, event: VisionEvent) -> None:
+        policy.vision_count(role, event.count)
         if event.kind == "over_limit":
-            if live is not None:
-                live.alerts += 1
-            boxes = [list(map(float, b)) for b in event.boxes]
-            policy.vision_over_limit(role, event.count, event.approved,
-                                     evidence=Evidence(event.evidence_jpeg, boxes))
+            evidence = None
+            if not policy.call.is_legal:
+                boxes = [list(map(float, b)) for b in event.boxes]
+                evidence = Evidence(event.evidence_jpeg, boxes)
+            policy.vision_over_limit(role, event.count, event.approved, evidence=evidence)
         elif event.kind == "cleared":
             policy.vision_cleared(role, event.count)
 

@@ -10,6 +10,11 @@ When a consumer starts, resumes after a pause or its source changes (the sender 
 its offsets are re-anchored so the viewer sees one continuous stream, and video is held back
 until a keyframe begins; a keyframe is requested upstream, throttled per producer.
 Nothing here decodes or encodes.
+
+Pause is explicit state, as mediasoup's ``producer.pause()``: the call's policy engine pauses
+and resumes its producers when its state changes; nothing is polled per packet. A paused
+producer still feeds its taps (recorder, vision) and its watchers' consumers (staff keep
+seeing a paused call); the parties' consumers start over at a keyframe once it resumes.
 """
 
 from __future__ import annotations
@@ -40,9 +45,9 @@ class Producer:
         self,
         kind: str,
         receiver: ForwardingReceiver,
-        is_paused: Callable[[], bool],
         keyframe_throttle_s: float,
         direction: str,
+        paused: bool = False,
     ) -> None:
         self.kind = kind
         self.receiver = receiver
@@ -52,7 +57,7 @@ class Producer:
         self.media_ssrc: int | None = None
         self.packets_received = 0
         self.packets_withheld = 0
-        self._is_paused = is_paused
+        self._paused = paused
         self._throttle_s = keyframe_throttle_s
         self._last_keyframe_request = -1e9
         self._keyframe_pending = False
@@ -60,6 +65,22 @@ class Producer:
         self._withheld_packets = metrics.PACKETS_WITHHELD.labels(kind, direction)
         self._withheld_bytes = metrics.BYTES_WITHHELD.labels(kind, direction)
         receiver._sink = self.on_packet
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self) -> None:
+        """Withhold this stream from the parties' consumers (watchers still get it)."""
+        self._paused = True
+
+    def resume(self) -> None:
+        """Forward again; each party consumer re-anchors and waits for a keyframe."""
+        if self._paused:
+            self._paused = False
+            for consumer in self.consumers:
+                if consumer.follows_pause:
+                    consumer.restart()
 
     def frames(self, mime: str) -> FrameHub:
         """Whole frames of this stream, assembled once for every subscriber."""
@@ -74,14 +95,12 @@ class Producer:
         self.packets_received += 1
         for tap in self.taps:
             tap(packet, arrival_ms)
-        if self._is_paused():
+        if self._paused:
             self.packets_withheld += 1
             self._withheld_packets.inc()
             self._withheld_bytes.inc(len(packet.payload))
             for consumer in self.consumers:
-                if consumer.follows_pause:
-                    consumer.restart()
-                else:
+                if not consumer.follows_pause:
                     await consumer.push(packet, arrival_ms)
             return
         for consumer in self.consumers:

@@ -316,13 +316,14 @@ async def get_booking(ctx: Ctx) -> Any:
 @handler
 async def cancel_booking(ctx: Ctx) -> Any:
     b, actor, _ = _booking_for_family_or_staff(ctx, main_only=True)
-    return ctx.store.cancel_booking(b.id, actor, ctx.now, ctx.body.get("reason", ""))
+    lifecycle = ctx.request.config_dict[keys.LIFECYCLE]
+    return await lifecycle.cancel(b.id, actor, ctx.now, ctx.body.get("reason", ""))
 
 
 @handler
 async def reschedule_booking(ctx: Ctx) -> Any:
     b, actor, staff = _booking_for_family_or_staff(ctx, main_only=True)
-    return ctx.store.reschedule_booking(
+    return await ctx.request.config_dict[keys.LIFECYCLE].reschedule(
         b.id, float(ctx.body["starts_at"]), ctx.body["minutes"], actor, ctx.now,
         keep_approval=staff is not None,
     )
@@ -370,7 +371,7 @@ async def kiosk_cancel_booking(ctx: Ctx) -> Any:
     b = ctx.store.booking(ctx.path_id("booking_id"))
     if b is None or b.prisoner_id != prisoner["id"]:
         raise ApiError(404, "booking_not_found", "no such booking")
-    return ctx.store.cancel_booking(
+    return await ctx.request.config_dict[keys.LIFECYCLE].cancel(
         b.id, f"laptop:{laptop.id}", ctx.now, ctx.body.get("reason", "cancelled by prisoner")
     )
 
@@ -482,8 +483,14 @@ async def staff_outcome(ctx: Ctx) -> Any:
     staff = ctx.staff()
     b = ctx.staff_booking(staff, ctx.path_id("booking_id"))
     reason = ctx.body.get("reason", "") or f"set by staff:{staff.id}"
-    ctx.store.mark_call_outcome(b.id, ctx.body["outcome"], reason, ctx.now)
-    return ctx.store.booking(b.id)
+    try:
+        return ctx.request.config_dict[keys.LIFECYCLE].staff_outcome(
+            b.id, ctx.body["outcome"], reason, ctx.now
+        )
+    except StoreError as exc:
+        if exc.code == "call_in_progress":
+            raise ApiError(409, exc.code, exc.message) from None
+        raise
 
 
 @handler
@@ -533,9 +540,11 @@ async def staff_revoke_contact(ctx: Ctx) -> Any:
     cid = ctx.path_id("contact_id")
     if ctx.store.contact_establishment(cid) != staff.establishment_id:
         raise ApiError(404, "contact_not_found", "no such approval")
-    cancelled = ctx.store.revoke_contact(cid, staff.id, ctx.now)
-    log.info("approval %s revoked by staff:%s; cancelled bookings %s", cid, staff.id, cancelled)
-    return {"contact": contact_json(ctx.store.contact(cid)), "cancelled_booking_ids": cancelled}
+    done = await ctx.request.config_dict[keys.LIFECYCLE].revoke(cid, staff.id, ctx.now)
+    log.info("approval %s revoked by staff:%s; stopped bookings %s, carrying on without the"
+             " visitor %s", cid, staff.id, done.stopped, done.reduced)
+    return {"contact": contact_json(ctx.store.contact(cid)),
+            "cancelled_booking_ids": done.stopped}
 
 
 @handler

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from relay import keys
-from relay.calls.policy import CallPolicy
+from relay.calls.policy import REASON_TEXT, CallPolicy
 from relay.calls.registry import CallRegistry, LiveCall
 from relay.web.api import ApiError, Ctx, handler
 
@@ -76,12 +76,27 @@ async def staff_call_pause(ctx: Ctx) -> Any:
 
 @handler
 async def staff_call_resume(ctx: Ctx) -> Any:
-    return _act(ctx, CallPolicy.staff_resume)
+    """Resume a paused call; a resume that leaves it paused says so (409), never a 200."""
+    staff, live = _live(ctx)
+    if live.policy.state == "ended":
+        raise ApiError(409, "call_ended", "this call has ended")
+    if not live.policy.pause_reasons:
+        raise ApiError(409, "not_paused", "this call is not paused")
+    remaining = live.policy.staff_resume(f"staff:{staff.id}")
+    if remaining:
+        because = "; ".join(REASON_TEXT.get(r, r) for r in sorted(remaining))
+        raise ApiError(409, "still_paused", f"the call stays paused: {because}")
+    return call_json(live)
 
 
 @handler
 async def staff_call_end(ctx: Ctx) -> Any:
-    return _act(ctx, CallPolicy.staff_end)
+    """End a live call through the lifecycle (the booking's record follows the policy)."""
+    staff, live = _live(ctx)
+    if live.policy.state == "ended":
+        raise ApiError(409, "call_ended", "this call has ended")
+    await ctx.request.config_dict[keys.LIFECYCLE].staff_end(live, f"staff:{staff.id}")
+    return call_json(live)
 
 
 @handler

@@ -58,7 +58,11 @@ class AdmissionRecords(RecordsBase):
             if not c["identity_verified"]:
                 raise AdmissionRefused("visitor_not_verified", "identity not verified")
             display = c["name"]
-            faces = len(party)
+            faces = db.execute(  # a revoked visitor no longer counts as an approved face
+                "SELECT COUNT(*) FROM approved_contacts WHERE prisoner_id = ? AND status ="
+                f" 'approved' AND visitor_id IN ({','.join('?' * len(party))})",
+                (r["prisoner_id"], *party),
+            ).fetchone()[0]
         elif kind == "laptop":
             lap = db.execute("SELECT * FROM laptops WHERE id = ?", (pid,)).fetchone()
             if lap is None or r["laptop_id"] != pid:

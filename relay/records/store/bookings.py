@@ -327,16 +327,28 @@ class BookingRecords(RecordsBase):
             self._event(db, booking_id, now, _actor(staff_id), "declined", reason)
         return self.booking(booking_id)  # type: ignore[return-value]
 
-    def cancel_booking(self, booking_id: int, actor: str, now: float, reason: str = "") -> Booking:
+    def cancel_booking(self, booking_id: int, actor: str, now: float, reason: str = "",
+                       used: bool = False) -> Booking:
+        """Cancel a booking that has not ended. ``used``: its call already went live, so it
+        ends early as "completed" (reason ``booking_cancelled``) and keeps counting against
+        the allowance; otherwise it is "cancelled" and the minutes are given back."""
         with self._tx() as db:
             b = self._load_for_update(db, booking_id)
             if b["status"] not in ("requested", "approved") or b["ends_at"] <= now:
                 raise StoreError("booking_not_active", f"the booking is {b['status']}")
-            db.execute(
-                "UPDATE bookings SET status = 'cancelled', reason = ? WHERE id = ?",
-                (reason or f"cancelled by {actor}", booking_id),
-            )
-            self._event(db, booking_id, now, actor, "cancelled", reason)
+            if used and b["status"] == "approved":
+                db.execute(
+                    "UPDATE bookings SET status = 'completed', reason = 'booking_cancelled'"
+                    " WHERE id = ?",
+                    (booking_id,),
+                )
+                self._event(db, booking_id, now, actor, "ended_early", reason or "cancelled")
+            else:
+                db.execute(
+                    "UPDATE bookings SET status = 'cancelled', reason = ? WHERE id = ?",
+                    (reason or f"cancelled by {actor}", booking_id),
+                )
+                self._event(db, booking_id, now, actor, "cancelled", reason)
         return self.booking(booking_id)  # type: ignore[return-value]
 
     def reschedule_booking(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
+from dataclasses import dataclass, field
 
 from relay.records.store.base import RecordsBase
 from relay.records.store.values import (
@@ -63,9 +65,18 @@ class ContactRecords(RecordsBase):
         ).fetchone()
         return None if r is None else int(r[0])
 
-    def revoke_contact(self, contact_id: int, staff_id: int | None, now: float) -> list[int]:
-        """Revoke an approval; cancels every not-yet-ended booking of that prisoner with that
-        visitor in the party (their tokens fail ``admit`` at once). Returns the cancelled ids."""
+    def revoke_contact(
+        self, contact_id: int, staff_id: int | None, now: float,
+        in_call: Collection[int] = (), holding: Collection[int] = (),
+    ) -> Revocation:
+        """Revoke an approval and apply it to every not-yet-ended booking of that prisoner
+        with that visitor in the party (their tokens fail ``admit`` at once).
+
+        A booking stops when the visitor is its main visitor, holds its live family leg
+        (``holding``), or no other approved visitor is left: "cancelled" (minutes given
+        back), or, if its call already went live (``in_call``), "completed" with reason
+        ``approval_revoked`` (it happened, and ended early). Otherwise the booking carries
+        on without that visitor: one face fewer is approved on the family side."""
         with self._tx() as db:
             c = db.execute(
                 "SELECT * FROM approved_contacts WHERE id = ?", (contact_id,)
@@ -78,18 +89,54 @@ class ContactRecords(RecordsBase):
                 (staff_id, now, contact_id),
             )
             rows = db.execute(
-                "SELECT b.id FROM bookings b JOIN booking_visitors bv ON bv.booking_id = b.id"
+                "SELECT b.id, b.main_visitor_id, b.status FROM bookings b"
+                " JOIN booking_visitors bv ON bv.booking_id = b.id"
                 " WHERE b.prisoner_id = ? AND bv.visitor_id = ? AND b.ends_at > ?"
                 " AND b.status IN ('requested', 'approved')",
                 (c["prisoner_id"], c["visitor_id"], now),
             ).fetchall()
-            ids = [int(r[0]) for r in rows]
-            for bid in ids:
-                db.execute(
-                    "UPDATE bookings SET status = 'cancelled', reason = 'approval_revoked'"
-                    " WHERE id = ?",
-                    (bid,),
-                )
-                self._event(db, bid, now, _actor(staff_id), "cancelled", "approval_revoked")
-        return ids
+            result = Revocation()
+            for bid, main, status in ((int(r[0]), int(r[1]), r[2]) for r in rows):
+                others = db.execute(
+                    "SELECT COUNT(*) FROM booking_visitors bv JOIN approved_contacts ac"
+                    " ON ac.visitor_id = bv.visitor_id AND ac.prisoner_id = ?"
+                    " WHERE bv.booking_id = ? AND ac.status = 'approved'",
+                    (c["prisoner_id"], bid),
+                ).fetchone()[0]
+                actor = _actor(staff_id)
+                if main != c["visitor_id"] and bid not in holding and others > 0:
+                    self._event(db, bid, now, actor, "visitor_removed", "approval_revoked")
+                    result.reduced.append(bid)
+                elif bid in in_call and status == "approved":
+                    db.execute(
+                        "UPDATE bookings SET status = 'completed', reason = 'approval_revoked'"
+                        " WHERE id = ?",
+                        (bid,),
+                    )
+                    self._event(db, bid, now, actor, "ended_early", "approval_revoked")
+                    result.ended.append(bid)
+                else:
+                    db.execute(
+                        "UPDATE bookings SET status = 'cancelled', reason = 'approval_revoked'"
+                        " WHERE id = ?",
+                        (bid,),
+                    )
+                    self._event(db, bid, now, actor, "cancelled", "approval_revoked")
+                    result.cancelled.append(bid)
+        return result
 
+
+@dataclass
+class Revocation:
+    """What revoking one approval did to that visitor's bookings."""
+
+    cancelled: list[int] = field(default_factory=list)
+    """Stopped before their call went live: cancelled, minutes given back."""
+    ended: list[int] = field(default_factory=list)
+    """Their call had gone live: ended early, recorded as completed (approval_revoked)."""
+    reduced: list[int] = field(default_factory=list)
+    """Carry on without the visitor (another approved visitor is still on them)."""
+
+    @property
+    def stopped(self) -> list[int]:
+        return sorted(self.cancelled + self.ended)

@@ -16,6 +16,12 @@
   const WARNING_SHOWN_S = 10;
   const LAST_WARNING_S = 60;
 
+  // Why a call ended, where the relay sent no text (it sends the policy's END_TEXT).
+  const END_REASONS = {
+    booking_cancelled: "the booking was cancelled",
+    approval_revoked: "a visitor's approval for this call was withdrawn",
+    booking_rescheduled: "the booking was moved to another time",
+  };
   // Refusals in the family's words (the relay's message is shown for any other code).
   const JOIN_ERRORS = {
     token_expired: "This call's time is over.",
@@ -52,7 +58,9 @@
       if (msg.awaiting_staff) text += " It has cleared; staff will resume it.";
       return text;
     }
-    if (msg.state === "ended") return `The call has ended: ${msg.message || msg.reason || ""}`;
+    if (msg.state === "ended") {
+      return `The call has ended: ${msg.message || END_REASONS[msg.reason] || msg.reason || ""}`;
+    }
     if (msg.state === "waiting" && /_reconnecting$/.test(msg.reason || "")) {
       return "The other side's connection dropped. Waiting for them to come back…";
     }
