@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -250,12 +250,19 @@ def issue_join_token(ctx: Ctx, booking: Booking, participant: str, role: str) ->
 # --------------------------------------------------------------------------- handlers
 
 Handler = Callable[[Ctx], Awaitable[Any]]
-HANDLERS: dict[str, Handler] = {}
 
 
-def handler(fn: Handler) -> Handler:
-    HANDLERS[fn.__name__] = fn
-    return fn
+class Handlers(dict[str, Handler]):
+    """One module's handlers by operation id (the route table's ``op_id``). Used as the
+    decorator that names them; the composition root hands every table to ``setup_api``."""
+
+    def __call__(self, fn: Handler) -> Handler:
+        self[fn.__name__] = fn
+        return fn
+
+
+HANDLERS = Handlers()
+handler = HANDLERS
 
 
 @handler
@@ -623,8 +630,7 @@ def respond(op: Op, result: Any) -> web.StreamResponse:
     return web.json_response(result, status=op.status)
 
 
-def _route(op: Op) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    fn = HANDLERS[op.op_id]
+def _route(op: Op, fn: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
 
     async def route(request: web.Request) -> web.StreamResponse:
         try:
@@ -699,17 +705,19 @@ def _own_hosts(request: web.Request) -> set[str]:
     return hosts
 
 
-def setup_api(app: web.Application) -> None:
-    """Mount the booking API under /api/v1 on ``app`` (relay/app.py builds its services)."""
+def setup_api(app: web.Application, handlers: Mapping[str, Handler]) -> None:
+    """Mount the booking API under /api/v1 on ``app`` (relay/app.py builds its services).
+
+    ``handlers`` holds one handler for every operation of the route table under /api/v1; a
+    missing one is an error now, not a 404 later."""
+    missing = [op.op_id for op in OPERATIONS if op.prefix == API_PREFIX and op.op_id not in handlers]
+    if missing:
+        raise RuntimeError(f"no handler for operations {missing}")
     app.middlewares.append(_same_origin)  # the whole app: /api/v1 and /api/recordings
     app.middlewares.append(_errors)  # JSON errors for /api/recordings too
     api = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
     for op in OPERATIONS:
         if op.prefix != API_PREFIX:
             continue  # the recordings routes: mounted by relay.records.recordings
-        api.router.add_route(op.method, op.path, _route(op), name=op.op_id)
+        api.router.add_route(op.method, op.path, _route(op, handlers[op.op_id]), name=op.op_id)
     app.add_subapp(API_PREFIX, api)
-
-
-# Handlers for live calls live in their own module; importing it registers them.
-from relay.web import call_control  # noqa: E402,F401

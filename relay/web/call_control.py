@@ -13,7 +13,11 @@ from typing import Any
 from relay import keys
 from relay.calls.policy import REASON_TEXT, CallPolicy
 from relay.calls.registry import CallRegistry, LiveCall
-from relay.web.api import ApiError, Ctx, handler
+from relay.web.api import ApiError, Ctx, Handlers
+
+HANDLERS = Handlers()
+handler = HANDLERS
+
 
 
 def call_json(live: LiveCall) -> dict[str, Any]:
