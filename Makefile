@@ -28,7 +28,7 @@ bench: model
 	$(BIN)/python -m bench
 
 eval: model
-	$(BIN)/python -m vision.eval
+	$(BIN)/python -m bench.vision_eval
 
 screenshots: model
 	$(BIN)/python -m tests.screenshots --out docs/screenshots
