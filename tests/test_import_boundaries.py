@@ -1,4 +1,5 @@
-"""Package boundaries run one way: relay/ may use protocol/ and vision/, never the reverse.
+"""Package boundaries run one way: relay/ may use protocol/ and vision/, never the reverse;
+bench/ may use the product but never tests/ (tests may use bench/).
 
 Every module of a package is parsed (no import runs) and every import statement in it,
 top-level or inside a function, is checked, so a lazy import cannot slip past.
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FORBIDDEN = {
     "protocol": {"relay", "bench", "tests"},
     "vision": {"relay", "bench", "tests"},
+    "bench": {"tests"},
 }
 
 

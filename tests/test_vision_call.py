@@ -8,9 +8,9 @@ import base64
 
 import pytest
 
+from bench.product import start_product
 from bench.vision_clips import encode_frames, two_face_images
 from protocol.media import EncodedClipFrame, EncodedTrack
-from tests.product import start_product
 
 APPEAR, LEAVE, LENGTH = 3.0, 8.0, 16.0
 
