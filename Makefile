@@ -3,14 +3,25 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint model bench eval screenshots reliability clean
+.PHONY: run test lint model bench eval screenshots reliability system-deps clean
 
+# The runtime set (requirements.lock): what `make run` needs.
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.lock
 	touch $(STAMP)
+
+# The test set on top (requirements-test.lock): tests, lint, bench, eval.
+$(TEST_STAMP): $(STAMP) requirements-test.lock
+	$(BIN)/python -m pip install -q -r requirements-test.lock
+	touch $(TEST_STAMP)
+
+# The Debian packages the tests need (chromium, promtool, ffprobe, janus): scripts/system-deps.
+system-deps:
+	scripts/system-deps
 
 model: $(STAMP)
 	$(BIN)/python -m vision.model --ensure
@@ -18,22 +29,22 @@ model: $(STAMP)
 run: model
 	$(BIN)/python -m relay
 
-test: model
+test: system-deps $(TEST_STAMP) model
 	$(BIN)/python -m pytest -q
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
-bench: model
+bench: $(TEST_STAMP) model
 	$(BIN)/python -m bench
 
-eval: model
-	$(BIN)/python -m vision.eval
+eval: $(TEST_STAMP) model
+	$(BIN)/python -m bench.vision_eval
 
-screenshots: model
+screenshots: $(TEST_STAMP) model
 	$(BIN)/python -m tests.screenshots --out docs/screenshots
 
-reliability: model
+reliability: $(TEST_STAMP) model
 	$(BIN)/python -m bench.faults --out docs/reliability.md
 
 clean:

@@ -102,8 +102,8 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     app[keys.RUNTIME] = runtime
     recordings.install(app, conn=store.connection)
     if config.vision_enabled:
-        cached_model_path(config)  # a missing or corrupt model is a clear error now, not later
-    detector = DetectorService(config, keyframes_only=config.vision_keyframes_only)
+        cached_model_path(config.vision)  # a missing or corrupt model is a clear error now, not later
+    detector = DetectorService(config.vision, keyframes_only=config.vision_keyframes_only)
     registry.hooks.append(VisionLink(detector, registry))
     app[keys.DETECTOR] = detector
     app[keys.READY_CHECKS].append(

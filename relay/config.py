@@ -15,6 +15,8 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+from vision.settings import VisionSettings
+
 ENV_PREFIX = "RELAY_"
 
 
@@ -114,6 +116,21 @@ class Config:
 
     # --- shutdown ------------------------------------------------------------------------
     shutdown_grace_s: float = 5.0
+
+    @property
+    def vision(self) -> VisionSettings:
+        """What vision/ reads, built from the RELAY_* vision fields above."""
+        return VisionSettings(
+            enabled=self.vision_enabled, keyframes_only=self.vision_keyframes_only,
+            model_cache_dir=self.model_cache_dir, detector_batch_max=self.detector_batch_max,
+            detector_batch_wait_ms=self.detector_batch_wait_ms,
+            detector_threads=self.detector_threads, sample_interval_s=self.sample_interval_s,
+            burst_interval_s=self.burst_interval_s, burst_samples=self.burst_samples,
+            face_score_min=self.face_score_min, face_min_px=self.face_min_px,
+            confirm_m=self.confirm_m, confirm_n=self.confirm_n, clear_m=self.clear_m,
+            clear_n=self.clear_n, detector_width=self.detector_width,
+            detector_height=self.detector_height, keyframe_throttle_s=self.keyframe_throttle_s,
+        )
 
     @property
     def db_path(self) -> Path:

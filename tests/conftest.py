@@ -33,7 +33,7 @@ async def relay(config, tokens):
 @pytest.fixture
 async def product(tmp_path):
     """The whole relay (store, booking API, tokens, policy) with a small world of records."""
-    from tests.product import start_product
+    from bench.product import start_product
 
     p = await start_product(tmp_path, reconnect_grace_s=3.0, warn_before_end_s=(4.0, 2.0),
                             resume_after_clear_s=0.5)

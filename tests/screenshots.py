@@ -141,11 +141,11 @@ async def until_frames(page, who: str, n: int, streams: int = 1, timeout: float 
 
 
 async def run(out: Path, warning_after: float = WARNING_AFTER_S) -> list[Path]:
+    from bench.product import start_product
     from protocol.client import CallClient
     from protocol.media import EncodedTrack
     from relay.records.audit import Evidence
     from tests.browser import chromium
-    from tests.product import start_product
     from tests.support import tone_clip
     from tests.test_store_world import PASSWORD
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults import media_garbage
+from bench.scenarios import media_garbage
 
 
 @pytest.mark.timeout(90)

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.product import start_product
+from bench.scenarios import _strategies, sdp_fuzz, ws_fuzz
 from protocol import messages as m
-from tests.faults import _strategies, sdp_fuzz, ws_fuzz
-from tests.product import start_product
 
 CODES = {v for k, v in vars(m).items() if k.startswith("E_")}
 
@@ -70,7 +70,7 @@ async def test_offer_without_a_direction_is_bad_sdp_not_internal_error(open_prod
     """Found by the SDP fuzzer: aiortc accepted the offer and then failed in createAnswer."""
     import aiohttp
 
-    from tests.faults import real_offer
+    from bench.scenarios import real_offer
 
     offer = await real_offer()
     sdp = "\r\n".join(line for line in offer.split("\r\n") if line != "a=sendrecv")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults import bad_token_flood, oversized_input, slow_clients
-from tests.product import start_product
+from bench.product import start_product
+from bench.scenarios import bad_token_flood, oversized_input, slow_clients
 
 
 @pytest.mark.timeout(60)

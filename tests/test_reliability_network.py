@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from tests.faults import cut_and_rejoin, lossy_leg
-from tests.product import start_product
+from bench.product import start_product
+from bench.scenarios import cut_and_rejoin, lossy_leg
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ async def test_rejoined_leg_media_reaches_the_other_side(product):
     """After a drop and rejoin, the other side receives the rejoined leg's media again (the
     client lends its source tracks to each connection; the relay keeps the outgoing stream's
     sequence numbers continuous across the new consumer)."""
-    from tests.faults import flowing
+    from bench.scenarios import flowing
 
     b = product.booking_now(seconds=120)
     fam, pri = await product.pair(b)

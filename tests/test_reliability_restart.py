@@ -19,8 +19,8 @@ import time
 import aiohttp
 import pytest
 
+from bench.scenarios import clients_for, flowing
 from relay.records.audit import verify
-from tests.faults import clients_for, flowing
 from tests.test_recording_crash import ROOT, _free_port, _wait_healthy
 
 

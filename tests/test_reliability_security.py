@@ -17,10 +17,10 @@ import aiohttp
 import pytest
 from cryptography import x509
 
+from bench.scenarios import clients_for, flowing
 from protocol import messages as m
 from protocol.client import CallClient
 from relay import tls
-from tests.faults import clients_for, flowing
 from tests.test_recording_crash import ROOT, _free_port
 from tests.test_store_world import PASSWORD
 

@@ -10,12 +10,12 @@ import sqlite3
 import av
 import pytest
 
+from bench.relay_spawn import start_relay
 from protocol.client import CallClient
 from protocol.media import EncodedTrack
 from relay.config import Config
 from relay.records.recordings import RecordingIndex, recording_path
 from relay.records.sealed import decrypt_bytes, load_key
-from tests.relayproc import start_relay
 from tests.support import tone_clip, video_clip
 from tests.test_recording import demux
 

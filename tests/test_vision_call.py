@@ -8,11 +8,11 @@ import base64
 
 import pytest
 
+from bench.product import start_product
+from bench.vision_clips import encode_frames, two_face_images
 from protocol.client import CallClient
 from protocol.media import EncodedClipFrame, EncodedTrack
 from relay import keys
-from tests.product import start_product
-from vision.eval import encode_frames, two_face_images
 
 APPEAR, LEAVE, LENGTH = 3.0, 10.0, 18.0
 

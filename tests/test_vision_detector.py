@@ -8,14 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from relay.config import Config
+from bench import vision_clips as clips
 from vision import eval as ev
 from vision.decisions import LegDecisions, counted_faces
 from vision.detector import CenterFaceDetector, Detector, Face, letterbox_frame, nms
 from vision.model import ensure
+from vision.settings import VisionSettings
 
 REPO_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "models"
-CONFIG = Config(model_cache_dir=REPO_CACHE)
+CONFIG = VisionSettings(model_cache_dir=REPO_CACHE)
 
 
 @pytest.fixture(scope="module")
@@ -25,16 +26,16 @@ def detector() -> CenterFaceDetector:
 
 @pytest.fixture(scope="module")
 def scenes() -> dict[str, np.ndarray]:
-    return ev.backgrounds()
+    return clips.backgrounds()
 
 
 def composite(scenes: dict[str, np.ndarray], background: str,
               faces: list[tuple[int, int, int, int]], seed: int = 0):
     """A VP8-coded frame with face patch ``p`` placed at (x, y) with height h."""
-    patches = ev.face_patches()
+    patches = clips.face_patches()
     canvas = scenes[background].copy()
-    truth = [ev.paste_face(canvas, patches[p], x, y, h) for p, x, y, h in faces]
-    return ev.through_vp8(canvas, np.random.default_rng(seed)), truth
+    truth = [clips.paste_face(canvas, patches[p], x, y, h) for p, x, y, h in faces]
+    return clips.through_vp8(canvas, np.random.default_rng(seed)), truth
 
 
 def detect(detector: Detector, frames) -> list[list[Face]]:

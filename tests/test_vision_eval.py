@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_quick_eval_writes_the_figures(tmp_path: Path) -> None:
     out = tmp_path / "eval.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "vision.eval", "--quick", "--json", str(out)],
+        [sys.executable, "-m", "bench.vision_eval", "--quick", "--json", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=170,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
              "RELAY_MODEL_CACHE_DIR": str(REPO / ".cache" / "models")},
@@ -38,16 +38,17 @@ def test_quick_eval_writes_the_figures(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(120)
 def test_a_labelled_clip_can_be_written_and_evaluated(tmp_path: Path) -> None:
-    from relay.config import Config
-    from vision import eval as ev
+    from bench.vision_clips import write_clip
+    from bench.vision_eval import evaluate_clip
     from vision.detector import CenterFaceDetector
     from vision.model import ensure
+    from vision.settings import VisionSettings
 
     clip = tmp_path / "two.webm"
-    labels = ev.write_clip(clip, seconds=3.0)
+    labels = write_clip(clip, seconds=3.0)
     frames = json.loads(labels.read_text())["frames"]
     assert len(frames) == 90 and {len(f) for f in frames} == {1, 2}
     detector = CenterFaceDetector(ensure(cache_dir=REPO / ".cache" / "models"))
-    result = ev.evaluate_clip(clip, labels, detector, Config(), stride=9)
+    result = evaluate_clip(clip, labels, detector, VisionSettings(), stride=9)
     assert result["frames"] == 10
     assert result["count_accuracy"] >= 0.9 and result["precision"] == 1.0

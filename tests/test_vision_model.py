@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from relay.config import Config
 from vision import model
 from vision.model import ModelError, cached_model_path, ensure
+from vision.settings import VisionSettings
 
 REPO_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "models"
 
@@ -46,7 +46,7 @@ def test_converted_model_is_dynamic_and_has_weights_out_of_the_inputs(model_path
 
 def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"make model.*--ensure"):
-        cached_model_path(Config(model_cache_dir=tmp_path / "nothing"))
+        cached_model_path(VisionSettings(model_cache_dir=tmp_path / "nothing"))
 
 
 def test_corrupt_model_is_a_clear_error(tmp_path: Path, model_path: Path) -> None:
@@ -66,7 +66,7 @@ def test_corrupt_model_is_a_clear_error(tmp_path: Path, model_path: Path) -> Non
 async def test_service_start_without_model_fails_clearly(tmp_path: Path) -> None:
     from vision.service import DetectorService
 
-    service = DetectorService(Config(model_cache_dir=tmp_path))
+    service = DetectorService(VisionSettings(model_cache_dir=tmp_path))
     with pytest.raises(ModelError, match="make model"):
         await service.start()
     await service.stop()

@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from relay.config import Config
-from vision import eval as ev
+from bench import vision_clips as clips
 from vision.decisions import VisionEvent
 from vision.detector import CenterFaceDetector
+from vision.eval import iou
 from vision.model import ensure
 from vision.service import SAMPLES_DROPPED, DetectorService
+from vision.settings import VisionSettings
 
 REPO_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "models"
-CONFIG = Config(model_cache_dir=REPO_CACHE)
+CONFIG = VisionSettings(model_cache_dir=REPO_CACHE)
 APPEAR, LEAVE, LENGTH = 1.6, 4.0, 6.0
 
 pytestmark = pytest.mark.timeout(120)
@@ -29,9 +30,9 @@ def detector() -> CenterFaceDetector:
 
 
 @pytest.fixture(scope="module")
-def clip() -> list[ev.EncodedFrame]:
-    frames, labels = ev.two_face_clip(3, APPEAR, LEAVE, LENGTH)
-    assert len(labels[round(APPEAR * ev.FPS) - 1]) == 1 and len(labels[round(APPEAR * ev.FPS)]) == 2
+def clip() -> list[clips.EncodedFrame]:
+    frames, labels = clips.two_face_clip(3, APPEAR, LEAVE, LENGTH)
+    assert len(labels[round(APPEAR * clips.FPS) - 1]) == 1 and len(labels[round(APPEAR * clips.FPS)]) == 2
     return frames
 
 
@@ -53,7 +54,7 @@ class RecordingDetector:
         return self.inner.detect_batch(images)
 
 
-async def play(service: DetectorService, leg, frames, fps: int = ev.FPS, start: int = 0) -> None:
+async def play(service: DetectorService, leg, frames, fps: int = clips.FPS, start: int = 0) -> None:
     """Offer the frames on the clip's own clock, letting each sample be decided before going on."""
     for i, f in enumerate(frames):
         leg.offer_frame("VP8", f.data, f.keyframe, (start + i) / fps)
@@ -113,7 +114,7 @@ async def test_overload_drops_and_counts_samples_instead_of_queueing(detector, c
     try:
         for i, f in enumerate(clip[:120]):
             for leg in legs:
-                leg.offer_frame("VP8", f.data, f.keyframe, i / ev.FPS)
+                leg.offer_frame("VP8", f.data, f.keyframe, i / clips.FPS)
             await asyncio.sleep(0.002)  # let decodes complete
         # at most one pending sample per leg, whatever the backlog
         assert len(service._slots) <= len(legs)
@@ -174,7 +175,7 @@ async def test_garbage_waits_for_a_keyframe_and_a_closed_leg_is_quiet(detector, 
 
 
 async def test_disabled_vision_is_a_no_op(tmp_path) -> None:
-    service = DetectorService(Config(vision_enabled=False, model_cache_dir=tmp_path))
+    service = DetectorService(VisionSettings(enabled=False, model_cache_dir=tmp_path))
     await service.start()  # no model needed
     leg = service.open_leg("call1/family", 1, lambda e: None)
     leg.offer_frame("VP8", b"x", True, 0.0)
@@ -186,17 +187,17 @@ async def test_h264_annex_b_frames_are_sampled_too(detector) -> None:
     import av
     import numpy as np
 
-    patches = ev.face_patches()
-    canvas = ev.backgrounds()["coffee"].copy()
-    truth = ev.paste_face(canvas, patches[0], 250, 150, 128)
+    patches = clips.face_patches()
+    canvas = clips.backgrounds()["coffee"].copy()
+    truth = clips.paste_face(canvas, patches[0], 250, 150, 128)
     enc = av.CodecContext.create("libx264", "w")
-    enc.width, enc.height, enc.pix_fmt = ev.WIDTH, ev.HEIGHT, "yuv420p"
-    enc.time_base = Fraction(1, ev.FPS)
+    enc.width, enc.height, enc.pix_fmt = clips.WIDTH, clips.HEIGHT, "yuv420p"
+    enc.time_base = Fraction(1, clips.FPS)
     enc.options = {"preset": "ultrafast", "tune": "zerolatency"}
     rng = np.random.default_rng(0)
     packets = []
     for i in range(10):
-        frame = av.VideoFrame.from_ndarray(ev.add_noise(canvas, rng), format="rgb24")
+        frame = av.VideoFrame.from_ndarray(clips.add_noise(canvas, rng), format="rgb24")
         frame.pts = i
         packets += [(bytes(p), bool(p.is_keyframe)) for p in enc.encode(frame)]
     packets += [(bytes(p), bool(p.is_keyframe)) for p in enc.encode(None)]
@@ -214,7 +215,7 @@ async def test_h264_annex_b_frames_are_sampled_too(detector) -> None:
         await service.stop()
     assert service.stats.decode_errors == 0 and service.stats.samples_detected >= 3
     assert [(e.kind, e.count) for e in events] == [("count_changed", 1)]
-    assert ev.iou(events[0].boxes[0], truth) >= 0.6
+    assert iou(events[0].boxes[0], truth) >= 0.6
 
 
 def test_the_package_exports_the_interface() -> None:

@@ -20,8 +20,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
-from relay.config import Config
 from vision.detector import Face
+from vision.settings import VisionSettings
 
 EventKind = Literal["count_changed", "over_limit", "cleared"]
 
@@ -44,7 +44,7 @@ class VisionEvent:
     """The per-sample counts in the window the decision looked at, oldest first."""
 
 
-def counted_faces(faces: list[Face], config: Config) -> list[Face]:
+def counted_faces(faces: list[Face], config: VisionSettings) -> list[Face]:
     """The faces that count: confident enough and big enough."""
     return [f for f in faces
             if f.score >= config.face_score_min
@@ -52,7 +52,7 @@ def counted_faces(faces: list[Face], config: Config) -> list[Face]:
 
 
 class LegDecisions:
-    def __init__(self, leg_key: str, approved: int, config: Config) -> None:
+    def __init__(self, leg_key: str, approved: int, config: VisionSettings) -> None:
         self.leg_key = leg_key
         self.approved = approved
         self._config = config

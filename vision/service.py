@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from prometheus_client import Counter, Histogram
 
-from relay.config import Config
 from vision.decisions import VisionEvent
 from vision.detector import Detector, Face, load_detector
 from vision.sampler import LegSampler, Sample, _Decoder, evidence_jpeg
+from vision.settings import VisionSettings
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class VisionStats:
 
 
 class DetectorService:
-    def __init__(self, config: Config, detector: Detector | None = None, *,
+    def __init__(self, config: VisionSettings, detector: Detector | None = None, *,
                  keyframes_only: bool = False) -> None:
         self.config = config
         self.detector = detector
@@ -120,7 +120,7 @@ class DetectorService:
 
     @property
     def enabled(self) -> bool:
-        return self.config.vision_enabled
+        return self.config.enabled
 
     async def start(self) -> None:
         """Load the model (from the verified cache, when none was given) and start batching.

@@ -11,7 +11,6 @@ a technical failure, which gives the allowance back.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sqlite3
 import time
@@ -21,6 +20,7 @@ from typing import Any
 from relay.calls.policy import CallPolicy
 from relay.calls.registry import CallRegistry
 from relay.config import Config
+from relay.records.call_state import CallStateRecords
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ Outcome = Callable[[int, str, str], None]
 class CallRuntime:
     def __init__(self, conn: sqlite3.Connection, registry: CallRegistry, config: Config,
                  audit: Audit, outcome: Outcome, clock: Callable[[], float] = time.time) -> None:
-        self.conn = conn
+        self.records = CallStateRecords(conn)
         self.registry = registry
         self.config = config
         self.audit = audit
@@ -48,52 +48,35 @@ class CallRuntime:
 
     def __call__(self, call: Any, policy: CallPolicy) -> None:
         """Registry hook: restore what survived a restart, then keep it up to date."""
-        row = self.conn.execute(
-            "SELECT pause_reasons, awaiting_staff, heartbeat_at, ended_at FROM call_runtime"
-            " WHERE booking_id = ?", (call.id,)
-        ).fetchone()
-        if row is not None and row[3] is None:
-            reasons = set(json.loads(row[0])) - {"before_start"}
-            gap = max(0.0, self.clock() - row[2])
+        row = self.records.load(call.id)
+        if row is not None and row.ended_at is None:
+            reasons = row.pause_reasons - {"before_start"}
+            gap = max(0.0, self.clock() - row.heartbeat_at)
             self.audit(call.id, "relay_restart", {"gap_s": round(gap, 1),
                                                    "restored_pauses": sorted(reasons)})
-            policy.restore(reasons, set(json.loads(row[1])))
+            policy.restore(reasons, row.awaiting_staff)
         policy.listeners.append(lambda: self.save(policy))
         self.save(policy)
 
     def save(self, policy: CallPolicy) -> None:
         now = self.clock()
         ended = now if policy.state == "ended" else None
-        with self.conn:
-            self.conn.execute(
-                "INSERT INTO call_runtime (booking_id, state, pause_reasons, awaiting_staff,"
-                " ends_at, heartbeat_at, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(booking_id) DO UPDATE SET state = excluded.state,"
-                " pause_reasons = excluded.pause_reasons, awaiting_staff = excluded.awaiting_staff,"
-                " heartbeat_at = excluded.heartbeat_at, ended_at = excluded.ended_at",
-                (policy.call.id, policy.state, json.dumps(sorted(policy.pause_reasons)),
-                 json.dumps(sorted(policy.awaiting_staff)), policy.call.ends_at, now, ended),
-            )
+        self.records.save(policy.call.id, policy.state, policy.pause_reasons,
+                          policy.awaiting_staff, policy.call.ends_at, now, ended)
 
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_S)
             ids = [bid for bid, live in self.registry.calls.items() if live.policy.state != "ended"]
             if ids:
-                with self.conn:
-                    self.conn.executemany(
-                        "UPDATE call_runtime SET heartbeat_at = ? WHERE booking_id = ?",
-                        [(self.clock(), bid) for bid in ids],
-                    )
+                self.records.heartbeat(ids, self.clock())
 
     # --- start-up --------------------------------------------------------------------------
 
     def recover(self) -> list[int]:
         """Look at calls a previous process left running; returns their booking ids."""
         now = self.clock()
-        rows = self.conn.execute(
-            "SELECT booking_id, ends_at, heartbeat_at FROM call_runtime WHERE ended_at IS NULL"
-        ).fetchall()
+        rows = [(r.booking_id, r.ends_at, r.heartbeat_at) for r in self.records.open_calls()]
         loop = asyncio.get_running_loop()
         for booking_id, ends_at, heartbeat in rows:
             self.restarted[booking_id] = heartbeat
@@ -114,9 +97,7 @@ class CallRuntime:
         """Nobody came back after a restart: a technical failure. The booking's record is
         written by the lifecycle's outcome (``outcome``), never here."""
         self.audit(booking_id, "state", {"from": "interrupted", "to": "ended", "reason": reason})
-        with self.conn:
-            self.conn.execute("UPDATE call_runtime SET ended_at = ?, state = 'ended'"
-                              " WHERE booking_id = ?", (self.clock(), booking_id))
+        self.records.mark_ended(booking_id, self.clock())
         try:
             self.outcome(booking_id, "failed", reason)
         except Exception:

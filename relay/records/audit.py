@@ -23,37 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-GENESIS = "0" * 64
+from relay.records.store.base import transaction
 
-MIGRATION = """
-CREATE TABLE audit_evidence (
-    id INTEGER PRIMARY KEY,
-    booking_id INTEGER,
-    at REAL NOT NULL,
-    jpeg BLOB,
-    boxes TEXT NOT NULL,
-    sha256 TEXT NOT NULL
-);
-CREATE TABLE audit (
-    id INTEGER PRIMARY KEY,
-    at REAL NOT NULL,
-    booking_id INTEGER,
-    establishment_id INTEGER,
-    kind TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    detail TEXT NOT NULL,
-    evidence_id INTEGER REFERENCES audit_evidence(id),
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-CREATE INDEX audit_booking ON audit(booking_id, id);
-CREATE TABLE audit_head (
-    one INTEGER PRIMARY KEY CHECK (one = 1),
-    last_id INTEGER NOT NULL,
-    last_hash TEXT NOT NULL
-);
-INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, 0, '""" + GENESIS + """');
-"""
+GENESIS = "0" * 64  # the head of an empty trail (migration 2 in relay/records/store/schema.py)
 
 
 def _digest(prev: str, rid: int, at: float, booking_id: int | None, establishment_id: int | None,
@@ -91,8 +63,7 @@ class AuditLog:
         at = time.time() if at is None else at
         text = json.dumps(detail, sort_keys=True, separators=(",", ":"), default=str)
         c = self.conn
-        c.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(c):
             last_id, last_hash = c.execute(
                 "SELECT last_id, last_hash FROM audit_head WHERE one = 1"
             ).fetchone()
@@ -115,10 +86,6 @@ class AuditLog:
             )
             c.execute("UPDATE audit_head SET last_id = ?, last_hash = ? WHERE one = 1",
                       (rid, digest))
-            c.execute("COMMIT")
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
         return rid
 
     def for_booking(self, booking_id: int, limit: int = 500) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ import inspect
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, get_args
@@ -35,6 +35,7 @@ from aiohttp import web
 from relay import keys
 from relay.config import Config
 from relay.records.sealed import RecordingError, SealedReader, sha256_file
+from relay.records.store.base import migrate, transaction
 from relay.records.store.values import RecordingStatus
 from relay.web import models
 from relay.web.routes import OPERATIONS, RECORDINGS_PREFIX, Op, role_allows
@@ -42,33 +43,6 @@ from relay.web.routes import OPERATIONS, RECORDINGS_PREFIX, Op, role_allows
 log = logging.getLogger(__name__)
 
 STATUSES: tuple[str, ...] = get_args(RecordingStatus)
-
-SCHEMA = (
-    f"""
-    CREATE TABLE IF NOT EXISTS recordings (
-        id               INTEGER PRIMARY KEY,
-        booking_id       INTEGER NOT NULL,
-        establishment_id INTEGER NOT NULL,
-        path             TEXT NOT NULL UNIQUE,
-        media_type       TEXT NOT NULL DEFAULT 'video/webm',
-        started_at       REAL NOT NULL,
-        ended_at         REAL,
-        size             INTEGER,
-        sha256           TEXT,
-        retention_until  REAL NOT NULL,
-        legal_hold       INTEGER NOT NULL DEFAULT 0 CHECK (legal_hold IN (0, 1)),
-        hold_reason      TEXT,
-        hold_by          TEXT,
-        hold_at          REAL,
-        status           TEXT NOT NULL DEFAULT 'recording'
-                         CHECK (status IN ({", ".join(repr(s) for s in STATUSES)})),
-        deleted_at       REAL
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS recordings_booking ON recordings (booking_id)",
-    "CREATE INDEX IF NOT EXISTS recordings_expiry ON recordings (retention_until)",
-)
-
 
 @dataclass
 class Recording:
@@ -97,28 +71,12 @@ class Recording:
         return out
 
 
-@contextlib.contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    if conn.in_transaction:  # the caller's transaction: join it
-        yield conn
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
 class RecordingIndex:
     """The recordings table. Used from the event loop only (one connection, short statements)."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        with _transaction(conn):
-            for statement in SCHEMA:
-                conn.execute(statement)
+        migrate(conn)  # the table is migration 4 (relay/records/store/schema.py)
 
     def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[Recording]:
         cur = self.conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM recordings {sql}", args)
@@ -133,7 +91,7 @@ class RecordingIndex:
         started_at: float,
         retention_until: float,
     ) -> int:
-        with _transaction(self.conn):
+        with transaction(self.conn):
             cur = self.conn.execute(
                 "INSERT INTO recordings (booking_id, establishment_id, path, media_type, "
                 "started_at, retention_until) VALUES (?, ?, ?, ?, ?, ?)",
@@ -142,7 +100,7 @@ class RecordingIndex:
         return int(cur.lastrowid or 0)
 
     def finish(self, rec_id: int, ended_at: float, size: int, sha256: str, status: str) -> None:
-        with _transaction(self.conn):
+        with transaction(self.conn):
             self.conn.execute(
                 "UPDATE recordings SET ended_at = ?, size = ?, sha256 = ?, status = ? WHERE id = ?",
                 (ended_at, size, sha256, status, rec_id),
@@ -172,7 +130,7 @@ class RecordingIndex:
         return self._rows(sql + " ORDER BY started_at, id", tuple(args))
 
     def set_hold(self, rec_id: int, held: bool, reason: str | None, by: str | None, at: float) -> None:
-        with _transaction(self.conn):
+        with transaction(self.conn):
             self.conn.execute(
                 "UPDATE recordings SET legal_hold = ?, hold_reason = ?, hold_by = ?, hold_at = ? "
                 "WHERE id = ?",
@@ -188,7 +146,7 @@ class RecordingIndex:
         )
 
     def mark_deleted(self, rec_id: int, at: float) -> None:
-        with _transaction(self.conn):
+        with transaction(self.conn):
             self.conn.execute(
                 "UPDATE recordings SET status = 'deleted', deleted_at = ? WHERE id = ?", (at, rec_id)
             )

@@ -14,6 +14,51 @@ from relay.records.store import schema
 log = logging.getLogger("relay.records.store")
 
 
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """The one write transaction of the relay's database: BEGIN IMMEDIATE takes the write
+    lock up front, so a check and the write it guards cannot interleave with another writer.
+    Inside a transaction already open on this connection it joins that one (the outer one
+    commits or rolls back), so record modules can be composed."""
+    if conn.in_transaction:
+        yield conn
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Apply the numbered migrations not yet applied, each with its schema_version row.
+
+    Any connection to the relay's database goes through this (the store on open; the
+    recordings index when handed a connection of its own), so no table is made elsewhere.
+    """
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version ("
+        " version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT (datetime('now')))"
+    )
+    for version, script in enumerate(schema.MIGRATIONS, start=1):
+        row = conn.execute("SELECT 1 FROM schema_version WHERE version = ?", (version,))
+        if row.fetchone():
+            continue
+        try:
+            # executescript runs the whole script; BEGIN/COMMIT make it one transaction.
+            conn.executescript(
+                f"BEGIN IMMEDIATE;\n{script}\n;"
+                f"INSERT INTO schema_version (version) VALUES ({version});\nCOMMIT;"
+            )
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        log.info("store schema migrated to version %d", version)
+
+
 
 class RecordsBase:
     """The connection, its transactions and migrations; the record kinds build on it."""
@@ -46,42 +91,14 @@ class RecordsBase:
         self._db.close()
 
     def _migrate(self) -> None:
-        db = self._db
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version ("
-            " version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT (datetime('now')))"
-        )
-        for version, script in enumerate(schema.MIGRATIONS, start=1):
-            row = db.execute("SELECT 1 FROM schema_version WHERE version = ?", (version,))
-            if row.fetchone():
-                continue
-            try:
-                # executescript runs the whole script; BEGIN/COMMIT make it one transaction.
-                db.executescript(
-                    f"BEGIN IMMEDIATE;\n{script}\n;"
-                    f"INSERT INTO schema_version (version) VALUES ({version});\nCOMMIT;"
-                )
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            log.info("store schema migrated to version %d", version)
+        migrate(self._db)
 
     def schema_version(self) -> int:
         row = self._db.execute("SELECT MAX(version) FROM schema_version").fetchone()
         return int(row[0] or 0)
 
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        else:
-            db.execute("COMMIT")
+    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._db)
 
     def _event(self, db, booking_id: int, now: float, actor: str, event: str, detail="") -> None:
         db.execute(

@@ -1,21 +1,12 @@
-"""The schema: numbered migrations, applied in order on open (append, never edit)."""
+"""The schema: numbered migrations, applied in order on open (append, never edit).
+
+Every table of the relay's database is created here, and only here: the store's records,
+the audit trail (relay/records/audit.py), the call runtime (relay/records/call_state.py)
+and the recordings index (relay/records/recordings.py). A script is plain text, never built
+from Python constants, so an applied migration cannot change under an existing database.
+"""
 
 from __future__ import annotations
-
-from relay.records.audit import MIGRATION as AUDIT_MIGRATION  # noqa: E402
-
-RUNTIME_MIGRATION = """
-CREATE TABLE call_runtime (
-    booking_id INTEGER PRIMARY KEY,
-    state TEXT NOT NULL,
-    pause_reasons TEXT NOT NULL,
-    awaiting_staff TEXT NOT NULL,
-    ends_at REAL NOT NULL,
-    heartbeat_at REAL NOT NULL,
-    ended_at REAL
-);
-"""
-"""relay/calls/runtime.py's table (kept here: runtime.py imports the registry, which needs no store)."""
 
 MIGRATIONS: list[str] = [
     # 1: the booking records
@@ -121,10 +112,75 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX booking_events_booking ON booking_events(booking_id);
     """,
-    # 2: the hash-chained audit trail and its evidence frames (relay/records/audit.py)
-    AUDIT_MIGRATION,
-    # 3: what a restarted relay needs to carry calls on (relay/calls/runtime.py)
-    RUNTIME_MIGRATION,
+    # 2: the hash-chained audit trail and its evidence frames (relay/records/audit.py);
+    # the head starts at audit.GENESIS (64 zeros)
+    """
+CREATE TABLE audit_evidence (
+    id INTEGER PRIMARY KEY,
+    booking_id INTEGER,
+    at REAL NOT NULL,
+    jpeg BLOB,
+    boxes TEXT NOT NULL,
+    sha256 TEXT NOT NULL
+);
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    booking_id INTEGER,
+    establishment_id INTEGER,
+    kind TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    evidence_id INTEGER REFERENCES audit_evidence(id),
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX audit_booking ON audit(booking_id, id);
+CREATE TABLE audit_head (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    last_id INTEGER NOT NULL,
+    last_hash TEXT NOT NULL
+);
+INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
+    """,
+    # 3: what a restarted relay needs to carry calls on (relay/records/call_state.py)
+    """
+    CREATE TABLE call_runtime (
+        booking_id INTEGER PRIMARY KEY,
+        state TEXT NOT NULL,
+        pause_reasons TEXT NOT NULL,
+        awaiting_staff TEXT NOT NULL,
+        ends_at REAL NOT NULL,
+        heartbeat_at REAL NOT NULL,
+        ended_at REAL
+    );
+    """,
+    # 4: the recordings index (relay/records/recordings.py). IF NOT EXISTS on purpose: before
+    # this migration the index created its own table on open, so a database from then already
+    # has it (same columns) and must still open; a fresh database gets it here.
+    """
+    CREATE TABLE IF NOT EXISTS recordings (
+        id               INTEGER PRIMARY KEY,
+        booking_id       INTEGER NOT NULL,
+        establishment_id INTEGER NOT NULL,
+        path             TEXT NOT NULL UNIQUE,
+        media_type       TEXT NOT NULL DEFAULT 'video/webm',
+        started_at       REAL NOT NULL,
+        ended_at         REAL,
+        size             INTEGER,
+        sha256           TEXT,
+        retention_until  REAL NOT NULL,
+        legal_hold       INTEGER NOT NULL DEFAULT 0 CHECK (legal_hold IN (0, 1)),
+        hold_reason      TEXT,
+        hold_by          TEXT,
+        hold_at          REAL,
+        status           TEXT NOT NULL DEFAULT 'recording'
+                         CHECK (status IN ('recording', 'complete', 'interrupted', 'failed', 'deleted')),
+        deleted_at       REAL
+    );
+    CREATE INDEX IF NOT EXISTS recordings_booking ON recordings (booking_id);
+    CREATE INDEX IF NOT EXISTS recordings_expiry ON recordings (retention_until);
+    """,
 ]
 
 

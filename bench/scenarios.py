@@ -1,6 +1,6 @@
 """Fault and bad-input scenarios, shared by the reliability tests and ``python -m bench.faults``.
 
-Each scenario runs against a live product (``tests.product.Product``: the whole relay on
+Each scenario runs against a live product (``bench.product.Product``: the whole relay on
 127.0.0.1), is bounded in time and returns an :class:`Outcome`: what was tried, how many times,
 what happened, and whether anything was lost. The tests assert on the numbers; the report
 command prints them as a table.
@@ -26,11 +26,11 @@ import av
 from prometheus_client import REGISTRY
 
 from bench.impair import Impairment, TcpCutProxy, ice_connections, impair_peer_connection
+from bench.small_clips import tone_clip, video_clip
 from protocol import messages as m
 from protocol.client import CallClient
 from protocol.media import EncodedTrack
 from relay import keys
-from tests.support import tone_clip, video_clip
 
 VIDEO_STEP = 3000  # 90 kHz clock at 30 fps
 
@@ -844,7 +844,7 @@ async def kill_and_restart(product: Any, live_s: float = 3.0) -> Outcome:
     import tempfile
     from pathlib import Path
 
-    from tests.relayproc import start_relay
+    from bench.relay_spawn import start_relay
 
     data = Path(tempfile.mkdtemp(prefix="restart-"))
     env = {"RELAY_VISION_ENABLED": "0", "RELAY_RECONNECT_GRACE_S": "30"}

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp.test_utils import TestServer
 
+from bench.small_clips import tone_clip, video_clip
+from bench.world import PASSWORD, World, make_world
 from protocol.client import CallClient
 from protocol.media import EncodedTrack
 from relay.app import build_app
 from relay.config import Config
-from tests.support import tone_clip, video_clip
-from tests.test_store_world import PASSWORD, World, make_world
 
 
 @dataclass

@@ -1,0 +1,39 @@
+"""The settings vision reads, and nothing else: vision takes these, never the relay's config.
+
+The relay builds them from its ``RELAY_*`` configuration (``relay.config.Config.vision``);
+the defaults here are the same as there, so ``VisionSettings()`` is what an unconfigured
+relay uses (tests/test_import_boundaries.py checks that the two agree).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Self
+
+
+@dataclass(frozen=True)
+class VisionSettings:
+    enabled: bool = True
+    keyframes_only: bool = False
+    """Decode only keyframes for sampling (asking the sender for one when a sample is due)."""
+    model_cache_dir: Path = Path(".cache/models")
+    detector_batch_max: int = 8
+    detector_batch_wait_ms: float = 20.0
+    detector_threads: int = 1
+    sample_interval_s: float = 1.0
+    burst_interval_s: float = 0.25
+    burst_samples: int = 4
+    face_score_min: float = 0.5
+    face_min_px: int = 24
+    confirm_m: int = 3
+    confirm_n: int = 4
+    clear_m: int = 3
+    clear_n: int = 4
+    detector_width: int = 384
+    detector_height: int = 288
+    keyframe_throttle_s: float = 0.5
+    """The relay's limit on keyframe requests per sending leg (the evaluation simulates it)."""
+
+    def replace(self, **changes: object) -> Self:
+        return replace(self, **changes)  # type: ignore[arg-type]
