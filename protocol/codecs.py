@@ -1,10 +1,14 @@
-"""Reading just enough of an RTP payload to know where a keyframe starts.
+"""Codec knowledge in one place: keyframes in RTP payloads, picture sizes, H.264 framing.
 
 The forwarder never decodes; it only needs to hold a viewer's video back until a keyframe
 begins (after joining, resuming or a source change), so the viewer's decoder starts clean.
+The recorder needs each video's picture size and, for H.264, the length-prefixed NAL units
+and the avcC record Matroska stores. Where FFmpeg already knows a thing (the SPS), PyAV asks it.
 """
 
 from __future__ import annotations
+
+import av
 
 
 def vp8_descriptor_size(payload: bytes) -> int:
@@ -102,86 +106,16 @@ def annexb_to_avc(data: bytes) -> bytes:
     return b"".join(len(nal).to_bytes(4, "big") + nal for nal in split_annexb(data))
 
 
-class _Bits:
-    def __init__(self, data: bytes) -> None:
-        self.data = data.replace(b"\x00\x00\x03", b"\x00\x00")  # emulation prevention
-        self.pos = 0
-
-    def u(self, n: int) -> int:
-        value = 0
-        for _ in range(n):
-            byte = self.data[self.pos >> 3]  # IndexError on a short SPS: caught by the caller
-            value = (value << 1) | ((byte >> (7 - (self.pos & 7))) & 1)
-            self.pos += 1
-        return value
-
-    def ue(self) -> int:
-        zeros = 0
-        while self.u(1) == 0:
-            zeros += 1
-            if zeros > 31:
-                raise ValueError("bad exp-Golomb code")
-        return (1 << zeros) - 1 + self.u(zeros)
-
-    def se(self) -> int:
-        k = self.ue()
-        return (k + 1) // 2 if k & 1 else -(k // 2)
-
-
-_HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
-
-
-def h264_sps_size(sps: bytes) -> tuple[int, int] | None:
-    """Picture size from an H.264 SPS NAL unit (ITU-T H.264 section 7.3.2.1.1)."""
+def h264_picture_size(frame: bytes) -> tuple[int, int] | None:
+    """Picture size of an H.264 keyframe (Annex B), as FFmpeg's H.264 parser reads its SPS
+    (cropping and every profile included): no decoding, and no SPS reader of our own."""
+    parser = av.CodecContext.create("h264", "r")
     try:
-        b = _Bits(sps[1:])
-        profile = b.u(8)
-        b.u(16)  # constraint flags, level
-        b.ue()  # seq_parameter_set_id
-        chroma = 1
-        if profile in _HIGH_PROFILES:
-            chroma = b.ue()
-            if chroma == 3:
-                b.u(1)
-            b.ue()
-            b.ue()
-            b.u(1)
-            if b.u(1):  # seq_scaling_matrix_present_flag
-                for i in range(8 if chroma != 3 else 12):
-                    if b.u(1):
-                        last = nxt = 8
-                        for _ in range(16 if i < 6 else 64):
-                            if nxt:
-                                nxt = (last + b.se() + 256) % 256
-                            last = nxt or last
-        b.ue()  # log2_max_frame_num_minus4
-        poc_type = b.ue()
-        if poc_type == 0:
-            b.ue()
-        elif poc_type == 1:
-            b.u(1)
-            b.se()
-            b.se()
-            for _ in range(b.ue()):
-                b.se()
-        b.ue()  # max_num_ref_frames
-        b.u(1)
-        width_mbs = b.ue() + 1
-        height_units = b.ue() + 1
-        frame_mbs_only = b.u(1)
-        if not frame_mbs_only:
-            b.u(1)
-        b.u(1)
-        width, height = width_mbs * 16, (2 - frame_mbs_only) * height_units * 16
-        if b.u(1):  # frame_cropping_flag
-            left, right, top, bottom = b.ue(), b.ue(), b.ue(), b.ue()
-            unit_x = 1 if chroma in (0, 3) else 2
-            unit_y = (1 if chroma in (0, 2) else 2) * (2 - frame_mbs_only)
-            width -= unit_x * (left + right)
-            height -= unit_y * (top + bottom)
-    except (IndexError, ValueError):
+        parser.parse(frame)
+        parser.parse(None)  # flush: the parser reports the frame it holds back
+    except av.FFmpegError:
         return None
-    return (width, height) if width > 0 and height > 0 else None
+    return (parser.width, parser.height) if parser.width > 0 and parser.height > 0 else None
 
 
 def h264_config(frame: bytes) -> tuple[bytes, tuple[int, int] | None] | None:
@@ -193,6 +127,6 @@ def h264_config(frame: bytes) -> tuple[bytes, tuple[int, int] | None] | None:
         return None
     record = bytes([1, sps[1], sps[2], sps[3], 0xFF, 0xE1]) + len(sps).to_bytes(2, "big") + sps
     record += b"\x01" + len(pps).to_bytes(2, "big") + pps
-    return record, h264_sps_size(sps)
+    return record, h264_picture_size(frame)
 
 

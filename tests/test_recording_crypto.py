@@ -127,7 +127,7 @@ def test_vp8_size_and_long_batches_split_clusters():
 @pytest.mark.parametrize(("width", "height", "preset"), [
     (320, 240, "ultrafast"), (640, 360, "medium"), (1920, 1080, "ultrafast"), (176, 144, "medium"),
 ])
-def test_h264_sps_size(width, height, preset):
+def test_h264_picture_size(width, height, preset):
     import fractions
 
     import av
