@@ -18,6 +18,9 @@ from pathlib import Path
 from vision.settings import VisionSettings
 
 ENV_PREFIX = "RELAY_"
+_VISION = VisionSettings()
+_VISION_FIELDS = {"enabled": "vision_enabled", "keyframes_only": "vision_keyframes_only"}
+"""VisionSettings fields whose Config name differs; the rest share their names."""
 
 
 @dataclass(frozen=True)
@@ -69,26 +72,26 @@ class Config:
     resume_after_clear_s: float = 3.0
     policy_tick_s: float = 0.25
 
-    # --- vision --------------------------------------------------------------------------
-    vision_enabled: bool = True
-    vision_keyframes_only: bool = False
+    # --- vision (defaults from vision/settings.py: defined once) --------------------------
+    vision_enabled: bool = _VISION.enabled
+    vision_keyframes_only: bool = _VISION.keyframes_only
     """Decode only keyframes for sampling (asking the sender for one when a sample is due):
     far less CPU, but slower to confirm and more bandwidth. See docs/vision.md."""
-    model_cache_dir: Path = Path(".cache/models")
-    detector_batch_max: int = 8
-    detector_batch_wait_ms: float = 20.0
-    detector_threads: int = 1
-    sample_interval_s: float = 1.0
-    burst_interval_s: float = 0.25
-    burst_samples: int = 4
-    face_score_min: float = 0.5
-    face_min_px: int = 24
-    confirm_m: int = 3
-    confirm_n: int = 4
-    clear_m: int = 3
-    clear_n: int = 4
-    detector_width: int = 384
-    detector_height: int = 288
+    model_cache_dir: Path = _VISION.model_cache_dir
+    detector_batch_max: int = _VISION.detector_batch_max
+    detector_batch_wait_ms: float = _VISION.detector_batch_wait_ms
+    detector_threads: int = _VISION.detector_threads
+    sample_interval_s: float = _VISION.sample_interval_s
+    burst_interval_s: float = _VISION.burst_interval_s
+    burst_samples: int = _VISION.burst_samples
+    face_score_min: float = _VISION.face_score_min
+    face_min_px: int = _VISION.face_min_px
+    confirm_m: int = _VISION.confirm_m
+    confirm_n: int = _VISION.confirm_n
+    clear_m: int = _VISION.clear_m
+    clear_n: int = _VISION.clear_n
+    detector_width: int = _VISION.detector_width
+    detector_height: int = _VISION.detector_height
     """384x288 (4:3, no padding): count accuracy 0.973 on the composite set, where 320x256
     gave 0.94 (faces of 64-96 px scored just under the threshold) for ~0.4 % more CPU a leg."""
 
@@ -120,17 +123,10 @@ class Config:
     @property
     def vision(self) -> VisionSettings:
         """What vision/ reads, built from the RELAY_* vision fields above."""
-        return VisionSettings(
-            enabled=self.vision_enabled, keyframes_only=self.vision_keyframes_only,
-            model_cache_dir=self.model_cache_dir, detector_batch_max=self.detector_batch_max,
-            detector_batch_wait_ms=self.detector_batch_wait_ms,
-            detector_threads=self.detector_threads, sample_interval_s=self.sample_interval_s,
-            burst_interval_s=self.burst_interval_s, burst_samples=self.burst_samples,
-            face_score_min=self.face_score_min, face_min_px=self.face_min_px,
-            confirm_m=self.confirm_m, confirm_n=self.confirm_n, clear_m=self.clear_m,
-            clear_n=self.clear_n, detector_width=self.detector_width,
-            detector_height=self.detector_height, keyframe_throttle_s=self.keyframe_throttle_s,
-        )
+        return VisionSettings(**{
+            f.name: getattr(self, _VISION_FIELDS.get(f.name, f.name))
+            for f in dataclasses.fields(VisionSettings)
+        })
 
     @property
     def db_path(self) -> Path:
