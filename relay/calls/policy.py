@@ -3,8 +3,8 @@
 scheduled -> waiting (one side joined) -> live <-> paused -> ended, each change with a reason.
 Everything else follows: the call's producers are paused and resumed from here (the forwarder
 holds no pause logic of its own); clients, staff and the audit trail get the events. Vision's
-face counts and alerts for a live call are written here too, and only here. The call ends at its slot's end whatever time it started;
-warnings go out before that. A party that drops may rejoin within a grace window; if it does
+face counts and alerts for a live call are written here too, and only here. The call ends at
+its slot's end whatever time it started; warnings go out before that. A party that drops may rejoin within a grace window; if it does
 not, the call ends as a technical failure (which gives the allowance back).
 
 Pauses are a set of reasons (vision on either side, staff, slot not started). Media flows only
