@@ -20,11 +20,9 @@ from relay.media.forwarder import Consumer, Producer
 
 log = logging.getLogger(__name__)
 
-PARTY_ROLES = ("family", "prison")
-
 
 class AdmissionLike(Protocol):
-    """What the store's admission check returns (relay/records/store/'s Admission)."""
+    """What the store's admission check returns (relay.records.store.Admission)."""
 
     booking_id: int
     establishment_id: int

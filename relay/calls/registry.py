@@ -17,8 +17,9 @@ from protocol.aiortc_glue import (
     offered_mimes,
     restrict_codecs,
 )
+from protocol.vocabulary import PARTY_ROLES
 from relay import metrics
-from relay.calls.call import PARTY_ROLES, AdmissionLike, Call, Leg, Notify
+from relay.calls.call import AdmissionLike, Call, Leg, Notify
 from relay.calls.policy import CallPolicy
 from relay.config import Config
 from relay.media.forwarder import Producer

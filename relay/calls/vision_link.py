@@ -19,7 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 from protocol.frames import EncodedFrame
-from relay.calls.call import PARTY_ROLES, Call
+from protocol.vocabulary import PARTY_ROLES
+from relay.calls.call import Call
 from relay.calls.policy import CallPolicy
 from relay.calls.registry import CallRegistry
 from relay.media.forwarder import Producer

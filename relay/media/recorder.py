@@ -53,6 +53,7 @@ from aiortc import clock
 
 from protocol.codecs import annexb_to_avc, h264_config, vp8_size
 from protocol.frames import EncodedFrame
+from protocol.vocabulary import PARTY_ROLES
 from protocol.webm import (
     CLOCK,
     H264,
@@ -373,7 +374,7 @@ class CallRecording:
         if video is H264 and len(private) == 1:
             # the other leg's parameters stand in; its own SPS/PPS travel in its keyframes
             only = next(iter(private.values()))
-            private = {role: private.get(role, only) for role in ("family", "prison")}
+            private = {role: private.get(role, only) for role in PARTY_ROLES}
         header = webm_header(self.sizes, f"booking {call.id}", self.started_at, video, private)
         avc_tracks = frozenset(
             st.number for (role, kind), st in self.streams.items() if kind == "video" and role in private
