@@ -212,7 +212,8 @@ async def run(out: Path, warning_after: float = WARNING_AFTER_S) -> list[Path]:
                 # the prison side joins: live
                 await prison.join()
                 live = product.app[keys.REGISTRY].get(b)
-                live.faces = {"family": 1, "prison": 1}
+                for role in ("family", "prison"):  # what vision would report, for the row
+                    live.policy.vision_count(role, 1)
                 await until_frames(family, "call", 20)
                 await family.wait_for_function("document.getElementById('remote').videoWidth > 0")
                 await shot(family, "family-live")
@@ -247,15 +248,14 @@ async def run(out: Path, warning_after: float = WARNING_AFTER_S) -> list[Path]:
 
                 # vision (staged): a second face on the family camera pauses the call
                 jpeg, boxes = evidence_picture()
-                live.faces = {"family": 2, "prison": 1}
-                live.alerts = 1
                 live.policy.vision_over_limit("family", 2, 1, evidence=Evidence(jpeg, boxes))
                 await family.wait_for_function("document.body.dataset.state === 'paused'")
                 await shot(family, "family-paused")
                 await console.wait_for_selector(
                     f'#calls tr[data-booking="{b}"][data-state="paused"]')
                 await shot(console, "console-alert", element="#app > section:first-child")
-                live.faces = {"family": 1, "prison": 1}
+                for role in ("family", "prison"):  # what vision would report, for the row
+                    live.policy.vision_count(role, 1)
                 live.policy.vision_cleared("family", 1)
                 await family.wait_for_function("document.body.dataset.state === 'live'")
 
