@@ -199,7 +199,6 @@ def recover_unfinished(
 # --- API -----------------------------------------------------------------------------------
 
 
-
 def _get(info: Any, name: str, default: Any = None) -> Any:
     if isinstance(info, dict):
         return info.get(name, default)

@@ -19,7 +19,6 @@ HANDLERS = Handlers()
 handler = HANDLERS
 
 
-
 def call_json(live: LiveCall) -> dict[str, Any]:
     call, policy = live.call, live.policy
     faces = {role: n for role, n in live.faces.items()}

@@ -48,7 +48,6 @@ class Op:
         return tuple(part[1:-1] for part in self.path.split("/") if part.startswith("{"))
 
 
-
 def role_allows(required: StaffRole, role: object) -> bool:
     """Whether a staff member of ``role`` may do what needs ``required`` (roles are ranked)."""
     return role in STAFF_ROLES and STAFF_ROLES.index(role) >= STAFF_ROLES.index(required)

@@ -59,7 +59,6 @@ def migrate(conn: sqlite3.Connection) -> None:
         log.info("store schema migrated to version %d", version)
 
 
-
 class RecordsBase:
     """The connection, its transactions and migrations; the record kinds build on it."""
 

@@ -26,8 +26,6 @@ SESSION_MAX_S = 10 * 3600
 """...and in any case this long after logging in (one shift)."""
 
 
-
-
 @dataclass(frozen=True)
 class EstablishmentPolicy:
     establishment_id: int
@@ -149,7 +147,6 @@ def age_on(date_of_birth: str, ts: float) -> int:
     born = dt.date.fromisoformat(date_of_birth)
     on = dt.datetime.fromtimestamp(ts, dt.UTC).date()
     return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
-
 
 
 def _contact(r: sqlite3.Row) -> Contact:
