@@ -223,6 +223,11 @@ class LegSampler:
     def set_approved(self, n: int) -> None:
         self.decisions.approved = n
 
+    def resume_over_limit(self) -> None:
+        """Start as if over the limit were already confirmed (a pause for this side is in
+        force from an earlier stream), so a clear picture emits "cleared"."""
+        self.decisions.over_limit = True
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True

@@ -92,11 +92,14 @@ class Call:
         """Pause or resume every party producer (the policy engine's decision, applied)."""
         self.media_paused = paused
         for leg in self.legs.values():
-            for producer in leg.producers.values():
-                if paused:
-                    producer.pause()
-                else:
-                    producer.resume()
+            self._apply_pause(leg)
+
+    def _apply_pause(self, leg: Leg) -> None:
+        for producer in leg.producers.values():
+            if self.media_paused:
+                producer.pause()
+            else:
+                producer.resume()
 
     def everyone(self) -> list[Leg]:
         return [*self.legs.values(), *self.watchers]
@@ -111,9 +114,7 @@ class Call:
         """A family or prison leg whose producers and senders exist (not yet negotiated)."""
         self.legs[leg.role] = leg
         metrics.LEGS_CONNECTED.labels(leg.role).inc()
-        if self.media_paused:
-            for producer in leg.producers.values():
-                producer.pause()
+        self._apply_pause(leg)  # a leg joining a paused call starts paused
         for kind, producer in leg.producers.items():
             for tap in self.taps:
                 tap(leg.role, kind, producer)

@@ -181,7 +181,6 @@ class CallRegistry:
                     receiver,
                     self.config.keyframe_throttle_s,
                     f"{leg.role}_to_{other}",
-                    paused=call.media_paused,
                 )
                 leg.senders[(other, t.kind)] = sender
                 t.direction = "sendrecv"

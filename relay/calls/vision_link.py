@@ -51,7 +51,7 @@ class VisionLink:
         sampler = self.service.open_leg(f"{call.id}:{role}", approved,
                                         lambda event: self._on_event(policy, role, event))
         if policy.vision_paused(role):
-            sampler.decisions.over_limit = True
+            sampler.resume_over_limit()
         policy.approval_listeners.append(
             lambda changed, n: sampler.set_approved(n) if changed == role else None
         )
@@ -71,10 +71,8 @@ class VisionLink:
     def _on_event(self, policy: CallPolicy, role: str, event: VisionEvent) -> None:
         policy.vision_count(role, event.count)
         if event.kind == "over_limit":
-            evidence = None
-            if not policy.call.is_legal:
-                boxes = [list(map(float, b)) for b in event.boxes]
-                evidence = Evidence(event.evidence_jpeg, boxes)
+            boxes = [list(map(float, b)) for b in event.boxes]
+            evidence = Evidence(event.evidence_jpeg, boxes)  # the policy withholds it on legal calls
             policy.vision_over_limit(role, event.count, event.approved, evidence=evidence)
         elif event.kind == "cleared":
             policy.vision_cleared(role, event.count)

@@ -47,7 +47,6 @@ class Producer:
         receiver: ForwardingReceiver,
         keyframe_throttle_s: float,
         direction: str,
-        paused: bool = False,
     ) -> None:
         self.kind = kind
         self.receiver = receiver
@@ -57,7 +56,7 @@ class Producer:
         self.media_ssrc: int | None = None
         self.packets_received = 0
         self.packets_withheld = 0
-        self._paused = paused
+        self._paused = False
         self._throttle_s = keyframe_throttle_s
         self._last_keyframe_request = -1e9
         self._keyframe_pending = False

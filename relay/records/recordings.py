@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 STATUSES: tuple[str, ...] = get_args(RecordingStatus)
 
+
 @dataclass
 class Recording:
     id: int
@@ -459,12 +460,11 @@ def add_routes(app: web.Application) -> None:
 # --- wiring --------------------------------------------------------------------------------
 
 
-def install(app: web.Application, conn: sqlite3.Connection | None = None) -> Any:
+def install(app: web.Application, conn: sqlite3.Connection) -> Any:
     """Wire recording into the app (relay/app.py build_app); returns the Recorder.
 
     Adds the call hook, the API routes, crash recovery and the retention sweeper at startup,
-    and finishing every recording at shutdown. ``conn`` is the store's SQLite connection
-    (a connection to ``config.db_path`` is opened when none is given). Reads
+    and finishing every recording at shutdown. ``conn`` is the store's SQLite connection. Reads
     ``app[keys.CALL_AUDIT]`` and ``app[keys.AUTHORIZE_STAFF]`` when they are used, so tests may
     replace them after this call (before the app starts).
     """
@@ -473,10 +473,6 @@ def install(app: web.Application, conn: sqlite3.Connection | None = None) -> Any
 
     config = app[keys.CONFIG]
     registry = app[keys.REGISTRY]
-    if conn is None:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(config.db_path)
-        app.on_cleanup.append(lambda _app: _close(conn))
     index = RecordingIndex(conn)
 
     def audit(booking_id: int, kind: str, detail: dict[str, Any]) -> None:
@@ -506,7 +502,3 @@ def install(app: web.Application, conn: sqlite3.Connection | None = None) -> Any
     app.on_startup.append(startup)
     app.on_shutdown.append(shutdown)
     return recorder
-
-
-async def _close(conn: sqlite3.Connection) -> None:
-    conn.close()

@@ -46,6 +46,7 @@ M = TypeVar("M", bound=BaseModel)
 _CONFLICT = {
     "allowance_exceeded", "slot_full", "prisoner_busy", "booking_not_pending",
     "booking_not_active", "booking_started", "username_taken", "laptop_unavailable",
+    "call_in_progress",
 }
 
 
@@ -115,6 +116,7 @@ class Ctx:
         self.config = cd[keys.CONFIG]
         self.secret = cd[keys.TOKEN_SECRET]
         self.limiter = cd[keys.AUTH_LIMITER]
+        self.lifecycle = cd[keys.LIFECYCLE]
         self.now = cd[keys.CLOCK]()
         self.remote = request.remote or "unknown"
 
@@ -184,15 +186,6 @@ class Ctx:
 
 
 # --------------------------------------------------------------------------- JSON shapes
-
-
-def booking_json(b: Booking) -> dict[str, Any]:
-    """The public shape of a store booking (``models.Booking``, the one definition)."""
-    return models.Booking.model_validate(b).model_dump(mode="json")
-
-
-def contact_json(c: Any) -> dict[str, Any]:
-    return models.Contact.model_validate(c).model_dump(mode="json")
 
 
 def staff_json(s: Staff) -> dict[str, Any]:
@@ -323,14 +316,13 @@ async def get_booking(ctx: Ctx) -> Any:
 @handler
 async def cancel_booking(ctx: Ctx) -> Any:
     b, actor, _ = _booking_for_family_or_staff(ctx, main_only=True)
-    lifecycle = ctx.request.config_dict[keys.LIFECYCLE]
-    return await lifecycle.cancel(b.id, actor, ctx.now, ctx.body.get("reason", ""))
+    return await ctx.lifecycle.cancel(b.id, actor, ctx.now, ctx.body.get("reason", ""))
 
 
 @handler
 async def reschedule_booking(ctx: Ctx) -> Any:
     b, actor, staff = _booking_for_family_or_staff(ctx, main_only=True)
-    return await ctx.request.config_dict[keys.LIFECYCLE].reschedule(
+    return await ctx.lifecycle.reschedule(
         b.id, float(ctx.body["starts_at"]), ctx.body["minutes"], actor, ctx.now,
         keep_approval=staff is not None,
     )
@@ -378,7 +370,7 @@ async def kiosk_cancel_booking(ctx: Ctx) -> Any:
     b = ctx.store.booking(ctx.path_id("booking_id"))
     if b is None or b.prisoner_id != prisoner["id"]:
         raise ApiError(404, "booking_not_found", "no such booking")
-    return await ctx.request.config_dict[keys.LIFECYCLE].cancel(
+    return await ctx.lifecycle.cancel(
         b.id, f"laptop:{laptop.id}", ctx.now, ctx.body.get("reason", "cancelled by prisoner")
     )
 
@@ -490,14 +482,7 @@ async def staff_outcome(ctx: Ctx) -> Any:
     staff = ctx.staff()
     b = ctx.staff_booking(staff, ctx.path_id("booking_id"))
     reason = ctx.body.get("reason", "") or f"set by staff:{staff.id}"
-    try:
-        return ctx.request.config_dict[keys.LIFECYCLE].staff_outcome(
-            b.id, ctx.body["outcome"], reason, ctx.now
-        )
-    except StoreError as exc:
-        if exc.code == "call_in_progress":
-            raise ApiError(409, exc.code, exc.message) from None
-        raise
+    return ctx.lifecycle.staff_outcome(b.id, ctx.body["outcome"], reason, ctx.now)
 
 
 @handler
@@ -547,10 +532,10 @@ async def staff_revoke_contact(ctx: Ctx) -> Any:
     cid = ctx.path_id("contact_id")
     if ctx.store.contact_establishment(cid) != staff.establishment_id:
         raise ApiError(404, "contact_not_found", "no such approval")
-    done = await ctx.request.config_dict[keys.LIFECYCLE].revoke(cid, staff.id, ctx.now)
+    done = await ctx.lifecycle.revoke(cid, staff.id, ctx.now)
     log.info("approval %s revoked by staff:%s; stopped bookings %s, carrying on without the"
              " visitor %s", cid, staff.id, done.stopped, done.reduced)
-    return {"contact": contact_json(ctx.store.contact(cid)),
+    return {"contact": ctx.store.contact(cid),
             "cancelled_booking_ids": done.stopped}
 
 

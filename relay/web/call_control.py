@@ -7,11 +7,10 @@ the staff member as actor. Staff only ever see calls of their own establishment.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
 from typing import Any
 
 from relay import keys
-from relay.calls.policy import REASON_TEXT, CallPolicy
+from relay.calls.policy import REASON_TEXT
 from relay.calls.registry import CallRegistry, LiveCall
 from relay.web.api import ApiError, Ctx, Handlers
 
@@ -21,7 +20,6 @@ handler = HANDLERS
 
 def call_json(live: LiveCall) -> dict[str, Any]:
     call, policy = live.call, live.policy
-    faces = {role: n for role, n in live.faces.items()}
     return {
         "booking_id": call.id,
         "state": policy.state,
@@ -34,19 +32,22 @@ def call_json(live: LiveCall) -> dict[str, Any]:
         "seconds_left": round(policy.seconds_left()),
         "legs": sorted(call.legs),
         "watchers": len(call.watchers),
-        "faces": faces,
+        "faces": live.faces,
         "approved_faces": {role: leg.approved_faces for role, leg in call.legs.items()},
         "alerts": live.alerts,
     }
 
 
 def _live(ctx: Ctx) -> tuple[Any, LiveCall]:
+    """The staff member and their establishment's call that is still running, or a 409."""
     staff = ctx.staff()
     booking = ctx.staff_booking(staff, ctx.path_id("booking_id"))
     registry: CallRegistry = ctx.request.config_dict[keys.REGISTRY]
     live = registry.get(booking.id)
     if live is None or live.call.establishment_id != staff.establishment_id:
         raise ApiError(409, "call_not_live", "nobody has joined this call")
+    if live.policy.state == "ended":
+        raise ApiError(409, "call_ended", "this call has ended")
     return staff, live
 
 
@@ -62,27 +63,17 @@ async def staff_calls(ctx: Ctx) -> Any:
     return {"calls": sorted(calls, key=lambda c: c["starts_at"])}
 
 
-def _act(ctx: Ctx, action: Callable[[CallPolicy, str], None]) -> dict[str, Any]:
-    """A staff action on a live call, through its policy engine, with the staff member named."""
-    staff, live = _live(ctx)
-    if live.policy.state == "ended":
-        raise ApiError(409, "call_ended", "this call has ended")
-    action(live.policy, f"staff:{staff.id}")
-    return call_json(live)
-
-
 @handler
 async def staff_call_pause(ctx: Ctx) -> Any:
-    note = str(ctx.body.get("note", ""))
-    return _act(ctx, lambda policy, staff: policy.staff_pause(staff, note))
+    staff, live = _live(ctx)
+    live.policy.staff_pause(f"staff:{staff.id}", str(ctx.body.get("note", "")))
+    return call_json(live)
 
 
 @handler
 async def staff_call_resume(ctx: Ctx) -> Any:
     """Resume a paused call; a resume that leaves it paused says so (409), never a 200."""
     staff, live = _live(ctx)
-    if live.policy.state == "ended":
-        raise ApiError(409, "call_ended", "this call has ended")
     if not live.policy.pause_reasons:
         raise ApiError(409, "not_paused", "this call is not paused")
     remaining = live.policy.staff_resume(f"staff:{staff.id}")
@@ -96,9 +87,7 @@ async def staff_call_resume(ctx: Ctx) -> Any:
 async def staff_call_end(ctx: Ctx) -> Any:
     """End a live call through the lifecycle (the booking's record follows the policy)."""
     staff, live = _live(ctx)
-    if live.policy.state == "ended":
-        raise ApiError(409, "call_ended", "this call has ended")
-    await ctx.request.config_dict[keys.LIFECYCLE].staff_end(live, f"staff:{staff.id}")
+    await ctx.lifecycle.staff_end(live, f"staff:{staff.id}")
     return call_json(live)
 
 
