@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 import sys
 
@@ -15,6 +16,7 @@ from relay.config import Config
 
 def main() -> int:
     config = Config.from_env()
+    os.umask(0o077)  # whatever the relay writes (keys, database, recordings) is its own
     logs.setup()
     try:
         app = build_app(config)

@@ -13,13 +13,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from protocol import aiortc_glue
 from protocol import messages as m
-from relay import auth, keys, metrics
+from relay import auth, keys, metrics, private
 from relay.calls.call import AdmissionLike
 from relay.calls.lifecycle import CallLifecycle
 from relay.calls.registry import CallRegistry
@@ -48,6 +49,10 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     aiortc_glue.on_nack = metrics.count_nack
 
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    private.private_dir(Path(config.data_dir))  # 0700: keys, database, recordings
+    if config.tls_key:
+        private.check_private(Path(config.tls_key), "the TLS private key")
+    token_secret = auth.load_secret(config)  # a readable key is refused before the database
     store = store or Store.open(config.db_path)
     audit_log = AuditLog(store.connection)
     app[keys.CONFIG] = config
@@ -81,7 +86,7 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     app[keys.CALL_AUDIT] = call_audit
 
     # who is asking: join tokens (signalling) and staff sessions (API, recordings)
-    app[keys.TOKEN_SECRET] = auth.load_secret(config)
+    app[keys.TOKEN_SECRET] = token_secret
     app[keys.AUTH_LIMITER] = auth.BadAttemptLimiter(config.bad_token_limit_per_min)
     gate = auth.JoinGate(app[keys.TOKEN_SECRET], store, app[keys.AUTH_LIMITER])
     app[keys.JOIN_GATE] = gate
@@ -117,6 +122,7 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     app.router.add_get("/ws", websocket_handler)
     setup_api(app, {**api.HANDLERS, **call_control.HANDLERS})
     pages.add_routes(app)
+    app.on_response_prepare.append(pages.html_security_headers)  # every HTML response
     health.add_routes(app, with_metrics=not config.metrics_host)
     app.on_startup.append(_start_background)
     app.on_shutdown.append(_shutdown)

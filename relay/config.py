@@ -99,7 +99,9 @@ class Config:
     recording_enabled: bool = True
     """Off only for development and benchmarks: with it on, social calls are recorded as the
     establishment's policy says; legal calls never are, whatever this says."""
-    recordings_dir: Path = Path("data/recordings")
+    recordings_dir: Path | None = None
+    """Where sealed recordings go; ``data_dir/recordings`` when not set (so RELAY_DATA_DIR
+    alone moves everything the relay keeps)."""
     recording_chunk_s: float = 2.0
     """Each flush seals one encrypted chunk: a crash loses at most about this much."""
     recording_start_wait_s: float = 5.0
@@ -119,6 +121,13 @@ class Config:
 
     # --- shutdown ------------------------------------------------------------------------
     shutdown_grace_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.recordings_dir is None:
+            object.__setattr__(self, "recordings_dir", Path(self.data_dir) / "recordings")
+            object.__setattr__(self, "_derived_recordings_dir", True)
+        elif not isinstance(self.recordings_dir, Path):
+            object.__setattr__(self, "recordings_dir", Path(self.recordings_dir))
 
     @property
     def vision(self) -> VisionSettings:
@@ -154,6 +163,8 @@ class Config:
         return cls(**values)
 
     def replace(self, **changes: object) -> Config:
+        if getattr(self, "_derived_recordings_dir", False):
+            changes.setdefault("recordings_dir", None)  # follows a new data_dir
         return dataclasses.replace(self, **changes)
 
 
@@ -176,7 +187,7 @@ def _parse(name: str, hint: object, raw: str) -> object:
             parts = [p.strip() for p in raw.split(",") if p.strip()]
             return tuple(item_type(p) for p in parts)
         if origin in (typing.Union, types.UnionType):
-            return raw
+            return Path(raw) if Path in typing.get_args(hint) else raw
     except ValueError as exc:
         raise ValueError(f"{ENV_PREFIX}{name.upper()}: cannot read {raw!r} as {hint}") from exc
     raise TypeError(f"no parser for config field {name} of type {hint}")
