@@ -36,8 +36,9 @@ def private_dir(path: Path) -> Path:
         os.chmod(path, DIR_MODE)  # whatever the umask
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & _OTHERS and not mode & stat.S_ISVTX:
-        log.warning("data folder %s is mode %o; make it private with: chmod 700 %s",
-                    path, mode, path)
+        log.warning(
+            "data folder %s is mode %o; make it private with: chmod 700 %s", path, mode, path
+        )
     return path
 
 

@@ -33,16 +33,22 @@ def test_fresh_data_folder_is_private(tmp_path):
     try:
         assert _mode(data) == 0o700
         made = {p.name: _mode(p) for p in data.iterdir() if p.is_file()}
-        assert set(made) >= {"secret.key", "recording.key", "relay.sqlite", "relay.sqlite-wal",
-                             "relay.sqlite-shm"}, made
+        assert set(made) >= {
+            "secret.key",
+            "recording.key",
+            "relay.sqlite",
+            "relay.sqlite-wal",
+            "relay.sqlite-shm",
+        }, made
         assert set(made.values()) == {0o600}, made
         assert _mode(data / "recordings") == 0o700
     finally:
         app[keys.STORE].close()
 
 
-@pytest.mark.parametrize("name", ["secret.key", "recording.key", "relay.sqlite",
-                                  "relay.sqlite-wal"])
+@pytest.mark.parametrize(
+    "name", ["secret.key", "recording.key", "relay.sqlite", "relay.sqlite-wal"]
+)
 def test_readable_secret_or_database_is_refused(tmp_path, name):
     data = tmp_path / "data"
     build_app(_config(data))[keys.STORE].close()  # makes every file, privately
@@ -74,10 +80,21 @@ def test_relay_refuses_to_start_with_one_clear_line(tmp_path):
     data.mkdir()
     (data / "secret.key").write_text("a" * 64 + "\n")
     os.chmod(data / "secret.key", 0o644)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RELAY_DATA_DIR": str(data),
-           "RELAY_VISION_ENABLED": "0", "RELAY_PORT": "0"}
-    out = subprocess.run([sys.executable, "-m", "relay"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "RELAY_DATA_DIR": str(data),
+        "RELAY_VISION_ENABLED": "0",
+        "RELAY_PORT": "0",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "relay"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2
     lines = [line for line in out.stderr.splitlines() if "cannot start" in line]
     assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
