@@ -30,7 +30,7 @@ from relay.config import Config
 from relay.records import recordings
 from relay.records.audit import AuditLog
 from relay.records.store import AdmissionRefused, Store
-from relay.web import api, call_control, health, pages
+from relay.web import api, call_control, health, origins, pages
 from relay.web.api import authorize_staff, setup_api
 from relay.web.signalling import Admit, websocket_handler
 from vision.model import cached_model_path
@@ -123,6 +123,8 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     setup_api(app, {**api.HANDLERS, **call_control.HANDLERS})
     pages.add_routes(app)
     app.on_response_prepare.append(pages.html_security_headers)  # every HTML response
+    app[keys.ORIGINS] = origins.Origins(config)
+    app.middlewares.insert(0, origins.check_host)  # outermost: every route, DNS rebinding
     health.add_routes(app, with_metrics=not config.metrics_host)
     app.on_startup.append(_start_background)
     app.on_shutdown.append(_shutdown)

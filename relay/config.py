@@ -122,6 +122,14 @@ class Config:
     # --- shutdown ------------------------------------------------------------------------
     shutdown_grace_s: float = 5.0
 
+    # --- origins and hosts (relay/web/origins.py) ------------------------------------------
+    allowed_origins: tuple[str, ...] = ()
+    """Origins (scheme://host:port) whose pages may change things here; empty: the one the
+    relay prints (``base_url``). Their hosts are also the Host headers it answers."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Further Host names it answers on any port (an internal name Prometheus scrapes by).
+    Bound to loopback, any loopback name is answered; bound to every interface, any IP."""
+
     def __post_init__(self) -> None:
         if self.recordings_dir is None:
             object.__setattr__(self, "recordings_dir", Path(self.data_dir) / "recordings")

@@ -53,3 +53,5 @@ CLEANUPS = web.AppKey("cleanups", set[asyncio.Task[None]])
 READY_CHECKS = web.AppKey("ready_checks", list[ReadyCheck])
 BACKGROUND = web.AppKey("background", list[asyncio.Task[None]])
 METRICS_RUNNER = web.AppKey("metrics_runner", web.AppRunner)
+ORIGINS = web.AppKey("origins", "Origins")
+"""The hosts and origins the relay answers (relay/web/origins.py)."""

@@ -23,7 +23,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -35,6 +35,7 @@ from relay.records.store import AdmissionRefused, Booking, Staff, StoreError
 from relay.web import models
 from relay.web.jsonbody import BodyError, parse_json
 from relay.web.openapi import openapi_document
+from relay.web.origins import same_origin
 from relay.web.routes import API_PREFIX, OPERATIONS, Op, role_allows
 
 log = logging.getLogger("relay.web.api")
@@ -663,33 +664,6 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
         return error_response(500, "internal_error", "something went wrong; it has been logged")
 
 
-_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
-@web.middleware
-async def _same_origin(request: web.Request, handler) -> web.StreamResponse:
-    """Refuse state-changing requests a browser sends from another site (CSRF defence in
-    depth behind the SameSite=Strict cookie). Clients that send no Origin (the laptop, curl)
-    are not browsers and pass."""
-    if request.method in _UNSAFE:
-        origin = request.headers.get("Origin")
-        if request.headers.get("Sec-Fetch-Site") == "cross-site" or (
-            origin is not None and urlsplit(origin).netloc not in _own_hosts(request)
-        ):
-            log.warning("cross-origin %s %s refused (origin %.100s)", request.method,
-                        request.path, origin)
-            return error_response(403, "cross_origin", "requests from another site are refused")
-    return await handler(request)
-
-
-def _own_hosts(request: web.Request) -> set[str]:
-    hosts = {request.host}
-    public = request.config_dict[keys.CONFIG].public_url
-    if public:
-        hosts.add(urlsplit(public).netloc)
-    return hosts
-
-
 def setup_api(app: web.Application, handlers: Mapping[str, Handler]) -> None:
     """Mount the booking API under /api/v1 on ``app`` (relay/app.py builds its services).
 
@@ -698,7 +672,7 @@ def setup_api(app: web.Application, handlers: Mapping[str, Handler]) -> None:
     missing = [op.op_id for op in OPERATIONS if op.prefix == API_PREFIX and op.op_id not in handlers]
     if missing:
         raise RuntimeError(f"no handler for operations {missing}")
-    app.middlewares.append(_same_origin)  # the whole app: /api/v1 and /api/recordings
+    app.middlewares.append(same_origin)  # the whole app: /api/v1 and /api/recordings
     app.middlewares.append(_errors)  # JSON errors for /api/recordings too
     api = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
     for op in OPERATIONS:
