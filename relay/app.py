@@ -50,7 +50,7 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
 
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     private.private_dir(Path(config.data_dir))  # 0700: keys, database, recordings
-    if config.tls_key:
+    if config.tls_key and Path(config.tls_key).exists():  # a missing one: TLS says so
         private.check_private(Path(config.tls_key), "the TLS private key")
     token_secret = auth.load_secret(config)  # a readable key is refused before the database
     store = store or Store.open(config.db_path)

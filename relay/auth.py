@@ -63,6 +63,17 @@ def secret_matches(stored_hash: str | None, secret: str) -> bool:
     return hmac.compare_digest(stored_hash, hash_secret(secret))
 
 
+def session_ref_of_hash(session_hash: str) -> str:
+    """What a staff watch token carries (as its ``jti``) to name the session that asked for
+    it: a hash of the stored session hash, so neither the cookie nor its stored hash ever
+    leaves the relay. Admission checks that the session still exists (logout ends it)."""
+    return "w" + hashlib.sha256(b"watch-session:" + session_hash.encode()).hexdigest()[:32]
+
+
+def session_ref(cookie: str) -> str:
+    return session_ref_of_hash(hash_secret(cookie))
+
+
 def load_secret(config: Config) -> bytes:
     """The HMAC key for join tokens: ``config.secret_key``, else ``data_dir/secret.key``
     (generated once, mode 0600; an existing one that others can read is refused)."""

@@ -37,6 +37,7 @@ from relay.web.jsonbody import BodyError, parse_json
 from relay.web.openapi import openapi_document
 from relay.web.origins import same_origin
 from relay.web.routes import API_PREFIX, OPERATIONS, Op, role_allows
+from relay.web.signalling import close_watchers
 
 log = logging.getLogger("relay.web.api")
 
@@ -208,8 +209,11 @@ def refuse_legal(call_type: str) -> None:
 # --------------------------------------------------------------------------- tokens
 
 
-def issue_join_token(ctx: Ctx, booking: Booking, participant: str, role: str) -> dict[str, Any]:
-    """Issue a token after checking the live booking exactly as the relay will on joining."""
+def issue_join_token(
+    ctx: Ctx, booking: Booking, participant: str, role: str, jti: str = ""
+) -> dict[str, Any]:
+    """Issue a token after checking the live booking exactly as the relay will on joining
+    (``jti``: a watcher's staff session, ``auth.session_ref``)."""
     if booking.ends_at <= ctx.now:
         log.warning(
             "token refused code=token_expired booking=%s participant=%s", booking.id, participant
@@ -221,6 +225,7 @@ def issue_join_token(ctx: Ctx, booking: Booking, participant: str, role: str) ->
         role=role,
         nbf=booking.starts_at - ctx.config.token_early_s,
         exp=booking.ends_at,
+        jti=jti,
     )
     try:
         ctx.store.admit(claims, max(ctx.now, claims.nbf))
@@ -411,6 +416,8 @@ async def staff_logout(ctx: Ctx) -> Any:
     cookie = ctx.request.cookies.get(STAFF_COOKIE)
     if cookie:
         ctx.store.delete_session(cookie)
+        # the session's watch tokens stop working, and its open watchers are closed
+        close_watchers(ctx.request.config_dict[keys.SESSIONS], auth.session_ref(cookie))
     resp = web.json_response({"ok": True})
     resp.del_cookie(STAFF_COOKIE, path="/")
     return resp
@@ -490,7 +497,8 @@ async def staff_outcome(ctx: Ctx) -> Any:
 async def staff_watch_token(ctx: Ctx) -> Any:
     staff = ctx.staff()
     b = ctx.staff_booking(staff, ctx.path_id("booking_id"))
-    return issue_join_token(ctx, b, f"staff:{staff.id}", "watcher")
+    session = auth.session_ref(ctx.request.cookies[STAFF_COOKIE])  # bound to this session
+    return issue_join_token(ctx, b, f"staff:{staff.id}", "watcher", jti=session)
 
 
 @handler

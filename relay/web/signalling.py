@@ -28,7 +28,8 @@ Admit = Callable[[str, float, str], Awaitable[AdmissionLike]]
 MAX_BAD_MESSAGES = 32
 CLOSE_REFUSED = 4403
 CLOSE_ENDED = 4000
-CLOSE_RESTARTING = 1012  # RFC 6455 "service restart": clients reconnect
+CLOSE_RESTARTING = 1012
+E_SESSION_ENDED = "session_ended"  # RFC 6455 "service restart": clients reconnect
 
 
 class LegSession:
@@ -43,6 +44,7 @@ class LegSession:
         self.leg: Leg | None = None
         self.left_on_purpose = False
         self.bad_messages = 0
+        self.watch_session = ""  # a watcher's staff session (closed when it logs out)
         self._outbox: asyncio.Queue[str | tuple[int, str] | None] = asyncio.Queue()
         self._writer = asyncio.ensure_future(self._write())
 
@@ -116,6 +118,7 @@ class LegSession:
                 await self.close(CLOSE_REFUSED, exc.code)
             return
         self.live, self.leg = live, leg
+        self.watch_session = getattr(admission, "session_ref", "") if leg.is_watcher else ""
         call = live.call
         self.notify(
             "joined",
@@ -140,6 +143,17 @@ class LegSession:
             await self.registry.leave(self.live, self.leg, dropped=dropped)
             log.info("leg %s", "dropped" if dropped else "left", extra=self.leg.log_extra(self.live.call))
         await self.flush()
+
+
+def close_watchers(sessions: set[LegSession], session_ref: str) -> int:
+    """Close the watchers admitted with a staff session that has ended (logout): a watch
+    token is only as good as the session that asked for it. Returns how many."""
+    closing = [s for s in sessions if session_ref and s.leg is not None
+               and s.watch_session == session_ref]
+    for session in closing:
+        session.send_error(E_SESSION_ENDED, "the staff session ended; log in again to watch")
+        asyncio.ensure_future(session.close(CLOSE_REFUSED, E_SESSION_ENDED))
+    return len(closing)
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
