@@ -20,7 +20,7 @@ from aiohttp import web
 
 from protocol import aiortc_glue
 from protocol import messages as m
-from relay import auth, keys, metrics, private
+from relay import auth, keys, logs, metrics, private
 from relay.calls.call import AdmissionLike
 from relay.calls.lifecycle import CallLifecycle
 from relay.calls.registry import CallRegistry
@@ -47,6 +47,7 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     aiortc_glue.check_aiortc_version()
     aiortc_glue.bind_media_addresses(config.media_addresses)
     aiortc_glue.on_nack = metrics.count_nack
+    logs.quiet_aiohttp()  # a request aiohttp cannot parse: one line, not a traceback
 
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     private.private_dir(Path(config.data_dir))  # 0700: keys, database, recordings
