@@ -25,6 +25,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from protocol import jsonsafe
 from protocol.vocabulary import CALL_STATES, MAX_TOKEN_CHARS, ROLES  # noqa: F401 (re-exported)
 
 VERSION = 1
@@ -56,6 +57,8 @@ E_LEG_CONNECTED = "leg_already_connected"
 E_CALL_ENDED = "call_ended"
 E_INTERNAL = "internal_error"
 E_RATE_LIMITED = "rate_limited"
+E_TOO_DEEP = "json_too_deep"
+E_BAD_UNICODE = "bad_unicode"
 E_SHUTTING_DOWN = "shutting_down"
 
 # field name -> (type, max length or None, required)
@@ -79,9 +82,10 @@ def parse_client_message(raw: str | bytes, max_bytes: int = MAX_MESSAGE_BYTES) -
     if len(raw.encode("utf-8", "surrogatepass")) > max_bytes:
         raise ProtocolError(E_TOO_LARGE, f"messages are limited to {max_bytes} bytes")
     try:
-        obj = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise ProtocolError(E_MALFORMED, "the message is not valid JSON") from None
+        obj = jsonsafe.parse_json(raw)  # bounded depth, no lone surrogates
+    except jsonsafe.BodyError as exc:
+        code = E_MALFORMED if exc.code == "bad_json" else exc.code
+        raise ProtocolError(code, exc.message.replace("body", "message")) from None
     if not isinstance(obj, dict):
         raise ProtocolError(E_NOT_OBJECT, "a message is a JSON object")
     if obj.get("v", VERSION) != VERSION:

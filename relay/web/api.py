@@ -624,11 +624,37 @@ def respond(op: Op, result: Any) -> web.StreamResponse:
     return web.json_response(result, status=op.status)
 
 
+CREDENTIAL_FIELDS = frozenset({"password", "laptop_secret"})
+"""Body fields that carry a credential: an operation with one is an auth endpoint, where a
+refused body counts against the address like a wrong password (so bad bodies cannot flood
+it or the log any faster than guesses)."""
+
+
+def _takes_credentials(op: Op) -> bool:
+    return op.body is not None and bool(CREDENTIAL_FIELDS & set(op.body.model_fields))
+
+
+async def _read_credentials_body(request: web.Request, op: Op) -> BaseModel | None:
+    """An auth endpoint's body: 429 while the address is blocked, and a refused body counted."""
+    limiter = request.config_dict[keys.AUTH_LIMITER]
+    remote = request.remote or "unknown"
+    if limiter.blocked(remote):
+        raise ApiError(429, "rate_limited", "too many refused attempts; wait a minute",
+                       {"Retry-After": str(limiter.retry_after(remote))})
+    try:
+        return await _read_body(request, op)
+    except ApiError as exc:
+        limiter.failed(remote)
+        log.warning("auth refused code=%s op=%s remote=%s", exc.code, op.op_id, remote)
+        raise
+
+
 def _route(op: Op, fn: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    read = _read_credentials_body if _takes_credentials(op) else _read_body
 
     async def route(request: web.Request) -> web.StreamResponse:
         try:
-            model = await _read_body(request, op)
+            model = await read(request, op)
             ctx = Ctx(request, op, model)
             result = await fn(ctx)
         except ApiError as exc:
