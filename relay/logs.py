@@ -89,7 +89,8 @@ class BadRequestLine(logging.Filter):
         if isinstance(exc, HttpProcessingError) and (exc.code or 400) < 500:
             remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
             record.msg = "bad request from %s refused with %s: %s"
-            record.args = (remote, exc.code or 400, str(exc.message)[:200])
+            reason = " ".join(str(exc.message).split())[:200]  # aiohttp's spans lines
+            record.args = (remote, exc.code or 400, reason)
             record.exc_info = record.exc_text = None
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True

@@ -74,6 +74,16 @@ async def test_an_over_long_header_is_one_line_not_a_traceback(served, caplog):
     (line,) = server
     assert line.levelno == logging.WARNING and line.exc_info is None
     assert "refused with 400" in line.getMessage() and "8190" in line.getMessage()
-    assert "Traceback" not in caplog.text
+    assert "Traceback" not in caplog.text and "\n" not in line.getMessage()
+    # a request line aiohttp cannot read: its multi-line reason becomes one line too
+    reader, writer = await asyncio.open_connection("127.0.0.1", served)
+    writer.write(b"GET /\xed\xa0\x80 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    await writer.drain()
+    assert (await asyncio.wait_for(reader.readline(), 10)).split()[1] == b"400"
+    writer.close()
+    await asyncio.sleep(0.2)
+    bad_path = [r for r in caplog.records if r.name == "aiohttp.server"][-1]
+    assert "Invalid char in url path" in bad_path.getMessage()
+    assert "\n" not in bad_path.getMessage() and bad_path.exc_info is None
     formatted = logs.JsonFormatter().format(line)
     assert "\n" not in formatted and '"exc"' not in formatted
