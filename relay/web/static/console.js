@@ -62,6 +62,7 @@
     // signalling (watching)
     leg_already_connected: "That side of the call is already connected.",
     already_joined: "Already watching this call.",
+    session_ended: "Your staff session has ended: log in again to watch.",
     shutting_down: "The relay is restarting. Try again in a moment.",
     bad_sdp: "This browser could not set up video with the relay.",
     closed: "The relay closed the connection.",
