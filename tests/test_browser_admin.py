@@ -97,7 +97,7 @@ async def test_admin_sets_hours_books_for_a_family_and_revokes_a_contact(product
         await log_in(page, product.url, "admin_a")  # reloads the saved hours
 
         # book on a family's behalf from the free slots, by name
-        await page.wait_for_selector("#book-prisoner option")
+        await page.wait_for_selector("#book-prisoner option", state="attached")
         await page.select_option("#book-prisoner", label="Alan Prisoner (A1234BC)")
         await page.select_option("#book-minutes", "30")
         await page.click("#book-find button[type=submit]")
@@ -191,6 +191,6 @@ async def test_an_officer_sees_hours_but_cannot_change_them(product):
         assert await page.is_disabled("#hours-tz")
         assert not await page.is_visible("#prisoner-add")
         # officers still book for families and search visitors
-        await page.wait_for_selector("#book-prisoner option")
+        await page.wait_for_selector("#book-prisoner option", state="attached")
         await page.click("#book-find button[type=submit]")
         await page.wait_for_selector("#book-slot-list input[type=radio]")

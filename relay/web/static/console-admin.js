@@ -141,11 +141,23 @@
       others.append(el("div", { class: "slot" },
         el("input", { type: "checkbox", id, value: v.id }), el("label", { for: id, text: v.name })));
     }
+    syncParty();
     $("book-form").hidden = false;
     $("book-form").dataset.prisoner = prisonerId;
     $("book-form").dataset.minutes = minutes;
     $("book-form").dataset.tz = slots.timezone;
   });
+
+  // The main visitor is on the call anyway: only the others are offered as "also".
+  function syncParty() {
+    const main = $("book-main").value;
+    for (const row of $("book-party-list").querySelectorAll(".slot")) {
+      const box = row.querySelector("input");
+      row.hidden = box.value === main;
+      if (row.hidden) box.checked = false;
+    }
+  }
+  $("book-main").addEventListener("change", syncParty);
 
   $("book-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
