@@ -100,6 +100,13 @@ SESSION_CASES = [
         ["01-11 09:00+0000", "01-11 09:30+0000", "01-11 14:00+0000", "01-11 14:30+0000"],
     ),
     ("no sessions, no slots", {"sessions": ()}, 30, SUNDAY_NOON, []),
+    (
+        "a slot starting now is not offered",
+        {"booking_window_days": 1},
+        30,
+        at(2027, 1, 11, 9),
+        MON_11[1:],
+    ),
 ]
 
 

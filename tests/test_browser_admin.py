@@ -125,7 +125,7 @@ async def test_admin_sets_hours_books_for_a_family_and_revokes_a_contact(product
         # the bookings list names the prisoner
         await page.wait_for_selector(f'#bookings tr[data-booking="{booked[0].id}"]')
         row_text = await page.text_content(f'#bookings tr[data-booking="{booked[0].id}"]')
-        assert "Alan Prisoner (A1234BC)" in row_text
+        assert "Alan Prisoner (A1234BC)" in row_text and "with Mum, Dad" in row_text
         # the allowance note now counts the call
         await page.wait_for_function(
             "document.getElementById('book-allowance').textContent.includes('30 of 60')"

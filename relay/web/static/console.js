@@ -711,7 +711,9 @@
       tbody.append(el("tr", { "data-booking": b.id, "data-status": b.status },
         el("td", { "data-label": "Booking", text: `#${b.id}` }),
         el("td", { "data-label": "Prisoner", text: names.prisoners.has(b.prisoner_id)
-          ? `${names.prisoners.get(b.prisoner_id)} (${b.prisoner_number})` : b.prisoner_number }),
+          ? `${names.prisoners.get(b.prisoner_id)} (${b.prisoner_number})` : b.prisoner_number },
+          el("br"), el("span", { class: "muted small", text: `with ${b.visitor_ids
+            .map((v) => names.visitors.get(v) || `visitor ${v}`).join(", ")}` })),
         el("td", { "data-label": "Type", text: b.call_type }),
         el("td", { "data-label": "When", text: `${when(b.starts_at)}, ${b.minutes} min` }),
         el("td", { "data-label": "Status", text: `${b.status}${b.requested_by ? ` (requested by ${b.requested_by})` : ""}` }),
