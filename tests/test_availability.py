@@ -348,6 +348,9 @@ def test_approval_does_not_recheck_notice(prison):
 def test_hours_are_validated(prison):
     bad = [
         {"timezone": "Mars/Olympus"},
+        {"timezone": "Europe"},
+        {"timezone": "../../etc/passwd"},
+        {"timezone": "posixrules"},
         {"sessions": (Session(MON, "11:00", "09:00"),)},
         {"sessions": (Session(MON, "09:00", "11:00"), Session(MON, "10:00", "12:00"))},
         {"sessions": (Session(MON, "9:00", "11:00"),)},
