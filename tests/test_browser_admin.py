@@ -2,7 +2,8 @@
 loopback, used the way staff use them: an admin sets visiting hours, finds a prisoner's free
 slots and books one on a family's behalf, is refused a 03:00 call in words, adds a prisoner
 and stops their calls, searches a visitor by name and revokes a contact. Screenshots at
-desktop and phone width go to docs/screenshots/ (``SCREENSHOTS_DIR`` overrides it)."""
+desktop and phone width go to the test's temporary folder, or to ``SCREENSHOTS_DIR`` when set
+(``SCREENSHOTS_DIR=docs/screenshots`` refreshes the committed ones)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,7 @@ from tests.browser import chromium
 from tests.screenshots import shrink
 from tests.test_store_world import PASSWORD
 
-SHOTS = Path(
-    os.environ.get("SCREENSHOTS_DIR", Path(__file__).parent.parent / "docs" / "screenshots")
-)
+SHOTS_ENV = "SCREENSHOTS_DIR"
 
 
 async def status(page) -> str:
@@ -44,9 +43,9 @@ async def log_in(page, url: str, username: str) -> None:
     await page.wait_for_selector("body[data-view='console']")
 
 
-async def shot(page, name: str, element: str | None = None) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    path = SHOTS / f"{name}.png"
+async def shot(page, folder: Path, name: str, element: str | None = None) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
     await page.wait_for_timeout(300)
     if element:
         await page.locator(element).screenshot(path=str(path))
@@ -55,8 +54,9 @@ async def shot(page, name: str, element: str | None = None) -> None:
     shrink(path)
 
 
-async def test_admin_sets_hours_books_for_a_family_and_revokes_a_contact(product):
+async def test_admin_sets_hours_books_for_a_family_and_revokes_a_contact(product, tmp_path):
     w = product.world
+    shots = Path(os.environ.get(SHOTS_ENV) or tmp_path / "screenshots")
     store = product.app[keys.STORE]
     errors: list[str] = []
     async with chromium() as browser:
@@ -86,7 +86,7 @@ async def test_admin_sets_hours_books_for_a_family_and_revokes_a_contact(product
         assert {(s.starts, s.ends) for s in hours.sessions} == {("09:00", "18:00")}
         assert hours.notice_hours == 1 and hours.booking_window_days == 14
         assert [b.reason for b in hours.blackouts] == ["Christmas Day"]
-        await shot(page, "console-visiting-hours", "#hours")
+        await shot(page, shots, "console-visiting-hours", "#hours")
 
         # a bad timetable is refused in words
         await rows.nth(0).locator("input").nth(1).fill("08:00")
@@ -112,7 +112,7 @@ async def test_admin_sets_hours_books_for_a_family_and_revokes_a_contact(product
         await first.check()
         await page.select_option("#book-main", label="Mum")
         await page.locator("#book-party-list").get_by_label("Dad", exact=True).check()
-        await shot(page, "console-book-for-family", "#book")
+        await shot(page, shots, "console-book-for-family", "#book")
         await page.click("#book-submit")
         text = await wait_status(page, "Booked: call")
         assert "with Alan Prisoner" in text and "(approved)" in text
@@ -160,7 +160,7 @@ async def test_admin_sets_hours_books_for_a_family_and_revokes_a_contact(product
         card = page.locator(f'#visitor-results li[data-visitor="{w.vid("sis")}"]')
         await card.wait_for()
         assert "Alan Prisoner (A1234BC): approved contact" in await card.text_content()
-        await shot(page, "console-visitors", "#visitors")
+        await shot(page, shots, "console-visitors", "#visitors")
         await card.locator("button", has_text="Revoke").click()
         await page.wait_for_selector("#dialog[open]")
         assert "Sis stops being Alan Prisoner's approved contact" in await page.text_content(
@@ -172,12 +172,12 @@ async def test_admin_sets_hours_books_for_a_family_and_revokes_a_contact(product
         contact = [c for c in store.contacts(w.est_a, w.prisoner_a) if c.visitor_id == w.vid("sis")]
         assert contact[0].status == "revoked"
 
-        await shot(page, "console-admin")
+        await shot(page, shots, "console-admin")
         await page.set_viewport_size({"width": 390, "height": 844})
         await page.wait_for_timeout(300)
         width = await page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"the console scrolls sideways at 390 px ({width} px wide)"
-        await shot(page, "console-admin-phone")
+        await shot(page, shots, "console-admin-phone")
     assert errors == []
 
 
