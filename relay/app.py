@@ -30,7 +30,7 @@ from relay.config import Config
 from relay.records import recordings
 from relay.records.audit import AuditLog
 from relay.records.store import AdmissionRefused, Store
-from relay.web import api, call_control, health, origins, pages
+from relay.web import api, call_control, health, origins, pages, staff_admin_api, visiting_api
 from relay.web.api import authorize_staff, setup_api
 from relay.web.signalling import Admit, websocket_handler
 from vision.model import cached_model_path
@@ -121,7 +121,8 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
 
     # the web: signalling, API, pages, health and metrics
     app.router.add_get("/ws", websocket_handler)
-    setup_api(app, {**api.HANDLERS, **call_control.HANDLERS})
+    setup_api(app, {**api.HANDLERS, **call_control.HANDLERS, **visiting_api.HANDLERS,
+                    **staff_admin_api.HANDLERS})
     pages.add_routes(app)
     app.on_response_prepare.append(pages.html_security_headers)  # every HTML response
     app[keys.ORIGINS] = origins.Origins(config)
