@@ -23,7 +23,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -601,6 +601,11 @@ async def _read_body(request: web.Request, op: Op) -> BaseModel | None:
 def _read_query(request: web.Request, op: Op) -> BaseModel:
     """Known query parameters (the first of each name); unknown ones are ignored."""
     assert op.query is not None
+    try:
+        # yarl replaces invalid UTF-8 (a lone surrogate's %ED%A0%80) with U+FFFD; refuse it.
+        unquote_to_bytes(request.rel_url.raw_query_string).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "bad_unicode", "the query string is not valid UTF-8") from None
     names = {f.alias or name for name, f in op.query.model_fields.items()}
     present = {name: request.query[name] for name in names if name in request.query}
     try:
