@@ -120,6 +120,13 @@ class Config:
     # --- shutdown ------------------------------------------------------------------------
     shutdown_grace_s: float = 5.0
 
+    # --- identity (defaults from vision/settings.py; docs/identity.md) --------------------
+    identity_threshold: float = _VISION.identity_threshold
+    identity_photo_min_face_px: int = _VISION.identity_photo_min_face_px
+    identity_photo_min_sharpness: float = _VISION.identity_photo_min_sharpness
+    identity_photo_min_brightness: float = _VISION.identity_photo_min_brightness
+    identity_photo_max_brightness: float = _VISION.identity_photo_max_brightness
+
     @property
     def vision(self) -> VisionSettings:
         """What vision/ reads, built from the RELAY_* vision fields above."""
