@@ -112,6 +112,7 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     )
     _with_app(app, detector.start, detector.stop)
     _with_app(app, runtime.start, runtime.stop)
+    _install_identity(app, store, audit_log, detector, clock)
 
     # the web: signalling, API, pages, health and metrics
     app.router.add_get("/ws", websocket_handler)
@@ -126,6 +127,21 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
 
     app.on_cleanup.append(close_store)
     return app
+
+
+def _install_identity(app: web.Application, store: Store, audit_log: AuditLog,
+                      detector: DetectorService, clock: Callable[[], float]) -> None:
+    """Face enrolment (relay/identity/enrolment.py) and its staff routes; sealed with the
+    recording key, on its own identity thread, swept by retention."""
+    from relay.identity.enrolment import FaceEnrolments
+    from relay.web import identity_api
+    from vision.identity import IdentityWorker
+
+    enrolments = FaceEnrolments(store.connection, app[keys.CONFIG], app[keys.RECORDING_KEY],
+                                audit_log, lambda: detector.detector, IdentityWorker(), clock)
+    app[keys.FACE_ENROLMENTS] = enrolments
+    identity_api.add_routes(app)
+    _with_app(app, enrolments.start, enrolments.stop)
 
 
 def _with_app(app: web.Application, start: Callable[[], Awaitable[None]],

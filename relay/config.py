@@ -126,6 +126,14 @@ class Config:
     identity_photo_min_sharpness: float = _VISION.identity_photo_min_sharpness
     identity_photo_min_brightness: float = _VISION.identity_photo_min_brightness
     identity_photo_max_brightness: float = _VISION.identity_photo_max_brightness
+    faces_dir: str = ""
+    """Sealed face enrolments (descriptor + photo, encrypted with the recording key);
+    empty: ``data_dir/faces``."""
+    identity_retention_days: int = 365
+    """An enrolment is deleted this long after it was made (a new photo re-enrols)."""
+    identity_photo_max_bytes: int = 5 * 1024 * 1024
+    identity_photo_max_pixels: int = 24_000_000
+    """Width x height a photo may declare before it is decoded (no decompression bombs)."""
 
     @property
     def vision(self) -> VisionSettings:

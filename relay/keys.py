@@ -53,3 +53,5 @@ CLEANUPS = web.AppKey("cleanups", set[asyncio.Task[None]])
 READY_CHECKS = web.AppKey("ready_checks", list[ReadyCheck])
 BACKGROUND = web.AppKey("background", list[asyncio.Task[None]])
 METRICS_RUNNER = web.AppKey("metrics_runner", web.AppRunner)
+FACE_ENROLMENTS = web.AppKey("face_enrolments", "FaceEnrolments")
+"""Face enrolment, its sealed storage and retention (relay/identity/enrolment.py)."""
