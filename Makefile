@@ -57,3 +57,6 @@ identity-set: $(TEST_STAMP) model
 identity-eval: identity-set
 	$(BIN)/python -m vision.eval identity --set .cache/identity-set
 	$(BIN)/python -m vision.eval identity --set .cache/identity-set --camera
+
+identity-cost: $(TEST_STAMP)
+	$(BIN)/python -m bench.identity_cost

@@ -199,3 +199,14 @@ def test_eval_command_reports_json_on_a_labelled_folder(tmp_path, astronaut, cam
         timeout=120,
     )
     assert missing.returncode == 2 and "not a folder" in missing.stderr
+
+
+def test_cost_bench_reports_descriptor_and_per_leg_cpu() -> None:
+    from bench.identity_cost import measure
+
+    report = measure(repeats=1)
+    sizes = report["descriptor_cpu_ms_median_by_face_height"]
+    assert set(sizes) == {"60px", "90px", "130px", "200px"}
+    assert all(0 < ms < 5000 for ms in sizes.values())
+    per_leg = report["per_leg_one_face_percent_of_a_core"]
+    assert per_leg["every_1s"] > per_leg["every_5s"] > 0

@@ -34,7 +34,7 @@ class VisionSettings:
     detector_height: int = 288
     keyframe_throttle_s: float = 0.5
     """The relay's limit on keyframe requests per sending leg (the evaluation simulates it)."""
-    identity_threshold: float = 0.6
+    identity_threshold: float = 0.5
     """Descriptor distance at or under which two faces are the same person (docs/identity.md)."""
     identity_photo_min_face_px: int = 80
     identity_photo_min_sharpness: float = 40.0
