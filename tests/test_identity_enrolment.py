@@ -158,3 +158,24 @@ async def test_retention_deletes_old_enrolments(product) -> None:
     assert list(enrolments.faces_dir.iterdir()) == []
     deleted = [d for k, d in audit_kinds(product) if k == "face_enrolment_deleted"]
     assert deleted == [{"kind": "prisoner", "subject_id": w.prisoner_a, "reason": "retention"}]
+
+
+async def test_without_the_detector_enrolment_says_so(tmp_path) -> None:
+    p = await start_product(tmp_path)  # vision off, as on a relay configured without it
+    try:
+        admin = await p.staff_session("admin_a")
+        url = f"{p.url}{PREFIX}/visitors/{p.world.vid('mum')}/face"
+        async with admin.put(url, data=ASTRONAUT) as r:
+            body = await r.json()
+            assert r.status == 409 and body["error"]["code"] == "identity_unavailable"
+        await admin.close()
+    finally:
+        await p.server.close()
+
+
+def test_identity_settings_come_from_the_relay_config() -> None:
+    from relay.config import Config
+
+    config = Config.from_env({"RELAY_IDENTITY_THRESHOLD": "0.42", "RELAY_FACES_DIR": "/x"})
+    assert config.vision.identity_threshold == 0.42 and config.faces_dir == "/x"
+    assert Config().vision.identity_threshold == 0.5

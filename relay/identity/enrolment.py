@@ -259,7 +259,13 @@ class FaceEnrolments:
             return Refused("unsupported_photo_type", "the photo must be a JPEG or PNG image", 415)
         detector = self.detector()
         if detector is None:
-            return Refused("identity_unavailable", "the face detector is not running", 503)
+            # 409, not 503: the relay is working, it was configured without vision
+            return Refused(
+                "identity_unavailable",
+                "face enrolment needs the face detector, "
+                "which is turned off on this relay (RELAY_VISION_ENABLED)",
+                409,
+            )
         demuxer, media_type = sniffed
         settings = config.vision
 
