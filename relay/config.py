@@ -126,6 +126,11 @@ class Config:
     identity_photo_min_sharpness: float = _VISION.identity_photo_min_sharpness
     identity_photo_min_brightness: float = _VISION.identity_photo_min_brightness
     identity_photo_max_brightness: float = _VISION.identity_photo_max_brightness
+    identity_interval_s: float = _VISION.identity_interval_s
+    identity_confirm_m: int = _VISION.identity_confirm_m
+    identity_confirm_n: int = _VISION.identity_confirm_n
+    identity_clear_m: int = _VISION.identity_clear_m
+    identity_clear_n: int = _VISION.identity_clear_n
     faces_dir: str = ""
     """Sealed face enrolments (descriptor + photo, encrypted with the recording key);
     empty: ``data_dir/faces``."""

@@ -207,6 +207,43 @@ class FaceEnrolments:
                 )
         return out
 
+    async def load_descriptors(
+        self, people: list[tuple[SubjectKind, int]]
+    ) -> dict[tuple[str, int], np.ndarray]:
+        """Like :meth:`descriptors`: rows read here (the loop owns the connection), files
+        opened on the identity thread."""
+        rows = [(kind, sid, self._row(kind, sid)) for kind, sid in people]
+        found = [(kind, sid, r["path"]) for kind, sid, r in rows if r is not None]
+
+        def open_all(_encoder: object) -> dict[tuple[str, int], np.ndarray]:
+            out: dict[tuple[str, int], np.ndarray] = {}
+            for kind, sid, stored in found:
+                try:
+                    out[(kind, sid)] = _open(self._path(stored), self.key)[0]
+                except (OSError, ValueError, RecordingError) as exc:
+                    log.error("identity: an enrolment of a %s cannot be opened: %s", kind,
+                              type(exc).__name__)
+            return out
+
+        return await self.worker.run(open_all)
+
+    def gallery_for(self, store: Any) -> Callable[[Any, str], Any]:
+        """The in-call gallery (relay/calls/vision_link.py): the family side is matched
+        against the booking's visitors, the prison side against its prisoner."""
+
+        async def gallery(call: Any, role: str) -> dict[str, list[np.ndarray]]:
+            booking = store.booking(call.id)
+            if booking is None:
+                return {}
+            visitors = sorted({booking.main_visitor_id, *booking.visitor_ids})
+            people: list[tuple[SubjectKind, int]] = (
+                [("visitor", v) for v in visitors] if role == "family"
+                else [("prisoner", booking.prisoner_id)])
+            vectors = await self.load_descriptors(people)
+            return {f"{kind}:{sid}": [v] for (kind, sid), v in vectors.items()}
+
+        return gallery
+
     def photo(self, kind: SubjectKind, subject_id: int) -> tuple[bytes, str] | None:
         """The enrolment photo and its media type (blocking)."""
         r = self._row(kind, subject_id)
