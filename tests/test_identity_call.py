@@ -14,7 +14,15 @@ from skimage import data
 
 from bench.identity_set import jpeg
 from bench.product import start_product
-from bench.vision_clips import FPS, HEIGHT, WIDTH, add_noise, encode_frames, face_patches, paste_face
+from bench.vision_clips import (
+    FPS,
+    HEIGHT,
+    WIDTH,
+    add_noise,
+    encode_frames,
+    face_patches,
+    paste_face,
+)
 from protocol.media import EncodedClipFrame, EncodedTrack
 from relay import keys
 
@@ -37,12 +45,16 @@ def swap_clip() -> list[EncodedClipFrame]:
 
 @pytest.mark.timeout(300)
 async def test_a_stranger_in_place_of_the_visitor_pauses_and_the_visitor_back_resumes(tmp_path):
-    product = await start_product(tmp_path, vision_enabled=True, resume_after_clear_s=1.0,
-                                  reconnect_grace_s=10.0)
+    product = await start_product(
+        tmp_path, vision_enabled=True, resume_after_clear_s=1.0, reconnect_grace_s=10.0
+    )
     w = product.world
     enrolled = await product.app[keys.FACE_ENROLMENTS].enrol_face(
-        "visitor", w.vid("mum"), jpeg(np.ascontiguousarray(data.astronaut()[:, :, ::-1])),
-        actor="test")
+        "visitor",
+        w.vid("mum"),
+        jpeg(np.ascontiguousarray(data.astronaut()[:, :, ::-1])),
+        actor="test",
+    )
     assert enrolled.face_px >= 80
     b = product.booking_now()
     track = EncodedTrack("video", swap_clip(), FPS)
@@ -67,8 +79,11 @@ async def test_a_stranger_in_place_of_the_visitor_pauses_and_the_visitor_back_re
         live = product.app[keys.REGISTRY].get(b)
         assert live.faces.get("family", 1) == 1  # the count rule saw nothing wrong
         resumed = await fam.wait_for(
-            lambda m: m["type"] == "state" and m["state"] == "live"
-            and m["reason"] == "identity_matched", timeout=LENGTH_S - SWAP_S + 12)
+            lambda m: (
+                m["type"] == "state" and m["state"] == "live" and m["reason"] == "identity_matched"
+            ),
+            timeout=LENGTH_S - SWAP_S + 12,
+        )
         assert resumed["pause_reasons"] == []
         async with staff.get(f"{product.url}/api/v1/staff/calls/{b}/audit") as r:
             records = (await r.json())["records"]
@@ -79,8 +94,10 @@ async def test_a_stranger_in_place_of_the_visitor_pauses_and_the_visitor_back_re
         assert [x for x in records if x["kind"] == "identity_matched"]
         service = product.app[keys.DETECTOR]
         assert service.identity_checks >= 4
-        print(f"identity checks {service.identity_checks}, "
-              f"CPU {service.identity_cpu_s:.2f}s over the call")
+        print(
+            f"identity checks {service.identity_checks}, "
+            f"CPU {service.identity_cpu_s:.2f}s over the call"
+        )
     finally:
         await staff.close()
         await fam.close()

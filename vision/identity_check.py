@@ -51,14 +51,21 @@ class IdentityEvent:
 class LegIdentity:
     """The identity side of one leg: its gallery, when to check, and the decisions."""
 
-    def __init__(self, leg_key: str, gallery: dict[str, list[np.ndarray]],
-                 config: VisionSettings, *, start_unmatched: bool = False) -> None:
+    def __init__(
+        self,
+        leg_key: str,
+        gallery: dict[str, list[np.ndarray]],
+        config: VisionSettings,
+        *,
+        start_unmatched: bool = False,
+    ) -> None:
         self.leg_key = leg_key
         self.gallery = gallery
         self.config = config
         self.unmatched = start_unmatched
         self._window: deque[tuple[float, bool]] = deque(
-            maxlen=max(config.identity_confirm_n, config.identity_clear_n))
+            maxlen=max(config.identity_confirm_n, config.identity_clear_n)
+        )
         self._previous: list[Face] = []
         self._last_check = float("-inf")
         self.checks = 0
@@ -71,8 +78,9 @@ class LegIdentity:
             return False
         if len(faces) != len(previous):
             return True
-        if any(max((iou(f.box, p.box) for p in previous), default=0.0) < NEW_TRACK_IOU
-               for f in faces):
+        if any(
+            max((iou(f.box, p.box) for p in previous), default=0.0) < NEW_TRACK_IOU for f in faces
+        ):
             return True
         if self.unmatched or self.due_soon():
             return True
@@ -82,14 +90,16 @@ class LegIdentity:
         """A recent check saw someone unmatched: sample quickly to confirm or drop it."""
         return any(bad for _, bad in self._window)
 
-    def checked(self, faces: list[Face], vectors: list[np.ndarray],
-                now: float) -> IdentityEvent | None:
+    def checked(
+        self, faces: list[Face], vectors: list[np.ndarray], now: float
+    ) -> IdentityEvent | None:
         """Record one check; the event it completes, if any."""
         cfg = self.config
         self.checks += 1
         self._last_check = now
-        matches: list[Match] = [best_match(v, self.gallery, cfg.identity_threshold)
-                                for v in vectors]
+        matches: list[Match] = [
+            best_match(v, self.gallery, cfg.identity_threshold) for v in vectors
+        ]
         bad = any(m.person is None for m in matches)
         max_age = (self._window.maxlen + 1) * cfg.identity_interval_s  # type: ignore[operator]
         while self._window and now - self._window[0][0] > max_age:
@@ -97,11 +107,20 @@ class LegIdentity:
         self._window.append((now, bad))
         recent = [b for _, b in self._window]
         kind: IdentityKind | None = None
-        if not self.unmatched and sum(recent[-cfg.identity_confirm_n:]) >= cfg.identity_confirm_m:
+        if not self.unmatched and sum(recent[-cfg.identity_confirm_n :]) >= cfg.identity_confirm_m:
             self.unmatched, kind = True, "unmatched"
-        elif self.unmatched and sum(not b for b in recent[-cfg.identity_clear_n:]) >= cfg.identity_clear_m:
+        elif (
+            self.unmatched
+            and sum(not b for b in recent[-cfg.identity_clear_n :]) >= cfg.identity_clear_m
+        ):
             self.unmatched, kind = False, "matched"
         if kind is None:
             return None
-        return IdentityEvent(kind, self.leg_key, now, [f.box for f in faces],
-                             [(m.person, round(m.distance, 4)) for m in matches], window=recent)
+        return IdentityEvent(
+            kind,
+            self.leg_key,
+            now,
+            [f.box for f in faces],
+            [(m.person, round(m.distance, 4)) for m in matches],
+            window=recent,
+        )
