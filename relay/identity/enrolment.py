@@ -221,8 +221,11 @@ class FaceEnrolments:
                 try:
                     out[(kind, sid)] = _open(self._path(stored), self.key)[0]
                 except (OSError, ValueError, RecordingError) as exc:
-                    log.error("identity: an enrolment of a %s cannot be opened: %s", kind,
-                              type(exc).__name__)
+                    log.error(
+                        "identity: an enrolment of a %s cannot be opened: %s",
+                        kind,
+                        type(exc).__name__,
+                    )
             return out
 
         return await self.worker.run(open_all)
@@ -237,8 +240,10 @@ class FaceEnrolments:
                 return {}
             visitors = sorted({booking.main_visitor_id, *booking.visitor_ids})
             people: list[tuple[SubjectKind, int]] = (
-                [("visitor", v) for v in visitors] if role == "family"
-                else [("prisoner", booking.prisoner_id)])
+                [("visitor", v) for v in visitors]
+                if role == "family"
+                else [("prisoner", booking.prisoner_id)]
+            )
             vectors = await self.load_descriptors(people)
             return {f"{kind}:{sid}": [v] for (kind, sid), v in vectors.items()}
 
