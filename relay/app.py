@@ -110,7 +110,8 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     if config.vision_enabled:
         cached_model_path(config.vision)  # a missing or corrupt model is a clear error now, not later
     detector = DetectorService(config.vision, keyframes_only=config.vision_keyframes_only)
-    registry.hooks.append(VisionLink(detector, registry))
+    vision_link = VisionLink(detector, registry)
+    registry.hooks.append(vision_link)
     app[keys.DETECTOR] = detector
     app[keys.READY_CHECKS].append(
         lambda: None if not config.vision_enabled or detector.detector is not None
@@ -118,6 +119,7 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     )
     _with_app(app, detector.start, detector.stop)
     _with_app(app, runtime.start, runtime.stop)
+    _install_identity(app, store, audit_log, detector, vision_link, clock)
 
     # the web: signalling, API, pages, health and metrics
     app.router.add_get("/ws", websocket_handler)
@@ -136,6 +138,26 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
 
     app.on_cleanup.append(close_store)
     return app
+
+
+def _install_identity(app: web.Application, store: Store, audit_log: AuditLog,
+                      detector: DetectorService, vision_link: VisionLink,
+                      clock: Callable[[], float]) -> None:
+    """Face enrolment (relay/identity/enrolment.py) and its staff routes; sealed with the
+    recording key, swept by retention; and the in-call re-checks against the booking's
+    enrolled people. Descriptors run on one identity thread, shared by both."""
+    from relay.identity.enrolment import FaceEnrolments
+    from relay.web import identity_api
+    from vision.identity import IdentityWorker
+
+    worker = IdentityWorker()
+    enrolments = FaceEnrolments(store.connection, app[keys.CONFIG], app[keys.RECORDING_KEY],
+                                audit_log, lambda: detector.detector, worker, clock)
+    app[keys.FACE_ENROLMENTS] = enrolments
+    identity_api.add_routes(app)
+    _with_app(app, enrolments.start, enrolments.stop)
+    detector.identity = worker
+    vision_link.gallery = enrolments.gallery_for(store)
 
 
 def _with_app(app: web.Application, start: Callable[[], Awaitable[None]],

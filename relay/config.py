@@ -136,6 +136,25 @@ class Config:
             object.__setattr__(self, "_derived_recordings_dir", True)
         elif not isinstance(self.recordings_dir, Path):
             object.__setattr__(self, "recordings_dir", Path(self.recordings_dir))
+    # --- identity (defaults from vision/settings.py; docs/identity.md) --------------------
+    identity_threshold: float = _VISION.identity_threshold
+    identity_photo_min_face_px: int = _VISION.identity_photo_min_face_px
+    identity_photo_min_sharpness: float = _VISION.identity_photo_min_sharpness
+    identity_photo_min_brightness: float = _VISION.identity_photo_min_brightness
+    identity_photo_max_brightness: float = _VISION.identity_photo_max_brightness
+    identity_interval_s: float = _VISION.identity_interval_s
+    identity_confirm_m: int = _VISION.identity_confirm_m
+    identity_confirm_n: int = _VISION.identity_confirm_n
+    identity_clear_m: int = _VISION.identity_clear_m
+    identity_clear_n: int = _VISION.identity_clear_n
+    faces_dir: str = ""
+    """Sealed face enrolments (descriptor + photo, encrypted with the recording key);
+    empty: ``data_dir/faces``."""
+    identity_retention_days: int = 365
+    """An enrolment is deleted this long after it was made (a new photo re-enrols)."""
+    identity_photo_max_bytes: int = 5 * 1024 * 1024
+    identity_photo_max_pixels: int = 24_000_000
+    """Width x height a photo may declare before it is decoded (no decompression bombs)."""
 
     @property
     def vision(self) -> VisionSettings:

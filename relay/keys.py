@@ -55,3 +55,5 @@ BACKGROUND = web.AppKey("background", list[asyncio.Task[None]])
 METRICS_RUNNER = web.AppKey("metrics_runner", web.AppRunner)
 ORIGINS = web.AppKey("origins", "Origins")
 """The hosts and origins the relay answers (relay/web/origins.py)."""
+FACE_ENROLMENTS = web.AppKey("face_enrolments", "FaceEnrolments")
+"""Face enrolment, its sealed storage and retention (relay/identity/enrolment.py)."""

@@ -13,7 +13,7 @@ record-level ones from ``relay.records.store.values``.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -370,3 +370,22 @@ class Recording(Response):
 
 class RecordingList(Response):
     recordings: list[Recording]
+
+
+# --------------------------------------------------------------------------- identity (relay/web/identity_api.py)
+
+FaceSubject = Literal["visitor", "prisoner"]
+
+
+class FaceEnrolment(Response):
+    """Whether a person's face is enrolled; the descriptor and photo never leave the relay."""
+
+    kind: FaceSubject
+    subject_id: Id
+    enrolled: bool
+    enrolled_at: Epoch | None = None
+    enrolled_by: str | None = None
+    retention_until: Epoch | None = None
+    face_px: int | None = None
+    sharpness: float | None = None
+    brightness: float | None = None

@@ -19,6 +19,9 @@ from relay.web import visiting_models as vm
 
 API_PREFIX = "/api/v1"
 RECORDINGS_PREFIX = "/api"
+IDENTITY_PREFIX = "/api/identity"
+"""Face enrolment: the upload body is the photo (JPEG or PNG), not JSON, so these routes sit
+beside /api/v1 like the recordings ones."""
 
 Security = Literal["visitor", "staff", "laptop"]
 """visitor: bearer access key; staff: session cookie; laptop: credentials in the body."""
@@ -176,6 +179,27 @@ OPERATIONS: tuple[Op, ...] = (
     Op("staff_prisoner_eligibility", "POST", "/staff/prisoners/{prisoner_id}/eligibility",
        "Allow or stop a prisoner's video calls (admin; audited).", _S, vm.NamedPrisoner,
        body=vm.EligibilityIn, staff_role="admin"),
+    # face enrolment (relay/web/identity_api.py): the PUT body is the photo itself
+    Op("identity_visitor_face_put", "PUT", "/visitors/{visitor_id}/face",
+       "Enrol a vetted visitor's face from a photo (body: the JPEG or PNG itself; admin). "
+       "Refused with a reason (422) when it has no face, several, or one too small, blurred "
+       "or dark. Audited.", _S, m.FaceEnrolment, 201, staff_role="admin",
+       prefix=IDENTITY_PREFIX),
+    Op("identity_visitor_face_get", "GET", "/visitors/{visitor_id}/face",
+       "Whether a visitor's face is enrolled (audited).", _S, m.FaceEnrolment,
+       prefix=IDENTITY_PREFIX),
+    Op("identity_visitor_face_delete", "DELETE", "/visitors/{visitor_id}/face",
+       "Delete a visitor's face descriptor and photo (admin; audited).", _S, m.FaceEnrolment,
+       staff_role="admin", prefix=IDENTITY_PREFIX),
+    Op("identity_prisoner_face_put", "PUT", "/prisoners/{prisoner_id}/face",
+       "Enrol a prisoner's face from a photo (body: the JPEG or PNG itself). Audited.",
+       _S, m.FaceEnrolment, 201, prefix=IDENTITY_PREFIX),
+    Op("identity_prisoner_face_get", "GET", "/prisoners/{prisoner_id}/face",
+       "Whether a prisoner's face is enrolled (audited).", _S, m.FaceEnrolment,
+       prefix=IDENTITY_PREFIX),
+    Op("identity_prisoner_face_delete", "DELETE", "/prisoners/{prisoner_id}/face",
+       "Delete a prisoner's face descriptor and photo (admin; audited).", _S,
+       m.FaceEnrolment, staff_role="admin", prefix=IDENTITY_PREFIX),
 )
 
 BY_ID: dict[str, Op] = {op.op_id: op for op in OPERATIONS}
