@@ -49,3 +49,8 @@ reliability: $(TEST_STAMP) model
 
 clean:
 	rm -rf $(VENV) .cache data
+
+# A local coturn on loopback matching the relay's TURN settings (docs/network.md).
+.PHONY: coturn
+coturn:
+	scripts/coturn

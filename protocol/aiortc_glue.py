@@ -353,3 +353,59 @@ def adopt_receiver(transceiver: RTCRtpTransceiver, sink: RtpSink) -> ForwardingR
     receiver.__class__ = ForwardingReceiver
     receiver._sink = sink
     return receiver  # type: ignore[return-value]
+
+
+# --- TURN on the client side (issue 17) ------------------------------------------------------
+
+
+def pick_turn_url(urls: Iterable[str], transport: str) -> str | None:
+    """The first URL for ``transport`` ("udp", "tcp" or "tls"): aiortc uses one TURN URL only."""
+    for url in urls:
+        secure = url.startswith("turns:")
+        kind = "tls" if secure else ("tcp" if "transport=tcp" in url else "udp")
+        if kind == transport:
+            return url
+    return None
+
+
+def new_client_peer_connection(
+    ice_servers: list[dict[str, Any]], turn_transport: str = "udp", relay_only: bool = False
+) -> RTCPeerConnection:
+    """A peer connection that may use the relay's TURN server over ``turn_transport``.
+
+    ``ice_servers`` is the relay's ``ice_servers`` message (WebRTC's RTCIceServer shape).
+    Without a matching TURN URL this is ``new_peer_connection()``: still no public server.
+    ``relay_only`` is iceTransportPolicy "relay" (aiortc 1.16 passes it to aioice, which then
+    gathers no host candidate at all).
+    """
+    servers = []
+    for server in ice_servers:
+        url = pick_turn_url(server.get("urls", []), turn_transport)
+        if url is not None:
+            servers.append(
+                aiortc.RTCIceServer(
+                    urls=url, username=server.get("username"), credential=server.get("credential")
+                )
+            )
+            break
+    policy = aiortc.RTCIceTransportPolicy.RELAY if relay_only else aiortc.RTCIceTransportPolicy.ALL
+    return RTCPeerConnection(
+        RTCConfiguration(
+            iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE, iceTransportPolicy=policy
+        )
+    )
+
+
+
+def selected_candidate_types(pc: RTCPeerConnection) -> list[str]:
+    """The local candidate type ("host", "relay", ...) of each transport's nominated pair."""
+    out: list[str] = []
+    seen: set[int] = set()
+    for transceiver in pc.getTransceivers():
+        transport = transceiver.sender.transport
+        if transport is None or id(transport) in seen:
+            continue
+        seen.add(id(transport))
+        connection = transport.transport.iceGatherer._connection
+        out += [pair.local_candidate.type for pair in connection._nominated.values()]
+    return out

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from protocol import aiortc_glue
 from protocol import messages as m
-from relay import auth, keys, metrics
+from relay import auth, keys, metrics, turn
 from relay.calls.call import AdmissionLike
 from relay.calls.lifecycle import CallLifecycle
 from relay.calls.registry import CallRegistry
@@ -85,6 +85,7 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     app[keys.AUTH_LIMITER] = auth.BadAttemptLimiter(config.bad_token_limit_per_min)
     gate = auth.JoinGate(app[keys.TOKEN_SECRET], store, app[keys.AUTH_LIMITER])
     app[keys.JOIN_GATE] = gate
+    app[keys.TURN_SECRET] = turn.load_turn_secret(config)
 
     async def admit_by_token(token: str, now: float, remote: str) -> AdmissionLike:
         try:

@@ -120,6 +120,21 @@ class Config:
     # --- shutdown ------------------------------------------------------------------------
     shutdown_grace_s: float = 5.0
 
+    # --- network reach (issue 17, docs/network.md) ----------------------------------------
+    turn_urls: tuple[str, ...] = ()
+    """TURN URLs handed to participants with REST credentials, e.g.
+    ``turn:turn.example.org:3478?transport=udp,turn:turn.example.org:3478?transport=tcp,
+    turns:turn.example.org:443?transport=tcp``. Empty (the default): no ICE servers at all,
+    never a public STUN/TURN server."""
+    turn_secret: str = ""
+    """coturn's ``static-auth-secret``; when empty (and turn_urls set) one is generated once
+    into data_dir/turn.secret (0600), which scripts/coturn reads."""
+    turn_credential_ttl_s: float = 4 * 3600.0
+    """A TURN credential's life; never past the slot's end."""
+    ice_relay_only: bool = False
+    """Tell clients to use relayed (TURN) candidates only (iceTransportPolicy "relay"): for
+    tests and for checking a coturn deployment, never needed in production."""
+
     @property
     def vision(self) -> VisionSettings:
         """What vision/ reads, built from the RELAY_* vision fields above."""

@@ -53,3 +53,5 @@ CLEANUPS = web.AppKey("cleanups", set[asyncio.Task[None]])
 READY_CHECKS = web.AppKey("ready_checks", list[ReadyCheck])
 BACKGROUND = web.AppKey("background", list[asyncio.Task[None]])
 METRICS_RUNNER = web.AppKey("metrics_runner", web.AppRunner)
+TURN_SECRET = web.AppKey("turn_secret", bytes)
+"""coturn's shared secret for REST credentials (relay/turn.py); empty without TURN."""
