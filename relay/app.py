@@ -46,6 +46,7 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     aiortc_glue.check_aiortc_version()
     aiortc_glue.bind_media_addresses(config.media_addresses)
     aiortc_glue.on_nack = metrics.count_nack
+    aiortc_glue.use_media_mux(config.media_mux, config.media_port)
 
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     store = store or Store.open(config.db_path)
@@ -126,6 +127,11 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
         store.close()
 
     app.on_cleanup.append(close_store)
+
+    async def close_media_mux(app: web.Application) -> None:
+        await aiortc_glue.close_media_mux()
+
+    app.on_cleanup.append(close_media_mux)
     return app
 
 

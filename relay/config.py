@@ -134,6 +134,12 @@ class Config:
     ice_relay_only: bool = False
     """Tell clients to use relayed (TURN) candidates only (iceTransportPolicy "relay"): for
     tests and for checking a coturn deployment, never needed in production."""
+    media_mux: bool = False
+    """Every leg's media on one UDP port per media address (media_port) instead of a port per
+    leg: what production should run (docs/network.md). Off by default so that several relays
+    on one development machine never collide."""
+    media_port: int = 0
+    """The shared media port with media_mux (e.g. 3479); 0 lets the kernel pick one at start."""
 
     @property
     def vision(self) -> VisionSettings:

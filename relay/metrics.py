@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 PACKETS_FORWARDED = Counter(
     "relay_media_packets_forwarded_total",
@@ -63,3 +63,23 @@ LOOP_LAG = Histogram(
     "How late the event loop ran a timer scheduled for now",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
+
+
+class _MediaMuxCollector:
+    """Datagrams dropped at the shared media port (protocol.aiortc_glue counts them there:
+    protocol/ imports nothing from relay/)."""
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        from prometheus_client.core import CounterMetricFamily
+
+        from protocol import aiortc_glue
+
+        family = CounterMetricFamily(
+            "relay_media_mux_dropped",
+            "Datagrams at the shared media port from no known leg, dropped (issue 17)",
+        )
+        family.add_metric([], aiortc_glue.mux_dropped)
+        yield family
+
+
+REGISTRY.register(_MediaMuxCollector())
