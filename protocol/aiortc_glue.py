@@ -20,6 +20,7 @@ import asyncio
 import logging
 import re
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -48,6 +49,7 @@ from aiortc.rtp import (
     RtcpRtpfbPacket,
     RtpPacket,
     pack_remb_fci,
+    unpack_remb_fci,
     unwrap_rtx,
 )
 
@@ -249,6 +251,7 @@ class ForwardingSender(RTCRtpSender):
     async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
         if on_nack is not None and isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             on_nack(len(packet.lost))
+        note_viewer_rtcp(self, packet)  # the viewer's REMB (issue 17, end of this module)
         await super()._handle_rtcp_packet(packet)
 
     def _send_keyframe(self) -> None:
@@ -604,3 +607,108 @@ async def _component_candidates(
         self._protocols.append(protocol)
         candidates.append(protocol.local_candidate)
     return candidates
+
+
+# --- link quality and bandwidth from RTCP (issue 17) -----------------------------------------
+#
+# What relay/media/bandwidth.py reads and writes: a viewer's REMB as it arrives on the
+# sender that feeds it, the sending leg's own REMB (aiortc's receive-side estimate) as it
+# leaves, capped to what the viewers can take, and REMBs sent upstream by the relay itself.
+
+
+def note_viewer_rtcp(sender: RTCRtpSender, packet: AnyRtcpPacket) -> None:
+    """Keep the latest REMB a viewer sent about this sender's stream (bit/s, monotonic s)."""
+    if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+        try:
+            bitrate, _ssrcs = unpack_remb_fci(packet.fci)
+        except ValueError:
+            return
+        sender._viewer_remb = (bitrate, time.monotonic())
+
+
+def viewer_remb(sender: RTCRtpSender) -> tuple[int, float] | None:
+    """(bit/s, ``time.monotonic()``) of the viewer's last REMB on this sender, if any."""
+    return getattr(sender, "_viewer_remb", None)
+
+
+def sent_octets(sender: RTCRtpSender) -> int:
+    """Payload bytes this sender has sent (what its sender reports count)."""
+    return int(sender._RTCRtpSender__octet_count)
+
+
+def set_remb_cap(receiver: RTCRtpReceiver, bitrate: int | None) -> None:
+    """Cap the REMBs this receiver sends its remote sender (None: aiortc's own estimate)."""
+    receiver._remb_cap = bitrate
+
+
+def own_remb(receiver: RTCRtpReceiver) -> int | None:
+    """aiortc's own estimate of the remote sender's uplink (its last REMB, before the cap)."""
+    return getattr(receiver, "_own_remb", None)
+
+
+async def _send_rtcp_capped(self: RTCRtpReceiver, packet: AnyRtcpPacket) -> None:
+    if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+        try:
+            bitrate, ssrcs = unpack_remb_fci(packet.fci)
+        except ValueError:
+            bitrate, ssrcs = 0, []
+        if bitrate:
+            self._own_remb = bitrate
+            cap = getattr(self, "_remb_cap", None)
+            if cap is not None and bitrate > cap:
+                packet = RtcpPsfbPacket(
+                    fmt=RTCP_PSFB_APP, ssrc=packet.ssrc, media_ssrc=0, fci=pack_remb_fci(cap, ssrcs)
+                )
+    await RTCRtpReceiver._send_rtcp(self, packet)
+
+
+ForwardingReceiver._send_rtcp = _send_rtcp_capped  # type: ignore[method-assign]
+
+
+async def send_remb(receiver: RTCRtpReceiver, bitrate: int) -> bool:
+    """Tell the remote sender of this receiver's streams to stay under ``bitrate``."""
+    rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc
+    ssrcs = list(receiver._RTCRtpReceiver__remote_streams)
+    if rtcp_ssrc is None or not ssrcs:
+        return False
+    fci = pack_remb_fci(int(bitrate), ssrcs)
+    await RTCRtpReceiver._send_rtcp(
+        receiver, RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=fci)
+    )
+    return True
+
+
+def uplink_counts(receiver: RTCRtpReceiver) -> tuple[int, int, float]:
+    """(packets expected, packets received, jitter in seconds) over this receiver's media
+    streams (RTX excluded), from aiortc's receiver-report statistics, without resetting them."""
+    expected = received = 0
+    jitter = 0.0
+    rtx = receiver._RTCRtpReceiver__rtx_ssrc
+    for ssrc, stats in receiver._RTCRtpReceiver__remote_streams.items():
+        if ssrc in rtx:
+            continue
+        expected += stats.packets_expected
+        received += stats.packets_received
+        jitter = max(jitter, stats.jitter / stats._clockrate)
+    return expected, received, jitter
+
+
+async def downlink_report(sender: RTCRtpSender) -> dict[str, float] | None:
+    """The viewer's last receiver report on this sender: fraction lost (0..1), jitter in
+    seconds, round-trip time in seconds (None until a report with a delay arrived)."""
+    codec = getattr(sender, "_codec", None)
+    for stats in (await sender.getStats()).values():
+        if stats.type == "remote-inbound-rtp":
+            clock_rate = codec.clockRate if codec is not None else 90000
+            return {
+                "loss": stats.fractionLost / 256,
+                "jitter_s": stats.jitter / clock_rate,
+                "rtt_s": stats.roundTripTime,
+            }
+    return None
+
+
+def encoder_target_bitrate(sender: RTCRtpSender) -> int | None:
+    """A client's encoder target (aiortc applies a REMB there), for tests and the bench."""
+    encoder = sender._RTCRtpSender__encoder
+    return getattr(encoder, "target_bitrate", None)

@@ -16,6 +16,7 @@ Relay to client::
     {"v": 1, "type": "pong", "id": 7}
     {"v": 1, "type": "ice_servers", "ice_servers": [{"urls": [...], "username": "...",
      "credential": "..."}], "ice_transport_policy": "all"}
+    {"v": 1, "type": "quality", "grade": "poor", "loss_down": 0.12, ...}   (this leg's own link)
 
 A client gathers ICE before it offers, so it asks for its TURN servers (``ice``) first, on
 the same socket; the ``joined`` answer repeats them (for a rejoin).

@@ -26,6 +26,7 @@ from relay.calls.registry import CallRegistry
 from relay.calls.runtime import CallRuntime
 from relay.calls.vision_link import VisionLink
 from relay.config import Config
+from relay.media.bandwidth import LinkMonitor
 from relay.records import recordings
 from relay.records.audit import AuditLog
 from relay.records.store import AdmissionRefused, Store
@@ -114,6 +115,9 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     )
     _with_app(app, detector.start, detector.stop)
     _with_app(app, runtime.start, runtime.stop)
+    link_monitor = LinkMonitor(registry, config)
+    app[keys.LINK_MONITOR] = link_monitor
+    _with_app(app, link_monitor.start, link_monitor.stop)
 
     # the web: signalling, API, pages, health and metrics
     app.router.add_get("/ws", websocket_handler)

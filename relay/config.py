@@ -140,6 +140,24 @@ class Config:
     on one development machine never collide."""
     media_port: int = 0
     """The shared media port with media_mux (e.g. 3479); 0 lets the kernel pick one at start."""
+    link_tick_s: float = 1.0
+    """How often each leg's link quality is read from RTCP and the REMB cap sent upstream."""
+    remb_cap: bool = True
+    """Cap each sender to its viewer's downlink (REMB upstream = min(viewer's estimate, the
+    relay's own estimate of the sender's uplink)); off only to measure the difference."""
+    remb_fresh_s: float = 5.0
+    """A viewer's REMB older than this no longer caps its sender."""
+    remb_min_bps: int = 100_000
+    """Never ask a sender for less than this (a stalled viewer must not freeze the sender)."""
+    link_fair_loss: float = 0.02
+    link_poor_loss: float = 0.08
+    """Loss (either direction) at which a leg's link counts as fair / poor."""
+    link_poor_rtt_s: float = 0.6
+    link_poor_bps: int = 250_000
+    """A downlink estimate under this is a poor link (VP8 below it is barely watchable)."""
+    link_poor_ticks: int = 3
+    link_clear_ticks: int = 5
+    """Ticks in a row before a participant is told their link is poor, and before it clears."""
 
     @property
     def vision(self) -> VisionSettings:

@@ -55,3 +55,5 @@ BACKGROUND = web.AppKey("background", list[asyncio.Task[None]])
 METRICS_RUNNER = web.AppKey("metrics_runner", web.AppRunner)
 TURN_SECRET = web.AppKey("turn_secret", bytes)
 """coturn's shared secret for REST credentials (relay/turn.py); empty without TURN."""
+LINK_MONITOR = web.AppKey("link_monitor", "LinkMonitor")
+"""Per-leg link quality and the REMB cap (relay/media/bandwidth.py)."""

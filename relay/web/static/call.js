@@ -105,6 +105,8 @@ class RelayCall {
           this.opts.onState && this.opts.onState({ type: "reconnecting", message: msg.message });
         } else if (msg.type === "warning") {
           this.opts.onState && this.opts.onState(msg);
+        } else if (msg.type === "quality") {
+          showLinkNotice(msg);
         }
       };
       ws.onclose = () => {
@@ -164,6 +166,21 @@ class RelayCall {
     });
     return out;
   }
+}
+
+// A gentle notice while the relay finds this participant's own link poor (issue 17).
+function showLinkNotice(msg) {
+  let notice = document.getElementById("link-notice");
+  if (!notice) {
+    notice = document.createElement("p");
+    notice.id = "link-notice";
+    notice.className = "link-notice";
+    notice.setAttribute("role", "status");
+    notice.textContent = "Your connection is weak, so the picture may freeze or blur. " +
+      "Moving closer to your Wi-Fi, or switching between Wi-Fi and mobile data, may help.";
+    document.body.append(notice);
+  }
+  notice.hidden = msg.grade !== "poor";
 }
 
 function formatSeconds(s) {
