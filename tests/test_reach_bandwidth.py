@@ -186,3 +186,46 @@ async def test_a_thin_family_downlink_caps_the_prison_encoder(config, tokens):
     assert capped["fraction"] >= 0.95, capped
     assert max(targets[5:]) < 500_000, targets
     assert uncapped["fraction"] < capped["fraction"] - 0.2, (capped, uncapped)
+
+
+async def test_the_family_page_shows_a_gentle_notice_while_its_link_is_poor(config, tokens):
+    """Loss on the relay's side of the browser's connection (the shim, in this process):
+    the family page says so, gently, and the notice goes once the link recovers."""
+    from pathlib import Path
+
+    from tests.browser import chromium
+
+    tokens.add("fam-p", admission(93, "family"))
+    tokens.add("pri-p", admission(93, "prison"))
+    shots = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+    async with relay_with(config.replace(link_tick_s=0.5), tokens) as relay:
+        prison = CallClient(
+            relay.base_url,
+            "pri-p",
+            receive="count",
+            video=EncodedTrack("video", video_clip(seed=6), 30),
+            audio=EncodedTrack("audio", tone_clip(500), 50),
+        )
+        async with chromium() as browser:
+            page = await browser.new_page()
+            await page.goto(f"{relay.base_url}/join?token=fam-p")
+            await page.wait_for_function(
+                "window.__call && window.__call.joins === 1", timeout=30000
+            )
+            await prison.join()
+            try:
+                await prison.wait_frames("video0", 20, timeout=40)
+                leg = relay.app[keys.REGISTRY].get(93).call.legs["family"]
+                loss = Impairment(loss=0.3, seed=2)
+                assert impair_peer_connection(leg.pc, loss) > 0
+                notice = page.locator("#link-notice")
+                await notice.wait_for(state="visible", timeout=30000)
+                assert "connection is weak" in await notice.text_content()
+                assert await page.text_content("#banner") == "Connected"  # the call goes on
+                await page.screenshot(path=str(shots / "family-poor-link.png"))
+                await page.set_viewport_size({"width": 390, "height": 844})
+                await page.screenshot(path=str(shots / "family-poor-link-phone.png"))
+                loss.loss = 0.0
+                await notice.wait_for(state="hidden", timeout=30000)
+            finally:
+                await prison.close()

@@ -178,7 +178,9 @@ function showLinkNotice(msg) {
     notice.setAttribute("role", "status");
     notice.textContent = "Your connection is weak, so the picture may freeze or blur. " +
       "Moving closer to your Wi-Fi, or switching between Wi-Fi and mobile data, may help.";
-    document.body.append(notice);
+    const banner = document.getElementById("banner"); // under the call's state, in the flow
+    if (banner) banner.after(notice);
+    else document.body.append(notice);
   }
   notice.hidden = msg.grade !== "poor";
 }
