@@ -641,6 +641,11 @@ def set_remb_cap(receiver: RTCRtpReceiver, bitrate: int | None) -> None:
     receiver._remb_cap = bitrate
 
 
+def remb_cap(receiver: RTCRtpReceiver) -> int | None:
+    """The cap set by ``set_remb_cap`` (None: none)."""
+    return getattr(receiver, "_remb_cap", None)
+
+
 def own_remb(receiver: RTCRtpReceiver) -> int | None:
     """aiortc's own estimate of the remote sender's uplink (its last REMB, before the cap)."""
     return getattr(receiver, "_own_remb", None)

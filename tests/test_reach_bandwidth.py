@@ -229,3 +229,50 @@ async def test_the_family_page_shows_a_gentle_notice_while_its_link_is_poor(conf
                 await notice.wait_for(state="hidden", timeout=30000)
             finally:
                 await prison.close()
+
+
+async def test_a_watcher_on_a_thin_link_does_not_cap_the_call(config, tokens):
+    """Staff watchers are left out of the minimum (docs/network.md)."""
+    from protocol.aiortc_glue import remb_cap, viewer_remb
+
+    tokens.add("fam-w", admission(94, "family"))
+    tokens.add("pri-w", admission(94, "prison"))
+    tokens.add("staff-w", admission(94, "watcher", participant="staff:1"))
+    async with relay_with(config.replace(link_tick_s=0.5), tokens) as relay:
+        family = CallClient(
+            relay.base_url,
+            "fam-w",
+            receive="count",
+            video=EncodedTrack("video", video_clip(seed=1), 30),
+        )
+        prison = CallClient(
+            relay.base_url,
+            "pri-w",
+            receive="count",
+            video=EncodedTrack("video", video_clip(seed=2), 30),
+        )
+        watcher = CallClient(relay.base_url, "staff-w", watcher=True, receive="count")
+        try:
+            await family.join()
+            await prison.join()
+            await watcher.join()
+            limit_receive_rate(watcher._pc, RateLimit(150_000, queue_s=1.0))
+            await watcher.wait_frames("video1", 5, timeout=30)
+            call = relay.app[keys.REGISTRY].get(94).call
+            (staff,) = call.watchers
+            to_watcher = staff.senders[("prison", "video")]
+            to_family = call.legs["family"].senders[("prison", "video")]
+            receiver = call.legs["prison"].producers["video"].receiver
+            deadline = time.monotonic() + 40
+            while time.monotonic() < deadline:
+                thin, wide = viewer_remb(to_watcher), viewer_remb(to_family)
+                cap = remb_cap(receiver)
+                if thin and wide and cap and thin[0] < wide[0] / 2:
+                    break
+                await asyncio.sleep(0.5)
+            assert thin and wide and cap, (thin, wide, cap)
+            assert thin[0] < wide[0] / 2  # the watcher's link really is the thinnest
+            assert cap > thin[0]  # and it does not cap the prison sender
+        finally:
+            for c in (watcher, family, prison):
+                await c.close()
