@@ -276,3 +276,58 @@ async def test_a_watcher_on_a_thin_link_does_not_cap_the_call(config, tokens):
         finally:
             for c in (watcher, family, prison):
                 await c.close()
+
+
+CHROMIUM_TARGET = """async () => {
+    const stats = await window.__call.pc.getStats();
+    let target = 0;
+    stats.forEach((s) => {
+        if (s.type === 'outbound-rtp' && s.kind === 'video') target = s.targetBitrate || 0;
+    });
+    return target;
+}"""
+
+
+async def _chromium_sender_targets(config: Config, tokens: TokenTable, booking: int, cap: bool):
+    """Chromium (the family page) sends; the prison client's downlink is 200 kbit/s. Returns
+    Chromium's own video target (getStats) each second from 15 s to 20 s."""
+    from tests.browser import chromium
+
+    tokens.add(f"fam-{booking}", admission(booking, "family"))
+    tokens.add(f"pri-{booking}", admission(booking, "prison"))
+    async with relay_with(config.replace(remb_cap=cap), tokens) as relay:
+        prison = CallClient(
+            relay.base_url,
+            f"pri-{booking}",
+            receive="count",
+            video=EncodedTrack("video", video_clip(seed=7), 30),
+        )
+        async with chromium() as browser:
+            page = await browser.new_page()
+            await page.goto(f"{relay.base_url}/join?token=fam-{booking}")
+            await page.wait_for_function(
+                "window.__call && window.__call.joins === 1", timeout=30000
+            )
+            try:
+                await prison.join()
+                limit_receive_rate(prison._pc, RateLimit(200_000, queue_s=1.0))
+                await prison.wait_frames("video0", 10, timeout=40)
+                await asyncio.sleep(15)
+                targets = []
+                for _ in range(5):
+                    targets.append(await page.evaluate(CHROMIUM_TARGET))
+                    await asyncio.sleep(1)
+                return targets
+            finally:
+                await prison.close()
+
+
+async def test_chromium_lowers_its_bitrate_to_a_thin_prison_downlink(config, tokens):
+    capped = await _chromium_sender_targets(config, tokens, 95, cap=True)
+    free = await _chromium_sender_targets(config, tokens, 96, cap=False)
+    print(
+        f"\nChromium's video target, prison downlink 200 kbit/s: with the cap {capped}, "
+        f"without {free}"
+    )
+    assert max(capped) < 250_000, capped
+    assert min(free) > 1.5 * max(capped), (capped, free)
