@@ -60,3 +60,7 @@ identity-eval: identity-set
 
 identity-cost: $(TEST_STAMP)
 	$(BIN)/python -m bench.identity_cost
+# A local coturn on loopback matching the relay's TURN settings (docs/network.md).
+.PHONY: coturn
+coturn:
+	scripts/coturn

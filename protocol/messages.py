@@ -5,6 +5,7 @@ Client to relay::
     {"v": 1, "type": "join", "token": "<join token>", "sdp": "<offer, ICE gathered>"}
     {"v": 1, "type": "leave"}
     {"v": 1, "type": "ping", "id": 7}
+    {"v": 1, "type": "ice", "token": "<join token>"}   (before join: which ICE servers to use)
 
 Relay to client::
 
@@ -13,6 +14,12 @@ Relay to client::
     {"v": 1, "type": "warning", "seconds_left": 60}
     {"v": 1, "type": "error", "code": "bad_sdp", "message": "..."}
     {"v": 1, "type": "pong", "id": 7}
+    {"v": 1, "type": "ice_servers", "ice_servers": [{"urls": [...], "username": "...",
+     "credential": "..."}], "ice_transport_policy": "all"}
+    {"v": 1, "type": "quality", "grade": "poor", "loss_down": 0.12, ...}   (this leg's own link)
+
+A client gathers ICE before it offers, so it asks for its TURN servers (``ice``) first, on
+the same socket; the ``joined`` answer repeats them (for a rejoin).
 
 Offers carry one audio and one video transceiver (sendrecv) for a leg. A watcher's offer
 carries two of each (recvonly): the first pair is the family side, the second the prison side.
@@ -66,6 +73,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, int | None, bool]]] = {
     "join": {"token": (str, MAX_TOKEN_CHARS, True), "sdp": (str, MAX_MESSAGE_BYTES, True)},
     "leave": {},
     "ping": {"id": (int, None, False)},
+    "ice": {"token": (str, MAX_TOKEN_CHARS, True)},
 }
 
 

@@ -20,13 +20,14 @@ from aiohttp import web
 
 from protocol import aiortc_glue
 from protocol import messages as m
-from relay import auth, keys, logs, metrics, private
+from relay import auth, keys, logs, metrics, private, turn
 from relay.calls.call import AdmissionLike
 from relay.calls.lifecycle import CallLifecycle
 from relay.calls.registry import CallRegistry
 from relay.calls.runtime import CallRuntime
 from relay.calls.vision_link import VisionLink
 from relay.config import Config
+from relay.media.bandwidth import LinkMonitor
 from relay.records import recordings
 from relay.records.audit import AuditLog
 from relay.records.store import AdmissionRefused, Store
@@ -48,6 +49,7 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     aiortc_glue.bind_media_addresses(config.media_addresses)
     aiortc_glue.on_nack = metrics.count_nack
     logs.quiet_aiohttp()  # a request aiohttp cannot parse: one line, not a traceback
+    aiortc_glue.use_media_mux(config.media_mux, config.media_port)
 
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     private.private_dir(Path(config.data_dir))  # 0700: keys, database, recordings
@@ -91,6 +93,7 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     app[keys.AUTH_LIMITER] = auth.BadAttemptLimiter(config.bad_token_limit_per_min)
     gate = auth.JoinGate(app[keys.TOKEN_SECRET], store, app[keys.AUTH_LIMITER])
     app[keys.JOIN_GATE] = gate
+    app[keys.TURN_SECRET] = turn.load_turn_secret(config)
 
     async def admit_by_token(token: str, now: float, remote: str) -> AdmissionLike:
         try:
@@ -120,6 +123,9 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     _with_app(app, detector.start, detector.stop)
     _with_app(app, runtime.start, runtime.stop)
     _install_identity(app, store, audit_log, detector, vision_link, clock)
+    link_monitor = LinkMonitor(registry, config)
+    app[keys.LINK_MONITOR] = link_monitor
+    _with_app(app, link_monitor.start, link_monitor.stop)
 
     # the web: signalling, API, pages, health and metrics
     app.router.add_get("/ws", websocket_handler)
@@ -137,6 +143,11 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
         store.close()
 
     app.on_cleanup.append(close_store)
+
+    async def close_media_mux(app: web.Application) -> None:
+        await aiortc_glue.close_media_mux()
+
+    app.on_cleanup.append(close_media_mux)
     return app
 
 

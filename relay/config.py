@@ -155,6 +155,44 @@ class Config:
     identity_photo_max_bytes: int = 5 * 1024 * 1024
     identity_photo_max_pixels: int = 24_000_000
     """Width x height a photo may declare before it is decoded (no decompression bombs)."""
+    # --- network reach (issue 17, docs/network.md) ----------------------------------------
+    turn_urls: tuple[str, ...] = ()
+    """TURN URLs handed to participants with REST credentials, e.g.
+    ``turn:turn.example.org:3478?transport=udp,turn:turn.example.org:3478?transport=tcp,
+    turns:turn.example.org:443?transport=tcp``. Empty (the default): no ICE servers at all,
+    never a public STUN/TURN server."""
+    turn_secret: str = ""
+    """coturn's ``static-auth-secret``; when empty (and turn_urls set) one is generated once
+    into data_dir/turn.secret (0600), which scripts/coturn reads."""
+    turn_credential_ttl_s: float = 4 * 3600.0
+    """A TURN credential's life; never past the slot's end."""
+    ice_relay_only: bool = False
+    """Tell clients to use relayed (TURN) candidates only (iceTransportPolicy "relay"): for
+    tests and for checking a coturn deployment, never needed in production."""
+    media_mux: bool = False
+    """Every leg's media on one UDP port per media address (media_port) instead of a port per
+    leg: what production should run (docs/network.md). Off by default so that several relays
+    on one development machine never collide."""
+    media_port: int = 0
+    """The shared media port with media_mux (e.g. 3479); 0 lets the kernel pick one at start."""
+    link_tick_s: float = 1.0
+    """How often each leg's link quality is read from RTCP and the REMB cap sent upstream."""
+    remb_cap: bool = True
+    """Cap each sender to its viewer's downlink (REMB upstream = min(viewer's estimate, the
+    relay's own estimate of the sender's uplink)); off only to measure the difference."""
+    remb_fresh_s: float = 5.0
+    """A viewer's REMB older than this no longer caps its sender."""
+    remb_min_bps: int = 100_000
+    """Never ask a sender for less than this (a stalled viewer must not freeze the sender)."""
+    link_fair_loss: float = 0.02
+    link_poor_loss: float = 0.08
+    """Loss (either direction) at which a leg's link counts as fair / poor."""
+    link_poor_rtt_s: float = 0.6
+    link_poor_bps: int = 250_000
+    """A downlink estimate under this is a poor link (VP8 below it is barely watchable)."""
+    link_poor_ticks: int = 3
+    link_clear_ticks: int = 5
+    """Ticks in a row before a participant is told their link is poor, and before it clears."""
 
     @property
     def vision(self) -> VisionSettings:

@@ -283,6 +283,9 @@ class CallStatus(Response):
     faces: dict[str, int]
     approved_faces: dict[str, int]
     alerts: Annotated[int, Field(ge=0)]
+    quality: dict[str, LinkQuality] = Field(
+        default_factory=dict, description="each party leg's link (issue 17)"
+    )
 
 
 class CallList(Response):
@@ -389,3 +392,17 @@ class FaceEnrolment(Response):
     face_px: int | None = None
     sharpness: float | None = None
     brightness: float | None = None
+
+
+class LinkQuality(Response):
+    """One leg's link, from RTCP once a second (relay/media/bandwidth.py)."""
+
+    grade: str = Field(pattern="^(good|fair|poor)$")
+    loss_up: Annotated[float, Field(ge=0, le=1)]
+    loss_down: Annotated[float, Field(ge=0, le=1)]
+    rtt_ms: int | None
+    jitter_ms: Annotated[float, Field(ge=0)]
+    bandwidth_kbps: int | None = Field(description="the leg's downlink estimate (its REMB)")
+
+
+CallStatus.model_rebuild()

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from protocol import messages as m
-from relay import keys, metrics
+from relay import keys, metrics, turn
 from relay.calls.call import AdmissionLike, Leg
 from relay.calls.registry import CallRegistry, LiveCall
 
@@ -35,8 +35,10 @@ E_SESSION_ENDED = "session_ended"  # RFC 6455 "service restart": clients reconne
 class LegSession:
     """One WebSocket: at most one joined leg."""
 
-    def __init__(self, ws: web.WebSocketResponse, registry: CallRegistry, admit: Admit, remote: str):
+    def __init__(self, ws: web.WebSocketResponse, registry: CallRegistry, admit: Admit, remote: str,
+                 turn_secret: bytes = b""):
         self.ws = ws
+        self.turn_secret = turn_secret
         self.registry = registry
         self.admit = admit
         self.remote = remote
@@ -96,12 +98,32 @@ class LegSession:
             self.notify("pong", {"id": msg.fields.get("id", 0)})
         elif msg.type == "join":
             await self._join(msg.fields["token"], msg.fields["sdp"])
+        elif msg.type == "ice":
+            await self._ice(msg.fields["token"])
         elif msg.type == "leave":
             if self.leg is None:
                 self.send_error(m.E_NOT_JOINED, "join before leaving")
                 return
             self.left_on_purpose = True
             await self.close(WSCloseCode.OK, "left")
+
+    async def _ice(self, token: str) -> None:
+        """TURN servers for the holder of a valid join token (checked as a join is)."""
+        try:
+            admission = await self.admit(token, time.time(), self.remote)
+        except m.ProtocolError as exc:
+            metrics.JOINS_REFUSED.labels(exc.code).inc()
+            log.info("ice refused: %s (%s) from %s", exc.code, exc.message, self.remote)
+            self.send_error(exc.code, exc.message)
+            await self.close(CLOSE_REFUSED, exc.code)
+            return
+        self.notify("ice_servers", self._ice_config(admission))
+
+    def _ice_config(self, admission: AdmissionLike) -> dict[str, Any]:
+        return turn.ice_config(
+            self.registry.config, self.turn_secret, admission.participant, admission.ends_at,
+            time.time(),
+        )
 
     async def _join(self, token: str, sdp: str) -> None:
         if self.leg is not None:
@@ -133,6 +155,7 @@ class LegSession:
                     "video_codec": live.video_mime,
                 },
                 **{"status": live.policy.describe()},
+                **self._ice_config(admission),
             },
         )
         log.info("leg joined", extra=leg.log_extra(call))
@@ -165,7 +188,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         max_msg_size=4 * config.max_message_bytes, heartbeat=config.ws_heartbeat_s
     )
     await ws.prepare(request)
-    session = LegSession(ws, registry, admit, request.remote or "?")
+    session = LegSession(ws, registry, admit, request.remote or "?", request.app[keys.TURN_SECRET])
     request.app[keys.SESSIONS].add(session)
     try:
         async for msg in ws:

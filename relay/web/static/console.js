@@ -366,6 +366,18 @@
     });
   }
 
+  // Each side's link (issue 17): grade, worst loss, round trip, downlink estimate.
+  function linkLines(c) {
+    if (c.state === "ended" || !c.quality) return [];
+    return Object.entries(c.quality).map(([role, q]) => {
+      const loss = Math.round(100 * Math.max(q.loss_up, q.loss_down));
+      const parts = [`${role} link ${q.grade}`, `${loss}% loss`];
+      if (q.rtt_ms !== null) parts.push(`${q.rtt_ms} ms`);
+      if (q.bandwidth_kbps !== null) parts.push(`${q.bandwidth_kbps} kbit/s`);
+      return el("span", { class: `small link ${q.grade}`, "data-link": role, text: parts.join(" · ") });
+    });
+  }
+
   function makeRow(id) {
     const cells = {
       call: el("td", { "data-label": "Call" }),
@@ -406,6 +418,7 @@
       row.cells.call.textContent = `#${id} ${c.call_type}`;
       row.cells.call.append(el("br"), el("span", { class: "muted small", text:
         `${c.legs.length ? c.legs.join(" + ") : "nobody"} joined${c.watchers ? `, ${c.watchers} watching` : ""}` }));
+      linkLines(c).forEach((line) => row.cells.call.append(el("br"), line));
       row.cells.state.textContent = "";
       row.cells.state.append(el("span", { class: `pill ${c.state}`, text: STATE_LABEL[c.state] || c.state }), " ",
         el("span", { class: "small", text: stateDetail(c) }));
