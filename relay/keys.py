@@ -53,3 +53,5 @@ CLEANUPS = web.AppKey("cleanups", set[asyncio.Task[None]])
 READY_CHECKS = web.AppKey("ready_checks", list[ReadyCheck])
 BACKGROUND = web.AppKey("background", list[asyncio.Task[None]])
 METRICS_RUNNER = web.AppKey("metrics_runner", web.AppRunner)
+NOTIFIER = web.AppKey("notifier", "Notifier")
+"""The outbox sender (relay/notify/sender.py): handlers call ``wake()`` after queueing."""

@@ -26,9 +26,11 @@ admission) on one connection (base); ``Store`` is all of them behind one interfa
 
 from __future__ import annotations
 
+from relay.records.store.accounts import Account, AccountRecords
 from relay.records.store.admission import AdmissionRecords
 from relay.records.store.bookings import BookingRecords
 from relay.records.store.contacts import ContactRecords
+from relay.records.store.outbox import OutboxMessage, OutboxRecords
 from relay.records.store.people import PeopleRecords
 from relay.records.store.schema import MIGRATIONS
 from relay.records.store.staff import StaffRecords
@@ -50,9 +52,11 @@ from relay.records.store.values import (
     age_on,
     month_bounds,
 )
+from relay.records.store.vetting import Application, VettingRecords
 
 
-class Store(PeopleRecords, StaffRecords, ContactRecords, BookingRecords, AdmissionRecords):
+class Store(PeopleRecords, StaffRecords, ContactRecords, BookingRecords, AdmissionRecords,
+            AccountRecords, VettingRecords, OutboxRecords):
     """The records. Open with ``Store.open(path)``; use from one thread (the event loop)."""
 
 
@@ -75,4 +79,7 @@ __all__ = [
     "AdmissionRefused",
     "month_bounds",
     "age_on",
+    "Account",
+    "Application",
+    "OutboxMessage",
 ]
