@@ -122,6 +122,7 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     setup_api(app, {**api.HANDLERS, **call_control.HANDLERS, **family_accounts.HANDLERS,
                     **vetting_api.HANDLERS})
     pages.add_routes(app)
+    pages.add_family_routes(app)
     health.add_routes(app, with_metrics=not config.metrics_host)
     app.on_startup.append(_start_background)
     app.on_shutdown.append(_shutdown)

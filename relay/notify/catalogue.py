@@ -34,9 +34,11 @@ def text(language: str, key: str, **params: Any) -> str:
 def render_email(language: str, template: str, params: dict[str, Any]) -> tuple[str, str]:
     """(subject, plain-text body) of one email."""
     subject = text(language, f"email.{template}.subject", **params)
-    body = "\n\n".join([
-        text(language, "email.greeting", **params),
-        text(language, f"email.{template}.body", **params),
-        text(language, "email.signoff"),
-    ])
+    body = "\n\n".join(
+        [
+            text(language, "email.greeting", **params),
+            text(language, f"email.{template}.body", **params),
+            text(language, "email.signoff"),
+        ]
+    )
     return subject, body

@@ -31,8 +31,15 @@ def format_when(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def queue(store: Store, config: Config, account: Account, template: str, dedupe: str,
-          now: float, **params: Any) -> bool:
+def queue(
+    store: Store,
+    config: Config,
+    account: Account,
+    template: str,
+    dedupe: str,
+    now: float,
+    **params: Any,
+) -> bool:
     """Queue one email to an account holder, in their language."""
     visitor = store.visitor(account.visitor_id)
     params = {"name": visitor.name if visitor else "", "link": f"{config.base_url}/app", **params}

@@ -90,8 +90,13 @@ class Notifier:
         delays = self.config.notify_retry_s
         retry_at = self.clock() + delays[msg.attempts] if msg.attempts < len(delays) else None
         self.store.message_failed(msg.id, type(exc).__name__, retry_at)
-        log.warning("message %s not sent (%s, attempt %d)%s", msg.id, type(exc).__name__,
-                    msg.attempts + 1, "" if retry_at else "; giving up")
+        log.warning(
+            "message %s not sent (%s, attempt %d)%s",
+            msg.id,
+            type(exc).__name__,
+            msg.attempts + 1,
+            "" if retry_at else "; giving up",
+        )
 
     def compose(self, msg: OutboxMessage) -> EmailMessage:
         subject, body = render_email(msg.language, msg.template, msg.params)
@@ -101,8 +106,8 @@ class Notifier:
         email["Subject"] = subject
         email["Date"] = formatdate(self.clock(), localtime=False)
         email["Message-ID"] = make_msgid(domain="relay.invalid")
-        email["Content-Language"] = msg.language
         email.set_content(body)
+        email["Content-Language"] = msg.language  # after set_content, which resets Content-*
         return email
 
     async def _deliver(self, msg: OutboxMessage) -> None:

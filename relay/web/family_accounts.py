@@ -65,10 +65,16 @@ def me_json(ctx: Ctx, acc: Account) -> dict[str, Any]:
         "identity_verified": v.identity_verified,
         "language": acc.language,
         "household": [
-            {"visitor_id": c.id, "name": c.name, "date_of_birth": c.date_of_birth,
-             "relationship": rel, "identity_verified": c.identity_verified}
+            {
+                "visitor_id": c.id,
+                "name": c.name,
+                "date_of_birth": c.date_of_birth,
+                "relationship": rel,
+                "identity_verified": c.identity_verified,
+            }
             for c, rel in ctx.store.household(acc.id)
         ],
+        "join_opens_before_s": ctx.config.token_early_s,
     }
 
 
@@ -77,8 +83,14 @@ def _with_cookie(ctx: Ctx, body: dict[str, Any], token: str | None) -> web.Respo
     if token is None:
         resp.del_cookie(FAMILY_COOKIE, path="/")
     else:
-        resp.set_cookie(FAMILY_COOKIE, token, httponly=True, samesite="Strict",
-                        secure=bool(ctx.config.tls_cert), path="/")
+        resp.set_cookie(
+            FAMILY_COOKIE,
+            token,
+            httponly=True,
+            samesite="Strict",
+            secure=bool(ctx.config.tls_cert),
+            path="/",
+        )
     return resp
 
 
@@ -92,14 +104,28 @@ async def family_register(ctx: Ctx) -> Any:
     if aid is None:
         acc, _ = ctx.store.account_by_email(b.email)
         if acc is not None:  # tell the owner, at most once an hour
-            feeder.queue(ctx.store, ctx.config, acc, "account_exists",
-                         f"exists:{int(ctx.now // 3600)}", ctx.now)
+            feeder.queue(
+                ctx.store,
+                ctx.config,
+                acc,
+                "account_exists",
+                f"exists:{int(ctx.now // 3600)}",
+                ctx.now,
+            )
     else:
         acc = ctx.store.account(aid)
         assert acc is not None
         token = ctx.store.issue_account_token(aid, "verify", ctx.now, ctx.config.email_token_ttl_s)
-        feeder.queue(ctx.store, ctx.config, acc, "verify_email", f"verify:{auth.hash_secret(token)}",
-                     ctx.now, link=_link(ctx, "verify", token), hours=_hours(ctx))
+        feeder.queue(
+            ctx.store,
+            ctx.config,
+            acc,
+            "verify_email",
+            f"verify:{auth.hash_secret(token)}",
+            ctx.now,
+            link=_link(ctx, "verify", token),
+            hours=_hours(ctx),
+        )
         log.info("family account %s registered", aid)
     _wake(ctx)
     return {"ok": True, "message": CHECK_EMAIL}
@@ -149,10 +175,19 @@ async def family_logout_everywhere(ctx: Ctx) -> Any:
 async def family_reset_request(ctx: Ctx) -> Any:
     acc, _ = ctx.store.account_by_email(ctx.args(models.ResetRequest).email)
     if acc is not None:
-        token = ctx.store.issue_account_token(acc.id, "reset", ctx.now, ctx.config.email_token_ttl_s)
-        feeder.queue(ctx.store, ctx.config, acc, "password_reset",
-                     f"reset:{auth.hash_secret(token)}", ctx.now,
-                     link=_link(ctx, "reset", token), hours=_hours(ctx))
+        token = ctx.store.issue_account_token(
+            acc.id, "reset", ctx.now, ctx.config.email_token_ttl_s
+        )
+        feeder.queue(
+            ctx.store,
+            ctx.config,
+            acc,
+            "password_reset",
+            f"reset:{auth.hash_secret(token)}",
+            ctx.now,
+            link=_link(ctx, "reset", token),
+            hours=_hours(ctx),
+        )
         _wake(ctx)
     return {"ok": True, "message": CHECK_EMAIL}
 
@@ -186,12 +221,18 @@ async def family_language(ctx: Ctx) -> Any:
 async def family_add_child(ctx: Ctx) -> Any:
     acc = account_of(ctx)
     b = ctx.args(models.HouseholdChild)
-    vid = ctx.store.add_household_child(acc.id, b.name.strip(), b.date_of_birth,
-                                        b.relationship.strip(), ctx.now)
+    vid = ctx.store.add_household_child(
+        acc.id, b.name.strip(), b.date_of_birth, b.relationship.strip(), ctx.now
+    )
     v = ctx.store.visitor(vid)
     assert v is not None
-    return {"visitor_id": vid, "name": v.name, "date_of_birth": v.date_of_birth,
-            "relationship": b.relationship.strip(), "identity_verified": v.identity_verified}
+    return {
+        "visitor_id": vid,
+        "name": v.name,
+        "date_of_birth": v.date_of_birth,
+        "relationship": b.relationship.strip(),
+        "identity_verified": v.identity_verified,
+    }
 
 
 @handler
@@ -215,16 +256,28 @@ async def family_export(ctx: Ctx) -> Any:
     acc = account_of(ctx)
     data = ctx.store.account_export(acc.id)
     data["applications"] = [
-        {k: getattr(a, k) for k in ("prisoner_number", "relationship", "date_of_birth",
-                                     "address", "status", "reason", "created_at")}
+        {
+            k: getattr(a, k)
+            for k in (
+                "prisoner_number",
+                "relationship",
+                "date_of_birth",
+                "address",
+                "status",
+                "reason",
+                "created_at",
+            )
+        }
         for a in ctx.store.account_applications(acc.id)
     ]
     log.info("family data export account=%s", acc.id)
     return web.Response(
         body=json.dumps(data, indent=2, default=str).encode("utf-8"),
         content_type="application/json",
-        headers={"Content-Disposition": 'attachment; filename="my-data.json"',
-                 "Cache-Control": "no-store"},
+        headers={
+            "Content-Disposition": 'attachment; filename="my-data.json"',
+            "Cache-Control": "no-store",
+        },
     )
 
 
@@ -232,8 +285,9 @@ async def family_export(ctx: Ctx) -> Any:
 async def family_close(ctx: Ctx) -> Any:
     acc = account_of(ctx)
     _, pw_hash = ctx.store.account_by_email(acc.email)
-    ok = await asyncio.to_thread(auth.verify_password, pw_hash,
-                                 ctx.args(models.CloseAccount).password)
+    ok = await asyncio.to_thread(
+        auth.verify_password, pw_hash, ctx.args(models.CloseAccount).password
+    )
     if not ok:
         raise ctx.refuse_auth("bad_credentials", "wrong password")
     ctx.store.close_account(acc.id, ctx.now)

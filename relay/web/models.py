@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from protocol.vocabulary import CallState, CallType, Role
 from relay.records.store.values import (
@@ -376,8 +376,9 @@ class RecordingList(Response):
 
 Email = Annotated[
     str,
-    Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
-          json_schema_extra={"format": "email"}),
+    StringConstraints(strip_whitespace=True, min_length=3, max_length=254,
+                      pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+    Field(json_schema_extra={"format": "email"}),
 ]
 Password = Annotated[
     str, Field(min_length=10, max_length=200, description="at least 10 characters")
@@ -451,6 +452,9 @@ class FamilyMe(Response):
     identity_verified: bool
     language: Language
     household: list[HouseholdMember]
+    join_opens_before_s: float = Field(
+        description="how long before a call starts its Join button opens (the waiting room)"
+    )
 
 
 class FamilyContact(Response):

@@ -40,3 +40,18 @@ def add_routes(app: web.Application) -> None:
         app.router.add_get(path, page(name))
     app.router.add_get("/", _home)
     app.router.add_static("/static/", STATIC, name="static")
+
+
+PAGES["/app"] = "app.html"  # the family app (relay/web/static/app.js)
+
+
+async def _app_service_worker(request: web.Request) -> web.FileResponse:
+    """The family app's service worker, served from the root so its scope covers /app."""
+    return web.FileResponse(
+        STATIC / "app-sw.js",
+        headers={**PAGE_HEADERS, "Content-Type": "text/javascript", "Service-Worker-Allowed": "/"},
+    )
+
+
+def add_family_routes(app: web.Application) -> None:
+    app.router.add_get("/app-sw.js", _app_service_worker)

@@ -37,10 +37,18 @@ def _surname(name: str) -> str:
 
 def application_json(a: Application) -> dict[str, Any]:
     return {
-        "id": a.id, "prisoner_id": a.prisoner_id, "prisoner_number": a.prisoner_number,
-        "prisoner_name": a.prisoner_name, "relationship": a.relationship, "status": a.status,
-        "reason": a.reason, "created_at": a.created_at, "submitted_at": a.submitted_at,
-        "decided_at": a.decided_at, "member_ids": list(a.member_ids), "photos": list(a.photos),
+        "id": a.id,
+        "prisoner_id": a.prisoner_id,
+        "prisoner_number": a.prisoner_number,
+        "prisoner_name": a.prisoner_name,
+        "relationship": a.relationship,
+        "status": a.status,
+        "reason": a.reason,
+        "created_at": a.created_at,
+        "submitted_at": a.submitted_at,
+        "decided_at": a.decided_at,
+        "member_ids": list(a.member_ids),
+        "photos": list(a.photos),
     }
 
 
@@ -51,8 +59,11 @@ def _person(ctx: Ctx, vid: int) -> dict[str, Any]:
 
 
 def staff_application_json(ctx: Ctx, a: Application) -> dict[str, Any]:
-    existing = [c.visitor_id for c in ctx.store.contacts(a.establishment_id, a.prisoner_id)
-                if c.status == "approved"]
+    existing = [
+        c.visitor_id
+        for c in ctx.store.contacts(a.establishment_id, a.prisoner_id)
+        if c.status == "approved"
+    ]
     return {
         **application_json(a),
         "date_of_birth": a.date_of_birth,
@@ -78,10 +89,13 @@ def _staff_application(ctx: Ctx) -> tuple[Staff, Application]:
     return staff, a
 
 
-def _audit(ctx: Ctx, kind: str, staff: Staff, a: Application, **detail: Any) -> None:
+def _audit(ctx: Ctx, event: str, staff: Staff, a: Application, **detail: Any) -> None:
     ctx.request.config_dict[keys.AUDIT_LOG].append(
-        kind, {"application": a.id, "prisoner": a.prisoner_id, **detail},
-        establishment_id=a.establishment_id, actor=f"staff:{staff.id}", at=ctx.now,
+        event,
+        {"application": a.id, "prisoner": a.prisoner_id, **detail},
+        establishment_id=a.establishment_id,
+        actor=f"staff:{staff.id}",
+        at=ctx.now,
     )
 
 
@@ -95,16 +109,23 @@ async def family_apply(ctx: Ctx) -> Any:
     prisoner = ctx.store.prisoner_by_number(b.prisoner_number.strip().upper())
     # A wrong number and a wrong name answer alike: nobody learns who is in custody.
     if prisoner is None or _surname(prisoner["name"]) != _surname(b.prisoner_name):
-        raise ApiError(404, "prisoner_not_found",
-                       "no prisoner with that number and name: check both with them")
+        raise ApiError(
+            404, "prisoner_not_found", "no prisoner with that number and name: check both with them"
+        )
     household = {v.id for v, _ in ctx.store.household(acc.id)}
     if any(v not in household for v in b.member_ids):
-        raise ApiError(422, "visitor_not_in_household",
-                       "you can only include the children in your household")
+        raise ApiError(
+            422, "visitor_not_in_household", "you can only include the children in your household"
+        )
     aid = ctx.store.create_application(
-        account_id=acc.id, visitor_id=acc.visitor_id, prisoner_id=prisoner["id"],
-        relationship=b.relationship.strip(), date_of_birth=b.date_of_birth,
-        address=b.address.strip(), member_ids=b.member_ids, now=ctx.now,
+        account_id=acc.id,
+        visitor_id=acc.visitor_id,
+        prisoner_id=prisoner["id"],
+        relationship=b.relationship.strip(),
+        date_of_birth=b.date_of_birth,
+        address=b.address.strip(),
+        member_ids=b.member_ids,
+        now=ctx.now,
     )
     return application_json(ctx.store.application(aid))  # type: ignore[arg-type]
 
@@ -124,7 +145,7 @@ async def family_application_photo(ctx: Ctx) -> Any:
     if ctype not in _IMAGE_TYPES:
         raise ApiError(415, "unsupported_media_type", "send the photo as image/jpeg or image/png")
     limit = ctx.config.photo_max_bytes
-    data = await ctx.request.content.read(limit + 1)
+    data = await _read_upload(ctx, limit)
     try:
         jpeg = await asyncio.to_thread(photos.clean_jpeg, data, limit, ctx.config.photo_max_px)
     except photos.PhotoError as exc:
@@ -140,6 +161,22 @@ async def family_application_photo(ctx: Ctx) -> Any:
     if old:
         photos.delete_photo(old)
     return application_json(ctx.store.application(a.id))  # type: ignore[arg-type]
+
+
+async def _read_upload(ctx: Ctx, limit: int) -> bytes:
+    """The raw body, at most ``limit`` bytes plus one (so an oversize one is told apart)."""
+    declared = ctx.request.content_length
+    if declared is not None and declared > limit:
+        raise ApiError(413, "photo_too_large", f"a photo may be at most {limit // 1024} KB")
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await ctx.request.content.read(limit + 1 - size)
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
 
 
 @handler
@@ -177,8 +214,11 @@ async def staff_vetting_photo(ctx: Ctx) -> Any:
         photos.open_photo, found[0], ctx.request.config_dict[keys.RECORDING_KEY]
     )
     _audit(ctx, "vetting_photo_viewed", staff, a, kind=kind)
-    return web.Response(body=jpeg, content_type="image/jpeg",
-                        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+    return web.Response(
+        body=jpeg,
+        content_type="image/jpeg",
+        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 @handler
@@ -193,10 +233,17 @@ async def staff_vetting_decide(ctx: Ctx) -> Any:
     acc = ctx.store.account(a.account_id)
     if acc is not None:
         template = "application_approved" if approve else "application_declined"
-        feeder.queue(ctx.store, ctx.config, acc, template, f"application:{a.id}", ctx.now,
-                     prisoner=a.prisoner_name,
-                     establishment=ctx.store.establishment_name(a.establishment_id),
-                     reason=a.reason)
+        feeder.queue(
+            ctx.store,
+            ctx.config,
+            acc,
+            template,
+            f"application:{a.id}",
+            ctx.now,
+            prisoner=a.prisoner_name,
+            establishment=ctx.store.establishment_name(a.establishment_id),
+            reason=a.reason,
+        )
         ctx.request.config_dict[keys.NOTIFIER].wake()
     log.info("application %s %s by staff:%s", a.id, a.status, staff.id)
     return staff_application_json(ctx, a)

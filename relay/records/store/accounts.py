@@ -41,8 +41,13 @@ def _account(r: sqlite3.Row) -> Account:
 
 class AccountRecords(RecordsBase):
     def register_account(
-        self, email: str, password_hash: str, name: str, date_of_birth: str,
-        language: str, now: float,
+        self,
+        email: str,
+        password_hash: str,
+        name: str,
+        date_of_birth: str,
+        language: str,
+        now: float,
     ) -> int | None:
         """A new, unverified account and its holder's visitor record (identity unverified
         until vetting). None when the email is taken: the caller must not say so."""
@@ -156,8 +161,9 @@ class AccountRecords(RecordsBase):
         """An under-18 the account holder brings to calls: a visitor linked to the account."""
         if age_on(date_of_birth, now) >= ADULT_AGE:
             raise StoreError(
-                "not_a_child", "only children under 18 are added to a household; "
-                "an adult registers an account of their own"
+                "not_a_child",
+                "only children under 18 are added to a household; "
+                "an adult registers an account of their own",
             )
         with self._tx() as db:
             cur = db.execute(
@@ -181,8 +187,10 @@ class AccountRecords(RecordsBase):
             (account_id,),
         ).fetchall()
         return [
-            (Visitor(r["id"], r["name"], r["date_of_birth"], bool(r["identity_verified"])),
-             r["relationship"])
+            (
+                Visitor(r["id"], r["name"], r["date_of_birth"], bool(r["identity_verified"])),
+                r["relationship"],
+            )
             for r in rows
         ]
 
@@ -218,8 +226,10 @@ class AccountRecords(RecordsBase):
             " WHERE c.for_visitor_id = ? ORDER BY v.id",
             (visitor_id,),
         ).fetchall()
-        return [Visitor(r["id"], r["name"], r["date_of_birth"], bool(r["identity_verified"]))
-                for r in rows]
+        return [
+            Visitor(r["id"], r["name"], r["date_of_birth"], bool(r["identity_verified"]))
+            for r in rows
+        ]
 
     def family_party(
         self, caller_vid: int, main_visitor_id: int | None, visitor_ids: list[int]
@@ -282,11 +292,16 @@ class AccountRecords(RecordsBase):
         ).fetchall()
         return {
             "account": {
-                "email": acc.email, "email_verified": acc.email_verified,
-                "language": acc.language, "created_at": row.fetchone()[0],
+                "email": acc.email,
+                "email_verified": acc.email_verified,
+                "language": acc.language,
+                "created_at": row.fetchone()[0],
             },
-            "you": {"name": me["name"], "date_of_birth": me["date_of_birth"],
-                    "identity_verified": bool(me["identity_verified"])},
+            "you": {
+                "name": me["name"],
+                "date_of_birth": me["date_of_birth"],
+                "identity_verified": bool(me["identity_verified"]),
+            },
             "household": [
                 {"name": v.name, "date_of_birth": v.date_of_birth, "relationship": rel}
                 for v, rel in self.household(account_id)

@@ -27,8 +27,13 @@ class OutboxMessage:
 
 class OutboxRecords(RecordsBase):
     def enqueue_message(
-        self, dedupe: str, to_addr: str, language: str, template: str,
-        params: dict[str, Any], now: float,
+        self,
+        dedupe: str,
+        to_addr: str,
+        language: str,
+        template: str,
+        params: dict[str, Any],
+        now: float,
     ) -> bool:
         """Queue one message; False when that message was queued before."""
         with self._tx() as db:
@@ -47,8 +52,14 @@ class OutboxRecords(RecordsBase):
             (now, limit),
         ).fetchall()
         return [
-            OutboxMessage(r["id"], r["to_addr"], r["language"], r["template"],
-                          json.loads(r["params"]), r["attempts"])
+            OutboxMessage(
+                r["id"],
+                r["to_addr"],
+                r["language"],
+                r["template"],
+                json.loads(r["params"]),
+                r["attempts"],
+            )
             for r in rows
         ]
 
@@ -60,9 +71,7 @@ class OutboxRecords(RecordsBase):
                 (now, message_id),
             )
 
-    def message_failed(
-        self, message_id: int, error: str, retry_at: float | None
-    ) -> None:
+    def message_failed(self, message_id: int, error: str, retry_at: float | None) -> None:
         """A failed attempt: retried at ``retry_at``, or given up for good when None."""
         with self._tx() as db:
             db.execute(

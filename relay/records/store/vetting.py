@@ -42,8 +42,16 @@ class Application:
 
 class VettingRecords(RecordsBase):
     def create_application(
-        self, *, account_id: int, visitor_id: int, prisoner_id: int, relationship: str,
-        date_of_birth: str, address: str, member_ids: Sequence[int], now: float,
+        self,
+        *,
+        account_id: int,
+        visitor_id: int,
+        prisoner_id: int,
+        relationship: str,
+        date_of_birth: str,
+        address: str,
+        member_ids: Sequence[int],
+        now: float,
     ) -> int:
         with self._tx() as db:
             p = db.execute("SELECT * FROM prisoners WHERE id = ?", (prisoner_id,)).fetchone()
@@ -60,8 +68,16 @@ class VettingRecords(RecordsBase):
                 "INSERT INTO vetting_applications (account_id, visitor_id, prisoner_id,"
                 " establishment_id, relationship, date_of_birth, address, status, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, 'draft', ?)",
-                (account_id, visitor_id, prisoner_id, p["establishment_id"], relationship,
-                 date_of_birth, address, now),
+                (
+                    account_id,
+                    visitor_id,
+                    prisoner_id,
+                    p["establishment_id"],
+                    relationship,
+                    date_of_birth,
+                    address,
+                    now,
+                ),
             )
             aid = int(cur.lastrowid)
             db.executemany(
@@ -71,21 +87,37 @@ class VettingRecords(RecordsBase):
             return aid
 
     def _application(self, r: sqlite3.Row) -> Application:
-        members = tuple(int(x[0]) for x in self._db.execute(
-            "SELECT visitor_id FROM vetting_members WHERE application_id = ? ORDER BY visitor_id",
-            (r["id"],),
-        ))
-        photos = tuple(x[0] for x in self._db.execute(
-            "SELECT kind FROM vetting_photos WHERE application_id = ? ORDER BY kind", (r["id"],)
-        ))
+        members = tuple(
+            int(x[0])
+            for x in self._db.execute(
+                "SELECT visitor_id FROM vetting_members WHERE application_id = ? ORDER BY visitor_id",
+                (r["id"],),
+            )
+        )
+        photos = tuple(
+            x[0]
+            for x in self._db.execute(
+                "SELECT kind FROM vetting_photos WHERE application_id = ? ORDER BY kind", (r["id"],)
+            )
+        )
         return Application(
-            id=r["id"], account_id=r["account_id"], visitor_id=r["visitor_id"],
-            prisoner_id=r["prisoner_id"], prisoner_number=r["p_number"],
-            prisoner_name=r["p_name"], establishment_id=r["establishment_id"],
-            relationship=r["relationship"], date_of_birth=r["date_of_birth"],
-            address=r["address"], status=r["status"], reason=r["reason"],
-            created_at=r["created_at"], submitted_at=r["submitted_at"],
-            decided_at=r["decided_at"], member_ids=members, photos=photos,
+            id=r["id"],
+            account_id=r["account_id"],
+            visitor_id=r["visitor_id"],
+            prisoner_id=r["prisoner_id"],
+            prisoner_number=r["p_number"],
+            prisoner_name=r["p_name"],
+            establishment_id=r["establishment_id"],
+            relationship=r["relationship"],
+            date_of_birth=r["date_of_birth"],
+            address=r["address"],
+            status=r["status"],
+            reason=r["reason"],
+            created_at=r["created_at"],
+            submitted_at=r["submitted_at"],
+            decided_at=r["decided_at"],
+            member_ids=members,
+            photos=photos,
         )
 
     _SELECT = (
@@ -194,6 +226,9 @@ class VettingRecords(RecordsBase):
         return self.application(application_id)  # type: ignore[return-value]
 
     def _members(self, db, application_id: int) -> list[int]:
-        return [int(x[0]) for x in db.execute(
-            "SELECT visitor_id FROM vetting_members WHERE application_id = ?", (application_id,)
-        )]
+        return [
+            int(x[0])
+            for x in db.execute(
+                "SELECT visitor_id FROM vetting_members WHERE application_id = ?", (application_id,)
+            )
+        ]
