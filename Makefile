@@ -29,7 +29,7 @@ model: $(STAMP)
 run: model
 	$(BIN)/python -m relay
 
-test: system-deps $(TEST_STAMP) model
+test: system-deps $(TEST_STAMP) model node_modules/.package-lock.json
 	$(BIN)/python -m pytest -q
 
 lint: $(TEST_STAMP)
@@ -49,3 +49,7 @@ reliability: $(TEST_STAMP) model
 
 clean:
 	rm -rf $(VENV) .cache data
+
+# axe-core for the accessibility tests (tests/a11y.py), pinned by package-lock.json.
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund

@@ -185,7 +185,10 @@ async def _shutdown(app: web.Application) -> None:
 
 
 def seed_banner(app: web.Application) -> str:
-    from relay.seed import format_banner, seed_demo
+    from relay.seed import format_banner, format_family_banner, seed_demo, seed_demo_family
 
-    info = seed_demo(app[keys.STORE], app[keys.CONFIG], time.time())
-    return format_banner(info)
+    now = time.time()
+    info = seed_demo(app[keys.STORE], app[keys.CONFIG], now)
+    family = seed_demo_family(app[keys.STORE], app[keys.CONFIG], info, now)
+    return "\n".join([format_banner(info),
+                      format_family_banner(family, app[keys.NOTIFIER].destination)])

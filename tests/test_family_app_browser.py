@@ -59,14 +59,19 @@ async def open_booking(page, starts: float) -> None:
 async def shows(page, selector: str, text: str) -> None:
     await page.wait_for_function(
         "([s, t]) => (document.querySelector(s)?.textContent || '').includes(t)",
-        arg=[selector, text], timeout=20000)
+        arg=[selector, text],
+        timeout=20000,
+    )
 
 
 async def status(page, text: str) -> None:
     try:
         await page.wait_for_function(
             "(t) => { const s = document.getElementById('status');"
-            " return !s.hidden && s.textContent.includes(t); }", arg=text, timeout=20000)
+            " return !s.hidden && s.textContent.includes(t); }",
+            arg=text,
+            timeout=20000,
+        )
     except Exception:
         shown = await page.text_content("#status")
         raise AssertionError(f"wanted {text!r} in the status, it says {shown!r}") from None
@@ -77,8 +82,14 @@ async def test_new_family_from_registration_to_join(tmp_path, width):
     w = make_world(tmp_path / "relay.sqlite")
     async with Mailbox() as box:
         config = Config(
-            data_dir=tmp_path, seed_demo=False, vision_enabled=False, smtp_host="127.0.0.1",
-            smtp_port=box.port, smtp_tls="none", notify_poll_s=0.2, recording_enabled=False,
+            data_dir=tmp_path,
+            seed_demo=False,
+            vision_enabled=False,
+            smtp_host="127.0.0.1",
+            smtp_port=box.port,
+            smtp_tls="none",
+            notify_poll_s=0.2,
+            recording_enabled=False,
         )
         server = TestServer(build_app(config, store=w.store), host="127.0.0.1")
         await server.start_server()
@@ -159,12 +170,15 @@ async def walk(url: str, w, box: Mailbox, width: int) -> None:
         await item.first.wait_for()
         assert "Jo Family, to call Alan Prisoner" in await item.first.text_content()
         await console.wait_for_function(
-            "() => [...document.querySelectorAll('#vetting-list img')].every(i => i.naturalWidth > 0)")
+            "() => [...document.querySelectorAll('#vetting-list img')].every(i => i.naturalWidth > 0)"
+        )
         await console.locator("#vetting").screenshot(
-            path=str(SHOTS / ("vetting-queue" + ("-phone" if width == 390 else "") + ".png")))
+            path=str(SHOTS / ("vetting-queue" + ("-phone" if width == 390 else "") + ".png"))
+        )
         await console.get_by_role("button", name="Approve application").click()
         await console.wait_for_function(
-            "() => document.getElementById('vetting-status').textContent.includes('approved')")
+            "() => document.getElementById('vetting-status').textContent.includes('approved')"
+        )
         await box.wait(email, "approved to call")
 
         # book a call starting in five minutes, with the child
@@ -185,15 +199,23 @@ async def walk(url: str, w, box: Mailbox, width: int) -> None:
         await console.reload()
         await console.get_by_role("button", name=f"Approve booking {booking.id}").click()
         await console.wait_for_selector(
-            f'#bookings tr[data-booking="{booking.id}"][data-status="approved"]')
+            f'#bookings tr[data-booking="{booking.id}"][data-status="approved"]'
+        )
         msg = await box.wait(email, "is booked")
         assert "Alan Prisoner" in body_of(msg)
 
         # errors, each in words: a taken slot, the allowance used up
         taken = w.store.request_booking(
-            prisoner_id=w.prisoner_a, call_type="social", starts_at=starts + 7200, minutes=30,
-            main_visitor_id=w.vid("mum"), visitor_ids=[], requested_by="family",
-            now=time.time(), actor="test")
+            prisoner_id=w.prisoner_a,
+            call_type="social",
+            starts_at=starts + 7200,
+            minutes=30,
+            main_visitor_id=w.vid("mum"),
+            visitor_ids=[],
+            requested_by="family",
+            now=time.time(),
+            actor="test",
+        )
         await page.reload()
         await open_booking(page, starts + 7200)
         await page.get_by_role("button", name="Request this call").click()

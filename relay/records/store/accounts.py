@@ -67,6 +67,19 @@ class AccountRecords(RecordsBase):
             )
             return int(cur.lastrowid)
 
+    def add_verified_account(
+        self, email: str, password_hash: str, visitor_id: int, now: float
+    ) -> int:
+        """An account for an existing, vetted visitor (the demo; staff-registered visitors
+        who are given a sign-in later)."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO accounts (email, password_hash, email_verified, visitor_id,"
+                " language, created_at) VALUES (?, ?, 1, ?, 'en', ?)",
+                (normalise_email(email), password_hash, visitor_id, now),
+            )
+            return int(cur.lastrowid)
+
     def account(self, account_id: int) -> Account | None:
         r = self._db.execute(
             "SELECT * FROM accounts WHERE id = ? AND closed_at IS NULL", (account_id,)

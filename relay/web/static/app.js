@@ -419,6 +419,7 @@
       history.replaceState(null, "", "#reset");
     }
     if (location.hash === "#home" || location.hash === "#signin") moving = null;
+    show("", "");  // a message belongs to the screen it was said on
     route();
   });
 
