@@ -18,7 +18,8 @@ would be an async implementation of the same methods.
 Schema changes are numbered SQL scripts in ``MIGRATIONS`` (append, never edit), applied in
 order on open, each in its own transaction together with its ``schema_version`` row.
 
-Times are UTC epoch seconds (REAL). The monthly allowance counts calendar months in UTC.
+Times are UTC epoch seconds (REAL). The monthly allowance counts calendar months in the
+establishment's local time (relay/records/store/visiting.py).
 
 The methods are grouped by record kind, one module each (people, staff, contacts, bookings,
 admission) on one connection (base); ``Store`` is all of them behind one interface.
@@ -53,10 +54,13 @@ from relay.records.store.values import (
     month_bounds,
 )
 from relay.records.store.vetting import Application, VettingRecords
+from relay.records.store.visiting import Blackout, Session, VisitingHours, VisitingRecords
 
 
-class Store(PeopleRecords, StaffRecords, ContactRecords, BookingRecords, AdmissionRecords,
-            AccountRecords, VettingRecords, OutboxRecords):
+class Store(
+    PeopleRecords, StaffRecords, ContactRecords, BookingRecords, AdmissionRecords,
+    VisitingRecords, AccountRecords, VettingRecords, OutboxRecords,
+):
     """The records. Open with ``Store.open(path)``; use from one thread (the event loop)."""
 
 
@@ -79,6 +83,9 @@ __all__ = [
     "AdmissionRefused",
     "month_bounds",
     "age_on",
+    "VisitingHours",
+    "Session",
+    "Blackout",
     "Account",
     "Application",
     "OutboxMessage",
