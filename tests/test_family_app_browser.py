@@ -4,22 +4,26 @@ Registration (the verification link read from the message aiosmtpd received) -> 
 application with two photos -> a staff member approves it in the console -> booking a call
 -> staff approve it in the console -> the approval email -> the Join button opens the call
 page. Then each refusal a family meets shows a human message: wrong password, a taken slot,
-the month's allowance used up, an under-age main visitor. Once at desktop width, once at
+a time outside visiting hours, the month's allowance used up, an under-age main visitor. Once at desktop width, once at
 390 px (a phone), with screenshots for docs/screenshots/.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import TestServer
 from PIL import Image
 
+from bench.world import OPEN_ALL_HOURS
 from relay.app import build_app
 from relay.config import Config
+from relay.records.store.visiting import VisitingHours, every_day
 from tests.browser import chromium
 from tests.mailbox import Mailbox, body_of, link_token
 from tests.test_store_world import PASSWORD, make_world
@@ -220,6 +224,22 @@ async def walk(url: str, w, box: Mailbox, width: int) -> None:
         await open_booking(page, starts + 7200)
         await page.get_by_role("button", name="Request this call").click()
         await status(page, "That time has just been taken")
+        # outside visiting hours: the day's only session ends before the asked time
+        local = dt.datetime.fromtimestamp(starts, ZoneInfo("Europe/London"))
+        ends = "24:00" if local.hour + 3 >= 24 else f"{local.hour + 3:02d}:00"
+        w.store.set_visiting_hours(
+            w.est_a,
+            VisitingHours(
+                notice_hours=0,
+                booking_window_days=366,
+                sessions=every_day(f"{local.hour:02d}:00", ends),
+            ),
+        )
+        if await page.is_visible("#book-time"):
+            await page.get_by_label("Date and time").fill(local_input(starts + 4 * 3600))
+            await page.get_by_role("button", name="Request this call").click()
+            await status(page, "outside the prison's visiting hours")
+        w.store.set_visiting_hours(w.est_a, OPEN_ALL_HOURS)
         w.store.approve_booking(taken.id, w.officer_a, time.time())  # 60 of 60 minutes used
         if await page.is_visible("#book-time"):
             await page.get_by_label("Date and time").fill(local_input(starts + 4 * 3600))
