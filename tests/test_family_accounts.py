@@ -626,3 +626,16 @@ def test_photo_cleaning_strips_everything_but_pixels():
     out = photos.clean_jpeg(src.getvalue() + b"trailing junk", 10**7, 400)
     assert b"secret gps note" not in out and b"trailing junk" not in out
     assert Image.open(io.BytesIO(out)).size == (400, 300)
+
+
+def test_catalogues_have_the_same_strings_and_every_email_renders():
+    from relay.notify.catalogue import catalogue, render_email
+
+    en, cy = catalogue("en"), catalogue("cy")
+    assert set(en) == set(cy)
+    templates = {k.split(".")[1] for k in en if k.startswith("email.") and k.endswith(".subject")}
+    assert "booking_approved" in templates and "application_declined" in templates
+    for lang in ("en", "cy"):
+        for template in templates:
+            subject, body = render_email(lang, template, {"name": "X", "when": "soon"})
+            assert subject and "{" not in subject + body
