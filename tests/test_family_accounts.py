@@ -639,3 +639,10 @@ def test_catalogues_have_the_same_strings_and_every_email_renders():
         for template in templates:
             subject, body = render_email(lang, template, {"name": "X", "when": "soon"})
             assert subject and "{" not in subject + body
+
+
+def test_an_empty_reason_is_said_in_words():
+    from relay.notify.catalogue import render_email
+
+    _, body = render_email("cy", "booking_cancelled", {"reason": "", "when": "x"})
+    assert "ni roddwyd rheswm" in body

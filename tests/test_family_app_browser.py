@@ -3,7 +3,7 @@
 Registration (the verification link read from the message aiosmtpd received) -> an
 application with two photos -> a staff member approves it in the console -> booking a call
 -> staff approve it in the console -> the approval email -> the Join button opens the call
-page. Then each refusal a family meets shows a human message: wrong password, a taken slot,
+page -> the family cancels it (the cancellation email). Then each refusal a family meets shows a human message: wrong password, a taken slot,
 a time outside visiting hours, the month's allowance used up, an under-age main visitor. Once at desktop width, once at
 390 px (a phone), with screenshots for docs/screenshots/.
 """
@@ -254,6 +254,15 @@ async def walk(url: str, w, box: Mailbox, width: int) -> None:
         assert await page.evaluate("document.documentElement.scrollWidth") <= width
         await page.get_by_role("button", name="Join the call").click()
         await page.wait_for_url("**/join?token=*")
+
+        # back in the app, the family cancels it; staff and the email say so
+        await page.goto(f"{url}/app")
+        await page.get_by_role("button", name="Cancel call").click()
+        await page.locator("#confirm-ok").click()
+        await status(page, "The call is cancelled")
+        await shows(page, "#bookings-list", "Cancelled")
+        await box.wait(email, "is cancelled")
+        assert w.store.booking(booking.id).status == "cancelled"
 
         # an under-18 account holder cannot be the main visitor, and is told so
         teen = f"teen{width}@example.org"

@@ -33,6 +33,8 @@ def text(language: str, key: str, **params: Any) -> str:
 
 def render_email(language: str, template: str, params: dict[str, Any]) -> tuple[str, str]:
     """(subject, plain-text body) of one email."""
+    if "reason" in params and not params["reason"]:
+        params = {**params, "reason": text(language, "reason.none")}
     subject = text(language, f"email.{template}.subject", **params)
     body = "\n\n".join(
         [
