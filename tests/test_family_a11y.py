@@ -1,5 +1,6 @@
 """The family app's screens and the staff console pass axe-core (no serious or critical
-WCAG 2.2 AA violations) in Chromium, at phone width; and the app works by keyboard alone."""
+WCAG 2.2 AA violations) in Chromium, at phone width; the app works by keyboard alone, is
+installable and opens offline (its service worker's shell)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,24 @@ async def test_app_and_console_pass_axe_and_keyboard(tmp_path):
             await page.goto(f"{url}/app#apply")
             await page.wait_for_selector("#screen-apply:not([hidden])")
             await assert_accessible(page, "/app#apply")
+
+            # installable, with an offline shell: the page opens with the network down
+            manifest = await page.evaluate(
+                "async () => (await fetch('/static/app.webmanifest')).json()"
+            )
+            assert manifest["start_url"] == "/app" and manifest["icons"]
+            await page.evaluate("async () => { await navigator.serviceWorker.ready; }")
+            await page.goto(f"{url}/app")  # now controlled by the service worker
+            await page.wait_for_function("() => navigator.serviceWorker.controller !== null")
+            await browser.set_offline(True)
+            try:
+                await page.reload()
+                await page.wait_for_selector("#screen-signin:not([hidden])")
+                await page.wait_for_function(
+                    "() => document.querySelector('#signin-title').textContent === 'Sign in'"
+                )
+            finally:
+                await browser.set_offline(False)
 
             console = await browser.new_page()
             await console.set_viewport_size({"width": 390, "height": 844})
