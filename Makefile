@@ -29,7 +29,7 @@ model: $(STAMP)
 run: model
 	$(BIN)/python -m relay
 
-test: system-deps $(TEST_STAMP) model
+test: system-deps $(TEST_STAMP) model node_modules/.package-lock.json
 	$(BIN)/python -m pytest -q
 
 lint: $(TEST_STAMP)
@@ -60,7 +60,12 @@ identity-eval: identity-set
 
 identity-cost: $(TEST_STAMP)
 	$(BIN)/python -m bench.identity_cost
+
 # A local coturn on loopback matching the relay's TURN settings (docs/network.md).
 .PHONY: coturn
 coturn:
 	scripts/coturn
+
+# axe-core for the accessibility tests (tests/a11y.py), pinned by package-lock.json.
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund

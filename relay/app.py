@@ -28,10 +28,21 @@ from relay.calls.runtime import CallRuntime
 from relay.calls.vision_link import VisionLink
 from relay.config import Config
 from relay.media.bandwidth import LinkMonitor
+from relay.notify.sender import Notifier
 from relay.records import recordings
 from relay.records.audit import AuditLog
 from relay.records.store import AdmissionRefused, Store
-from relay.web import api, call_control, health, origins, pages, staff_admin_api, visiting_api
+from relay.web import (
+    api,
+    call_control,
+    family_accounts,
+    health,
+    origins,
+    pages,
+    staff_admin_api,
+    vetting_api,
+    visiting_api,
+)
 from relay.web.api import authorize_staff, setup_api
 from relay.web.signalling import Admit, websocket_handler
 from vision.model import cached_model_path
@@ -129,9 +140,14 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
 
     # the web: signalling, API, pages, health and metrics
     app.router.add_get("/ws", websocket_handler)
+    notifier = Notifier(store, config, clock)
+    app[keys.NOTIFIER] = notifier
+    _with_app(app, notifier.start, notifier.stop)
     setup_api(app, {**api.HANDLERS, **call_control.HANDLERS, **visiting_api.HANDLERS,
-                    **staff_admin_api.HANDLERS})
+                    **staff_admin_api.HANDLERS, **family_accounts.HANDLERS,
+                    **vetting_api.HANDLERS})
     pages.add_routes(app)
+    pages.add_family_routes(app)
     app.on_response_prepare.append(pages.html_security_headers)  # every HTML response
     app[keys.ORIGINS] = origins.Origins(config)
     app.middlewares.insert(0, origins.check_host)  # outermost: every route, DNS rebinding
@@ -222,7 +238,10 @@ async def _shutdown(app: web.Application) -> None:
 
 
 def seed_banner(app: web.Application) -> str:
-    from relay.seed import format_banner, seed_demo
+    from relay.seed import format_banner, format_family_banner, seed_demo, seed_demo_family
 
-    info = seed_demo(app[keys.STORE], app[keys.CONFIG], time.time())
-    return format_banner(info)
+    now = time.time()
+    info = seed_demo(app[keys.STORE], app[keys.CONFIG], now)
+    family = seed_demo_family(app[keys.STORE], app[keys.CONFIG], info, now)
+    return "\n".join([format_banner(info),
+                      format_family_banner(family, app[keys.NOTIFIER].destination)])

@@ -193,6 +193,32 @@ class Config:
     link_poor_ticks: int = 3
     link_clear_ticks: int = 5
     """Ticks in a row before a participant is told their link is poor, and before it clears."""
+    # --- family accounts, vetting and notifications (docs/family.md) --------------------
+    email_token_ttl_s: float = 24 * 3600.0
+    """How long an email verification or password reset link works (once)."""
+    photo_max_bytes: int = 5 * 1024 * 1024
+    """Largest vetting photo upload accepted."""
+    photo_max_px: int = 1600
+    """Vetting photos are re-encoded no larger than this on their long side."""
+    vetting_dir: Path = Path("")
+    """Sealed vetting photos; empty means ``data_dir/vetting``."""
+    smtp_host: str = ""
+    """Mail server for notifications; empty writes .eml files to ``outbox_dir`` instead."""
+    smtp_port: int = 587
+    smtp_tls: str = "starttls"
+    """"starttls", "tls" (implicit, port 465) or "none" (a relay on loopback only)."""
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "Prison video calls <no-reply@localhost>"
+    outbox_dir: Path = Path("")
+    """Where .eml files go when no smtp_host is set; empty means ``data_dir/outbox``."""
+    notify_poll_s: float = 2.0
+    """How often the sender looks for booking events and due messages."""
+    notify_retry_s: tuple[float, ...] = (30.0, 120.0, 600.0, 3600.0, 3 * 3600.0)
+    """Back-off between attempts; after the last the message is marked failed."""
+    notify_timeout_s: float = 20.0
+    reminder_before_s: float = 24 * 3600.0
+    """The reminder email goes this long before an approved call."""
 
     @property
     def vision(self) -> VisionSettings:
@@ -201,6 +227,14 @@ class Config:
             f.name: getattr(self, _VISION_FIELDS.get(f.name, f.name))
             for f in dataclasses.fields(VisionSettings)
         })
+
+    @property
+    def vetting_path(self) -> Path:
+        return self.vetting_dir if str(self.vetting_dir) not in ("", ".") else self.data_dir / "vetting"
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.outbox_dir if str(self.outbox_dir) not in ("", ".") else self.data_dir / "outbox"
 
     @property
     def db_path(self) -> Path:

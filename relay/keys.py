@@ -61,3 +61,5 @@ TURN_SECRET = web.AppKey("turn_secret", bytes)
 """coturn's shared secret for REST credentials (relay/turn.py); empty without TURN."""
 LINK_MONITOR = web.AppKey("link_monitor", "LinkMonitor")
 """Per-leg link quality and the REMB cap (relay/media/bandwidth.py)."""
+NOTIFIER = web.AppKey("notifier", "Notifier")
+"""The outbox sender (relay/notify/sender.py): handlers call ``wake()`` after queueing."""

@@ -15,7 +15,7 @@ import secrets
 from typing import Any
 
 from protocol import tokens
-from relay.auth import load_secret
+from relay.auth import hash_password, load_secret
 from relay.config import Config
 from relay.records.store import Store
 from relay.records.store.visiting import VisitingHours, every_day
@@ -135,3 +135,32 @@ def format_banner(info: dict[str, Any]) -> str:
             f"  password {info['staff_password']}",
         ]
     )
+
+
+DEMO_FAMILY_EMAIL = "family@demo.invalid"
+
+
+def seed_demo_family(store: Store, config: Config, info: dict[str, Any], now: float) -> dict[str, str]:
+    """A signed-up, verified family account for the demo's first visitor (Alex Demo), with a
+    new password each start, for the banner. Nothing when the demo was not seeded."""
+    if not info.get("seeded"):
+        return {}
+    password = secrets.token_urlsafe(12)
+    pw_hash = hash_password(password)
+    acc, _ = store.account_by_email(DEMO_FAMILY_EMAIL)
+    if acc is None:
+        booking = store.booking(info["booking_id"])
+        assert booking is not None
+        store.add_verified_account(DEMO_FAMILY_EMAIL, pw_hash, booking.main_visitor_id, now)
+    else:
+        store.set_account_password(acc.id, pw_hash)
+    return {"app_url": f"{config.base_url}/app", "family_email": DEMO_FAMILY_EMAIL,
+            "family_password": password}
+
+
+def format_family_banner(family: dict[str, str], outbox: str) -> str:
+    lines = [f"  emails:  {outbox}"]
+    if family:
+        lines.insert(0, f"  app:     {family['app_url']}  email {family['family_email']}"
+                        f"  password {family['family_password']}")
+    return "\n".join(lines)

@@ -68,6 +68,12 @@ async def err(resp, status, code):
     return body
 
 
+def consent(w, *adults, to="mum"):
+    """The adults agree to come on ``to``'s calls (a family request names only those)."""
+    for name in adults:
+        w.store.consent_to_join(w.vid(name), w.vid(to), NOW)
+
+
 async def family_request(client, who="mum", starts=NOW + DAY, minutes=30, **extra):
     w = client.world
     body = {"prisoner_number": "A1234BC", "starts_at": starts, "minutes": minutes, **extra}
@@ -77,6 +83,7 @@ async def family_request(client, who="mum", starts=NOW + DAY, minutes=30, **extr
 async def test_family_flow_end_to_end(api):
     w = api.world
     officer = await login(api, "officer_a")
+    consent(w, "dad")
     b = await ok(await family_request(api, visitor_ids=[w.vid("dad")]), 201)
     assert b["status"] == "requested" and b["requested_by"] == "family"
     assert b["visitor_ids"] == sorted([w.vid("mum"), w.vid("dad")])
@@ -129,6 +136,7 @@ async def test_family_flow_end_to_end(api):
 async def test_family_rules_over_http(api):
     w = api.world
     five = [w.vid(n) for n in ("dad", "sis", "bro", "aunt")]
+    consent(w, "dad", "sis", "bro", "aunt", "stranger")
     await err(await family_request(api, visitor_ids=five), 422, "too_many_visitors")
     await err(await family_request(api, visitor_ids=[w.vid("stranger")]), 422,
               "visitor_not_approved")
@@ -239,6 +247,7 @@ async def test_staff_cannot_touch_another_establishment(api, world):
 async def test_revoke_cancels_and_invalidates_tokens(api, world, caplog):
     w = world
     admin = await login(api, "admin_a")
+    consent(w, "dad")
     b = await ok(await family_request(api, visitor_ids=[w.vid("dad")]), 201)
     await ok(await api.post(f"/api/v1/staff/bookings/{b['id']}/approve", headers=admin))
     jd = await ok(await api.post(f"/api/v1/bookings/{b['id']}/join-token", headers=bearer(w, "dad")))

@@ -33,6 +33,7 @@ from protocol.tokens import JoinClaims
 from relay import auth, keys
 from relay.records.store import AdmissionRefused, Booking, Staff, StoreError
 from relay.web import models
+from relay.web.family_session import session_account
 from relay.web.jsonbody import BodyError, parse_json
 from relay.web.openapi import openapi_document
 from relay.web.origins import same_origin
@@ -150,6 +151,10 @@ class Ctx:
     # who is asking
 
     def visitor_id(self, required: bool = True) -> int | None:
+        """The family member asking: a family session cookie, else a bearer access key."""
+        account = session_account(self.request)
+        if account is not None:
+            return account.visitor_id
         header = self.request.headers.get("Authorization", "")
         if not header:
             if required:
@@ -279,13 +284,14 @@ async def request_booking(ctx: Ctx) -> Any:
     # stranger who is in custody.
     if prisoner is None or not ctx.store.is_approved_contact(prisoner["id"], vid):
         raise ApiError(404, "prisoner_not_found", "no such prisoner among your contacts")
+    party = ctx.store.family_party(vid, b.main_visitor_id, b.visitor_ids)
     return ctx.store.request_booking(
         prisoner_id=prisoner["id"],
         call_type=b.call_type,
         starts_at=b.starts_at,
         minutes=b.minutes,
-        main_visitor_id=b.main_visitor_id or vid,
-        visitor_ids=[vid, *b.visitor_ids],
+        main_visitor_id=vid,
+        visitor_ids=party,
         requested_by="family",
         now=ctx.now,
         actor=f"visitor:{vid}",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from protocol.vocabulary import CallState, CallType, Role
 from relay.records.store.values import (
@@ -406,3 +406,180 @@ class LinkQuality(Response):
 
 
 CallStatus.model_rebuild()
+# --------------------------------------------------------------------------- family accounts
+
+Email = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=3, max_length=254,
+                      pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+    Field(json_schema_extra={"format": "email"}),
+]
+Password = Annotated[
+    str, Field(min_length=10, max_length=200, description="at least 10 characters")
+]
+PersonName = Annotated[str, Field(min_length=1, max_length=200)]
+Language = Literal["en", "cy"]
+EmailToken = Annotated[str, Field(min_length=20, max_length=200)]
+ShortText = Annotated[str, Field(min_length=1, max_length=100)]
+Address = Annotated[str, Field(min_length=5, max_length=500)]
+
+
+class FamilyRegister(Request):
+    email: Email
+    password: Password
+    name: PersonName
+    date_of_birth: IsoDate
+    language: Language = "en"
+
+
+class FamilyLogin(Request):
+    email: Annotated[str, Field(min_length=1, max_length=254)]
+    password: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class FamilyToken(Request):
+    token: EmailToken
+
+
+class ResetRequest(Request):
+    email: Annotated[str, Field(min_length=1, max_length=254)]
+
+
+class PasswordReset(Request):
+    token: EmailToken
+    password: Password
+
+
+class SetLanguage(Request):
+    language: Language
+
+
+class CloseAccount(Request):
+    password: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class HouseholdChild(Request):
+    name: PersonName
+    date_of_birth: IsoDate
+    relationship: ShortText
+
+
+class Accepted(Response):
+    ok: bool
+    message: str
+
+
+class HouseholdMember(Response):
+    visitor_id: Id
+    name: str
+    date_of_birth: str
+    relationship: str
+    identity_verified: bool
+
+
+class FamilyMe(Response):
+    email: str
+    email_verified: bool
+    visitor_id: Id
+    name: str
+    date_of_birth: str
+    identity_verified: bool
+    language: Language
+    household: list[HouseholdMember]
+    join_opens_before_s: float = Field(
+        description="how long before a call starts its Join button opens (the waiting room)"
+    )
+
+
+class FamilyContact(Response):
+    """One approval the family holds: whom, for which of them, and its status."""
+
+    prisoner_id: Id
+    prisoner_number: str
+    prisoner_name: str
+    visitor_id: Id
+    status: ContactStatus
+
+
+class FamilyContactList(Response):
+    contacts: list[FamilyContact]
+
+
+# --------------------------------------------------------------------------- vetting
+
+ApplicationStatus = Literal["draft", "submitted", "approved", "declined"]
+
+
+class ApplicationRequest(Request):
+    prisoner_number: PrisonerNumber
+    prisoner_name: Annotated[
+        str, Field(min_length=1, max_length=200,
+                   description="the prisoner's name as the family knows it (surname checked)")
+    ]
+    relationship: ShortText
+    date_of_birth: IsoDate
+    address: Address
+    member_ids: Party = Field(
+        default=[], description="household children to be approved with the applicant"
+    )
+
+
+class Application(Response):
+    """What the applicant sees of their application (no photos, ever)."""
+
+    id: Id
+    prisoner_id: Id
+    prisoner_number: str
+    prisoner_name: str
+    relationship: str
+    status: ApplicationStatus
+    reason: str
+    created_at: Epoch
+    submitted_at: Epoch | None
+    decided_at: Epoch | None
+    member_ids: list[Id]
+    photos: list[str]
+
+
+class ApplicationList(Response):
+    applications: list[Application]
+
+
+class VettingPerson(Response):
+    visitor_id: Id
+    name: str
+    date_of_birth: str
+
+
+class VettingApplication(Application):
+    """What staff of the prisoner's establishment see."""
+
+    date_of_birth: str
+    address: str
+    applicant: VettingPerson
+    members: list[VettingPerson]
+    existing_contacts: list[VettingPerson]
+
+
+class VettingQueue(Response):
+    applications: list[VettingApplication]
+
+
+class VettingQueueQuery(Query):
+    status: ApplicationStatus = "submitted"
+
+
+class VettingDecision(Request):
+    decision: Literal["approve", "decline"]
+    reason: Reason = ""
+
+
+class PhotoQuery(Query):
+    kind: Literal["identity", "face"]
+
+
+class ConsentRequest(Request):
+    email: Annotated[
+        str, Field(min_length=1, max_length=254,
+                   description="the account holder whose calls you agree to come on")
+    ]

@@ -16,7 +16,7 @@ from relay.web.routes import API_PREFIX, OPERATIONS, Op
 
 REF = "#/components/schemas/{model}"
 _ID_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": m.MAX_ID}
-_SECURITY = {"visitor": "visitorKey", "staff": "staffSession"}
+_SECURITY = {"visitor": "visitorKey", "staff": "staffSession", "family": "familySession"}
 
 __all__ = ["API_PREFIX", "openapi_document", "model_schemas", "query_parameters"]
 
@@ -119,6 +119,7 @@ def openapi_document(server_url: str = "") -> dict[str, Any]:
                     "issued once at vetting.",
                 },
                 "staffSession": {"type": "apiKey", "in": "cookie", "name": "relay_staff"},
+                "familySession": {"type": "apiKey", "in": "cookie", "name": "relay_family"},
             },
         },
     }

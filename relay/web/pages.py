@@ -50,3 +50,16 @@ async def html_security_headers(request: web.Request, response: web.StreamRespon
         "Content-Type", ""
     ).startswith("text/html"):
         response.headers.update(PAGE_HEADERS)
+PAGES["/app"] = "app.html"  # the family app (relay/web/static/app.js)
+
+
+async def _app_service_worker(request: web.Request) -> web.FileResponse:
+    """The family app's service worker, served from the root so its scope covers /app."""
+    return web.FileResponse(
+        STATIC / "app-sw.js",
+        headers={**PAGE_HEADERS, "Content-Type": "text/javascript", "Service-Worker-Allowed": "/"},
+    )
+
+
+def add_family_routes(app: web.Application) -> None:
+    app.router.add_get("/app-sw.js", _app_service_worker)

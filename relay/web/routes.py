@@ -23,8 +23,9 @@ IDENTITY_PREFIX = "/api/identity"
 """Face enrolment: the upload body is the photo (JPEG or PNG), not JSON, so these routes sit
 beside /api/v1 like the recordings ones."""
 
-Security = Literal["visitor", "staff", "laptop"]
-"""visitor: bearer access key; staff: session cookie; laptop: credentials in the body."""
+Security = Literal["visitor", "staff", "laptop", "family"]
+"""visitor: bearer access key; staff: session cookie; laptop: credentials in the body;
+family: the family account's session cookie."""
 
 
 @dataclass(frozen=True)
@@ -201,5 +202,74 @@ OPERATIONS: tuple[Op, ...] = (
        "Delete a prisoner's face descriptor and photo (admin; audited).", _S,
        m.FaceEnrolment, staff_role="admin", prefix=IDENTITY_PREFIX),
 )
+
+_F: tuple[Security, ...] = ("family",)
+_FV: tuple[Security, ...] = ("family", "visitor")
+
+FAMILY_OPERATIONS: tuple[Op, ...] = (
+    # family accounts (relay/web/family_accounts.py, docs/family.md)
+    Op("family_register", "POST", "/family/register",
+       "Register a family account; a verification link is emailed. The answer is the same "
+       "whether or not the email already has an account.", (), m.Accepted, 202,
+       m.FamilyRegister),
+    Op("family_verify", "POST", "/family/verify",
+       "Confirm the email address with the emailed one-use token.", (), m.Accepted,
+       body=m.FamilyToken),
+    Op("family_login", "POST", "/family/login",
+       "Sign in; sets the HttpOnly, SameSite=Strict session cookie 'relay_family'.",
+       (), m.FamilyMe, body=m.FamilyLogin),
+    Op("family_logout", "POST", "/family/logout", "End this session.", (), m.Ok),
+    Op("family_logout_everywhere", "POST", "/family/logout-everywhere",
+       "End every session of the account.", _F, m.Ok),
+    Op("family_reset_request", "POST", "/family/password-reset",
+       "Email a one-use password reset link (the same answer for any address).",
+       (), m.Accepted, 202, m.ResetRequest),
+    Op("family_reset", "POST", "/family/password-reset/confirm",
+       "Set a new password with the emailed token; every session ends.", (), m.Accepted,
+       body=m.PasswordReset),
+    Op("family_me", "GET", "/family/me", "The account, its holder and household.", _F,
+       m.FamilyMe),
+    Op("family_language", "POST", "/family/language",
+       "The language of the app and emails (en, cy).", _F, m.FamilyMe, body=m.SetLanguage),
+    Op("family_add_child", "POST", "/family/household",
+       "Add a child (under 18) to the household.", _F, m.HouseholdMember, 201,
+       m.HouseholdChild),
+    Op("family_consent", "POST", "/family/consents",
+       "Agree to be brought on calls the account holder with this email books (the same "
+       "answer whether or not there is one).", _F, m.Accepted, body=m.ConsentRequest),
+    Op("family_contacts", "GET", "/family/contacts",
+       "The prisoners the household may call, and for whom.", _FV, m.FamilyContactList),
+    Op("family_export", "GET", "/family/export",
+       "Download what is held about the account holder and their household (JSON).",
+       _F, None),
+    Op("family_close", "POST", "/family/close",
+       "Close the account (docs/family.md says what is kept and why).", _F, m.Ok,
+       body=m.CloseAccount),
+    # vetting (relay/web/vetting_api.py)
+    Op("family_apply", "POST", "/family/applications",
+       "Apply to be a prisoner's contact (a draft until both photos are added and it is "
+       "submitted).", _F, m.Application, 201, m.ApplicationRequest),
+    Op("family_applications", "GET", "/family/applications", "The account's applications.",
+       _F, m.ApplicationList),
+    Op("family_application_photo", "PUT", "/family/applications/{application_id}/photo",
+       "Add a photo to a draft: the body is the JPEG or PNG itself (image/jpeg, image/png).",
+       _F, m.Application, query=m.PhotoQuery),
+    Op("family_submit_application", "POST", "/family/applications/{application_id}/submit",
+       "Send a draft with both photos to the establishment's vetting queue.", _F,
+       m.Application),
+    Op("staff_vetting_queue", "GET", "/staff/vetting",
+       "Applications to the staff member's establishment.", _S, m.VettingQueue,
+       query=m.VettingQueueQuery),
+    Op("staff_vetting_get", "GET", "/staff/vetting/{application_id}", "One application.",
+       _S, m.VettingApplication),
+    Op("staff_vetting_photo", "GET", "/staff/vetting/{application_id}/photo",
+       "An application's photo, decrypted (audited).", _S, None, query=m.PhotoQuery,
+       media_type="image/jpeg"),
+    Op("staff_vetting_decide", "POST", "/staff/vetting/{application_id}/decide",
+       "Approve (everyone named becomes verified and an approved contact) or decline with a "
+       "reason the applicant sees (admin; audited).", _S, m.VettingApplication,
+       body=m.VettingDecision, staff_role="admin"),
+)
+OPERATIONS = OPERATIONS + FAMILY_OPERATIONS
 
 BY_ID: dict[str, Op] = {op.op_id: op for op in OPERATIONS}

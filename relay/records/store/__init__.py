@@ -27,10 +27,12 @@ admission) on one connection (base); ``Store`` is all of them behind one interfa
 
 from __future__ import annotations
 
+from relay.records.store.accounts import Account, AccountRecords
 from relay.records.store.admission import AdmissionRecords
 from relay.records.store.bookings import BookingRecords
 from relay.records.store.contacts import ContactRecords
 from relay.records.store.directory import DirectoryRecords
+from relay.records.store.outbox import OutboxMessage, OutboxRecords
 from relay.records.store.people import PeopleRecords
 from relay.records.store.schema import MIGRATIONS
 from relay.records.store.staff import StaffRecords
@@ -52,12 +54,13 @@ from relay.records.store.values import (
     age_on,
     month_bounds,
 )
+from relay.records.store.vetting import Application, VettingRecords
 from relay.records.store.visiting import Blackout, Session, VisitingHours, VisitingRecords
 
 
 class Store(
     PeopleRecords, StaffRecords, ContactRecords, BookingRecords, AdmissionRecords,
-    VisitingRecords, DirectoryRecords,
+    VisitingRecords, DirectoryRecords, AccountRecords, VettingRecords, OutboxRecords,
 ):
     """The records. Open with ``Store.open(path)``; use from one thread (the event loop)."""
 
@@ -84,4 +87,7 @@ __all__ = [
     "VisitingHours",
     "Session",
     "Blackout",
+    "Account",
+    "Application",
+    "OutboxMessage",
 ]

@@ -229,4 +229,98 @@ INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, 0, '0000000000000000
     );
     CREATE INDEX face_enrolments_expiry ON face_enrolments (retention_until);
     """,
+    # 7: family accounts, their sessions and one-use email tokens, households, vetting
+    # applications with their sealed photos, and the notification outbox (relay/notify/)
+    """
+    CREATE TABLE accounts (
+        id INTEGER PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        email_verified INTEGER NOT NULL DEFAULT 0 CHECK (email_verified IN (0, 1)),
+        visitor_id INTEGER NOT NULL UNIQUE REFERENCES visitors(id),
+        language TEXT NOT NULL DEFAULT 'en',
+        created_at REAL NOT NULL,
+        closed_at REAL
+    );
+    CREATE TABLE account_sessions (
+        token_hash TEXT PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX account_sessions_account ON account_sessions(account_id);
+    CREATE TABLE account_tokens (
+        token_hash TEXT PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        purpose TEXT NOT NULL CHECK (purpose IN ('verify', 'reset')),
+        expires_at REAL NOT NULL,
+        used_at REAL
+    );
+    CREATE TABLE household_members (
+        visitor_id INTEGER PRIMARY KEY REFERENCES visitors(id),
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        relationship TEXT NOT NULL,
+        added_at REAL NOT NULL
+    );
+    CREATE INDEX household_account ON household_members(account_id);
+    CREATE TABLE party_consents (
+        visitor_id INTEGER NOT NULL REFERENCES visitors(id),
+        for_visitor_id INTEGER NOT NULL REFERENCES visitors(id),
+        consented_at REAL NOT NULL,
+        PRIMARY KEY (visitor_id, for_visitor_id)
+    );
+    CREATE TABLE vetting_applications (
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        visitor_id INTEGER NOT NULL REFERENCES visitors(id),
+        prisoner_id INTEGER NOT NULL REFERENCES prisoners(id),
+        establishment_id INTEGER NOT NULL REFERENCES establishments(id),
+        relationship TEXT NOT NULL,
+        date_of_birth TEXT NOT NULL,
+        address TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('draft', 'submitted', 'approved', 'declined')),
+        reason TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        submitted_at REAL,
+        decided_by INTEGER REFERENCES staff(id),
+        decided_at REAL
+    );
+    CREATE INDEX vetting_est_status ON vetting_applications(establishment_id, status);
+    CREATE INDEX vetting_account ON vetting_applications(account_id);
+    CREATE TABLE vetting_members (
+        application_id INTEGER NOT NULL REFERENCES vetting_applications(id) ON DELETE CASCADE,
+        visitor_id INTEGER NOT NULL REFERENCES visitors(id),
+        PRIMARY KEY (application_id, visitor_id)
+    );
+    CREATE TABLE vetting_photos (
+        application_id INTEGER NOT NULL REFERENCES vetting_applications(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('identity', 'face')),
+        path TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        uploaded_at REAL NOT NULL,
+        PRIMARY KEY (application_id, kind)
+    );
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        dedupe TEXT NOT NULL UNIQUE,
+        to_addr TEXT NOT NULL,
+        language TEXT NOT NULL,
+        template TEXT NOT NULL,
+        params TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        last_error TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        sent_at REAL
+    );
+    CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
+    CREATE TABLE notify_cursor (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        last_event_id INTEGER NOT NULL
+    );
+    INSERT INTO notify_cursor (one, last_event_id)
+        SELECT 1, COALESCE(MAX(id), 0) FROM booking_events;
+    """,
 ]

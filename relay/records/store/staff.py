@@ -8,13 +8,8 @@ import sqlite3
 
 from relay import auth
 from relay.records.store.base import RecordsBase
-from relay.records.store.values import (
-    SESSION_IDLE_S,
-    SESSION_MAX_S,
-    STAFF_ROLES,
-    Staff,
-    StoreError,
-)
+from relay.records.store.sessions import STAFF_SESSIONS
+from relay.records.store.values import STAFF_ROLES, Staff, StoreError
 
 log = logging.getLogger("relay.records.store")
 
@@ -61,39 +56,18 @@ class StaffRecords(RecordsBase):
         return staff if auth.verify_password(pw_hash, password) else None
 
     def create_session(self, staff_id: int, now: float) -> str:
-        token = auth.new_secret()
-        with self._tx() as db:
-            db.execute("DELETE FROM staff_sessions WHERE expires_at <= ?", (now,))
-            db.execute(
-                "INSERT INTO staff_sessions (token_hash, staff_id, created_at, expires_at)"
-                " VALUES (?, ?, ?, ?)",
-                (auth.hash_secret(token), staff_id, now, now + SESSION_IDLE_S),
-            )
-        return token
+        return STAFF_SESSIONS.create(self._db, staff_id, now)
 
     def session_staff(self, token: str, now: float) -> Staff | None:
         """The staff member behind a session cookie; slides the idle expiry."""
-        h = auth.hash_secret(token)
-        r = self._db.execute(
-            "SELECT s.*, ss.created_at AS s_created FROM staff_sessions ss"
-            " JOIN staff s ON s.id = ss.staff_id"
-            " WHERE ss.token_hash = ? AND ss.expires_at > ? AND s.active",
-            (h, now),
-        ).fetchone()
-        if r is None:
+        sid = STAFF_SESSIONS.owner_of(self._db, token, now)
+        if sid is None:
             return None
-        new_exp = min(now + SESSION_IDLE_S, r["s_created"] + SESSION_MAX_S)
-        with self._tx() as db:
-            db.execute(
-                "UPDATE staff_sessions SET expires_at = ? WHERE token_hash = ?", (new_exp, h)
-            )
-        return Staff(r["id"], r["establishment_id"], r["username"], r["role"])
+        r = self._db.execute("SELECT * FROM staff WHERE id = ? AND active", (sid,)).fetchone()
+        return None if r is None else Staff(r["id"], r["establishment_id"], r["username"], r["role"])
 
     def delete_session(self, token: str) -> None:
-        with self._tx() as db:
-            db.execute(
-                "DELETE FROM staff_sessions WHERE token_hash = ?", (auth.hash_secret(token),)
-            )
+        STAFF_SESSIONS.delete(self._db, token)
 
     def session_ref_live(self, staff_id: int, ref: str) -> bool:
         """Whether the staff session named by ``ref`` (``auth.session_ref``) still exists:
