@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import os
+import tempfile
 import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -20,7 +22,6 @@ import pytest
 from aiohttp.test_utils import TestServer
 from PIL import Image
 
-from bench.world import OPEN_ALL_HOURS
 from relay.app import build_app
 from relay.config import Config
 from relay.records.store.visiting import VisitingHours, every_day
@@ -28,7 +29,8 @@ from tests.browser import chromium
 from tests.mailbox import Mailbox, body_of, link_token
 from tests.test_store_world import PASSWORD, make_world
 
-SHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
+# SCREENSHOTS_DIR=docs/screenshots refreshes the committed ones; else a temporary folder
+SHOTS = Path(os.environ.get("SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="app-shots-"))
 PW = "a long family password"
 
 
@@ -44,20 +46,38 @@ async def shot(page, name: str, width: int) -> None:
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
-def local_input(ts: float) -> str:
-    """A datetime-local value for ``ts`` in the browser's (the machine's) time zone."""
-    return time.strftime("%Y-%m-%dT%H:%M", time.localtime(ts))
-
-
-async def open_booking(page, starts: float) -> None:
-    """Open the booking screen once it is filled in, and choose ``starts``: from the free
-    slots when the availability service answers, else in the date and time field."""
+async def open_booking(page, starts: float | None) -> None:
+    """Open the booking screen and choose ``starts`` (None: the first) from the free slots
+    the relay offers."""
     await page.get_by_role("link", name="Book a call").click()
     await page.wait_for_function("() => document.activeElement?.id === 'book-title'")
-    if await page.is_visible("#book-time"):
-        await page.get_by_label("Date and time").fill(local_input(starts))
-    else:
-        await page.select_option("#book-slot", str(float(starts)))
+    if starts is None:
+        await page.wait_for_selector("#book-slot option", state="attached")
+        await page.select_option("#book-slot", index=0)
+        return
+    value = await page.evaluate("(s) => String(s)", starts)
+    await page.wait_for_selector(f'#book-slot option[value="{value}"]', state="attached")
+    await page.select_option("#book-slot", value)
+
+
+def walk_timetable(now: float) -> tuple[str, float]:
+    """A zone where the local day has hours left, and the first slot six minutes from now:
+    sessions start then every day, so the Join button opens within the test."""
+    for name in ("Europe/London", "Asia/Tokyo", "America/New_York"):
+        local = dt.datetime.fromtimestamp(now + 360, ZoneInfo(name))
+        if 1 <= local.hour <= 20:
+            return name, (int(now / 60) + 6) * 60
+    raise AssertionError("one of three zones 9 and 5 hours apart has a daytime hour")
+
+
+def hours_from(tz: str, starts: float, minutes: int) -> VisitingHours:
+    """Every day, one session from ``starts`` (local) for ``minutes``."""
+    a = dt.datetime.fromtimestamp(starts, ZoneInfo(tz))
+    b = a + dt.timedelta(minutes=minutes)
+    ends = "24:00" if b.date() != a.date() else f"{b:%H:%M}"
+    return VisitingHours(
+        timezone=tz, notice_hours=0, booking_window_days=62, sessions=every_day(f"{a:%H:%M}", ends)
+    )
 
 
 async def shows(page, selector: str, text: str) -> None:
@@ -185,11 +205,12 @@ async def walk(url: str, w, box: Mailbox, width: int) -> None:
         )
         await box.wait(email, "approved to call")
 
-        # book a call starting in five minutes, with the child
+        # book a call starting in six minutes (the first free slot), with the child
+        tz, starts = walk_timetable(time.time())
+        w.store.set_visiting_hours(w.est_a, hours_from(tz, starts, 24 * 60))
         await page.reload()
         await page.wait_for_selector("#screen-home:not([hidden])")
         await shows(page, "#contacts-list", "Alan Prisoner")
-        starts = (int(time.time() / 60) + 6) * 60
         await open_booking(page, starts)
         await page.get_by_label("Sam Family").check()
         await shot(page, "app-book", width)
@@ -208,7 +229,18 @@ async def walk(url: str, w, box: Mailbox, width: int) -> None:
         msg = await box.wait(email, "is booked")
         assert "Alan Prisoner" in body_of(msg)
 
-        # errors, each in words: a taken slot, the allowance used up
+        # errors, each in words. A slot that fell outside visiting hours while it was on
+        # screen (staff shortened the day's session to its first hour):
+        await page.reload()
+        await open_booking(page, starts + 3600)
+        w.store.set_visiting_hours(w.est_a, hours_from(tz, starts, 60))
+        await page.get_by_role("button", name="Request this call").click()
+        await status(page, "outside the prison's visiting hours")
+        w.store.set_visiting_hours(w.est_a, hours_from(tz, starts, 24 * 60))
+        # a slot taken while the family was choosing it
+        await page.get_by_role("link", name="Back").click()
+        await page.wait_for_selector("#screen-home:not([hidden])")
+        await open_booking(page, starts + 7200)
         taken = w.store.request_booking(
             prisoner_id=w.prisoner_a,
             call_type="social",
@@ -220,29 +252,12 @@ async def walk(url: str, w, box: Mailbox, width: int) -> None:
             now=time.time(),
             actor="test",
         )
-        await page.reload()
-        await open_booking(page, starts + 7200)
         await page.get_by_role("button", name="Request this call").click()
         await status(page, "That time has just been taken")
-        # outside visiting hours: the day's only session ends before the asked time
-        local = dt.datetime.fromtimestamp(starts, ZoneInfo("Europe/London"))
-        ends = "24:00" if local.hour + 3 >= 24 else f"{local.hour + 3:02d}:00"
-        w.store.set_visiting_hours(
-            w.est_a,
-            VisitingHours(
-                notice_hours=0,
-                booking_window_days=366,
-                sessions=every_day(f"{local.hour:02d}:00", ends),
-            ),
-        )
-        if await page.is_visible("#book-time"):
-            await page.get_by_label("Date and time").fill(local_input(starts + 4 * 3600))
-            await page.get_by_role("button", name="Request this call").click()
-            await status(page, "outside the prison's visiting hours")
-        w.store.set_visiting_hours(w.est_a, OPEN_ALL_HOURS)
-        w.store.approve_booking(taken.id, w.officer_a, time.time())  # 60 of 60 minutes used
-        if await page.is_visible("#book-time"):
-            await page.get_by_label("Date and time").fill(local_input(starts + 4 * 3600))
+        # the month's allowance used up while choosing (60 of 60 minutes once that is approved)
+        value = await page.evaluate("(s) => String(s)", starts + 3600)
+        await page.select_option("#book-slot", value)
+        w.store.approve_booking(taken.id, w.officer_a, time.time())
         await page.get_by_role("button", name="Request this call").click()
         await status(page, "This month's call time is used up")
         await page.get_by_role("link", name="Back").click()
@@ -287,7 +302,7 @@ async def walk(url: str, w, box: Mailbox, width: int) -> None:
         await page2.locator("#screen-signin").get_by_label("Email").fill(teen)
         await page2.locator("#screen-signin").get_by_label("Password").fill(PW)
         await page2.get_by_role("button", name="Sign in").click()
-        await open_booking(page2, starts + 86400)
+        await open_booking(page2, None)
         await page2.get_by_role("button", name="Request this call").click()
         await status(page2, "must be 18 or over")
 
