@@ -12,6 +12,9 @@ the start-up banner, once.
 from __future__ import annotations
 
 import secrets
+import shlex
+import sys
+from pathlib import Path
 from typing import Any
 
 from protocol import tokens
@@ -93,10 +96,7 @@ def seed_demo(store: Store, config: Config, now: float) -> dict[str, Any]:
         "family_urls": family_urls,
         "laptop_id": laptop_id,
         "laptop_secret": laptop_secret,
-        "prison_command": (
-            f"python -m protocol.prison --relay {base} --laptop-id {laptop_id}"
-            f" --laptop-secret {laptop_secret} --booking {booking.id}"
-        ),
+        "prison_command": prison_command(config, laptop_id, laptop_secret, booking.id),
         "console_url": f"{base}/console",
         "staff_username": DEMO_STAFF,
         "staff_password": password,
@@ -130,3 +130,28 @@ def format_banner(info: dict[str, Any]) -> str:
             f"  password {info['staff_password']}",
         ]
     )
+
+
+LOOPBACK = ("127.0.0.1", "::1")
+
+
+def project_python() -> str:
+    """The interpreter running the relay, relative when it is the project's own (.venv)."""
+    exe = Path(sys.executable)
+    root = Path(__file__).resolve().parents[1]
+    if exe.is_absolute() and exe.is_relative_to(root):
+        return str(exe.relative_to(root))
+    return str(exe)
+
+
+def prison_command(config: Config, laptop_id: int, laptop_secret: str, booking_id: int) -> str:
+    """The command that joins the demo call from the Python client, as it must be typed: the
+    project's Python, and ``--media-address`` for a loopback relay (aioice leaves loopback
+    out of its candidates unless told)."""
+    parts = [project_python(), "-m", "protocol.prison", "--relay", config.base_url,
+             "--laptop-id", str(laptop_id), "--laptop-secret", laptop_secret,
+             "--booking", str(booking_id)]
+    for address in config.media_addresses:
+        if address in LOOPBACK:
+            parts += ["--media-address", address]
+    return shlex.join(parts)

@@ -16,7 +16,8 @@ def test_seed_demo_is_joinable_and_idempotent(tmp_path):
     info = seed_demo(store, cfg, NOW)
     assert info["seeded"] and info["created"]
     assert info["console_url"] == "http://127.0.0.1:8099/console"
-    assert info["prison_command"].startswith("python -m protocol.prison --relay http://127.0.0.1:8099")
+    assert info["prison_command"].startswith(
+        ".venv/bin/python -m protocol.prison --relay http://127.0.0.1:8099")
     token = parse_qs(urlparse(info["family_url"]).query)["token"][0]
     claims = tokens.verify(load_secret(cfg), token, NOW + 1)
     adm = store.admit(claims, NOW + 1)
