@@ -120,6 +120,12 @@ class Config:
     # --- shutdown ------------------------------------------------------------------------
     shutdown_grace_s: float = 5.0
 
+    # --- the laptop page -------------------------------------------------------------------
+    laptop_enrol_code_s: float = 900.0
+    """How long a laptop enrolment code from the console can be redeemed (once)."""
+    laptop_calls_window_s: float = 12 * 3600.0
+    """The laptop page lists calls starting or ending within this much of now ("today")."""
+
     @property
     def vision(self) -> VisionSettings:
         """What vision/ reads, built from the RELAY_* vision fields above."""

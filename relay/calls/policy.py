@@ -45,6 +45,7 @@ END_TEXT = {
     "booking_cancelled": "the booking was cancelled",
     "approval_revoked": "a visitor's approval for this call was withdrawn",
     "booking_rescheduled": "the booking was moved to another time",
+    "laptop_revoked": "staff withdrew the prison laptop from use",
 }
 RESTART_TEXT = "the relay is restarting; you will be reconnected in a moment"
 TECHNICAL_ENDS = frozenset({"leg_lost", "shutdown"})

@@ -370,3 +370,73 @@ class Recording(Response):
 
 class RecordingList(Response):
     recordings: list[Recording]
+
+
+# --------------------------------------------------------------------------- the laptop page
+
+EnrolmentCode = Annotated[str, Field(min_length=4, max_length=20)]
+DeviceKey = Annotated[str, Field(min_length=3, max_length=200)]
+
+
+class LaptopEnrol(Request):
+    code: EnrolmentCode
+
+
+class LaptopDevice(Request):
+    device_key: DeviceKey
+
+
+class LaptopJoin(Request):
+    device_key: DeviceKey
+    booking_id: Id
+
+
+class LaptopInfo(Response):
+    id: Id
+    label: str
+    room: str
+
+
+class LaptopEnrolled(Response):
+    laptop: LaptopInfo
+    device_key: str = Field(description="kept by the laptop's browser; shown only this once")
+
+
+class LaptopCall(Response):
+    booking_id: Id
+    call_type: CallType
+    starts_at: Epoch
+    ends_at: Epoch
+    status: BookingStatus
+    visitors: list[str]
+
+
+class LaptopToday(Response):
+    laptop: LaptopInfo
+    now: Epoch
+    waiting_room_s: float = Field(description="how long before a call its waiting room opens")
+    calls: list[LaptopCall]
+
+
+class StaffLaptop(Response):
+    id: Id
+    label: str
+    room: str
+    device_keys: Annotated[int, Field(ge=0)]
+    enrolled_at: Epoch | None
+
+
+class StaffLaptopList(Response):
+    laptops: list[StaffLaptop]
+
+
+class LaptopEnrolment(Response):
+    laptop_id: Id
+    code: str = Field(description="one-time, typed on the laptop page; shown only this once")
+    expires_at: Epoch
+
+
+class LaptopRevoked(Response):
+    laptop_id: Id
+    revoked_keys: Annotated[int, Field(ge=0)]
+    ended_booking_ids: list[Id]

@@ -150,6 +150,24 @@ OPERATIONS: tuple[Op, ...] = (
     Op("recording_release", "DELETE", "/recordings/{rec_id}/hold",
        "Release a legal hold (admin).", _S, m.Recording, staff_role="admin",
        prefix=RECORDINGS_PREFIX),
+    # the laptop page (relay/web/laptop_api.py): enrolment, device key, today's calls
+    Op("laptop_enrol", "POST", "/laptop/enrol",
+       "The laptop page exchanges a one-time enrolment code for its device key.",
+       _L, m.LaptopEnrolled, body=m.LaptopEnrol),
+    Op("laptop_today", "POST", "/laptop/today",
+       "Today's calls booked on the laptop holding this device key.",
+       _L, m.LaptopToday, body=m.LaptopDevice),
+    Op("laptop_join_token", "POST", "/laptop/join-token",
+       "The prison token of a booking on the laptop holding this device key.",
+       _L, m.JoinToken, body=m.LaptopJoin),
+    Op("staff_laptops", "GET", "/staff/laptops",
+       "The establishment's laptops and their device keys in force.", _S, m.StaffLaptopList),
+    Op("staff_laptop_enrol", "POST", "/staff/laptops/{laptop_id}/enrol",
+       "A one-time enrolment code for a laptop (admin); audited.",
+       _S, m.LaptopEnrolment, staff_role="admin"),
+    Op("staff_laptop_revoke", "POST", "/staff/laptops/{laptop_id}/revoke",
+       "Revoke a laptop's device keys (admin): they stop at once and a call in progress on "
+       "it ends; audited.", _S, m.LaptopRevoked, staff_role="admin"),
 )
 
 BY_ID: dict[str, Op] = {op.op_id: op for op in OPERATIONS}

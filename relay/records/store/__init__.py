@@ -29,6 +29,7 @@ from __future__ import annotations
 from relay.records.store.admission import AdmissionRecords
 from relay.records.store.bookings import BookingRecords
 from relay.records.store.contacts import ContactRecords
+from relay.records.store.laptops import LaptopRecords
 from relay.records.store.people import PeopleRecords
 from relay.records.store.schema import MIGRATIONS
 from relay.records.store.staff import StaffRecords
@@ -52,7 +53,8 @@ from relay.records.store.values import (
 )
 
 
-class Store(PeopleRecords, StaffRecords, ContactRecords, BookingRecords, AdmissionRecords):
+class Store(PeopleRecords, StaffRecords, ContactRecords, BookingRecords, AdmissionRecords,
+            LaptopRecords):
     """The records. Open with ``Store.open(path)``; use from one thread (the event loop)."""
 
 

@@ -181,6 +181,28 @@ INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, 0, '0000000000000000
     CREATE INDEX IF NOT EXISTS recordings_booking ON recordings (booking_id);
     CREATE INDEX IF NOT EXISTS recordings_expiry ON recordings (retention_until);
     """,
+    # 5: laptop enrolment codes and device keys (relay/records/store/laptops.py)
+    """
+    CREATE TABLE laptop_enrolments (
+        id INTEGER PRIMARY KEY,
+        laptop_id INTEGER NOT NULL REFERENCES laptops(id),
+        code_hash TEXT NOT NULL,
+        created_by INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        used_at REAL
+    );
+    CREATE INDEX laptop_enrolments_code ON laptop_enrolments(code_hash);
+    CREATE TABLE laptop_keys (
+        id INTEGER PRIMARY KEY,
+        laptop_id INTEGER NOT NULL REFERENCES laptops(id),
+        key_hash TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        revoked_at REAL,
+        revoked_by INTEGER
+    );
+    CREATE INDEX laptop_keys_laptop ON laptop_keys(laptop_id);
+    """,
 ]
 
 
