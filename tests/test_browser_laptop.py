@@ -1,0 +1,114 @@
+"""The laptop page and the family page, two real Chromiums, through the whole relay.
+
+The laptop is set up with a one-time code from staff, lists today's calls, opens the
+waiting room and joins by itself; each side decodes the other's video and hears its audio
+(``totalAudioEnergy`` rising); a staff pause hides the far picture on both pages; the laptop
+shows the time left and the warning; the end says why on both. Screenshots of each laptop
+state go to ``$LAPTOP_SCREENSHOTS`` (docs/screenshots when regenerating them) or tmp_path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+from tests.browser import chromium
+
+KIOSK = ["--autoplay-policy=no-user-gesture-required"]
+STATS = "async () => window.__call ? await window.__call.mediaStats() : null"
+
+
+async def rising(page, what: str, timeout: float = 30.0) -> None:
+    """Until the page's call has received more of ``what`` twice in a row (it flows)."""
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        stats = await page.evaluate(STATS)
+        seen.append(stats[what] if stats else 0)
+        if len(seen) >= 3 and seen[-1] > seen[-2] > seen[-3] > 0:
+            return
+        await asyncio.sleep(0.7)
+    raise AssertionError(f"{what} did not rise: {seen[-6:]}")
+
+
+async def state(page, name: str, timeout: float = 20000) -> None:
+    await page.wait_for_function(f"document.body.dataset.state === '{name}'", timeout=timeout)
+
+
+async def test_laptop_and_family_pages_through_the_relay(product, tmp_path):
+    shots = Path(os.environ.get("LAPTOP_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    api = f"{product.url}/api/v1"
+    laptop_id = product.world.laptops_a[0][0]
+    admin = await product.staff_session("admin_a")
+    later = product.booking_now(seconds=1800, starts_in=3 * 3600, others=("sis",))
+    try:
+        async with admin.post(f"{api}/staff/laptops/{laptop_id}/enrol") as r:
+            code = (await r.json())["code"]
+        async with chromium(KIOSK) as lap_browser, chromium(KIOSK) as fam_browser:
+            lap = await lap_browser.new_page()
+            await lap.goto(f"{product.url}/laptop")
+            await state(lap, "setup")
+            await lap.screenshot(path=str(shots / "laptop-setup.png"))
+            await lap.fill("#setup-code", code)
+            await lap.click("#setup-button")
+            await state(lap, "today")
+            assert "code" not in lap.url and "enrol" not in lap.url
+            assert await lap.evaluate("!!localStorage.getItem('laptopDeviceKey')")
+            text = await lap.text_content("#calls")
+            assert "Mum and Sis" in text
+            await lap.screenshot(path=str(shots / "laptop-today.png"))
+
+            # a call starting now: the page opens the waiting room and joins by itself
+            bid = product.booking_now(seconds=75, others=("dad",))
+            await lap.reload()
+            await lap.wait_for_function("window.__call && window.__call.joins === 1", timeout=20000)
+            await state(lap, "waiting")
+            assert "Mum and Dad" in await lap.text_content("#with")
+            assert await lap.is_hidden("#remote")
+            await lap.screenshot(path=str(shots / "laptop-waiting.png"))
+
+            fam = await fam_browser.new_page()
+            token = await product.family_token(bid)
+            await fam.goto(f"{product.url}/join?token={quote(token)}")
+            await state(lap, "live")
+            await state(fam, "live")
+            for page in (lap, fam):
+                await rising(page, "framesDecoded")
+                await rising(page, "audioEnergy")
+                assert await page.is_visible("#remote")
+            assert "left" in await lap.text_content("#clock")
+            await lap.screenshot(path=str(shots / "laptop-live.png"))
+
+            # a staff pause: the far picture is hidden on both pages, not frozen
+            async with admin.post(f"{api}/staff/calls/{bid}/pause", json={"note": "check"}) as r:
+                assert r.status == 200
+            for page in (lap, fam):
+                await state(page, "paused")
+                assert await page.is_hidden("#remote")
+                assert "hidden while the call is paused" in await page.text_content("#remote-note")
+            assert "member of staff paused" in await lap.text_content("#banner")
+            await lap.screenshot(path=str(shots / "laptop-paused.png"))
+            async with admin.post(f"{api}/staff/calls/{bid}/resume") as r:
+                assert r.status == 200
+            for page in (lap, fam):
+                await state(page, "live")
+                assert await page.is_visible("#remote")
+            await lap.set_viewport_size({"width": 390, "height": 844})
+            await lap.screenshot(path=str(shots / "laptop-phone.png"))
+            await lap.set_viewport_size({"width": 1024, "height": 720})
+
+            # the time warning, then the end and why, on both
+            await state(lap, "warning", timeout=90000)
+            assert "left in this call" in await lap.text_content("#banner")
+            await lap.screenshot(path=str(shots / "laptop-warning.png"))
+            for page in (lap, fam):
+                await state(page, "ended", timeout=30000)
+                assert "booked time is over" in await page.text_content("#banner")
+            await lap.screenshot(path=str(shots / "laptop-ended.png"))
+            assert later  # still listed for later
+    finally:
+        await admin.close()
