@@ -22,6 +22,7 @@ from protocol import messages as m
 from relay import auth, keys, metrics
 from relay.calls.call import AdmissionLike
 from relay.calls.lifecycle import CallLifecycle
+from relay.calls.media_health import MediaHealth
 from relay.calls.registry import CallRegistry
 from relay.calls.runtime import CallRuntime
 from relay.calls.vision_link import VisionLink
@@ -112,6 +113,8 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     )
     _with_app(app, detector.start, detector.stop)
     _with_app(app, runtime.start, runtime.stop)
+    media_health = MediaHealth(registry, config)  # stalled streams: pages, console, metrics
+    _with_app(app, media_health.start, media_health.stop)
 
     # the web: signalling, API, pages, health and metrics
     app.router.add_get("/ws", websocket_handler)

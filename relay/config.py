@@ -126,6 +126,12 @@ class Config:
     laptop_calls_window_s: float = 12 * 3600.0
     """The laptop page lists calls starting or ending within this much of now ("today")."""
 
+    # --- media health (relay/calls/media_health.py) ---------------------------------------
+    media_stall_s: float = 3.0
+    """A live call's stream that sends no packets for this long counts as stopped."""
+    media_health_tick_s: float = 0.5
+    """How often every party stream's packet counter is looked at."""
+
     @property
     def vision(self) -> VisionSettings:
         """What vision/ reads, built from the RELAY_* vision fields above."""

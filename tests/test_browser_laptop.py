@@ -15,9 +15,21 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+import aiohttp
+
+from bench.world import PASSWORD
 from tests.browser import chromium
 
 KIOSK = ["--autoplay-policy=no-user-gesture-required"]
+KILL_CAMERA = """async () => {
+    // a dead camera (the system edge): nothing sent, and opening it again fails until revived
+    window.__cameraDead = true;
+    const open = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+    navigator.mediaDevices.getUserMedia = (c) => window.__cameraDead
+        ? Promise.reject(new DOMException("camera gone", "NotReadableError")) : open(c);
+    const t = window.__call.pc.getTransceivers().find((t) => t.receiver.track.kind === "video");
+    await t.sender.replaceTrack(null);
+}"""
 STATS = "async () => window.__call ? await window.__call.mediaStats() : null"
 
 
@@ -63,7 +75,7 @@ async def test_laptop_and_family_pages_through_the_relay(product, tmp_path):
             await lap.screenshot(path=str(shots / "laptop-today.png"))
 
             # a call starting now: the page opens the waiting room and joins by itself
-            bid = product.booking_now(seconds=75, others=("dad",))
+            bid = product.booking_now(seconds=110, others=("dad",))
             await lap.reload()
             await lap.wait_for_function("window.__call && window.__call.joins === 1", timeout=20000)
             await state(lap, "waiting")
@@ -97,6 +109,38 @@ async def test_laptop_and_family_pages_through_the_relay(product, tmp_path):
             for page in (lap, fam):
                 await state(page, "live")
                 assert await page.is_visible("#remote")
+            # the family camera dies: within 5 s the laptop says so, staff see it, the relay
+            # counts it; the family page restarts its camera once it works again
+            console = await lap_browser.new_page()
+            await console.goto(f"{product.url}/console")
+            await console.fill("#username", "officer_a")
+            await console.fill("#password", PASSWORD)
+            await console.click("#login-button")
+            await console.wait_for_selector(f"tr[data-booking='{bid}']")
+            await fam.evaluate(KILL_CAMERA)
+            killed = time.monotonic()
+            await lap.wait_for_function("document.body.dataset.media === 'stalled'", timeout=5000)
+            assert time.monotonic() - killed < 5.5
+            assert await lap.is_hidden("#remote")
+            assert "video has stopped" in await lap.text_content("#health")
+            await lap.screenshot(path=str(shots / "laptop-video-stopped.png"))
+            await console.wait_for_selector(
+                f"tr[data-booking='{bid}'] [data-stalled='family:video']", timeout=5000
+            )
+            async with aiohttp.ClientSession() as s:
+                async with s.get(f"{product.url}/metrics") as r:
+                    assert (
+                        'relay_media_stalls_total{kind="video",role="family"} 1.0' in await r.text()
+                    )
+            await fam.evaluate("window.__cameraDead = false")
+            await lap.wait_for_function("document.body.dataset.media === 'ok'", timeout=15000)
+            assert await lap.is_visible("#remote")
+            await rising(lap, "framesDecoded")
+            await console.wait_for_selector(
+                f"tr[data-booking='{bid}'] [data-stalled]", state="detached", timeout=10000
+            )
+            await console.close()
+
             await lap.set_viewport_size({"width": 390, "height": 844})
             await lap.screenshot(path=str(shots / "laptop-phone.png"))
             await lap.set_viewport_size({"width": 1024, "height": 720})

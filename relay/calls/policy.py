@@ -48,6 +48,11 @@ END_TEXT = {
     "laptop_revoked": "staff withdrew the prison laptop from use",
 }
 RESTART_TEXT = "the relay is restarting; you will be reconnected in a moment"
+STREAM_TEXT = {
+    "video": "their video has stopped",
+    "audio": "their sound has stopped",
+}
+"""What the far side is told when a stream stops arriving (relay/calls/media_health.py)."""
 TECHNICAL_ENDS = frozenset({"leg_lost", "shutdown"})
 
 
@@ -81,6 +86,8 @@ class CallPolicy:
         """Vision over-limit confirmations so far."""
         self.approval_listeners: list[Callable[[str, int], None]] = []
         """Called (role, approved faces) when a side's approved count changes (vision)."""
+        self.stalled_streams: set[str] = set()
+        """Party streams ("family:video") that stopped arriving while live (media health)."""
         self.listeners: list[Callable[[], None]] = []
         """Called after every change of state or pause reasons (persistence, metrics)."""
         self._staff_must_resume = bool(getattr(call.policy_settings, "staff_must_resume", False))
@@ -239,6 +246,31 @@ class CallPolicy:
         self._clear_timers[key] = loop.call_later(
             self.config.resume_after_clear_s, self._lift, key, "vision_cleared"
         )
+
+    # --- media health (relay/calls/media_health.py observes, this records and tells) ------
+
+    def stream_stalled(self, role: str, kind: str) -> None:
+        """A side's stream stopped arriving: both pages and staff are told; the sender's page
+        restarts its track."""
+        key = f"{role}:{kind}"
+        if self.state == "ended" or key in self.stalled_streams:
+            return
+        self.stalled_streams.add(key)
+        self._audit("media_stalled", {"role": role, "kind": kind})
+        self.call.broadcast("media", role=role, kind=kind, stalled=True,
+                            message=STREAM_TEXT.get(kind, kind))
+        self._changed()
+
+    def stream_recovered(self, role: str, kind: str) -> None:
+        key = f"{role}:{kind}"
+        if key not in self.stalled_streams:
+            return
+        self.stalled_streams.discard(key)
+        if self.state == "ended":
+            return
+        self._audit("media_recovered", {"role": role, "kind": kind})
+        self.call.broadcast("media", role=role, kind=kind, stalled=False, message="")
+        self._changed()
 
     def _add(self, reason: str, why: str) -> None:
         if self.state == "ended":

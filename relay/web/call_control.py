@@ -35,6 +35,7 @@ def call_json(live: LiveCall) -> dict[str, Any]:
         "faces": live.faces,
         "approved_faces": {role: leg.approved_faces for role, leg in call.legs.items()},
         "alerts": live.alerts,
+        "media_stalled": sorted(policy.stalled_streams),
     }
 
 

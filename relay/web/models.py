@@ -283,6 +283,8 @@ class CallStatus(Response):
     faces: dict[str, int]
     approved_faces: dict[str, int]
     alerts: Annotated[int, Field(ge=0)]
+    media_stalled: list[str] = Field(
+        default=[], description='party streams that stopped arriving, e.g. "family:video"')
 
 
 class CallList(Response):

@@ -74,6 +74,7 @@ class RelayCall {
           await pc.setRemoteDescription({ type: "answer", sdp: msg.sdp });
           this.joins += 1;
           this.callInfo = msg.call;
+          this.role = msg.role;
           this.handleStatus(Object.assign({ type: "state" }, msg.status));
           resolve(msg);
         } else if (msg.type === "error") {
@@ -86,6 +87,8 @@ class RelayCall {
           this.opts.onState && this.opts.onState({ type: "reconnecting", message: msg.message });
         } else if (msg.type === "warning") {
           this.opts.onState && this.opts.onState(msg);
+        } else if (msg.type === "media") {
+          this.opts.onMedia && this.opts.onMedia(msg);
         }
       };
       ws.onclose = () => {
@@ -127,6 +130,21 @@ class RelayCall {
     setTimeout(() => attempt(0), 500);
   }
 
+  // Our own camera or microphone stopped sending (the relay said so): open it again and
+  // put the new track on the same sender, keeping whether the person had turned it off.
+  async restartTrack(kind) {
+    const constraints = kind === "video" ? { video: { width: 640, height: 480 } } : { audio: true };
+    const fresh = await navigator.mediaDevices.getUserMedia(constraints);
+    const track = kind === "video" ? fresh.getVideoTracks()[0] : fresh.getAudioTracks()[0];
+    const stream = this.opts.localStream;
+    const old = stream.getTracks().filter((t) => t.kind === kind);
+    if (old.length) track.enabled = old[0].enabled;
+    const transceiver = this.pc.getTransceivers().find((t) => t.receiver.track.kind === kind);
+    await transceiver.sender.replaceTrack(track);
+    old.forEach((t) => { stream.removeTrack(t); t.stop(); });
+    stream.addTrack(track);
+  }
+
   leave() {
     this.left = true;
     if (this.ws && this.ws.readyState === WebSocket.OPEN) {
@@ -162,7 +180,7 @@ class RelayCall {
 }
 
 function clockTime(ts) {
-  return new Date(ts * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return new Date(ts * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false });
 }
 
 function formatSeconds(s) {
@@ -193,6 +211,40 @@ class CallScreen {
 
   attach(call) {
     this.call = call;
+    this.farStalled = new Set(); // the far side's streams that stopped arriving
+    this.ownStalled = new Set(); // ours, being restarted
+  }
+
+  // Media health (relay/calls/media_health.py): the far side's stream stopped, or ours did.
+  onMedia(msg) {
+    const call = this.call;
+    if (msg.role === call.role) {
+      if (!msg.stalled) return this.ownStalled.delete(msg.kind);
+      if (this.ownStalled.has(msg.kind)) return;
+      this.ownStalled.add(msg.kind);
+      const attempt = async () => {
+        if (!this.ownStalled.has(msg.kind) || call.ended || call.left) return;
+        try { await call.restartTrack(msg.kind); } catch (err) { /* tried again below */ }
+        setTimeout(attempt, 3000);
+      };
+      attempt();
+      return;
+    }
+    if (msg.stalled) this.farStalled.add(msg.kind);
+    else this.farStalled.delete(msg.kind);
+    this.showHealth();
+    if (call.state === "live") this.showRemote(!this.farStalled.has("video"), this.text.theirVideoStopped);
+  }
+
+  showHealth() {
+    const health = this.els.health;
+    const lines = [];
+    if (this.farStalled.has("video")) lines.push(this.text.theirVideoStopped);
+    if (this.farStalled.has("audio")) lines.push(this.text.theirSoundStopped);
+    document.body.dataset.media = lines.length ? "stalled" : "ok";
+    if (!health) return;
+    health.textContent = lines.join(" ");
+    health.hidden = lines.length === 0;
   }
 
   show(kind, text, state) {
@@ -255,7 +307,7 @@ class CallScreen {
     if (msg.ends_at) this.endsAt = msg.ends_at;
     if (msg.state === "ended") this.finish();
     else if (msg.state === "paused") this.showRemote(false, t.remoteHiddenPaused);
-    else if (msg.state === "live") this.showRemote(true);
+    else if (msg.state === "live") this.showRemote(!this.farStalled.has("video"), this.text.theirVideoStopped);
     else this.showRemote(false, t.remoteHiddenWaiting);
     if (msg.state === "live" && Date.now() / 1000 < this.warnUntil) return this.show("warning", this.warningText());
     this.show(msg.state, this.stateText(msg));
@@ -276,6 +328,9 @@ class CallScreen {
   finish() {
     const call = this.call;
     this.warnUntil = 0;
+    this.farStalled.clear();
+    this.ownStalled.clear();
+    this.showHealth();
     if (call.pc) call.pc.close();
     const stream = call.opts.localStream;
     if (stream) stream.getTracks().forEach((tr) => tr.stop());

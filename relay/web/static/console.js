@@ -390,6 +390,11 @@
       row.cells.state.textContent = "";
       row.cells.state.append(el("span", { class: `pill ${c.state}`, text: STATE_LABEL[c.state] || c.state }), " ",
         el("span", { class: "small", text: stateDetail(c) }));
+      for (const stream of c.media_stalled || []) { // media health (relay/calls/media_health.py)
+        const [side, kind] = stream.split(":");
+        row.cells.state.append(el("br"), el("span", { class: "alert small", "data-stalled": stream,
+          text: `${side} side's ${kind === "audio" ? "sound" : "video"} has stopped` }));
+      }
       row.cells.faces.textContent = "";
       facesLines(c).forEach((line, i) => row.cells.faces.append(...(i ? [el("br"), line] : [line])));
       row.cells.alerts.textContent = String(c.alerts);

@@ -21,6 +21,8 @@ const TEXT = {
   remoteHiddenPaused: "The picture is hidden while the call is paused.",
   remoteHiddenWaiting: "Their picture appears when the call starts.",
   remoteHiddenReconnecting: "Reconnecting…",
+  theirVideoStopped: "Their video has stopped. Waiting for it to come back…",
+  theirSoundStopped: "Their sound has stopped. Waiting for it to come back…",
   left: "You left the call.",
   needLink: "This page needs the join link you were sent.",
   couldNotJoin: (why) => `Could not join: ${why}`,
@@ -69,13 +71,14 @@ const TEXT = {
 
   const screen = new CallScreen(TEXT, {
     banner: $("banner"), clock: $("clock"), remote: $("remote"), local: $("local"),
-    remoteNote: $("remote-note"), videos: document.querySelector(".videos"),
+    remoteNote: $("remote-note"), health: $("health"), videos: document.querySelector(".videos"),
     controls: ["mute", "camera", "leave"],
   });
   const call = new RelayCall({
     token,
     onState: (msg) => screen.onState(msg),
     onTrack: (ev) => screen.onTrack(ev),
+    onMedia: (msg) => screen.onMedia(msg),
   });
   screen.attach(call);
   window.__call = call;

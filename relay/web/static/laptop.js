@@ -17,6 +17,8 @@ const TEXT = {
   revoked: "This laptop has been taken out of use by staff. Ask a member of staff.",
   offline: "Cannot reach the video call service. Trying again…",
   todayTitle: "Today's calls",
+  noCallNow: "There is no call on this laptop right now.",
+  backToList: "Today's calls come back on this screen in a moment.",
   noCalls: "There are no more calls booked on this laptop today.",
   nextCall: (who, at, opens) => `Your next call is with ${who} at ${at}. This screen opens by itself at ${opens}.`,
   callLine: (from, to, who) => `${from} – ${to}: ${who}`,
@@ -52,6 +54,8 @@ const TEXT = {
   remoteHiddenPaused: "The picture is hidden while the call is paused.",
   remoteHiddenWaiting: "Your visitors' picture appears here when the call starts.",
   remoteHiddenReconnecting: "Reconnecting…",
+  theirVideoStopped: "Your visitors' video has stopped. Waiting for it to come back…",
+  theirSoundStopped: "Your visitors' sound has stopped. Waiting for it to come back…",
   warningShownS: 10,
   lastWarningS: 60,
   endReasons: {
@@ -191,7 +195,7 @@ const BACK_TO_LIST_S = 20; // after a call ends, the list comes back
     const skew = Date.now() / 1000 - today.now;
     const plan = renderToday(today);
     if (!document.body.dataset.state || ["starting", "setup", "offline", "today"].includes(document.body.dataset.state)) {
-      banner("info", TEXT.todayTitle, "today");
+      banner("info", TEXT.noCallNow, "today");
     }
     let wait = REFRESH_S;
     if (plan) {
@@ -213,7 +217,7 @@ const BACK_TO_LIST_S = 20; // after a call ends, the list comes back
     setText("with", TEXT.callWith(who, clockTime(booking.starts_at), clockTime(booking.ends_at)));
     const screen = new CallScreen(TEXT, {
       banner: $("banner"), clock: $("clock"), remote: $("remote"), local: $("local"),
-      remoteNote: $("remote-note"), videos: document.querySelector("#room .videos"),
+      remoteNote: $("remote-note"), health: $("health"), videos: document.querySelector("#room .videos"),
       controls: ["mute", "leave"],
     }, { onFinish: () => callOver(booking) });
     screen.showRemote(false, TEXT.remoteHiddenWaiting);
@@ -244,6 +248,7 @@ const BACK_TO_LIST_S = 20; // after a call ends, the list comes back
       localStream: stream,
       onState: (msg) => screen.onState(msg),
       onTrack: (ev) => screen.onTrack(ev),
+      onMedia: (msg) => screen.onMedia(msg),
     });
     screen.attach(call);
     current = { booking, call, screen };
@@ -258,6 +263,7 @@ const BACK_TO_LIST_S = 20; // after a call ends, the list comes back
 
   function callOver(booking) {
     finished.add(booking.booking_id);
+    setText("with", TEXT.backToList);
     setTimeout(() => {
       current = null;
       $("room").hidden = true;
