@@ -56,6 +56,7 @@ def seed_demo(store: Store, config: Config, now: float) -> dict[str, Any]:
         staff = store.staff_by_username(DEMO_STAFF)
         assert staff is not None and staff.establishment_id == est
         store.set_staff_password(staff.id, password)
+        staff_id = staff.id
         visitor_ids = [
             c.visitor_id for c in store.contacts(est, prisoner_id) if c.status == "approved"
         ][:2]
@@ -76,6 +77,8 @@ def seed_demo(store: Store, config: Config, now: float) -> dict[str, Any]:
         booking = store.booking(bid)
     assert booking is not None
 
+    # the laptop page's one-time set-up code (as staff would get it from the console)
+    enrolment = store.start_enrolment(laptop_id, staff_id, now, config.laptop_enrol_code_s)
     secret = load_secret(config)
     base = config.base_url
     family_urls = []
@@ -97,6 +100,8 @@ def seed_demo(store: Store, config: Config, now: float) -> dict[str, Any]:
         "laptop_id": laptop_id,
         "laptop_secret": laptop_secret,
         "prison_command": prison_command(config, laptop_id, laptop_secret, booking.id),
+        "laptop_url": f"{base}/laptop?enrol={enrolment.code}",
+        "laptop_code_minutes": round(config.laptop_enrol_code_s / 60),
         "console_url": f"{base}/console",
         "staff_username": DEMO_STAFF,
         "staff_password": password,
@@ -125,6 +130,8 @@ def format_banner(info: dict[str, Any]) -> str:
         [
             f"Demo call (booking {info['booking_id']}) is open now for {DEMO_MINUTES} minutes.",
             f"  family:  {info['family_url']}",
+            f"  laptop:  {info['laptop_url']}  (one-time set-up code, valid"
+            f" {info['laptop_code_minutes']} minutes)",
             f"  prison:  {info['prison_command']}",
             f"  staff:   {info['console_url']}  user {info['staff_username']}"
             f"  password {info['staff_password']}",

@@ -95,6 +95,23 @@ async def test_laptop_and_family_pages_through_the_relay(product, tmp_path):
             assert "left" in await lap.text_content("#clock")
             await lap.screenshot(path=str(shots / "laptop-live.png"))
 
+            # staff send a message from the console: both pages show it until dismissed
+            console = await lap_browser.new_page()
+            await console.goto(f"{product.url}/console")
+            await console.fill("#username", "officer_a")
+            await console.fill("#password", PASSWORD)
+            await console.click("#login-button")
+            await console.click(f"tr[data-booking='{bid}'] button[aria-label^='Send a message']")
+            await console.fill("#dialog-input", "Please keep the child in view")
+            await console.click("#dialog-ok")
+            for page in (lap, fam):
+                await page.wait_for_selector("#notice", state="visible", timeout=5000)
+                assert "keep the child in view" in await page.text_content("#notice-text")
+            await lap.screenshot(path=str(shots / "laptop-message.png"))
+            await lap.click("#notice-ok")
+            assert await lap.is_hidden("#notice")
+            assert await fam.is_visible("#notice")  # each side dismisses its own
+
             # a staff pause: the far picture is hidden on both pages, not frozen
             async with admin.post(f"{api}/staff/calls/{bid}/pause", json={"note": "check"}) as r:
                 assert r.status == 200
@@ -111,12 +128,6 @@ async def test_laptop_and_family_pages_through_the_relay(product, tmp_path):
                 assert await page.is_visible("#remote")
             # the family camera dies: within 5 s the laptop says so, staff see it, the relay
             # counts it; the family page restarts its camera once it works again
-            console = await lap_browser.new_page()
-            await console.goto(f"{product.url}/console")
-            await console.fill("#username", "officer_a")
-            await console.fill("#password", PASSWORD)
-            await console.click("#login-button")
-            await console.wait_for_selector(f"tr[data-booking='{bid}']")
             await fam.evaluate(KILL_CAMERA)
             killed = time.monotonic()
             await lap.wait_for_function("document.body.dataset.media === 'stalled'", timeout=5000)
@@ -140,6 +151,9 @@ async def test_laptop_and_family_pages_through_the_relay(product, tmp_path):
                 f"tr[data-booking='{bid}'] [data-stalled]", state="detached", timeout=10000
             )
             await console.close()
+            async with admin.get(f"{api}/staff/calls/{bid}/audit") as r:
+                kinds = [x["kind"] for x in (await r.json())["records"]]
+            assert {"staff_message", "media_stalled", "media_recovered"} <= set(kinds)
 
             await lap.set_viewport_size({"width": 390, "height": 844})
             await lap.screenshot(path=str(shots / "laptop-phone.png"))

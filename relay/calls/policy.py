@@ -86,6 +86,8 @@ class CallPolicy:
         """Vision over-limit confirmations so far."""
         self.approval_listeners: list[Callable[[str, int], None]] = []
         """Called (role, approved faces) when a side's approved count changes (vision)."""
+        self.messages_sent = 0
+        """Staff messages sent into the call so far (each page shows them until dismissed)."""
         self.stalled_streams: set[str] = set()
         """Party streams ("family:video") that stopped arriving while live (media health)."""
         self.listeners: list[Callable[[], None]] = []
@@ -246,6 +248,18 @@ class CallPolicy:
         self._clear_timers[key] = loop.call_later(
             self.config.resume_after_clear_s, self._lift, key, "vision_cleared"
         )
+
+    # --- staff messages ----------------------------------------------------------------
+
+    def staff_message(self, staff: str, text: str) -> int:
+        """A short message from staff into the call ("please keep the child in view"): both
+        sides show it until they dismiss it; audited with the call. Returns its number."""
+        if self.state == "ended":
+            return 0
+        self.messages_sent += 1
+        self._audit("staff_message", {"staff": staff, "text": text, "number": self.messages_sent})
+        self.call.broadcast("notice", id=self.messages_sent, text=text, sender="staff")
+        return self.messages_sent
 
     # --- media health (relay/calls/media_health.py observes, this records and tells) ------
 

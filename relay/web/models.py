@@ -442,3 +442,13 @@ class LaptopRevoked(Response):
     laptop_id: Id
     revoked_keys: Annotated[int, Field(ge=0)]
     ended_booking_ids: list[Id]
+
+
+# --------------------------------------------------------------------------- staff messages
+
+MAX_STAFF_MESSAGE = 300
+
+
+class CallMessage(Request):
+    text: Annotated[str, Field(min_length=1, max_length=MAX_STAFF_MESSAGE,
+                               description="shown on both sides of the call until dismissed")]

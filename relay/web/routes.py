@@ -165,6 +165,10 @@ OPERATIONS: tuple[Op, ...] = (
     Op("staff_laptop_enrol", "POST", "/staff/laptops/{laptop_id}/enrol",
        "A one-time enrolment code for a laptop (admin); audited.",
        _S, m.LaptopEnrolment, staff_role="admin"),
+    Op("staff_call_message", "POST", "/staff/calls/{booking_id}/message",
+       "Send a short message into a live call: both sides show it until dismissed; audited "
+       "with the call (relay/web/call_messages.py).",
+       _S, m.CallStatus, body=m.CallMessage),
     Op("staff_laptop_revoke", "POST", "/staff/laptops/{laptop_id}/revoke",
        "Revoke a laptop's device keys (admin): they stop at once and a call in progress on "
        "it ends; audited.", _S, m.LaptopRevoked, staff_role="admin"),

@@ -89,6 +89,8 @@ class RelayCall {
           this.opts.onState && this.opts.onState(msg);
         } else if (msg.type === "media") {
           this.opts.onMedia && this.opts.onMedia(msg);
+        } else if (msg.type === "notice") {
+          this.opts.onNotice && this.opts.onNotice(msg);
         }
       };
       ws.onclose = () => {
@@ -234,6 +236,19 @@ class CallScreen {
     else this.farStalled.delete(msg.kind);
     this.showHealth();
     if (call.state === "live") this.showRemote(!this.farStalled.has("video"), this.text.theirVideoStopped);
+  }
+
+  // A message from staff (relay/web/call_messages.py): shown at once, until dismissed.
+  onNotice(msg) {
+    const { notice, noticeText, noticeOk } = this.els;
+    if (!notice) return;
+    this.els.noticeFrom.textContent = this.text.noticeFrom;
+    noticeText.textContent = msg.text;
+    noticeOk.textContent = this.text.noticeOk;
+    notice.dataset.number = msg.id;
+    notice.hidden = false;
+    noticeOk.onclick = () => { notice.hidden = true; };
+    noticeOk.focus();
   }
 
   showHealth() {

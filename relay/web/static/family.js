@@ -21,6 +21,8 @@ const TEXT = {
   remoteHiddenPaused: "The picture is hidden while the call is paused.",
   remoteHiddenWaiting: "Their picture appears when the call starts.",
   remoteHiddenReconnecting: "Reconnecting…",
+  noticeFrom: "Message from staff:",
+  noticeOk: "OK",
   theirVideoStopped: "Their video has stopped. Waiting for it to come back…",
   theirSoundStopped: "Their sound has stopped. Waiting for it to come back…",
   left: "You left the call.",
@@ -71,7 +73,9 @@ const TEXT = {
 
   const screen = new CallScreen(TEXT, {
     banner: $("banner"), clock: $("clock"), remote: $("remote"), local: $("local"),
-    remoteNote: $("remote-note"), health: $("health"), videos: document.querySelector(".videos"),
+    remoteNote: $("remote-note"), health: $("health"),
+    notice: $("notice"), noticeFrom: $("notice-from"), noticeText: $("notice-text"), noticeOk: $("notice-ok"),
+    videos: document.querySelector(".videos"),
     controls: ["mute", "camera", "leave"],
   });
   const call = new RelayCall({
@@ -79,6 +83,7 @@ const TEXT = {
     onState: (msg) => screen.onState(msg),
     onTrack: (ev) => screen.onTrack(ev),
     onMedia: (msg) => screen.onMedia(msg),
+    onNotice: (msg) => screen.onNotice(msg),
   });
   screen.attach(call);
   window.__call = call;

@@ -54,6 +54,8 @@ const TEXT = {
   remoteHiddenPaused: "The picture is hidden while the call is paused.",
   remoteHiddenWaiting: "Your visitors' picture appears here when the call starts.",
   remoteHiddenReconnecting: "Reconnecting…",
+  noticeFrom: "Message from staff:",
+  noticeOk: "OK",
   theirVideoStopped: "Your visitors' video has stopped. Waiting for it to come back…",
   theirSoundStopped: "Your visitors' sound has stopped. Waiting for it to come back…",
   warningShownS: 10,
@@ -217,7 +219,9 @@ const BACK_TO_LIST_S = 20; // after a call ends, the list comes back
     setText("with", TEXT.callWith(who, clockTime(booking.starts_at), clockTime(booking.ends_at)));
     const screen = new CallScreen(TEXT, {
       banner: $("banner"), clock: $("clock"), remote: $("remote"), local: $("local"),
-      remoteNote: $("remote-note"), health: $("health"), videos: document.querySelector("#room .videos"),
+      remoteNote: $("remote-note"), health: $("health"),
+    notice: $("notice"), noticeFrom: $("notice-from"), noticeText: $("notice-text"), noticeOk: $("notice-ok"),
+    videos: document.querySelector("#room .videos"),
       controls: ["mute", "leave"],
     }, { onFinish: () => callOver(booking) });
     screen.showRemote(false, TEXT.remoteHiddenWaiting);
@@ -249,6 +253,7 @@ const BACK_TO_LIST_S = 20; // after a call ends, the list comes back
       onState: (msg) => screen.onState(msg),
       onTrack: (ev) => screen.onTrack(ev),
       onMedia: (msg) => screen.onMedia(msg),
+      onNotice: (msg) => screen.onNotice(msg),
     });
     screen.attach(call);
     current = { booking, call, screen };
