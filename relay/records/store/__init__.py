@@ -18,7 +18,8 @@ would be an async implementation of the same methods.
 Schema changes are numbered SQL scripts in ``MIGRATIONS`` (append, never edit), applied in
 order on open, each in its own transaction together with its ``schema_version`` row.
 
-Times are UTC epoch seconds (REAL). The monthly allowance counts calendar months in UTC.
+Times are UTC epoch seconds (REAL). The monthly allowance counts calendar months in the
+establishment's local time (relay/records/store/visiting.py).
 
 The methods are grouped by record kind, one module each (people, staff, contacts, bookings,
 admission) on one connection (base); ``Store`` is all of them behind one interface.
@@ -51,10 +52,13 @@ from relay.records.store.values import (
     age_on,
     month_bounds,
 )
+from relay.records.store.visiting import Blackout, Session, VisitingHours, VisitingRecords
 
 
-class Store(PeopleRecords, StaffRecords, ContactRecords, BookingRecords, AdmissionRecords,
-            LaptopRecords):
+class Store(
+    PeopleRecords, StaffRecords, ContactRecords, BookingRecords, AdmissionRecords,
+    VisitingRecords, LaptopRecords,
+):
     """The records. Open with ``Store.open(path)``; use from one thread (the event loop)."""
 
 
@@ -77,4 +81,7 @@ __all__ = [
     "AdmissionRefused",
     "month_bounds",
     "age_on",
+    "VisitingHours",
+    "Session",
+    "Blackout",
 ]
