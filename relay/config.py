@@ -126,6 +126,13 @@ class Config:
     laptop_calls_window_s: float = 12 * 3600.0
     """The laptop page lists calls starting or ending within this much of now ("today")."""
 
+    kiosk_pin_tries: int = 5
+    """Wrong kiosk PINs in a row before the prisoner's kiosk access locks (staff unlock)."""
+    kiosk_session_s: float = 600.0
+    """How long a prisoner's kiosk sign-in on the laptop page lasts."""
+    kiosk_slots_shown: int = 12
+    """The earliest free slots the kiosk offers at once."""
+
     # --- media health (relay/calls/media_health.py) ---------------------------------------
     media_stall_s: float = 3.0
     """A live call's stream that sends no packets for this long counts as stopped."""

@@ -452,3 +452,82 @@ MAX_STAFF_MESSAGE = 300
 class CallMessage(Request):
     text: Annotated[str, Field(min_length=1, max_length=MAX_STAFF_MESSAGE,
                                description="shown on both sides of the call until dismissed")]
+
+
+# --------------------------------------------------------------------------- the kiosk (laptop page)
+
+Pin = Annotated[str, Field(pattern=r"^[0-9]{4,8}$", description="4 to 8 digits")]
+KioskSessionToken = Annotated[str, Field(min_length=10, max_length=200)]
+
+
+class KioskSignIn(Request):
+    device_key: DeviceKey
+    prisoner_number: PrisonerNumber
+    pin: Annotated[str, Field(min_length=1, max_length=20)]
+
+
+class KioskAsk(Request):
+    device_key: DeviceKey
+    session: KioskSessionToken
+
+
+class KioskSlotsAsk(KioskAsk):
+    minutes: Minutes
+
+
+class KioskCallRequest(KioskAsk):
+    visitor_id: Id
+    starts_at: Epoch
+    minutes: Minutes
+
+
+class KioskPrisoner(Response):
+    number: str
+    name: str
+
+
+class KioskSignedIn(Response):
+    session: str
+    expires_at: Epoch
+    prisoner: KioskPrisoner
+
+
+class KioskContact(Response):
+    visitor_id: Id
+    name: str
+
+
+class KioskBooking(Response):
+    booking_id: Id
+    status: BookingStatus
+    starts_at: Epoch
+    ends_at: Epoch
+    visitors: list[str]
+
+
+class KioskHome(Response):
+    prisoner: KioskPrisoner
+    contacts: list[KioskContact]
+    call_minutes: list[int]
+    requests: list[KioskBooking]
+
+
+class KioskSlot(Response):
+    starts_at: Epoch
+    ends_at: Epoch
+
+
+class KioskSlots(Response):
+    minutes: int
+    slots: list[KioskSlot]
+
+
+class StaffPin(Request):
+    pin: Pin
+
+
+class PinStatus(Response):
+    prisoner_id: Id
+    has_pin: bool
+    locked: bool
+    failures: Annotated[int, Field(ge=0)]

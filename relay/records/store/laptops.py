@@ -1,4 +1,5 @@
-"""Laptop enrolment and device keys: how the laptop page (``/laptop``) signs in.
+"""Laptop enrolment and device keys: how the laptop page (``/laptop``) signs in; and the
+kiosk PINs prisoners use on it to request calls.
 
 Staff enrol a laptop in the console and get a one-time enrolment code that lives a few
 minutes; the laptop page exchanges it once for a long-lived device key, which the browser
@@ -44,6 +45,17 @@ class LaptopCall:
     ends_at: float
     status: str
     visitors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class KioskPin:
+    pin_hash: str
+    failures: int
+    locked_at: float | None
+
+    @property
+    def locked(self) -> bool:
+        return self.locked_at is not None
 
 
 def normalise_code(code: str) -> str:
@@ -170,3 +182,49 @@ class LaptopRecords(RecordsBase):
                 )
             )
         return out
+
+    # --- kiosk PINs (argon2 hashes, made and checked outside the store: slow) -------------
+
+    def set_kiosk_pin(self, prisoner_id: int, pin_hash: str, staff_id: int, now: float) -> None:
+        """A new PIN from staff; it also lifts a lock and forgets earlier failures."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO kiosk_pins (prisoner_id, pin_hash, failures, locked_at, set_by,"
+                " set_at) VALUES (?, ?, 0, NULL, ?, ?) ON CONFLICT (prisoner_id) DO UPDATE SET"
+                " pin_hash = excluded.pin_hash, failures = 0, locked_at = NULL,"
+                " set_by = excluded.set_by, set_at = excluded.set_at",
+                (prisoner_id, pin_hash, staff_id, now),
+            )
+
+    def kiosk_pin(self, prisoner_id: int) -> KioskPin | None:
+        r = self._db.execute(
+            "SELECT pin_hash, failures, locked_at FROM kiosk_pins WHERE prisoner_id = ?",
+            (prisoner_id,),
+        ).fetchone()
+        return None if r is None else KioskPin(r["pin_hash"], r["failures"], r["locked_at"])
+
+    def kiosk_pin_failed(self, prisoner_id: int, now: float, tries: int) -> KioskPin:
+        """Count a wrong PIN; the ``tries``-th in a row locks the prisoner's kiosk access."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE kiosk_pins SET failures = failures + 1, locked_at = CASE WHEN"
+                " locked_at IS NULL AND failures + 1 >= ? THEN ? ELSE locked_at END"
+                " WHERE prisoner_id = ?",
+                (tries, now, prisoner_id),
+            )
+        pin = self.kiosk_pin(prisoner_id)
+        assert pin is not None
+        return pin
+
+    def kiosk_pin_ok(self, prisoner_id: int) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE kiosk_pins SET failures = 0 WHERE prisoner_id = ?", (prisoner_id,))
+
+    def unlock_kiosk_pin(self, prisoner_id: int) -> bool:
+        """Staff lift a lock (the PIN stays); False when there was no PIN."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE kiosk_pins SET failures = 0, locked_at = NULL WHERE prisoner_id = ?",
+                (prisoner_id,),
+            )
+            return cur.rowcount > 0

@@ -209,7 +209,8 @@ INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, 0, '0000000000000000
         (SELECT 0 AS d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3
          UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6) w;
     UPDATE establishments SET notice_hours = 0, booking_window_days = 366;
-    # 6: laptop enrolment codes and device keys (relay/records/store/laptops.py)
+    """,
+    # 6: laptop enrolment codes, device keys and kiosk PINs (relay/records/store/laptops.py)
     """
     CREATE TABLE laptop_enrolments (
         id INTEGER PRIMARY KEY,
@@ -230,5 +231,13 @@ INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, 0, '0000000000000000
         revoked_by INTEGER
     );
     CREATE INDEX laptop_keys_laptop ON laptop_keys(laptop_id);
+    CREATE TABLE kiosk_pins (
+        prisoner_id INTEGER PRIMARY KEY REFERENCES prisoners(id),
+        pin_hash TEXT NOT NULL,
+        failures INTEGER NOT NULL DEFAULT 0,
+        locked_at REAL,
+        set_by INTEGER NOT NULL,
+        set_at REAL NOT NULL
+    );
     """,
 ]

@@ -69,6 +69,35 @@ const TEXT = {
     approval_revoked: "a visitor's approval for this call was withdrawn",
     laptop_revoked: "staff took this laptop out of use",
   },
+  kiosk: {
+    title: "Ask for a call",
+    start: "Request a call",
+    numberLabel: "Your prison number",
+    pinLabel: "Your PIN",
+    signIn: "Sign in",
+    cancel: "Cancel",
+    signingIn: "Checking…",
+    wrong: "That prison number or PIN is not right. Try again.",
+    locked: "Too many wrong PINs. Ask a member of staff to unlock your PIN.",
+    hello: (name) => `Hello ${name}. Choose who to call, how long, and a time.`,
+    contactsTitle: "Who do you want to call?",
+    noContacts: "You have no approved contacts yet. Ask a member of staff.",
+    lengthTitle: "How long?",
+    minutes: (m) => `${m} minutes`,
+    find: "Show free times",
+    pickFirst: "Choose a person and a length first.",
+    noSlots: "There are no free times for that. Try another length, or ask staff.",
+    slot: (day, from, to) => `${day} ${from} – ${to}`,
+    requested: "Your request was sent. Staff will confirm it.",
+    requestsTitle: "Your requests waiting for staff",
+    noRequests: "You have no requests waiting.",
+    request: (who, day, from, to) => `${who}: ${day} ${from} – ${to}`,
+    cancelRequest: "Cancel this request",
+    cancelled: "The request was cancelled.",
+    signOut: "Sign out",
+    signedOut: "You are signed out.",
+    failed: (why) => `That did not work: ${why}`,
+  },
   joinErrors: {
     token_expired: "This call's time is over.",
     token_not_yet_valid: "It is too early: the waiting room is not open yet.",
@@ -107,6 +136,7 @@ const BACK_TO_LIST_S = 20; // after a call ends, the list comes back
   let current = null; // {booking, call, screen}
   const finished = new Set(); // bookings whose call ended on this screen
   let refreshTimer = null;
+  let today_skew = 0; // the page's clock minus the relay's
 
   async function api(path, body) {
     const res = await fetch(`/api/v1${path}`, {
@@ -127,6 +157,7 @@ const BACK_TO_LIST_S = 20; // after a call ends, the list comes back
   function showSetup(message) {
     $("setup").hidden = false;
     $("today").hidden = true;
+    $("kiosk").hidden = true;
     $("room").hidden = true;
     banner(message ? "error" : "waiting", message || TEXT.setupTitle, "setup");
     $("setup-code").focus();
@@ -168,6 +199,8 @@ const BACK_TO_LIST_S = 20; // after a call ends, the list comes back
       list.append(li);
     }
     $("today").hidden = false;
+    $("kiosk").hidden = false;
+    if (!document.body.dataset.kiosk) kioskShow("start");
     if (!next) {
       setText("next", TEXT.noCalls);
       return null;
@@ -195,6 +228,7 @@ const BACK_TO_LIST_S = 20; // after a call ends, the list comes back
     }
     // the page's clock follows the relay's (the laptop's own may be wrong)
     const skew = Date.now() / 1000 - today.now;
+    today_skew = skew;
     const plan = renderToday(today);
     if (!document.body.dataset.state || ["starting", "setup", "offline", "today"].includes(document.body.dataset.state)) {
       banner("info", TEXT.noCallNow, "today");
@@ -212,6 +246,8 @@ const BACK_TO_LIST_S = 20; // after a call ends, the list comes back
 
   async function enterRoom(booking) {
     $("today").hidden = true;
+    $("kiosk").hidden = true;
+    if (kiosk) kioskSignOut();
     $("room").hidden = false;
     document.querySelector("#room .videos").hidden = false;
     for (const id of ["mute", "leave"]) $(id).hidden = false;
@@ -288,6 +324,142 @@ const BACK_TO_LIST_S = 20; // after a call ends, the list comes back
     current.call.leave();
     current.screen.finish();
     current.screen.show("ended", TEXT.left);
+  };
+
+  // --- the kiosk: request a call (prison number + PIN) ----------------------------------
+
+  const K = TEXT.kiosk;
+  for (const [id, text] of [["kiosk-title", K.title], ["kiosk-start", K.start],
+    ["kiosk-number-label", K.numberLabel], ["kiosk-pin-label", K.pinLabel],
+    ["kiosk-sign-in-button", K.signIn], ["kiosk-cancel-sign-in", K.cancel],
+    ["kiosk-contacts-title", K.contactsTitle], ["kiosk-length-title", K.lengthTitle],
+    ["kiosk-find", K.find], ["kiosk-requests-title", K.requestsTitle], ["kiosk-sign-out", K.signOut]]) {
+    setText(id, text);
+  }
+  let kiosk = null; // {session, expiresAt, visitor, minutes}
+  const day = (ts) => new Date(ts * 1000).toLocaleDateString([], { weekday: "long", day: "numeric", month: "long" });
+
+  function kioskShow(part) {
+    $("kiosk-start").parentElement.hidden = part !== "start";
+    $("kiosk-sign-in").hidden = part !== "sign-in";
+    $("kiosk-home").hidden = part !== "home";
+    document.body.dataset.kiosk = part;
+  }
+
+  function kioskSignOut(message) {
+    kiosk = null;
+    $("kiosk-pin").value = "";
+    $("kiosk-number").value = "";
+    kioskShow("start");
+    if (message) banner("info", message, "today");
+  }
+
+  async function kioskCall(path, body) {
+    if (!kiosk || Date.now() / 1000 > kiosk.expiresAt) {
+      kioskSignOut(K.signedOut);
+      throw Object.assign(new Error(K.signedOut), { code: "kiosk_signed_out" });
+    }
+    try {
+      return await api(path, Object.assign({ device_key: deviceKey, session: kiosk.session }, body));
+    } catch (err) {
+      if (err.code === "kiosk_signed_out") kioskSignOut(K.signedOut);
+      throw err;
+    }
+  }
+
+  function choice(group, text, value, onpick) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "big choice";
+    b.textContent = text;
+    b.dataset.value = value;
+    b.setAttribute("aria-pressed", "false");
+    b.onclick = () => {
+      group.querySelectorAll("button").forEach((x) => x.setAttribute("aria-pressed", String(x === b)));
+      onpick(value);
+    };
+    group.append(b);
+    return b;
+  }
+
+  async function kioskHome() {
+    const home = await kioskCall("/kiosk/home", {});
+    setText("kiosk-hello", K.hello(home.prisoner.name));
+    const contacts = $("kiosk-contacts");
+    contacts.replaceChildren();
+    for (const c of home.contacts) choice(contacts, c.name, c.visitor_id, (v) => { kiosk.visitor = v; });
+    if (!home.contacts.length) contacts.textContent = K.noContacts;
+    const lengths = $("kiosk-lengths");
+    lengths.replaceChildren();
+    for (const m of home.call_minutes) choice(lengths, K.minutes(m), m, (v) => { kiosk.minutes = v; });
+    $("kiosk-slots").replaceChildren();
+    const list = $("kiosk-requests");
+    list.replaceChildren();
+    for (const r of home.requests) {
+      const li = document.createElement("li");
+      li.dataset.booking = r.booking_id;
+      li.append(K.request(r.visitors.join(", "), day(r.starts_at), clockTime(r.starts_at), clockTime(r.ends_at)), " ");
+      const cancel = document.createElement("button");
+      cancel.type = "button";
+      cancel.className = "big danger";
+      cancel.textContent = K.cancelRequest;
+      cancel.onclick = async () => {
+        try {
+          await kioskCall(`/kiosk/requests/${r.booking_id}/cancel`, {});
+          banner("info", K.cancelled, "today");
+          await kioskHome();
+        } catch (err) { banner("error", K.failed(err.message), "today"); }
+      };
+      li.append(cancel);
+      list.append(li);
+    }
+    if (!home.requests.length) {
+      const li = document.createElement("li");
+      li.textContent = K.noRequests;
+      list.append(li);
+    }
+    kioskShow("home");
+  }
+
+  $("kiosk-start").onclick = () => {
+    kioskShow("sign-in");
+    $("kiosk-number").focus();
+  };
+  $("kiosk-cancel-sign-in").onclick = () => kioskSignOut();
+  $("kiosk-sign-out").onclick = () => kioskSignOut(K.signedOut);
+  $("kiosk-sign-in").onsubmit = async (e) => {
+    e.preventDefault();
+    banner("waiting", K.signingIn, "today");
+    try {
+      const got = await api("/kiosk/sign-in", {
+        device_key: deviceKey, prisoner_number: $("kiosk-number").value.trim().toUpperCase(), pin: $("kiosk-pin").value,
+      });
+      kiosk = { session: got.session, expiresAt: got.expires_at + today_skew, visitor: null, minutes: null };
+      $("kiosk-pin").value = "";
+      banner("info", TEXT.noCallNow, "today");
+      await kioskHome();
+    } catch (err) {
+      $("kiosk-pin").value = "";
+      banner("error", err.code === "kiosk_locked" ? K.locked : K.wrong, "today");
+    }
+  };
+  $("kiosk-find").onclick = async () => {
+    const slots = $("kiosk-slots");
+    slots.replaceChildren();
+    if (!kiosk || !kiosk.visitor || !kiosk.minutes) return banner("error", K.pickFirst, "today");
+    try {
+      const got = await kioskCall("/kiosk/slots", { minutes: kiosk.minutes });
+      if (!got.slots.length) slots.textContent = K.noSlots;
+      for (const sl of got.slots) {
+        choice(slots, K.slot(day(sl.starts_at), clockTime(sl.starts_at), clockTime(sl.ends_at)), sl.starts_at, async () => {
+          try {
+            await kioskCall("/kiosk/requests", { visitor_id: kiosk.visitor, starts_at: sl.starts_at, minutes: kiosk.minutes });
+            banner("ok", K.requested, "today");
+            await kioskHome();
+          } catch (err) { banner("error", K.failed(err.message), "today"); }
+        });
+      }
+    } catch (err) { banner("error", K.failed(err.message), "today"); }
   };
 
   // --- start -----------------------------------------------------------------------------
