@@ -31,13 +31,30 @@ async def test_kiosk_request_cancel_and_pin_lock(product, tmp_path):
     try:
         async with admin.post(f"{api}/staff/prisoners/{w.prisoner_a}/pin", json={"pin": "12"}) as r:
             assert r.status == 400  # 4 to 8 digits
-        async with admin.post(
-            f"{api}/staff/prisoners/{w.prisoner_a}/pin", json={"pin": "4821"}
-        ) as r:
-            assert r.status == 200 and (await r.json())["has_pin"]
-        async with admin.post(f"{api}/staff/laptops/{w.laptops_a[0][0]}/enrol") as r:
-            code = (await r.json())["code"]
         async with chromium() as browser:
+            # staff (admin) make the laptop's set-up code and the prisoner's PIN in the console
+            console = await browser.new_page()
+            await console.goto(f"{product.url}/console")
+            await console.fill("#username", "admin_a")
+            await console.fill("#password", PASSWORD)
+            await console.click("#login-button")
+            await console.click("#laptops-load")
+            laptop_row = f"#laptops tr[data-laptop='{w.laptops_a[0][0]}']"
+            await console.click(f"{laptop_row} button:has-text('Make set-up code')")
+            await console.wait_for_function(
+                "/Set-up code/.test(document.getElementById('laptops-status').textContent)"
+            )
+            status = await console.text_content("#laptops-status")
+            code = status.split("Set-up code ")[1].split(":")[0]
+            await console.select_option("#pin-prisoner", str(w.prisoner_a))
+            await console.fill("#pin-value", "4821")
+            await console.click("#pin-form button[type=submit]")
+            await console.wait_for_function(
+                "/New kiosk PIN set/.test(document.getElementById('laptops-status').textContent)"
+            )
+            await console.screenshot(path=str(shots / "console-laptops.png"))
+            assert w.store.kiosk_pin(w.prisoner_a) is not None
+
             page = await browser.new_page()
             await page.goto(f"{product.url}/laptop?enrol={code}")
             await page.wait_for_selector("#kiosk-start", state="visible")
@@ -57,11 +74,7 @@ async def test_kiosk_request_cancel_and_pin_lock(product, tmp_path):
             await page.screenshot(path=str(shots / "laptop-kiosk-requested.png"), full_page=True)
 
             # the request waits in the staff console for approval
-            console = await browser.new_page()
-            await console.goto(f"{product.url}/console")
-            await console.fill("#username", "officer_a")
-            await console.fill("#password", PASSWORD)
-            await console.click("#login-button")
+            await console.bring_to_front()
             row = f"#bookings tr[data-booking='{bid}'][data-status='requested']"
             await console.wait_for_selector(row)
             assert "requested by prisoner" in await console.text_content(row)
@@ -73,8 +86,9 @@ async def test_kiosk_request_cancel_and_pin_lock(product, tmp_path):
                 f"#kiosk-requests li[data-booking='{bid}']", state="detached"
             )
             assert w.store.booking(bid).status == "cancelled"
-            await console.wait_for_selector(row, state="detached", timeout=15000)
-            await console.close()
+            await console.bring_to_front()  # a background tab's timers are throttled
+            await console.wait_for_selector(row, state="detached", timeout=35000)
+            await page.bring_to_front()
             await page.click("#kiosk-sign-out")
 
             # five wrong PINs lock kiosk access; the right one is refused from then on
@@ -97,8 +111,14 @@ async def test_kiosk_request_cancel_and_pin_lock(product, tmp_path):
             assert all("4821" not in r[2] and "0003" not in r[2] for r in rows)
 
             # staff unlock it; the right PIN works again
-            async with admin.post(f"{api}/staff/prisoners/{w.prisoner_a}/pin/unlock") as r:
-                assert r.status == 200 and not (await r.json())["locked"]
+            assert w.store.kiosk_pin(w.prisoner_a).locked
+            await console.bring_to_front()
+            await console.click("#pin-unlock")
+            await console.wait_for_function(
+                "/unlocked/.test(document.getElementById('laptops-status').textContent)"
+            )
+            assert not w.store.kiosk_pin(w.prisoner_a).locked
+            await page.bring_to_front()
             await sign_in(page, "A1234BC", "4821")
             await page.wait_for_function("document.body.dataset.kiosk === 'home'")
     finally:
