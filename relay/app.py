@@ -30,7 +30,16 @@ from relay.config import Config
 from relay.records import recordings
 from relay.records.audit import AuditLog
 from relay.records.store import AdmissionRefused, Store
-from relay.web import api, call_control, call_messages, health, kiosk_api, laptop_api, pages
+from relay.web import (
+    api,
+    call_control,
+    call_messages,
+    health,
+    join_preview,
+    kiosk_api,
+    laptop_api,
+    pages,
+)
 from relay.web.api import authorize_staff, setup_api
 from relay.web.signalling import Admit, websocket_handler
 from vision.model import cached_model_path
@@ -119,7 +128,7 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     # the web: signalling, API, pages, health and metrics
     app.router.add_get("/ws", websocket_handler)
     setup_api(app, {**api.HANDLERS, **call_control.HANDLERS, **laptop_api.HANDLERS,
-                    **call_messages.HANDLERS, **kiosk_api.HANDLERS})
+                    **call_messages.HANDLERS, **kiosk_api.HANDLERS, **join_preview.HANDLERS})
     pages.add_routes(app)
     health.add_routes(app, with_metrics=not config.metrics_host)
     app.on_startup.append(_start_background)

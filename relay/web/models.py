@@ -531,3 +531,19 @@ class PinStatus(Response):
     has_pin: bool
     locked: bool
     failures: Annotated[int, Field(ge=0)]
+
+
+# --------------------------------------------------------------------------- the family call page
+
+class JoinPreviewAsk(Request):
+    token: Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class JoinPreview(Response):
+    booking_id: Id
+    call_type: CallType
+    with_name: str = Field(description="who the call is with (the prisoner)")
+    starts_at: Epoch
+    ends_at: Epoch
+    opens_at: Epoch = Field(description="when the waiting room opens (the token's not-before)")
+    now: Epoch

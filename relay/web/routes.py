@@ -185,6 +185,11 @@ OPERATIONS: tuple[Op, ...] = (
        _S, m.PinStatus, body=m.StaffPin, staff_role="admin"),
     Op("staff_unlock_pin", "POST", "/staff/prisoners/{prisoner_id}/pin/unlock",
        "Lift a prisoner's kiosk lock after repeated wrong PINs; audited.", _S, m.PinStatus),
+    Op("join_preview", "POST", "/join/preview",
+       "What the family call page shows before joining: who the call is with and when, and "
+       "when its waiting room opens. The join token is the credential (signature checked, "
+       "not its window); refusals count like any bad token (relay/web/join_preview.py).",
+       (), m.JoinPreview, body=m.JoinPreviewAsk),
     Op("staff_call_message", "POST", "/staff/calls/{booking_id}/message",
        "Send a short message into a live call: both sides show it until dismissed; audited "
        "with the call (relay/web/call_messages.py).",

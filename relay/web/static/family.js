@@ -3,6 +3,9 @@
 
 // Every word this page shows, in one place (a Welsh/English catalogue will replace it).
 const TEXT = {
+  title: (who) => `Video call with ${who}`,
+  when: (day, from, to) => `${day}, ${from} – ${to}`,
+  tooEarly: (starts, opens) => `It is too early: the call starts at ${starts}. This page opens the waiting room by itself at ${opens}, so keep it open. Your camera stays off until then.`,
   states: {
     scheduled: "Waiting for the call to open…",
     waiting: "Waiting for the other side to join…",
@@ -106,8 +109,39 @@ const TEXT = {
     call.opts.localStream.getVideoTracks().forEach((t) => (t.enabled = !off));
   };
 
+  // Who the call is with and when; too early, say when it opens and wait (camera off).
+  async function preview() {
+    let res;
+    try {
+      res = await fetch("/api/v1/join/preview", {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ token }),
+      });
+    } catch (err) {
+      return true; // the relay is not reachable: joining says so (and retries)
+    }
+    const data = await res.json().catch(() => ({}));
+    if (!res.ok) {
+      const code = (data.error || {}).code;
+      screen.show("error", TEXT.couldNotJoin(TEXT.joinErrors[code] || (data.error || {}).message || res.statusText));
+      document.body.dataset.error = code || "preview";
+      return false;
+    }
+    const day = new Date(data.starts_at * 1000).toLocaleDateString([], { weekday: "long", day: "numeric", month: "long" });
+    $("title").textContent = TEXT.title(data.with_name);
+    document.title = TEXT.title(data.with_name);
+    $("when").textContent = TEXT.when(day, clockTime(data.starts_at), clockTime(data.ends_at));
+    const skew = Date.now() / 1000 - data.now; // the page's clock minus the relay's
+    const wait = data.opens_at - (Date.now() / 1000 - skew);
+    if (wait > 0) {
+      screen.show("waiting", TEXT.tooEarly(clockTime(data.starts_at), clockTime(data.opens_at)), "early");
+      await new Promise((resolve) => setTimeout(resolve, wait * 1000 + 500));
+    }
+    return true;
+  }
+
   async function start() {
     if (!token) return screen.show("error", TEXT.needLink);
+    if (!(await preview())) return;
     try {
       const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 480 } });
       call.opts.localStream = stream;
