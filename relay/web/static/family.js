@@ -133,13 +133,19 @@ const TEXT = {
     const skew = Date.now() / 1000 - data.now; // the page's clock minus the relay's
     const wait = data.opens_at - (Date.now() / 1000 - skew);
     if (wait > 0) {
+      // no camera, no controls that would do nothing: only what is coming, and when
       screen.show("waiting", TEXT.tooEarly(clockTime(data.starts_at), clockTime(data.opens_at)), "early");
+      document.querySelector(".videos").hidden = true;
+      for (const id of ["mute", "camera", "leave"]) $(id).hidden = true;
       await new Promise((resolve) => setTimeout(resolve, wait * 1000 + 500));
+      document.querySelector(".videos").hidden = false;
+      for (const id of ["mute", "camera", "leave"]) $(id).hidden = false;
     }
     return true;
   }
 
   async function start() {
+    screen.showRemote(false, TEXT.remoteHiddenWaiting);
     if (!token) return screen.show("error", TEXT.needLink);
     if (!(await preview())) return;
     try {
