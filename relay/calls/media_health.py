@@ -30,7 +30,8 @@ STALLED = Gauge(
     ["role", "kind"],
 )
 STALLS = Counter(
-    "relay_media_stalls_total", "Party streams that stopped arriving during a live call",
+    "relay_media_stalls_total",
+    "Party streams that stopped arriving during a live call",
     ["role", "kind"],
 )
 
@@ -46,8 +47,9 @@ class _Seen:
 class MediaHealth:
     """One sampler for every call of the process (started and stopped with the app)."""
 
-    def __init__(self, registry: CallRegistry, config: Config,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, registry: CallRegistry, config: Config, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.registry = registry
         self.stall_s = config.media_stall_s
         self.tick_s = config.media_health_tick_s
@@ -113,16 +115,26 @@ class MediaHealth:
     def _stalled(self, live, role: str, kind: str, producer) -> None:
         STALLED.labels(role, kind).inc()
         STALLS.labels(role, kind).inc()
-        log.info("call %s: %s %s stopped arriving", live.call.id, role, kind,
-                 extra={"call_id": live.call.id})
+        log.info(
+            "call %s: %s %s stopped arriving",
+            live.call.id,
+            role,
+            kind,
+            extra={"call_id": live.call.id},
+        )
         live.policy.stream_stalled(role, kind)
         if kind == "video":
             producer.request_keyframe("stalled")
 
     def _recovered(self, live, role: str, kind: str, producer) -> None:
         STALLED.labels(role, kind).dec()
-        log.info("call %s: %s %s arriving again", live.call.id, role, kind,
-                 extra={"call_id": live.call.id})
+        log.info(
+            "call %s: %s %s arriving again",
+            live.call.id,
+            role,
+            kind,
+            extra={"call_id": live.call.id},
+        )
         live.policy.stream_recovered(role, kind)
         if kind == "video":
             producer.request_keyframe("recovered")

@@ -110,6 +110,7 @@ const TEXT = {
   };
 
   // Who the call is with and when; too early, say when it opens and wait (camera off).
+  // Resolves when it is time to join.
   async function preview() {
     let res;
     try {
@@ -120,12 +121,8 @@ const TEXT = {
       return true; // the relay is not reachable: joining says so (and retries)
     }
     const data = await res.json().catch(() => ({}));
-    if (!res.ok) {
-      const code = (data.error || {}).code;
-      screen.show("error", TEXT.couldNotJoin(TEXT.joinErrors[code] || (data.error || {}).message || res.statusText));
-      document.body.dataset.error = code || "preview";
-      return false;
-    }
+    // refused: joining gets the relay's own answer (the one that counts) and shows it
+    if (!res.ok) return true;
     const day = new Date(data.starts_at * 1000).toLocaleDateString([], { weekday: "long", day: "numeric", month: "long" });
     $("title").textContent = TEXT.title(data.with_name);
     document.title = TEXT.title(data.with_name);
@@ -147,7 +144,7 @@ const TEXT = {
   async function start() {
     screen.showRemote(false, TEXT.remoteHiddenWaiting);
     if (!token) return screen.show("error", TEXT.needLink);
-    if (!(await preview())) return;
+    await preview();
     try {
       const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 480 } });
       call.opts.localStream = stream;

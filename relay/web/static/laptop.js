@@ -13,6 +13,7 @@ const TEXT = {
   setupLabel: "Set-up code",
   setupButton: "Set up this laptop",
   setupWorking: "Setting up…",
+  notReady: "This laptop is not ready for video calls yet.",
   setupBad: "That set-up code did not work. Staff can make a new one in the staff console.",
   revoked: "This laptop has been taken out of use by staff. Ask a member of staff.",
   offline: "Cannot reach the video call service. Trying again…",
@@ -159,7 +160,7 @@ const BACK_TO_LIST_S = 20; // after a call ends, the list comes back
     $("today").hidden = true;
     $("kiosk").hidden = true;
     $("room").hidden = true;
-    banner(message ? "error" : "waiting", message || TEXT.setupTitle, "setup");
+    banner(message ? "error" : "waiting", message || TEXT.notReady, "setup");
     $("setup-code").focus();
   }
 
