@@ -12,9 +12,10 @@ from relay.records.store import Store
 from relay.records.store.visiting import VisitingHours, every_day
 
 NOW = dt.datetime(2026, 12, 10, 8, 0, tzinfo=dt.UTC).timestamp()
-OPEN_ALL_HOURS = VisitingHours(sessions=every_day(), notice_hours=0, booking_window_days=366)
-"""The world's timetable: calls at any hour, no notice, a year ahead, so booking tests test
-the rule they are about (tests/test_availability.py tests the hours themselves)."""
+OPEN_ALL_HOURS = VisitingHours(sessions=every_day(), notice_hours=0, booking_window_days=62)
+"""The world's timetable: calls at any hour, no notice, two months ahead, so booking tests test
+the rule they are about (tests/test_availability.py tests the hours themselves). Two months
+ahead: far enough for the next-month allowance cases."""
 HOUR = 3600.0
 DAY = 86400.0
 PASSWORD = "correct horse battery staple"

@@ -100,6 +100,13 @@ SESSION_CASES = [
         ["01-11 09:00+0000", "01-11 09:30+0000", "01-11 14:00+0000", "01-11 14:30+0000"],
     ),
     ("no sessions, no slots", {"sessions": ()}, 30, SUNDAY_NOON, []),
+    (
+        "a slot starting now is not offered",
+        {"booking_window_days": 1},
+        30,
+        at(2027, 1, 11, 9),
+        MON_11[1:],
+    ),
 ]
 
 
@@ -341,6 +348,9 @@ def test_approval_does_not_recheck_notice(prison):
 def test_hours_are_validated(prison):
     bad = [
         {"timezone": "Mars/Olympus"},
+        {"timezone": "Europe"},
+        {"timezone": "../../etc/passwd"},
+        {"timezone": "posixrules"},
         {"sessions": (Session(MON, "11:00", "09:00"),)},
         {"sessions": (Session(MON, "09:00", "11:00"), Session(MON, "10:00", "12:00"))},
         {"sessions": (Session(MON, "9:00", "11:00"),)},

@@ -70,7 +70,7 @@ def free_slots(store: Store, *, prisoner_id: int, minutes: int, now: float) -> l
     if not prisoner["video_call_eligible"]:
         return []
     hours = store.visiting_hours(est)
-    earliest = max(now, now + hours.notice_hours * 3600)
+    earliest = now + hours.notice_hours * 3600
     latest = now + hours.booking_window_days * 86400  # the last start allowed
     length = minutes * 60
     step = min(policy.allowed_call_minutes) * 60
@@ -111,7 +111,7 @@ def free_slots(store: Store, *, prisoner_id: int, minutes: int, now: float) -> l
         t = w.starts_at
         while t < w.ends_at:
             span = _span(windows, i, t, t + length)
-            if earliest <= t <= latest and t not in found and span is not None:
+            if now < t and earliest <= t <= latest and t not in found and span is not None:
                 slot = _slot(t, t + length, _rooms(span), laptops, taken, busy)
                 if slot is not None and month_left(t) >= minutes:
                     found[t] = slot

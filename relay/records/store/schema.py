@@ -210,7 +210,26 @@ INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, 0, '0000000000000000
          UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6) w;
     UPDATE establishments SET notice_hours = 0, booking_window_days = 366;
     """,
-    # 6: laptop enrolment codes, device keys and kiosk PINs (relay/records/store/laptops.py)
+    # 6: face enrolments (relay/identity/enrolment.py): the descriptor and its photo live in
+    # one sealed file (encrypted with the recording key); this row says where and until when
+    """
+    CREATE TABLE face_enrolments (
+        id               INTEGER PRIMARY KEY,
+        subject_kind     TEXT NOT NULL CHECK (subject_kind IN ('visitor', 'prisoner')),
+        subject_id       INTEGER NOT NULL,
+        establishment_id INTEGER,
+        path             TEXT NOT NULL UNIQUE,
+        enrolled_at      REAL NOT NULL,
+        enrolled_by      TEXT NOT NULL,
+        retention_until  REAL NOT NULL,
+        face_px          INTEGER NOT NULL,
+        sharpness        REAL NOT NULL,
+        brightness       REAL NOT NULL,
+        UNIQUE (subject_kind, subject_id)
+    );
+    CREATE INDEX face_enrolments_expiry ON face_enrolments (retention_until);
+    """,
+    # 7: laptop enrolment codes, device keys and kiosk PINs (relay/records/store/laptops.py)
     """
     CREATE TABLE laptop_enrolments (
         id INTEGER PRIMARY KEY,

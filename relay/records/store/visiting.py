@@ -12,10 +12,11 @@ or drops a slot.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from relay.records.store.base import RecordsBase
 from relay.records.store.values import StoreError
@@ -35,8 +36,14 @@ def minutes_of(hhmm: str) -> int:
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise StoreError("bad_timezone", f"{name!r} is not a known time zone") from None
+
+
+@functools.cache
+def known_zones() -> frozenset[str]:
+    """The IANA names this machine's time-zone database holds (read once)."""
+    return frozenset(available_timezones())
 
 
 @dataclass(frozen=True)
@@ -142,7 +149,9 @@ def every_day(starts: str = "00:00", ends: str = "24:00", rooms: int = 0) -> tup
 
 def validate(hours: VisitingHours) -> None:
     """Refuse a timetable that cannot be right (StoreError ``bad_visiting_hours``)."""
-    hours.tz  # noqa: B018 (raises bad_timezone)
+    if hours.timezone not in known_zones():
+        raise StoreError("bad_timezone", f"{hours.timezone!r} is not a known time zone")
+    hours.tz  # noqa: B018 (raises bad_timezone if the database cannot load it)
     if not 1 <= hours.booking_window_days <= 366:
         raise StoreError("bad_visiting_hours", "bookings open between 1 and 366 days ahead")
     if not 0 <= hours.notice_hours <= 24 * 14:
