@@ -4,6 +4,9 @@ Joins a booked call's prison leg with the laptop's credentials (exchanged for a 
 join token scoped to that booking), sends the laptop camera (a v4l2 device) or a media file,
 and records what it receives, as received (no re-encoding), and reports what arrived. It rejoins by itself after
 a network drop while the call lasts.
+
+It is for unattended use (headless rooms, v4l2 cameras, load): it shows nothing and plays no
+sound. A prisoner uses the laptop page (``/laptop``, docs/laptop.md) in Chromium instead.
 """
 
 from __future__ import annotations
@@ -11,19 +14,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fractions
 import logging
 import signal
 import sys
+import time
 
 import aiohttp
+from aiortc import MediaStreamTrack
 from aiortc.contrib.media import MediaPlayer
+from av.frame import Frame
 
 from protocol.aiortc_glue import bind_media_addresses
 from protocol.client import CallClient, JoinError
 from protocol.recordfile import EncodedFileWriter
 
+EXIT_REFUSED = 2
+"""Bad credentials, a refused join or an unreachable relay: one line on stderr, no traceback."""
 
-async def fetch_token(relay: str, laptop_id: str, secret: str, booking: int) -> str:
+
+async def fetch_token(relay: str, laptop_id: int, secret: str, booking: int) -> str:
     """Exchange the laptop's credentials for the prison join token of one booking."""
     async with aiohttp.ClientSession() as session:
         async with session.post(
@@ -37,26 +47,94 @@ async def fetch_token(relay: str, laptop_id: str, secret: str, booking: int) -> 
             return body["token"]
 
 
-def open_source(args: argparse.Namespace) -> MediaPlayer | None:
+class ContinuousVideo(MediaStreamTrack):
+    """A player's video with timestamps that keep rising across a ``--loop`` restart.
+
+    aiortc's MediaPlayer starts the video's pts at 0 again at the loop point and stops
+    pacing it; the sender's RTP timestamps then jump back and the far side drops every
+    frame. This track shifts each lap past the last one and paces frames to the clock."""
+
+    kind = "video"
+
+    def __init__(self, source: MediaStreamTrack) -> None:
+        super().__init__()
+        self._source = source
+        self._offset = 0
+        self._last_in: int | None = None
+        self._last_out = 0
+        self._step = 0
+        self._started: float | None = None
+
+    async def recv(self) -> Frame:
+        frame = await self._source.recv()
+        pts = int(frame.pts or 0)
+        if self._last_in is not None:
+            if pts <= self._last_in:  # a new lap
+                self._offset = self._last_out + max(self._step, 1) - pts
+            else:
+                self._step = pts - self._last_in
+        self._last_in = pts
+        frame.pts = pts + self._offset
+        self._last_out = frame.pts
+        base = frame.time_base or fractions.Fraction(1, 90000)
+        due = float(frame.pts * base)
+        if self._started is None:
+            self._started = time.monotonic() - due
+        wait = self._started + due - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return frame
+
+    def stop(self) -> None:
+        super().stop()
+        self._source.stop()
+
+
+def open_source(args: argparse.Namespace) -> tuple[MediaStreamTrack | None, MediaStreamTrack | None]:
+    """(video, audio) from the camera or the file; the player stays open across rejoins."""
     if args.camera:
         options = {"video_size": args.video_size, "framerate": str(args.fps)}
-        return MediaPlayer(args.camera, format="v4l2", options=options)
+        player = MediaPlayer(args.camera, format="v4l2", options=options)
+        return player.video, player.audio
     if args.file:
-        return MediaPlayer(args.file, loop=args.loop)
-    return None
+        player = MediaPlayer(args.file, loop=args.loop)
+        video = player.video
+        if video is not None and args.loop:
+            video = ContinuousVideo(video)
+        return video, player.audio
+    return None, None
+
+
+def report(frames: dict[str, int]) -> str:
+    """What arrived from the family side, per stream, saying so plainly when nothing did."""
+    got = {name: n for name, n in sorted(frames.items()) if n}
+    if not got:
+        return "received: nothing from the family side"
+    parts = [f"{name} {n} {'frames' if name.startswith('video') else 'packets'}"
+             for name, n in got.items()]
+    return "received: " + ", ".join(parts)
 
 
 async def run(args: argparse.Namespace) -> int:
     if args.media_address:
         bind_media_addresses(args.media_address)
-    token = args.token or await fetch_token(args.relay, args.laptop_id, args.laptop_secret, args.booking)
-    player = open_source(args)  # kept open across rejoins: the client lends its tracks
+    try:
+        token = args.token or await fetch_token(
+            args.relay, args.laptop_id, args.laptop_secret, args.booking
+        )
+    except JoinError as exc:
+        print(f"could not get a join token: {exc.code}: {exc.message}", file=sys.stderr)
+        return EXIT_REFUSED
+    except (aiohttp.ClientError, OSError, ValueError) as exc:
+        print(f"could not reach the relay at {args.relay}: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    video, audio = open_source(args)  # kept open across rejoins: the client lends its tracks
     writer = EncodedFileWriter(args.record) if args.record else None
     client = CallClient(
         args.relay,
         token,
-        video=player.video if player else None,
-        audio=player.audio if player else None,
+        video=video,
+        audio=audio,
         receive="encoded",
         turn=args.turn,
         on_message=lambda msg: print_message(msg),
@@ -77,12 +155,15 @@ async def run(args: argparse.Namespace) -> int:
             w.cancel()
     except JoinError as exc:
         print(f"could not join: {exc.code}: {exc.message}", file=sys.stderr)
-        return 2
+        return EXIT_REFUSED
+    except (aiohttp.ClientError, OSError) as exc:
+        print(f"could not reach the relay at {args.relay}: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
     finally:
         await client.close()
         if writer is not None:
             writer.close()
-    print(f"received: {dict(client.frames)}")
+    print(report(dict(client.frames)), flush=True)
     return 0
 
 
@@ -100,7 +181,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m protocol.prison", description=__doc__.splitlines()[0])
     p.add_argument("--relay", required=True, help="relay base URL, e.g. https://relay.example:8443")
     cred = p.add_argument_group("credentials (or --token)")
-    cred.add_argument("--laptop-id")
+    cred.add_argument("--laptop-id", type=int)
     cred.add_argument("--laptop-secret")
     cred.add_argument("--booking", type=int)
     cred.add_argument("--token", help="a prison join token, instead of laptop credentials")
@@ -116,7 +197,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, help="leave after this many seconds")
     p.add_argument("--media-address", action="append", help="local address(es) for media")
     args = p.parse_args(argv)
-    if not args.token and not (args.laptop_id and args.laptop_secret and args.booking):
+    if not args.token and not (
+        args.laptop_id is not None and args.laptop_secret and args.booking is not None
+    ):
         p.error("give --token, or --laptop-id, --laptop-secret and --booking")
     return args
 

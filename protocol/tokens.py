@@ -111,6 +111,17 @@ def issue(secret: bytes, claims: JoinClaims) -> str:
 
 def verify(secret: bytes, token: str, now: float) -> JoinClaims:
     """Check format, signature, then validity window; return the claims or raise TokenError."""
+    claims = read(secret, token)
+    if now < claims.nbf:
+        raise TokenError("token_not_yet_valid", "the call's waiting room is not open yet")
+    if now >= claims.exp:
+        raise TokenError("token_expired", "the call's slot has ended")
+    return claims
+
+
+def read(secret: bytes, token: str) -> JoinClaims:
+    """Check format and signature only (not the window): what a page may show about its
+    call before the waiting room opens. Raises TokenError."""
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
         raise TokenError("token_malformed", "no token or token too long")
     parts = token.split(".")
@@ -140,10 +151,6 @@ def verify(secret: bytes, token: str, now: float) -> JoinClaims:
     except (ValueError, KeyError, TypeError, AttributeError):
         raise TokenError("token_malformed", "token claims unreadable") from None
     check_claims(claims)
-    if now < claims.nbf:
-        raise TokenError("token_not_yet_valid", "the call's waiting room is not open yet")
-    if now >= claims.exp:
-        raise TokenError("token_expired", "the call's slot has ended")
     return claims
 
 

@@ -23,6 +23,7 @@ from protocol import messages as m
 from relay import auth, keys, logs, metrics, private, turn
 from relay.calls.call import AdmissionLike
 from relay.calls.lifecycle import CallLifecycle
+from relay.calls.media_health import MediaHealth
 from relay.calls.registry import CallRegistry
 from relay.calls.runtime import CallRuntime
 from relay.calls.vision_link import VisionLink
@@ -35,8 +36,12 @@ from relay.records.store import AdmissionRefused, Store
 from relay.web import (
     api,
     call_control,
+    call_messages,
     family_accounts,
     health,
+    join_preview,
+    kiosk_api,
+    laptop_api,
     origins,
     pages,
     staff_admin_api,
@@ -137,6 +142,8 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     link_monitor = LinkMonitor(registry, config)
     app[keys.LINK_MONITOR] = link_monitor
     _with_app(app, link_monitor.start, link_monitor.stop)
+    media_health = MediaHealth(registry, config)  # stalled streams: pages, console, metrics
+    _with_app(app, media_health.start, media_health.stop)
 
     # the web: signalling, API, pages, health and metrics
     app.router.add_get("/ws", websocket_handler)
@@ -145,7 +152,8 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     _with_app(app, notifier.start, notifier.stop)
     setup_api(app, {**api.HANDLERS, **call_control.HANDLERS, **visiting_api.HANDLERS,
                     **staff_admin_api.HANDLERS, **family_accounts.HANDLERS,
-                    **vetting_api.HANDLERS})
+                    **vetting_api.HANDLERS, **laptop_api.HANDLERS,
+                    **call_messages.HANDLERS, **kiosk_api.HANDLERS, **join_preview.HANDLERS})
     pages.add_routes(app)
     pages.add_family_routes(app)
     app.on_response_prepare.append(pages.html_security_headers)  # every HTML response

@@ -219,6 +219,24 @@ class Config:
     notify_timeout_s: float = 20.0
     reminder_before_s: float = 24 * 3600.0
     """The reminder email goes this long before an approved call."""
+    # --- the laptop page -------------------------------------------------------------------
+    laptop_enrol_code_s: float = 900.0
+    """How long a laptop enrolment code from the console can be redeemed (once)."""
+    laptop_calls_window_s: float = 12 * 3600.0
+    """The laptop page lists calls starting or ending within this much of now ("today")."""
+
+    kiosk_pin_tries: int = 5
+    """Wrong kiosk PINs in a row before the prisoner's kiosk access locks (staff unlock)."""
+    kiosk_session_s: float = 600.0
+    """How long a prisoner's kiosk sign-in on the laptop page lasts."""
+    kiosk_slots_shown: int = 12
+    """The earliest free slots the kiosk offers at once."""
+
+    # --- media health (relay/calls/media_health.py) ---------------------------------------
+    media_stall_s: float = 3.0
+    """A live call's stream that sends no packets for this long counts as stopped."""
+    media_health_tick_s: float = 0.5
+    """How often every party stream's packet counter is looked at."""
 
     @property
     def vision(self) -> VisionSettings:

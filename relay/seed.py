@@ -12,6 +12,9 @@ the start-up banner, once.
 from __future__ import annotations
 
 import secrets
+import shlex
+import sys
+from pathlib import Path
 from typing import Any
 
 from protocol import tokens
@@ -58,6 +61,7 @@ def seed_demo(store: Store, config: Config, now: float) -> dict[str, Any]:
         staff = store.staff_by_username(DEMO_STAFF)
         assert staff is not None and staff.establishment_id == est
         store.set_staff_password(staff.id, password)
+        staff_id = staff.id
         visitor_ids = [
             c.visitor_id for c in store.contacts(est, prisoner_id) if c.status == "approved"
         ][:2]
@@ -78,6 +82,8 @@ def seed_demo(store: Store, config: Config, now: float) -> dict[str, Any]:
         booking = store.booking(bid)
     assert booking is not None
 
+    # the laptop page's one-time set-up code (as staff would get it from the console)
+    enrolment = store.start_enrolment(laptop_id, staff_id, now, config.laptop_enrol_code_s)
     secret = load_secret(config)
     base = config.base_url
     family_urls = []
@@ -98,10 +104,9 @@ def seed_demo(store: Store, config: Config, now: float) -> dict[str, Any]:
         "family_urls": family_urls,
         "laptop_id": laptop_id,
         "laptop_secret": laptop_secret,
-        "prison_command": (
-            f"python -m protocol.prison --relay {base} --laptop-id {laptop_id}"
-            f" --laptop-secret {laptop_secret} --booking {booking.id}"
-        ),
+        "prison_command": prison_command(config, laptop_id, laptop_secret, booking.id),
+        "laptop_url": f"{base}/laptop?enrol={enrolment.code}",
+        "laptop_code_minutes": round(config.laptop_enrol_code_s / 60),
         "console_url": f"{base}/console",
         "staff_username": DEMO_STAFF,
         "staff_password": password,
@@ -130,6 +135,8 @@ def format_banner(info: dict[str, Any]) -> str:
         [
             f"Demo call (booking {info['booking_id']}) is open now for {DEMO_MINUTES} minutes.",
             f"  family:  {info['family_url']}",
+            f"  laptop:  {info['laptop_url']}  (one-time set-up code, valid"
+            f" {info['laptop_code_minutes']} minutes)",
             f"  prison:  {info['prison_command']}",
             f"  staff:   {info['console_url']}  user {info['staff_username']}"
             f"  password {info['staff_password']}",
@@ -164,3 +171,28 @@ def format_family_banner(family: dict[str, str], outbox: str) -> str:
         lines.insert(0, f"  app:     {family['app_url']}  email {family['family_email']}"
                         f"  password {family['family_password']}")
     return "\n".join(lines)
+
+
+LOOPBACK = ("127.0.0.1", "::1")
+
+
+def project_python() -> str:
+    """The interpreter running the relay, relative when it is the project's own (.venv)."""
+    exe = Path(sys.executable)
+    root = Path(__file__).resolve().parents[1]
+    if exe.is_absolute() and exe.is_relative_to(root):
+        return str(exe.relative_to(root))
+    return str(exe)
+
+
+def prison_command(config: Config, laptop_id: int, laptop_secret: str, booking_id: int) -> str:
+    """The command that joins the demo call from the Python client, as it must be typed: the
+    project's Python, and ``--media-address`` for a loopback relay (aioice leaves loopback
+    out of its candidates unless told)."""
+    parts = [project_python(), "-m", "protocol.prison", "--relay", config.base_url,
+             "--laptop-id", str(laptop_id), "--laptop-secret", laptop_secret,
+             "--booking", str(booking_id)]
+    for address in config.media_addresses:
+        if address in LOOPBACK:
+            parts += ["--media-address", address]
+    return shlex.join(parts)

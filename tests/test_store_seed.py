@@ -16,7 +16,8 @@ def test_seed_demo_is_joinable_and_idempotent(tmp_path):
     info = seed_demo(store, cfg, NOW)
     assert info["seeded"] and info["created"]
     assert info["console_url"] == "http://127.0.0.1:8099/console"
-    assert info["prison_command"].startswith("python -m protocol.prison --relay http://127.0.0.1:8099")
+    assert info["prison_command"].startswith(
+        ".venv/bin/python -m protocol.prison --relay http://127.0.0.1:8099")
     token = parse_qs(urlparse(info["family_url"]).query)["token"][0]
     claims = tokens.verify(load_secret(cfg), token, NOW + 1)
     adm = store.admit(claims, NOW + 1)
@@ -24,6 +25,10 @@ def test_seed_demo_is_joinable_and_idempotent(tmp_path):
     assert store.check_laptop(info["laptop_id"], info["laptop_secret"]) is not None
     assert store.check_staff_password("staff", info["staff_password"]) is not None
     assert info["staff_password"] in format_banner(info)
+    assert "/laptop?enrol=" in format_banner(info)
+    code = info["laptop_url"].split("enrol=")[1]
+    laptop, _key = store.redeem_enrolment(code, NOW + 5)
+    assert laptop.id == info["laptop_id"]
 
     # again while the call is on: same booking, fresh demo credentials
     again = seed_demo(store, cfg, NOW + 60)

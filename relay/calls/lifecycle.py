@@ -98,6 +98,26 @@ class CallLifecycle:
         self.registry.forget(booking_id)
         return booking
 
+    async def laptop_revoked(self, laptop_id: int) -> list[int]:
+        """A laptop's device keys were revoked: the call on it ends at once (reason
+        ``laptop_revoked``) if its prison leg is connected from that laptop or the call has
+        gone live (a dropped laptop must not rejoin with the token it holds). Returns the
+        bookings ended."""
+        participant = f"laptop:{laptop_id}"
+        ended = []
+        for bid, live in list(self.registry.calls.items()):
+            if live.policy.state == "ended":
+                continue
+            prison = live.call.legs.get("prison")
+            booking = self.store.booking(bid)
+            on_laptop = booking is not None and booking.laptop_id == laptop_id
+            if (prison is not None and prison.participant == participant) or (
+                on_laptop and live.policy.went_live
+            ):
+                await self._end(live, "laptop_revoked")
+                ended.append(bid)
+        return ended
+
     async def staff_end(self, live: LiveCall, staff: str) -> None:
         live.policy.staff_end(staff)
         await self.registry.finish(live)

@@ -47,8 +47,14 @@ END_TEXT = {
     "booking_cancelled": "the booking was cancelled",
     "approval_revoked": "a visitor's approval for this call was withdrawn",
     "booking_rescheduled": "the booking was moved to another time",
+    "laptop_revoked": "staff withdrew the prison laptop from use",
 }
 RESTART_TEXT = "the relay is restarting; you will be reconnected in a moment"
+STREAM_TEXT = {
+    "video": "their video has stopped",
+    "audio": "their sound has stopped",
+}
+"""What the far side is told when a stream stops arriving (relay/calls/media_health.py)."""
 TECHNICAL_ENDS = frozenset({"leg_lost", "shutdown"})
 
 
@@ -82,6 +88,10 @@ class CallPolicy:
         """Vision over-limit confirmations so far."""
         self.approval_listeners: list[Callable[[str, int], None]] = []
         """Called (role, approved faces) when a side's approved count changes (vision)."""
+        self.messages_sent = 0
+        """Staff messages sent into the call so far (each page shows them until dismissed)."""
+        self.stalled_streams: set[str] = set()
+        """Party streams ("family:video") that stopped arriving while live (media health)."""
         self.listeners: list[Callable[[], None]] = []
         """Called after every change of state or pause reasons (persistence, metrics)."""
         self._staff_must_resume = bool(getattr(call.policy_settings, "staff_must_resume", False))
@@ -272,6 +282,43 @@ class CallPolicy:
         self._clear_timers[key] = loop.call_later(
             self.config.resume_after_clear_s, self._lift, key, why
         )
+
+    # --- staff messages ----------------------------------------------------------------
+
+    def staff_message(self, staff: str, text: str) -> int:
+        """A short message from staff into the call ("please keep the child in view"): both
+        sides show it until they dismiss it; audited with the call. Returns its number."""
+        if self.state == "ended":
+            return 0
+        self.messages_sent += 1
+        self._audit("staff_message", {"staff": staff, "text": text, "number": self.messages_sent})
+        self.call.broadcast("notice", id=self.messages_sent, text=text, sender="staff")
+        return self.messages_sent
+
+    # --- media health (relay/calls/media_health.py observes, this records and tells) ------
+
+    def stream_stalled(self, role: str, kind: str) -> None:
+        """A side's stream stopped arriving: both pages and staff are told; the sender's page
+        restarts its track."""
+        key = f"{role}:{kind}"
+        if self.state == "ended" or key in self.stalled_streams:
+            return
+        self.stalled_streams.add(key)
+        self._audit("media_stalled", {"role": role, "kind": kind})
+        self.call.broadcast("media", role=role, kind=kind, stalled=True,
+                            message=STREAM_TEXT.get(kind, kind))
+        self._changed()
+
+    def stream_recovered(self, role: str, kind: str) -> None:
+        key = f"{role}:{kind}"
+        if key not in self.stalled_streams:
+            return
+        self.stalled_streams.discard(key)
+        if self.state == "ended":
+            return
+        self._audit("media_recovered", {"role": role, "kind": kind})
+        self.call.broadcast("media", role=role, kind=kind, stalled=False, message="")
+        self._changed()
 
     def _add(self, reason: str, why: str) -> None:
         if self.state == "ended":

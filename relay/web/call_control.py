@@ -37,6 +37,7 @@ def call_json(live: LiveCall) -> dict[str, Any]:
         "approved_faces": {role: leg.approved_faces for role, leg in call.legs.items()},
         "alerts": live.alerts,
         "quality": call_quality(call),  # per party leg (relay/media/bandwidth.py)
+        "media_stalled": sorted(policy.stalled_streams),
     }
 
 

@@ -286,6 +286,8 @@ class CallStatus(Response):
     quality: dict[str, LinkQuality] = Field(
         default_factory=dict, description="each party leg's link (issue 17)"
     )
+    media_stalled: list[str] = Field(
+        default=[], description='party streams that stopped arriving, e.g. "family:video"')
 
 
 class CallList(Response):
@@ -583,3 +585,176 @@ class ConsentRequest(Request):
         str, Field(min_length=1, max_length=254,
                    description="the account holder whose calls you agree to come on")
     ]
+# --------------------------------------------------------------------------- the laptop page
+
+EnrolmentCode = Annotated[str, Field(min_length=4, max_length=20)]
+DeviceKey = Annotated[str, Field(min_length=3, max_length=200)]
+
+
+class LaptopEnrol(Request):
+    code: EnrolmentCode
+
+
+class LaptopDevice(Request):
+    device_key: DeviceKey
+
+
+class LaptopJoin(Request):
+    device_key: DeviceKey
+    booking_id: Id
+
+
+class LaptopInfo(Response):
+    id: Id
+    label: str
+    room: str
+
+
+class LaptopEnrolled(Response):
+    laptop: LaptopInfo
+    device_key: str = Field(description="kept by the laptop's browser; shown only this once")
+
+
+class LaptopCall(Response):
+    booking_id: Id
+    call_type: CallType
+    starts_at: Epoch
+    ends_at: Epoch
+    status: BookingStatus
+    visitors: list[str]
+
+
+class LaptopToday(Response):
+    laptop: LaptopInfo
+    now: Epoch
+    waiting_room_s: float = Field(description="how long before a call its waiting room opens")
+    calls: list[LaptopCall]
+
+
+class StaffLaptop(Response):
+    id: Id
+    label: str
+    room: str
+    device_keys: Annotated[int, Field(ge=0)]
+    enrolled_at: Epoch | None
+
+
+class StaffLaptopList(Response):
+    laptops: list[StaffLaptop]
+
+
+class LaptopEnrolment(Response):
+    laptop_id: Id
+    code: str = Field(description="one-time, typed on the laptop page; shown only this once")
+    expires_at: Epoch
+
+
+class LaptopRevoked(Response):
+    laptop_id: Id
+    revoked_keys: Annotated[int, Field(ge=0)]
+    ended_booking_ids: list[Id]
+
+
+# --------------------------------------------------------------------------- staff messages
+
+MAX_STAFF_MESSAGE = 300
+
+
+class CallMessage(Request):
+    text: Annotated[str, Field(min_length=1, max_length=MAX_STAFF_MESSAGE,
+                               description="shown on both sides of the call until dismissed")]
+
+
+# --------------------------------------------------------------------------- the kiosk (laptop page)
+
+Pin = Annotated[str, Field(pattern=r"^[0-9]{4,8}$", description="4 to 8 digits")]
+KioskSessionToken = Annotated[str, Field(min_length=10, max_length=200)]
+
+
+class KioskSignIn(Request):
+    device_key: DeviceKey
+    prisoner_number: PrisonerNumber
+    pin: Annotated[str, Field(min_length=1, max_length=20)]
+
+
+class KioskAsk(Request):
+    device_key: DeviceKey
+    session: KioskSessionToken
+
+
+class KioskSlotsAsk(KioskAsk):
+    minutes: Minutes
+
+
+class KioskCallRequest(KioskAsk):
+    visitor_id: Id
+    starts_at: Epoch
+    minutes: Minutes
+
+
+class KioskPrisoner(Response):
+    number: str
+    name: str
+
+
+class KioskSignedIn(Response):
+    session: str
+    expires_at: Epoch
+    prisoner: KioskPrisoner
+
+
+class KioskContact(Response):
+    visitor_id: Id
+    name: str
+
+
+class KioskBooking(Response):
+    booking_id: Id
+    status: BookingStatus
+    starts_at: Epoch
+    ends_at: Epoch
+    visitors: list[str]
+
+
+class KioskHome(Response):
+    prisoner: KioskPrisoner
+    contacts: list[KioskContact]
+    call_minutes: list[int]
+    requests: list[KioskBooking]
+
+
+class KioskSlot(Response):
+    starts_at: Epoch
+    ends_at: Epoch
+
+
+class KioskSlots(Response):
+    minutes: int
+    slots: list[KioskSlot]
+
+
+class StaffPin(Request):
+    pin: Pin
+
+
+class PinStatus(Response):
+    prisoner_id: Id
+    has_pin: bool
+    locked: bool
+    failures: Annotated[int, Field(ge=0)]
+
+
+# --------------------------------------------------------------------------- the family call page
+
+class JoinPreviewAsk(Request):
+    token: Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class JoinPreview(Response):
+    booking_id: Id
+    call_type: CallType
+    with_name: str = Field(description="who the call is with (the prisoner)")
+    starts_at: Epoch
+    ends_at: Epoch
+    opens_at: Epoch = Field(description="when the waiting room opens (the token's not-before)")
+    now: Epoch

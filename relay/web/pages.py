@@ -22,6 +22,7 @@ PAGE_HEADERS = {
 }
 
 PAGES = {"/join": "family.html", "/console": "console.html"}
+PAGES["/laptop"] = "laptop.html"  # the prison laptop's page (docs/laptop.md)
 
 
 def page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:

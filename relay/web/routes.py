@@ -201,6 +201,53 @@ OPERATIONS: tuple[Op, ...] = (
     Op("identity_prisoner_face_delete", "DELETE", "/prisoners/{prisoner_id}/face",
        "Delete a prisoner's face descriptor and photo (admin; audited).", _S,
        m.FaceEnrolment, staff_role="admin", prefix=IDENTITY_PREFIX),
+    # the laptop page (relay/web/laptop_api.py): enrolment, device key, today's calls
+    Op("laptop_enrol", "POST", "/laptop/enrol",
+       "The laptop page exchanges a one-time enrolment code for its device key.",
+       _L, m.LaptopEnrolled, body=m.LaptopEnrol),
+    Op("laptop_today", "POST", "/laptop/today",
+       "Today's calls booked on the laptop holding this device key.",
+       _L, m.LaptopToday, body=m.LaptopDevice),
+    Op("laptop_join_token", "POST", "/laptop/join-token",
+       "The prison token of a booking on the laptop holding this device key.",
+       _L, m.JoinToken, body=m.LaptopJoin),
+    Op("staff_laptops", "GET", "/staff/laptops",
+       "The establishment's laptops and their device keys in force.", _S, m.StaffLaptopList),
+    Op("staff_laptop_enrol", "POST", "/staff/laptops/{laptop_id}/enrol",
+       "A one-time enrolment code for a laptop (admin); audited.",
+       _S, m.LaptopEnrolment, staff_role="admin"),
+    # the kiosk on the laptop page (relay/web/kiosk_api.py): prisoner number + PIN
+    Op("kiosk_sign_in", "POST", "/kiosk/sign-in",
+       "A prisoner signs in on the laptop page with their number and PIN; wrong PINs lock "
+       "after kiosk_pin_tries (audited).", _L, m.KioskSignedIn, body=m.KioskSignIn),
+    Op("kiosk_home", "POST", "/kiosk/home",
+       "The signed-in prisoner's approved contacts and own pending call requests.",
+       _L, m.KioskHome, body=m.KioskAsk),
+    Op("kiosk_slots", "POST", "/kiosk/slots",
+       "Free slots for a call of this length (visiting hours, free laptops, allowance).",
+       _L, m.KioskSlots, body=m.KioskSlotsAsk),
+    Op("kiosk_request", "POST", "/kiosk/requests",
+       "Request a call with an approved contact in a free slot (staff approve it).",
+       _L, m.Booking, 201, m.KioskCallRequest),
+    Op("kiosk_cancel", "POST", "/kiosk/requests/{booking_id}/cancel",
+       "Cancel one of the prisoner's own pending requests.", _L, m.Booking, body=m.KioskAsk),
+    Op("staff_set_pin", "POST", "/staff/prisoners/{prisoner_id}/pin",
+       "Set a prisoner's kiosk PIN (admin); lifts a lock; audited.",
+       _S, m.PinStatus, body=m.StaffPin, staff_role="admin"),
+    Op("staff_unlock_pin", "POST", "/staff/prisoners/{prisoner_id}/pin/unlock",
+       "Lift a prisoner's kiosk lock after repeated wrong PINs; audited.", _S, m.PinStatus),
+    Op("join_preview", "POST", "/join/preview",
+       "What the family call page shows before joining: who the call is with and when, and "
+       "when its waiting room opens. The join token is the credential (signature checked, "
+       "not its window); refusals count like any bad token (relay/web/join_preview.py).",
+       (), m.JoinPreview, body=m.JoinPreviewAsk),
+    Op("staff_call_message", "POST", "/staff/calls/{booking_id}/message",
+       "Send a short message into a live call: both sides show it until dismissed; audited "
+       "with the call (relay/web/call_messages.py).",
+       _S, m.CallStatus, body=m.CallMessage),
+    Op("staff_laptop_revoke", "POST", "/staff/laptops/{laptop_id}/revoke",
+       "Revoke a laptop's device keys (admin): they stop at once and a call in progress on "
+       "it ends; audited.", _S, m.LaptopRevoked, staff_role="admin"),
 )
 
 _F: tuple[Security, ...] = ("family",)

@@ -32,6 +32,7 @@ from relay.records.store.admission import AdmissionRecords
 from relay.records.store.bookings import BookingRecords
 from relay.records.store.contacts import ContactRecords
 from relay.records.store.directory import DirectoryRecords
+from relay.records.store.laptops import LaptopRecords
 from relay.records.store.outbox import OutboxMessage, OutboxRecords
 from relay.records.store.people import PeopleRecords
 from relay.records.store.schema import MIGRATIONS
@@ -61,6 +62,7 @@ from relay.records.store.visiting import Blackout, Session, VisitingHours, Visit
 class Store(
     PeopleRecords, StaffRecords, ContactRecords, BookingRecords, AdmissionRecords,
     VisitingRecords, DirectoryRecords, AccountRecords, VettingRecords, OutboxRecords,
+    LaptopRecords,
 ):
     """The records. Open with ``Store.open(path)``; use from one thread (the event loop)."""
 

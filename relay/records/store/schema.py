@@ -323,4 +323,34 @@ INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, 0, '0000000000000000
     INSERT INTO notify_cursor (one, last_event_id)
         SELECT 1, COALESCE(MAX(id), 0) FROM booking_events;
     """,
+    # 8: laptop enrolment codes, device keys and kiosk PINs (relay/records/store/laptops.py)
+    """
+    CREATE TABLE laptop_enrolments (
+        id INTEGER PRIMARY KEY,
+        laptop_id INTEGER NOT NULL REFERENCES laptops(id),
+        code_hash TEXT NOT NULL,
+        created_by INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        used_at REAL
+    );
+    CREATE INDEX laptop_enrolments_code ON laptop_enrolments(code_hash);
+    CREATE TABLE laptop_keys (
+        id INTEGER PRIMARY KEY,
+        laptop_id INTEGER NOT NULL REFERENCES laptops(id),
+        key_hash TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        revoked_at REAL,
+        revoked_by INTEGER
+    );
+    CREATE INDEX laptop_keys_laptop ON laptop_keys(laptop_id);
+    CREATE TABLE kiosk_pins (
+        prisoner_id INTEGER PRIMARY KEY REFERENCES prisoners(id),
+        pin_hash TEXT NOT NULL,
+        failures INTEGER NOT NULL DEFAULT 0,
+        locked_at REAL,
+        set_by INTEGER NOT NULL,
+        set_at REAL NOT NULL
+    );
+    """,
 ]

@@ -93,6 +93,8 @@ class RelayCall {
           answered = true;
           await pc.setRemoteDescription({ type: "answer", sdp: msg.sdp });
           this.joins += 1;
+          this.callInfo = msg.call;
+          this.role = msg.role;
           this.handleStatus(Object.assign({ type: "state" }, msg.status));
           resolve(msg);
         } else if (msg.type === "error") {
@@ -105,6 +107,10 @@ class RelayCall {
           this.opts.onState && this.opts.onState({ type: "reconnecting", message: msg.message });
         } else if (msg.type === "warning") {
           this.opts.onState && this.opts.onState(msg);
+        } else if (msg.type === "media") {
+          this.opts.onMedia && this.opts.onMedia(msg);
+        } else if (msg.type === "notice") {
+          this.opts.onNotice && this.opts.onNotice(msg);
         } else if (msg.type === "quality") {
           showLinkNotice(msg);
         }
@@ -148,6 +154,21 @@ class RelayCall {
     setTimeout(() => attempt(0), 500);
   }
 
+  // Our own camera or microphone stopped sending (the relay said so): open it again and
+  // put the new track on the same sender, keeping whether the person had turned it off.
+  async restartTrack(kind) {
+    const constraints = kind === "video" ? { video: { width: 640, height: 480 } } : { audio: true };
+    const fresh = await navigator.mediaDevices.getUserMedia(constraints);
+    const track = kind === "video" ? fresh.getVideoTracks()[0] : fresh.getAudioTracks()[0];
+    const stream = this.opts.localStream;
+    const old = stream.getTracks().filter((t) => t.kind === kind);
+    if (old.length) track.enabled = old[0].enabled;
+    const transceiver = this.pc.getTransceivers().find((t) => t.receiver.track.kind === kind);
+    await transceiver.sender.replaceTrack(track);
+    old.forEach((t) => { stream.removeTrack(t); t.stop(); });
+    stream.addTrack(track);
+  }
+
   leave() {
     this.left = true;
     if (this.ws && this.ws.readyState === WebSocket.OPEN) {
@@ -155,6 +176,20 @@ class RelayCall {
       this.ws.close();
     }
     if (this.pc) this.pc.close();
+  }
+
+  // What has arrived from the far side: video frames decoded and audio energy (the tests
+  // and the pages' own health checks read it).
+  async mediaStats() {
+    const out = { framesDecoded: 0, audioEnergy: 0 };
+    if (!this.pc) return out;
+    const stats = await this.pc.getStats();
+    stats.forEach((s) => {
+      if (s.type !== "inbound-rtp") return;
+      if (s.kind === "video") out.framesDecoded += s.framesDecoded || 0;
+      else if (s.kind === "audio") out.audioEnergy += s.totalAudioEnergy || 0;
+    });
+    return out;
   }
 
   async framesDecoded() {
@@ -166,6 +201,10 @@ class RelayCall {
     });
     return out;
   }
+}
+
+function clockTime(ts) {
+  return new Date(ts * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false });
 }
 
 // A gentle notice while the relay finds this participant's own link poor (issue 17).
@@ -194,3 +233,183 @@ function formatSeconds(s) {
 window.RelayCall = RelayCall;
 window.STATE_TEXT = STATE_TEXT;
 window.formatSeconds = formatSeconds;
+window.clockTime = clockTime;
+
+// The screen of a call, shared by the family page and the laptop page: the banner (every
+// state in words), the clock and time warnings, the far side's picture (hidden, never frozen,
+// while the call is paused) and the self view. Each page passes its own words (its TEXT).
+// els: {banner, clock, remote, local, remoteFigure, remoteNote, videos, controls: [ids]}
+class CallScreen {
+  constructor(text, els, opts) {
+    this.text = text;
+    this.els = els;
+    this.opts = opts || {};
+    this.call = null;
+    this.endsAt = null;
+    this.warnUntil = 0; // while the time warning shows (the last one shows until the end)
+    this.timer = setInterval(() => this.tick(), 500);
+  }
+
+  attach(call) {
+    this.call = call;
+    this.farStalled = new Set(); // the far side's streams that stopped arriving
+    this.ownStalled = new Set(); // ours, being restarted
+  }
+
+  // Media health (relay/calls/media_health.py): the far side's stream stopped, or ours did.
+  onMedia(msg) {
+    const call = this.call;
+    if (msg.role === call.role) {
+      if (!msg.stalled) return this.ownStalled.delete(msg.kind);
+      if (this.ownStalled.has(msg.kind)) return;
+      this.ownStalled.add(msg.kind);
+      const attempt = async () => {
+        if (!this.ownStalled.has(msg.kind) || call.ended || call.left) return;
+        try { await call.restartTrack(msg.kind); } catch (err) { /* tried again below */ }
+        setTimeout(attempt, 3000);
+      };
+      attempt();
+      return;
+    }
+    if (msg.stalled) this.farStalled.add(msg.kind);
+    else this.farStalled.delete(msg.kind);
+    this.showHealth();
+    if (call.state === "live") this.showRemote(!this.farStalled.has("video"), this.text.theirVideoStopped);
+  }
+
+  // A message from staff (relay/web/call_messages.py): shown at once, until dismissed.
+  onNotice(msg) {
+    const { notice, noticeText, noticeOk } = this.els;
+    if (!notice) return;
+    this.els.noticeFrom.textContent = this.text.noticeFrom;
+    noticeText.textContent = msg.text;
+    noticeOk.textContent = this.text.noticeOk;
+    notice.dataset.number = msg.id;
+    notice.hidden = false;
+    noticeOk.onclick = () => { notice.hidden = true; };
+    noticeOk.focus();
+  }
+
+  showHealth() {
+    const health = this.els.health;
+    const lines = [];
+    if (this.farStalled.has("video")) lines.push(this.text.theirVideoStopped);
+    if (this.farStalled.has("audio")) lines.push(this.text.theirSoundStopped);
+    document.body.dataset.media = lines.length ? "stalled" : "ok";
+    if (!health) return;
+    health.textContent = lines.join(" ");
+    health.hidden = lines.length === 0;
+  }
+
+  show(kind, text, state) {
+    const banner = this.els.banner;
+    banner.className = `banner ${kind}`;
+    banner.textContent = text;
+    document.body.dataset.state = state || kind;
+  }
+
+  warningText() {
+    return this.text.timeLeftWarning(formatSeconds(this.endsAt - Date.now() / 1000));
+  }
+
+  stateText(msg) {
+    const t = this.text;
+    const reasons = msg.pause_reasons || [];
+    if (msg.state === "paused" && reasons.length === 1 && reasons[0] === "before_start" && t.beforeStart) {
+      const starts = this.call && this.call.callInfo ? this.call.callInfo.starts_at : null;
+      return t.beforeStart(starts ? clockTime(starts) : "");
+    }
+    if (msg.state === "paused") {
+      const why = (msg.paused_because || []).join("; ");
+      let text = why ? t.pausedBecause(why) : t.paused;
+      if (msg.awaiting_staff) text += " " + t.awaitingStaff;
+      return text;
+    }
+    if (msg.state === "ended") {
+      return t.endedBecause(msg.message || t.endReasons[msg.reason] || msg.reason || "");
+    }
+    if (msg.state === "waiting" && /_reconnecting$/.test(msg.reason || "")) return t.otherReconnecting;
+    return t.states[msg.state] || msg.state;
+  }
+
+  // The far side's picture is shown only while media flows: paused or ended, it is hidden
+  // (a frozen last frame under "paused" looks like a live picture).
+  showRemote(visible, note) {
+    const { remote, remoteNote } = this.els;
+    remote.hidden = !visible;
+    if (remoteNote) {
+      remoteNote.hidden = visible;
+      remoteNote.textContent = visible ? "" : note || "";
+    }
+  }
+
+  onState(msg) {
+    const t = this.text;
+    const call = this.call;
+    if (msg.type === "warning") {
+      if (msg.ends_at) this.endsAt = msg.ends_at;
+      const shown = msg.seconds_left <= t.lastWarningS ? msg.seconds_left : t.warningShownS;
+      this.warnUntil = Date.now() / 1000 + shown;
+      if (call.state === "live") this.show("warning", this.warningText());
+      return;
+    }
+    if (msg.type === "reconnecting") {
+      this.showRemote(false, t.remoteHiddenReconnecting);
+      return this.show("waiting", t.reconnecting, "reconnecting");
+    }
+    if (msg.type === "error") return this.show("error", t.joinErrors[msg.code] || msg.message);
+    if (msg.ends_at) this.endsAt = msg.ends_at;
+    if (msg.state === "ended") this.finish();
+    else if (msg.state === "paused") this.showRemote(false, t.remoteHiddenPaused);
+    else if (msg.state === "live") this.showRemote(!this.farStalled.has("video"), this.text.theirVideoStopped);
+    else this.showRemote(false, t.remoteHiddenWaiting);
+    if (msg.state === "live" && Date.now() / 1000 < this.warnUntil) return this.show("warning", this.warningText());
+    this.show(msg.state, this.stateText(msg));
+  }
+
+  onTrack(ev) {
+    const remote = this.els.remote;
+    if (!remote.srcObject) remote.srcObject = new MediaStream();
+    // after a reconnection the new connection's tracks replace the old, ended ones (an
+    // ended track left first in the stream would show as a black picture)
+    remote.srcObject.getTracks().filter((tr) => tr.kind === ev.track.kind)
+      .forEach((tr) => remote.srcObject.removeTrack(tr));
+    remote.srcObject.addTrack(ev.track);
+  }
+
+  // The call is over (ended by the relay, or left): let go of the camera and microphone,
+  // clear the last picture, and leave no control that does nothing.
+  finish() {
+    const call = this.call;
+    this.warnUntil = 0;
+    this.farStalled.clear();
+    this.ownStalled.clear();
+    this.showHealth();
+    if (call.pc) call.pc.close();
+    const stream = call.opts.localStream;
+    if (stream) stream.getTracks().forEach((tr) => tr.stop());
+    this.els.remote.srcObject = null;
+    this.els.local.srcObject = null;
+    for (const id of this.els.controls || []) document.getElementById(id).hidden = true;
+    this.els.videos.hidden = true;
+    if (this.opts.onFinish) this.opts.onFinish();
+  }
+
+  tick() {
+    const call = this.call;
+    if (!call) return;
+    const { clock, banner } = this.els;
+    if (this.endsAt && !call.ended && !call.left) clock.textContent = this.text.clock(formatSeconds(this.endsAt - Date.now() / 1000));
+    if (call.ended || call.left) clock.textContent = "";
+    if (this.warnUntil && document.body.dataset.state === "warning") {
+      // the warning counts down, then gives way to the call's state again
+      if (Date.now() / 1000 < this.warnUntil) banner.textContent = this.warningText();
+      else {
+        this.warnUntil = 0;
+        if (call.lastStatus) this.onState(call.lastStatus);
+      }
+    }
+  }
+}
+
+window.CallScreen = CallScreen;

@@ -391,6 +391,7 @@
       watch: button("Watch", `Watch call ${id}`, () => watch(id)),
       pause: button("Pause…", `Pause call ${id}`, () => pauseCall(id)),
       resume: button("Resume", `Resume call ${id}`, () => control(id, "resume")),
+      message: button("Message…", `Send a message into call ${id}`, () => messageCall(id)),
       end: button("End…", `End call ${id}`, () => endCall(id), "danger"),
       timeline: button("Timeline", `Audit timeline of call ${id}`, () => openTimeline(id)),
     };
@@ -422,6 +423,11 @@
       row.cells.state.textContent = "";
       row.cells.state.append(el("span", { class: `pill ${c.state}`, text: STATE_LABEL[c.state] || c.state }), " ",
         el("span", { class: "small", text: stateDetail(c) }));
+      for (const stream of c.media_stalled || []) { // media health (relay/calls/media_health.py)
+        const [side, kind] = stream.split(":");
+        row.cells.state.append(el("br"), el("span", { class: "alert small", "data-stalled": stream,
+          text: `${side} side's ${kind === "audio" ? "sound" : "video"} has stopped` }));
+      }
       row.cells.faces.textContent = "";
       facesLines(c).forEach((line, i) => row.cells.faces.append(...(i ? [el("br"), line] : [line])));
       row.cells.alerts.textContent = String(c.alerts);
@@ -432,6 +438,7 @@
       row.buttons.pause.disabled = ended || staffPaused;
       row.buttons.resume.disabled = ended || !(staffPaused || c.awaiting_staff);
       row.buttons.end.disabled = ended;
+      row.buttons.message.disabled = ended;
       tickRow(row);
       if (watching && watching.id === id) updateWatchBanner(c);
     }
@@ -456,7 +463,7 @@
   setInterval(() => rows.forEach(tickRow), 1000);
 
   async function control(id, action, body) {
-    const verbs = { pause: "Paused", resume: "Resumed", end: "Ended" };
+    const verbs = { pause: "Paused", resume: "Resumed", end: "Ended", message: "Sent the message to" };
     try {
       const c = await api("POST", `/api/v1/staff/calls/${id}/${action}`, body);
       say(`${verbs[action]} call ${id}. Now: ${stateText(c)}.`, "ok");
@@ -476,6 +483,18 @@
     });
     if (note === null) return;
     await control(id, "pause", note ? { note } : undefined);
+  }
+
+  async function messageCall(id) {
+    const text = await ask({
+      title: `Message into call ${id}`,
+      text: "Both sides see it on their screen at once, until they close it. It is kept in the call's audit trail.",
+      label: "Message (e.g. please keep the child in view)",
+      required: true,
+      ok: "Send message",
+    });
+    if (!text) return;
+    await control(id, "message", { text });
   }
 
   async function endCall(id) {
