@@ -179,3 +179,44 @@ def test_identity_settings_come_from_the_relay_config() -> None:
     config = Config.from_env({"RELAY_IDENTITY_THRESHOLD": "0.42", "RELAY_FACES_DIR": "/x"})
     assert config.vision.identity_threshold == 0.42 and config.faces_dir == "/x"
     assert Config().vision.identity_threshold == 0.5
+
+
+async def test_an_approved_applications_face_photo_becomes_the_visitors_reference(
+    product,
+) -> None:
+    """Vetting and identity meet here: the face photo taken with the application is the one
+    checked on camera, enrolled when staff approve it; an unusable one is named to staff."""
+    from relay.records import photos
+
+    store, config = product.world.store, product.config
+    key = product.app[keys.RECORDING_KEY]
+    now = time.time()
+    results = {}
+    for name, face in (("Ann Applicant", ASTRONAUT), ("Cat Applicant", CAT)):
+        vid, _ = store.add_visitor(name, "1980-01-01", False, now)
+        account = store.add_verified_account(f"{name.split()[0]}@example.org", "x", vid, now)
+        app_id = store.create_application(
+            account_id=account, visitor_id=vid, prisoner_id=product.world.prisoner_a,
+            relationship="sister", date_of_birth="1980-01-01", address="1 Road",
+            member_ids=[], now=now,
+        )
+        for kind, image in (("identity", CAT), ("face", face)):
+            path, sha = photos.seal_photo(config.vetting_path, key, image)
+            store.put_photo(app_id, kind, path, sha, len(image), now)
+        store.submit_application(app_id, now)
+        admin = await product.staff_session("admin_a")
+        try:
+            async with admin.post(
+                f"{product.url}/api/v1/staff/vetting/{app_id}/decide",
+                json={"decision": "approve", "reason": ""},
+            ) as r:
+                body = await r.json()
+                assert r.status == 200, body
+        finally:
+            await admin.close()
+        results[name] = (vid, body["face_enrolment"])
+    ann, cat = results["Ann Applicant"], results["Cat Applicant"]
+    assert ann[1] == "enrolled"
+    assert product.app[keys.FACE_ENROLMENTS].descriptors([("visitor", ann[0])])
+    assert cat[1] and cat[1] != "enrolled" and "face" in cat[1].lower()
+    assert not product.app[keys.FACE_ENROLMENTS].descriptors([("visitor", cat[0])])

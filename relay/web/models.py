@@ -561,6 +561,11 @@ class VettingApplication(Application):
     applicant: VettingPerson
     members: list[VettingPerson]
     existing_contacts: list[VettingPerson]
+    face_enrolment: str | None = Field(
+        default=None,
+        description="after an approval: 'enrolled' when the face photo became the applicant's "
+        "identity reference, else why it could not (docs/identity.md)",
+    )
 
 
 class VettingQueue(Response):

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from relay import keys
+from relay.identity.enrolment import Enrolled
 from relay.notify import feeder
 from relay.records import photos
 from relay.records.store import Application, Staff
@@ -246,4 +247,24 @@ async def staff_vetting_decide(ctx: Ctx) -> Any:
         )
         ctx.request.config_dict[keys.NOTIFIER].wake()
     log.info("application %s %s by staff:%s", a.id, a.status, staff.id)
-    return staff_application_json(ctx, a)
+    out = staff_application_json(ctx, a)
+    if approve and acc is not None:
+        out["face_enrolment"] = await _enrol_face(ctx, staff, a, acc.visitor_id)
+    return out
+
+
+async def _enrol_face(ctx: Ctx, staff: Staff, a: Application, visitor_id: int) -> str:
+    """The applicant's face photo becomes their identity reference (relay/identity), so the
+    vetted face is the one checked on camera. An unusable photo does not undo the approval:
+    staff are told why, and can upload another (PUT /api/identity/visitors/{id}/face)."""
+    found = ctx.store.photo(a.id, "face")
+    if found is None:
+        return "no face photo was sent with the application"
+    jpeg = await asyncio.to_thread(
+        photos.open_photo, found[0], ctx.request.config_dict[keys.RECORDING_KEY]
+    )
+    result = await ctx.request.config_dict[keys.FACE_ENROLMENTS].enrol_face(
+        "visitor", visitor_id, jpeg, actor=f"staff:{staff.id}",
+        establishment_id=a.establishment_id,
+    )
+    return "enrolled" if isinstance(result, Enrolled) else result.message

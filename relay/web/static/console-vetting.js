@@ -81,8 +81,12 @@
 
   async function decide(a, decision, reason) {
     try {
-      await api("POST", `/api/v1/staff/vetting/${a.id}/decide`, { decision, reason });
-      say(`${a.applicant.name}: ${decision === "approve" ? "approved" : "declined"}.`, "ok");
+      const res = await api("POST", `/api/v1/staff/vetting/${a.id}/decide`, { decision, reason });
+      const done = await res.json();
+      let text = `${a.applicant.name}: ${decision === "approve" ? "approved" : "declined"}.`;
+      if (done.face_enrolment === "enrolled") text += " Face photo enrolled for identity checks.";
+      else if (done.face_enrolment) text += ` Face photo not usable for identity checks: ${done.face_enrolment}`;
+      say(text, "ok");
       await load();
     } catch (e) {
       say(e.message, "error");
