@@ -3,10 +3,12 @@ file and a real SMTP server on loopback (aiosmtpd): what arrives is read back.""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import logging
 import os
 import stat
+from zoneinfo import ZoneInfo
 
 import pytest
 from PIL import Image
@@ -507,6 +509,9 @@ async def test_every_booking_path_notifies_and_reminds(family):
     await ok(await c.post(f"/api/v1/staff/bookings/{b1['id']}/approve", headers=officer))
     msg = await c.box.wait("jo@example.org", "is booked")
     assert "Alan Prisoner" in body_of(msg) and "HMP Alpha" in body_of(msg)
+    # the time as the family chose it: the establishment's clock, named
+    local = dt.datetime.fromtimestamp(NOW + 3 * DAY, ZoneInfo("Europe/London"))
+    assert f"{local:%Y-%m-%d %H:%M} (Europe/London)" in body_of(msg)
     # declined (staff), with the reason
     b2 = await ok(
         await c.post("/api/v1/bookings", headers=me, json={**body, "starts_at": NOW + 4 * DAY}), 201

@@ -14,6 +14,7 @@ from typing import Any
 
 from relay.config import Config
 from relay.records.store import Account, Booking, Store
+from relay.records.store.visiting import zone
 
 log = logging.getLogger("relay.notify")
 
@@ -26,9 +27,11 @@ EVENT_TEMPLATES = {
 EVENTS_PER_PASS = 200
 
 
-def format_when(ts: float) -> str:
-    """Language-neutral and unambiguous, in UTC: establishments have no time zone yet."""
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+def format_when(ts: float, timezone: str = "UTC") -> str:
+    """Language-neutral and unambiguous: the date and time in the establishment's zone
+    (the clock the family sees on the slot they chose), with the zone named."""
+    local = dt.datetime.fromtimestamp(ts, zone(timezone))
+    return f"{local:%Y-%m-%d %H:%M} ({timezone})"
 
 
 def queue(
@@ -63,7 +66,9 @@ def _booking_params(store: Store, booking: Booking) -> dict[str, Any]:
     return {
         "prisoner": prisoner["name"] if prisoner is not None else booking.prisoner_number,
         "establishment": store.establishment_name(booking.establishment_id),
-        "when": format_when(booking.starts_at),
+        "when": format_when(
+            booking.starts_at, store.visiting_hours(booking.establishment_id).timezone
+        ),
         "minutes": booking.minutes,
     }
 
