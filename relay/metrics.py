@@ -2,7 +2,59 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.registry import Collector
+
+
+class Tally:
+    """A counter the packet path adds to without a lock; published into its Prometheus
+    counter on scrape. One per label set (bounded), shared by every stream that counts it,
+    so nothing is lost when a stream ends between scrapes."""
+
+    __slots__ = ("value", "_published", "_child")
+
+    def __init__(self, child: object) -> None:
+        self.value = 0
+        self._published = 0
+        self._child = child
+
+    def publish(self) -> None:
+        value = self.value
+        if value != self._published:
+            self._child.inc(value - self._published)  # type: ignore[attr-defined]
+            self._published = value
+
+
+_tallies: dict[tuple[int, tuple[str, ...]], Tally] = {}
+
+
+def tally(counter: Counter, *labels: str) -> Tally:
+    """The lock-free tally feeding ``counter`` with these label values."""
+    key = (id(counter), labels)
+    found = _tallies.get(key)
+    if found is None:
+        found = _tallies[key] = Tally(counter.labels(*labels) if labels else counter)
+    return found
+
+
+def publish() -> None:
+    """Add what the packet path counted since the last call to the Prometheus counters."""
+    for t in list(_tallies.values()):
+        t.publish()
+
+
+class _PublishOnScrape(Collector):
+    """Registered before the counters below, so a scrape publishes the tallies first."""
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        publish()
+        return []
+
+    def describe(self):  # type: ignore[no-untyped-def]
+        return []
+
+
+REGISTRY.register(_PublishOnScrape())
 
 PACKETS_FORWARDED = Counter(
     "relay_media_packets_forwarded_total",
