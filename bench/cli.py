@@ -47,6 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="CI smoke test: 1 call, short window, relay + naive, 2 s clip (< 1 min)")
     p.add_argument("--json", dest="json_path", help="write results as JSON here")
     p.add_argument("--plot", dest="plot_path", help="write an SVG of CPU against calls here")
+    p.add_argument("--client-media", choices=("lean", "aiortc"), default="lean",
+                   help="load legs: lean (own RTP/SRTP after the handshake; default) or aiortc")
     p.add_argument("--keep-logs", action="store_true", help="keep the processes' logs (printed path)")
     args = p.parse_args(argv)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
@@ -131,7 +133,7 @@ async def sweep(args: argparse.Namespace) -> dict[str, Any]:
                 if name in stopped:
                     continue
                 system = make(name)
-                pc = PointConfig(n, args.duration, warmup, video, audio, log_dir)
+                pc = PointConfig(n, args.duration, warmup, video, audio, log_dir, args.client_media)
                 point = await run_point(system, pc)
                 if system.info:
                     info[name].update(
@@ -177,6 +179,7 @@ def _assemble(args, machine, features, clip_meta, warmup, points, info, started)
             "duration_s": args.duration,
             "warmup_s": warmup,
             "per_leg": "VP8 + Opus each way",
+            "client_media": args.client_media,
             "video": {k: clip_meta.get(k) for k in
                       ("width", "height", "fps", "bitrate", "keyframe_interval", "frames", "measured_bitrate")},
             "audio": {"codec": "opus", "ptime_ms": 20},

@@ -56,6 +56,7 @@ class PointConfig:
     video_clip: Path
     audio_clip: Path
     log_dir: Path
+    client_media: str = "lean"
 
 
 async def _snapshot(system: System, clients: dict[str, Child]) -> Snapshot:
@@ -110,6 +111,7 @@ async def run_point(system: System, pc: PointConfig) -> dict[str, Any]:
                 PYTHON, "-m", "bench.loadclient", "--system", system.name, "--url", system.url,
                 "--role", role, "--count", str(n), "--video", str(pc.video_clip),
                 "--audio", str(pc.audio_clip), "--max-seconds", str(max_s),
+                "--media", pc.client_media,
             ]
             child = Child(f"{system.name}-{n}-{role}", argv, pc.log_dir, stdin=True)
             clients[role] = child

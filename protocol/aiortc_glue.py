@@ -748,3 +748,13 @@ def send_context(transceiver: RTCRtpTransceiver) -> SendContext:
 def vp8_packetize(frame: bytes, picture_id: int) -> list[bytes]:
     """aiortc's VP8 payloader (descriptor + partitions of at most aiortc's packet size)."""
     return Vp8Encoder._packetize(frame, picture_id)
+
+
+def media_started(pc: RTCPeerConnection) -> bool:
+    """True once aiortc has started every sending transceiver's sender (header extension ids
+    and payload types are then final)."""
+    return all(
+        t.sender._RTCRtpSender__started
+        for t in pc.getTransceivers()
+        if t.currentDirection in ("sendonly", "sendrecv")
+    ) and bool(pc.getTransceivers())
