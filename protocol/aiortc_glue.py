@@ -631,30 +631,40 @@ class _FastPath:
         except pylibsrtp.Error:
             fast_drops += 1
             return True
+        self.plain(plain)
+        return True
+
+    async def queued(self, plain: bytes, arrival_time_ms: int) -> None:
+        """Packets aioice had queued before the lean path was installed (the first ones
+        after the handshake) still reach aiortc's receive loop: take them here too."""
+        self.plain(plain)
+
+    def plain(self, plain: bytes) -> None:
+        global fast_drops
         ids = self.ids
         view = parse_rtp(plain, ids.abs_send_time, ids.audio_level)
         if view is None:
             fast_drops += 1
-            return True
+            return
         router = self.router
         receiver = router.ssrc_table.get(view.ssrc)
         pt_receivers = router.payload_type_table.get(view.payload_type, ())
         if receiver is None:
             if len(pt_receivers) != 1:
-                return True
+                return
             receiver = router.ssrc_table[view.ssrc] = next(iter(pt_receivers))
         elif receiver not in pt_receivers:
-            return True
+            return
         handle = getattr(receiver, "_handle_view", None)
         if handle is not None:
             handle(view)
-        return True
 
 
 def _install_fast_path(dtls: RTCDtlsTransport) -> None:
     if getattr(dtls, "_relay_fast_path", None) is not None:
         return
     fast = dtls._relay_fast_path = _FastPath(dtls)
+    dtls._handle_rtp_data = fast.queued  # the instance's, shadowing aiortc's method
     _patch_stun_protocol()
     for protocol in dtls.transport._connection._protocols:
         protocol._relay_rtp_hook = fast.datagram
