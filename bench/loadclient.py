@@ -192,6 +192,22 @@ async def run(args: argparse.Namespace) -> None:
     period = video_meta.get("keyframe_interval", 90) / video_meta.get("fps", args.fps)
     stagger = period if args.stagger is None else args.stagger
 
+    starts: list[asyncio.Future[None]] = []
+
+    async def start_lean(leg: Leg, pacer: leanleg.Pacer, plan: leanleg.VideoPlan) -> None:
+        try:
+            deadline = time.monotonic() + 120
+            while leg.pc is None:
+                if time.monotonic() > deadline or leg.counters.error:
+                    raise ConnectionError("no peer connection")
+                await asyncio.sleep(0.05)
+            media = leanleg.LeanMedia(leg.pc, leg.counters, plan, audio_payloads)
+            await media.start()
+            leg.lean = media
+            pacer.legs.append(media)
+        except Exception as exc:
+            leg.counters.error = leg.counters.error or f"lean start: {type(exc).__name__}: {exc}"[:300]
+
     async def start_leg(i: int) -> None:
         await asyncio.sleep(stagger * (i - args.first) / max(1, args.count))
         if lean:
@@ -225,10 +241,8 @@ async def run(args: argparse.Namespace) -> None:
                 else:
                     raise SystemExit(f"unknown system {args.system}")
                 if pacer is not None and plan is not None:
-                    media = leanleg.LeanMedia(leg.pc, leg.counters, plan, audio_payloads)
-                    await media.start()
-                    leg.lean = media
-                    pacer.legs.append(media)
+                    # in the background: a Janus callee has no connection until it is called
+                    starts.append(asyncio.ensure_future(start_lean(leg, pacer, plan)))
             except Exception as exc:  # a failed leg is reported, not fatal to the others
                 leg.counters.error = f"{type(exc).__name__}: {exc}"[:300]
 
@@ -260,6 +274,8 @@ async def run(args: argparse.Namespace) -> None:
                 break
     finally:
         lag.task.cancel()
+        for task in starts:
+            task.cancel()
         if pacer is not None:
             pacer.task.cancel()
         with contextlib.suppress(Exception):

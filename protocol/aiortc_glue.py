@@ -666,7 +666,18 @@ def _install_fast_path(dtls: RTCDtlsTransport) -> None:
     fast = dtls._relay_fast_path = _FastPath(dtls)
     dtls._handle_rtp_data = fast.queued  # the instance's, shadowing aiortc's method
     _patch_stun_protocol()
-    for protocol in dtls.transport._connection._protocols:
+    connection = dtls.transport._connection
+    # RTP that arrived before now waits in aioice's queue: forward it first, in order, so a
+    # consumer never sees an older packet after a newer one; the rest goes back for aiortc
+    queue = connection._queue
+    rest = []
+    while not queue.empty():
+        item = queue.get_nowait()
+        if item is None or not fast.datagram(item[0], ()):
+            rest.append(item)
+    for item in rest:
+        queue.put_nowait(item)
+    for protocol in connection._protocols:
         protocol._relay_rtp_hook = fast.datagram
 
 

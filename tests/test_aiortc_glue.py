@@ -67,3 +67,44 @@ async def test_media_sockets_get_a_larger_receive_buffer():
         assert granted > 256 * 1024, granted  # the default is ~208 KiB; the kernel doubles the ask
     finally:
         await conn.close()
+
+
+def test_lean_path_internals_still_exist():
+    """What the lean packet path (issue 19) reads and writes inside aiortc and aioice."""
+    from aiortc.codecs.vpx import Vp8Encoder
+    from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter, State
+    from aiortc.rtcicetransport import RTCIceTransport
+    from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
+    from aiortc.rtp import HeaderExtensionsMap
+
+    dtls = _source(RTCDtlsTransport.__init__)
+    for name in ("_rx_srtp", "_tx_srtp", "_rtp_router", "_rtp_header_extensions_map", "_state",
+                 "__rx_packets"):
+        assert f"self.{name}" in dtls, f"RTCDtlsTransport lost {name}"
+    recv = _source(RTCDtlsTransport._recv_next)
+    assert "self._handle_rtp_data(" in recv and "unprotect(" in recv  # queued RTP arrives here
+    assert "self.transport._recv()" in recv
+    assert State.CONNECTED
+    router = _source(RtpRouter.__init__)
+    assert "self.ssrc_table" in router and "self.payload_type_table" in router
+    assert "self.__ids" in _source(HeaderExtensionsMap.__init__)
+    ids = HeaderExtensionsMap()._HeaderExtensionsMap__ids
+    for name in ("mid", "abs_send_time", "audio_level"):
+        assert hasattr(ids, name)
+    assert "self._connection" in _source(RTCIceTransport.__init__)
+    conn = _source(aioice.ice.Connection.__init__)
+    for name in ("_nominated", "_protocols", "_queue"):
+        assert f"self.{name}" in conn, f"aioice Connection lost {name}"
+    assert "self._queue.put_nowait((data, component))" in _source(aioice.ice.Connection.data_received)
+    assert "transport.sendto(data, addr)" in _source(aioice.ice.StunProtocol.send_data)
+    assert "active_pair.protocol.send_data(data, active_pair.remote_addr)" in _source(
+        aioice.ice.Connection.sendto)
+    # the receiver duties the lean path reuses read only these packet fields
+    for cls in (StreamStatistics, NackGenerator):
+        used = set(__import__("re").findall(r"packet\.(\w+)", _source(cls.add)))
+        assert used <= {"sequence_number", "timestamp"}, (cls, used)
+    sender = _source(RTCRtpSender.__init__)
+    for name in ("__rtx_payload_type", "__rtx_sequence_number", "_rtx_ssrc", "__started"):
+        assert f"self.{name}" in sender, f"RTCRtpSender lost {name}"
+    assert "await self._retransmit(seq)" in _source(RTCRtpSender._handle_rtcp_packet)
+    assert isinstance(inspect.getattr_static(Vp8Encoder, "_packetize"), classmethod)
