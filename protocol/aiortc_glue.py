@@ -194,6 +194,11 @@ class ForwardingReceiver(RTCRtpReceiver):
         if self._view_sink is not None:
             # aiortc calls receive() once DTLS is connected: the SRTP sessions exist
             _install_fast_path(transport)
+            if self._RTCRtpReceiver__nack_generator is not None:
+                self._RTCRtpReceiver__nack_generator = LeanNackGenerator()
+            estimator = self._RTCRtpReceiver__remote_bitrate_estimator
+            if estimator is not None:
+                estimator.incoming_bitrate = LeanRateCounter(1000, 8000)
         self._RTCRtpReceiver__rtcp_task = asyncio.ensure_future(self._run_rtcp())
         self._RTCRtpReceiver__started = True
 
@@ -779,3 +784,96 @@ def media_started(pc: RTCPeerConnection) -> bool:
         for t in pc.getTransceivers()
         if t.currentDirection in ("sendonly", "sendrecv")
     ) and bool(pc.getTransceivers())
+
+
+# --- leaner twins of two aiortc per-packet helpers (same results, tests/test_packet_path.py) --
+
+
+class LeanNackGenerator:
+    """aiortc's NackGenerator, without its per-packet scan of every missing sequence number
+    (profiled at 16 calls: a tenth of the relay's time under loss). Same ``missing`` set."""
+
+    def __init__(self) -> None:
+        self.max_seq: int | None = None
+        self.missing: set[int] = set()
+
+    def add(self, packet: Any) -> bool:
+        seq = packet.sequence_number
+        last = self.max_seq
+        if last is None:
+            self.max_seq = seq
+            return False
+        gap = (seq - last) & 0xFFFF
+        if 0 < gap < 0x8000:
+            missed = gap > 1
+            if missed:
+                # aiortc adds the whole gap, then keeps the last RTP_HISTORY_SIZE of it
+                first = gap - 1 if gap - 1 <= RTP_HISTORY_SIZE else RTP_HISTORY_SIZE
+                self.missing.update((seq - i) & 0xFFFF for i in range(1, first + 1))
+            self.max_seq = seq
+            missing = self.missing
+            if missing:
+                low = (seq - RTP_HISTORY_SIZE) & 0xFFFF
+                stale = [s for s in missing if 0 < ((low - s) & 0xFFFF) < 0x8000]
+                missing.difference_update(stale)
+            return missed
+        self.missing.discard(seq)
+        return False
+
+
+class LeanRateCounter:
+    """aiortc's RateCounter (1 ms buckets over a window) on two int lists, clearing expired
+    buckets by slice rather than one object per millisecond. Same ``rate()``."""
+
+    def __init__(self, window_size: int, scale: int = 8000) -> None:
+        self._window = window_size
+        self._scale = scale
+        self.reset()
+
+    def reset(self) -> None:
+        self._counts = [0] * self._window
+        self._values = [0] * self._window
+        self._origin_index = 0
+        self._origin_ms: int | None = None
+        self._total_count = 0
+        self._total_value = 0
+
+    def add(self, value: int, now_ms: int) -> None:
+        if self._origin_ms is None:
+            self._origin_ms = now_ms
+        else:
+            self._erase_old(now_ms)
+        index = (self._origin_index + now_ms - self._origin_ms) % self._window
+        self._counts[index] += 1
+        self._values[index] += value
+        self._total_count += 1
+        self._total_value += value
+
+    def rate(self, now_ms: int) -> int | None:
+        if self._origin_ms is not None:
+            self._erase_old(now_ms)
+            active = now_ms - self._origin_ms + 1
+            if self._total_count > 0 and active > 1:
+                return round(self._scale * self._total_value / active)
+        return None
+
+    def _erase_old(self, now_ms: int) -> None:
+        assert self._origin_ms is not None
+        steps = now_ms - self._window + 1 - self._origin_ms
+        if steps <= 0:
+            return
+        w = self._window
+        start = self._origin_index
+        if steps >= w:
+            self._counts = [0] * w
+            self._values = [0] * w
+            self._total_count = self._total_value = 0
+        else:
+            for lo, hi in ((start, min(w, start + steps)), (0, max(0, start + steps - w))):
+                if hi > lo:
+                    self._total_count -= sum(self._counts[lo:hi])
+                    self._total_value -= sum(self._values[lo:hi])
+                    self._counts[lo:hi] = [0] * (hi - lo)
+                    self._values[lo:hi] = [0] * (hi - lo)
+        self._origin_index = (start + steps) % w
+        self._origin_ms += steps

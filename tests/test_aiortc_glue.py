@@ -108,3 +108,16 @@ def test_lean_path_internals_still_exist():
         assert f"self.{name}" in sender, f"RTCRtpSender lost {name}"
     assert "await self._retransmit(seq)" in _source(RTCRtpSender._handle_rtcp_packet)
     assert isinstance(inspect.getattr_static(Vp8Encoder, "_packetize"), classmethod)
+
+
+def test_receiver_helpers_the_lean_twins_replace():
+    from aiortc.rate import RateCounter, RemoteBitrateEstimator
+    from aiortc.rtcrtpreceiver import NackGenerator
+
+    assert "self.incoming_bitrate = RateCounter(1000, 8000)" in _source(RemoteBitrateEstimator.__init__)
+    for name in ("add", "rate", "reset"):
+        assert hasattr(RateCounter, name)
+    assert "self.missing" in _source(NackGenerator.__init__)
+    src = _source(RTCRtpReceiver.__init__)
+    assert "self.__nack_generator = NackGenerator()" in src
+    assert "self.__remote_bitrate_estimator = RemoteBitrateEstimator()" in src

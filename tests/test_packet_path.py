@@ -154,3 +154,39 @@ async def test_lean_load_legs_send_receive_and_answer_keyframe_requests(relay, t
         pacer.task.cancel()
         for client, _, _ in legs:
             await client.close()
+
+
+def test_lean_nack_generator_keeps_aiortcs_missing_set():
+    import random
+
+    from aiortc.rtcrtpreceiver import NackGenerator
+
+    rng = random.Random(7)
+    theirs, ours = NackGenerator(), aiortc_glue.LeanNackGenerator()
+    seq = 65000
+    for _ in range(5000):
+        step = rng.choice((1, 1, 1, 1, 2, 3, 0, -2, 40, 300))  # in order, loss, late, big gaps
+        seq = (seq + step) & 0xFFFF
+        packet = RtpPacket(sequence_number=seq)
+        assert theirs.add(packet) == ours.add(packet)
+        assert theirs.missing == ours.missing and theirs.max_seq == ours.max_seq
+
+
+def test_lean_rate_counter_gives_aiortcs_rates():
+    import random
+
+    from aiortc.rate import RateCounter
+
+    rng = random.Random(3)
+    theirs, ours = RateCounter(1000, 8000), aiortc_glue.LeanRateCounter(1000, 8000)
+    now = 10_000
+    for i in range(4000):
+        now += rng.choice((0, 0, 1, 3, 33, 250, 1200))
+        size = rng.randint(50, 1200)
+        theirs.add(size, now)
+        ours.add(size, now)
+        assert theirs.rate(now) == ours.rate(now)
+        if i % 997 == 0:
+            theirs.reset()
+            ours.reset()
+            assert theirs.rate(now) == ours.rate(now) is None
