@@ -152,7 +152,7 @@ def profiled_main() -> None:
     """``BENCH_RELAY_PROFILE=PREFIX``: run under cProfile, stats to ``PREFIX.<pid>.prof``.
 
     Deterministic profiling slows every Python call: a profiled point's CPU figures are
-    inflated (the JSON says ``profiling``), its profile shows where the time goes.
+    inflated (the JSON says ``profiling``), its profile shows where the (CPU) time goes.
     """
     prefix = os.environ.get(PROFILE_ENV)
     if not prefix:
@@ -160,7 +160,9 @@ def profiled_main() -> None:
         return
     import cProfile
 
-    profiler = cProfile.Profile()
+    # CPU time of the loop's thread, not wall time: on a contended machine wall time charges
+    # every preemption to whatever function was running (a sendto, typically)
+    profiler = cProfile.Profile(time.thread_time)
     profiler.enable()
     try:
         main()

@@ -337,11 +337,23 @@ class ForwardingSender(RTCRtpSender):
         # Replaces aiortc's encode loop (which would poll for a track every 20 ms).
         self._history: list[tuple[int, bytes, int] | None] = [None] * RTP_HISTORY_SIZE
         self._ext_ids = self._RTCRtpSender__rtp_header_extensions_map._HeaderExtensionsMap__ids
-        self._mid_element = b""
-        mid, mid_id = self._RTCRtpSender__mid, self._ext_ids.mid
-        if mid and mid_id:
+        self._ext_blocks: dict[bool, tuple[bytes, bytes]]
+        self._ext_plain = self._ext_level = b""
+        mid, ids = self._RTCRtpSender__mid, self._ext_ids
+        mid_element = b""
+        if mid and ids.mid:
             raw = mid.encode("utf8")
-            self._mid_element = bytes([(mid_id << 4) | (len(raw) - 1)]) + raw
+            mid_element = bytes([(ids.mid << 4) | (len(raw) - 1)]) + raw
+        # the extension block is the same every packet but for abs-send-time (3 bytes after
+        # the prefix) and the audio level (1 byte after that): prefixes and padding built once
+        self._abs_id = ids.abs_send_time or 0
+        self._level_id = ids.audio_level or 0
+        self._ext_blocks = {}
+        for level in (False, True):
+            size = len(mid_element) + (4 if self._abs_id else 0) + (2 if level and self._level_id else 0)
+            pad = -size % 4
+            prefix = _EXT.pack(0xBEDE, (size + pad) // 4) + mid_element if size else b""
+            self._ext_blocks[level] = (prefix, b"\0" * pad)
         self._codec = codec
         self._RTCRtpSender__rtp_started.set()
         try:
@@ -375,18 +387,19 @@ class ForwardingSender(RTCRtpSender):
         dtls = self.transport
         if dtls._state is not _DtlsState.CONNECTED:
             return 0
-        ext = self._mid_element
-        ids = self._ext_ids
-        if ids.abs_send_time:
-            ast = (view.ntp >> 14) & 0x00FFFFFF
-            ext += bytes((ids.abs_send_time << 4 | 2, ast >> 16, (ast >> 8) & 0xFF, ast & 0xFF))
-        if view.audio_level is not None and ids.audio_level:
-            ext += bytes((ids.audio_level << 4, view.audio_level))
-        if ext:
-            pad = -len(ext) % 4
-            ext = _EXT.pack(0xBEDE, (len(ext) + pad) // 4) + ext + b"\0" * pad
+        level = view.audio_level
+        prefix, pad = self._ext_blocks[level is not None]
+        if prefix:
+            ext = prefix
+            if self._abs_id:
+                ast = (view.ntp >> 14) & 0x00FFFFFF
+                ext += bytes((self._abs_id << 4 | 2, ast >> 16, (ast >> 8) & 0xFF, ast & 0xFF))
+            if level is not None and self._level_id:
+                ext += bytes((self._level_id << 4, level))
+            ext += pad
             first = 0x90
         else:
+            ext = b""
             first = 0x80
         head = _FULL_HDR.pack(first, (view.marker << 7) | codec.payloadType, sequence_number,
                               timestamp, self._ssrc) + ext

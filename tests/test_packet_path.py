@@ -72,8 +72,23 @@ def test_video_plan_knows_the_keyframe_before_every_frame():
     assert all(len(p) <= 1300 for p in plan.frames[0][1])
 
 
+class _ExtensionsSeen(CallClient):
+    """Keeps the header extensions of what arrives: the relay's own header, parsed by aiortc."""
+
+    def _packet_sink(self, name, kind):
+        inner = super()._packet_sink(name, kind)
+        self.seen = getattr(self, "seen", {})
+
+        async def sink(packet, arrival_ms):
+            ext = packet.extensions
+            self.seen.setdefault(kind, set()).add((ext.mid, ext.abs_send_time is not None))
+            await inner(packet, arrival_ms)
+
+        return sink
+
+
 async def _pair(relay, tokens, booking_id):
-    fam = CallClient(relay.base_url, tokens.add(f"f{booking_id}", admission(booking_id, "family")),
+    fam = _ExtensionsSeen(relay.base_url, tokens.add(f"f{booking_id}", admission(booking_id, "family")),
                      receive="count", video=EncodedTrack("video", video_clip(seed=1), 30),
                      audio=EncodedTrack("audio", tone_clip(440), 50))
     pri = CallClient(relay.base_url, tokens.add(f"p{booking_id}", admission(booking_id, "prison")),
@@ -89,6 +104,10 @@ async def test_relay_forwards_on_the_lean_path(relay, tokens):
     try:
         await fam.wait_frames("video0", 45)
         await pri.wait_frames("video0", 45)
+        # every packet the relay built carried its MID, and abs-send-time where negotiated
+        # (aiortc negotiates it for video only), as aiortc's own sender would
+        mids = {t.kind: t.mid for t in fam._pc.getTransceivers()}
+        assert fam.seen == {"video": {(mids["video"], True)}, "audio": {(mids["audio"], False)}}
         live = relay.app[keys.REGISTRY].get(61)
         for leg in live.call.legs.values():
             for producer in leg.producers.values():
