@@ -240,7 +240,7 @@ async def run(args: argparse.Namespace) -> None:
                     await jl.start()
                 else:
                     raise SystemExit(f"unknown system {args.system}")
-                if pacer is not None and plan is not None:
+                if pacer is not None and plan is not None and not args.idle:
                     # in the background: a Janus callee has no connection until it is called
                     starts.append(asyncio.ensure_future(start_lean(leg, pacer, plan)))
             except Exception as exc:  # a failed leg is reported, not fatal to the others
@@ -302,6 +302,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fps", type=int, default=30)
     p.add_argument("--media", choices=("lean", "aiortc"), default="lean",
                    help="lean: own RTP/SRTP after an aiortc handshake; aiortc: aiortc's stack")
+    p.add_argument("--idle", action="store_true",
+                   help="lean legs connect and send no media (bench.idlecost: fixed costs)")
     p.add_argument("--stagger", type=float, default=None,
                    help="spread leg starts over this many seconds (default: one keyframe period)")
     p.add_argument("--max-seconds", type=float, default=900.0)

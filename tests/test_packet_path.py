@@ -209,3 +209,12 @@ def test_lean_rate_counter_gives_aiortcs_rates():
             theirs.reset()
             ours.reset()
             assert theirs.rate(now) == ours.rate(now) is None
+
+
+async def test_idlecost_measures_connected_silent_calls():
+    from bench import idlecost
+
+    (point,) = await idlecost.run([1], 2.0)
+    assert point["calls"] == 1
+    assert point["connected_cpu_pct"] >= 0 and point["idle_cpu_pct"] >= 0
+    assert point["per_call_cpu_pct"] < 10  # silent legs: timers and RTCP only
