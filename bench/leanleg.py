@@ -33,6 +33,7 @@ from protocol.aiortc_glue import RawMedia, SendContext, media_started, send_cont
 VIDEO_CLOCK = 90000
 AUDIO_CLOCK = 48000
 PACER_TICK_S = 0.005
+"""The pacer's shortest sleep: frames due within it go out together (lateness under 5 ms)."""
 RTCP_INTERVAL_S = 1.0
 REMB_BPS = 2_000_000
 """What each leg's REMB says it can receive (the clip is about 1 Mbit/s)."""
@@ -356,4 +357,7 @@ class Pacer:
                 next_rtcp += RTCP_INTERVAL_S
                 for leg in self.legs:
                     leg.send_reports()
-            await asyncio.sleep(PACER_TICK_S)
+            # sleep until something is due, but no less than a tick: with few legs the loop
+            # wakes at their frame rate, with many it batches what falls due within a tick
+            due = min((min(leg.next_video, leg.next_audio) for leg in self.legs), default=next_rtcp)
+            await asyncio.sleep(max(PACER_TICK_S, min(due, next_rtcp) - time.monotonic()))
