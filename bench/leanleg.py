@@ -40,6 +40,10 @@ REMB_BPS = 2_000_000
 HISTORY = 512
 """Sent packets kept per stream for NACKs (about half a second of video)."""
 MAX_NACK_GAP = 64
+RESEND_MIN_INTERVAL_S = 0.1
+"""A packet is resent at most this often however often it is NACKed (as libwebrtc holds a
+retransmission back for about an RTT): a receiver that re-NACKs its whole missing list on
+each new gap must not turn a loss burst into a retransmission storm."""
 START_TIMEOUT_S = 20.0
 
 _HDR = struct.Struct("!BBHII")
@@ -87,6 +91,7 @@ class _Stream:
         self.frames = 0
         self.packets = 0
         self.history: list[tuple[int, bytes] | None] = [None] * HISTORY
+        self.resent_at = [0.0] * HISTORY
         ext = b""
         if ctx.mid and ctx.mid_id:
             raw = ctx.mid.encode()
@@ -211,6 +216,7 @@ class LeanMedia:
         seq = stream.seq
         plain = stream.packet(payload, marker, wall)
         stream.history[seq % HISTORY] = (seq, plain)
+        stream.resent_at[seq % HISTORY] = 0.0
         raw.send_rtp(plain)
 
     # --- receiving ----------------------------------------------------------------------
@@ -275,8 +281,12 @@ class LeanMedia:
     def _resend(self, ssrc: int, seq: int) -> None:
         for stream in (self.video, self.audio):
             if stream is not None and stream.ctx.ssrc == ssrc:
-                entry = stream.history[seq % HISTORY]
-                if entry is not None and entry[0] == seq and self.raw is not None:
+                slot = seq % HISTORY
+                entry = stream.history[slot]
+                now = time.monotonic()
+                if (entry is not None and entry[0] == seq and self.raw is not None
+                        and now - stream.resent_at[slot] >= RESEND_MIN_INTERVAL_S):
+                    stream.resent_at[slot] = now
                     self.raw.send_rtp(entry[1])
                     self.nacks_answered += 1
 

@@ -218,3 +218,46 @@ async def test_idlecost_measures_connected_silent_calls():
     assert point["calls"] == 1
     assert point["connected_cpu_pct"] >= 0 and point["idle_cpu_pct"] >= 0
     assert point["per_call_cpu_pct"] < 10  # silent legs: timers and RTCP only
+
+
+class _Socket:
+    """Stands in for the leg's media socket (the system edge): keeps what would be sent."""
+
+    def __init__(self) -> None:
+        self.rtp: list[bytes] = []
+        self.rtcp: list[bytes] = []
+
+    def send_rtp(self, plain: bytes) -> None:
+        self.rtp.append(plain)
+
+    def send_rtcp(self, plain: bytes) -> None:
+        self.rtcp.append(plain)
+
+
+def test_lean_leg_answers_pli_with_a_keyframe_and_nack_with_one_resend():
+    import struct
+
+    from protocol.media import EncodedClipFrame
+
+    frames = [EncodedClipFrame(bytes([k]) * 200, k) for k in (True, False, False, False, True, False)]
+    media = leanleg.LeanMedia(None, LegCounters(0), leanleg.VideoPlan(frames), [b"\x01"])
+    ctx = aiortc_glue.SendContext("video", 0x1111, 96, "1", 4, 2, {96: "video"})
+    media.video = leanleg._Stream(ctx, 90000, 30)
+    media.raw = sock = _Socket()
+    for _ in range(3):
+        media._send_video_frame(sock, media.video, 0.0)
+    first_seq = struct.unpack_from("!H", sock.rtp[0], 2)[0]
+    assert [p[1] & 0x7F for p in sock.rtp] == [96, 96, 96]
+    assert struct.unpack_from("!I", sock.rtp[0], 8)[0] == 0x1111
+    assert sock.rtp[2][1] & 0x80  # marker on each frame's last packet
+    # a PLI: the next frame is the clip's latest keyframe at or before where it was
+    pli = struct.pack("!BBHII", 0x81, 206, 2, 1, 0x1111)
+    media._on_rtcp(pli)
+    media._send_video_frame(sock, media.video, 0.0)
+    assert media.plis == 1 and sock.rtp[-1].endswith(b"\x01" * 200)
+    # a NACK for the first packet, twice at once: resent once, byte for byte
+    nack = struct.pack("!BBHIIHH", 0x81, 205, 3, 1, 0x1111, first_seq, 0)
+    sent = len(sock.rtp)
+    media._on_rtcp(nack)
+    media._on_rtcp(nack)
+    assert sock.rtp[sent:] == [sock.rtp[0]] and media.nacks_answered == 1
