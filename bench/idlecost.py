@@ -38,11 +38,33 @@ async def measure_point(n: int, seconds: float, log_dir: Path) -> dict[str, Any]
         await asyncio.sleep(IDLE_S)
         idle = 100 * (measure.proc_sample(system.pid).cpu_s - a.cpu_s) / (time.monotonic() - t)
         for role in ("prison", "family"):
-            child = Child(f"idle-{n}-{role}", [
-                PYTHON, "-m", "bench.loadclient", "--system", "relay", "--url", system.url,
-                "--role", role, "--count", str(n), "--video", str(video), "--audio", str(audio),
-                "--idle", "--stagger", "0", "--max-seconds", str(60 + seconds + 4 * n),
-            ], log_dir, stdin=True)
+            child = Child(
+                f"idle-{n}-{role}",
+                [
+                    PYTHON,
+                    "-m",
+                    "bench.loadclient",
+                    "--system",
+                    "relay",
+                    "--url",
+                    system.url,
+                    "--role",
+                    role,
+                    "--count",
+                    str(n),
+                    "--video",
+                    str(video),
+                    "--audio",
+                    str(audio),
+                    "--idle",
+                    "--stagger",
+                    "0",
+                    "--max-seconds",
+                    str(60 + seconds + 4 * n),
+                ],
+                log_dir,
+                stdin=True,
+            )
             clients.append(child)
             await child.start()
         for child in clients:
@@ -53,8 +75,12 @@ async def measure_point(n: int, seconds: float, log_dir: Path) -> dict[str, Any]
         a, t = measure.proc_sample(system.pid), time.monotonic()
         await asyncio.sleep(seconds)
         connected = 100 * (measure.proc_sample(system.pid).cpu_s - a.cpu_s) / (time.monotonic() - t)
-        return {"calls": n, "idle_cpu_pct": round(idle, 2), "connected_cpu_pct": round(connected, 2),
-                "per_call_cpu_pct": round((connected - idle) / n, 3)}
+        return {
+            "calls": n,
+            "idle_cpu_pct": round(idle, 2),
+            "connected_cpu_pct": round(connected, 2),
+            "per_call_cpu_pct": round((connected - idle) / n, 3),
+        }
     finally:
         for child in clients:
             if child.alive():

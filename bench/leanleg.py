@@ -109,7 +109,9 @@ class _Stream:
             pad = -len(ext) % 4
             ext = struct.pack("!HH", 0xBEDE, (len(ext) + pad) // 4) + ext + b"\0" * pad
             first = 0x90
-        head = _HDR.pack(first, (0x80 if marker else 0) | self.ctx.payload_type, self.seq, self.ts, self.ctx.ssrc)
+        head = _HDR.pack(
+            first, (0x80 if marker else 0) | self.ctx.payload_type, self.seq, self.ts, self.ctx.ssrc
+        )
         self.seq = (self.seq + 1) & 0xFFFF
         self.packets += 1
         return head + ext + payload
@@ -118,8 +120,16 @@ class _Stream:
 class _Inbound:
     """What one received stream (by SSRC) delivered: for counting, RR and NACK."""
 
-    __slots__ = ("kind", "max_seq", "received", "base", "ts_last", "ts_wraps", "expected_prior",
-                 "received_prior")
+    __slots__ = (
+        "kind",
+        "max_seq",
+        "received",
+        "base",
+        "ts_last",
+        "ts_wraps",
+        "expected_prior",
+        "received_prior",
+    )
 
     def __init__(self, kind: str, seq: int) -> None:
         self.kind = kind
@@ -212,7 +222,9 @@ class LeanMedia:
         video.ts = (video.ts + video.step) & 0xFFFFFFFF
         video.frames += 1
 
-    def _send(self, raw: RawMedia, stream: _Stream, payload: bytes, marker: bool, wall: float) -> None:
+    def _send(
+        self, raw: RawMedia, stream: _Stream, payload: bytes, marker: bool, wall: float
+    ) -> None:
         seq = stream.seq
         plain = stream.packet(payload, marker, wall)
         stream.history[seq % HISTORY] = (seq, plain)
@@ -284,8 +296,12 @@ class LeanMedia:
                 slot = seq % HISTORY
                 entry = stream.history[slot]
                 now = time.monotonic()
-                if (entry is not None and entry[0] == seq and self.raw is not None
-                        and now - stream.resent_at[slot] >= RESEND_MIN_INTERVAL_S):
+                if (
+                    entry is not None
+                    and entry[0] == seq
+                    and self.raw is not None
+                    and now - stream.resent_at[slot] >= RESEND_MIN_INTERVAL_S
+                ):
                     stream.resent_at[slot] = now
                     self.raw.send_rtp(entry[1])
                     self.nacks_answered += 1
@@ -324,7 +340,11 @@ class LeanMedia:
             blocks += struct.pack("!IB", ssrc, min(255, fraction)) + lost.to_bytes(3, "big")
             blocks += struct.pack("!IIII", s.max_seq, 0, 0, 0)
         count = len(blocks) // 24
-        rr = _RTCP_HDR.pack(0x80 | count, 201, 1 + 6 * count) + struct.pack("!I", self.rtcp_ssrc) + blocks
+        rr = (
+            _RTCP_HDR.pack(0x80 | count, 201, 1 + 6 * count)
+            + struct.pack("!I", self.rtcp_ssrc)
+            + blocks
+        )
         ssrcs = list(self.inbound)
         exp, mantissa = 0, REMB_BPS
         while mantissa > 0x3FFFF:

@@ -63,7 +63,11 @@ class LegCounters:
             if kind == "video" and packet.marker:
                 self.rx_frames += 1
                 ts = packet.timestamp
-                if self._ts_last is not None and ts < self._ts_last and self._ts_last - ts > 1 << 31:
+                if (
+                    self._ts_last is not None
+                    and ts < self._ts_last
+                    and self._ts_last - ts > 1 << 31
+                ):
                     self._ts_wraps += 1
                 self._ts_last = ts
                 delays.append(now() - (ts + (self._ts_wraps << 32)) / 90000)
@@ -206,7 +210,9 @@ async def run(args: argparse.Namespace) -> None:
             leg.lean = media
             pacer.legs.append(media)
         except Exception as exc:
-            leg.counters.error = leg.counters.error or f"lean start: {type(exc).__name__}: {exc}"[:300]
+            leg.counters.error = (
+                leg.counters.error or f"lean start: {type(exc).__name__}: {exc}"[:300]
+            )
 
     async def start_leg(i: int) -> None:
         await asyncio.sleep(stagger * (i - args.first) / max(1, args.count))
@@ -257,7 +263,9 @@ async def run(args: argparse.Namespace) -> None:
     try:
         while True:
             try:
-                line = await asyncio.wait_for(reader.readline(), max(0.1, deadline - time.monotonic()))
+                line = await asyncio.wait_for(
+                    reader.readline(), max(0.1, deadline - time.monotonic())
+                )
             except TimeoutError:
                 log.warning("max seconds reached")
                 break
@@ -267,8 +275,12 @@ async def run(args: argparse.Namespace) -> None:
             if cmd == "snap":
                 snaps = [await leg.snapshot() for leg in legs]
                 emit(
-                    "snap", t=time.monotonic(), wall=time.time(), legs=snaps,
-                    send_lateness_ms=_drain_ms(lateness), loop_lag_ms=_drain_ms(lag.lags),
+                    "snap",
+                    t=time.monotonic(),
+                    wall=time.time(),
+                    legs=snaps,
+                    send_lateness_ms=_drain_ms(lateness),
+                    loop_lag_ms=_drain_ms(lag.lags),
                 )
             elif cmd == "stop":
                 break
@@ -300,15 +312,28 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--video", required=True)
     p.add_argument("--audio", required=True)
     p.add_argument("--fps", type=int, default=30)
-    p.add_argument("--media", choices=("lean", "aiortc"), default="lean",
-                   help="lean: own RTP/SRTP after an aiortc handshake; aiortc: aiortc's stack")
-    p.add_argument("--idle", action="store_true",
-                   help="lean legs connect and send no media (bench.idlecost: fixed costs)")
-    p.add_argument("--stagger", type=float, default=None,
-                   help="spread leg starts over this many seconds (default: one keyframe period)")
+    p.add_argument(
+        "--media",
+        choices=("lean", "aiortc"),
+        default="lean",
+        help="lean: own RTP/SRTP after an aiortc handshake; aiortc: aiortc's stack",
+    )
+    p.add_argument(
+        "--idle",
+        action="store_true",
+        help="lean legs connect and send no media (bench.idlecost: fixed costs)",
+    )
+    p.add_argument(
+        "--stagger",
+        type=float,
+        default=None,
+        help="spread leg starts over this many seconds (default: one keyframe period)",
+    )
     p.add_argument("--max-seconds", type=float, default=900.0)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="loadclient %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="loadclient %(levelname)s %(name)s: %(message)s"
+    )
     import uvloop
 
     uvloop.run(run(args))

@@ -132,8 +132,13 @@ def _guarded_datagram_received(self: aioice.ice.StunProtocol, data: bytes, addr:
         bad_datagrams += 1
         return
     hook = self.__dict__.get("_relay_rtp_hook")
-    if hook is not None and hook(data, addr):
-        return  # RTP taken by the lean path (below)
+    if hook is not None:
+        try:
+            if hook(data, addr):
+                return  # RTP taken by the lean path (below)
+        except Exception:
+            _sink_failed()  # counted and dropped: one packet, never the connection
+            return
     try:
         _original_datagram_received(self, data, addr)
     except Exception:
@@ -217,9 +222,16 @@ class ForwardingReceiver(RTCRtpReceiver):
             )
             rtcp_ssrc = self._RTCRtpReceiver__rtcp_ssrc
             if rtcp_ssrc is not None and remb is not None:
-                asyncio.ensure_future(self._send_rtcp(RtcpPsfbPacket(
-                    fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb)
-                )))
+                asyncio.ensure_future(
+                    self._send_rtcp(
+                        RtcpPsfbPacket(
+                            fmt=RTCP_PSFB_APP,
+                            ssrc=rtcp_ssrc,
+                            media_ssrc=0,
+                            fci=pack_remb_fci(*remb),
+                        )
+                    )
+                )
         codecs = self._RTCRtpReceiver__codecs
         codec = codecs.get(view.payload_type)
         if codec is None:
@@ -247,7 +259,11 @@ class ForwardingReceiver(RTCRtpReceiver):
         original_ssrc = self._RTCRtpReceiver__rtx_ssrc.get(view.ssrc)
         apt = codec.parameters.get("apt")
         start = view.payload_start
-        if original_ssrc is None or view.payload_end - start <= 2 or apt not in self._RTCRtpReceiver__codecs:
+        if (
+            original_ssrc is None
+            or view.payload_end - start <= 2
+            or apt not in self._RTCRtpReceiver__codecs
+        ):
             return None
         data = view.data
         osn = (data[start] << 8) | data[start + 1]
@@ -350,7 +366,11 @@ class ForwardingSender(RTCRtpSender):
         self._level_id = ids.audio_level or 0
         self._ext_blocks = {}
         for level in (False, True):
-            size = len(mid_element) + (4 if self._abs_id else 0) + (2 if level and self._level_id else 0)
+            size = (
+                len(mid_element)
+                + (4 if self._abs_id else 0)
+                + (2 if level and self._level_id else 0)
+            )
             pad = -size % 4
             prefix = _EXT.pack(0xBEDE, (size + pad) // 4) + mid_element if size else b""
             self._ext_blocks[level] = (prefix, b"\0" * pad)
@@ -365,7 +385,11 @@ class ForwardingSender(RTCRtpSender):
             self._RTCRtpSender__rtp_exited.set()
 
     async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
-        if on_nack is not None and isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+        if (
+            on_nack is not None
+            and isinstance(packet, RtcpRtpfbPacket)
+            and packet.fmt == RTCP_RTPFB_NACK
+        ):
             on_nack(len(packet.lost))
         await super()._handle_rtcp_packet(packet)
 
@@ -401,8 +425,16 @@ class ForwardingSender(RTCRtpSender):
         else:
             ext = b""
             first = 0x80
-        head = _FULL_HDR.pack(first, (view.marker << 7) | codec.payloadType, sequence_number,
-                              timestamp, self._ssrc) + ext
+        head = (
+            _FULL_HDR.pack(
+                first,
+                (view.marker << 7) | codec.payloadType,
+                sequence_number,
+                timestamp,
+                self._ssrc,
+            )
+            + ext
+        )
         data = head + view.data[view.payload_start : view.payload_end]
         self._history[sequence_number % RTP_HISTORY_SIZE] = (sequence_number, data, len(head))
         if not _send_plain_rtp(dtls, data):
@@ -533,15 +565,37 @@ class RtpView:
     """
 
     __slots__ = (
-        "data", "payload_type", "marker", "sequence_number", "timestamp", "ssrc",
-        "payload_start", "payload_end", "abs_send_time", "audio_level", "arrival_ms",
-        "ntp", "t0",
+        "data",
+        "payload_type",
+        "marker",
+        "sequence_number",
+        "timestamp",
+        "ssrc",
+        "payload_start",
+        "payload_end",
+        "abs_send_time",
+        "audio_level",
+        "arrival_ms",
+        "ntp",
+        "t0",
     )
 
-    def __init__(self, data: bytes, payload_type: int, marker: int, sequence_number: int,
-                 timestamp: int, ssrc: int, payload_start: int, payload_end: int,
-                 abs_send_time: int | None, audio_level: int | None, arrival_ms: int,
-                 ntp: int, t0: float) -> None:
+    def __init__(
+        self,
+        data: bytes,
+        payload_type: int,
+        marker: int,
+        sequence_number: int,
+        timestamp: int,
+        ssrc: int,
+        payload_start: int,
+        payload_end: int,
+        abs_send_time: int | None,
+        audio_level: int | None,
+        arrival_ms: int,
+        ntp: int,
+        t0: float,
+    ) -> None:
         self.data = data
         self.payload_type = payload_type
         self.marker = marker
@@ -563,8 +617,11 @@ class RtpView:
     def packet(self) -> RtpPacket:
         """A full RtpPacket (for taps: recorder, vision); built only where one is attached."""
         packet = RtpPacket(
-            payload_type=self.payload_type, marker=self.marker,
-            sequence_number=self.sequence_number, timestamp=self.timestamp, ssrc=self.ssrc,
+            payload_type=self.payload_type,
+            marker=self.marker,
+            sequence_number=self.sequence_number,
+            timestamp=self.timestamp,
+            ssrc=self.ssrc,
             payload=self.payload,
         )
         if self.audio_level is not None:
@@ -618,8 +675,21 @@ def parse_rtp(data: bytes, abs_id: int | None, level_id: int | None) -> RtpView 
     now = time.time()
     _sample_counter += 1
     t0 = time.perf_counter() if _sample_counter % LATENCY_SAMPLE_EVERY == 0 else 0.0
-    return RtpView(data, b1 & 0x7F, b1 >> 7, seq, ts, ssrc, pos, end, abs_send_time, audio_level,
-                   int((now + _NTP_UNIX_OFFSET) * 1000), int((now + _NTP_UNIX_OFFSET) * 4294967296.0), t0)
+    return RtpView(
+        data,
+        b1 & 0x7F,
+        b1 >> 7,
+        seq,
+        ts,
+        ssrc,
+        pos,
+        end,
+        abs_send_time,
+        audio_level,
+        int((now + _NTP_UNIX_OFFSET) * 1000),
+        int((now + _NTP_UNIX_OFFSET) * 4294967296.0),
+        t0,
+    )
 
 
 _HDR = struct.Struct("!HII")
@@ -684,19 +754,27 @@ def _install_fast_path(dtls: RTCDtlsTransport) -> None:
     fast = dtls._relay_fast_path = _FastPath(dtls)
     dtls._handle_rtp_data = fast.queued  # the instance's, shadowing aiortc's method
     _patch_stun_protocol()
-    connection = dtls.transport._connection
-    # RTP that arrived before now waits in aioice's queue: forward it first, in order, so a
-    # consumer never sees an older packet after a newer one; the rest goes back for aiortc
-    queue = connection._queue
-    rest = []
-    while not queue.empty():
-        item = queue.get_nowait()
-        if item is None or not fast.datagram(item[0], ()):
-            rest.append(item)
-    for item in rest:
-        queue.put_nowait(item)
-    for protocol in connection._protocols:
-        protocol._relay_rtp_hook = fast.datagram
+    _hook_when_drained(fast, dtls.transport._connection)
+
+
+def _hook_when_drained(fast: _FastPath, connection: aioice.ice.Connection, tries: int = 0) -> None:
+    """Take RTP at the socket once aioice's queue is empty. What arrived before still waits
+    there and reaches aiortc's receive loop (then ``fast.queued``) after the handshake code
+    has finished, as before; switching only when it is empty keeps every packet in order.
+    A connection that closes meanwhile stays on aiortc's path."""
+    if not connection._nominated or tries > HOOK_WAIT_TRIES:
+        return
+    if connection._queue.empty():
+        for protocol in connection._protocols:
+            protocol._relay_rtp_hook = fast.datagram
+    else:
+        asyncio.get_running_loop().call_later(
+            0.001, _hook_when_drained, fast, connection, tries + 1
+        )
+
+
+HOOK_WAIT_TRIES = 5000
+"""Milliseconds (about) to wait for aioice's queue to drain before the lean path takes over."""
 
 
 def _patch_stun_protocol() -> None:
@@ -780,8 +858,15 @@ def send_context(transceiver: RTCRtpTransceiver) -> SendContext:
     media = [c for c in codecs if not is_rtx(c)]
     ids = sender._RTCRtpSender__rtp_header_extensions_map._HeaderExtensionsMap__ids
     pts = {c.payloadType: ("rtx" if is_rtx(c) else transceiver.kind) for c in codecs}
-    return SendContext(transceiver.kind, sender._ssrc, media[0].payloadType, transceiver.mid or "",
-                       ids.mid, ids.abs_send_time, pts)
+    return SendContext(
+        transceiver.kind,
+        sender._ssrc,
+        media[0].payloadType,
+        transceiver.mid or "",
+        ids.mid,
+        ids.abs_send_time,
+        pts,
+    )
 
 
 def vp8_packetize(frame: bytes, picture_id: int) -> list[bytes]:

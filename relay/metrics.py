@@ -97,6 +97,8 @@ NACKED_PACKETS = Counter(
 def count_nack(lost: int) -> None:
     NACKS_RECEIVED.inc()
     NACKED_PACKETS.inc(lost)
+
+
 LEGS_CONNECTED = Gauge("relay_legs_connected", "Legs with a live peer connection", ["role"])
 CALLS = Gauge("relay_calls", "Calls known to the relay, by state", ["state", "establishment"])
 PAUSES = Counter("relay_call_pauses_total", "Calls paused, by reason", ["reason"])
