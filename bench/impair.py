@@ -143,6 +143,44 @@ def impair_peer_connection(pc: Any, impairment: Impairment) -> int:
     return wrapped
 
 
+@dataclass
+class RateLimit:
+    """A thin link: a token bucket on receive (``bps``) whose queue holds at most ``queue_s``
+    of data; beyond that datagrams are dropped, as at a home router's full buffer."""
+
+    bps: float
+    queue_s: float = 0.25
+    passed: int = 0
+    dropped: int = 0
+    _free_at: float = field(default=0.0, repr=False)
+
+    def apply(self, size: int, deliver: Callable[[], None]) -> None:
+        now = time.monotonic()
+        start = max(now, self._free_at)
+        if start - now > self.queue_s:
+            self.dropped += 1
+            return
+        self._free_at = start + size * 8 / self.bps
+        self.passed += 1
+        asyncio.get_running_loop().call_later(self._free_at - now, deliver)
+
+
+def limit_receive_rate(pc: Any, limit: RateLimit) -> int:
+    """Put ``limit`` on everything ``pc``'s sockets receive (its downlink); sending is left
+    alone. Returns how many sockets were wrapped (call after setLocalDescription)."""
+    wrapped = 0
+    for conn in ice_connections(pc):
+        for protocol in conn._protocols:
+            receive = protocol.datagram_received
+
+            def limited_receive(data: bytes, addr: Any, _receive=receive) -> None:
+                limit.apply(len(data) + 28, lambda: _receive(data, addr))  # + IP/UDP headers
+
+            protocol.datagram_received = limited_receive
+            wrapped += 1
+    return wrapped
+
+
 # --- standalone proxies -----------------------------------------------------------------------
 
 

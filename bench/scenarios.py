@@ -897,3 +897,28 @@ async def kill_and_restart(product: Any, live_s: float = 3.0) -> Outcome:
         f"{check}, audit chain {'intact' if chain_ok else 'BROKEN'}",
         ok,
     )
+
+
+async def endpoint_shapes(product: Any) -> Outcome:
+    """Issue 21's shapes (bench/shapes.py) at every operation of the route table and at the
+    signalling socket: only 4xx and error frames, no server error, nothing in the log."""
+    from bench import shapes
+    from relay.web.routes import OPERATIONS
+
+    found = await shapes.fire(product)
+    count = sum(found["statuses"].values()) + len(found["ws_codes"]) + 1
+    ok = not found["wrong"] and not found["logged_errors"] and found["server_errors"] == 0
+    statuses = ", ".join(f"{s}: {n}" for s, n in sorted(found["statuses"].items()))
+    return Outcome(
+        "endpoint shapes",
+        f"every operation ({len(OPERATIONS)}): a lone surrogate in each path, query and body "
+        "field and as a key, JSON 1000 deep, a 2 MB body, a 10 kB header, broken bytes in "
+        "Authorization, Cookie, Origin and Host; the same at /ws",
+        count,
+        f"{found['server_errors']} server errors, {len(found['logged_errors'])} errors logged;"
+        f" statuses {statuses}; /ws codes {sorted(set(found['ws_codes']))}"
+        + (f"; WRONG: {found['wrong'][:3]}" if found["wrong"] else ""),
+        "none" if ok else "unexpected",
+        ok,
+        found,
+    )

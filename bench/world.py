@@ -9,8 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from relay.records.store import Store
+from relay.records.store.visiting import VisitingHours, every_day
 
 NOW = dt.datetime(2026, 12, 10, 8, 0, tzinfo=dt.UTC).timestamp()
+OPEN_ALL_HOURS = VisitingHours(sessions=every_day(), notice_hours=0, booking_window_days=62)
+"""The world's timetable: calls at any hour, no notice, two months ahead, so booking tests test
+the rule they are about (tests/test_availability.py tests the hours themselves). Two months
+ahead: far enough for the next-month allowance cases."""
 HOUR = 3600.0
 DAY = 86400.0
 PASSWORD = "correct horse battery staple"
@@ -44,6 +49,8 @@ def make_world(path: Path) -> World:
     w = World(store=s)
     w.est_a = s.create_establishment("HMP Alpha", NOW)
     w.est_b = s.create_establishment("HMP Beta", NOW)
+    for est in (w.est_a, w.est_b):
+        s.set_visiting_hours(est, OPEN_ALL_HOURS)
     w.laptops_a = [s.add_laptop(w.est_a, "laptop 1", "room 1"), s.add_laptop(w.est_a, "laptop 2")]
     w.laptop_b = s.add_laptop(w.est_b, "laptop B")
     w.prisoner_a = s.add_prisoner(w.est_a, "A1234BC", "Alan Prisoner")

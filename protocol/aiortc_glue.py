@@ -53,6 +53,7 @@ from aiortc.rtp import (
     RtcpRtpfbPacket,
     RtpPacket,
     pack_remb_fci,
+    unpack_remb_fci,
     unwrap_rtx,
 )
 from aiortc.utils import uint16_add
@@ -391,6 +392,7 @@ class ForwardingSender(RTCRtpSender):
             and packet.fmt == RTCP_RTPFB_NACK
         ):
             on_nack(len(packet.lost))
+        note_viewer_rtcp(self, packet)  # the viewer's REMB (issue 17, end of this module)
         await super()._handle_rtcp_packet(packet)
 
     def _send_keyframe(self) -> None:
@@ -975,3 +977,364 @@ class LeanRateCounter:
                     self._values[lo:hi] = [0] * (hi - lo)
         self._origin_index = (start + steps) % w
         self._origin_ms += steps
+
+
+# --- TURN on the client side (issue 17) ------------------------------------------------------
+
+
+def pick_turn_url(urls: Iterable[str], transport: str) -> str | None:
+    """The first URL for ``transport`` ("udp", "tcp" or "tls"): aiortc uses one TURN URL only."""
+    for url in urls:
+        secure = url.startswith("turns:")
+        kind = "tls" if secure else ("tcp" if "transport=tcp" in url else "udp")
+        if kind == transport:
+            return url
+    return None
+
+
+def new_client_peer_connection(
+    ice_servers: list[dict[str, Any]], turn_transport: str = "udp", relay_only: bool = False
+) -> RTCPeerConnection:
+    """A peer connection that may use the relay's TURN server over ``turn_transport``.
+
+    ``ice_servers`` is the relay's ``ice_servers`` message (WebRTC's RTCIceServer shape).
+    Without a matching TURN URL this is ``new_peer_connection()``: still no public server.
+    ``relay_only`` is iceTransportPolicy "relay" (aiortc 1.16 passes it to aioice, which then
+    gathers no host candidate at all).
+    """
+    servers = []
+    for server in ice_servers:
+        url = pick_turn_url(server.get("urls", []), turn_transport)
+        if url is not None:
+            servers.append(
+                aiortc.RTCIceServer(
+                    urls=url, username=server.get("username"), credential=server.get("credential")
+                )
+            )
+            break
+    policy = aiortc.RTCIceTransportPolicy.RELAY if relay_only else aiortc.RTCIceTransportPolicy.ALL
+    return RTCPeerConnection(
+        RTCConfiguration(
+            iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE, iceTransportPolicy=policy
+        )
+    )
+
+
+
+def selected_candidate_types(pc: RTCPeerConnection) -> list[str]:
+    """The local candidate type ("host", "relay", ...) of each transport's nominated pair."""
+    out: list[str] = []
+    seen: set[int] = set()
+    for transceiver in pc.getTransceivers():
+        transport = transceiver.sender.transport
+        if transport is None or id(transport) in seen:
+            continue
+        seen.add(id(transport))
+        connection = transport.transport.iceGatherer._connection
+        out += [pair.local_candidate.type for pair in connection._nominated.values()]
+    return out
+
+
+# --- one UDP port for all media (issue 17) ---------------------------------------------------
+#
+# aioice opens one UDP socket per ICE connection (a firewall in front of the relay must open a
+# whole port range). With the mux on, every connection's host candidate on a media address is
+# the same socket (mediasoup's WebRtcServer, LiveKit's UDP mux): a datagram goes to the leg
+# whose ICE username fragment its STUN USERNAME names ("<relay ufrag>:<remote ufrag>"), and
+# after that by its remote address. Unknown senders' datagrams are dropped and counted.
+
+_mux_enabled = False
+_mux_port = 0
+_muxes: dict[tuple[str, int], UdpMux] = {}
+"""(media address, id of the event loop) -> the shared socket's mux."""
+mux_dropped = 0
+"""Datagrams at a shared media port from no known leg (garbage, scans, stale peers)."""
+_STUN_MAGIC = b"\x21\x12\xa4\x42"
+
+
+def use_media_mux(enabled: bool, port: int = 0) -> None:
+    """All ICE host candidates on one UDP ``port`` per media address (0: one the kernel
+    picks, for tests); ``enabled=False`` keeps aioice's socket per connection."""
+    global _mux_enabled, _mux_port
+    _mux_enabled, _mux_port = enabled, port
+    aioice.ice.Connection.get_component_candidates = _component_candidates
+
+
+def share_media_port(pc: RTCPeerConnection) -> None:
+    """Put this (relay-side) peer connection's ICE on the shared port when the mux is on.
+
+    Only marked connections use the mux: clients in the same process (tests, the benchmark)
+    keep their own sockets. Call after setRemoteDescription(), before setLocalDescription().
+    """
+    for transceiver in pc.getTransceivers():
+        transport = transceiver.sender.transport
+        if transport is not None:
+            transport.transport.iceGatherer._connection._share_media_port = True
+
+
+async def close_media_mux() -> None:
+    """Close this event loop's shared media sockets (the relay's shutdown)."""
+    loop_id = id(asyncio.get_running_loop())
+    for key in [k for k in _muxes if k[1] == loop_id]:
+        _muxes.pop(key).close()
+
+
+def media_mux_ports() -> dict[str, int]:
+    """The shared port of each media address open in this event loop."""
+    loop_id = id(asyncio.get_running_loop())
+    return {addr: mux.port for (addr, lid), mux in _muxes.items() if lid == loop_id}
+
+
+class UdpMux(asyncio.DatagramProtocol):
+    """One shared UDP socket: demultiplexes datagrams to the ICE connections using it."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.port = 0
+        self.by_ufrag: dict[str, MuxedStunProtocol] = {}
+        self.by_addr: dict[tuple[str, int], MuxedStunProtocol] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:  # every leg's media queues here: a bigger buffer than a single leg's
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, MEDIA_RCVBUF_BYTES * 4)
+            except OSError:
+                pass
+        self.port = transport.get_extra_info("sockname")[1]
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        global mux_dropped
+        addr = (addr[0], addr[1])
+        protocol = None
+        if len(data) >= 20 and data[0] < 2 and data[4:8] == _STUN_MAGIC:
+            ufrag = _stun_local_ufrag(data)
+            if ufrag is not None:
+                protocol = self.by_ufrag.get(ufrag)
+                if protocol is not None:
+                    self.by_addr[addr] = protocol
+        if protocol is None:
+            protocol = self.by_addr.get(addr)
+        if protocol is None or not data:
+            mux_dropped += 1
+            return
+        protocol.datagram_received(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # ICMP errors for one peer must not touch the others
+
+    def register(self, protocol: MuxedStunProtocol, ufrag: str) -> None:
+        self.by_ufrag[ufrag] = protocol
+
+    def unregister(self, protocol: MuxedStunProtocol) -> None:
+        for table in (self.by_ufrag, self.by_addr):
+            for key in [k for k, p in table.items() if p is protocol]:
+                del table[key]
+
+    def close(self) -> None:
+        for protocol in set(self.by_ufrag.values()) | set(self.by_addr.values()):
+            protocol.connection_lost(None)
+        self.by_ufrag.clear()
+        self.by_addr.clear()
+        if self.transport is not None:
+            self.transport.close()
+
+
+def _stun_local_ufrag(data: bytes) -> str | None:
+    """The relay's ufrag from a STUN message's USERNAME attribute (type 0x0006), unparsed."""
+    end = min(len(data), 20 + int.from_bytes(data[2:4], "big"))
+    pos = 20
+    while pos + 4 <= end:
+        attr_type = int.from_bytes(data[pos : pos + 2], "big")
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if attr_type == 0x0006:
+            value = data[pos + 4 : pos + 4 + length]
+            local, colon, _ = value.partition(b":")
+            return local.decode("ascii", "replace") if colon else None
+        pos += 4 + ((length + 3) & ~3)
+    return None
+
+
+class _MuxedTransport:
+    """What a StunProtocol needs of its transport, on the shared socket."""
+
+    def __init__(self, mux: UdpMux, protocol: MuxedStunProtocol) -> None:
+        self.mux = mux
+        self.protocol = protocol
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        mux = self.mux
+        if mux.transport is None or mux.transport.is_closing():
+            return
+        mux.by_addr.setdefault((addr[0], addr[1]), self.protocol)  # its answers come back here
+        mux.transport.sendto(data, addr)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if self.mux.transport is None:
+            return default
+        return self.mux.transport.get_extra_info(name, default)
+
+    def close(self) -> None:
+        self.mux.unregister(self.protocol)
+        self.protocol.connection_lost(None)
+
+    def is_closing(self) -> bool:
+        return self.mux.transport is None or self.mux.transport.is_closing()
+
+
+class MuxedStunProtocol(aioice.ice.StunProtocol):
+    """aioice's StunProtocol for one ICE connection, sending and receiving on a shared socket."""
+
+
+async def _shared_mux(address: str) -> UdpMux:
+    loop = asyncio.get_running_loop()
+    key = (address, id(loop))
+    mux = _muxes.get(key)
+    if mux is None or mux.transport is None or mux.transport.is_closing():
+        _, mux = await loop.create_datagram_endpoint(UdpMux, local_addr=(address, _mux_port))
+        _muxes[key] = mux
+    return mux
+
+
+_original_component_candidates = aioice.ice.Connection.get_component_candidates
+
+
+async def _component_candidates(
+    self: aioice.ice.Connection, component: int, addresses: list[str], timeout: int = 5
+) -> list[aioice.Candidate]:
+    shared = getattr(self, "_share_media_port", False)
+    if not _mux_enabled or not shared or self.stun_server or self.turn_server:
+        return await _original_component_candidates(self, component, addresses, timeout)
+    candidates = []
+    for address in addresses:
+        try:
+            mux = await _shared_mux(address)
+        except OSError as exc:
+            log.warning("media mux: cannot bind %s:%s (%s)", address, _mux_port, exc)
+            continue
+        protocol = MuxedStunProtocol(self)
+        protocol.connection_made(_MuxedTransport(mux, protocol))  # type: ignore[arg-type]
+        protocol.local_candidate = aioice.Candidate(
+            foundation=aioice.candidate.candidate_foundation("host", "udp", address),
+            component=component,
+            transport="udp",
+            priority=aioice.candidate.candidate_priority(component, "host"),
+            host=address,
+            port=mux.port,
+            type="host",
+        )
+        mux.register(protocol, self.local_username)
+        self._protocols.append(protocol)
+        candidates.append(protocol.local_candidate)
+    return candidates
+
+
+# --- link quality and bandwidth from RTCP (issue 17) -----------------------------------------
+#
+# What relay/media/bandwidth.py reads and writes: a viewer's REMB as it arrives on the
+# sender that feeds it, the sending leg's own REMB (aiortc's receive-side estimate) as it
+# leaves, capped to what the viewers can take, and REMBs sent upstream by the relay itself.
+
+
+def note_viewer_rtcp(sender: RTCRtpSender, packet: AnyRtcpPacket) -> None:
+    """Keep the latest REMB a viewer sent about this sender's stream (bit/s, monotonic s)."""
+    if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+        try:
+            bitrate, _ssrcs = unpack_remb_fci(packet.fci)
+        except ValueError:
+            return
+        sender._viewer_remb = (bitrate, time.monotonic())
+
+
+def viewer_remb(sender: RTCRtpSender) -> tuple[int, float] | None:
+    """(bit/s, ``time.monotonic()``) of the viewer's last REMB on this sender, if any."""
+    return getattr(sender, "_viewer_remb", None)
+
+
+def sent_octets(sender: RTCRtpSender) -> int:
+    """Payload bytes this sender has sent (what its sender reports count)."""
+    return int(sender._RTCRtpSender__octet_count)
+
+
+def set_remb_cap(receiver: RTCRtpReceiver, bitrate: int | None) -> None:
+    """Cap the REMBs this receiver sends its remote sender (None: aiortc's own estimate)."""
+    receiver._remb_cap = bitrate
+
+
+def remb_cap(receiver: RTCRtpReceiver) -> int | None:
+    """The cap set by ``set_remb_cap`` (None: none)."""
+    return getattr(receiver, "_remb_cap", None)
+
+
+def own_remb(receiver: RTCRtpReceiver) -> int | None:
+    """aiortc's own estimate of the remote sender's uplink (its last REMB, before the cap)."""
+    return getattr(receiver, "_own_remb", None)
+
+
+async def _send_rtcp_capped(self: RTCRtpReceiver, packet: AnyRtcpPacket) -> None:
+    if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+        try:
+            bitrate, ssrcs = unpack_remb_fci(packet.fci)
+        except ValueError:
+            bitrate, ssrcs = 0, []
+        if bitrate:
+            self._own_remb = bitrate
+            cap = getattr(self, "_remb_cap", None)
+            if cap is not None and bitrate > cap:
+                packet = RtcpPsfbPacket(
+                    fmt=RTCP_PSFB_APP, ssrc=packet.ssrc, media_ssrc=0, fci=pack_remb_fci(cap, ssrcs)
+                )
+    await RTCRtpReceiver._send_rtcp(self, packet)
+
+
+ForwardingReceiver._send_rtcp = _send_rtcp_capped  # type: ignore[method-assign]
+
+
+async def send_remb(receiver: RTCRtpReceiver, bitrate: int) -> bool:
+    """Tell the remote sender of this receiver's streams to stay under ``bitrate``."""
+    rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc
+    ssrcs = list(receiver._RTCRtpReceiver__remote_streams)
+    if rtcp_ssrc is None or not ssrcs:
+        return False
+    fci = pack_remb_fci(int(bitrate), ssrcs)
+    await RTCRtpReceiver._send_rtcp(
+        receiver, RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=fci)
+    )
+    return True
+
+
+def uplink_counts(receiver: RTCRtpReceiver) -> tuple[int, int, float]:
+    """(packets expected, packets received, jitter in seconds) over this receiver's media
+    streams (RTX excluded), from aiortc's receiver-report statistics, without resetting them."""
+    expected = received = 0
+    jitter = 0.0
+    rtx = receiver._RTCRtpReceiver__rtx_ssrc
+    for ssrc, stats in receiver._RTCRtpReceiver__remote_streams.items():
+        if ssrc in rtx:
+            continue
+        expected += stats.packets_expected
+        received += stats.packets_received
+        jitter = max(jitter, stats.jitter / stats._clockrate)
+    return expected, received, jitter
+
+
+async def downlink_report(sender: RTCRtpSender) -> dict[str, float] | None:
+    """The viewer's last receiver report on this sender: fraction lost (0..1), jitter in
+    seconds, round-trip time in seconds (None until a report with a delay arrived)."""
+    codec = getattr(sender, "_codec", None)
+    for stats in (await sender.getStats()).values():
+        if stats.type == "remote-inbound-rtp":
+            clock_rate = codec.clockRate if codec is not None else 90000
+            return {
+                "loss": stats.fractionLost / 256,
+                "jitter_s": stats.jitter / clock_rate,
+                "rtt_s": stats.roundTripTime,
+            }
+    return None
+
+
+def encoder_target_bitrate(sender: RTCRtpSender) -> int | None:
+    """A client's encoder target (aiortc applies a REMB there), for tests and the bench."""
+    encoder = sender._RTCRtpSender__encoder
+    return getattr(encoder, "target_bitrate", None)

@@ -20,7 +20,7 @@ from aiortc import MediaStreamTrack, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from protocol import messages as m
-from protocol.aiortc_glue import adopt_receiver, new_peer_connection
+from protocol.aiortc_glue import adopt_receiver, new_client_peer_connection, new_peer_connection
 from protocol.frames import EncodedFrame, FrameAssembler
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,10 @@ class CallClient:
         on_message: Callable[[dict[str, Any]], None] | None = None,
         on_track: Callable[[MediaStreamTrack], None] | None = None,
         on_frame: Callable[[str, str, EncodedFrame], None] | None = None,
+        turn: str | None = None,
     ) -> None:
+        """``turn``: ask the relay for its TURN servers before offering and use the one for
+        this transport ("udp", "tcp" or "tls"); None: host candidates only."""
         base = relay_url.rstrip("/")
         self.ws_url = base.replace("http://", "ws://").replace("https://", "wss://") + "/ws"
         self.token = token
@@ -92,6 +95,9 @@ class CallClient:
         self.on_message = on_message
         self.on_track = on_track
         self.on_frame = on_frame
+        self.turn = turn
+        self.ice: dict[str, Any] | None = None
+        """The relay's ``ice_servers`` answer of the last join (with ``turn``)."""
         self.messages: list[dict[str, Any]] = []
         self.state: str | None = None
         self.joined: dict[str, Any] | None = None
@@ -118,11 +124,18 @@ class CallClient:
         """Connect, offer, apply the answer; returns the relay's ``joined`` message."""
         self._session = self._session or aiohttp.ClientSession()
         self._ws = await self._session.ws_connect(self.ws_url, heartbeat=15.0, max_msg_size=0)
-        self._pc = pc = new_peer_connection()
+        if self.turn is not None:
+            await self._ws.send_str(m.make("ice", token=self.token))
+            self.ice = ice = await asyncio.wait_for(self._read_until("ice_servers"), timeout)
+            self._pc = pc = new_client_peer_connection(
+                ice.get("ice_servers", []), self.turn, ice.get("ice_transport_policy") == "relay"
+            )
+        else:
+            self._pc = pc = new_peer_connection()
         self._add_transceivers(pc)
         await pc.setLocalDescription(await pc.createOffer())
         await self._ws.send_str(m.make("join", token=self.token, sdp=pc.localDescription.sdp))
-        reply = await asyncio.wait_for(self._read_until_joined(), timeout)
+        reply = await asyncio.wait_for(self._read_until("joined"), timeout)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
         self.joined = reply
         self.joins += 1
@@ -252,14 +265,14 @@ class CallClient:
 
         self._tasks.append(asyncio.ensure_future(consume()))
 
-    async def _read_until_joined(self) -> dict[str, Any]:
+    async def _read_until(self, mtype: str) -> dict[str, Any]:
         assert self._ws is not None
         async for msg in self._ws:
             if msg.type != aiohttp.WSMsgType.TEXT:
                 break
             data = m.parse_server_message(msg.data)
             await self._record(data)
-            if data["type"] == "joined":
+            if data["type"] == mtype:
                 return data
             if data["type"] == "error":
                 raise JoinError(data.get("code", "?"), data.get("message", ""))

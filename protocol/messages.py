@@ -5,6 +5,7 @@ Client to relay::
     {"v": 1, "type": "join", "token": "<join token>", "sdp": "<offer, ICE gathered>"}
     {"v": 1, "type": "leave"}
     {"v": 1, "type": "ping", "id": 7}
+    {"v": 1, "type": "ice", "token": "<join token>"}   (before join: which ICE servers to use)
 
 Relay to client::
 
@@ -13,6 +14,12 @@ Relay to client::
     {"v": 1, "type": "warning", "seconds_left": 60}
     {"v": 1, "type": "error", "code": "bad_sdp", "message": "..."}
     {"v": 1, "type": "pong", "id": 7}
+    {"v": 1, "type": "ice_servers", "ice_servers": [{"urls": [...], "username": "...",
+     "credential": "..."}], "ice_transport_policy": "all"}
+    {"v": 1, "type": "quality", "grade": "poor", "loss_down": 0.12, ...}   (this leg's own link)
+
+A client gathers ICE before it offers, so it asks for its TURN servers (``ice``) first, on
+the same socket; the ``joined`` answer repeats them (for a rejoin).
 
 Offers carry one audio and one video transceiver (sendrecv) for a leg. A watcher's offer
 carries two of each (recvonly): the first pair is the family side, the second the prison side.
@@ -25,6 +32,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from protocol import jsonsafe
 from protocol.vocabulary import CALL_STATES, MAX_TOKEN_CHARS, ROLES  # noqa: F401 (re-exported)
 
 VERSION = 1
@@ -56,6 +64,8 @@ E_LEG_CONNECTED = "leg_already_connected"
 E_CALL_ENDED = "call_ended"
 E_INTERNAL = "internal_error"
 E_RATE_LIMITED = "rate_limited"
+E_TOO_DEEP = "json_too_deep"
+E_BAD_UNICODE = "bad_unicode"
 E_SHUTTING_DOWN = "shutting_down"
 
 # field name -> (type, max length or None, required)
@@ -63,6 +73,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, int | None, bool]]] = {
     "join": {"token": (str, MAX_TOKEN_CHARS, True), "sdp": (str, MAX_MESSAGE_BYTES, True)},
     "leave": {},
     "ping": {"id": (int, None, False)},
+    "ice": {"token": (str, MAX_TOKEN_CHARS, True)},
 }
 
 
@@ -79,9 +90,10 @@ def parse_client_message(raw: str | bytes, max_bytes: int = MAX_MESSAGE_BYTES) -
     if len(raw.encode("utf-8", "surrogatepass")) > max_bytes:
         raise ProtocolError(E_TOO_LARGE, f"messages are limited to {max_bytes} bytes")
     try:
-        obj = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise ProtocolError(E_MALFORMED, "the message is not valid JSON") from None
+        obj = jsonsafe.parse_json(raw)  # bounded depth, no lone surrogates
+    except jsonsafe.BodyError as exc:
+        code = E_MALFORMED if exc.code == "bad_json" else exc.code
+        raise ProtocolError(code, exc.message.replace("body", "message")) from None
     if not isinstance(obj, dict):
         raise ProtocolError(E_NOT_OBJECT, "a message is a JSON object")
     if obj.get("v", VERSION) != VERSION:

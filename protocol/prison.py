@@ -58,6 +58,7 @@ async def run(args: argparse.Namespace) -> int:
         video=player.video if player else None,
         audio=player.audio if player else None,
         receive="encoded",
+        turn=args.turn,
         on_message=lambda msg: print_message(msg),
         on_frame=(lambda name, mime, frame: writer.write(name, mime, frame)) if writer else None,
     )
@@ -107,6 +108,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     src.add_argument("--camera", help="v4l2 device, e.g. /dev/video0")
     src.add_argument("--file", help="media file to send instead of a camera")
     p.add_argument("--loop", action="store_true", help="loop --file")
+    p.add_argument("--turn", choices=("udp", "tcp", "tls"),
+                   help="reach the relay through its TURN server over this transport")
     p.add_argument("--video-size", default="640x480")
     p.add_argument("--fps", type=int, default=30)
     p.add_argument("--record", help="write what the family side sends to this WebM file, as received")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 import sys
 
@@ -15,6 +16,7 @@ from relay.config import Config
 
 def main() -> int:
     config = Config.from_env()
+    os.umask(0o077)  # whatever the relay writes (keys, database, recordings) is its own
     logs.setup()
     try:
         app = build_app(config)
@@ -30,7 +32,8 @@ def main() -> int:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(config.tls_cert, config.tls_key)
     web.run_app(app, host=config.host, port=config.port, ssl_context=context, print=None,
-                shutdown_timeout=config.shutdown_grace_s, loop=uvloop.new_event_loop())
+                shutdown_timeout=config.shutdown_grace_s, loop=uvloop.new_event_loop(),
+                access_log_class=logs.AccessLogger)
     return 0
 
 

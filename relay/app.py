@@ -13,23 +13,25 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from protocol import aiortc_glue
 from protocol import messages as m
-from relay import auth, keys, metrics
+from relay import auth, keys, logs, metrics, private, turn
 from relay.calls.call import AdmissionLike
 from relay.calls.lifecycle import CallLifecycle
 from relay.calls.registry import CallRegistry
 from relay.calls.runtime import CallRuntime
 from relay.calls.vision_link import VisionLink
 from relay.config import Config
+from relay.media.bandwidth import LinkMonitor
 from relay.records import recordings
 from relay.records.audit import AuditLog
 from relay.records.store import AdmissionRefused, Store
-from relay.web import api, call_control, health, pages
+from relay.web import api, call_control, health, origins, pages, staff_admin_api, visiting_api
 from relay.web.api import authorize_staff, setup_api
 from relay.web.signalling import Admit, websocket_handler
 from vision.model import cached_model_path
@@ -46,8 +48,14 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     aiortc_glue.check_aiortc_version()
     aiortc_glue.bind_media_addresses(config.media_addresses)
     aiortc_glue.on_nack = metrics.count_nack
+    logs.quiet_aiohttp()  # a request aiohttp cannot parse: one line, not a traceback
+    aiortc_glue.use_media_mux(config.media_mux, config.media_port)
 
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    private.private_dir(Path(config.data_dir))  # 0700: keys, database, recordings
+    if config.tls_key and Path(config.tls_key).exists():  # a missing one: TLS says so
+        private.check_private(Path(config.tls_key), "the TLS private key")
+    token_secret = auth.load_secret(config)  # a readable key is refused before the database
     store = store or Store.open(config.db_path)
     audit_log = AuditLog(store.connection)
     app[keys.CONFIG] = config
@@ -81,10 +89,11 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     app[keys.CALL_AUDIT] = call_audit
 
     # who is asking: join tokens (signalling) and staff sessions (API, recordings)
-    app[keys.TOKEN_SECRET] = auth.load_secret(config)
+    app[keys.TOKEN_SECRET] = token_secret
     app[keys.AUTH_LIMITER] = auth.BadAttemptLimiter(config.bad_token_limit_per_min)
     gate = auth.JoinGate(app[keys.TOKEN_SECRET], store, app[keys.AUTH_LIMITER])
     app[keys.JOIN_GATE] = gate
+    app[keys.TURN_SECRET] = turn.load_turn_secret(config)
 
     async def admit_by_token(token: str, now: float, remote: str) -> AdmissionLike:
         try:
@@ -104,7 +113,8 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     if config.vision_enabled:
         cached_model_path(config.vision)  # a missing or corrupt model is a clear error now, not later
     detector = DetectorService(config.vision, keyframes_only=config.vision_keyframes_only)
-    registry.hooks.append(VisionLink(detector, registry))
+    vision_link = VisionLink(detector, registry)
+    registry.hooks.append(vision_link)
     app[keys.DETECTOR] = detector
     app[keys.READY_CHECKS].append(
         lambda: None if not config.vision_enabled or detector.detector is not None
@@ -112,11 +122,19 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     )
     _with_app(app, detector.start, detector.stop)
     _with_app(app, runtime.start, runtime.stop)
+    _install_identity(app, store, audit_log, detector, vision_link, clock)
+    link_monitor = LinkMonitor(registry, config)
+    app[keys.LINK_MONITOR] = link_monitor
+    _with_app(app, link_monitor.start, link_monitor.stop)
 
     # the web: signalling, API, pages, health and metrics
     app.router.add_get("/ws", websocket_handler)
-    setup_api(app, {**api.HANDLERS, **call_control.HANDLERS})
+    setup_api(app, {**api.HANDLERS, **call_control.HANDLERS, **visiting_api.HANDLERS,
+                    **staff_admin_api.HANDLERS})
     pages.add_routes(app)
+    app.on_response_prepare.append(pages.html_security_headers)  # every HTML response
+    app[keys.ORIGINS] = origins.Origins(config)
+    app.middlewares.insert(0, origins.check_host)  # outermost: every route, DNS rebinding
     health.add_routes(app, with_metrics=not config.metrics_host)
     app.on_startup.append(_start_background)
     app.on_shutdown.append(_shutdown)
@@ -125,7 +143,32 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
         store.close()
 
     app.on_cleanup.append(close_store)
+
+    async def close_media_mux(app: web.Application) -> None:
+        await aiortc_glue.close_media_mux()
+
+    app.on_cleanup.append(close_media_mux)
     return app
+
+
+def _install_identity(app: web.Application, store: Store, audit_log: AuditLog,
+                      detector: DetectorService, vision_link: VisionLink,
+                      clock: Callable[[], float]) -> None:
+    """Face enrolment (relay/identity/enrolment.py) and its staff routes; sealed with the
+    recording key, swept by retention; and the in-call re-checks against the booking's
+    enrolled people. Descriptors run on one identity thread, shared by both."""
+    from relay.identity.enrolment import FaceEnrolments
+    from relay.web import identity_api
+    from vision.identity import IdentityWorker
+
+    worker = IdentityWorker()
+    enrolments = FaceEnrolments(store.connection, app[keys.CONFIG], app[keys.RECORDING_KEY],
+                                audit_log, lambda: detector.detector, worker, clock)
+    app[keys.FACE_ENROLMENTS] = enrolments
+    identity_api.add_routes(app)
+    _with_app(app, enrolments.start, enrolments.stop)
+    detector.identity = worker
+    vision_link.gallery = enrolments.gallery_for(store)
 
 
 def _with_app(app: web.Application, start: Callable[[], Awaitable[None]],

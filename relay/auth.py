@@ -15,7 +15,6 @@ import collections
 import hashlib
 import hmac
 import logging
-import os
 import secrets
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from protocol import tokens
+from relay import private
 
 if TYPE_CHECKING:  # pragma: no cover
     from relay.config import Config
@@ -63,34 +63,30 @@ def secret_matches(stored_hash: str | None, secret: str) -> bool:
     return hmac.compare_digest(stored_hash, hash_secret(secret))
 
 
+def session_ref_of_hash(session_hash: str) -> str:
+    """What a staff watch token carries (as its ``jti``) to name the session that asked for
+    it: a hash of the stored session hash, so neither the cookie nor its stored hash ever
+    leaves the relay. Admission checks that the session still exists (logout ends it)."""
+    return "w" + hashlib.sha256(b"watch-session:" + session_hash.encode()).hexdigest()[:32]
+
+
+def session_ref(cookie: str) -> str:
+    return session_ref_of_hash(hash_secret(cookie))
+
+
 def load_secret(config: Config) -> bytes:
     """The HMAC key for join tokens: ``config.secret_key``, else ``data_dir/secret.key``
-    (generated once, mode 0600)."""
+    (generated once, mode 0600; an existing one that others can read is refused)."""
     if config.secret_key:
         return config.secret_key.encode("utf-8")
     path = Path(config.data_dir) / "secret.key"
-    try:
-        data = path.read_bytes().strip()
-        if data:
-            return data
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32).encode("ascii")
-    tmp = path.with_name(f".secret.key.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, key + b"\n")
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)  # fails if another process won the race: then use theirs
-    except FileExistsError:
-        key = path.read_bytes().strip()
-    finally:
-        tmp.unlink(missing_ok=True)
-    os.chmod(path, 0o600)
-    return key
+    if not path.exists():
+        private.create_private(path, secrets.token_hex(32).encode("ascii") + b"\n")
+    # if another process won the race, its key is the one
+    data = private.read_private(path, "the join-token signing key").strip()
+    if not data:
+        raise ValueError(f"{path} is empty; delete it to have a new key made")
+    return data
 
 
 class BadAttemptLimiter:

@@ -99,7 +99,9 @@ class Config:
     recording_enabled: bool = True
     """Off only for development and benchmarks: with it on, social calls are recorded as the
     establishment's policy says; legal calls never are, whatever this says."""
-    recordings_dir: Path = Path("data/recordings")
+    recordings_dir: Path | None = None
+    """Where sealed recordings go; ``data_dir/recordings`` when not set (so RELAY_DATA_DIR
+    alone moves everything the relay keeps)."""
     recording_chunk_s: float = 2.0
     """Each flush seals one encrypted chunk: a crash loses at most about this much."""
     recording_start_wait_s: float = 5.0
@@ -119,6 +121,78 @@ class Config:
 
     # --- shutdown ------------------------------------------------------------------------
     shutdown_grace_s: float = 5.0
+
+    # --- origins and hosts (relay/web/origins.py) ------------------------------------------
+    allowed_origins: tuple[str, ...] = ()
+    """Origins (scheme://host:port) whose pages may change things here; empty: the one the
+    relay prints (``base_url``). Their hosts are also the Host headers it answers."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Further Host names it answers on any port (an internal name Prometheus scrapes by).
+    Bound to loopback, any loopback name is answered; bound to every interface, any IP."""
+
+    def __post_init__(self) -> None:
+        if self.recordings_dir is None:
+            object.__setattr__(self, "recordings_dir", Path(self.data_dir) / "recordings")
+            object.__setattr__(self, "_derived_recordings_dir", True)
+        elif not isinstance(self.recordings_dir, Path):
+            object.__setattr__(self, "recordings_dir", Path(self.recordings_dir))
+    # --- identity (defaults from vision/settings.py; docs/identity.md) --------------------
+    identity_threshold: float = _VISION.identity_threshold
+    identity_photo_min_face_px: int = _VISION.identity_photo_min_face_px
+    identity_photo_min_sharpness: float = _VISION.identity_photo_min_sharpness
+    identity_photo_min_brightness: float = _VISION.identity_photo_min_brightness
+    identity_photo_max_brightness: float = _VISION.identity_photo_max_brightness
+    identity_interval_s: float = _VISION.identity_interval_s
+    identity_confirm_m: int = _VISION.identity_confirm_m
+    identity_confirm_n: int = _VISION.identity_confirm_n
+    identity_clear_m: int = _VISION.identity_clear_m
+    identity_clear_n: int = _VISION.identity_clear_n
+    faces_dir: str = ""
+    """Sealed face enrolments (descriptor + photo, encrypted with the recording key);
+    empty: ``data_dir/faces``."""
+    identity_retention_days: int = 365
+    """An enrolment is deleted this long after it was made (a new photo re-enrols)."""
+    identity_photo_max_bytes: int = 5 * 1024 * 1024
+    identity_photo_max_pixels: int = 24_000_000
+    """Width x height a photo may declare before it is decoded (no decompression bombs)."""
+    # --- network reach (issue 17, docs/network.md) ----------------------------------------
+    turn_urls: tuple[str, ...] = ()
+    """TURN URLs handed to participants with REST credentials, e.g.
+    ``turn:turn.example.org:3478?transport=udp,turn:turn.example.org:3478?transport=tcp,
+    turns:turn.example.org:443?transport=tcp``. Empty (the default): no ICE servers at all,
+    never a public STUN/TURN server."""
+    turn_secret: str = ""
+    """coturn's ``static-auth-secret``; when empty (and turn_urls set) one is generated once
+    into data_dir/turn.secret (0600), which scripts/coturn reads."""
+    turn_credential_ttl_s: float = 4 * 3600.0
+    """A TURN credential's life; never past the slot's end."""
+    ice_relay_only: bool = False
+    """Tell clients to use relayed (TURN) candidates only (iceTransportPolicy "relay"): for
+    tests and for checking a coturn deployment, never needed in production."""
+    media_mux: bool = False
+    """Every leg's media on one UDP port per media address (media_port) instead of a port per
+    leg: what production should run (docs/network.md). Off by default so that several relays
+    on one development machine never collide."""
+    media_port: int = 0
+    """The shared media port with media_mux (e.g. 3479); 0 lets the kernel pick one at start."""
+    link_tick_s: float = 1.0
+    """How often each leg's link quality is read from RTCP and the REMB cap sent upstream."""
+    remb_cap: bool = True
+    """Cap each sender to its viewer's downlink (REMB upstream = min(viewer's estimate, the
+    relay's own estimate of the sender's uplink)); off only to measure the difference."""
+    remb_fresh_s: float = 5.0
+    """A viewer's REMB older than this no longer caps its sender."""
+    remb_min_bps: int = 100_000
+    """Never ask a sender for less than this (a stalled viewer must not freeze the sender)."""
+    link_fair_loss: float = 0.02
+    link_poor_loss: float = 0.08
+    """Loss (either direction) at which a leg's link counts as fair / poor."""
+    link_poor_rtt_s: float = 0.6
+    link_poor_bps: int = 250_000
+    """A downlink estimate under this is a poor link (VP8 below it is barely watchable)."""
+    link_poor_ticks: int = 3
+    link_clear_ticks: int = 5
+    """Ticks in a row before a participant is told their link is poor, and before it clears."""
 
     @property
     def vision(self) -> VisionSettings:
@@ -154,6 +228,8 @@ class Config:
         return cls(**values)
 
     def replace(self, **changes: object) -> Config:
+        if getattr(self, "_derived_recordings_dir", False):
+            changes.setdefault("recordings_dir", None)  # follows a new data_dir
         return dataclasses.replace(self, **changes)
 
 
@@ -176,7 +252,7 @@ def _parse(name: str, hint: object, raw: str) -> object:
             parts = [p.strip() for p in raw.split(",") if p.strip()]
             return tuple(item_type(p) for p in parts)
         if origin in (typing.Union, types.UnionType):
-            return raw
+            return Path(raw) if Path in typing.get_args(hint) else raw
     except ValueError as exc:
         raise ValueError(f"{ENV_PREFIX}{name.upper()}: cannot read {raw!r} as {hint}") from exc
     raise TypeError(f"no parser for config field {name} of type {hint}")

@@ -53,3 +53,11 @@ CLEANUPS = web.AppKey("cleanups", set[asyncio.Task[None]])
 READY_CHECKS = web.AppKey("ready_checks", list[ReadyCheck])
 BACKGROUND = web.AppKey("background", list[asyncio.Task[None]])
 METRICS_RUNNER = web.AppKey("metrics_runner", web.AppRunner)
+ORIGINS = web.AppKey("origins", "Origins")
+"""The hosts and origins the relay answers (relay/web/origins.py)."""
+FACE_ENROLMENTS = web.AppKey("face_enrolments", "FaceEnrolments")
+"""Face enrolment, its sealed storage and retention (relay/identity/enrolment.py)."""
+TURN_SECRET = web.AppKey("turn_secret", bytes)
+"""coturn's shared secret for REST credentials (relay/turn.py); empty without TURN."""
+LINK_MONITOR = web.AppKey("link_monitor", "LinkMonitor")
+"""Per-leg link quality and the REMB cap (relay/media/bandwidth.py)."""

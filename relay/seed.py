@@ -18,11 +18,15 @@ from protocol import tokens
 from relay.auth import load_secret
 from relay.config import Config
 from relay.records.store import Store
+from relay.records.store.visiting import VisitingHours, every_day
 
 DEMO_NAME = "HMP Demo"
 DEMO_PRISONER = "A0001DM"
 DEMO_STAFF = "staff"
 DEMO_MINUTES = 30
+DEMO_HOURS = VisitingHours(sessions=every_day("08:00", "21:00"), notice_hours=1)
+"""The demo's visiting hours: every day 08:00-21:00 local, an hour's notice (the seeded
+call itself is made directly, so it is open whenever ``make run`` starts)."""
 
 
 def seed_demo(store: Store, config: Config, now: float) -> dict[str, Any]:
@@ -37,6 +41,7 @@ def seed_demo(store: Store, config: Config, now: float) -> dict[str, Any]:
         if store.establishment_count() > 0:
             return {"seeded": False, "reason": "the store has records and no demo establishment"}
         est = store.create_establishment(DEMO_NAME, now, is_demo=1)
+        store.set_visiting_hours(est, DEMO_HOURS)
         laptop_id, laptop_secret = store.add_laptop(est, "Demo laptop", "Visits room 1")
         prisoner_id = store.add_prisoner(est, DEMO_PRISONER, "Sam Demo")
         staff_id = store.add_staff(est, DEMO_STAFF, password, "admin")

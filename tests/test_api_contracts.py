@@ -10,6 +10,7 @@ import dataclasses
 import pytest
 from pydantic.json_schema import models_json_schema
 
+from bench.world import OPEN_ALL_HOURS
 from protocol import messages, tokens, vocabulary
 from relay import keys
 from relay.app import build_app
@@ -195,6 +196,7 @@ async def test_staff_book_a_legal_call_approved_at_once(product):
 async def test_call_length_is_the_establishments(product):
     s = product.world.store
     est = s.create_establishment("HMP Gamma", NOW, allowed_call_minutes=(45,), call_minutes=45)
+    s.set_visiting_hours(est, OPEN_ALL_HOURS)
     s.add_laptop(est, "laptop g", "room g")
     prisoner = s.add_prisoner(est, "G4545GG", "Gary Prisoner")
     vid, secret = s.add_visitor("Gwen", "1971-01-01", True, NOW)

@@ -133,6 +133,27 @@ async def _pair(relay, tokens, booking_id):
 
 
 async def test_relay_forwards_on_the_lean_path(relay, tokens):
+    await _check_lean_path(relay, tokens)
+
+
+async def test_lean_path_on_the_shared_media_port(config, tokens):
+    """With the media mux (one UDP port for every leg) the lean path takes RTP all the same."""
+    from aiohttp.test_utils import TestServer
+
+    from relay.app import build_app
+
+    server = TestServer(build_app(config.replace(media_mux=True), admit=tokens), host="127.0.0.1")
+    await server.start_server()
+    server.base_url = str(server.make_url("")).rstrip("/")
+    try:
+        await _check_lean_path(server, tokens)
+        assert len(aiortc_glue.media_mux_ports()) == 1
+    finally:
+        await server.close()
+        aiortc_glue.use_media_mux(False)
+
+
+async def _check_lean_path(relay, tokens) -> None:
     fam, pri = await _pair(relay, tokens, 61)
     try:
         await fam.wait_frames("video0", 45)

@@ -81,16 +81,19 @@ async def test_unauthorised_requests_are_refused_and_logged(api):
     assert resp.status == 403
     resp = await http.get(f"{base}/api/recordings/999/media")
     assert resp.status == 401, "strangers cannot tell which recordings exist"
-    # staff of another establishment can neither download nor hold it
-    resp = await http.get(f"{base}/api/recordings/{rec}/media", headers=ELSEWHERE)
-    assert resp.status == 403
-    resp = await http.post(f"{base}/api/recordings/{rec}/hold", headers=ELSEWHERE,
-                           json={"reason": "x"})
-    assert resp.status == 403
+    # staff of another establishment can neither download nor hold it, and cannot tell it
+    # from an unknown id: the same 404 and body (issue 21)
+    unknown = await http.get(f"{base}/api/recordings/999/media", headers=ELSEWHERE)
+    assert unknown.status == 404
+    for method, path in (("GET", ""), ("GET", "/media"), ("POST", "/hold")):
+        resp = await http.request(method, f"{base}/api/recordings/{rec}{path}",
+                                  headers=ELSEWHERE, json={"reason": "x"})
+        assert resp.status == 404, (method, path)
+        assert await resp.json() == await unknown.json()
     refused = audits(app, "recording_access_refused")
     assert [(b, d["action"], d["refused"]) for b, d in refused] == [
         (0, "list", 401), (5, "download", 401), (5, "download", 403), (0, "download", 401),
-        (5, "download", 403), (5, "hold", 403)]
+        (5, "view", 404), (5, "download", 404), (5, "hold", 404)]
     assert refused[4][1]["staff"] == "staff-9"
     assert not audits(app, "recording_download")
     # a list shows only the staff member's establishment, and is itself logged

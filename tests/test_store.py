@@ -7,6 +7,7 @@ import sqlite3
 import pytest
 
 from protocol.tokens import JoinClaims
+from relay import auth
 from relay.auth import load_secret
 from relay.config import Config
 from relay.records import store as store_mod
@@ -65,10 +66,13 @@ def claims_for(w, b, who="mum", role="family", nbf=None, exp=None):
         "prison": f"laptop:{b.laptop_id}",
         "watcher": f"staff:{w.officer_a}",
     }[role]
+    # a watcher's token names the staff session that asked for it (issue 21)
+    jti = auth.session_ref(w.store.create_session(w.officer_a, NOW)) if role == "watcher" else ""
     return JoinClaims(
         b.id, participant, role,
         b.starts_at - 600 if nbf is None else nbf,
         b.ends_at if exp is None else exp,
+        jti,
     )
 
 

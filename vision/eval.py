@@ -91,3 +91,55 @@ def score_frames(preds: list[list[Face]], truths: list[list[Box]]) -> dict[str, 
         "faces_by_face_height_px": {k: by_size[k][1] for k in order if k in by_size},
     }
 
+
+
+# --- command line ----------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vision.eval identity --set DIR [--camera] [--json]``."""
+    import argparse
+    import json
+    import os
+    import sys
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python -m vision.eval")
+    sub = parser.add_subparsers(dest="command", required=True)
+    ident = sub.add_parser("identity", help="FAR, FRR and EER of face identity on a labelled set")
+    ident.add_argument("--set", dest="folder", type=Path, required=True,
+                       help="folder of DIR/<person>/<n>.jpg; the first photo of each is enrolled")
+    ident.add_argument("--camera", action="store_true",
+                       help="match the faces as 640x480 VP8-coded camera frames, darker and brighter")
+    ident.add_argument("--json", action="store_true", help="print the report as JSON")
+    ident.add_argument("--threshold", type=float, default=None,
+                       help="distance threshold (default: VisionSettings.identity_threshold, "
+                            "RELAY_IDENTITY_THRESHOLD)")
+    args = parser.parse_args(argv)
+
+    from vision.detector import load_detector
+    from vision.identity import IdentityModelError, load_encoder
+    from vision.identity_eval import evaluate, format_report
+    from vision.model import ModelError
+
+    settings = VisionSettings()
+    env_threshold = os.environ.get("RELAY_IDENTITY_THRESHOLD")  # the relay's own setting
+    threshold = args.threshold if args.threshold is not None else (
+        float(env_threshold) if env_threshold else None)
+    if threshold is not None:
+        settings = settings.replace(identity_threshold=threshold)
+    if not args.folder.is_dir():
+        print(f"error: {args.folder} is not a folder", file=sys.stderr)
+        return 2
+    try:
+        detector = load_detector(settings)
+        encoder = load_encoder()
+    except (ModelError, IdentityModelError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    report = evaluate(args.folder, detector, encoder, settings, camera=args.camera)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

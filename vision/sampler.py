@@ -38,6 +38,7 @@ from vision.detector import Face, letterbox_frame
 from vision.settings import VisionSettings
 
 if TYPE_CHECKING:
+    from vision.identity_check import IdentityEvent, LegIdentity
     from vision.service import DetectorService
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,9 @@ class LegSampler:
                  keyframes_only: bool = False, enabled: bool = True) -> None:
         self.leg_key = leg_key
         self.on_event = on_event
+        self.identity: LegIdentity | None = None
+        """Set once the booking's enrolled faces for this side are loaded (in-call re-checks)."""
+        self.on_identity: Callable[[IdentityEvent], None] | None = None
         self.decisions = LegDecisions(leg_key, approved, config)
         self.needs_all_frames = enabled and not keyframes_only
         self._service = service

@@ -31,8 +31,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from prometheus_client import Counter, Histogram
 
-from vision.decisions import VisionEvent
+from vision.decisions import VisionEvent, counted_faces
 from vision.detector import Detector, Face, load_detector
+from vision.identity import IdentityWorker
+from vision.identity_check import LegIdentity
 from vision.sampler import LegSampler, Sample, _Decoder, evidence_jpeg
 from vision.settings import VisionSettings
 
@@ -117,6 +119,12 @@ class DetectorService:
         self._decode_pool: ThreadPoolExecutor | None = None
         self._detect_pool: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.identity: IdentityWorker | None = None
+        """Runs the in-call re-checks of legs that have a gallery (relay/app.py sets it)."""
+        self.identity_checks = 0
+        self.identity_cpu_s = 0.0
+        """CPU time of the identity thread spent on in-call descriptors."""
+        self._identify_tasks: set[asyncio.Task[None]] = set()
 
     @property
     def enabled(self) -> bool:
@@ -151,6 +159,8 @@ class DetectorService:
     async def stop(self) -> None:
         for sampler in list(self._legs.values()):
             sampler.close()
+        for task in list(self._identify_tasks):
+            task.cancel()
         if self._batcher is not None:
             self._batcher.cancel()
             try:
@@ -312,6 +322,50 @@ class DetectorService:
             DECISION_LATENCY.observe(latency)
             if events:
                 await self._emit(sampler, sample, events)
+            ident = sampler.identity
+            if ident is not None and self.identity is not None and not sampler.closed:
+                counted = counted_faces([f.scaled(1.0 / sample.scale) for f in faces], self.config)
+                if ident.due(counted, sample.at):
+                    self._busy += 1
+                    task = asyncio.ensure_future(self._identify(sampler, ident, sample, counted))
+                    self._identify_tasks.add(task)
+                    task.add_done_callback(self._identify_tasks.discard)
+
+    async def _identify(self, sampler: LegSampler, ident: LegIdentity, sample: Sample,
+                        faces: list[Face]) -> None:
+        """Descriptors of ``faces`` on the identity thread, then the leg's identity decision."""
+        assert self.identity is not None and self._loop is not None
+        try:
+            def describe(encoder: object) -> list[np.ndarray]:
+                c0 = time.thread_time()
+                try:
+                    image = sample.frame.to_ndarray(format="bgr24")
+                    return encoder.descriptors(image, faces)  # type: ignore[attr-defined]
+                finally:
+                    self.identity_cpu_s += time.thread_time() - c0  # only that thread writes
+
+            vectors = await self.identity.run(describe)
+            if sampler.closed:
+                return
+            self.identity_checks += 1
+            event = ident.checked(faces, vectors, sample.at)
+            if ident.unmatched or (event is None and ident.due_soon()):
+                sampler._start_burst(sample.at + self.config.burst_interval_s)
+            if event is None or sampler.on_identity is None:
+                return
+            try:
+                event.evidence_jpeg = await self._loop.run_in_executor(
+                    self._decode_pool, evidence_jpeg, sample.frame, event.boxes)
+            except Exception:
+                log.exception("vision: identity evidence JPEG failed for leg %s", sampler.leg_key)
+            if not sampler.closed:
+                sampler.on_identity(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("vision: identity check failed for leg %s", sampler.leg_key)
+        finally:
+            self._done(1)
 
     async def _emit(self, sampler: LegSampler, sample: Sample, events: list[VisionEvent]) -> None:
         """Attach the sample's evidence (one JPEG, encoded off the loop) and deliver."""

@@ -34,6 +34,20 @@ class VisionSettings:
     detector_height: int = 288
     keyframe_throttle_s: float = 0.5
     """The relay's limit on keyframe requests per sending leg (the evaluation simulates it)."""
+    identity_threshold: float = 0.5
+    """Descriptor distance at or under which two faces are the same person (docs/identity.md)."""
+    identity_photo_min_face_px: int = 80
+    identity_photo_min_sharpness: float = 40.0
+    """Variance of the Laplacian of the face crop (at 128 px high) below which it is blurred."""
+    identity_photo_min_brightness: float = 50.0
+    identity_photo_max_brightness: float = 225.0
+    identity_interval_s: float = 3.0
+    """In-call re-check of a steady picture (count changes, new faces and suspicions are
+    checked at once): one descriptor costs ~150 ms of CPU here (docs/identity.md)."""
+    identity_confirm_m: int = 2
+    identity_confirm_n: int = 3
+    identity_clear_m: int = 3
+    identity_clear_n: int = 4
 
     def replace(self, **changes: object) -> Self:
         return replace(self, **changes)  # type: ignore[arg-type]

@@ -33,6 +33,8 @@ Outcome = Callable[[str, str], None]
 REASON_TEXT = {
     "vision:family": "someone who is not on the booking appeared on the family side's camera",
     "vision:prison": "someone other than the prisoner appeared on the prison side's camera",
+    "identity:family": "someone not on the booking appeared on the family side's camera",
+    "identity:prison": "someone not on the booking appeared on the prison side's camera",
     "staff": "a member of staff paused the call",
     "before_start": "the call has not started yet",
 }
@@ -224,6 +226,38 @@ class CallPolicy:
     def vision_cleared(self, role: str, count: int) -> None:
         key = f"vision:{role}"
         self._audit("vision_cleared", {"role": role, "count": count})
+        self._clear_later(key, "vision_cleared")
+
+    def identity_paused(self, role: str) -> bool:
+        """An identity pause for ``role`` is in force (a rejoined leg starts unmatched)."""
+        return f"identity:{role}" in self.pause_reasons
+
+    def identity_unmatched(self, role: str, matches: list[Any], evidence: Any = None) -> None:
+        """Vision confirmed (M of N checks) a face on ``role``'s camera that matches nobody
+        enrolled for the booking: pause, like the count rule, with the evidence."""
+        key = f"identity:{role}"
+        timer = self._clear_timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        self.alerts += 1
+        detail: dict[str, Any] = {"role": role, "matches": matches}
+        if self.call.is_legal:
+            detail["evidence_withheld"] = "legal call"
+        else:
+            detail["evidence"] = evidence
+        self._audit("identity_unmatched", detail)
+        if key not in self.pause_reasons:
+            metrics.PAUSES.labels("vision").inc()
+        self._add(key, "identity_unmatched")
+
+    def identity_matched(self, role: str) -> None:
+        """Every face on ``role``'s camera matches again: lifted by the count rule's rules."""
+        self._audit("identity_matched", {"role": role})
+        self._clear_later(f"identity:{role}", "identity_matched")
+
+    def _clear_later(self, key: str, why: str) -> None:
+        """A vision reason's picture is clear: lift it after ``resume_after_clear_s`` of calm,
+        or wait for staff where the establishment says staff must resume."""
         if key not in self.pause_reasons:
             return
         if self._staff_must_resume:
@@ -236,7 +270,7 @@ class CallPolicy:
         if old is not None:
             old.cancel()
         self._clear_timers[key] = loop.call_later(
-            self.config.resume_after_clear_s, self._lift, key, "vision_cleared"
+            self.config.resume_after_clear_s, self._lift, key, why
         )
 
     def _add(self, reason: str, why: str) -> None:
@@ -284,7 +318,7 @@ class CallPolicy:
         new = self._derive()
         if new in ("live", "paused"):
             self.went_live = True
-        if new != self.state or why in ("staff_pause", "vision_over_limit"):
+        if new != self.state or why in ("staff_pause", "vision_over_limit", "identity_unmatched"):
             old, self.state = self.state, new
             if why:
                 self.reason = why

@@ -16,6 +16,7 @@ from protocol.aiortc_glue import (
     new_peer_connection,
     offered_mimes,
     restrict_codecs,
+    share_media_port,
 )
 from protocol.vocabulary import PARTY_ROLES
 from relay import metrics
@@ -184,6 +185,7 @@ class CallRegistry:
                 )
                 leg.senders[(other, t.kind)] = sender
                 t.direction = "sendrecv"
+        share_media_port(pc)  # one UDP port for every leg, when configured (issue 17)
         try:
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)

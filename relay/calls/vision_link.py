@@ -13,10 +13,13 @@ never seen). Legal calls are counted but no still is kept (the policy withholds 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+import numpy as np
 
 from protocol.frames import EncodedFrame
 from protocol.vocabulary import PARTY_ROLES
@@ -26,9 +29,14 @@ from relay.calls.registry import CallRegistry
 from relay.media.forwarder import Producer
 from relay.records.audit import Evidence
 from vision.decisions import VisionEvent
+from vision.identity_check import IdentityEvent, LegIdentity
+from vision.sampler import LegSampler
 from vision.service import DetectorService
 
 log = logging.getLogger(__name__)
+
+Gallery = Callable[[Call, str], Awaitable[dict[str, list[np.ndarray]]]]
+"""(call, role) -> the enrolled descriptors of the people approved for that side."""
 
 
 class VisionLink:
@@ -37,6 +45,9 @@ class VisionLink:
     def __init__(self, service: DetectorService, registry: CallRegistry) -> None:
         self.service = service
         self.registry = registry
+        self.gallery: Gallery | None = None
+        """Set by relay/app.py when identity is installed: in-call re-checks of each side."""
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def __call__(self, call: Call, policy: CallPolicy) -> None:
         if not self.service.enabled:
@@ -67,6 +78,26 @@ class VisionLink:
 
         producer.frames(mime).subscribe(on_frame, keyframes_only=not sampler.needs_all_frames)
         policy.listeners.append(_closer(policy, sampler))
+        if self.gallery is not None:
+            task = asyncio.ensure_future(self._start_identity(call, policy, role, sampler))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _start_identity(self, call: Call, policy: CallPolicy, role: str,
+                              sampler: LegSampler) -> None:
+        """Load the side's enrolled faces, then re-identify what the sampler sees. A side with
+        nobody enrolled is not re-identified (the count rule still holds)."""
+        assert self.gallery is not None
+        try:
+            gallery = await self.gallery(call, role)
+        except Exception:
+            log.exception("identity: gallery for call %s %s could not be loaded", call.id, role)
+            return
+        if sampler.closed or not gallery:
+            return
+        sampler.identity = LegIdentity(sampler.leg_key, gallery, self.service.config,
+                                       start_unmatched=policy.identity_paused(role))
+        sampler.on_identity = lambda event: self._on_identity(policy, role, event)
 
     def _on_event(self, policy: CallPolicy, role: str, event: VisionEvent) -> None:
         policy.vision_count(role, event.count)
@@ -76,6 +107,15 @@ class VisionLink:
             policy.vision_over_limit(role, event.count, event.approved, evidence=evidence)
         elif event.kind == "cleared":
             policy.vision_cleared(role, event.count)
+
+
+    def _on_identity(self, policy: CallPolicy, role: str, event: IdentityEvent) -> None:
+        if event.kind == "unmatched":
+            boxes = [list(map(float, b)) for b in event.boxes]
+            matches = [{"person": p, "distance": d} for p, d in event.matches]
+            policy.identity_unmatched(role, matches, evidence=Evidence(event.evidence_jpeg, boxes))
+        else:
+            policy.identity_matched(role)
 
 
 def _closer(policy: CallPolicy, sampler: Any) -> Callable[[], None]:

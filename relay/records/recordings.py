@@ -271,7 +271,9 @@ async def _authorize_for(request: web.Request, action: str, op: Op) -> tuple[Any
     rec = _lookup(request)
     allowed = staff_establishments(staff)
     if allowed is not None and rec.establishment_id not in allowed:
-        exc = web.HTTPForbidden(text="this recording belongs to another establishment")
+        # the same 404 as an unknown id (as bookings and contacts answer): staff elsewhere
+        # cannot tell which recording ids exist; the refusal is still audited
+        exc = web.HTTPNotFound(text=NO_SUCH_RECORDING)
         _refused(request, action, exc, rec, staff)
         raise exc
     return staff, rec
@@ -282,6 +284,7 @@ def _index(request: web.Request) -> RecordingIndex:
 
 
 _NO_STORE = {"Cache-Control": "no-store"}
+NO_SUCH_RECORDING = "no such recording"
 
 
 def _json(op: Op, value: Any) -> web.Response:
@@ -294,10 +297,10 @@ def _json(op: Op, value: Any) -> web.Response:
 def _lookup(request: web.Request) -> Recording:
     rec_id = models.parse_id(request.match_info["rec_id"])
     if rec_id is None:
-        raise web.HTTPNotFound(text="no such recording")
+        raise web.HTTPNotFound(text=NO_SUCH_RECORDING)
     rec = _index(request).get(rec_id)
     if rec is None:
-        raise web.HTTPNotFound()
+        raise web.HTTPNotFound(text=NO_SUCH_RECORDING)
     return rec
 
 

@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from relay import private
 from relay.config import Config
 
 MAGIC = b"RLYREC\x00\x01"
@@ -83,24 +84,14 @@ def load_key(config: Config, create: bool = True) -> bytes:
                 f"no recording key: set RELAY_RECORDING_KEY or RELAY_DATA_DIR (no {path})"
             )
         return _read_key_file(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _read_key_file(path)
     key = os.urandom(32)
-    with os.fdopen(fd, "w") as f:
-        f.write(key.hex() + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    return key
+    if private.create_private(path, key.hex().encode("ascii") + b"\n"):
+        return key
+    return _read_key_file(path)  # another process made it first
 
 
 def _read_key_file(path: Path) -> bytes:
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        raise PermissionError(f"{path} is readable by others (mode {mode:o}); chmod 600 it")
-    key = bytes.fromhex(path.read_text().strip())
+    key = bytes.fromhex(private.read_private(path, "the recording key").decode().strip())
     if len(key) != 32:
         raise ValueError(f"{path} does not hold a 32-byte key")
     return key

@@ -23,7 +23,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote_to_bytes
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -35,7 +35,9 @@ from relay.records.store import AdmissionRefused, Booking, Staff, StoreError
 from relay.web import models
 from relay.web.jsonbody import BodyError, parse_json
 from relay.web.openapi import openapi_document
+from relay.web.origins import same_origin
 from relay.web.routes import API_PREFIX, OPERATIONS, Op, role_allows
+from relay.web.signalling import close_watchers
 
 log = logging.getLogger("relay.web.api")
 
@@ -207,8 +209,11 @@ def refuse_legal(call_type: str) -> None:
 # --------------------------------------------------------------------------- tokens
 
 
-def issue_join_token(ctx: Ctx, booking: Booking, participant: str, role: str) -> dict[str, Any]:
-    """Issue a token after checking the live booking exactly as the relay will on joining."""
+def issue_join_token(
+    ctx: Ctx, booking: Booking, participant: str, role: str, jti: str = ""
+) -> dict[str, Any]:
+    """Issue a token after checking the live booking exactly as the relay will on joining
+    (``jti``: a watcher's staff session, ``auth.session_ref``)."""
     if booking.ends_at <= ctx.now:
         log.warning(
             "token refused code=token_expired booking=%s participant=%s", booking.id, participant
@@ -220,6 +225,7 @@ def issue_join_token(ctx: Ctx, booking: Booking, participant: str, role: str) ->
         role=role,
         nbf=booking.starts_at - ctx.config.token_early_s,
         exp=booking.ends_at,
+        jti=jti,
     )
     try:
         ctx.store.admit(claims, max(ctx.now, claims.nbf))
@@ -410,6 +416,8 @@ async def staff_logout(ctx: Ctx) -> Any:
     cookie = ctx.request.cookies.get(STAFF_COOKIE)
     if cookie:
         ctx.store.delete_session(cookie)
+        # the session's watch tokens stop working, and its open watchers are closed
+        close_watchers(ctx.request.config_dict[keys.SESSIONS], auth.session_ref(cookie))
     resp = web.json_response({"ok": True})
     resp.del_cookie(STAFF_COOKIE, path="/")
     return resp
@@ -489,7 +497,8 @@ async def staff_outcome(ctx: Ctx) -> Any:
 async def staff_watch_token(ctx: Ctx) -> Any:
     staff = ctx.staff()
     b = ctx.staff_booking(staff, ctx.path_id("booking_id"))
-    return issue_join_token(ctx, b, f"staff:{staff.id}", "watcher")
+    session = auth.session_ref(ctx.request.cookies[STAFF_COOKIE])  # bound to this session
+    return issue_join_token(ctx, b, f"staff:{staff.id}", "watcher", jti=session)
 
 
 @handler
@@ -592,6 +601,11 @@ async def _read_body(request: web.Request, op: Op) -> BaseModel | None:
 def _read_query(request: web.Request, op: Op) -> BaseModel:
     """Known query parameters (the first of each name); unknown ones are ignored."""
     assert op.query is not None
+    try:
+        # yarl replaces invalid UTF-8 (a lone surrogate's %ED%A0%80) with U+FFFD; refuse it.
+        unquote_to_bytes(request.rel_url.raw_query_string).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "bad_unicode", "the query string is not valid UTF-8") from None
     names = {f.alias or name for name, f in op.query.model_fields.items()}
     present = {name: request.query[name] for name in names if name in request.query}
     try:
@@ -615,11 +629,37 @@ def respond(op: Op, result: Any) -> web.StreamResponse:
     return web.json_response(result, status=op.status)
 
 
+CREDENTIAL_FIELDS = frozenset({"password", "laptop_secret"})
+"""Body fields that carry a credential: an operation with one is an auth endpoint, where a
+refused body counts against the address like a wrong password (so bad bodies cannot flood
+it or the log any faster than guesses)."""
+
+
+def _takes_credentials(op: Op) -> bool:
+    return op.body is not None and bool(CREDENTIAL_FIELDS & set(op.body.model_fields))
+
+
+async def _read_credentials_body(request: web.Request, op: Op) -> BaseModel | None:
+    """An auth endpoint's body: 429 while the address is blocked, and a refused body counted."""
+    limiter = request.config_dict[keys.AUTH_LIMITER]
+    remote = request.remote or "unknown"
+    if limiter.blocked(remote):
+        raise ApiError(429, "rate_limited", "too many refused attempts; wait a minute",
+                       {"Retry-After": str(limiter.retry_after(remote))})
+    try:
+        return await _read_body(request, op)
+    except ApiError as exc:
+        limiter.failed(remote)
+        log.warning("auth refused code=%s op=%s remote=%s", exc.code, op.op_id, remote)
+        raise
+
+
 def _route(op: Op, fn: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    read = _read_credentials_body if _takes_credentials(op) else _read_body
 
     async def route(request: web.Request) -> web.StreamResponse:
         try:
-            model = await _read_body(request, op)
+            model = await read(request, op)
             ctx = Ctx(request, op, model)
             result = await fn(ctx)
         except ApiError as exc:
@@ -663,33 +703,6 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
         return error_response(500, "internal_error", "something went wrong; it has been logged")
 
 
-_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
-@web.middleware
-async def _same_origin(request: web.Request, handler) -> web.StreamResponse:
-    """Refuse state-changing requests a browser sends from another site (CSRF defence in
-    depth behind the SameSite=Strict cookie). Clients that send no Origin (the laptop, curl)
-    are not browsers and pass."""
-    if request.method in _UNSAFE:
-        origin = request.headers.get("Origin")
-        if request.headers.get("Sec-Fetch-Site") == "cross-site" or (
-            origin is not None and urlsplit(origin).netloc not in _own_hosts(request)
-        ):
-            log.warning("cross-origin %s %s refused (origin %.100s)", request.method,
-                        request.path, origin)
-            return error_response(403, "cross_origin", "requests from another site are refused")
-    return await handler(request)
-
-
-def _own_hosts(request: web.Request) -> set[str]:
-    hosts = {request.host}
-    public = request.config_dict[keys.CONFIG].public_url
-    if public:
-        hosts.add(urlsplit(public).netloc)
-    return hosts
-
-
 def setup_api(app: web.Application, handlers: Mapping[str, Handler]) -> None:
     """Mount the booking API under /api/v1 on ``app`` (relay/app.py builds its services).
 
@@ -698,7 +711,7 @@ def setup_api(app: web.Application, handlers: Mapping[str, Handler]) -> None:
     missing = [op.op_id for op in OPERATIONS if op.prefix == API_PREFIX and op.op_id not in handlers]
     if missing:
         raise RuntimeError(f"no handler for operations {missing}")
-    app.middlewares.append(_same_origin)  # the whole app: /api/v1 and /api/recordings
+    app.middlewares.append(same_origin)  # the whole app: /api/v1 and /api/recordings
     app.middlewares.append(_errors)  # JSON errors for /api/recordings too
     api = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
     for op in OPERATIONS:

@@ -12,6 +12,7 @@ from typing import Any
 from relay import keys
 from relay.calls.policy import REASON_TEXT
 from relay.calls.registry import CallRegistry, LiveCall
+from relay.media.bandwidth import call_quality
 from relay.web.api import ApiError, Ctx, Handlers
 
 HANDLERS = Handlers()
@@ -35,6 +36,7 @@ def call_json(live: LiveCall) -> dict[str, Any]:
         "faces": live.faces,
         "approved_faces": {role: leg.approved_faces for role, leg in call.legs.items()},
         "alerts": live.alerts,
+        "quality": call_quality(call),  # per party leg (relay/media/bandwidth.py)
     }
 
 

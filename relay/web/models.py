@@ -13,7 +13,7 @@ record-level ones from ``relay.records.store.values``.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -283,6 +283,9 @@ class CallStatus(Response):
     faces: dict[str, int]
     approved_faces: dict[str, int]
     alerts: Annotated[int, Field(ge=0)]
+    quality: dict[str, LinkQuality] = Field(
+        default_factory=dict, description="each party leg's link (issue 17)"
+    )
 
 
 class CallList(Response):
@@ -370,3 +373,36 @@ class Recording(Response):
 
 class RecordingList(Response):
     recordings: list[Recording]
+
+
+# --------------------------------------------------------------------------- identity (relay/web/identity_api.py)
+
+FaceSubject = Literal["visitor", "prisoner"]
+
+
+class FaceEnrolment(Response):
+    """Whether a person's face is enrolled; the descriptor and photo never leave the relay."""
+
+    kind: FaceSubject
+    subject_id: Id
+    enrolled: bool
+    enrolled_at: Epoch | None = None
+    enrolled_by: str | None = None
+    retention_until: Epoch | None = None
+    face_px: int | None = None
+    sharpness: float | None = None
+    brightness: float | None = None
+
+
+class LinkQuality(Response):
+    """One leg's link, from RTCP once a second (relay/media/bandwidth.py)."""
+
+    grade: str = Field(pattern="^(good|fair|poor)$")
+    loss_up: Annotated[float, Field(ge=0, le=1)]
+    loss_down: Annotated[float, Field(ge=0, le=1)]
+    rtt_ms: int | None
+    jitter_ms: Annotated[float, Field(ge=0)]
+    bandwidth_kbps: int | None = Field(description="the leg's downlink estimate (its REMB)")
+
+
+CallStatus.model_rebuild()

@@ -40,3 +40,13 @@ def add_routes(app: web.Application) -> None:
         app.router.add_get(path, page(name))
     app.router.add_get("/", _home)
     app.router.add_static("/static/", STATIC, name="static")
+
+
+async def html_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: every HTML answer gets ``PAGE_HEADERS``, whatever route made it
+    (routed pages, ``/static/*.html``, error pages, pages added later), so no page can be
+    served without the CSP, ``frame-ancestors`` and ``nosniff`` by forgetting a header."""
+    if response.content_type == "text/html" or response.headers.get(
+        "Content-Type", ""
+    ).startswith("text/html"):
+        response.headers.update(PAGE_HEADERS)

@@ -15,9 +15,13 @@ from pydantic import BaseModel
 
 from relay.records.store.values import STAFF_ROLES, StaffRole
 from relay.web import models as m
+from relay.web import visiting_models as vm
 
 API_PREFIX = "/api/v1"
 RECORDINGS_PREFIX = "/api"
+IDENTITY_PREFIX = "/api/identity"
+"""Face enrolment: the upload body is the photo (JPEG or PNG), not JSON, so these routes sit
+beside /api/v1 like the recordings ones."""
 
 Security = Literal["visitor", "staff", "laptop"]
 """visitor: bearer access key; staff: session cookie; laptop: credentials in the body."""
@@ -150,6 +154,52 @@ OPERATIONS: tuple[Op, ...] = (
     Op("recording_release", "DELETE", "/recordings/{rec_id}/hold",
        "Release a legal hold (admin).", _S, m.Recording, staff_role="admin",
        prefix=RECORDINGS_PREFIX),
+    # visiting hours and free slots (relay/web/visiting_api.py)
+    Op("family_slots", "GET", "/family/slots",
+       "Free slots of a prisoner the visitor is an approved contact of, with the allowance "
+       "left this month (pending requests count).", _V, vm.SlotList, query=vm.SlotsQuery),
+    Op("staff_slots", "GET", "/staff/slots",
+       "Free slots of a prisoner of the staff member's establishment.", _S, vm.SlotList,
+       query=vm.SlotsQuery),
+    Op("staff_visiting_hours", "GET", "/staff/visiting-hours",
+       "The establishment's visiting hours: time zone, weekly sessions, blackout dates, "
+       "booking window and notice.", _S, vm.VisitingHours),
+    Op("staff_set_visiting_hours", "PUT", "/staff/visiting-hours",
+       "Replace the establishment's visiting hours (admin; audited).", _S, vm.VisitingHours,
+       body=vm.VisitingHoursIn, staff_role="admin"),
+    # staff administration (relay/web/staff_admin_api.py)
+    Op("staff_directory", "GET", "/staff/directory",
+       "Names behind the ids: the establishment's prisoners, their visitors and its staff.",
+       _S, vm.Directory),
+    Op("staff_search_visitors", "GET", "/staff/visitors",
+       "Visitors linked to the establishment whose name contains q, with their approvals.",
+       _S, vm.VisitorSearch, query=vm.VisitorSearchQuery),
+    Op("staff_add_prisoner", "POST", "/staff/prisoners", "Add a prisoner (admin; audited).",
+       _S, vm.NamedPrisoner, 201, vm.PrisonerIn, staff_role="admin"),
+    Op("staff_prisoner_eligibility", "POST", "/staff/prisoners/{prisoner_id}/eligibility",
+       "Allow or stop a prisoner's video calls (admin; audited).", _S, vm.NamedPrisoner,
+       body=vm.EligibilityIn, staff_role="admin"),
+    # face enrolment (relay/web/identity_api.py): the PUT body is the photo itself
+    Op("identity_visitor_face_put", "PUT", "/visitors/{visitor_id}/face",
+       "Enrol a vetted visitor's face from a photo (body: the JPEG or PNG itself; admin). "
+       "Refused with a reason (422) when it has no face, several, or one too small, blurred "
+       "or dark. Audited.", _S, m.FaceEnrolment, 201, staff_role="admin",
+       prefix=IDENTITY_PREFIX),
+    Op("identity_visitor_face_get", "GET", "/visitors/{visitor_id}/face",
+       "Whether a visitor's face is enrolled (audited).", _S, m.FaceEnrolment,
+       prefix=IDENTITY_PREFIX),
+    Op("identity_visitor_face_delete", "DELETE", "/visitors/{visitor_id}/face",
+       "Delete a visitor's face descriptor and photo (admin; audited).", _S, m.FaceEnrolment,
+       staff_role="admin", prefix=IDENTITY_PREFIX),
+    Op("identity_prisoner_face_put", "PUT", "/prisoners/{prisoner_id}/face",
+       "Enrol a prisoner's face from a photo (body: the JPEG or PNG itself). Audited.",
+       _S, m.FaceEnrolment, 201, prefix=IDENTITY_PREFIX),
+    Op("identity_prisoner_face_get", "GET", "/prisoners/{prisoner_id}/face",
+       "Whether a prisoner's face is enrolled (audited).", _S, m.FaceEnrolment,
+       prefix=IDENTITY_PREFIX),
+    Op("identity_prisoner_face_delete", "DELETE", "/prisoners/{prisoner_id}/face",
+       "Delete a prisoner's face descriptor and photo (admin; audited).", _S,
+       m.FaceEnrolment, staff_role="admin", prefix=IDENTITY_PREFIX),
 )
 
 BY_ID: dict[str, Op] = {op.op_id: op for op in OPERATIONS}

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from protocol import messages as m
-from relay import keys, metrics
+from relay import keys, metrics, turn
 from relay.calls.call import AdmissionLike, Leg
 from relay.calls.registry import CallRegistry, LiveCall
 
@@ -28,14 +28,17 @@ Admit = Callable[[str, float, str], Awaitable[AdmissionLike]]
 MAX_BAD_MESSAGES = 32
 CLOSE_REFUSED = 4403
 CLOSE_ENDED = 4000
-CLOSE_RESTARTING = 1012  # RFC 6455 "service restart": clients reconnect
+CLOSE_RESTARTING = 1012
+E_SESSION_ENDED = "session_ended"  # RFC 6455 "service restart": clients reconnect
 
 
 class LegSession:
     """One WebSocket: at most one joined leg."""
 
-    def __init__(self, ws: web.WebSocketResponse, registry: CallRegistry, admit: Admit, remote: str):
+    def __init__(self, ws: web.WebSocketResponse, registry: CallRegistry, admit: Admit, remote: str,
+                 turn_secret: bytes = b""):
         self.ws = ws
+        self.turn_secret = turn_secret
         self.registry = registry
         self.admit = admit
         self.remote = remote
@@ -43,6 +46,7 @@ class LegSession:
         self.leg: Leg | None = None
         self.left_on_purpose = False
         self.bad_messages = 0
+        self.watch_session = ""  # a watcher's staff session (closed when it logs out)
         self._outbox: asyncio.Queue[str | tuple[int, str] | None] = asyncio.Queue()
         self._writer = asyncio.ensure_future(self._write())
 
@@ -94,12 +98,32 @@ class LegSession:
             self.notify("pong", {"id": msg.fields.get("id", 0)})
         elif msg.type == "join":
             await self._join(msg.fields["token"], msg.fields["sdp"])
+        elif msg.type == "ice":
+            await self._ice(msg.fields["token"])
         elif msg.type == "leave":
             if self.leg is None:
                 self.send_error(m.E_NOT_JOINED, "join before leaving")
                 return
             self.left_on_purpose = True
             await self.close(WSCloseCode.OK, "left")
+
+    async def _ice(self, token: str) -> None:
+        """TURN servers for the holder of a valid join token (checked as a join is)."""
+        try:
+            admission = await self.admit(token, time.time(), self.remote)
+        except m.ProtocolError as exc:
+            metrics.JOINS_REFUSED.labels(exc.code).inc()
+            log.info("ice refused: %s (%s) from %s", exc.code, exc.message, self.remote)
+            self.send_error(exc.code, exc.message)
+            await self.close(CLOSE_REFUSED, exc.code)
+            return
+        self.notify("ice_servers", self._ice_config(admission))
+
+    def _ice_config(self, admission: AdmissionLike) -> dict[str, Any]:
+        return turn.ice_config(
+            self.registry.config, self.turn_secret, admission.participant, admission.ends_at,
+            time.time(),
+        )
 
     async def _join(self, token: str, sdp: str) -> None:
         if self.leg is not None:
@@ -116,6 +140,7 @@ class LegSession:
                 await self.close(CLOSE_REFUSED, exc.code)
             return
         self.live, self.leg = live, leg
+        self.watch_session = getattr(admission, "session_ref", "") if leg.is_watcher else ""
         call = live.call
         self.notify(
             "joined",
@@ -130,6 +155,7 @@ class LegSession:
                     "video_codec": live.video_mime,
                 },
                 **{"status": live.policy.describe()},
+                **self._ice_config(admission),
             },
         )
         log.info("leg joined", extra=leg.log_extra(call))
@@ -142,6 +168,17 @@ class LegSession:
         await self.flush()
 
 
+def close_watchers(sessions: set[LegSession], session_ref: str) -> int:
+    """Close the watchers admitted with a staff session that has ended (logout): a watch
+    token is only as good as the session that asked for it. Returns how many."""
+    closing = [s for s in sessions if session_ref and s.leg is not None
+               and s.watch_session == session_ref]
+    for session in closing:
+        session.send_error(E_SESSION_ENDED, "the staff session ended; log in again to watch")
+        asyncio.ensure_future(session.close(CLOSE_REFUSED, E_SESSION_ENDED))
+    return len(closing)
+
+
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     registry: CallRegistry = request.app[keys.REGISTRY]
     admit: Admit = request.app[keys.ADMIT]
@@ -151,7 +188,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         max_msg_size=4 * config.max_message_bytes, heartbeat=config.ws_heartbeat_s
     )
     await ws.prepare(request)
-    session = LegSession(ws, registry, admit, request.remote or "?")
+    session = LegSession(ws, registry, admit, request.remote or "?", request.app[keys.TURN_SECRET])
     request.app[keys.SESSIONS].add(session)
     try:
         async for msg in ws:

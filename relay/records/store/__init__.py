@@ -18,7 +18,8 @@ would be an async implementation of the same methods.
 Schema changes are numbered SQL scripts in ``MIGRATIONS`` (append, never edit), applied in
 order on open, each in its own transaction together with its ``schema_version`` row.
 
-Times are UTC epoch seconds (REAL). The monthly allowance counts calendar months in UTC.
+Times are UTC epoch seconds (REAL). The monthly allowance counts calendar months in the
+establishment's local time (relay/records/store/visiting.py).
 
 The methods are grouped by record kind, one module each (people, staff, contacts, bookings,
 admission) on one connection (base); ``Store`` is all of them behind one interface.
@@ -29,6 +30,7 @@ from __future__ import annotations
 from relay.records.store.admission import AdmissionRecords
 from relay.records.store.bookings import BookingRecords
 from relay.records.store.contacts import ContactRecords
+from relay.records.store.directory import DirectoryRecords
 from relay.records.store.people import PeopleRecords
 from relay.records.store.schema import MIGRATIONS
 from relay.records.store.staff import StaffRecords
@@ -50,9 +52,13 @@ from relay.records.store.values import (
     age_on,
     month_bounds,
 )
+from relay.records.store.visiting import Blackout, Session, VisitingHours, VisitingRecords
 
 
-class Store(PeopleRecords, StaffRecords, ContactRecords, BookingRecords, AdmissionRecords):
+class Store(
+    PeopleRecords, StaffRecords, ContactRecords, BookingRecords, AdmissionRecords,
+    VisitingRecords, DirectoryRecords,
+):
     """The records. Open with ``Store.open(path)``; use from one thread (the event loop)."""
 
 
@@ -75,4 +81,7 @@ __all__ = [
     "AdmissionRefused",
     "month_bounds",
     "age_on",
+    "VisitingHours",
+    "Session",
+    "Blackout",
 ]

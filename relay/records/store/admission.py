@@ -75,6 +75,8 @@ class AdmissionRecords(RecordsBase):
             st = db.execute("SELECT * FROM staff WHERE id = ?", (pid,)).fetchone()
             if st is None or not st["active"] or st["establishment_id"] != r["establishment_id"]:
                 raise AdmissionRefused("wrong_booking", "that call is not in your establishment")
+            if not self.session_ref_live(pid, claims.jti):  # type: ignore[attr-defined]
+                raise AdmissionRefused("session_ended", "log in again to watch this call")
             display = st["username"]
             faces = 0
         status = r["status"]
@@ -105,6 +107,7 @@ class AdmissionRecords(RecordsBase):
             display_name=display,
             approved_faces=faces,
             policy=self.policy(r["establishment_id"]),
+            session_ref=claims.jti if kind == "staff" else "",
         )
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Self
 
+from relay import private
 from relay.records.store import schema
 
 log = logging.getLogger("relay.records.store")
@@ -74,11 +75,14 @@ class RecordsBase:
 
     @classmethod
     def open(cls, path: str | Path) -> Self:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        on_disk = str(path) != ":memory:"
+        if on_disk:  # personal data: 0600 in a private folder, a readable one refused
+            private.prepare_database(Path(path))
         conn = sqlite3.connect(str(path), isolation_level=None, timeout=0.5)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
+        if on_disk:
+            private.tighten_database(Path(path))
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=500")

@@ -15,7 +15,6 @@ from relay.records.store.values import (
     StoreError,
     _actor,
     age_on,
-    month_bounds,
 )
 
 log = logging.getLogger("relay.records.store")
@@ -91,21 +90,50 @@ class BookingRecords(RecordsBase):
         return [self._booking(r) for r in rows]
 
     def allowance_used(self, prisoner_id: int, month_of: float, exclude: int | None = None) -> int:
-        """Minutes of social calls approved or completed in the UTC calendar month of
-        ``month_of`` (failed calls give their minutes back; cancelled/declined never count)."""
-        start, end = month_bounds(month_of)
-        r = self._db.execute(
-            "SELECT COALESCE(SUM(ends_at - starts_at), 0) FROM bookings WHERE prisoner_id = ?"
-            " AND call_type = 'social' AND status IN ('approved', 'completed')"
-            " AND starts_at >= ? AND starts_at < ? AND id != ?",
-            (prisoner_id, start, end, exclude or 0),
+        """Minutes of social calls approved or completed in the establishment's local calendar
+        month of ``month_of`` (failed calls give their minutes back; cancelled/declined never
+        count)."""
+        return self.allowance(prisoner_id, month_of, None, exclude)[0]
+
+    def allowance(
+        self, prisoner_id: int, month_of: float, now: float | None, exclude: int | None = None
+    ) -> tuple[int, int]:
+        """(used, pending) minutes of the prisoner's social calls in the local month of
+        ``month_of``: used = approved or completed; pending = requested and not yet over at
+        ``now`` (a request still waiting for staff holds its minutes, so a family cannot file
+        requests that could never all be approved). ``now`` None: pending is not counted."""
+        est = self._db.execute(
+            "SELECT establishment_id FROM prisoners WHERE id = ?", (prisoner_id,)
         ).fetchone()
-        return round(r[0] / 60)
+        if est is None:
+            raise StoreError("prisoner_not_found", "no such prisoner")
+        start, end = self.visiting_hours(est[0]).month_bounds(month_of)
+        r = self._db.execute(
+            "SELECT COALESCE(SUM(CASE WHEN status IN ('approved', 'completed')"
+            " THEN ends_at - starts_at ELSE 0 END), 0),"
+            " COALESCE(SUM(CASE WHEN status = 'requested' AND ends_at > ?"
+            " THEN ends_at - starts_at ELSE 0 END), 0)"
+            " FROM bookings WHERE prisoner_id = ? AND call_type = 'social'"
+            " AND starts_at >= ? AND starts_at < ? AND id != ?",
+            (now if now is not None else float("inf"), prisoner_id, start, end, exclude or 0),
+        ).fetchone()
+        return round(r[0] / 60), round(r[1] / 60)
 
     def _free_laptop(
         self, db, establishment_id: int, starts_at: float, ends_at: float, exclude: int,
-        prefer: int | None = None,
+        prefer: int | None = None, rooms: int = 0,
     ) -> int | None:
+        """A free active laptop for the call, or None; ``rooms`` > 0 caps how many calls the
+        session runs at once (counted over the call's whole time, so it errs on the safe
+        side)."""
+        if rooms > 0:
+            overlapping = db.execute(
+                "SELECT COUNT(*) FROM bookings WHERE establishment_id = ? AND status = 'approved'"
+                " AND id != ? AND starts_at < ? AND ends_at > ?",
+                (establishment_id, exclude, ends_at, starts_at),
+            ).fetchone()[0]
+            if overlapping >= rooms:
+                return None
         rows = db.execute(
             "SELECT l.id FROM laptops l WHERE l.establishment_id = ? AND l.active"
             " AND NOT EXISTS (SELECT 1 FROM bookings b WHERE b.laptop_id = l.id"
@@ -117,6 +145,35 @@ class BookingRecords(RecordsBase):
         if prefer is not None and prefer in free:
             return prefer
         return free[0] if free else None
+
+    def _check_hours(self, policy: EstablishmentPolicy, starts_at: float, ends_at: float,
+                     now: float, timing: bool) -> int:
+        """Visiting hours, blackout, and (``timing``: a new time being asked for) notice and
+        booking window. Returns the rooms cap of the session (0: every laptop)."""
+        hours = self.visiting_hours(policy.establishment_id)
+        if timing and starts_at < now + hours.notice_hours * 3600:
+            raise StoreError(
+                "too_little_notice",
+                f"calls must be booked at least {hours.notice_hours} hours ahead",
+            )
+        if timing and starts_at > now + hours.booking_window_days * 86400:
+            raise StoreError(
+                "beyond_booking_window",
+                f"bookings open {hours.booking_window_days} days ahead",
+            )
+        closed = hours.blackout_on(starts_at) or hours.blackout_on(ends_at - 1)
+        if closed is not None:
+            why = f" ({closed.reason})" if closed.reason else ""
+            raise StoreError("blackout_date", f"no calls on {closed.day}{why}")
+        windows = hours.covering(starts_at, ends_at)
+        if windows is None:
+            local = hours.local(starts_at)
+            raise StoreError(
+                "outside_visiting_hours",
+                f"{local:%A %d %B %H:%M} ({hours.timezone}) is outside visiting hours",
+            )
+        caps = [w.rooms for w in windows if w.rooms > 0]
+        return min(caps) if caps else 0
 
     def _check(
         self,
@@ -130,8 +187,12 @@ class BookingRecords(RecordsBase):
         visitor_ids: Sequence[int],
         exclude: int,
         approving: bool,
-    ) -> EstablishmentPolicy:
-        """Every booking rule; raises StoreError with the first rule broken."""
+        now: float,
+        timing: bool,
+    ) -> int:
+        """Every booking rule; raises StoreError with the first rule broken. ``timing``: the
+        time is new (a request or a move), so notice and the booking window apply too. Returns
+        the session's rooms cap for the laptop assignment (0: every active laptop)."""
         policy = self.policy(prisoner["establishment_id"])
         if call_type not in CALL_TYPES:
             raise StoreError("bad_call_type", "call type must be social or legal")
@@ -174,16 +235,21 @@ class BookingRecords(RecordsBase):
         ).fetchone()
         if busy:
             raise StoreError("prisoner_busy", "the prisoner has another call booked then")
+        rooms = self._check_hours(policy, starts_at, ends_at, now, timing)
         if call_type == "social":
-            used = self.allowance_used(prisoner["id"], starts_at, exclude=exclude)
-            if used + minutes > policy.monthly_allowance_minutes:
+            used, pending = self.allowance(prisoner["id"], starts_at, now, exclude=exclude)
+            if used + pending + minutes > policy.monthly_allowance_minutes:
                 raise StoreError(
                     "allowance_exceeded",
-                    f"{used} of {policy.monthly_allowance_minutes} minutes this month used",
+                    f"this month {used} of {policy.monthly_allowance_minutes} minutes are used"
+                    f" and {pending} are requested: {minutes} more do not fit",
                 )
-        if self._free_laptop(db, policy.establishment_id, starts_at, ends_at, exclude) is None:
+        free = self._free_laptop(
+            db, policy.establishment_id, starts_at, ends_at, exclude, rooms=rooms
+        )
+        if free is None:
             raise StoreError("slot_full", "every room is booked at that time")
-        return policy
+        return rooms
 
     def request_booking(
         self,
@@ -215,7 +281,7 @@ class BookingRecords(RecordsBase):
             self._check(
                 db, prisoner=prisoner, call_type=call_type, starts_at=starts_at,
                 ends_at=ends_at, main_visitor_id=main_visitor_id, visitor_ids=party,
-                exclude=0, approving=False,
+                exclude=0, approving=False, now=now, timing=True,
             )
             cur = db.execute(
                 "INSERT INTO bookings (establishment_id, prisoner_id, call_type, starts_at,"
@@ -296,13 +362,15 @@ class BookingRecords(RecordsBase):
             prisoner = db.execute(
                 "SELECT * FROM prisoners WHERE id = ?", (b["prisoner_id"],)
             ).fetchone()
-            self._check(
+            rooms = self._check(
                 db, prisoner=prisoner, call_type=b["call_type"], starts_at=b["starts_at"],
                 ends_at=b["ends_at"], main_visitor_id=b["main_visitor_id"],
                 visitor_ids=self._party(db, booking_id), exclude=booking_id, approving=True,
+                now=now, timing=False,
             )
             lid = self._free_laptop(
-                db, b["establishment_id"], b["starts_at"], b["ends_at"], booking_id, laptop_id
+                db, b["establishment_id"], b["starts_at"], b["ends_at"], booking_id, laptop_id,
+                rooms=rooms,
             )
             if laptop_id is not None and lid != laptop_id:
                 raise StoreError("laptop_unavailable", "that laptop is not free at that time")
@@ -370,17 +438,18 @@ class BookingRecords(RecordsBase):
             prisoner = db.execute(
                 "SELECT * FROM prisoners WHERE id = ?", (b["prisoner_id"],)
             ).fetchone()
-            self._check(
+            rooms = self._check(
                 db, prisoner=prisoner, call_type=b["call_type"], starts_at=starts_at,
                 ends_at=ends_at, main_visitor_id=b["main_visitor_id"],
                 visitor_ids=self._party(db, booking_id), exclude=booking_id,
-                approving=keep_approval,
+                approving=keep_approval, now=now, timing=True,
             )
             status, lid = "requested", None
             if keep_approval and b["status"] == "approved":
                 status = "approved"
                 lid = self._free_laptop(
-                    db, b["establishment_id"], starts_at, ends_at, booking_id, b["laptop_id"]
+                    db, b["establishment_id"], starts_at, ends_at, booking_id, b["laptop_id"],
+                    rooms=rooms,
                 )
             db.execute(
                 "UPDATE bookings SET starts_at = ?, ends_at = ?, status = ?, laptop_id = ?"

@@ -181,6 +181,52 @@ INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, 0, '0000000000000000
     CREATE INDEX IF NOT EXISTS recordings_booking ON recordings (booking_id);
     CREATE INDEX IF NOT EXISTS recordings_expiry ON recordings (retention_until);
     """,
+    # 5: visiting hours (relay/records/store/visiting.py): the establishment's time zone,
+    # booking window and notice; weekly sessions in local time (rooms 0 = every active
+    # laptop) and blackout dates. Establishments made before this keep taking bookings at
+    # any hour (every day 00:00-24:00) until an admin sets their hours.
+    """
+    ALTER TABLE establishments ADD COLUMN timezone TEXT NOT NULL DEFAULT 'Europe/London';
+    ALTER TABLE establishments ADD COLUMN booking_window_days INTEGER NOT NULL DEFAULT 28;
+    ALTER TABLE establishments ADD COLUMN notice_hours INTEGER NOT NULL DEFAULT 24;
+    CREATE TABLE visiting_sessions (
+        id INTEGER PRIMARY KEY,
+        establishment_id INTEGER NOT NULL REFERENCES establishments(id),
+        weekday INTEGER NOT NULL CHECK (weekday BETWEEN 0 AND 6),
+        starts TEXT NOT NULL,
+        ends TEXT NOT NULL,
+        rooms INTEGER NOT NULL DEFAULT 0 CHECK (rooms >= 0)
+    );
+    CREATE INDEX visiting_sessions_est ON visiting_sessions(establishment_id, weekday);
+    CREATE TABLE blackout_dates (
+        establishment_id INTEGER NOT NULL REFERENCES establishments(id),
+        day TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (establishment_id, day)
+    );
+    INSERT INTO visiting_sessions (establishment_id, weekday, starts, ends, rooms)
+        SELECT e.id, w.d, '00:00', '24:00', 0 FROM establishments e,
+        (SELECT 0 AS d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3
+         UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6) w;
+    UPDATE establishments SET notice_hours = 0, booking_window_days = 366;
+    """,
+    # 6: face enrolments (relay/identity/enrolment.py): the descriptor and its photo live in
+    # one sealed file (encrypted with the recording key); this row says where and until when
+    """
+    CREATE TABLE face_enrolments (
+        id               INTEGER PRIMARY KEY,
+        subject_kind     TEXT NOT NULL CHECK (subject_kind IN ('visitor', 'prisoner')),
+        subject_id       INTEGER NOT NULL,
+        establishment_id INTEGER,
+        path             TEXT NOT NULL UNIQUE,
+        enrolled_at      REAL NOT NULL,
+        enrolled_by      TEXT NOT NULL,
+        retention_until  REAL NOT NULL,
+        face_px          INTEGER NOT NULL,
+        sharpness        REAL NOT NULL,
+        brightness       REAL NOT NULL,
+        UNIQUE (subject_kind, subject_id)
+    );
+    CREATE INDEX face_enrolments_expiry ON face_enrolments (retention_until);
+    """,
 ]
-
-

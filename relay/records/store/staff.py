@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import sqlite3
 
@@ -94,3 +95,15 @@ class StaffRecords(RecordsBase):
                 "DELETE FROM staff_sessions WHERE token_hash = ?", (auth.hash_secret(token),)
             )
 
+    def session_ref_live(self, staff_id: int, ref: str) -> bool:
+        """Whether the staff session named by ``ref`` (``auth.session_ref``) still exists:
+        a watch token works only while the session that asked for it does (logout or a
+        disabled account end it; an expired session, once purged)."""
+        rows = self._db.execute(
+            "SELECT ss.token_hash FROM staff_sessions ss JOIN staff s ON s.id = ss.staff_id"
+            " WHERE ss.staff_id = ? AND s.active",
+            (staff_id,),
+        ).fetchall()
+        return any(
+            hmac.compare_digest(auth.session_ref_of_hash(r["token_hash"]), ref) for r in rows
+        )

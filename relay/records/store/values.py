@@ -118,6 +118,8 @@ class Admission:
     display_name: str
     approved_faces: int  # family leg: visitors on the booking; prison: 1; watcher: 0
     policy: EstablishmentPolicy
+    session_ref: str = ""
+    """A watcher's staff session (``auth.session_ref``): logging out closes the watcher."""
 
 
 class StoreError(Exception):

@@ -36,8 +36,28 @@ class RelayCall {
     return `${proto}//${location.host}/ws`;
   }
 
+  // The relay's TURN servers for this token (issue 17): asked on a short socket of its own,
+  // since ICE is gathered before the offer goes out. A refusal rejects like a join's.
+  iceConfig() {
+    return new Promise((resolve, reject) => {
+      const fail = (code, message) => reject(Object.assign(new Error(message), { code }));
+      const ws = new WebSocket(this.wsUrl());
+      ws.onopen = () => ws.send(JSON.stringify({ v: 1, type: "ice", token: this.opts.token }));
+      ws.onmessage = (ev) => {
+        const msg = JSON.parse(ev.data);
+        if (msg.type === "ice_servers") resolve(msg);
+        else if (msg.type === "error") fail(msg.code, msg.message);
+        ws.close();
+      };
+      ws.onclose = () => fail("closed", "the relay closed the connection");
+    });
+  }
+
   async join() {
-    const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: "max-bundle" });
+    const ice = await this.iceConfig();
+    const pc = new RTCPeerConnection({
+      iceServers: ice.ice_servers, iceTransportPolicy: ice.ice_transport_policy, bundlePolicy: "max-bundle",
+    });
     this.pc = pc;
     let trackIndex = 0;
     pc.ontrack = (ev) => this.opts.onTrack && this.opts.onTrack(ev, trackIndex++);
@@ -85,6 +105,8 @@ class RelayCall {
           this.opts.onState && this.opts.onState({ type: "reconnecting", message: msg.message });
         } else if (msg.type === "warning") {
           this.opts.onState && this.opts.onState(msg);
+        } else if (msg.type === "quality") {
+          showLinkNotice(msg);
         }
       };
       ws.onclose = () => {
@@ -144,6 +166,23 @@ class RelayCall {
     });
     return out;
   }
+}
+
+// A gentle notice while the relay finds this participant's own link poor (issue 17).
+function showLinkNotice(msg) {
+  let notice = document.getElementById("link-notice");
+  if (!notice) {
+    notice = document.createElement("p");
+    notice.id = "link-notice";
+    notice.className = "link-notice";
+    notice.setAttribute("role", "status");
+    notice.textContent = "Your connection is weak, so the picture may freeze or blur. " +
+      "Moving closer to your Wi-Fi, or switching between Wi-Fi and mobile data, may help.";
+    const banner = document.getElementById("banner"); // under the call's state, in the flow
+    if (banner) banner.after(notice);
+    else document.body.append(notice);
+  }
+  notice.hidden = msg.grade !== "poor";
 }
 
 function formatSeconds(s) {

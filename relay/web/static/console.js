@@ -9,6 +9,8 @@
   const $ = (id) => document.getElementById(id);
   const POLL_MS = 2000;
   const BOOKINGS_MS = 15000;
+  const ENDED_KEEP_MS = 30000;
+  const endedAt = new Map(); // booking id -> when this page first saw its call ended
 
   // Every error code the API, the recordings API and signalling send, in staff's words.
   const ERROR_TEXT = {
@@ -62,6 +64,7 @@
     // signalling (watching)
     leg_already_connected: "That side of the call is already connected.",
     already_joined: "Already watching this call.",
+    session_ended: "Your staff session has ended: log in again to watch.",
     shutting_down: "The relay is restarting. Try again in a moment.",
     bad_sdp: "This browser could not set up video with the relay.",
     closed: "The relay closed the connection.",
@@ -222,6 +225,17 @@
   // --- session -------------------------------------------------------------------------------
 
   let me = null;
+  // Sections in modules of their own (console-admin.js) hook in here; names fill in ids.
+  const hooks = { login: [], logout: [], bookings: [] };
+  const names = { prisoners: new Map(), visitors: new Map(), staff: new Map() };
+  window.Console = { api, say, failed, explain, el, button, ask, when, hooks, names,
+    me: () => me, reloadBookings: () => { bookingsKey = ""; loadBookings(); } };
+  function actorName(actor) {
+    const [kind, id] = String(actor).split(":");
+    if (kind === "staff" && names.staff.has(Number(id))) return names.staff.get(Number(id));
+    if (kind === "visitor" && names.visitors.has(Number(id))) return names.visitors.get(Number(id));
+    return actor;
+  }
   let pollTimer = null;
   let bookingsTimer = null;
 
@@ -239,6 +253,7 @@
     $("who").hidden = false;
     $("who-name").textContent = `${me.username} (${me.role})`;
     document.body.dataset.view = "console";
+    hooks.login.forEach((fn) => fn(me));
     pollCalls();
     loadBookings();
     // recordings are listed on request only: every listing is an audited access
@@ -251,6 +266,7 @@
   function loggedOut(problem) {
     if (!me) return;
     me = null;
+    hooks.logout.forEach((fn) => fn());
     clearInterval(pollTimer);
     clearInterval(bookingsTimer);
     stopWatching();
@@ -299,7 +315,10 @@
     polling = true;
     try {
       const { calls } = await api("GET", "/api/v1/staff/calls");
-      renderCalls(calls);
+      // an ended call shows as ended for a short while, then leaves the list
+      const nowMs = Date.now();
+      for (const c of calls) if (c.state === "ended" && !endedAt.has(c.booking_id)) endedAt.set(c.booking_id, nowMs);
+      renderCalls(calls.filter((c) => c.state !== "ended" || nowMs - endedAt.get(c.booking_id) < ENDED_KEEP_MS));
       $("calls-updated").textContent = `updated ${clockTime(Date.now() / 1000)}`;
       if (pollFailed) say("Connected to the relay again.", "ok");
       pollFailed = false;
@@ -347,6 +366,18 @@
     });
   }
 
+  // Each side's link (issue 17): grade, worst loss, round trip, downlink estimate.
+  function linkLines(c) {
+    if (c.state === "ended" || !c.quality) return [];
+    return Object.entries(c.quality).map(([role, q]) => {
+      const loss = Math.round(100 * Math.max(q.loss_up, q.loss_down));
+      const parts = [`${role} link ${q.grade}`, `${loss}% loss`];
+      if (q.rtt_ms !== null) parts.push(`${q.rtt_ms} ms`);
+      if (q.bandwidth_kbps !== null) parts.push(`${q.bandwidth_kbps} kbit/s`);
+      return el("span", { class: `small link ${q.grade}`, "data-link": role, text: parts.join(" · ") });
+    });
+  }
+
   function makeRow(id) {
     const cells = {
       call: el("td", { "data-label": "Call" }),
@@ -387,6 +418,7 @@
       row.cells.call.textContent = `#${id} ${c.call_type}`;
       row.cells.call.append(el("br"), el("span", { class: "muted small", text:
         `${c.legs.length ? c.legs.join(" + ") : "nobody"} joined${c.watchers ? `, ${c.watchers} watching` : ""}` }));
+      linkLines(c).forEach((line) => row.cells.call.append(el("br"), line));
       row.cells.state.textContent = "";
       row.cells.state.append(el("span", { class: `pill ${c.state}`, text: STATE_LABEL[c.state] || c.state }), " ",
         el("span", { class: "small", text: stateDetail(c) }));
@@ -606,7 +638,7 @@
         el("time", { datetime: new Date(r.at * 1000).toISOString(), text: clockTime(r.at) }), " ",
         el("strong", { text: KIND_TEXT[r.kind] || r.kind.replace(/_/g, " ") }), " ",
         el("span", { text: describe(r) }), " ",
-        el("span", { class: "muted small", text: `by ${r.actor}` }));
+        el("span", { class: "muted small", text: `by ${actorName(r.actor)}` }));
       if (r.evidence_id) {
         const fig = el("figure", { class: "evidence", "data-evidence": r.evidence_id });
         li.append(fig);
@@ -692,7 +724,10 @@
       }
       tbody.append(el("tr", { "data-booking": b.id, "data-status": b.status },
         el("td", { "data-label": "Booking", text: `#${b.id}` }),
-        el("td", { "data-label": "Prisoner", text: b.prisoner_number }),
+        el("td", { "data-label": "Prisoner", text: names.prisoners.has(b.prisoner_id)
+          ? `${names.prisoners.get(b.prisoner_id)} (${b.prisoner_number})` : b.prisoner_number },
+          el("br"), el("span", { class: "muted small", text: `with ${b.visitor_ids
+            .map((v) => names.visitors.get(v) || `visitor ${v}`).join(", ")}` })),
         el("td", { "data-label": "Type", text: b.call_type }),
         el("td", { "data-label": "When", text: `${when(b.starts_at)}, ${b.minutes} min` }),
         el("td", { "data-label": "Status", text: `${b.status}${b.requested_by ? ` (requested by ${b.requested_by})` : ""}` }),

@@ -1,0 +1,1 @@
+"""Face identity in the relay: enrolment of vetted people (the models live in vision/)."""

@@ -1,0 +1,179 @@
+"""TURN through a real coturn on loopback (issue 17): REST credentials, the Python client and
+Chromium forced to relayed candidates only."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from protocol.aiortc_glue import selected_candidate_types
+from protocol.client import CallClient, JoinError
+from protocol.media import EncodedTrack
+from relay import turn
+from relay.app import build_app
+from relay.config import Config
+from tests.browser import chromium
+from tests.coturn import coturn
+from tests.support import TokenTable, admission, tone_clip, video_clip
+
+SECRET = "test-turn-secret"
+
+
+@contextlib.asynccontextmanager
+async def relay_with(config: Config, tokens: TokenTable) -> AsyncIterator[TestServer]:
+    server = TestServer(build_app(config, admit=tokens), host="127.0.0.1")
+    await server.start_server()
+    server.base_url = str(server.make_url("")).rstrip("/")
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+def turn_urls(port: int) -> tuple[str, ...]:
+    return (f"turn:127.0.0.1:{port}?transport=udp", f"turn:127.0.0.1:{port}?transport=tcp")
+
+
+def test_rest_credential_is_coturns_and_ends_with_the_slot(config):
+    username, password = turn.rest_credential(b"s3cret", "visitor:7", 1_900_000_000)
+    assert username == "1900000000:visitor:7"
+    expected = hmac.new(b"s3cret", username.encode(), hashlib.sha1).digest()
+    assert base64.b64decode(password) == expected
+    now = time.time()
+    cfg = config.replace(turn_urls=("turn:t.example:3478?transport=udp",), turn_secret="k")
+    (server,) = turn.ice_servers(cfg, b"k", "visitor:7", now + 600, now)
+    assert int(server["username"].split(":")[0]) == int(now + 600)  # the slot's end, not the TTL
+    (server,) = turn.ice_servers(
+        cfg.replace(turn_credential_ttl_s=60), b"k", "visitor:7", now + 600, now
+    )
+    assert int(server["username"].split(":")[0]) == int(now + 60)
+    assert server["urls"] == ["turn:t.example:3478?transport=udp"]
+
+
+def test_secret_file_is_generated_once_private(config):
+    assert turn.load_turn_secret(config) == b""  # no TURN configured: nothing made
+    assert not (config.data_dir / turn.SECRET_FILE).exists()
+    cfg = config.replace(turn_urls=("turn:127.0.0.1:3478",))
+    first = turn.load_turn_secret(cfg)
+    path = config.data_dir / turn.SECRET_FILE
+    assert len(first) == 64 and path.stat().st_mode & 0o777 == 0o600
+    assert turn.load_turn_secret(cfg) == first
+
+
+async def test_no_ice_servers_by_default_and_bad_token_refused(relay, tokens):
+    tokens.add("fam-n", admission(70, "family"))
+    family = CallClient(
+        relay.base_url, "fam-n", turn="udp", video=EncodedTrack("video", video_clip(seed=1), 30)
+    )
+    try:
+        joined = await family.join()
+        assert family.ice == {
+            "type": "ice_servers",
+            "v": 1,
+            "ice_servers": [],
+            "ice_transport_policy": "all",
+        }
+        assert joined["ice_servers"] == [] and joined["ice_transport_policy"] == "all"
+    finally:
+        await family.close()
+    stranger = CallClient(relay.base_url, "not-a-token", turn="udp", reconnect=False)
+    with pytest.raises(JoinError) as refused:
+        await stranger.join()
+    assert refused.value.code == "token_bad_signature"
+    await stranger.close()
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_python_client_joins_through_coturn_relay_only(config, tokens, transport):
+    tokens.add("fam-t", admission(71, "family", participant="visitor:9"))
+    tokens.add("pri-t", admission(71, "prison", participant="laptop:1"))
+    async with coturn(SECRET) as port:
+        cfg = config.replace(turn_urls=turn_urls(port), turn_secret=SECRET, ice_relay_only=True)
+        async with relay_with(cfg, tokens) as relay:
+            family = CallClient(
+                relay.base_url,
+                "fam-t",
+                turn=transport,
+                receive="count",
+                video=EncodedTrack("video", video_clip(seed=2), 30),
+                audio=EncodedTrack("audio", tone_clip(440), 50),
+            )
+            prison = CallClient(
+                relay.base_url,
+                "pri-t",
+                receive="count",
+                video=EncodedTrack("video", video_clip(seed=3), 30),
+                audio=EncodedTrack("audio", tone_clip(550), 50),
+            )
+            try:
+                await family.join()
+                (server,) = family.ice["ice_servers"]
+                expiry, participant = server["username"].split(":", 1)
+                assert participant == "visitor:9"
+                assert int(expiry) <= tokens.table["fam-t"].ends_at
+                assert "typ relay" in family._pc.localDescription.sdp
+                assert "typ host" not in family._pc.localDescription.sdp
+                await prison.join()
+                await family.wait_frames("video0", 30, timeout=40)
+                await prison.wait_frames("video0", 30, timeout=40)
+                await family.wait_frames("audio0", 30, timeout=40)
+                await prison.wait_frames("audio0", 30, timeout=40)
+                assert selected_candidate_types(family._pc) == ["relay"]
+            finally:
+                await family.close()
+                await prison.close()
+
+
+async def test_chromium_family_page_joins_over_turn_tcp_relay_only(config, tokens):
+    tokens.add("fam-c", admission(72, "family", participant="visitor:4"))
+    tokens.add("pri-c", admission(72, "prison"))
+    async with coturn(SECRET) as port:
+        urls = (f"turn:127.0.0.1:{port}?transport=tcp",)  # TCP only: UDP to coturn unused
+        cfg = config.replace(turn_urls=urls, turn_secret=SECRET, ice_relay_only=True)
+        async with relay_with(cfg, tokens) as relay:
+            prison = CallClient(
+                relay.base_url,
+                "pri-c",
+                receive="count",
+                video=EncodedTrack("video", video_clip(seed=5), 30),
+                audio=EncodedTrack("audio", tone_clip(500), 50),
+            )
+            async with chromium() as browser:
+                page = await browser.new_page()
+                await page.goto(f"{relay.base_url}/join?token=fam-c")
+                await page.wait_for_function(
+                    "window.__call && window.__call.joins === 1", timeout=30000
+                )
+                await prison.join()
+                try:
+                    await prison.wait_frames("video0", 30, timeout=40)
+                    await prison.wait_frames("audio0", 30, timeout=40)
+                    await page.wait_for_function(
+                        """async () => {
+                            const s = await window.__call.framesDecoded();
+                            return Object.entries(s).some(([k, v]) => k.startsWith('video') && v > 30);
+                        }""",
+                        timeout=40000,
+                        polling=500,
+                    )
+                    pair = await page.evaluate(
+                        """async () => {
+                            const stats = await window.__call.pc.getStats();
+                            let transport = null;
+                            stats.forEach((s) => { if (s.type === 'transport') transport = s; });
+                            const pair = stats.get(transport.selectedCandidatePairId);
+                            const local = stats.get(pair.localCandidateId);
+                            return {type: local.candidateType, relayProtocol: local.relayProtocol,
+                                    policy: window.__call.pc.getConfiguration().iceTransportPolicy};
+                        }"""
+                    )
+                    assert pair == {"type": "relay", "relayProtocol": "tcp", "policy": "relay"}
+                finally:
+                    await prison.close()

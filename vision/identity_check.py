@@ -1,0 +1,126 @@
+"""In-call re-identification of one leg's faces: when to check, and M-of-N decisions.
+
+A check computes every counted face's descriptor (vision.identity, on the identity thread)
+and matches it against the booking's enrolled people for that side. A check is *due* when
+the face count changed since the last sample, when a face does not overlap any face of the
+previous sample (a new track), while a recent check found someone unmatched (so a suspicion
+is confirmed or dropped quickly), and otherwise every ``identity_interval_s``: a descriptor
+costs far more than a detection (docs/identity.md).
+
+Decisions, like the count rule's, never rest on one check:
+
+- ``unmatched``: at least ``identity_confirm_m`` of the last ``identity_confirm_n`` checks
+  saw a face that matches nobody enrolled for the side. Emitted once, until ``matched``.
+- ``matched``: after ``unmatched``, ``identity_clear_m`` of the last ``identity_clear_n``
+  checks saw every face matched (or no face).
+
+Checks older than the window (``identity_confirm_n + 1`` intervals) are forgotten.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from vision.detector import Face
+from vision.eval import iou
+from vision.identity import Match, best_match
+from vision.settings import VisionSettings
+
+IdentityKind = Literal["unmatched", "matched"]
+NEW_TRACK_IOU = 0.3
+
+
+@dataclass
+class IdentityEvent:
+    kind: IdentityKind
+    leg_key: str
+    at: float
+    boxes: list[tuple[float, float, float, float]]
+    """The faces of the check that completed the decision, source pixels."""
+    matches: list[tuple[str | None, float]]
+    """Per box: the enrolled person it matched (None: nobody) and the distance."""
+    evidence_jpeg: bytes | None = None
+    window: list[bool] = field(default_factory=list)
+    """Per check in the window, oldest first: whether it saw an unmatched face."""
+
+
+class LegIdentity:
+    """The identity side of one leg: its gallery, when to check, and the decisions."""
+
+    def __init__(
+        self,
+        leg_key: str,
+        gallery: dict[str, list[np.ndarray]],
+        config: VisionSettings,
+        *,
+        start_unmatched: bool = False,
+    ) -> None:
+        self.leg_key = leg_key
+        self.gallery = gallery
+        self.config = config
+        self.unmatched = start_unmatched
+        self._window: deque[tuple[float, bool]] = deque(
+            maxlen=max(config.identity_confirm_n, config.identity_clear_n)
+        )
+        self._previous: list[Face] = []
+        self._last_check = float("-inf")
+        self.checks = 0
+
+    def due(self, faces: list[Face], now: float) -> bool:
+        """Whether this sample's ``faces`` (counted, source pixels) should be checked; also
+        remembers them as the previous sample's."""
+        previous, self._previous = self._previous, faces
+        if not faces or not self.gallery:
+            return False
+        if len(faces) != len(previous):
+            return True
+        if any(
+            max((iou(f.box, p.box) for p in previous), default=0.0) < NEW_TRACK_IOU for f in faces
+        ):
+            return True
+        if self.unmatched or self.due_soon():
+            return True
+        return now - self._last_check >= self.config.identity_interval_s
+
+    def due_soon(self) -> bool:
+        """A recent check saw someone unmatched: sample quickly to confirm or drop it."""
+        return any(bad for _, bad in self._window)
+
+    def checked(
+        self, faces: list[Face], vectors: list[np.ndarray], now: float
+    ) -> IdentityEvent | None:
+        """Record one check; the event it completes, if any."""
+        cfg = self.config
+        self.checks += 1
+        self._last_check = now
+        matches: list[Match] = [
+            best_match(v, self.gallery, cfg.identity_threshold) for v in vectors
+        ]
+        bad = any(m.person is None for m in matches)
+        max_age = (self._window.maxlen + 1) * cfg.identity_interval_s  # type: ignore[operator]
+        while self._window and now - self._window[0][0] > max_age:
+            self._window.popleft()
+        self._window.append((now, bad))
+        recent = [b for _, b in self._window]
+        kind: IdentityKind | None = None
+        if not self.unmatched and sum(recent[-cfg.identity_confirm_n :]) >= cfg.identity_confirm_m:
+            self.unmatched, kind = True, "unmatched"
+        elif (
+            self.unmatched
+            and sum(not b for b in recent[-cfg.identity_clear_n :]) >= cfg.identity_clear_m
+        ):
+            self.unmatched, kind = False, "matched"
+        if kind is None:
+            return None
+        return IdentityEvent(
+            kind,
+            self.leg_key,
+            now,
+            [f.box for f in faces],
+            [(m.person, round(m.distance, 4)) for m in matches],
+            window=recent,
+        )

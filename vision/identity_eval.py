@@ -1,0 +1,321 @@
+"""Evaluate face identity on a labelled folder: FAR, FRR, EER and the distance distributions.
+
+    python -m vision.eval identity --set DIR [--camera] [--json]
+
+``DIR/<person>/<n>.jpg``: the first photo (by name) of each person is enrolled; every photo
+is then matched against every enrolled person: a photo other than the enrolment against its
+own person is a *genuine* attempt, any photo against another person an *impostor* attempt.
+A genuine attempt is rejected when its distance is over the threshold or no face is found
+(failure to acquire counts as a rejection); an impostor attempt is accepted when under it.
+
+``--camera`` matches the photos as a camera would show them instead: each face is placed in
+a 640x480 frame at several heights (60-200 px) and lighting (darker, as is, brighter), the
+frames are VP8-coded and decoded with PyAV, then detected and described like a call's
+samples. Enrolment stays on the original photos, as vetting would do it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from vision.decisions import counted_faces
+from vision.detector import Detector, Face
+from vision.identity import FaceEncoder, PhotoRefusal, check_photo, distance
+from vision.settings import VisionSettings
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+FRAME_SIZE = (640, 480)
+CAMERA_FACE_PX = (60, 90, 130, 200)
+CAMERA_LIGHT = {"darker": 0.45, "as_is": 1.0, "brighter": 1.6}
+FRAMES_PER_VARIANT = 3
+"""Each variant is held for a few frames so the encoder settles, as a camera image does."""
+VP8_BITRATE = 500_000
+HIST_STEP = 0.05
+HIST_MAX = 1.2
+
+
+def load_set(folder: Path) -> dict[str, list[Path]]:
+    """person -> photo paths, both sorted by name; people without photos are left out."""
+    people: dict[str, list[Path]] = {}
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        photos = sorted(p for p in sub.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if photos:
+            people[sub.name] = photos
+    return people
+
+
+def read_bgr(path: Path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        return frame.to_ndarray(format="bgr24")
+
+
+def largest_face(faces: list[Face]) -> Face | None:
+    return max(faces, key=lambda f: f.height) if faces else None
+
+
+# --- camera simulation -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CameraFrame:
+    image: np.ndarray
+    """Decoded BGR frame, 640x480."""
+    face_px: int
+    light: str
+
+
+def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+    return frame.reformat(
+        width=width, height=height, format="bgr24", interpolation="AREA"
+    ).to_ndarray()
+
+
+def camera_variants(image: np.ndarray, face: Face, seed: int) -> list[CameraFrame]:
+    """``face`` of ``image`` placed in 640x480 frames at each height and light, VP8-coded."""
+    rng = np.random.default_rng(seed)
+    fw, fh = FRAME_SIZE
+    h, w = image.shape[:2]
+    # Crop the head with a margin of one face height around it, as a webcam frames a person.
+    cx, cy = (face.x1 + face.x2) / 2, (face.y1 + face.y2) / 2
+    half = face.height * 1.2
+    x1, y1 = max(0, int(cx - half)), max(0, int(cy - half))
+    x2, y2 = min(w, int(cx + half)), min(h, int(cy + half))
+    crop = image[y1:y2, x1:x2]
+    raw: list[tuple[np.ndarray, int, str]] = []
+    # a plain wall, lit from one side
+    base = np.linspace(60, 160, fw, dtype=np.float32)[None, :, None]
+    for px in CAMERA_FACE_PX:
+        scale = px / face.height
+        cw = max(2, min(fw, round(crop.shape[1] * scale)))
+        ch = max(2, min(fh, round(crop.shape[0] * scale)))
+        patch = _resize(crop, cw, ch)
+        for light, gain in CAMERA_LIGHT.items():
+            frame = np.broadcast_to(base, (fh, fw, 3)).copy()
+            ox = int(rng.integers(0, fw - cw + 1))
+            oy = int(rng.integers(0, fh - ch + 1))
+            frame[oy : oy + ch, ox : ox + cw] = patch
+            frame = np.clip(frame * gain + rng.normal(0, 3, frame.shape), 0, 255).astype(np.uint8)
+            raw.append((frame, px, light))
+    encoder = av.CodecContext.create("libvpx", "w")
+    encoder.width, encoder.height = fw, fh
+    encoder.pix_fmt = "yuv420p"
+    encoder.time_base = Fraction(1, 30)
+    encoder.bit_rate = VP8_BITRATE
+    encoder.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+    decoder = av.CodecContext.create("vp8", "r")
+    decoded: list[np.ndarray] = []
+    pts = 0
+
+    def drain(packets: list[av.Packet]) -> None:
+        for packet in packets:
+            for out in decoder.decode(packet):
+                decoded.append(out.to_ndarray(format="bgr24"))
+
+    for frame, _, _ in raw:
+        for _ in range(FRAMES_PER_VARIANT):
+            vf = av.VideoFrame.from_ndarray(frame, format="bgr24").reformat(format="yuv420p")
+            vf.pts = pts
+            pts += 1
+            drain(encoder.encode(vf))
+    drain(encoder.encode(None))
+    out = []
+    for i, (_, px, light) in enumerate(raw):
+        index = (i + 1) * FRAMES_PER_VARIANT - 1  # the last, settled frame of the variant
+        if index < len(decoded):
+            out.append(CameraFrame(decoded[index], px, light))
+    return out
+
+
+# --- scoring -----------------------------------------------------------------------------
+
+
+def summary(values: list[float]) -> dict[str, object]:
+    if not values:
+        return {"n": 0}
+    arr = np.sort(np.asarray(values))
+
+    def q(p: float) -> float:
+        return round(float(arr[min(len(arr) - 1, max(0, math.ceil(p * len(arr)) - 1))]), 4)
+
+    edges = np.arange(0.0, HIST_MAX + HIST_STEP / 2, HIST_STEP)
+    counts, _ = np.histogram(np.clip(arr, 0, HIST_MAX - 1e-9), bins=edges)
+    return {
+        "n": len(arr),
+        "min": round(float(arr[0]), 4),
+        "p1": q(0.01),
+        "p5": q(0.05),
+        "p50": q(0.5),
+        "p95": q(0.95),
+        "p99": q(0.99),
+        "max": round(float(arr[-1]), 4),
+        "histogram": {f"{lo:.2f}": int(c) for lo, c in zip(edges[:-1], counts, strict=True)},
+    }
+
+
+def rates(genuine: list[float], impostor: list[float], threshold: float) -> tuple[float, float]:
+    """(FAR, FRR) at ``threshold``; a missing face (inf) is a rejection."""
+    far = sum(d <= threshold for d in impostor) / len(impostor) if impostor else 0.0
+    frr = sum(d > threshold for d in genuine) / len(genuine) if genuine else 0.0
+    return far, frr
+
+
+def equal_error(genuine: list[float], impostor: list[float]) -> tuple[float, float]:
+    """(EER, the threshold where FAR and FRR are closest)."""
+    finite = sorted({d for d in genuine + impostor if math.isfinite(d)})
+    best = (float("inf"), 1.0, 0.0)
+    for t in finite:
+        far, frr = rates(genuine, impostor, t)
+        gap = abs(far - frr)
+        if gap < best[0]:
+            best = (gap, (far + frr) / 2, t)
+    return round(best[1], 4), round(best[2], 4)
+
+
+def evaluate(
+    folder: Path,
+    detector: Detector,
+    encoder: FaceEncoder,
+    settings: VisionSettings,
+    camera: bool = False,
+) -> dict[str, object]:
+    people = load_set(folder)
+    gallery: dict[str, np.ndarray] = {}
+    refused: dict[str, str] = {}
+    probes: list[tuple[str, str, np.ndarray | None, dict[str, object]]] = []
+    describe_cpu: list[float] = []
+    for person, photos in people.items():
+        for index, path in enumerate(photos):
+            image = read_bgr(path)
+            faces = detector.detect_batch([image])[0]
+            face = largest_face(counted_faces(faces, settings))
+            if index == 0:
+                checked = check_photo(image, faces, settings)
+                if isinstance(checked, PhotoRefusal):
+                    refused[f"{person}/{path.name}"] = checked.code
+                if face is not None:  # enrolled anyway: the evaluation measures matching
+                    gallery[person] = encoder.descriptor(image, face)
+            if face is None:
+                probes.append((person, path.name, None, {}))
+                continue
+            if not camera:
+                t0 = time.thread_time()
+                vector = encoder.descriptor(image, face)
+                describe_cpu.append(time.thread_time() - t0)
+                probes.append((person, path.name, vector, {"is_enrolment": index == 0}))
+                continue
+            seed = zlib.crc32(f"{person}/{path.name}".encode())
+            for view in camera_variants(image, face, seed):
+                seen = largest_face(counted_faces(detector.detect_batch([view.image])[0], settings))
+                vector = None
+                if seen is not None:
+                    t0 = time.thread_time()
+                    vector = encoder.descriptor(view.image, seen)
+                    describe_cpu.append(time.thread_time() - t0)
+                probes.append(
+                    (
+                        person,
+                        path.name,
+                        vector,
+                        {"is_enrolment": index == 0, "face_px": view.face_px, "light": view.light},
+                    )
+                )
+    genuine: list[float] = []
+    genuine_other: list[float] = []
+    """Genuine attempts with photos other than the enrolment one (camera mode adds views of
+    the enrolment photo itself to ``genuine``)."""
+    impostor: list[float] = []
+    by_variant: dict[str, dict[str, list[float]]] = {}
+    missed = 0
+    for person, _name, vector, info in probes:
+        variant = f"{info['face_px']}px/{info['light']}" if "face_px" in info else "photo"
+        bucket = by_variant.setdefault(variant, {"genuine": [], "impostor": []})
+        if vector is None:
+            missed += 1
+        for enrolled, reference in gallery.items():
+            own = enrolled == person
+            if own and (info.get("is_enrolment") and not camera):
+                continue  # the enrolment photo against itself says nothing
+            d = distance(vector, reference) if vector is not None else float("inf")
+            (genuine if own else impostor).append(d)
+            if own and not info.get("is_enrolment"):
+                genuine_other.append(d)
+            bucket["genuine" if own else "impostor"].append(d)
+    threshold = settings.identity_threshold
+    far, frr = rates(genuine, impostor, threshold)
+    eer, eer_threshold = equal_error(genuine, impostor)
+    sweep = {}
+    for t in (0.35, 0.4, 0.45, 0.5, 0.55, 0.6):
+        f, r = rates(genuine, impostor, t)
+        sweep[f"{t:.2f}"] = {"far": round(f, 5), "frr": round(r, 5)}
+    variants = {}
+    for key, b in sorted(by_variant.items()):
+        f, r = rates(b["genuine"], b["impostor"], threshold)
+        variants[key] = {
+            "far": round(f, 5),
+            "frr": round(r, 5),
+            "genuine": len(b["genuine"]),
+            "impostor": len(b["impostor"]),
+        }
+    return {
+        "set": str(folder),
+        "mode": "camera" if camera else "photos",
+        "people": len(people),
+        "people_with_several_photos": sum(len(p) > 1 for p in people.values()),
+        "photos": sum(len(p) for p in people.values()),
+        "enrolled": len(gallery),
+        "enrolment_photos_refused_by_quality_check": refused,
+        "probes": len(probes),
+        "probes_without_face": missed,
+        "threshold": threshold,
+        "genuine_attempts": len(genuine),
+        "impostor_attempts": len(impostor),
+        "far": round(far, 5),
+        "frr": round(frr, 5),
+        "frr_other_photos_only": round(rates(genuine_other, [], threshold)[1], 5),
+        "genuine_attempts_other_photos": len(genuine_other),
+        "eer": eer,
+        "eer_threshold": eer_threshold,
+        "by_threshold": sweep,
+        "by_variant": variants,
+        "genuine_distance": summary([d for d in genuine if math.isfinite(d)]),
+        "impostor_distance": summary([d for d in impostor if math.isfinite(d)]),
+        "descriptor_cpu_ms_mean": round(1000 * float(np.mean(describe_cpu)), 2)
+        if describe_cpu
+        else None,
+    }
+
+
+def format_report(report: dict[str, object]) -> str:
+    lines = [
+        f"identity evaluation ({report['mode']}) of {report['set']}: {report['people']} people "
+        f"({report['people_with_several_photos']} with several photos), {report['photos']} photos",
+        f"  threshold {report['threshold']}: FAR {100 * float(report['far']):.3f} % of "  # type: ignore[arg-type]
+        f"{report['impostor_attempts']} impostor attempts, FRR {100 * float(report['frr']):.2f} % "  # type: ignore[arg-type]
+        f"of {report['genuine_attempts']} genuine attempts",
+        f"  EER {100 * float(report['eer']):.2f} % at {report['eer_threshold']}",  # type: ignore[arg-type]
+        f"  probes without a face: {report['probes_without_face']} of {report['probes']}",
+    ]
+    for kind in ("genuine_distance", "impostor_distance"):
+        s = report[kind]
+        assert isinstance(s, dict)
+        if s.get("n"):
+            lines.append(
+                f"  {kind}: n={s['n']} min {s['min']} p5 {s['p5']} p50 {s['p50']} "
+                f"p95 {s['p95']} max {s['max']}"
+            )
+    sweep = report["by_threshold"]
+    assert isinstance(sweep, dict)
+    for t, r in sweep.items():
+        lines.append(f"  at {t}: FAR {100 * r['far']:.3f} %  FRR {100 * r['frr']:.2f} %")
+    lines.append(f"  descriptor CPU per face: {report['descriptor_cpu_ms_mean']} ms")
+    return "\n".join(lines)
