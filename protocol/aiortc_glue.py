@@ -1020,7 +1020,6 @@ def new_client_peer_connection(
     )
 
 
-
 def selected_candidate_types(pc: RTCPeerConnection) -> list[str]:
     """The local candidate type ("host", "relay", ...) of each transport's nominated pair."""
     out: list[str] = []

@@ -142,19 +142,27 @@ REGISTRY.register(_MediaMuxCollector())
 # --- link quality and the REMB cap (issue 17, relay/media/bandwidth.py) ------------------------
 _LOSS_BUCKETS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.08, 0.15, 0.3, 1.0)
 LINK_LOSS = Histogram(
-    "relay_link_loss_ratio", "Per-leg packet loss, once a tick", ["role", "direction"],
+    "relay_link_loss_ratio",
+    "Per-leg packet loss, once a tick",
+    ["role", "direction"],
     buckets=_LOSS_BUCKETS,
 )
 LINK_JITTER = Histogram(
-    "relay_link_jitter_seconds", "Per-leg interarrival jitter, once a tick", ["role", "direction"],
+    "relay_link_jitter_seconds",
+    "Per-leg interarrival jitter, once a tick",
+    ["role", "direction"],
     buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
 )
 LINK_RTT = Histogram(
-    "relay_link_rtt_seconds", "Relay-to-participant round-trip time, once a tick", ["role"],
+    "relay_link_rtt_seconds",
+    "Relay-to-participant round-trip time, once a tick",
+    ["role"],
     buckets=(0.005, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 2.0),
 )
 LINK_BANDWIDTH = Histogram(
-    "relay_link_downlink_bps", "Participants' estimated downlink (REMB), once a tick", ["role"],
+    "relay_link_downlink_bps",
+    "Participants' estimated downlink (REMB), once a tick",
+    ["role"],
     buckets=(150e3, 250e3, 400e3, 600e3, 1e6, 1.5e6, 3e6, 1e7),
 )
 LINK_POOR = Counter("relay_link_poor_total", "Participants told their link is poor", ["role"])
