@@ -34,20 +34,47 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Load benchmark: relay vs decode/re-encode aiortc relay vs Janus VideoCall.",
     )
     p.add_argument("--calls", help="comma list of call counts, e.g. 1,2,4,8 (default: doubling)")
-    p.add_argument("--max-calls", type=int, default=64, help="upper bound of the sweep (default 64)")
+    p.add_argument(
+        "--max-calls", type=int, default=64, help="upper bound of the sweep (default 64)"
+    )
     p.add_argument("--duration", type=float, default=15.0, help="measured seconds per point")
-    p.add_argument("--warmup", type=float, default=None,
-                   help="seconds between all legs up and the window (default: keyframe interval + 2)")
-    p.add_argument("--systems", default=",".join(ALL_SYSTEMS), help="comma list of relay,naive,janus")
-    p.add_argument("--vision", action=argparse.BooleanOptionalAction, default=False,
-                   help="ask the relay for vision (needs the product entry point)")
-    p.add_argument("--recording", action=argparse.BooleanOptionalAction, default=False,
-                   help="ask the relay for recording (needs the product entry point)")
-    p.add_argument("--quick", action="store_true",
-                   help="CI smoke test: 1 call, short window, relay + naive, 2 s clip (< 1 min)")
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=None,
+        help="seconds between all legs up and the window (default: keyframe interval + 2)",
+    )
+    p.add_argument(
+        "--systems", default=",".join(ALL_SYSTEMS), help="comma list of relay,naive,janus"
+    )
+    p.add_argument(
+        "--vision",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="ask the relay for vision (needs the product entry point)",
+    )
+    p.add_argument(
+        "--recording",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="ask the relay for recording (needs the product entry point)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="CI smoke test: 1 call, short window, relay + naive, 2 s clip (< 1 min)",
+    )
     p.add_argument("--json", dest="json_path", help="write results as JSON here")
     p.add_argument("--plot", dest="plot_path", help="write an SVG of CPU against calls here")
-    p.add_argument("--keep-logs", action="store_true", help="keep the processes' logs (printed path)")
+    p.add_argument(
+        "--client-media",
+        choices=("lean", "aiortc"),
+        default="lean",
+        help="load legs: lean (own RTP/SRTP after the handshake; default) or aiortc",
+    )
+    p.add_argument(
+        "--keep-logs", action="store_true", help="keep the processes' logs (printed path)"
+    )
     args = p.parse_args(argv)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     bad = [s for s in systems if s not in ALL_SYSTEMS]
@@ -91,7 +118,9 @@ async def sweep(args: argparse.Namespace) -> dict[str, Any]:
     if task is not None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     spec = clips.QUICK if args.quick else clips.FULL
-    _say(f"bench: preparing clips ({spec.width}x{spec.height}, {spec.frames} frames; cached in {clips.CACHE_DIR})")
+    _say(
+        f"bench: preparing clips ({spec.width}x{spec.height}, {spec.frames} frames; cached in {clips.CACHE_DIR})"
+    )
     video = clips.ensure_video(spec)
     audio = clips.ensure_audio()
     clip_meta = clips.describe(video)
@@ -121,8 +150,10 @@ async def sweep(args: argparse.Namespace) -> dict[str, Any]:
             _say(f"bench: {name}: {reason}")
 
     result: dict[str, Any] = {}
-    _say(f"bench: calls {args.call_list}, systems {args.system_list}, window {args.duration:g}s, "
-         f"warm-up {warmup:g}s, logs in {log_dir}")
+    _say(
+        f"bench: calls {args.call_list}, systems {args.system_list}, window {args.duration:g}s, "
+        f"warm-up {warmup:g}s, logs in {log_dir}"
+    )
     print(report.header(), flush=True)
     started = time.monotonic()
     try:
@@ -131,11 +162,15 @@ async def sweep(args: argparse.Namespace) -> dict[str, Any]:
                 if name in stopped:
                     continue
                 system = make(name)
-                pc = PointConfig(n, args.duration, warmup, video, audio, log_dir)
+                pc = PointConfig(n, args.duration, warmup, video, audio, log_dir, args.client_media)
                 point = await run_point(system, pc)
                 if system.info:
                     info[name].update(
-                        {k: v for k, v in system.info.items() if k in ("entry_point", "features", "uvloop", "profiling")}
+                        {
+                            k: v
+                            for k, v in system.info.items()
+                            if k in ("entry_point", "features", "uvloop", "profiling")
+                        }
                     )
                 points[name].append(point)
                 print(report.row(name, point), flush=True)
@@ -149,7 +184,9 @@ async def sweep(args: argparse.Namespace) -> dict[str, Any]:
                 if why:
                     stopped[name] = f"stopped after {n} calls: {why}"
                     info[name]["stopped"] = stopped[name]
-                result = _assemble(args, machine, features, clip_meta, warmup, points, info, started)
+                result = _assemble(
+                    args, machine, features, clip_meta, warmup, points, info, started
+                )
                 if args.json_path:
                     _write_json(args.json_path, result)
     finally:
@@ -162,23 +199,40 @@ def _assemble(args, machine, features, clip_meta, warmup, points, info, started)
     systems: dict[str, Any] = {}
     for name, pts in points.items():
         if info[name].get("skipped"):
-            systems[name] = {"skipped": info[name]["skipped"], "points": [], "per_call_cpu_pct": None,
-                             "max_healthy_calls": None}
+            systems[name] = {
+                "skipped": info[name]["skipped"],
+                "points": [],
+                "per_call_cpu_pct": None,
+                "max_healthy_calls": None,
+            }
             continue
         systems[name] = report.summarize(name, pts, info[name])
     rat = report.ratios(systems)
     return {
         "machine": machine,
         "command": "python -m bench " + " ".join(sys.argv[1:]),
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - (time.monotonic() - started))),
+        "started_at": time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - (time.monotonic() - started))
+        ),
         "elapsed_s": round(time.monotonic() - started, 1),
         "load": {
             "calls": args.call_list,
             "duration_s": args.duration,
             "warmup_s": warmup,
             "per_leg": "VP8 + Opus each way",
-            "video": {k: clip_meta.get(k) for k in
-                      ("width", "height", "fps", "bitrate", "keyframe_interval", "frames", "measured_bitrate")},
+            "client_media": args.client_media,
+            "video": {
+                k: clip_meta.get(k)
+                for k in (
+                    "width",
+                    "height",
+                    "fps",
+                    "bitrate",
+                    "keyframe_interval",
+                    "frames",
+                    "measured_bitrate",
+                )
+            },
             "audio": {"codec": "opus", "ptime_ms": 20},
             "quick": bool(args.quick),
         },
@@ -217,12 +271,18 @@ def main(argv: list[str] | None = None) -> int:
         if key in rat:
             value = rat[key]
             where = f" at {rat.get(key + '_at_calls')} calls" if value is not None else ""
-            why = f" ({rat.get(key + '_reason')})" if value is None and rat.get(key + "_reason") else ""
+            why = (
+                f" ({rat.get(key + '_reason')})"
+                if value is None and rat.get(key + "_reason")
+                else ""
+            )
             print(f"{key}: {value if value is not None else 'n/a'}{where}{why}")
     for name, s in result["systems"].items():
         if not s.get("skipped"):
-            print(f"{name}: max healthy calls {s['max_healthy_calls']}, per-call CPU {s['per_call_cpu_pct']}%"
-                  + (f" — {s['stopped']}" if s.get("stopped") else ""))
+            print(
+                f"{name}: max healthy calls {s['max_healthy_calls']}, per-call CPU {s['per_call_cpu_pct']}%"
+                + (f" — {s['stopped']}" if s.get("stopped") else "")
+            )
     if args.json_path:
         _write_json(args.json_path, result)
         _say(f"bench: wrote {args.json_path}")

@@ -3,10 +3,13 @@
     python -m bench.loadclient --system relay|naive|janus --url URL --role family|prison
                                --first I --count N --video CLIP --audio CLIP
 
-Each leg sends the cached pre-encoded clips through aiortc (``EncodedTrack``: packetize and
-encrypt only) and counts what arrives per stream (RTP packets, and video frames by their
-marker bit) without reassembling or decoding anything. All legs share one loop, so there is
-no thread per leg and no pacing thread.
+``--media lean`` (the default): each leg does its handshake through aiortc, then sends the
+clip pre-packetised with its own SRTP sessions on the plain socket and counts what comes back
+straight from the socket (``bench/leanleg.py``). ``--media aiortc``: the previous clients,
+kept to validate against: the cached clips go through aiortc (``EncodedTrack``: packetize and
+encrypt only) and arrivals are counted by aiortc's receive path (RTP packets, and video
+frames by their marker bit), never reassembled or decoded. All legs share one loop either
+way: no thread per leg, one pacer.
 
 Control is JSON lines: the process prints ``{"event": "ready", ...}`` once its legs are up,
 then answers ``snap`` on stdin with ``{"event": "snap", ...}`` (counters since start) and
@@ -26,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import clips
+from bench import clips, leanleg
 from protocol.client import CallClient
 from protocol.media import EncodedTrack
 
@@ -60,7 +63,11 @@ class LegCounters:
             if kind == "video" and packet.marker:
                 self.rx_frames += 1
                 ts = packet.timestamp
-                if self._ts_last is not None and ts < self._ts_last and self._ts_last - ts > 1 << 31:
+                if (
+                    self._ts_last is not None
+                    and ts < self._ts_last
+                    and self._ts_last - ts > 1 << 31
+                ):
                     self._ts_wraps += 1
                 self._ts_last = ts
                 delays.append(now() - (ts + (self._ts_wraps << 32)) / 90000)
@@ -122,16 +129,21 @@ class CountingClient(CallClient):
 class Leg:
     """One side of one call, whatever system it talks to."""
 
-    def __init__(self, call: int, video: EncodedTrack, audio: EncodedTrack) -> None:
+    def __init__(self, call: int, video: Any, audio: Any) -> None:
         self.counters = LegCounters(call)
         self.video = video
         self.audio = audio
         self.pc: Any = None
+        self.lean: leanleg.LeanMedia | None = None
 
     async def snapshot(self) -> dict[str, Any]:
         rtp = {"video": 0, "audio": 0}
         state = "none"
-        if self.pc is not None:
+        tx_frames = {"video": self.video.sent, "audio": self.audio.sent}
+        if self.lean is not None:
+            state = self.pc.connectionState
+            tx_frames, rtp = self.lean.sent()
+        elif self.pc is not None:
             state = self.pc.connectionState
             for sender in self.pc.getSenders():
                 if sender.track is None:
@@ -145,7 +157,7 @@ class Leg:
             "call": c.call,
             "state": state,
             "error": c.error,
-            "tx_frames": {"video": self.video.sent, "audio": self.audio.sent},
+            "tx_frames": tx_frames,
             "tx_packets": rtp,
             "rx_packets": dict(c.rx_packets),
             "rx_bytes": dict(c.rx_bytes),
@@ -172,7 +184,11 @@ async def run(args: argparse.Namespace) -> None:
     closers: list[Any] = []
     lateness: list[float] = []
     lag = LoopLag()
-    emit("started", pid=os.getpid())
+    lean = args.media == "lean"
+    pacer = leanleg.Pacer(lateness) if lean else None
+    plan = leanleg.VideoPlan(video_clip) if lean else None
+    audio_payloads = [f.data for f in audio_clip]
+    emit("started", pid=os.getpid(), media=args.media)
 
     sem = asyncio.Semaphore(JOIN_PARALLEL)
     # Spread the legs' start over one keyframe period, so that their keyframes (bursts of
@@ -180,13 +196,34 @@ async def run(args: argparse.Namespace) -> None:
     period = video_meta.get("keyframe_interval", 90) / video_meta.get("fps", args.fps)
     stagger = period if args.stagger is None else args.stagger
 
+    starts: list[asyncio.Future[None]] = []
+
+    async def start_lean(leg: Leg, pacer: leanleg.Pacer, plan: leanleg.VideoPlan) -> None:
+        try:
+            deadline = time.monotonic() + 120
+            while leg.pc is None:
+                if time.monotonic() > deadline or leg.counters.error:
+                    raise ConnectionError("no peer connection")
+                await asyncio.sleep(0.05)
+            media = leanleg.LeanMedia(leg.pc, leg.counters, plan, audio_payloads)
+            await media.start()
+            leg.lean = media
+            pacer.legs.append(media)
+        except Exception as exc:
+            leg.counters.error = (
+                leg.counters.error or f"lean start: {type(exc).__name__}: {exc}"[:300]
+            )
+
     async def start_leg(i: int) -> None:
         await asyncio.sleep(stagger * (i - args.first) / max(1, args.count))
-        leg = Leg(
-            i,
-            PacedTrack("video", video_clip, args.fps, lateness),
-            EncodedTrack("audio", audio_clip, 50),
-        )
+        if lean:
+            leg = Leg(i, leanleg.SilentTrack("video"), leanleg.SilentTrack("audio"))
+        else:
+            leg = Leg(
+                i,
+                PacedTrack("video", video_clip, args.fps, lateness),
+                EncodedTrack("audio", audio_clip, 50),
+            )
         legs.append(leg)
         async with sem:
             try:
@@ -209,6 +246,9 @@ async def run(args: argparse.Namespace) -> None:
                     await jl.start()
                 else:
                     raise SystemExit(f"unknown system {args.system}")
+                if pacer is not None and plan is not None and not args.idle:
+                    # in the background: a Janus callee has no connection until it is called
+                    starts.append(asyncio.ensure_future(start_lean(leg, pacer, plan)))
             except Exception as exc:  # a failed leg is reported, not fatal to the others
                 leg.counters.error = f"{type(exc).__name__}: {exc}"[:300]
 
@@ -223,7 +263,9 @@ async def run(args: argparse.Namespace) -> None:
     try:
         while True:
             try:
-                line = await asyncio.wait_for(reader.readline(), max(0.1, deadline - time.monotonic()))
+                line = await asyncio.wait_for(
+                    reader.readline(), max(0.1, deadline - time.monotonic())
+                )
             except TimeoutError:
                 log.warning("max seconds reached")
                 break
@@ -233,13 +275,21 @@ async def run(args: argparse.Namespace) -> None:
             if cmd == "snap":
                 snaps = [await leg.snapshot() for leg in legs]
                 emit(
-                    "snap", t=time.monotonic(), wall=time.time(), legs=snaps,
-                    send_lateness_ms=_drain_ms(lateness), loop_lag_ms=_drain_ms(lag.lags),
+                    "snap",
+                    t=time.monotonic(),
+                    wall=time.time(),
+                    legs=snaps,
+                    send_lateness_ms=_drain_ms(lateness),
+                    loop_lag_ms=_drain_ms(lag.lags),
                 )
             elif cmd == "stop":
                 break
     finally:
         lag.task.cancel()
+        for task in starts:
+            task.cancel()
+        if pacer is not None:
+            pacer.task.cancel()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(
                 asyncio.gather(*(c() for c in closers), return_exceptions=True), 5
@@ -262,11 +312,28 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--video", required=True)
     p.add_argument("--audio", required=True)
     p.add_argument("--fps", type=int, default=30)
-    p.add_argument("--stagger", type=float, default=None,
-                   help="spread leg starts over this many seconds (default: one keyframe period)")
+    p.add_argument(
+        "--media",
+        choices=("lean", "aiortc"),
+        default="lean",
+        help="lean: own RTP/SRTP after an aiortc handshake; aiortc: aiortc's stack",
+    )
+    p.add_argument(
+        "--idle",
+        action="store_true",
+        help="lean legs connect and send no media (bench.idlecost: fixed costs)",
+    )
+    p.add_argument(
+        "--stagger",
+        type=float,
+        default=None,
+        help="spread leg starts over this many seconds (default: one keyframe period)",
+    )
     p.add_argument("--max-seconds", type=float, default=900.0)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="loadclient %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="loadclient %(levelname)s %(name)s: %(message)s"
+    )
     import uvloop
 
     uvloop.run(run(args))

@@ -40,8 +40,18 @@ APPROVED_FACES = 2  # the load clip shows two faces on every side
 
 def bench_admission(booking_id: int, role: str, starts_at: float, ends_at: float) -> Admission:
     """What the store would admit a bench leg with (the bench books no real calls)."""
-    return Admission(booking_id, 1, "social", starts_at, ends_at, role, "bench", "Bench",
-                     APPROVED_FACES, BENCH_POLICY)
+    return Admission(
+        booking_id,
+        1,
+        "social",
+        starts_at,
+        ends_at,
+        role,
+        "bench",
+        "Bench",
+        APPROVED_FACES,
+        BENCH_POLICY,
+    )
 
 
 def token(call: int, role: str) -> str:
@@ -66,7 +76,9 @@ class BenchAdmit:
             raise m.ProtocolError("token_bad_signature", "not a bench token") from None
 
 
-def build(config: Config, admit: BenchAdmit, features: set[str]) -> tuple[web.Application, str, dict]:
+def build(
+    config: Config, admit: BenchAdmit, features: set[str]
+) -> tuple[web.Application, str, dict]:
     """The app, the entry point used, and which requested features it actually has."""
     from relay.app import build_app
 
@@ -92,7 +104,9 @@ def main(argv: list[str] | None = None) -> None:
     unknown = features - set(FEATURES)
     if unknown:
         p.error(f"unknown features: {sorted(unknown)}")
-    logging.basicConfig(level=logging.WARNING, format="relay_proc %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="relay_proc %(levelname)s %(name)s: %(message)s"
+    )
     data_dir = Path(args.data_dir or f"/tmp/bench-relay-{os.getpid()}")
     # each feature is switched by a ``<feature>_enabled`` config field where the relay has one
     switches = {
@@ -118,7 +132,9 @@ def main(argv: list[str] | None = None) -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     # aiortc's objects want a running loop at creation: build the app inside it
-    app, entry, active = loop.run_until_complete(_build_async(config, BenchAdmit(args.calls), features))
+    app, entry, active = loop.run_until_complete(
+        _build_async(config, BenchAdmit(args.calls), features)
+    )
 
     async def announce(_app: web.Application) -> None:
         info = {
@@ -134,8 +150,14 @@ def main(argv: list[str] | None = None) -> None:
 
     app.on_startup.append(announce)
     web.run_app(
-        app, host=args.host, port=args.port, print=None, loop=loop,
-        handle_signals=True, shutdown_timeout=2.0, access_log=None,
+        app,
+        host=args.host,
+        port=args.port,
+        print=None,
+        loop=loop,
+        handle_signals=True,
+        shutdown_timeout=2.0,
+        access_log=None,
     )
 
 
@@ -152,7 +174,7 @@ def profiled_main() -> None:
     """``BENCH_RELAY_PROFILE=PREFIX``: run under cProfile, stats to ``PREFIX.<pid>.prof``.
 
     Deterministic profiling slows every Python call: a profiled point's CPU figures are
-    inflated (the JSON says ``profiling``), its profile shows where the time goes.
+    inflated (the JSON says ``profiling``), its profile shows where the (CPU) time goes.
     """
     prefix = os.environ.get(PROFILE_ENV)
     if not prefix:
@@ -160,7 +182,9 @@ def profiled_main() -> None:
         return
     import cProfile
 
-    profiler = cProfile.Profile()
+    # CPU time of the loop's thread, not wall time: on a contended machine wall time charges
+    # every preemption to whatever function was running (a sendto, typically)
+    profiler = cProfile.Profile(time.thread_time)
     profiler.enable()
     try:
         main()

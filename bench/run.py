@@ -56,6 +56,7 @@ class PointConfig:
     video_clip: Path
     audio_clip: Path
     log_dir: Path
+    client_media: str = "lean"
 
 
 async def _snapshot(system: System, clients: dict[str, Child]) -> Snapshot:
@@ -75,9 +76,17 @@ async def _snapshot(system: System, clients: dict[str, Child]) -> Snapshot:
         legs[role] = reply["legs"]
         extras[role] = {k: reply.get(k, []) for k in ("send_lateness_ms", "loop_lag_ms")}
     return Snapshot(
-        t, proc.cpu_s, proc.rss_bytes, busy, clients_cpu,
-        measure.parse_metrics(text) if text is not None else None, legs, extras, udp_drops,
-        system_drops, proc.sys_s,
+        t,
+        proc.cpu_s,
+        proc.rss_bytes,
+        busy,
+        clients_cpu,
+        measure.parse_metrics(text) if text is not None else None,
+        legs,
+        extras,
+        udp_drops,
+        system_drops,
+        proc.sys_s,
     )
 
 
@@ -102,14 +111,32 @@ async def run_point(system: System, pc: PointConfig) -> dict[str, Any]:
         idle0, t_idle0 = measure.proc_sample(system.pid), time.monotonic()
         await asyncio.sleep(IDLE_WINDOW_S)
         idle = measure.proc_sample(system.pid)
-        point["idle_cpu_pct"] = round(100 * (idle.cpu_s - idle0.cpu_s) / (time.monotonic() - t_idle0), 2)
+        point["idle_cpu_pct"] = round(
+            100 * (idle.cpu_s - idle0.cpu_s) / (time.monotonic() - t_idle0), 2
+        )
         max_s = pc.warmup + pc.duration + 120 + 2 * n
         # the callee side first: Janus needs it registered before the caller calls
         for role in ("prison", "family"):
             argv = [
-                PYTHON, "-m", "bench.loadclient", "--system", system.name, "--url", system.url,
-                "--role", role, "--count", str(n), "--video", str(pc.video_clip),
-                "--audio", str(pc.audio_clip), "--max-seconds", str(max_s),
+                PYTHON,
+                "-m",
+                "bench.loadclient",
+                "--system",
+                system.name,
+                "--url",
+                system.url,
+                "--role",
+                role,
+                "--count",
+                str(n),
+                "--video",
+                str(pc.video_clip),
+                "--audio",
+                str(pc.audio_clip),
+                "--max-seconds",
+                str(max_s),
+                "--media",
+                pc.client_media,
             ]
             child = Child(f"{system.name}-{n}-{role}", argv, pc.log_dir, stdin=True)
             clients[role] = child
@@ -166,7 +193,9 @@ def _pairs(before: Snapshot, after: Snapshot) -> list[dict[str, Any]]:
             # a counter that went backwards (a sender whose stats vanished: its connection
             # closed) is no measurement: count the leg as failed, never as negative traffic
             backwards = item["rx_frames"] < 0 or any(
-                v < 0 for f in ("tx_frames", "tx_packets", "rx_packets", "rx_bytes") for v in item[f].values()
+                v < 0
+                for f in ("tx_frames", "tx_packets", "rx_packets", "rx_bytes")
+                for v in item[f].values()
             )
             if backwards:
                 item["error"] = item["error"] or "counters went backwards (connection closed?)"
@@ -181,7 +210,9 @@ def _round(x: float | None, digits: int = 2) -> float | None:
     return None if x is None else round(x, digits)
 
 
-def analyze(system: System, n: int, idle: measure.ProcSample, before: Snapshot, after: Snapshot) -> dict[str, Any]:
+def analyze(
+    system: System, n: int, idle: measure.ProcSample, before: Snapshot, after: Snapshot
+) -> dict[str, Any]:
     wall = after.t - before.t
     cpu_pct = 100.0 * (after.cpu_s - before.cpu_s) / wall
     busy = after.busy[0] - before.busy[0]
@@ -221,7 +252,9 @@ def analyze(system: System, n: int, idle: measure.ProcSample, before: Snapshot, 
     complete = len(legs) == 2 * n
     healthy = complete and connected and bool(delivery) and min(delivery) >= HEALTHY_FRACTION
 
-    jitter = sorted(d for legs_ in after.legs.values() for leg in legs_ for d in leg.get("frame_delays_ms", []))
+    jitter = sorted(
+        d for legs_ in after.legs.values() for leg in legs_ for d in leg.get("frame_delays_ms", [])
+    )
 
     point: dict[str, Any] = {
         "window_s": round(wall, 2),
@@ -234,17 +267,29 @@ def analyze(system: System, n: int, idle: measure.ProcSample, before: Snapshot, 
         "machine_busy_pct": round(100.0 * busy / total, 1) if total else None,
         "loadavg_1m": _loadavg(),
         "video_fps_min": _round(min(video_fracs) * VIDEO_FPS if video_fracs else None, 1),
-        "video_fps_mean": _round(sum(video_fracs) / len(video_fracs) * VIDEO_FPS if video_fracs else None, 1),
+        "video_fps_mean": _round(
+            sum(video_fracs) / len(video_fracs) * VIDEO_FPS if video_fracs else None, 1
+        ),
         "audio_pps_min": _round(min(audio_fracs) * AUDIO_PPS if audio_fracs else None, 1),
-        "video_frames_lost_or_late_pct": _round(100 * max(0.0, 1 - sum(video_fracs) / len(video_fracs)) if video_fracs else None),
-        "audio_packets_lost_or_late_pct": _round(100 * max(0.0, 1 - sum(audio_fracs) / len(audio_fracs)) if audio_fracs else None),
+        "video_frames_lost_or_late_pct": _round(
+            100 * max(0.0, 1 - sum(video_fracs) / len(video_fracs)) if video_fracs else None
+        ),
+        "audio_packets_lost_or_late_pct": _round(
+            100 * max(0.0, 1 - sum(audio_fracs) / len(audio_fracs)) if audio_fracs else None
+        ),
         "frame_jitter_ms_p50": _pct(jitter, 0.50),
         "frame_jitter_ms_p95": _pct(jitter, 0.95),
         "frame_jitter_ms_p99": _pct(jitter, 0.99),
         # the load generator's own lateness: frames sent behind schedule, its loop's timer lag
-        "clients_send_late_ms_p95": _pct(sorted(v for e in after.client_extras.values() for v in e["send_lateness_ms"]), 0.95),
-        "clients_loop_lag_ms_p95": _pct(sorted(v for e in after.client_extras.values() for v in e["loop_lag_ms"]), 0.95),
-        "rtp_packets_lost_pct": _round(100 * lost_packets / sent_packets) if system.forwards_packets and sent_packets else None,
+        "clients_send_late_ms_p95": _pct(
+            sorted(v for e in after.client_extras.values() for v in e["send_lateness_ms"]), 0.95
+        ),
+        "clients_loop_lag_ms_p95": _pct(
+            sorted(v for e in after.client_extras.values() for v in e["loop_lag_ms"]), 0.95
+        ),
+        "rtp_packets_lost_pct": _round(100 * lost_packets / sent_packets)
+        if system.forwards_packets and sent_packets
+        else None,
         "clients_sent_pps": round(sent_packets / wall, 1),
         "udp_rcvbuf_drops": (
             after.udp_drops - before.udp_drops

@@ -3,6 +3,58 @@
 from __future__ import annotations
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.registry import Collector
+
+
+class Tally:
+    """A counter the packet path adds to without a lock; published into its Prometheus
+    counter on scrape. One per label set (bounded), shared by every stream that counts it,
+    so nothing is lost when a stream ends between scrapes."""
+
+    __slots__ = ("value", "_published", "_child")
+
+    def __init__(self, child: object) -> None:
+        self.value = 0
+        self._published = 0
+        self._child = child
+
+    def publish(self) -> None:
+        value = self.value
+        if value != self._published:
+            self._child.inc(value - self._published)  # type: ignore[attr-defined]
+            self._published = value
+
+
+_tallies: dict[tuple[int, tuple[str, ...]], Tally] = {}
+
+
+def tally(counter: Counter, *labels: str) -> Tally:
+    """The lock-free tally feeding ``counter`` with these label values."""
+    key = (id(counter), labels)
+    found = _tallies.get(key)
+    if found is None:
+        found = _tallies[key] = Tally(counter.labels(*labels) if labels else counter)
+    return found
+
+
+def publish() -> None:
+    """Add what the packet path counted since the last call to the Prometheus counters."""
+    for t in list(_tallies.values()):
+        t.publish()
+
+
+class _PublishOnScrape(Collector):
+    """Registered before the counters below, so a scrape publishes the tallies first."""
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        publish()
+        return []
+
+    def describe(self):  # type: ignore[no-untyped-def]
+        return []
+
+
+REGISTRY.register(_PublishOnScrape())
 
 PACKETS_FORWARDED = Counter(
     "relay_media_packets_forwarded_total",
@@ -45,6 +97,8 @@ NACKED_PACKETS = Counter(
 def count_nack(lost: int) -> None:
     NACKS_RECEIVED.inc()
     NACKED_PACKETS.inc(lost)
+
+
 LEGS_CONNECTED = Gauge("relay_legs_connected", "Legs with a live peer connection", ["role"])
 CALLS = Gauge("relay_calls", "Calls known to the relay, by state", ["state", "establishment"])
 PAUSES = Counter("relay_call_pauses_total", "Calls paused, by reason", ["reason"])
@@ -88,19 +142,27 @@ REGISTRY.register(_MediaMuxCollector())
 # --- link quality and the REMB cap (issue 17, relay/media/bandwidth.py) ------------------------
 _LOSS_BUCKETS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.08, 0.15, 0.3, 1.0)
 LINK_LOSS = Histogram(
-    "relay_link_loss_ratio", "Per-leg packet loss, once a tick", ["role", "direction"],
+    "relay_link_loss_ratio",
+    "Per-leg packet loss, once a tick",
+    ["role", "direction"],
     buckets=_LOSS_BUCKETS,
 )
 LINK_JITTER = Histogram(
-    "relay_link_jitter_seconds", "Per-leg interarrival jitter, once a tick", ["role", "direction"],
+    "relay_link_jitter_seconds",
+    "Per-leg interarrival jitter, once a tick",
+    ["role", "direction"],
     buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
 )
 LINK_RTT = Histogram(
-    "relay_link_rtt_seconds", "Relay-to-participant round-trip time, once a tick", ["role"],
+    "relay_link_rtt_seconds",
+    "Relay-to-participant round-trip time, once a tick",
+    ["role"],
     buckets=(0.005, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 2.0),
 )
 LINK_BANDWIDTH = Histogram(
-    "relay_link_downlink_bps", "Participants' estimated downlink (REMB), once a tick", ["role"],
+    "relay_link_downlink_bps",
+    "Participants' estimated downlink (REMB), once a tick",
+    ["role"],
     buckets=(150e3, 250e3, 400e3, 600e3, 1e6, 1.5e6, 3e6, 1e7),
 )
 LINK_POOR = Counter("relay_link_poor_total", "Participants told their link is poor", ["role"])

@@ -22,9 +22,18 @@ def _source(obj) -> str:
 
 def test_receiver_private_state_still_exists():
     src = _source(RTCRtpReceiver.__init__)
-    for name in ("__codecs", "__rtx_ssrc", "__remote_streams", "__nack_generator",
-                 "__remote_bitrate_estimator", "__rtcp_ssrc", "__started", "__transport",
-                 "__rtcp_task", "__decoder_thread"):
+    for name in (
+        "__codecs",
+        "__rtx_ssrc",
+        "__remote_streams",
+        "__nack_generator",
+        "__remote_bitrate_estimator",
+        "__rtcp_ssrc",
+        "__started",
+        "__transport",
+        "__rtcp_task",
+        "__decoder_thread",
+    ):
         assert f"self.{name}" in src, f"RTCRtpReceiver lost {name}"
     handle = _source(RTCRtpReceiver._handle_rtp_packet)
     assert "unwrap_rtx" in handle and "nack_generator" in handle
@@ -34,9 +43,18 @@ def test_receiver_private_state_still_exists():
 
 def test_sender_private_state_still_exists():
     src = _source(RTCRtpSender.__init__)
-    for name in ("__rtp_history", "__rtp_header_extensions_map", "__mid", "__ntp_timestamp",
-                 "__rtp_timestamp", "__octet_count", "__packet_count", "__rtp_started",
-                 "__rtp_exited", "__encoder"):
+    for name in (
+        "__rtp_history",
+        "__rtp_header_extensions_map",
+        "__mid",
+        "__ntp_timestamp",
+        "__rtp_timestamp",
+        "__octet_count",
+        "__packet_count",
+        "__rtp_started",
+        "__rtp_exited",
+        "__encoder",
+    ):
         assert f"self.{name}" in src, f"RTCRtpSender lost {name}"
     assert "self._run_rtp(" in _source(RTCRtpSender.send)
     assert "_send_keyframe" in _source(RTCRtpSender._handle_rtcp_packet)
@@ -49,8 +67,9 @@ def test_transceiver_codec_list_and_ice_address_hook():
 
 
 def test_announce_address_rewrites_host_candidates():
-    sdp = ("v=0\r\nc=IN IP4 127.0.0.1\r\n"
-           "a=candidate:abc 1 udp 2130706431 127.0.0.1 40000 typ host\r\n")
+    sdp = (
+        "v=0\r\nc=IN IP4 127.0.0.1\r\na=candidate:abc 1 udp 2130706431 127.0.0.1 40000 typ host\r\n"
+    )
     out = aiortc_glue.announce_address(sdp.replace("\r\n", "\n"), "203.0.113.7")
     assert "203.0.113.7 40000 typ host" in out and "c=IN IP4 203.0.113.7" in out
 
@@ -67,3 +86,68 @@ async def test_media_sockets_get_a_larger_receive_buffer():
         assert granted > 256 * 1024, granted  # the default is ~208 KiB; the kernel doubles the ask
     finally:
         await conn.close()
+
+
+def test_lean_path_internals_still_exist():
+    """What the lean packet path (issue 19) reads and writes inside aiortc and aioice."""
+    from aiortc.codecs.vpx import Vp8Encoder
+    from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter, State
+    from aiortc.rtcicetransport import RTCIceTransport
+    from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
+    from aiortc.rtp import HeaderExtensionsMap
+
+    dtls = _source(RTCDtlsTransport.__init__)
+    for name in (
+        "_rx_srtp",
+        "_tx_srtp",
+        "_rtp_router",
+        "_rtp_header_extensions_map",
+        "_state",
+        "__rx_packets",
+    ):
+        assert f"self.{name}" in dtls, f"RTCDtlsTransport lost {name}"
+    recv = _source(RTCDtlsTransport._recv_next)
+    assert "self._handle_rtp_data(" in recv and "unprotect(" in recv  # queued RTP arrives here
+    assert "self.transport._recv()" in recv
+    assert State.CONNECTED
+    router = _source(RtpRouter.__init__)
+    assert "self.ssrc_table" in router and "self.payload_type_table" in router
+    assert "self.__ids" in _source(HeaderExtensionsMap.__init__)
+    ids = HeaderExtensionsMap()._HeaderExtensionsMap__ids
+    for name in ("mid", "abs_send_time", "audio_level"):
+        assert hasattr(ids, name)
+    assert "self._connection" in _source(RTCIceTransport.__init__)
+    conn = _source(aioice.ice.Connection.__init__)
+    for name in ("_nominated", "_protocols", "_queue"):
+        assert f"self.{name}" in conn, f"aioice Connection lost {name}"
+    assert "self._queue.put_nowait((data, component))" in _source(
+        aioice.ice.Connection.data_received
+    )
+    assert "transport.sendto(data, addr)" in _source(aioice.ice.StunProtocol.send_data)
+    assert "active_pair.protocol.send_data(data, active_pair.remote_addr)" in _source(
+        aioice.ice.Connection.sendto
+    )
+    # the receiver duties the lean path reuses read only these packet fields
+    for cls in (StreamStatistics, NackGenerator):
+        used = set(__import__("re").findall(r"packet\.(\w+)", _source(cls.add)))
+        assert used <= {"sequence_number", "timestamp"}, (cls, used)
+    sender = _source(RTCRtpSender.__init__)
+    for name in ("__rtx_payload_type", "__rtx_sequence_number", "_rtx_ssrc", "__started"):
+        assert f"self.{name}" in sender, f"RTCRtpSender lost {name}"
+    assert "await self._retransmit(seq)" in _source(RTCRtpSender._handle_rtcp_packet)
+    assert isinstance(inspect.getattr_static(Vp8Encoder, "_packetize"), classmethod)
+
+
+def test_receiver_helpers_the_lean_twins_replace():
+    from aiortc.rate import RateCounter, RemoteBitrateEstimator
+    from aiortc.rtcrtpreceiver import NackGenerator
+
+    assert "self.incoming_bitrate = RateCounter(1000, 8000)" in _source(
+        RemoteBitrateEstimator.__init__
+    )
+    for name in ("add", "rate", "reset"):
+        assert hasattr(RateCounter, name)
+    assert "self.missing" in _source(NackGenerator.__init__)
+    src = _source(RTCRtpReceiver.__init__)
+    assert "self.__nack_generator = NackGenerator()" in src
+    assert "self.__remote_bitrate_estimator = RemoteBitrateEstimator()" in src

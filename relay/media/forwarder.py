@@ -11,6 +11,13 @@ its offsets are re-anchored so the viewer sees one continuous stream, and video 
 until a keyframe begins; a keyframe is requested upstream, throttled per producer.
 Nothing here decodes or encodes.
 
+The packet path is lean (issue 19): a packet arrives as bytes plus the few header fields the
+relay needs (``protocol.aiortc_glue.RtpView``), each consumer rewrites SSRC, payload type,
+sequence number and timestamp into a new header and sends; an aiortc ``RtpPacket`` is built
+only when a tap (recorder, vision) is attached. Counters are ``metrics.Tally`` (plain adds,
+published on scrape) and the latency histogram sees one packet in
+``aiortc_glue.LATENCY_SAMPLE_EVERY``.
+
 Pause is explicit state, as mediasoup's ``producer.pause()``: the call's policy engine pauses
 and resumes its producers when its state changes; nothing is polled per packet. A paused
 producer still feeds its taps (recorder, vision) and its watchers' consumers (staff keep
@@ -23,11 +30,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from time import perf_counter
 
-from aiortc import clock
 from aiortc.rtp import RtpPacket
 
-from protocol.aiortc_glue import ForwardingReceiver, ForwardingSender
+from protocol.aiortc_glue import ForwardingReceiver, ForwardingSender, RtpView
 from protocol.codecs import keyframe_start
 from protocol.frames import FrameHub
 from relay import metrics
@@ -61,9 +68,9 @@ class Producer:
         self._last_keyframe_request = -1e9
         self._keyframe_pending = False
         self._hubs: dict[str, FrameHub] = {}
-        self._withheld_packets = metrics.PACKETS_WITHHELD.labels(kind, direction)
-        self._withheld_bytes = metrics.BYTES_WITHHELD.labels(kind, direction)
-        receiver._sink = self.on_packet
+        self._withheld_packets = metrics.tally(metrics.PACKETS_WITHHELD, kind, direction)
+        self._withheld_bytes = metrics.tally(metrics.BYTES_WITHHELD, kind, direction)
+        receiver._view_sink = self.on_rtp
 
     @property
     def paused(self) -> bool:
@@ -89,21 +96,24 @@ class Producer:
             self.taps.append(hub.tap)
         return hub
 
-    async def on_packet(self, packet: RtpPacket, arrival_ms: int) -> None:
-        self.media_ssrc = packet.ssrc
+    def on_rtp(self, view: RtpView) -> None:
+        """One received packet (the lean path calls this synchronously, per packet)."""
+        self.media_ssrc = view.ssrc
         self.packets_received += 1
-        for tap in self.taps:
-            tap(packet, arrival_ms)
+        if self.taps:
+            packet = view.packet()
+            for tap in self.taps:
+                tap(packet, view.arrival_ms)
         if self._paused:
             self.packets_withheld += 1
-            self._withheld_packets.inc()
-            self._withheld_bytes.inc(len(packet.payload))
+            self._withheld_packets.value += 1
+            self._withheld_bytes.value += view.payload_end - view.payload_start
             for consumer in self.consumers:
                 if not consumer.follows_pause:
-                    await consumer.push(packet, arrival_ms)
+                    consumer.push(view)
             return
         for consumer in self.consumers:
-            await consumer.push(packet, arrival_ms)
+            consumer.push(view)
 
     def request_keyframe(self, reason: str) -> None:
         """Ask the sending leg for a keyframe, at most once per throttle period."""
@@ -163,9 +173,9 @@ class Consumer:
         self._last_seq, self._last_ts, self._last_sent_ms = getattr(
             sender, "_continuity", (None, 0, 0)
         )
-        self._packets = metrics.PACKETS_FORWARDED.labels(producer.kind, direction)
-        self._bytes = metrics.BYTES_FORWARDED.labels(producer.kind, direction)
-        self._gated = metrics.PACKETS_GATED.labels(direction)
+        self._packets = metrics.tally(metrics.PACKETS_FORWARDED, producer.kind, direction)
+        self._bytes = metrics.tally(metrics.BYTES_FORWARDED, producer.kind, direction)
+        self._gated = metrics.tally(metrics.PACKETS_GATED, direction)
         sender._on_keyframe_request = self._viewer_wants_keyframe
         producer.consumers.append(self)
         if self._video:
@@ -183,21 +193,21 @@ class Consumer:
     def _viewer_wants_keyframe(self) -> None:
         self.producer.request_keyframe("viewer")
 
-    async def push(self, packet: RtpPacket, arrival_ms: int) -> None:
+    def push(self, view: RtpView) -> None:
         sender = self.sender
         codec = sender._codec
         if codec is None:
             return
-        if packet.ssrc != self._source_ssrc:
-            self._source_ssrc = packet.ssrc
+        if view.ssrc != self._source_ssrc:
+            self._source_ssrc = view.ssrc
             self.restart()
         if self._waiting_keyframe:
-            if not keyframe_start(codec.mimeType, packet.payload):
-                self._gated.inc()
+            if not keyframe_start(codec.mimeType, view.payload):
+                self._gated.value += 1
                 self.producer.request_keyframe("gate")
                 return
             self._waiting_keyframe = False
-        now_ms = clock.current_ms()
+        now_ms = view.arrival_ms
         if self._anchor:
             self._anchor = False
             if self._last_seq is None:
@@ -205,20 +215,17 @@ class Consumer:
                 self._ts_offset = 0
             else:
                 elapsed = max(1, now_ms - self._last_sent_ms) * codec.clockRate // 1000
-                self._seq_offset = (self._last_seq + 1 - packet.sequence_number) & 0xFFFF
-                self._ts_offset = (self._last_ts + elapsed - packet.timestamp) & 0xFFFFFFFF
-        seq = (packet.sequence_number + self._seq_offset) & 0xFFFF
-        ts = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
-        try:
-            sent = await sender.forward(packet, seq, ts)
-        except ConnectionError:
-            return
+                self._seq_offset = (self._last_seq + 1 - view.sequence_number) & 0xFFFF
+                self._ts_offset = (self._last_ts + elapsed - view.timestamp) & 0xFFFFFFFF
+        seq = (view.sequence_number + self._seq_offset) & 0xFFFF
+        ts = (view.timestamp + self._ts_offset) & 0xFFFFFFFF
+        sent = sender.forward_view(view, seq, ts)
         if sent:
             self._last_seq, self._last_ts, self._last_sent_ms = seq, ts, now_ms
             sender._continuity = (seq, ts, now_ms)
             self.packets_sent += 1
             self.bytes_sent += sent
-            self._packets.inc()
-            self._bytes.inc(sent)
-            metrics.FORWARD_LATENCY.observe(max(0, clock.current_ms() - arrival_ms) / 1000)
-
+            self._packets.value += 1
+            self._bytes.value += sent
+            if view.t0:
+                metrics.FORWARD_LATENCY.observe(perf_counter() - view.t0)

@@ -1,0 +1,340 @@
+"""The lean packet path (issue 19): header parsing, that the relay really uses it, and the
+bench's lean load legs against a real relay (real ICE, DTLS, SRTP on loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+
+from bench import leanleg
+from bench.loadclient import CountingClient, LegCounters
+from protocol import aiortc_glue
+from protocol.client import CallClient
+from protocol.media import EncodedTrack
+from relay import keys
+from tests.support import admission, tone_clip, video_clip
+
+ABS_ID, LEVEL_ID, MID_ID = 3, 5, 9
+
+
+def _map() -> HeaderExtensionsMap:
+    ext = HeaderExtensionsMap()
+    ext.configure(
+        RTCRtpParameters(
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(
+                    id=ABS_ID, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+                ),
+                RTCRtpHeaderExtensionParameters(
+                    id=LEVEL_ID, uri="urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+                ),
+                RTCRtpHeaderExtensionParameters(
+                    id=MID_ID, uri="urn:ietf:params:rtp-hdrext:sdes:mid"
+                ),
+            ]
+        )
+    )
+    return ext
+
+
+def test_parse_rtp_reads_what_aiortc_reads():
+    ext = _map()
+    for marker, padding, csrc, level in ((1, 0, [], (True, 33)), (0, 7, [0x1234, 0x5678], None)):
+        packet = RtpPacket(
+            payload_type=111,
+            marker=marker,
+            sequence_number=65535,
+            timestamp=0xFFFFFFF0,
+            ssrc=0xDEADBEEF,
+            payload=b"\x90\x01payload" * 9,
+        )
+        packet.csrc = csrc
+        packet.padding_size = padding
+        packet.extensions.abs_send_time = 0x123456
+        packet.extensions.mid = "1"
+        packet.extensions.audio_level = level
+        data = packet.serialize(ext)
+        view = aiortc_glue.parse_rtp(data, ABS_ID, LEVEL_ID)
+        assert view is not None
+        again = RtpPacket.parse(data, ext)
+        assert (
+            view.payload_type,
+            view.marker,
+            view.sequence_number,
+            view.timestamp,
+            view.ssrc,
+        ) == (again.payload_type, again.marker, again.sequence_number, again.timestamp, again.ssrc)
+        assert view.payload == again.payload
+        assert view.abs_send_time == 0x123456
+        built = view.packet()
+        assert built.payload == again.payload and built.extensions.audio_level == level
+
+
+def test_parse_rtp_refuses_malformed_headers():
+    good = RtpPacket(
+        payload_type=96, sequence_number=1, timestamp=2, ssrc=3, payload=b"x"
+    ).serialize()
+    assert aiortc_glue.parse_rtp(good[:11], None, None) is None
+    # extension flag set, extension length running past the end
+    bad = bytes([good[0] | 0x10]) + good[1:12] + b"\xbe\xde\x00\x09" + b"x"
+    assert aiortc_glue.parse_rtp(bad, ABS_ID, None) is None
+    # padding longer than the payload
+    assert aiortc_glue.parse_rtp(bytes([good[0] | 0x20]) + good[1:12] + b"\x05", None, None) is None
+
+
+def test_video_plan_knows_the_keyframe_before_every_frame():
+    from protocol.media import EncodedClipFrame
+
+    frames = [
+        EncodedClipFrame(b"\x10" * 3000 if k else b"\x11" * 100, k)
+        for k in (True, False, False, True, False)
+    ]
+    plan = leanleg.VideoPlan(frames)
+    assert plan.key_before == [0, 0, 0, 3, 3]
+    assert len(plan.frames[0][1]) >= 3  # a big frame is split into several payloads
+    assert all(len(p) <= 1300 for p in plan.frames[0][1])
+
+
+class _ExtensionsSeen(CallClient):
+    """Keeps the header extensions of what arrives: the relay's own header, parsed by aiortc."""
+
+    def _packet_sink(self, name, kind):
+        inner = super()._packet_sink(name, kind)
+        self.seen = getattr(self, "seen", {})
+
+        async def sink(packet, arrival_ms):
+            ext = packet.extensions
+            self.seen.setdefault(kind, set()).add((ext.mid, ext.abs_send_time is not None))
+            await inner(packet, arrival_ms)
+
+        return sink
+
+
+async def _pair(relay, tokens, booking_id):
+    fam = _ExtensionsSeen(
+        relay.base_url,
+        tokens.add(f"f{booking_id}", admission(booking_id, "family")),
+        receive="count",
+        video=EncodedTrack("video", video_clip(seed=1), 30),
+        audio=EncodedTrack("audio", tone_clip(440), 50),
+    )
+    pri = CallClient(
+        relay.base_url,
+        tokens.add(f"p{booking_id}", admission(booking_id, "prison")),
+        receive="count",
+        video=EncodedTrack("video", video_clip(seed=2), 30),
+        audio=EncodedTrack("audio", tone_clip(660), 50),
+    )
+    await fam.join()
+    await pri.join()
+    return fam, pri
+
+
+async def test_relay_forwards_on_the_lean_path(relay, tokens):
+    await _check_lean_path(relay, tokens)
+
+
+async def test_lean_path_on_the_shared_media_port(config, tokens):
+    """With the media mux (one UDP port for every leg) the lean path takes RTP all the same."""
+    from aiohttp.test_utils import TestServer
+
+    from relay.app import build_app
+
+    server = TestServer(build_app(config.replace(media_mux=True), admit=tokens), host="127.0.0.1")
+    await server.start_server()
+    server.base_url = str(server.make_url("")).rstrip("/")
+    try:
+        await _check_lean_path(server, tokens)
+        assert len(aiortc_glue.media_mux_ports()) == 1
+    finally:
+        await server.close()
+        aiortc_glue.use_media_mux(False)
+
+
+async def _check_lean_path(relay, tokens) -> None:
+    fam, pri = await _pair(relay, tokens, 61)
+    try:
+        await fam.wait_frames("video0", 45)
+        await pri.wait_frames("video0", 45)
+        # every packet the relay built carried its MID, and abs-send-time where negotiated
+        # (aiortc negotiates it for video only), as aiortc's own sender would
+        mids = {t.kind: t.mid for t in fam._pc.getTransceivers()}
+        assert fam.seen == {"video": {(mids["video"], True)}, "audio": {(mids["audio"], False)}}
+        live = relay.app[keys.REGISTRY].get(61)
+        for leg in live.call.legs.values():
+            for producer in leg.producers.values():
+                dtls = producer.receiver.transport
+                assert getattr(dtls, "_relay_fast_path", None) is not None
+                # aiortc's own receive loop saw the handshake, RTCP and the first few queued
+                # packets, not the media: it went through the lean path
+                aiortc_rx = dtls._RTCDtlsTransport__rx_packets
+                assert producer.packets_received > 100
+                assert aiortc_rx < producer.packets_received / 2, (
+                    aiortc_rx,
+                    producer.packets_received,
+                )
+            for sender in leg.senders.values():
+                assert sender._RTCRtpSender__packet_count > 0  # the sender reports count it
+        # forwarded counts reach /metrics (published on scrape)
+        text = await _get(relay.base_url + "/metrics")
+        assert (
+            'relay_media_packets_forwarded_total{direction="family_to_prison",kind="video"}' in text
+        )
+    finally:
+        await fam.close()
+        await pri.close()
+
+
+async def _get(url: str) -> str:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        return await resp.text()
+
+
+async def test_lean_load_legs_send_receive_and_answer_keyframe_requests(relay, tokens):
+    from bench import clips
+
+    video_frames, _ = clips.load(clips.ensure_video(clips.QUICK))
+    audio_frames, _ = clips.load(clips.ensure_audio())
+    plan = leanleg.VideoPlan(video_frames)
+    audio = [f.data for f in audio_frames]
+    lateness: list[float] = []
+    pacer = leanleg.Pacer(lateness)
+    legs = []
+    try:
+        for role in ("prison", "family"):
+            counters = LegCounters(0)
+            client = CountingClient(
+                relay.base_url,
+                tokens.add(f"lean-{role}", admission(71, role)),
+                video=leanleg.SilentTrack("video"),
+                audio=leanleg.SilentTrack("audio"),
+                counters=counters,
+            )
+            await client.join()
+            media = leanleg.LeanMedia(client.pc, counters, plan, audio)
+            await media.start()
+            pacer.legs.append(media)
+            legs.append((client, media, counters))
+        await asyncio.sleep(3.0)
+        for _, media, counters in legs:
+            frames, packets = media.sent()
+            assert frames["video"] >= 60 and frames["audio"] >= 100
+            assert counters.rx_frames >= 45, counters.rx_frames
+            assert counters.rx_packets["audio"] >= 80
+            assert counters.rx_bytes["video"] > 100_000
+        live = relay.app[keys.REGISTRY].get(71)
+        for leg in live.call.legs.values():
+            for producer in leg.producers.values():
+                assert producer.packets_received > 0
+        # a keyframe request from the relay (a PLI over real SRTCP) reaches the sending leg,
+        # which restarts its clip at a keyframe
+        video = live.call.legs["family"].producers["video"]
+        family = legs[1][1]
+        asked = family.plis
+        await asyncio.sleep(0.6)  # past the relay's keyframe-request throttle
+        video.request_keyframe("test")
+        for _ in range(100):
+            if family.plis > asked:
+                break
+            await asyncio.sleep(0.02)
+        assert family.plis > asked
+        await asyncio.sleep(0.1)
+        assert not family.keyframe_asked  # answered with the next frame
+    finally:
+        pacer.task.cancel()
+        for client, _, _ in legs:
+            await client.close()
+
+
+def test_lean_nack_generator_keeps_aiortcs_missing_set():
+    import random
+
+    from aiortc.rtcrtpreceiver import NackGenerator
+
+    rng = random.Random(7)
+    theirs, ours = NackGenerator(), aiortc_glue.LeanNackGenerator()
+    seq = 65000
+    for _ in range(5000):
+        step = rng.choice((1, 1, 1, 1, 2, 3, 0, -2, 40, 300))  # in order, loss, late, big gaps
+        seq = (seq + step) & 0xFFFF
+        packet = RtpPacket(sequence_number=seq)
+        assert theirs.add(packet) == ours.add(packet)
+        assert theirs.missing == ours.missing and theirs.max_seq == ours.max_seq
+
+
+def test_lean_rate_counter_gives_aiortcs_rates():
+    import random
+
+    from aiortc.rate import RateCounter
+
+    rng = random.Random(3)
+    theirs, ours = RateCounter(1000, 8000), aiortc_glue.LeanRateCounter(1000, 8000)
+    now = 10_000
+    for i in range(4000):
+        now += rng.choice((0, 0, 1, 3, 33, 250, 1200))
+        size = rng.randint(50, 1200)
+        theirs.add(size, now)
+        ours.add(size, now)
+        assert theirs.rate(now) == ours.rate(now)
+        if i % 997 == 0:
+            theirs.reset()
+            ours.reset()
+            assert theirs.rate(now) == ours.rate(now) is None
+
+
+async def test_idlecost_measures_connected_silent_calls():
+    from bench import idlecost
+
+    (point,) = await idlecost.run([1], 2.0)
+    assert point["calls"] == 1
+    assert point["connected_cpu_pct"] >= 0 and point["idle_cpu_pct"] >= 0
+    assert point["per_call_cpu_pct"] < 10  # silent legs: timers and RTCP only
+
+
+class _Socket:
+    """Stands in for the leg's media socket (the system edge): keeps what would be sent."""
+
+    def __init__(self) -> None:
+        self.rtp: list[bytes] = []
+        self.rtcp: list[bytes] = []
+
+    def send_rtp(self, plain: bytes) -> None:
+        self.rtp.append(plain)
+
+    def send_rtcp(self, plain: bytes) -> None:
+        self.rtcp.append(plain)
+
+
+def test_lean_leg_answers_pli_with_a_keyframe_and_nack_with_one_resend():
+    import struct
+
+    from protocol.media import EncodedClipFrame
+
+    frames = [
+        EncodedClipFrame(bytes([k]) * 200, k) for k in (True, False, False, False, True, False)
+    ]
+    media = leanleg.LeanMedia(None, LegCounters(0), leanleg.VideoPlan(frames), [b"\x01"])
+    ctx = aiortc_glue.SendContext("video", 0x1111, 96, "1", 4, 2, {96: "video"})
+    media.video = leanleg._Stream(ctx, 90000, 30)
+    media.raw = sock = _Socket()
+    for _ in range(3):
+        media._send_video_frame(sock, media.video, 0.0)
+    first_seq = struct.unpack_from("!H", sock.rtp[0], 2)[0]
+    assert [p[1] & 0x7F for p in sock.rtp] == [96, 96, 96]
+    assert struct.unpack_from("!I", sock.rtp[0], 8)[0] == 0x1111
+    assert sock.rtp[2][1] & 0x80  # marker on each frame's last packet
+    # a PLI: the next frame is the clip's latest keyframe at or before where it was
+    pli = struct.pack("!BBHII", 0x81, 206, 2, 1, 0x1111)
+    media._on_rtcp(pli)
+    media._send_video_frame(sock, media.video, 0.0)
+    assert media.plis == 1 and sock.rtp[-1].endswith(b"\x01" * 200)
+    # a NACK for the first packet, twice at once: resent once, byte for byte
+    nack = struct.pack("!BBHIIHH", 0x81, 205, 3, 1, 0x1111, first_seq, 0)
+    sent = len(sock.rtp)
+    media._on_rtcp(nack)
+    media._on_rtcp(nack)
+    assert sock.rtp[sent:] == [sock.rtp[0]] and media.nacks_answered == 1
