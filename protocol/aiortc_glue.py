@@ -1337,3 +1337,23 @@ def encoder_target_bitrate(sender: RTCRtpSender) -> int | None:
     """A client's encoder target (aiortc applies a REMB there), for tests and the bench."""
     encoder = sender._RTCRtpSender__encoder
     return getattr(encoder, "target_bitrate", None)
+
+
+# --- closing a refused connection -------------------------------------------------------
+
+
+async def close_refused(pc: RTCPeerConnection) -> None:
+    """Close a peer connection whose offer was refused part-way through negotiation.
+
+    aiortc's ``close()`` assumes every transceiver got a transport; an offer refused after
+    ``setRemoteDescription`` (a truncated or contradictory SDP) can leave one without, and
+    ``close()`` then raises AttributeError half-way. Whatever was opened is closed here; the
+    client has already been told why its offer was refused."""
+    try:
+        await pc.close()
+    except AttributeError:
+        for transceiver in pc.getTransceivers():
+            for part in (transceiver.sender, transceiver.receiver):
+                transport = getattr(part, "transport", None)
+                if transport is not None:
+                    await transport.stop()

@@ -388,12 +388,15 @@ async def test_openapi_document_covers_every_route(api):
                     found.add((route.method, path))
         return found
 
-    # the booking API's sub-app, and the recordings API that the product mounts beside it
+    # the booking API's sub-app, and the recordings and identity APIs the product mounts
+    # beside it
 
     from relay.records import recordings
+    from relay.web import identity_api
 
     beside = web.Application()
     recordings.add_routes(beside)
+    identity_api.add_routes(beside)
     assert routes_of(api.app_._subapps[0]) | routes_of(beside) == documented
     for ops in doc["paths"].values():
         for op in ops.values():

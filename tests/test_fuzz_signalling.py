@@ -81,3 +81,34 @@ async def test_offer_without_a_direction_is_bad_sdp_not_internal_error(open_prod
         assert reply["type"] == "error" and reply["code"] == m.E_BAD_SDP, reply
         await ws.send_str(m.make("ping", id=1))  # the socket stays usable
         assert json.loads((await ws.receive(timeout=5)).data)["type"] == "pong"
+
+
+@pytest.mark.timeout(180)
+async def test_every_single_line_deletion_of_an_offer_is_answered_with_a_code(open_product):
+    """Each line of a real offer deleted in turn (one such offer left a transceiver without a
+    transport, and closing the refused connection then raised: an internal_error)."""
+    import aiohttp
+
+    from bench.scenarios import bad_reply, mutate_sdp, real_offer
+
+    offer = await real_offer()
+    lines = offer.split("\r\n")
+    problems = []
+    async with aiohttp.ClientSession() as session:
+        for i in range(len(lines)):
+            target = open_product.booking_now(seconds=600)
+            token = await open_product.family_token(target)
+            sdp = mutate_sdp(offer, [("delete", i, 0, "")])
+            async with session.ws_connect(open_product.url + "/ws", max_msg_size=0) as ws:
+                await ws.send_str(m.make("join", token=token, sdp=sdp))
+                msg = await ws.receive(timeout=15)
+                while msg.type == aiohttp.WSMsgType.TEXT and json.loads(msg.data)["type"] in (
+                    "state", "warning", "ice_servers"
+                ):
+                    msg = await ws.receive(timeout=15)
+                if msg.type == aiohttp.WSMsgType.TEXT and json.loads(msg.data)["type"] == "joined":
+                    continue
+                why = bad_reply(sdp, msg)
+                if why:
+                    problems.append(f"line {i} {lines[i][:40]!r}: {why}")
+    assert not problems, problems

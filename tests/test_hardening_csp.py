@@ -23,7 +23,11 @@ LISTEN = """() => {
 }"""
 
 
-EXPECTED_REFUSALS = {("/favicon.ico", 404), ("/api/v1/staff/me", 401)}
+EXPECTED_REFUSALS = {
+    ("/favicon.ico", 404),
+    ("/api/v1/staff/me", 401),  # the console asks who is signed in
+    ("/api/v1/family/me", 401),  # the app asks the same
+}
 """No favicon; the console asks who is logged in before anyone is."""
 
 

@@ -13,6 +13,7 @@ from protocol import messages as m
 from protocol.aiortc_glue import (
     adopt_transceiver,
     announce_address,
+    close_refused,
     new_peer_connection,
     offered_mimes,
     restrict_codecs,
@@ -133,7 +134,7 @@ class CallRegistry:
             live.policy.leg_joined(role, rejoined=rejoined)
             return live, leg, answer
         except BaseException:
-            await pc.close()
+            await close_refused(pc)
             raise
         finally:
             self._joining.discard(key)
