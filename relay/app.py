@@ -10,6 +10,7 @@ calls; the product leaves it None.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -32,6 +33,7 @@ from relay.media.bandwidth import LinkMonitor
 from relay.notify.sender import Notifier
 from relay.records import recordings
 from relay.records.audit import AuditLog
+from relay.records.retention import sweep_vetting_photos
 from relay.records.store import AdmissionRefused, Store
 from relay.web import (
     api,
@@ -126,6 +128,9 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     registry.hooks.append(runtime)
     app[keys.RUNTIME] = runtime
     recordings.install(app, conn=store.connection)
+    app[keys.RETENTION].also.append(
+        functools.partial(sweep_vetting_photos, store, config, audit_log)
+    )
     if config.vision_enabled:
         cached_model_path(config.vision)  # a missing or corrupt model is a clear error now, not later
     detector = DetectorService(config.vision, keyframes_only=config.vision_keyframes_only)

@@ -118,6 +118,9 @@ class Config:
     retention_default_days: int = 90
     """Retention when an establishment's policy does not say (policy.retention_days)."""
     retention_sweep_s: float = 3600.0
+    vetting_photo_retention_days: int = 365
+    """A decided application's identity and face photos are deleted this long after the
+    decision (the decision, its reason and the audit trail stay; docs/family.md)."""
 
     # --- shutdown ------------------------------------------------------------------------
     shutdown_grace_s: float = 5.0

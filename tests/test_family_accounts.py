@@ -651,3 +651,44 @@ def test_an_empty_reason_is_said_in_words():
 
     _, body = render_email("cy", "booking_cancelled", {"reason": "", "when": "x"})
     assert "ni roddwyd rheswm" in body
+
+
+def test_decided_applications_photos_are_deleted_after_their_retention(tmp_path):
+    """The sealed photos of an application decided longer ago than
+    ``vetting_photo_retention_days`` are deleted by the retention sweep (audited); the
+    decision stays, and a recent application's photos are kept."""
+    from relay.records.audit import AuditLog
+    from relay.records.retention import sweep_vetting_photos
+
+    w = make_world(tmp_path / "relay.sqlite")
+    config = Config(data_dir=tmp_path, vetting_photo_retention_days=30)
+    audit_log = AuditLog(w.store.connection)
+    key = b"k" * 32
+    made = {}
+    for name, decided in (("Old", NOW - 40 * DAY), ("New", NOW - 10 * DAY)):
+        vid, _ = w.store.add_visitor(f"{name} Applicant", "1980-01-01", False, decided)
+        account = w.store.add_verified_account(f"{name}@example.org", "x", vid, decided)
+        app_id = w.store.create_application(
+            account_id=account, visitor_id=vid, prisoner_id=w.prisoner_a,
+            relationship="aunt", date_of_birth="1980-01-01", address="1 Road",
+            member_ids=[], now=decided,
+        )
+        paths = []
+        for kind in ("identity", "face"):
+            path, sha = photos.seal_photo(config.vetting_path, key, b"\xff\xd8\xff fake jpeg")
+            w.store.put_photo(app_id, kind, path, sha, 16, decided)
+            paths.append(path)
+        w.store.submit_application(app_id, decided)
+        w.store.decide_application(app_id, w.admin_a, False, "not known to the prisoner", decided)
+        made[name] = (app_id, paths)
+
+    assert sweep_vetting_photos(w.store, config, audit_log, NOW) == 2
+    old_id, old_paths = made["Old"]
+    assert not any(os.path.exists(p) for p in old_paths)
+    assert w.store.photo(old_id, "face") is None and w.store.photo(old_id, "identity") is None
+    assert w.store.application(old_id).status == "declined"  # the decision stays
+    new_id, new_paths = made["New"]
+    assert all(os.path.exists(p) for p in new_paths) and w.store.photo(new_id, "face")
+    kinds = [r[0] for r in w.store.connection.execute("SELECT kind FROM audit").fetchall()]
+    assert kinds.count("vetting_photo_deleted") == 2
+    assert sweep_vetting_photos(w.store, config, audit_log, NOW) == 0  # nothing twice

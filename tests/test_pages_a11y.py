@@ -38,3 +38,22 @@ async def test_laptop_and_call_pages_pass_axe(product):
             await page.wait_for_function("document.body.textContent.includes('Alan')")
             await assert_accessible(page, f"/join before the call ({width} px)")
             await page.close()
+
+
+async def test_call_page_speaks_the_language_chosen_in_the_app(product):
+    """Welsh chosen in the family app (remembered in the browser) is the call page's language
+    too: the catalogue's "call.*" strings, the html lang, and still no axe violations."""
+    later = product.booking_now(seconds=1800, starts_in=3600)
+    token = await product.family_token(later)
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await page.goto(f"{product.url}/app")
+        await page.evaluate("localStorage.setItem('relay.lang', 'cy')")
+        await page.goto(f"{product.url}/join?token={token}")
+        await page.wait_for_function(
+            "document.getElementById('title').textContent.startsWith('Galwad fideo gyda')"
+        )
+        assert await page.evaluate("document.documentElement.lang") == "cy"
+        assert "Mae'n rhy gynnar" in await page.text_content("#banner")
+        assert await page.text_content("#leave") == "Gadael yr alwad"
+        await assert_accessible(page, "/join in Welsh")

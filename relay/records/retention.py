@@ -1,4 +1,6 @@
-"""Retention: recordings past their establishment's retention period are deleted.
+"""Retention: recordings past their establishment's retention period are deleted, and so are
+the photos of vetting applications decided longer ago than ``vetting_photo_retention_days``
+(``sweep_vetting_photos``, run by the same sweeper through ``also``).
 
 A recording's ``retention_until`` is fixed when it starts (its start plus the establishment's
 ``policy.retention_days``, default ``Config.retention_default_days``). Every
@@ -17,10 +19,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from relay.config import Config
 from relay.records.recordings import RecordingIndex, recording_path
+
+if TYPE_CHECKING:
+    from relay.records.audit import AuditLog
+    from relay.records.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +40,8 @@ class RetentionSweeper:
         busy: Callable[[], set[str]] = set,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.also: list[Callable[[float], object]] = []
+        """Other sweeps on the same schedule, each given the time now."""
         self.index = index
         self.config = config
         self.audit = audit
@@ -46,6 +54,11 @@ class RetentionSweeper:
         now = self.clock()
         busy = self.busy()
         deleted = []
+        for other in self.also:
+            try:
+                other(now)
+            except Exception:
+                log.exception("retention sweep %s failed", getattr(other, "__name__", other))
         for rec in self.index.expired(now):
             if rec.path in busy:
                 continue
@@ -88,3 +101,25 @@ class RetentionSweeper:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def sweep_vetting_photos(store: Store, config: Config, audit: AuditLog, now: float) -> int:
+    """Delete the sealed photos of applications decided more than the retention period ago;
+    the application row (decision, reason) and the audit trail stay. Returns how many."""
+    from relay.records import photos
+
+    before = now - config.vetting_photo_retention_days * 86400
+    deleted = 0
+    for application_id, kind, path, establishment_id in store.expired_vetting_photos(before):
+        photos.delete_photo(path)
+        store.drop_vetting_photo(application_id, kind)
+        audit.append(
+            "vetting_photo_deleted",
+            {"application": application_id, "kind": kind, "reason": "retention"},
+            establishment_id=establishment_id,
+            at=now,
+        )
+        deleted += 1
+    if deleted:
+        log.info("retention: deleted %d vetting photos", deleted)
+    return deleted

@@ -174,6 +174,24 @@ class VettingRecords(RecordsBase):
         ).fetchone()
         return None if r is None else (str(r[0]), str(r[1]))
 
+    def expired_vetting_photos(self, decided_before: float) -> list[tuple[int, str, str, int]]:
+        """(application, kind, path, establishment) of the photos of applications decided
+        before ``decided_before``: past their retention."""
+        rows = self._db.execute(
+            "SELECT p.application_id, p.kind, p.path, a.establishment_id FROM vetting_photos p"
+            " JOIN vetting_applications a ON a.id = p.application_id"
+            " WHERE a.status IN ('approved', 'declined') AND a.decided_at < ?",
+            (decided_before,),
+        ).fetchall()
+        return [(int(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows]
+
+    def drop_vetting_photo(self, application_id: int, kind: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "DELETE FROM vetting_photos WHERE application_id = ? AND kind = ?",
+                (application_id, kind),
+            )
+
     def _draft(self, db, application_id: int) -> sqlite3.Row:
         r = db.execute(
             "SELECT * FROM vetting_applications WHERE id = ?", (application_id,)

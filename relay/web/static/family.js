@@ -2,69 +2,54 @@
 "use strict";
 
 // Every word this page shows, in one place (a Welsh/English catalogue will replace it).
-const TEXT = {
-  title: (who) => `Video call with ${who}`,
-  when: (day, from, to) => `${day}, ${from} – ${to}`,
-  tooEarly: (starts, opens) => `It is too early: the call starts at ${starts}. This page opens the waiting room by itself at ${opens}, so keep it open. Your camera stays off until then.`,
-  states: {
-    scheduled: "Waiting for the call to open…",
-    waiting: "Waiting for the other side to join…",
-    live: "Connected",
-    paused: "The call is paused",
-    ended: "The call has ended",
-  },
-  paused: "The call is paused.",
-  pausedBecause: (why) => `The call is paused: ${why}.`,
-  awaitingStaff: "It has cleared; staff will resume it.",
-  endedBecause: (why) => `The call has ended: ${why}`,
-  otherReconnecting: "The other side's connection dropped. Waiting for them to come back…",
-  reconnecting: "Your connection was lost. Reconnecting… (the call keeps its time)",
-  timeLeftWarning: (left) => `${left} left in this call.`,
-  clock: (left) => `${left} left`,
-  remoteHiddenPaused: "The picture is hidden while the call is paused.",
-  remoteHiddenWaiting: "Their picture appears when the call starts.",
-  remoteHiddenReconnecting: "Reconnecting…",
-  noticeFrom: "Message from staff:",
-  noticeOk: "OK",
-  theirVideoStopped: "Their video has stopped. Waiting for it to come back…",
-  theirSoundStopped: "Their sound has stopped. Waiting for it to come back…",
-  left: "You left the call.",
-  needLink: "This page needs the join link you were sent.",
-  couldNotJoin: (why) => `Could not join: ${why}`,
-  mute: "Mute microphone",
-  unmute: "Unmute microphone",
-  cameraOff: "Turn camera off",
-  cameraOn: "Turn camera on",
-  warningShownS: 10,
-  lastWarningS: 60,
-  // Why a call ended, where the relay sent no text (it sends the policy's END_TEXT).
-  endReasons: {
-    booking_cancelled: "the booking was cancelled",
-    approval_revoked: "a visitor's approval for this call was withdrawn",
-    booking_rescheduled: "the booking was moved to another time",
-    laptop_revoked: "staff withdrew the prison laptop from use",
-  },
-  // Refusals in the family's words (the relay's message is shown for any other code).
-  joinErrors: {
-    token_expired: "This call's time is over.",
-    token_not_yet_valid: "It is too early: the waiting room opens a few minutes before the call.",
-    token_stale: "The call was moved. Use the new link you were sent.",
-    token_bad_signature: "This join link is not valid. Use the link you were sent.",
-    token_malformed: "This join link is not valid. Use the link you were sent.",
-    call_ended: "This call has ended.",
-    booking_cancelled: "This call was cancelled.",
-    booking_declined: "This call was declined.",
-    booking_not_approved: "This call has not been approved yet.",
-    approval_revoked: "You are no longer approved for calls with this person.",
-    leg_already_connected: "This call is already open in another window or device.",
-    shutting_down: "The service is restarting. Try again in a minute.",
-    rate_limited: "Too many attempts. Wait a minute, then try again.",
-    NotAllowedError: "The browser was not allowed to use your camera and microphone.",
-    NotFoundError: "No camera or microphone was found.",
-  },
-};
+// Every string of the call page comes from the catalogue (/static/i18n/<lang>.json, keys
+// "call.*"), in the language the family chose in the app or their browser's.
+function callText(t) {
+  const codes = (prefix, names) => Object.fromEntries(names.map((n) => [n, t(`${prefix}.${n}`)]));
+  return {
+    title: (who) => t("call.title", { who }),
+    when: (day, from, to) => t("call.when", { day, from, to }),
+    tooEarly: (starts, opens) => t("call.too_early", { starts, opens }),
+    states: codes("call.state", ["scheduled", "waiting", "live", "paused", "ended"]),
+    paused: t("call.paused"),
+    pausedBecause: (why) => t("call.paused_because", { why }),
+    awaitingStaff: t("call.awaiting_staff"),
+    endedBecause: (why) => t("call.ended_because", { why }),
+    otherReconnecting: t("call.other_reconnecting"),
+    reconnecting: t("call.reconnecting"),
+    timeLeftWarning: (left) => t("call.time_left_warning", { left }),
+    clock: (left) => t("call.clock", { left }),
+    remoteHiddenPaused: t("call.remote_hidden_paused"),
+    remoteHiddenWaiting: t("call.remote_hidden_waiting"),
+    remoteHiddenReconnecting: t("call.remote_hidden_reconnecting"),
+    noticeFrom: t("call.notice_from"),
+    noticeOk: t("call.notice_ok"),
+    theirVideoStopped: t("call.their_video_stopped"),
+    theirSoundStopped: t("call.their_sound_stopped"),
+    left: t("call.left"),
+    needLink: t("call.need_link"),
+    couldNotJoin: (why) => t("call.could_not_join", { why }),
+    mute: t("call.mute"),
+    unmute: t("call.unmute"),
+    cameraOff: t("call.camera_off"),
+    cameraOn: t("call.camera_on"),
+    warningShownS: 10,
+    lastWarningS: 60,
+    // Why a call ended, where the relay sent no text (it sends the policy's END_TEXT).
+    endReasons: codes("call.end", ["booking_cancelled", "approval_revoked", "booking_rescheduled", "laptop_revoked"]),
+    // Refusals in the family's words (the relay's message is shown for any other code).
+    joinErrors: codes("call.error", [
+      "token_expired", "token_not_yet_valid", "token_stale", "token_bad_signature", "token_malformed",
+      "call_ended", "booking_cancelled", "booking_declined", "booking_not_approved", "approval_revoked",
+      "leg_already_connected", "shutting_down", "rate_limited", "NotAllowedError", "NotFoundError",
+    ]),
+  };
+}
 
-(function () {
+(async function () {
+  await I18n.use(I18n.chosen());
+  document.title = I18n.t("call.page_title");
+  const TEXT = callText(I18n.t);
   const params = new URLSearchParams(location.search);
   const token = params.get("token") || sessionStorage.getItem("joinToken");
   if (params.get("token")) {
@@ -123,7 +108,7 @@ const TEXT = {
     const data = await res.json().catch(() => ({}));
     // refused: joining gets the relay's own answer (the one that counts) and shows it
     if (!res.ok) return true;
-    const day = new Date(data.starts_at * 1000).toLocaleDateString([], { weekday: "long", day: "numeric", month: "long" });
+    const day = new Date(data.starts_at * 1000).toLocaleDateString(I18n.lang === "cy" ? "cy-GB" : [], { weekday: "long", day: "numeric", month: "long" });
     $("title").textContent = TEXT.title(data.with_name);
     document.title = TEXT.title(data.with_name);
     $("when").textContent = TEXT.when(day, clockTime(data.starts_at), clockTime(data.ends_at));
