@@ -71,8 +71,9 @@
     return node;
   }
 
-  const when = (ts) => new Date(ts * 1000).toLocaleString(window.I18n.lang === "cy" ? "cy-GB" : "en-GB",
-    { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+  // a time in words; in the prison's zone where the relay names it (the slots it offers)
+  const when = (ts, timeZone) => new Date(ts * 1000).toLocaleString(window.I18n.lang === "cy" ? "cy-GB" : "en-GB",
+    { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", ...(timeZone ? { timeZone } : {}) });
 
   // ---------------------------------------------------------------- screens
 
@@ -378,7 +379,7 @@
     $("book-time").required = !slots;
     if (!slots) return;
     $("book-slot").replaceChildren(...slots.slots.map((s) =>
-      el("option", { value: String(s.starts_at) }, s.local_start || when(s.starts_at))));
+      el("option", { value: String(s.starts_at) }, when(s.starts_at, slots.timezone))));
     const a = slots.allowance;
     $("book-allowance").textContent = t("book.allowance", { used: a.used + a.pending, limit: a.limit });
     if (!slots.slots.length) show(t("book.no_slots"), "warning");
