@@ -320,13 +320,15 @@ class CallScreen {
       return t.beforeStart(starts ? clockTime(starts) : "");
     }
     if (msg.state === "paused") {
-      const why = (msg.paused_because || []).join("; ");
+      // the page's own words for each reason code (its language), else the relay's text
+      const said = msg.paused_because || [];
+      const why = reasons.map((r, i) => (t.pauseReasons || {})[r] || said[i] || r).join("; ");
       let text = why ? t.pausedBecause(why) : t.paused;
       if (msg.awaiting_staff) text += " " + t.awaitingStaff;
       return text;
     }
     if (msg.state === "ended") {
-      return t.endedBecause(msg.message || t.endReasons[msg.reason] || msg.reason || "");
+      return t.endedBecause((t.endReasons || {})[msg.reason] || msg.message || msg.reason || "");
     }
     if (msg.state === "waiting" && /_reconnecting$/.test(msg.reason || "")) return t.otherReconnecting;
     return t.states[msg.state] || msg.state;

@@ -35,8 +35,13 @@ function callText(t) {
     cameraOn: t("call.camera_on"),
     warningShownS: 10,
     lastWarningS: 60,
-    // Why a call ended, where the relay sent no text (it sends the policy's END_TEXT).
-    endReasons: codes("call.end", ["booking_cancelled", "approval_revoked", "booking_rescheduled", "laptop_revoked"]),
+    // Why a call ended, by the policy's reason code (its English END_TEXT otherwise).
+    endReasons: codes("call.end", [
+      "time_limit", "staff", "left", "leg_lost", "shutdown",
+      "booking_cancelled", "approval_revoked", "booking_rescheduled", "laptop_revoked",
+    ]),
+    // Why a call is paused, by the policy's reason code (its English text otherwise).
+    pauseReasons: codes("call.pause", ["vision:family", "vision:prison", "identity:family", "identity:prison", "staff"]),
     // Refusals in the family's words (the relay's message is shown for any other code).
     joinErrors: codes("call.error", [
       "token_expired", "token_not_yet_valid", "token_stale", "token_bad_signature", "token_malformed",
