@@ -185,6 +185,24 @@ class Ctx:
             raise self.refuse_auth("bad_credentials", "unknown laptop or wrong secret")
         return lap
 
+    def audit(
+        self,
+        kind: str,
+        detail: dict[str, Any],
+        establishment_id: int,
+        actor: str,
+        booking_id: int | None = None,
+    ) -> None:
+        """One audit entry for what this request did, at the request's time."""
+        self.request.config_dict[keys.AUDIT_LOG].append(
+            kind,
+            detail,
+            booking_id=booking_id,
+            establishment_id=establishment_id,
+            actor=actor,
+            at=self.now,
+        )
+
     def staff_booking(self, staff: Staff, booking_id: int) -> Booking:
         b = self.store.booking(booking_id)
         if b is None or b.establishment_id != staff.establishment_id:

@@ -17,7 +17,7 @@ import hmac
 import logging
 from typing import Any
 
-from relay import auth, keys
+from relay import auth
 from relay.records import availability
 from relay.records.store import Booking, Laptop
 from relay.web import models
@@ -61,24 +61,6 @@ def session_prisoner(ctx: Ctx) -> tuple[Laptop, Any]:
     raise ApiError(401, "kiosk_signed_out", "sign in again with your number and PIN")
 
 
-def _audit(
-    ctx: Ctx,
-    kind: str,
-    detail: dict[str, Any],
-    establishment_id: int,
-    actor: str,
-    booking_id: int | None = None,
-) -> None:
-    ctx.request.config_dict[keys.AUDIT_LOG].append(
-        kind,
-        detail,
-        booking_id=booking_id,
-        establishment_id=establishment_id,
-        actor=actor,
-        at=ctx.now,
-    )
-
-
 def _booking_json(ctx: Ctx, b: Booking) -> dict[str, Any]:
     names = [v.name for v in (ctx.store.visitor(i) for i in b.visitor_ids) if v is not None]
     return {
@@ -106,8 +88,7 @@ async def kiosk_sign_in(ctx: Ctx) -> Any:
         prisoner = None
     pin = ctx.store.kiosk_pin(prisoner["id"]) if prisoner is not None else None
     if pin is not None and pin.locked:
-        _audit(
-            ctx,
+        ctx.audit(
             "kiosk_locked_attempt",
             {"prisoner_id": prisoner["id"]},
             laptop.establishment_id,
@@ -119,16 +100,14 @@ async def kiosk_sign_in(ctx: Ctx) -> Any:
     if not ok or prisoner is None or pin is None:
         if prisoner is not None and pin is not None:
             after = ctx.store.kiosk_pin_failed(prisoner["id"], ctx.now, ctx.config.kiosk_pin_tries)
-            _audit(
-                ctx,
+            ctx.audit(
                 "kiosk_pin_failed",
                 {"prisoner_id": prisoner["id"], "failures": after.failures},
                 laptop.establishment_id,
                 f"laptop:{laptop.id}",
             )
             if after.locked:
-                _audit(
-                    ctx,
+                ctx.audit(
                     "kiosk_locked",
                     {"prisoner_id": prisoner["id"], "failures": after.failures},
                     laptop.establishment_id,
@@ -247,8 +226,7 @@ async def staff_set_pin(ctx: Ctx) -> Any:
     staff, prisoner = _staff_prisoner(ctx)
     pin_hash = await asyncio.to_thread(auth.hash_password, ctx.args(models.StaffPin).pin)
     ctx.store.set_kiosk_pin(prisoner["id"], pin_hash, staff.id, ctx.now)
-    _audit(
-        ctx,
+    ctx.audit(
         "kiosk_pin_set",
         {"prisoner_id": prisoner["id"]},
         staff.establishment_id,
@@ -262,8 +240,7 @@ async def staff_unlock_pin(ctx: Ctx) -> Any:
     staff, prisoner = _staff_prisoner(ctx)
     if not ctx.store.unlock_kiosk_pin(prisoner["id"]):
         raise ApiError(409, "no_pin", "this prisoner has no kiosk PIN yet")
-    _audit(
-        ctx,
+    ctx.audit(
         "kiosk_unlocked",
         {"prisoner_id": prisoner["id"]},
         staff.establishment_id,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from relay import keys
 from relay.records.store import Laptop, StoreError
 from relay.web import models
 from relay.web.api import ApiError, Ctx, Handlers, issue_join_token
@@ -40,24 +39,6 @@ def device_laptop(ctx: Ctx) -> Laptop:
     return laptop
 
 
-def _audit(
-    ctx: Ctx,
-    kind: str,
-    detail: dict[str, Any],
-    establishment_id: int,
-    actor: str,
-    booking_id: int | None = None,
-) -> None:
-    ctx.request.config_dict[keys.AUDIT_LOG].append(
-        kind,
-        detail,
-        booking_id=booking_id,
-        establishment_id=establishment_id,
-        actor=actor,
-        at=ctx.now,
-    )
-
-
 def _staff_laptop(ctx: Ctx) -> tuple[Any, Laptop]:
     staff = ctx.staff()
     laptop = ctx.store.laptop(ctx.path_id("laptop_id"))
@@ -77,8 +58,7 @@ async def laptop_enrol(ctx: Ctx) -> Any:
     except StoreError as exc:
         raise ctx.refuse_auth(exc.code, exc.message) from None
     key_id = key.split(".", 1)[0]
-    _audit(
-        ctx,
+    ctx.audit(
         "laptop_enrolled",
         {"laptop_id": laptop.id, "device_key_id": key_id},
         laptop.establishment_id,
@@ -140,8 +120,7 @@ async def staff_laptop_enrol(ctx: Ctx) -> Any:
     enrolment = ctx.store.start_enrolment(
         laptop.id, staff.id, ctx.now, ctx.config.laptop_enrol_code_s
     )
-    _audit(
-        ctx,
+    ctx.audit(
         "laptop_enrolment_code",
         {"laptop_id": laptop.id, "expires_at": enrolment.expires_at},
         laptop.establishment_id,
@@ -155,16 +134,14 @@ async def staff_laptop_revoke(ctx: Ctx) -> Any:
     staff, laptop = _staff_laptop(ctx)
     revoked = ctx.store.revoke_laptop_keys(laptop.id, staff.id, ctx.now)
     ended = await ctx.lifecycle.laptop_revoked(laptop.id)
-    _audit(
-        ctx,
+    ctx.audit(
         "laptop_revoked",
         {"laptop_id": laptop.id, "revoked_keys": revoked, "ended_booking_ids": ended},
         laptop.establishment_id,
         f"staff:{staff.id}",
     )
     for bid in ended:
-        _audit(
-            ctx,
+        ctx.audit(
             "laptop_revoked",
             {"laptop_id": laptop.id},
             laptop.establishment_id,
