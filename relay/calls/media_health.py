@@ -11,7 +11,6 @@ clears the same way. Uses only the Producer's public API (the packet path is not
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from prometheus_client import Counter, Gauge
 
 from relay.calls.registry import CallRegistry
 from relay.config import Config
+from relay.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,7 @@ class MediaHealth:
         self._task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         self._seen.clear()
         STALLED.clear()
 

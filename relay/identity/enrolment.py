@@ -40,6 +40,7 @@ from relay.config import Config
 from relay.records.audit import AuditLog
 from relay.records.sealed import RecordingError, SealedWriter, decrypt_bytes
 from relay.records.store.base import transaction
+from relay.tasks import cancel_and_wait
 from vision.detector import Detector
 from vision.identity import Enrolment, IdentityWorker, PhotoRefusal, enrol_image
 
@@ -414,8 +415,5 @@ class FaceEnrolments:
         self._task = asyncio.ensure_future(self._run_sweeps())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         await asyncio.get_running_loop().run_in_executor(None, self.worker.close)

@@ -20,7 +20,6 @@ party and its own NACKs and keyframe requests recover what it can (docs/network.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import weakref
@@ -32,6 +31,7 @@ from relay import metrics
 from relay.calls.call import Call, Leg
 from relay.calls.registry import CallRegistry
 from relay.config import Config
+from relay.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,7 @@ class LinkMonitor:
         self._task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:

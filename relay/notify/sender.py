@@ -25,6 +25,7 @@ from relay.config import Config
 from relay.notify import feeder
 from relay.notify.catalogue import render_email
 from relay.records.store import OutboxMessage, Store
+from relay.tasks import cancel_and_wait
 
 log = logging.getLogger("relay.notify")
 
@@ -53,10 +54,7 @@ class Notifier:
         self._task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:

@@ -15,7 +15,6 @@ Deleting the file is enough here: the file is ciphertext, and the key never leav
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from relay.config import Config
 from relay.records.recordings import RecordingIndex, recording_path
+from relay.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from relay.records.audit import AuditLog
@@ -97,10 +97,7 @@ class RetentionSweeper:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
 
 def sweep_vetting_photos(store: Store, config: Config, audit: AuditLog, now: float) -> int:

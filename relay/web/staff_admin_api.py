@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from relay import keys
 from relay.web import visiting_models as vm
 from relay.web.api import ApiError, Ctx, Handlers
 
@@ -28,9 +27,7 @@ def _prisoner_json(r: Any) -> dict[str, Any]:
 
 
 def _audit(ctx: Ctx, kind: str, detail: dict[str, Any], establishment_id: int, staff_id: int):
-    ctx.request.config_dict[keys.AUDIT_LOG].append(
-        kind, detail, establishment_id=establishment_id, actor=f"staff:{staff_id}", at=ctx.now
-    )
+    ctx.audit(kind, detail, establishment_id, f"staff:{staff_id}")
 
 
 @handler

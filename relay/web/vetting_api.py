@@ -91,12 +91,11 @@ def _staff_application(ctx: Ctx) -> tuple[Staff, Application]:
 
 
 def _audit(ctx: Ctx, event: str, staff: Staff, a: Application, **detail: Any) -> None:
-    ctx.request.config_dict[keys.AUDIT_LOG].append(
+    ctx.audit(
         event,
         {"application": a.id, "prisoner": a.prisoner_id, **detail},
-        establishment_id=a.establishment_id,
-        actor=f"staff:{staff.id}",
-        at=ctx.now,
+        a.establishment_id,
+        f"staff:{staff.id}",
     )
 
 

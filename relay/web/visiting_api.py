@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay import keys
 from relay.records.availability import allowance, free_slots
 from relay.records.store import Store
 from relay.records.store.visiting import Blackout, Session, VisitingHours
@@ -99,7 +98,7 @@ async def staff_set_visiting_hours(ctx: Ctx) -> Any:
     )
     ctx.store.set_visiting_hours(staff.establishment_id, hours)
     out = hours_json(ctx.store, staff.establishment_id)
-    ctx.request.config_dict[keys.AUDIT_LOG].append(
+    ctx.audit(
         "visiting_hours_set",
         {
             k: out[k]
@@ -111,8 +110,7 @@ async def staff_set_visiting_hours(ctx: Ctx) -> Any:
                 "blackout_dates",
             )
         },
-        establishment_id=staff.establishment_id,
-        actor=f"staff:{staff.id}",
-        at=ctx.now,
+        staff.establishment_id,
+        f"staff:{staff.id}",
     )
     return out
