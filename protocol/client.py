@@ -62,6 +62,19 @@ class JoinError(Exception):
         self.message = message
 
 
+class Moved(Exception):
+    """The relay node reached does not run this call: join again at ``url``."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
+
+
+def ws_url_for(base_url: str) -> str:
+    base = base_url.rstrip("/")
+    return base.replace("http://", "ws://").replace("https://", "wss://") + "/ws"
+
+
 class CallClient:
     """One leg of a call. ``receive`` is "decode", "encoded" or "count" (packets only)."""
 
@@ -83,8 +96,10 @@ class CallClient:
     ) -> None:
         """``turn``: ask the relay for its TURN servers before offering and use the one for
         this transport ("udp", "tcp" or "tls"); None: host candidates only."""
-        base = relay_url.rstrip("/")
-        self.ws_url = base.replace("http://", "ws://").replace("https://", "wss://") + "/ws"
+        self.entry_url = ws_url_for(relay_url)
+        """Where every join starts (one address in front of many nodes); a ``moved`` answer
+        sends this join on to the node that owns the call (``ws_url``)."""
+        self._at = self.entry_url
         self.token = token
         self.video = video
         self.audio = audio
@@ -120,8 +135,29 @@ class CallClient:
 
     # --- public --------------------------------------------------------------------------
 
+    @property
+    def ws_url(self) -> str:
+        """The signalling socket of the node this client joined (or is joining)."""
+        return self._at
+
+    @ws_url.setter
+    def ws_url(self, url: str) -> None:
+        """Point the client at another relay: it becomes the entry address too."""
+        self.entry_url = self._at = url
+
     async def join(self, timeout: float = 15.0) -> dict[str, Any]:
-        """Connect, offer, apply the answer; returns the relay's ``joined`` message."""
+        """Connect, offer, apply the answer; returns the relay's ``joined`` message. Starts
+        at the entry address and follows ``moved`` to the node that runs the call."""
+        self._at = self.entry_url
+        for _ in range(m.MAX_MOVES + 1):
+            try:
+                return await self._join_here(timeout)
+            except Moved as moved:
+                await self._close_transport()
+                self._at = ws_url_for(moved.url)
+        raise JoinError("moved_too_often", "the relay nodes kept sending this join on")
+
+    async def _join_here(self, timeout: float) -> dict[str, Any]:
         self._session = self._session or aiohttp.ClientSession()
         self._ws = await self._session.ws_connect(self.ws_url, heartbeat=15.0, max_msg_size=0)
         if self.turn is not None:
@@ -274,6 +310,8 @@ class CallClient:
             await self._record(data)
             if data["type"] == mtype:
                 return data
+            if data["type"] == "moved" and isinstance(data.get("url"), str):
+                raise Moved(data["url"])
             if data["type"] == "error":
                 raise JoinError(data.get("code", "?"), data.get("message", ""))
         raise JoinError("closed", f"the relay closed the socket ({self._ws.close_code})")

@@ -17,6 +17,10 @@ Relay to client::
     {"v": 1, "type": "ice_servers", "ice_servers": [{"urls": [...], "username": "...",
      "credential": "..."}], "ice_transport_policy": "all"}
     {"v": 1, "type": "quality", "grade": "poor", "loss_down": 0.12, ...}   (this leg's own link)
+    {"v": 1, "type": "moved", "url": "https://node2.example.org"}
+        (many nodes: another node runs this call; the socket closes, and the client joins
+        again at ``url`` + ``/ws`` with the same token. Its next rejoin after a drop starts
+        from the address it first used, since the node it was sent to may be the one gone.)
 
 A client gathers ICE before it offers, so it asks for its TURN servers (``ice``) first, on
 the same socket; the ``joined`` answer repeats them (for a rejoin).
@@ -67,6 +71,10 @@ E_RATE_LIMITED = "rate_limited"
 E_TOO_DEEP = "json_too_deep"
 E_BAD_UNICODE = "bad_unicode"
 E_SHUTTING_DOWN = "shutting_down"
+E_CLUSTER = "cluster_unavailable"
+E_NO_NODE = "no_node_available"
+MAX_MOVES = 3
+"""Redirects (``moved``) a client follows for one join before it counts as a failed try."""
 
 # field name -> (type, max length or None, required)
 _SCHEMA: dict[str, dict[str, tuple[type, int | None, bool]]] = {

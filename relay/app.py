@@ -177,6 +177,8 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
         await aiortc_glue.close_media_mux()
 
     app.on_cleanup.append(close_media_mux)
+    if config.redis_url:  # many nodes (docs/multinode.md); one node: nothing of it runs
+        _install_cluster(app, registry, runtime)
     return app
 
 
@@ -258,3 +260,28 @@ def seed_banner(app: web.Application) -> str:
     family = seed_demo_family(app[keys.STORE], app[keys.CONFIG], info, now)
     return "\n".join([format_banner(info),
                       format_family_banner(family, app[keys.NOTIFIER].destination)])
+
+
+def _install_cluster(app: web.Application, registry: CallRegistry, runtime: CallRuntime) -> None:
+    """Redis for nodes, placement and the bus. Drain runs first at shutdown, before the
+    legs are told the relay is restarting, so their calls are free to move when they rejoin."""
+    from relay.cluster.service import Cluster
+
+    cluster = Cluster(app[keys.CONFIG], registry, runtime)
+    app[keys.CLUSTER] = cluster
+    cluster.bus.on("control", functools.partial(call_control.control_from_bus, app))
+    app[keys.READY_CHECKS].append(cluster.directory.healthy)
+    app.on_response_prepare.append(cluster.widen_connect_src)
+
+    async def start(app: web.Application) -> None:
+        await cluster.start()
+
+    async def drain(app: web.Application) -> None:
+        await cluster.drain()
+
+    async def stop(app: web.Application) -> None:
+        await cluster.stop()
+
+    app.on_startup.insert(0, start)
+    app.on_shutdown.insert(0, drain)
+    app.on_cleanup.append(stop)

@@ -241,6 +241,26 @@ class Config:
     media_health_tick_s: float = 0.5
     """How often every party stream's packet counter is looked at."""
 
+    # --- many nodes (relay/cluster/, docs/multinode.md) ------------------------------------
+    redis_url: str = ""
+    """Redis for nodes, placement and the bus (``redis://127.0.0.1:6379/0``); empty (the
+    default): one node, nothing of relay/cluster/ runs. Each node's own signalling URL is
+    ``public_url`` (``base_url``): a leg whose call another node owns is sent there."""
+    node_id: str = ""
+    """This node's name in the cluster; empty: ``<hostname>:<port>``."""
+    node_capacity: int = 50
+    """Calls placed on this node at most; a full node gets no new placements."""
+    node_refresh_s: float = 2.0
+    """How often a node refreshes its entry in the nodes hash."""
+    node_expiry_s: float = 5.0
+    """A node whose entry is older than this is gone: its calls are placed afresh."""
+    cluster_prefix: str = "relay:"
+    """Prefix of every Redis key and channel (several relays may share one Redis)."""
+    cluster_lock_s: float = 3.0
+    """Life of a placement lock (SET NX PX): a node that dies holding it blocks nobody long."""
+    cluster_reply_s: float = 5.0
+    """How long a node waits for the owner's acknowledgement of a staff action (then 504)."""
+
     @property
     def vision(self) -> VisionSettings:
         """What vision/ reads, built from the RELAY_* vision fields above."""

@@ -63,3 +63,5 @@ LINK_MONITOR = web.AppKey("link_monitor", "LinkMonitor")
 """Per-leg link quality and the REMB cap (relay/media/bandwidth.py)."""
 NOTIFIER = web.AppKey("notifier", "Notifier")
 """The outbox sender (relay/notify/sender.py): handlers call ``wake()`` after queueing."""
+CLUSTER = web.AppKey("cluster", "Cluster")
+"""Many nodes (relay/cluster/): set only when ``redis_url`` is; absent on a single node."""

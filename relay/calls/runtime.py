@@ -14,7 +14,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from relay.calls.policy import CallPolicy
@@ -43,6 +43,12 @@ class CallRuntime:
         self.restarted: dict[int, float] = {}  # booking -> last heartbeat before the restart
         self._task: asyncio.Task[None] | None = None
         self._checks: list[asyncio.TimerHandle] = []
+        self.claim: Callable[[int], Awaitable[bool]] | None = None
+        """Many nodes (relay/cluster/): take a call whose node is gone before giving it up;
+        False while another live node owns it (then it is not this node's to end)."""
+        self.release: Callable[[int], Awaitable[None]] | None = None
+        """Many nodes: give a claimed call's placement back once it is ended."""
+        self._claims: set[asyncio.Task[None]] = set()
 
     # --- live calls ------------------------------------------------------------------------
 
@@ -81,7 +87,7 @@ class CallRuntime:
         for booking_id, ends_at, heartbeat in rows:
             self.restarted[booking_id] = heartbeat
             if ends_at <= now:
-                self._give_up(booking_id, "relay_restart_after_slot")
+                self._give_up_if_mine(booking_id, "relay_restart_after_slot")
             else:
                 wait = min(self.config.reconnect_grace_s, ends_at - now)
                 self._checks.append(loop.call_later(wait, self._check_returned, booking_id))
@@ -91,7 +97,30 @@ class CallRuntime:
 
     def _check_returned(self, booking_id: int) -> None:
         if self.registry.get(booking_id) is None:
-            self._give_up(booking_id, "relay_restart_no_return")
+            self._give_up_if_mine(booking_id, "relay_restart_no_return")
+
+    def _give_up_if_mine(self, booking_id: int, reason: str) -> None:
+        if self.claim is None:
+            self._give_up(booking_id, reason)
+            return
+        task = asyncio.ensure_future(self._claim_and_give_up(booking_id, reason))
+        self._claims.add(task)
+        task.add_done_callback(self._claims.discard)
+
+    async def _claim_and_give_up(self, booking_id: int, reason: str) -> None:
+        assert self.claim is not None
+        if await self.claim(booking_id) and self.registry.get(booking_id) is None:
+            self._give_up(booking_id, reason)
+            if self.release is not None:
+                await self.release(booking_id)
+
+    def sweep_orphans(self, lost_after_s: float) -> None:
+        """Many nodes: calls whose node died and that nobody rejoined (no heartbeat for
+        ``lost_after_s``) end as technical failures, on whichever node claims them first."""
+        cutoff = self.clock() - lost_after_s
+        for row in self.records.open_calls():
+            if row.heartbeat_at < cutoff and self.registry.get(row.booking_id) is None:
+                self._give_up_if_mine(row.booking_id, "node_lost_no_return")
 
     def _give_up(self, booking_id: int, reason: str) -> None:
         """Nobody came back after a restart: a technical failure. The booking's record is
@@ -112,3 +141,5 @@ class CallRuntime:
             check.cancel()
         if self._task is not None:
             self._task.cancel()
+        for task in list(self._claims):
+            task.cancel()

@@ -77,6 +77,20 @@ class CallStateRecords:
         ).fetchall()
         return [OpenCall(int(r[0]), r[1], r[2]) for r in rows]
 
+    def running(self, booking_ids: Iterable[int]) -> dict[int, tuple[str, set[str], set[str]]]:
+        """(state, pause reasons, awaiting staff) of those calls not marked ended: what a
+        node's staff API shows of calls another node runs (docs/multinode.md)."""
+        ids = [int(b) for b in booking_ids]
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.conn.execute(
+            "SELECT booking_id, state, pause_reasons, awaiting_staff FROM call_runtime"
+            f" WHERE ended_at IS NULL AND booking_id IN ({marks})", ids
+        ).fetchall()
+        return {int(r[0]): (str(r[1]), set(json.loads(r[2])), set(json.loads(r[3])))
+                for r in rows}
+
     def mark_ended(self, booking_id: int, now: float) -> None:
         with transaction(self.conn):
             self.conn.execute(

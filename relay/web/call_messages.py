@@ -2,7 +2,8 @@
 
 The message goes through the call's policy engine, the owner that already pushes state to
 the pages over signalling (no second channel), and is audited with the call and the staff
-member. Staff only reach their own establishment's running calls (``call_control._live``).
+member. Staff only reach their own establishment's running calls (``call_control.act``),
+on whichever node runs them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 from relay.web import models
 from relay.web.api import ApiError, Ctx, Handlers
-from relay.web.call_control import _live, call_json
+from relay.web.call_control import act
 
 HANDLERS = Handlers()
 handler = HANDLERS
@@ -19,9 +20,7 @@ handler = HANDLERS
 
 @handler
 async def staff_call_message(ctx: Ctx) -> Any:
-    staff, live = _live(ctx)
     text = " ".join(ctx.args(models.CallMessage).text.split())
     if not text:
         raise ApiError(400, "invalid_request", "body.text: must not be blank")
-    live.policy.staff_message(f"staff:{staff.id}", text)
-    return call_json(live)
+    return await act(ctx, "message", {"text": text})

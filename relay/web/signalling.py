@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -19,6 +19,10 @@ from protocol import messages as m
 from relay import keys, metrics, turn
 from relay.calls.call import AdmissionLike, Leg
 from relay.calls.registry import CallRegistry, LiveCall
+from relay.cluster.placement import PlacementError
+
+if TYPE_CHECKING:
+    from relay.cluster.service import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +33,7 @@ MAX_BAD_MESSAGES = 32
 CLOSE_REFUSED = 4403
 CLOSE_ENDED = 4000
 CLOSE_RESTARTING = 1012
+CLOSE_MOVED = 4302  # many nodes: join again at the ``moved`` message's URL
 E_SESSION_ENDED = "session_ended"  # RFC 6455 "service restart": clients reconnect
 
 
@@ -36,8 +41,9 @@ class LegSession:
     """One WebSocket: at most one joined leg."""
 
     def __init__(self, ws: web.WebSocketResponse, registry: CallRegistry, admit: Admit, remote: str,
-                 turn_secret: bytes = b""):
+                 turn_secret: bytes = b"", cluster: Cluster | None = None):
         self.ws = ws
+        self.cluster = cluster
         self.turn_secret = turn_secret
         self.registry = registry
         self.admit = admit
@@ -131,6 +137,8 @@ class LegSession:
             return
         try:
             admission = await self.admit(token, time.time(), self.remote)
+            if self.cluster is not None and await self._moved(admission.booking_id):
+                return
             live, leg, answer = await self.registry.join(admission, sdp, self.notify)
         except m.ProtocolError as exc:
             metrics.JOINS_REFUSED.labels(exc.code).inc()
@@ -160,6 +168,21 @@ class LegSession:
         )
         log.info("leg joined", extra=leg.log_extra(call))
 
+    async def _moved(self, booking_id: int) -> bool:
+        """Many nodes: send the leg to the node that owns its call (placing it first, under
+        the cluster's lock). Only after its token was accepted: a stranger learns no node.
+        Raises ProtocolError when no node can take the call (Redis down: fail closed)."""
+        assert self.cluster is not None
+        try:
+            url = await self.cluster.route(booking_id)
+        except PlacementError as exc:
+            raise m.ProtocolError(exc.code, exc.message) from None
+        if url is None:
+            return False
+        self.notify("moved", {"url": url})
+        await self.close(CLOSE_MOVED, "moved")
+        return True
+
     async def finish(self) -> None:
         if self.live is not None and self.leg is not None:
             dropped = not self.left_on_purpose and self.live.policy.state != "ended"
@@ -188,7 +211,8 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         max_msg_size=4 * config.max_message_bytes, heartbeat=config.ws_heartbeat_s
     )
     await ws.prepare(request)
-    session = LegSession(ws, registry, admit, request.remote or "?", request.app[keys.TURN_SECRET])
+    session = LegSession(ws, registry, admit, request.remote or "?", request.app[keys.TURN_SECRET],
+                         request.app.get(keys.CLUSTER))
     request.app[keys.SESSIONS].add(session)
     try:
         async for msg in ws:

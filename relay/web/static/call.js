@@ -18,6 +18,14 @@ const TERMINAL_ERRORS = [
   "wrong_booking", "prisoner_not_eligible",
 ];
 
+// How many "moved" answers one join follows (protocol/messages.py MAX_MOVES).
+const MAX_MOVES = 3;
+
+// A node's signalling base URL ("https://node2.example.org") as its socket's URL.
+function nodeSocketUrl(base) {
+  return base.replace(/\/+$/, "").replace(/^http(s?):\/\//, "ws$1://") + "/ws";
+}
+
 class RelayCall {
   // opts: {token, watcher, localStream, onState(msg), onTrack(ev, index), onMessage(msg)}
   constructor(opts) {
@@ -31,7 +39,10 @@ class RelayCall {
     this.lastStatus = null;
   }
 
+  // Where this join's socket goes: the page's own relay, or (many nodes) the node that runs
+  // the call, which a "moved" answer named. Each join starts again from the page's relay.
   wsUrl() {
+    if (this.nodeUrl) return this.nodeUrl;
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
     return `${proto}//${location.host}/ws`;
   }
@@ -79,6 +90,20 @@ class RelayCall {
       pc.onicegatheringstatechange = () => pc.iceGatheringState === "complete" && resolve();
       setTimeout(resolve, 3000);
     });
+    this.nodeUrl = null;
+    for (let moves = 0; ; moves++) {
+      try {
+        return await this.signal(pc);
+      } catch (err) {
+        if (err.code !== "moved" || moves >= MAX_MOVES) throw err;
+        this.nodeUrl = err.url;  // the same offer goes to the node that runs the call
+      }
+    }
+  }
+
+  // One signalling socket: send the offer, settle on "joined" (or reject on a refusal, a
+  // close before joining, or "moved").
+  async signal(pc) {
     const ws = new WebSocket(this.wsUrl());
     this.ws = ws;
     await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject; });
@@ -97,6 +122,8 @@ class RelayCall {
           this.role = msg.role;
           this.handleStatus(Object.assign({ type: "state" }, msg.status));
           resolve(msg);
+        } else if (msg.type === "moved" && !answered) {
+          reject(Object.assign(new Error("moved"), { code: "moved", url: nodeSocketUrl(msg.url) }));
         } else if (msg.type === "error") {
           if (!answered) reject(Object.assign(new Error(msg.message), { code: msg.code }));
           else this.opts.onState && this.opts.onState({ type: "error", code: msg.code, message: msg.message });
