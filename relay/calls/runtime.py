@@ -49,6 +49,9 @@ class CallRuntime:
         self.release: Callable[[int], Awaitable[None]] | None = None
         """Many nodes: give a claimed call's placement back once it is ended."""
         self._claims: set[asyncio.Task[None]] = set()
+        self.handed_over = False
+        """Many nodes, draining: the calls are another node's now, which writes their rows;
+        this node's legs leaving must not overwrite them."""
 
     # --- live calls ------------------------------------------------------------------------
 
@@ -65,6 +68,8 @@ class CallRuntime:
         self.save(policy)
 
     def save(self, policy: CallPolicy) -> None:
+        if self.handed_over:
+            return
         now = self.clock()
         ended = now if policy.state == "ended" else None
         self.records.save(policy.call.id, policy.state, policy.pause_reasons,

@@ -122,6 +122,7 @@ class Cluster:
         """SIGTERM: no new placements here, and every call placed here is handed back now
         (its legs, told to reconnect, are placed afresh wherever they rejoin)."""
         await self.directory.drain()
+        self.runtime.handed_over = True
         released = await self.placement.release_all()
         try:
             await self.bus.broadcast("drain", {"node": self.node_id, "released": released})
