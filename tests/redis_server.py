@@ -39,14 +39,29 @@ def redis_server(folder: Path, timeout: float = 15.0) -> Iterator[str]:
     port = _free_port()
     with open(folder / "redis.log", "ab") as log:
         proc = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(folder)],
-            stdout=log, stderr=subprocess.STDOUT)
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(folder),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + timeout
         while not _answers(port):
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start: {(folder / 'redis.log').read_text()}")
+                raise RuntimeError(
+                    f"redis-server did not start: {(folder / 'redis.log').read_text()}"
+                )
             time.sleep(0.05)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
@@ -56,4 +71,3 @@ def redis_server(folder: Path, timeout: float = 15.0) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-

@@ -28,8 +28,9 @@ class Node:
     """One node's cluster parts on its own connection (what relay/cluster/service.py builds)."""
 
     def __init__(self, url: str, name: str, capacity: int = 10, **settings: object) -> None:
-        self.config = Config(redis_url=url, node_id=name, port=_free_port(),
-                             node_capacity=capacity, **settings)
+        self.config = Config(
+            redis_url=url, node_id=name, port=_free_port(), node_capacity=capacity, **settings
+        )
         self.redis = Redis.from_url(url, decode_responses=True, socket_connect_timeout=1.0)
         self.calls = 0
         self.directory = NodeDirectory(self.redis, self.config, lambda: self.calls)
@@ -110,7 +111,9 @@ async def test_bus_request_waits_for_the_owner_and_says_when_nobody_answers(redi
         await a.bus.start()
         await b.bus.start()
         assert await a.bus.request("b", "control", {"action": "pause"}) == {
-            "status": 200, "body": {"done": "pause"}}
+            "status": 200,
+            "body": {"done": "pause"},
+        }
         with pytest.raises(BusError) as nobody:
             await a.bus.request("c", "control", {"action": "pause"})
         assert (nobody.value.status, nobody.value.code) == (503, "owner_unavailable")

@@ -52,14 +52,23 @@ def _seed(db: Path, now: float) -> tuple[list[tuple[int, str, str]], float]:
             visitor, _ = store.add_visitor(f"Visitor {i}", "1980-01-01", True, now)
             store.approve_contact(prisoner, visitor, staff, now)
             bid = store.add_booking_unchecked(
-                prisoner_id=prisoner, call_type="social", starts_at=now - 60, ends_at=ends_at,
-                main_visitor_id=visitor, visitor_ids=[visitor], laptop_id=laptop,
-                status="approved", now=now)
+                prisoner_id=prisoner,
+                call_type="social",
+                starts_at=now - 60,
+                ends_at=ends_at,
+                main_visitor_id=visitor,
+                visitor_ids=[visitor],
+                laptop_id=laptop,
+                status="approved",
+                now=now,
+            )
             key = SECRET.encode()
-            family = tokens.issue(key, tokens.JoinClaims(bid, f"visitor:{visitor}", "family",
-                                                         now - 600, ends_at))
-            prison = tokens.issue(key, tokens.JoinClaims(bid, f"laptop:{laptop}", "prison",
-                                                         now - 600, ends_at))
+            family = tokens.issue(
+                key, tokens.JoinClaims(bid, f"visitor:{visitor}", "family", now - 600, ends_at)
+            )
+            prison = tokens.issue(
+                key, tokens.JoinClaims(bid, f"laptop:{laptop}", "prison", now - 600, ends_at)
+            )
             calls.append((bid, family, prison))
         return calls, ends_at
     finally:
@@ -67,9 +76,15 @@ def _seed(db: Path, now: float) -> tuple[list[tuple[int, str, str]], float]:
 
 
 def _env(redis_url: str, name: str) -> dict[str, str]:
-    return {"RELAY_REDIS_URL": redis_url, "RELAY_NODE_ID": name, "RELAY_SECRET_KEY": SECRET,
-            "RELAY_SEED_DEMO": "0", "RELAY_VISION_ENABLED": "0",
-            "RELAY_RECORDING_ENABLED": "0", "RELAY_RECONNECT_GRACE_S": "60"}
+    return {
+        "RELAY_REDIS_URL": redis_url,
+        "RELAY_NODE_ID": name,
+        "RELAY_SECRET_KEY": SECRET,
+        "RELAY_SEED_DEMO": "0",
+        "RELAY_VISION_ENABLED": "0",
+        "RELAY_RECORDING_ENABLED": "0",
+        "RELAY_RECONNECT_GRACE_S": "60",
+    }
 
 
 def _stop(node: RelayProcess) -> None:
@@ -86,8 +101,12 @@ class Leg:
     """One client and what it went through: when it was last (re)joined and live."""
 
     def __init__(self, entry: str, token: str, seed: int) -> None:
-        self.client = CallClient(entry, token, receive="count",  # two clips: encoding is slow
-                                 video=EncodedTrack("video", video_clip(seed=seed % 2), 10))
+        self.client = CallClient(
+            entry,
+            token,
+            receive="count",  # two clips: encoding is slow
+            video=EncodedTrack("video", video_clip(seed=seed % 2), 10),
+        )
 
     @property
     def node_url(self) -> str:
@@ -99,16 +118,20 @@ class Leg:
     def never_left_live(self) -> bool:
         """After its first "live", every state it heard was "live", and it joined once."""
         seen = self.states()
-        return (self.client.joins == 1 and "live" in seen
-                and all(s == "live" for s in seen[seen.index("live"):])
-                and not any(m["type"] == "restarting" for m in self.client.messages))
+        return (
+            self.client.joins == 1
+            and "live" in seen
+            and all(s == "live" for s in seen[seen.index("live") :])
+            and not any(m["type"] == "restarting" for m in self.client.messages)
+        )
 
     def back(self, joins: int, state: str) -> bool:
         return self.client.joins >= joins and self.client.state == state
 
 
-async def _all_back(expected: dict[int, tuple[tuple[Leg, Leg], int, str]], since: float,
-                    timeout: float, what: str) -> list[float]:
+async def _all_back(
+    expected: dict[int, tuple[tuple[Leg, Leg], int, str]], since: float, timeout: float, what: str
+) -> list[float]:
     """Seconds from ``since`` until each call's two legs had rejoined (``joins``) and were
     in ``state`` again, watched together so each call gets its own time."""
     back: dict[int, float] = {}
@@ -157,11 +180,16 @@ async def test_three_nodes_place_pause_survive_kill_and_drain(tmp_path):
         try:
             # node 1 first (it makes the shared keys), then the other two together
             nodes["n1"] = await start_relay(data, free_port(), _env(redis_url, "n1"))
-            started = await asyncio.gather(*[
-                start_relay(data, free_port(), _env(redis_url, n)) for n in ("n2", "n3")])
+            started = await asyncio.gather(
+                *[start_relay(data, free_port(), _env(redis_url, n)) for n in ("n2", "n3")]
+            )
             nodes.update(zip(("n2", "n3"), started, strict=True))
-            await _wait_async(lambda: _live_nodes(redis), lambda live: len(live) == 3, 30,
-                              "three nodes in the nodes hash")
+            await _wait_async(
+                lambda: _live_nodes(redis),
+                lambda live: len(live) == 3,
+                30,
+                "three nodes in the nodes hash",
+            )
             by_url = {ws_url_for(n.url): name for name, n in nodes.items()}
             entry = nodes["n1"].url
             t_start = time.monotonic()
@@ -193,11 +221,13 @@ async def test_three_nodes_place_pause_survive_kill_and_drain(tmp_path):
             jar = aiohttp.CookieJar(unsafe=True)  # cookies for 127.0.0.1
             async with aiohttp.ClientSession(cookie_jar=jar) as http:
                 api = nodes["n1"].url + "/api/v1"
-                async with http.post(api + "/staff/login", json={"username": "officer_n",
-                                                                  "password": PASSWORD}) as r:
+                async with http.post(
+                    api + "/staff/login", json={"username": "officer_n", "password": PASSWORD}
+                ) as r:
                     assert r.status == 200, await r.text()
-                async with http.post(f"{api}/staff/calls/{target}/pause",
-                                     json={"note": "check the room"}) as r:
+                async with http.post(
+                    f"{api}/staff/calls/{target}/pause", json={"note": "check the room"}
+                ) as r:
                     body = await r.json()
                     assert r.status == 200, body
                     assert body["state"] == "paused" and body["pause_reasons"] == ["staff"]
@@ -215,10 +245,15 @@ async def test_three_nodes_place_pause_survive_kill_and_drain(tmp_path):
                 nodes["n3"].proc.send_signal(signal.SIGKILL)
                 back_in = await _all_back(
                     {bid: (legs[bid], 2, "paused" if bid == target else "live") for bid in on_n3},
-                    killed_at, 30, "back after kill -9")
+                    killed_at,
+                    30,
+                    "back after kill -9",
+                )
                 p95 = _p95(back_in)
-                print(f"kill -9: {len(on_n3)} calls re-placed; seconds to live again: "
-                      f"{[round(t, 2) for t in back_in]}, p95 {p95:.2f}s")
+                print(
+                    f"kill -9: {len(on_n3)} calls re-placed; seconds to live again: "
+                    f"{[round(t, 2) for t in back_in]}, p95 {p95:.2f}s"
+                )
                 assert p95 <= 10.0, back_in
                 placement = await redis.hgetall("relay:placement")
                 for bid in on_n3:
@@ -246,9 +281,13 @@ async def test_three_nodes_place_pause_survive_kill_and_drain(tmp_path):
                 nodes["n2"].proc.send_signal(signal.SIGTERM)
                 moved_in = await _all_back(
                     {bid: (legs[bid], joins[bid] + 1, "live") for bid in on_n2},
-                    drained_at, 30, "moved by the drain")
-                print(f"drain: {len(on_n2)} calls moved; seconds: "
-                      f"{[round(t, 2) for t in moved_in]}")
+                    drained_at,
+                    30,
+                    "moved by the drain",
+                )
+                print(
+                    f"drain: {len(on_n2)} calls moved; seconds: {[round(t, 2) for t in moved_in]}"
+                )
                 assert max(moved_in) < EXPIRY_S + 2.0, moved_in  # not the expiry path
                 placement = await redis.hgetall("relay:placement")
                 for bid in on_n2:
@@ -262,8 +301,12 @@ async def test_three_nodes_place_pause_survive_kill_and_drain(tmp_path):
             conn = sqlite3.connect(data / "relay.sqlite")
             try:
                 assert verify(conn).ok
-                restarted = {b for (b,) in conn.execute(
-                    "SELECT DISTINCT booking_id FROM audit WHERE kind = 'relay_restart'")}
+                restarted = {
+                    b
+                    for (b,) in conn.execute(
+                        "SELECT DISTINCT booking_id FROM audit WHERE kind = 'relay_restart'"
+                    )
+                }
             finally:
                 conn.close()
             assert set(on_n3) | set(on_n2) <= restarted

@@ -25,10 +25,17 @@ from tests.support import TokenTable, admission, tone_clip, video_clip
 
 def _node(tmp_path, name: str, redis_url: str, tokens: TokenTable) -> TestServer:
     port = _free_port()
-    config = Config(data_dir=tmp_path / name, recordings_dir=tmp_path / name / "recordings",
-                    seed_demo=False, vision_enabled=False, recording_enabled=False,
-                    port=port, public_url=f"http://127.0.0.1:{port}", redis_url=redis_url,
-                    node_id=name)
+    config = Config(
+        data_dir=tmp_path / name,
+        recordings_dir=tmp_path / name / "recordings",
+        seed_demo=False,
+        vision_enabled=False,
+        recording_enabled=False,
+        port=port,
+        public_url=f"http://127.0.0.1:{port}",
+        redis_url=redis_url,
+        node_id=name,
+    )
     return TestServer(build_app(config, admit=tokens), host="127.0.0.1", port=port)
 
 
@@ -41,9 +48,13 @@ async def test_family_page_follows_moved_to_the_node_that_runs_the_call(tmp_path
         await a.start_server()
         await b.start_server()
         redis = Redis.from_url(redis_url, decode_responses=True)
-        prison = CallClient(f"http://127.0.0.1:{a.port}", "pri-m", receive="count",
-                            video=EncodedTrack("video", video_clip(seed=3), 30),
-                            audio=EncodedTrack("audio", tone_clip(500), 50))
+        prison = CallClient(
+            f"http://127.0.0.1:{a.port}",
+            "pri-m",
+            receive="count",
+            video=EncodedTrack("video", video_clip(seed=3), 30),
+            audio=EncodedTrack("audio", tone_clip(500), 50),
+        )
         try:
             await redis.hset("relay:placement", "61", "b")  # the call runs on node B
             async with chromium() as browser:
@@ -51,10 +62,12 @@ async def test_family_page_follows_moved_to_the_node_that_runs_the_call(tmp_path
                 response = await page.goto(f"http://127.0.0.1:{a.port}/join?token=fam-m")
                 csp = await response.header_value("content-security-policy")
                 assert f"ws://127.0.0.1:{b.port}" in csp
-                await page.wait_for_function("window.__call && window.__call.joins === 1",
-                                             timeout=20000)
-                assert await page.evaluate("window.__call.nodeUrl") == \
-                    ws_url_for(f"http://127.0.0.1:{b.port}")
+                await page.wait_for_function(
+                    "window.__call && window.__call.joins === 1", timeout=20000
+                )
+                assert await page.evaluate("window.__call.nodeUrl") == ws_url_for(
+                    f"http://127.0.0.1:{b.port}"
+                )
                 await prison.join()
                 assert prison.ws_url == ws_url_for(f"http://127.0.0.1:{b.port}")
                 assert 61 in b.app[keys.REGISTRY].calls and 61 not in a.app[keys.REGISTRY].calls
@@ -63,7 +76,10 @@ async def test_family_page_follows_moved_to_the_node_that_runs_the_call(tmp_path
                     """async () => {
                         const s = await window.__call.framesDecoded();
                         return Object.entries(s).some(([k, v]) => k.startsWith('video') && v > 30);
-                    }""", timeout=30000, polling=500)
+                    }""",
+                    timeout=30000,
+                    polling=500,
+                )
                 assert await page.text_content("#banner") == "Connected"
         finally:
             await prison.close()
@@ -78,16 +94,23 @@ async def test_redis_down_refuses_a_join_with_a_code_not_a_traceback(tmp_path, c
     tokens.add("fam-d", admission(62, "family"))
     node = _node(tmp_path, "d", f"redis://127.0.0.1:{_free_port()}/0", tokens)
     await node.start_server()
-    client = CallClient(f"http://127.0.0.1:{node.port}", "fam-d", receive="count",
-                        video=EncodedTrack("video", video_clip(seed=1), 30), reconnect=False)
+    client = CallClient(
+        f"http://127.0.0.1:{node.port}",
+        "fam-d",
+        receive="count",
+        video=EncodedTrack("video", video_clip(seed=1), 30),
+        reconnect=False,
+    )
     try:
         with caplog.at_level(logging.INFO), pytest.raises(JoinError) as refused:
             await client.join()
         assert refused.value.code == "cluster_unavailable"
         assert 62 not in node.app[keys.REGISTRY].calls
         assert "Traceback" not in caplog.text
-        async with aiohttp.ClientSession() as http, \
-                http.get(f"http://127.0.0.1:{node.port}/readyz") as r:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{node.port}/readyz") as r,
+        ):
             assert r.status == 503 and "redis unreachable" in await r.text()
     finally:
         await client.close()

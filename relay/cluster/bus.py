@@ -69,20 +69,30 @@ class Bus:
         rid = uuid.uuid4().hex
         answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[rid] = answer
-        frame = {"kind": kind, "payload": payload, "id": rid, "reply_to": self.own_channel,
-                 "from": self.node_id}
+        frame = {
+            "kind": kind,
+            "payload": payload,
+            "id": rid,
+            "reply_to": self.own_channel,
+            "from": self.node_id,
+        }
         try:
             heard = await self.redis.publish(self.node_channel(node_id), json.dumps(frame))
             if not heard:
-                raise BusError(503, "owner_unavailable",
-                               "the relay node running this call is not answering; try again")
+                raise BusError(
+                    503,
+                    "owner_unavailable",
+                    "the relay node running this call is not answering; try again",
+                )
             return await asyncio.wait_for(answer, self.config.cluster_reply_s)
         except TimeoutError:
-            raise BusError(504, "owner_timeout",
-                           "the relay node running this call did not confirm in time") from None
+            raise BusError(
+                504, "owner_timeout", "the relay node running this call did not confirm in time"
+            ) from None
         except (RedisError, OSError):
-            raise BusError(503, "cluster_unavailable",
-                           "the relay cannot reach its cluster; try again") from None
+            raise BusError(
+                503, "cluster_unavailable", "the relay cannot reach its cluster; try again"
+            ) from None
         finally:
             self._waiting.pop(rid, None)
 
@@ -117,8 +127,10 @@ class Bus:
             result = await handler(frame.get("payload") or {})
         except Exception:
             log.exception("cluster: bus handler %s failed", frame.get("kind"))
-            result = {"status": 500, "error": {"code": "internal_error",
-                                               "message": "the owner node hit an error"}}
+            result = {
+                "status": 500,
+                "error": {"code": "internal_error", "message": "the owner node hit an error"},
+            }
         reply_to = frame.get("reply_to")
         if reply_to and frame.get("id"):
             reply = {"kind": "reply", "id": frame["id"], "payload": result or {}}

@@ -52,8 +52,15 @@ class NodeInfo:
     def from_json(cls, raw: str | bytes) -> NodeInfo | None:
         try:
             d = json.loads(raw)
-            return cls(str(d["node_id"]), str(d["url"]), str(d["media"]), int(d["calls"]),
-                       int(d["capacity"]), bool(d["draining"]), float(d["updated_at"]))
+            return cls(
+                str(d["node_id"]),
+                str(d["url"]),
+                str(d["media"]),
+                int(d["calls"]),
+                int(d["capacity"]),
+                bool(d["draining"]),
+                float(d["updated_at"]),
+            )
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -65,8 +72,13 @@ def node_id_for(config: Config) -> str:
 class NodeDirectory:
     """This node's entry (kept fresh) and the reading of everyone's."""
 
-    def __init__(self, redis: Redis, config: Config, count_calls: Callable[[], int],
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        config: Config,
+        count_calls: Callable[[], int],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.redis = redis
         self.config = config
         self.node_id = node_id_for(config)
@@ -91,8 +103,15 @@ class NodeDirectory:
 
     def me(self) -> NodeInfo:
         media = self.config.announced_address or self.config.media_addresses[0]
-        return NodeInfo(self.node_id, self.config.base_url, media, self.count_calls(),
-                        self.config.node_capacity, self.draining, self.clock())
+        return NodeInfo(
+            self.node_id,
+            self.config.base_url,
+            media,
+            self.count_calls(),
+            self.config.node_capacity,
+            self.draining,
+            self.clock(),
+        )
 
     async def publish(self) -> None:
         await self.redis.hset(self.key, self.node_id, self.me().to_json())
@@ -109,8 +128,9 @@ class NodeDirectory:
 
     async def live(self) -> dict[str, NodeInfo]:
         now = self.clock()
-        return {k: n for k, n in (await self.all()).items()
-                if n.alive(now, self.config.node_expiry_s)}
+        return {
+            k: n for k, n in (await self.all()).items() if n.alive(now, self.config.node_expiry_s)
+        }
 
     def healthy(self) -> str | None:
         """A ready check: None while this node's entry is fresh in Redis."""
@@ -153,4 +173,3 @@ class NodeDirectory:
             await self.redis.hdel(self.key, self.node_id)
         except (RedisError, OSError):
             pass
-

@@ -77,8 +77,11 @@ class Placement:
 
     async def place(self, booking_id: int) -> NodeInfo:
         """The live node that owns the call, placing (or re-placing) it first if need be."""
-        lock = self.redis.lock(self._lock_name(booking_id), timeout=self.config.cluster_lock_s,
-                               blocking_timeout=self.config.cluster_lock_s)
+        lock = self.redis.lock(
+            self._lock_name(booking_id),
+            timeout=self.config.cluster_lock_s,
+            blocking_timeout=self.config.cluster_lock_s,
+        )
         try:
             async with lock:
                 nodes = await self.directory.live()
@@ -91,8 +94,12 @@ class Placement:
                 chosen = await self._choose(nodes, replacing=current is not None)
                 await self.redis.hset(self.key, str(booking_id), chosen.node_id)
                 if current is not None:
-                    log.info("cluster: call %s re-placed from %s on %s", booking_id, current,
-                             chosen.node_id)
+                    log.info(
+                        "cluster: call %s re-placed from %s on %s",
+                        booking_id,
+                        current,
+                        chosen.node_id,
+                    )
                 return chosen
         except LockError as exc:
             raise PlacementError(E_CLUSTER, "the call's placement is busy; try again") from exc
@@ -102,8 +109,11 @@ class Placement:
     async def claim(self, booking_id: int) -> bool:
         """Take the call for this node unless another live node owns it (a node giving up
         an abandoned call must be the only one to do so). False when Redis cannot say."""
-        lock = self.redis.lock(self._lock_name(booking_id), timeout=self.config.cluster_lock_s,
-                               blocking_timeout=self.config.cluster_lock_s)
+        lock = self.redis.lock(
+            self._lock_name(booking_id),
+            timeout=self.config.cluster_lock_s,
+            blocking_timeout=self.config.cluster_lock_s,
+        )
         try:
             async with lock:
                 current = await self.redis.hget(self.key, str(booking_id))
@@ -118,15 +128,17 @@ class Placement:
 
     async def _choose(self, nodes: dict[str, NodeInfo], replacing: bool) -> NodeInfo:
         load = await self.loads()
-        open_nodes = [n for n in nodes.values()
-                      if not n.draining and load.get(n.node_id, 0) < n.capacity]
+        open_nodes = [
+            n for n in nodes.values() if not n.draining and load.get(n.node_id, 0) < n.capacity
+        ]
         if not open_nodes:
             raise PlacementError(E_NO_NODE, "every relay node is full or draining; try again")
         here = next((n for n in open_nodes if n.node_id == self.node_id), None)
         if replacing and here is not None:
             return here  # re-taken where the rejoining leg arrived: no second redirect
-        return min(open_nodes, key=lambda n: (load.get(n.node_id, 0) / max(1, n.capacity),
-                                              n.node_id))
+        return min(
+            open_nodes, key=lambda n: (load.get(n.node_id, 0) / max(1, n.capacity), n.node_id)
+        )
 
     async def loads(self) -> dict[str, int]:
         """Calls placed per node id."""
@@ -154,8 +166,9 @@ class Placement:
         try:
             for bid, node in (await self.placements()).items():
                 if node == self.node_id:
-                    released += int(await self._release(keys=[self.key],
-                                                        args=[str(bid), self.node_id]))
+                    released += int(
+                        await self._release(keys=[self.key], args=[str(bid), self.node_id])
+                    )
         except (RedisError, OSError):
             log.warning("cluster: could not hand back this node's placements")
         return released

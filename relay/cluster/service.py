@@ -37,8 +37,12 @@ class Cluster:
         self.runtime = runtime
         # short socket timeouts: a Redis outage must refuse a join quickly, not hang it
         self.redis: Redis = Redis.from_url(
-            config.redis_url, decode_responses=True, socket_connect_timeout=1.0,
-            socket_timeout=max(1.0, config.cluster_reply_s), health_check_interval=10)
+            config.redis_url,
+            decode_responses=True,
+            socket_connect_timeout=1.0,
+            socket_timeout=max(1.0, config.cluster_reply_s),
+            health_check_interval=10,
+        )
         self.directory = NodeDirectory(self.redis, config, self._running_calls)
         self.placement = Placement(self.redis, self.directory, config)
         self.bus = Bus(self.redis, self.directory.node_id, config)
@@ -89,7 +93,8 @@ class Cluster:
         nodes = " ".join(self.directory.socket_origins())
         if nodes and SELF_ONLY in csp:
             response.headers["Content-Security-Policy"] = csp.replace(
-                SELF_ONLY, f"{SELF_ONLY} {nodes}")
+                SELF_ONLY, f"{SELF_ONLY} {nodes}"
+            )
 
     async def request(self, node_id: str, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
         return await self.bus.request(node_id, kind, payload)
@@ -100,8 +105,7 @@ class Cluster:
         try:
             await self.directory.publish()
         except (RedisError, OSError) as exc:
-            log.warning("cluster: redis unreachable at start (%s); retrying",
-                        type(exc).__name__)
+            log.warning("cluster: redis unreachable at start (%s); retrying", type(exc).__name__)
         await self.directory.start()
         await self.bus.start()
         self._sweeper = asyncio.ensure_future(self._sweep())
