@@ -265,11 +265,15 @@ def seed_banner(app: web.Application) -> str:
 def _install_cluster(app: web.Application, registry: CallRegistry, runtime: CallRuntime) -> None:
     """Redis for nodes, placement and the bus. Drain runs first at shutdown, before the
     legs are told the relay is restarting, so their calls are free to move when they rejoin."""
+    from relay.cluster.remote_calls import RemoteCalls, lifecycle_from_bus
     from relay.cluster.service import Cluster
 
     cluster = Cluster(app[keys.CONFIG], registry, runtime)
     app[keys.CLUSTER] = cluster
     cluster.bus.on("control", functools.partial(call_control.control_from_bus, app))
+    lifecycle = app[keys.LIFECYCLE]  # booking changes reach calls other nodes run
+    lifecycle.remote = RemoteCalls(cluster)
+    cluster.bus.on("lifecycle", functools.partial(lifecycle_from_bus, lifecycle))
     app[keys.READY_CHECKS].append(cluster.directory.healthy)
     app.on_response_prepare.append(cluster.widen_connect_src)
 

@@ -38,19 +38,21 @@ PASSWORD = "correct horse battery staple"
 EXPIRY_S = 5.0  # the default node_expiry_s: what re-placement after kill -9 waits for
 
 
-def _seed(db: Path, now: float) -> tuple[list[tuple[int, str, str]], float]:
-    """Ten approved calls open now: (booking id, family token, prison token) each."""
+def _seed(db: Path, now: float) -> tuple[list[tuple[int, str, str]], dict[int, int], float]:
+    """Ten approved calls open now: (booking id, family token, prison token) each, and each
+    booking's visitor approval (contact id)."""
     store = Store.open(db)
     try:
         est = store.create_establishment("HMP Many Nodes", now)
         staff = store.add_staff(est, "officer_n", PASSWORD, "officer")
         calls = []
+        contacts = {}
         ends_at = now + 1800
         for i in range(CALLS):
             laptop, _ = store.add_laptop(est, f"laptop {i}")
             prisoner = store.add_prisoner(est, f"A{1000 + i}BC", f"Prisoner {i}")
             visitor, _ = store.add_visitor(f"Visitor {i}", "1980-01-01", True, now)
-            store.approve_contact(prisoner, visitor, staff, now)
+            contact = store.approve_contact(prisoner, visitor, staff, now)
             bid = store.add_booking_unchecked(
                 prisoner_id=prisoner,
                 call_type="social",
@@ -70,7 +72,8 @@ def _seed(db: Path, now: float) -> tuple[list[tuple[int, str, str]], float]:
                 key, tokens.JoinClaims(bid, f"laptop:{laptop}", "prison", now - 600, ends_at)
             )
             calls.append((bid, family, prison))
-        return calls, ends_at
+            contacts[bid] = contact
+        return calls, contacts, ends_at
     finally:
         store.close()
 
@@ -172,11 +175,12 @@ async def _live_nodes(redis: Redis) -> dict[str, dict]:
 async def test_three_nodes_place_pause_survive_kill_and_drain(tmp_path):
     data = tmp_path / "data"
     data.mkdir(mode=0o700)
-    calls, ends_at = _seed(data / "relay.sqlite", time.time())
+    calls, contacts, ends_at = _seed(data / "relay.sqlite", time.time())
     with redis_server(tmp_path / "redis") as redis_url:
         redis = Redis.from_url(redis_url, decode_responses=True)
         nodes: dict[str, RelayProcess] = {}
         legs: dict[int, tuple[Leg, Leg]] = {}
+        finished: list[Leg] = []
         try:
             # node 1 first (it makes the shared keys), then the other two together
             nodes["n1"] = await start_relay(data, free_port(), _env(redis_url, "n1"))
@@ -239,6 +243,21 @@ async def test_three_nodes_place_pause_survive_kill_and_drain(tmp_path):
                 assert listed[target]["state"] == "paused"
                 assert listed[target]["pause_reasons"] == ["staff"]
 
+                # --- a revocation on node 1 stops a call node 2 runs (through its owner) -------
+                revoked = next(bid for bid, o in owner.items() if o == "n2")
+                async with http.post(f"{api}/staff/contacts/{contacts[revoked]}/revoke") as r:
+                    body = await r.json()
+                    assert r.status == 200, body
+                    assert body["cancelled_booking_ids"] == [revoked]
+                for leg in legs[revoked]:
+                    await asyncio.wait_for(leg.client.ended.wait(), 10)
+                    assert any(
+                        m.get("state") == "ended" and m.get("reason") == "approval_revoked"
+                        for m in leg.client.messages
+                    )
+                finished.extend(legs.pop(revoked))
+                owner.pop(revoked)
+
                 # --- kill -9 of node 3 ------------------------------------------------------
                 others = [bid for bid, o in owner.items() if o != "n3"]
                 killed_at = time.monotonic()
@@ -274,7 +293,7 @@ async def test_three_nodes_place_pause_survive_kill_and_drain(tmp_path):
 
                 # --- SIGTERM drain of node 2: its calls move at once -------------------------
                 placement = await redis.hgetall("relay:placement")
-                on_n2 = [bid for bid in legs if placement[str(bid)] == "n2"]
+                on_n2 = [bid for bid in legs if placement.get(str(bid)) == "n2"]
                 on_n1 = [bid for bid in others if placement[str(bid)] == "n1"]
                 joins = {bid: legs[bid][0].client.joins for bid in on_n2}
                 drained_at = time.monotonic()
@@ -311,9 +330,8 @@ async def test_three_nodes_place_pause_survive_kill_and_drain(tmp_path):
                 conn.close()
             assert set(on_n3) | set(on_n2) <= restarted
         finally:
-            for fam, pri in legs.values():
-                await fam.client.close()
-                await pri.client.close()
+            for leg in [*finished, *(leg for pair in legs.values() for leg in pair)]:
+                await leg.client.close()
             for node in nodes.values():
                 _stop(node)
             await redis.aclose()

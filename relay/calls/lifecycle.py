@@ -11,6 +11,10 @@ Allowance rule for a change mid-call: a call that went live (both sides were con
 some point) has happened. Cancelling or revoking it then ends it early and records it as
 "completed" with the reason (``booking_cancelled``, ``approval_revoked``): the minutes count.
 Before it went live, the booking is "cancelled" and the minutes are given back.
+
+With many nodes (docs/multinode.md) a change to a call another node runs is handed to that
+node's lifecycle over the bus and waited for (``remote``); a revocation asks every node which
+of its calls are affected.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any, Protocol
 
 from relay.calls.registry import CallRegistry, LiveCall
 from relay.records.store import Booking, Store, StoreError
@@ -26,12 +31,33 @@ from relay.records.store.contacts import Revocation
 log = logging.getLogger(__name__)
 
 
+class RemoteCalls(Protocol):
+    """Many nodes (relay/cluster/remote_calls.py): calls this process does not run."""
+
+    async def owner_elsewhere(self, booking_id: int) -> str | None:
+        """The live node (not this one) that runs the call, or None."""
+
+    async def ask(self, node_id: str, op: str, args: dict[str, Any]) -> dict[str, Any]:
+        """Have that node's lifecycle do ``op``; raises when it does not confirm."""
+
+    async def ask_all(self, op: str, args: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Every other live node's answer to ``op`` (those that answered in time)."""
+
+
 class CallLifecycle:
     def __init__(self, store: Store, registry: CallRegistry,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.registry = registry
         self.clock = clock
+        self.remote: RemoteCalls | None = None
+        """Set with many nodes: a change to a call another node runs is done by that node
+        (its lifecycle, on the shared records), so the one-owner rule holds per call."""
+
+    async def _elsewhere(self, booking_id: int) -> str | None:
+        if self.remote is None or self._running(booking_id) is not None:
+            return None
+        return await self.remote.owner_elsewhere(booking_id)
 
     def _running(self, booking_id: int) -> LiveCall | None:
         live = self.registry.get(booking_id)
@@ -47,6 +73,12 @@ class CallLifecycle:
 
     async def cancel(self, booking_id: int, actor: str, now: float, reason: str = "") -> Booking:
         """Cancel a booking; a call in progress ends at once (reason ``booking_cancelled``)."""
+        node = await self._elsewhere(booking_id)
+        if node is not None:
+            assert self.remote is not None
+            await self.remote.ask(node, "cancel", {"booking_id": booking_id, "actor": actor,
+                                                   "now": now, "reason": reason})
+            return self.store.booking(booking_id)  # type: ignore[return-value]
         live = self._running(booking_id)
         used = live is not None and live.policy.went_live
         booking = self.store.cancel_booking(booking_id, actor, now, reason, used=used)
@@ -62,34 +94,69 @@ class CallLifecycle:
         if contact is None:
             raise StoreError("contact_not_found", "no such approval")
         participant = f"visitor:{contact.visitor_id}"
-        in_call: set[int] = set()
-        holding: set[int] = set()
+        found = self.calls_with(participant)
+        in_call, holding = set(found["in_call"]), set(found["holding"])
+        owners: dict[int, str] = {}
+        if self.remote is not None:  # the calls other nodes run count too
+            for node, answer in (await self.remote.ask_all("calls_with",
+                                                           {"participant": participant})).items():
+                in_call |= set(answer.get("in_call", []))
+                holding |= set(answer.get("holding", []))
+                owners.update({int(b): node for b in answer.get("running", [])})
+        result = self.store.revoke_contact(contact_id, staff_id, now, in_call, holding)
+        for bid in result.stopped:
+            await self._on_owner(bid, owners, "end", {"reason": "approval_revoked"})
+        for bid in result.reduced:
+            await self._on_owner(bid, owners, "reduce_family", {"why": "approval_revoked"})
+        return result
+
+    def calls_with(self, participant: str) -> dict[str, list[int]]:
+        """This node's running calls: those that went live, and those whose family leg is
+        ``participant`` (what a revocation needs to know)."""
+        found: dict[str, list[int]] = {"in_call": [], "holding": [], "running": []}
         for bid, live in self.registry.calls.items():
             if live.policy.state == "ended":
                 continue
+            found["running"].append(bid)
             if live.policy.went_live:
-                in_call.add(bid)
+                found["in_call"].append(bid)
             family = live.call.legs.get("family")
             if family is not None and family.participant == participant:
-                holding.add(bid)
-        result = self.store.revoke_contact(contact_id, staff_id, now, in_call, holding)
-        for bid in result.stopped:
-            live = self._running(bid)
-            if live is not None:
-                await self._end(live, "approval_revoked")
-        for bid in result.reduced:
-            live = self._running(bid)
-            family = live.call.legs.get("family") if live is not None else None
-            if live is not None and family is not None:
+                found["holding"].append(bid)
+        return found
+
+    async def _on_owner(self, booking_id: int, owners: dict[int, str], op: str,
+                        args: dict[str, Any]) -> None:
+        if booking_id in owners and self.remote is not None:
+            await self.remote.ask(owners[booking_id], op, {"booking_id": booking_id, **args})
+        else:
+            await self.apply(op, booking_id, args)
+
+    async def apply(self, op: str, booking_id: int, args: dict[str, Any]) -> None:
+        """A change decided elsewhere (a revocation) to a call running here."""
+        live = self._running(booking_id)
+        if live is None:
+            return
+        if op == "end":
+            await self._end(live, str(args.get("reason", "")))
+        elif op == "reduce_family":
+            family = live.call.legs.get("family")
+            if family is not None:
                 live.policy.set_approved_faces("family", family.approved_faces - 1,
-                                               "approval_revoked")
-        return result
+                                               str(args.get("why", "")))
 
     async def reschedule(self, booking_id: int, starts_at: float, minutes: int, actor: str,
                          now: float, keep_approval: bool) -> Booking:
         """Move a booking. The store refuses a call that has started; a call whose legs are
         waiting before the slot ends (its old links stop working) and is forgotten, so the
         new slot's join starts a fresh call with the new times."""
+        node = await self._elsewhere(booking_id)
+        if node is not None:
+            assert self.remote is not None
+            await self.remote.ask(node, "reschedule", {
+                "booking_id": booking_id, "starts_at": starts_at, "minutes": minutes,
+                "actor": actor, "now": now, "keep_approval": keep_approval})
+            return self.store.booking(booking_id)  # type: ignore[return-value]
         booking = self.store.reschedule_booking(booking_id, starts_at, minutes, actor, now,
                                                 keep_approval=keep_approval)
         live = self._running(booking_id)
@@ -98,7 +165,7 @@ class CallLifecycle:
         self.registry.forget(booking_id)
         return booking
 
-    async def laptop_revoked(self, laptop_id: int) -> list[int]:
+    async def laptop_revoked(self, laptop_id: int, everywhere: bool = True) -> list[int]:
         """A laptop's device keys were revoked: the call on it ends at once (reason
         ``laptop_revoked``) if its prison leg is connected from that laptop or the call has
         gone live (a dropped laptop must not rejoin with the token it holds). Returns the
@@ -116,6 +183,10 @@ class CallLifecycle:
             ):
                 await self._end(live, "laptop_revoked")
                 ended.append(bid)
+        if everywhere and self.remote is not None:  # and on the other nodes, each its own
+            for answer in (await self.remote.ask_all("laptop_revoked",
+                                                     {"laptop_id": laptop_id})).values():
+                ended += [int(b) for b in answer.get("ended", [])]
         return ended
 
     async def staff_end(self, live: LiveCall, staff: str) -> None:

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ValidationError
 from protocol import tokens
 from protocol.tokens import JoinClaims
 from relay import auth, keys
+from relay.cluster.bus import BusError
 from relay.records.store import AdmissionRefused, Booking, Staff, StoreError
 from relay.web import models
 from relay.web.family_session import session_account
@@ -691,6 +692,8 @@ def _route(op: Op, fn: Handler) -> Callable[[web.Request], Awaitable[web.StreamR
         except StoreError as exc:
             e = _store_error(exc)
             return error_response(e.status, e.code, e.message)
+        except BusError as exc:  # many nodes: the node running the call did not confirm
+            return error_response(exc.status, exc.code, exc.message)
         return respond(op, result)
 
     route.__name__ = f"api_{op.op_id}"
