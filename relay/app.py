@@ -35,6 +35,7 @@ from relay.records import recordings
 from relay.records.audit import AuditLog
 from relay.records.retention import sweep_vetting_photos
 from relay.records.store import AdmissionRefused, Store
+from relay.records.store.engine import DatabaseOptions
 from relay.web import (
     api,
     call_control,
@@ -74,7 +75,7 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     if config.tls_key and Path(config.tls_key).exists():  # a missing one: TLS says so
         private.check_private(Path(config.tls_key), "the TLS private key")
     token_secret = auth.load_secret(config)  # a readable key is refused before the database
-    store = store or Store.open(config.db_path)
+    store = store or Store.open(config.database_target, database_options(config))
     audit_log = AuditLog(store.connection)
     app[keys.CONFIG] = config
     app[keys.CLOCK] = clock
@@ -260,6 +261,15 @@ def seed_banner(app: web.Application) -> str:
     family = seed_demo_family(app[keys.STORE], app[keys.CONFIG], info, now)
     return "\n".join([format_banner(info),
                       format_family_banner(family, app[keys.NOTIFIER].destination)])
+
+
+def database_options(config: Config) -> DatabaseOptions:
+    """The PostgreSQL bounds from the config (relay/records/store/engine.py says why)."""
+    return DatabaseOptions(
+        connect_timeout_s=config.database_connect_timeout_s,
+        statement_timeout_s=config.database_statement_timeout_s,
+        idle_in_transaction_timeout_s=config.database_idle_tx_timeout_s,
+    )
 
 
 def _install_cluster(app: web.Application, registry: CallRegistry, runtime: CallRuntime) -> None:

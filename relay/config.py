@@ -44,6 +44,15 @@ class Config:
     # --- storage -------------------------------------------------------------------------
     data_dir: Path = Path("data")
     db_file: str = "relay.sqlite"
+    database_url: str = ""
+    """``postgresql://user:password@host:port/db`` to keep the records in PostgreSQL (several
+    relay nodes share one); empty: the SQLite file ``data_dir/db_file``. Never logged as given
+    (it may hold a password): logs name the host and database only."""
+    database_connect_timeout_s: float = 5.0
+    database_statement_timeout_s: float = 2.0
+    """PostgreSQL: the longest one store statement may hold the event loop."""
+    database_idle_tx_timeout_s: float = 10.0
+    """PostgreSQL: a node stuck inside a transaction loses it (and the write lock) after this."""
     seed_demo: bool = True
     """Create a demo establishment, people and a call starting now when the store is empty."""
     secret_key: str = ""
@@ -280,6 +289,11 @@ class Config:
     @property
     def db_path(self) -> Path:
         return self.data_dir / self.db_file
+
+    @property
+    def database_target(self) -> str | Path:
+        """What the store opens: the PostgreSQL URL when set, else the SQLite file."""
+        return self.database_url.strip() or self.db_path
 
     @property
     def base_url(self) -> str:

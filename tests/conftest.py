@@ -39,3 +39,26 @@ async def product(tmp_path):
                             resume_after_clear_s=0.5)
     yield p
     await p.server.close()
+
+
+# ---- both database engines (tests/postgres.py) -------------------------------------------
+from tests.postgres import pg_empty_url, pg_url, postgres_server  # noqa: E402, F401 (fixtures)
+
+ENGINES = ["sqlite", "postgres"]
+
+
+@pytest.fixture(params=ENGINES)
+def db_target(request, tmp_path):
+    """What ``Store.open`` takes, once per engine: a SQLite file, then a fresh PostgreSQL
+    database (a real server; missing binaries fail the postgres run, never skip it)."""
+    if request.param == "sqlite":
+        return tmp_path / "relay.sqlite"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(params=ENGINES)
+def empty_db_target(request, tmp_path):
+    """Like ``db_target`` but with no schema at all yet (migration tests)."""
+    if request.param == "sqlite":
+        return tmp_path / "relay.sqlite"
+    return request.getfixturevalue("pg_empty_url")

@@ -71,8 +71,8 @@ class Prison:
 
 
 @pytest.fixture
-def prison(tmp_path):
-    world = Prison(tmp_path / "table.sqlite")
+def prison(db_target):
+    world = Prison(db_target)
     yield world
     world.store.close()
 
@@ -379,8 +379,8 @@ def test_bad_length_and_unknown_prisoner(prison):
     assert prison.slots(SUNDAY_NOON) == []
 
 
-def test_a_new_establishment_has_no_hours_until_set(tmp_path):
-    s = Store.open(tmp_path / "new.sqlite")
+def test_a_new_establishment_has_no_hours_until_set(db_target):
+    s = Store.open(db_target)
     est = s.create_establishment("HMP New", SUNDAY_NOON)
     hours = s.visiting_hours(est)
     assert hours.sessions == () and hours.timezone == "Europe/London"

@@ -8,8 +8,8 @@ from tests.test_store_world import DAY, NOW, approved, book, code_of, make_world
 
 
 @pytest.fixture
-def w(tmp_path):
-    world = make_world(tmp_path / "relay.sqlite")
+def w(db_target):
+    world = make_world(db_target)
     yield world
     world.store.close()
 

@@ -11,6 +11,7 @@ from relay.records.call_state import CallStateRecords
 from relay.records.recordings import RecordingIndex
 from relay.records.store import Store
 from relay.records.store import schema as store_schema
+from relay.records.store.engine import Database, open_database
 
 # The recordings table as relay/records/recordings.py created it on open before migration 4.
 OLD_RECORDINGS_DDL = """
@@ -38,7 +39,9 @@ CREATE INDEX IF NOT EXISTS recordings_expiry ON recordings (retention_until);
 """
 
 
-def _tables(conn: sqlite3.Connection) -> set[str]:
+def _tables(conn: Database | sqlite3.Connection) -> set[str]:
+    if isinstance(conn, Database):
+        return conn.table_names() - {"schema_version"}
     rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
     return {r[0] for r in rows if not r[0].startswith("sqlite_")} - {"schema_version"}
 
@@ -48,8 +51,8 @@ def _migration_tables() -> set[str]:
     return {name for script in store_schema.MIGRATIONS for name in pattern.findall(script)}
 
 
-def test_fresh_database_tables_all_come_from_migrations(tmp_path):
-    store = Store.open(tmp_path / "fresh.sqlite")
+def test_fresh_database_tables_all_come_from_migrations(empty_db_target):
+    store = Store.open(empty_db_target)
     try:
         conn = store.connection
         assert _tables(conn) == _migration_tables()
@@ -89,7 +92,7 @@ def test_database_from_previous_schema_path_opens(tmp_path, monkeypatch):
 
 
 def test_index_on_a_bare_connection_gets_the_migrated_schema():
-    conn = sqlite3.connect(":memory:")
+    conn = open_database(":memory:")
     index = RecordingIndex(conn)
     rec_id = index.add(3, 1, "b.webm", "video/webm", 1.0, 2.0)
     assert index.get(rec_id) is not None

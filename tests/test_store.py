@@ -4,6 +4,7 @@ import logging
 import os
 import sqlite3
 
+import psycopg
 import pytest
 
 from protocol.tokens import JoinClaims
@@ -13,50 +14,52 @@ from relay.config import Config
 from relay.records import store as store_mod
 from relay.records.store import Store, StoreError
 from relay.records.store import schema as store_schema
+from relay.records.store.engine import IntegrityError, is_url
 from tests.test_store_world import DAY, HOUR, NOW, approved, book, code_of, make_world
 
 
 @pytest.fixture
-def w(tmp_path):
-    world = make_world(tmp_path / "relay.sqlite")
+def w(db_target):
+    world = make_world(db_target)
     yield world
     world.store.close()
 
 
-def test_migrations_idempotent_on_reopen(tmp_path):
-    path = tmp_path / "m.sqlite"
-    s = Store.open(path)
+def test_migrations_idempotent_on_reopen(empty_db_target):
+    s = Store.open(empty_db_target)
     assert s.schema_version() == len(store_mod.MIGRATIONS)
     est = s.create_establishment("X", NOW)
     s.close()
-    s = Store.open(path)  # reopen: nothing re-applied, data kept
+    s = Store.open(empty_db_target)  # reopen: nothing re-applied, data kept
     assert s.schema_version() == len(store_mod.MIGRATIONS)
     assert s.find_establishment("X") == est
+    rows = s.connection.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0]
+    assert rows == len(store_mod.MIGRATIONS)
     s.close()
-    with sqlite3.connect(path) as raw:
-        assert raw.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == len(
-            store_mod.MIGRATIONS
-        )
-        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    if not is_url(empty_db_target):
+        with sqlite3.connect(empty_db_target) as raw:
+            assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_failed_migration_rolls_back(tmp_path, monkeypatch):
-    path = tmp_path / "m.sqlite"
-    Store.open(path).close()
+def test_failed_migration_rolls_back(empty_db_target, monkeypatch):
+    Store.open(empty_db_target).close()
     good = len(store_mod.MIGRATIONS)
     monkeypatch.setattr(
         store_schema, "MIGRATIONS", [*store_mod.MIGRATIONS, "CREATE TABLE t2 (x INT); BROKEN SQL;"]
     )
-    with pytest.raises(sqlite3.Error):
-        Store.open(path)
-    with sqlite3.connect(path) as raw:
-        assert raw.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == good
-        names = {r[0] for r in raw.execute("SELECT name FROM sqlite_master")}
-        assert "t2" not in names
+    with pytest.raises((sqlite3.Error, psycopg.Error)):
+        Store.open(empty_db_target)
+    monkeypatch.undo()
+    s = Store.open(empty_db_target)
+    try:
+        assert s.schema_version() == good
+        assert "t2" not in s.connection.table_names()
+    finally:
+        s.close()
 
 
 def test_foreign_keys_enforced(w):
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(IntegrityError):
         w.store.add_prisoner(999, "Z1", "Nobody")
 
 

@@ -10,9 +10,15 @@ from relay.seed import format_banner, seed_demo
 from tests.test_store_world import NOW
 
 
-def test_seed_demo_is_joinable_and_idempotent(tmp_path):
-    cfg = Config(data_dir=tmp_path, port=8099)
-    store = Store.open(cfg.db_path)
+def _config(tmp_path, db_target, **kw) -> Config:
+    """The SQLite run keeps the default file; the PostgreSQL run names its URL."""
+    url = db_target if isinstance(db_target, str) else ""
+    return Config(data_dir=tmp_path, database_url=url, **kw)
+
+
+def test_seed_demo_is_joinable_and_idempotent(tmp_path, db_target):
+    cfg = _config(tmp_path, db_target, port=8099)
+    store = Store.open(cfg.database_target)
     info = seed_demo(store, cfg, NOW)
     assert info["seeded"] and info["created"]
     assert info["console_url"] == "http://127.0.0.1:8099/console"
@@ -48,14 +54,14 @@ def test_seed_demo_is_joinable_and_idempotent(tmp_path):
     ]
     store.close()
     # reopen (migrations idempotent) and seed again
-    store = Store.open(cfg.db_path)
+    store = Store.open(cfg.database_target)
     assert seed_demo(store, cfg, later + 10)["booking_id"] == third["booking_id"]
     store.close()
 
 
-def test_seed_refuses_to_mix_with_real_records(tmp_path):
-    cfg = Config(data_dir=tmp_path)
-    store = Store.open(cfg.db_path)
+def test_seed_refuses_to_mix_with_real_records(tmp_path, db_target):
+    cfg = _config(tmp_path, db_target)
+    store = Store.open(cfg.database_target)
     store.create_establishment("HMP Real", NOW)
     assert seed_demo(store, cfg, NOW)["seeded"] is False
     store.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,6 +20,7 @@ from relay.calls.policy import CallPolicy
 from relay.calls.registry import CallRegistry
 from relay.config import Config
 from relay.records.call_state import CallStateRecords
+from relay.records.store.engine import Database
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ Outcome = Callable[[int, str, str], None]
 
 
 class CallRuntime:
-    def __init__(self, conn: sqlite3.Connection, registry: CallRegistry, config: Config,
+    def __init__(self, conn: Database, registry: CallRegistry, config: Config,
                  audit: Audit, outcome: Outcome, clock: Callable[[], float] = time.time) -> None:
         self.records = CallStateRecords(conn)
         self.registry = registry

@@ -26,7 +26,6 @@ import io
 import json
 import logging
 import os
-import sqlite3
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from relay.config import Config
 from relay.records.audit import AuditLog
 from relay.records.sealed import RecordingError, SealedWriter, decrypt_bytes
 from relay.records.store.base import transaction
+from relay.records.store.engine import Database, Row
 from relay.tasks import cancel_and_wait
 from vision.detector import Detector
 from vision.identity import Enrolment, IdentityWorker, PhotoRefusal, enrol_image
@@ -138,7 +138,7 @@ def _open(path: Path, key: bytes) -> tuple[np.ndarray, bytes, str]:
 class FaceEnrolments:
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: Database,
         config: Config,
         key: bytes,
         audit: AuditLog,
@@ -158,13 +158,12 @@ class FaceEnrolments:
 
     # --- reading -----------------------------------------------------------------------
 
-    def _row(self, kind: str, subject_id: int) -> sqlite3.Row | None:
+    def _row(self, kind: str, subject_id: int) -> Row | None:
         cur = self.conn.execute(
             "SELECT * FROM face_enrolments WHERE subject_kind = ? AND subject_id = ?",
             (kind, subject_id),
         )
-        cur.row_factory = sqlite3.Row
-        row: sqlite3.Row | None = cur.fetchone()
+        row: Row | None = cur.fetchone()
         return row
 
     def get(self, kind: SubjectKind, subject_id: int) -> Enrolled | None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sqlite3
 import sys
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from relay.records.store.base import transaction
+from relay.records.store.engine import Database, describe, is_url, open_database
 
 GENESIS = "0" * 64  # the head of an empty trail (migration 2 in relay/records/store/schema.py)
 
@@ -46,7 +46,7 @@ class Evidence:
 class AuditLog:
     """Appends to the chain; one writer (the relay's event loop), each append a transaction."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Database) -> None:
         self.conn = conn
 
     def append(
@@ -72,9 +72,9 @@ class AuditLog:
                 evidence_sha = hashlib.sha256(evidence.jpeg or b"").hexdigest()
                 evidence_id = c.execute(
                     "INSERT INTO audit_evidence (booking_id, at, jpeg, boxes, sha256)"
-                    " VALUES (?, ?, ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?, ?) RETURNING id",
                     (booking_id, at, evidence.jpeg, json.dumps(evidence.boxes), evidence_sha),
-                ).lastrowid
+                ).fetchone()[0]
             rid = last_id + 1
             digest = _digest(last_hash, rid, at, booking_id, establishment_id, kind, actor, text,
                              evidence_sha)
@@ -115,7 +115,7 @@ class Verdict:
     problem: str = ""
 
 
-def verify(conn: sqlite3.Connection) -> Verdict:
+def verify(conn: Database) -> Verdict:
     """Walk the chain from the start; the first record that does not add up is reported."""
     prev, expected_id, count = GENESIS, 1, 0
     rows = conn.execute(
@@ -145,13 +145,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m relay.records.audit")
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("verify", help="check the audit chain; exit 1 if it was tampered with")
-    v.add_argument("--db", type=Path, default=None, help="SQLite file (default: the config's)")
+    v.add_argument("--db", default=None,
+                   help="SQLite file or postgresql:// URL (default: the config's database)")
     args = parser.parse_args(argv)
-    db = args.db or Config.from_env().db_path
-    if not db.exists():
-        print(f"no database at {db}", file=sys.stderr)
+    db: str | Path = args.db or Config.from_env().database_target
+    if not is_url(db):
+        db = Path(db)
+        if not db.exists():
+            print(f"no database at {db}", file=sys.stderr)
+            return 2
+    try:
+        conn = open_database(db, read_only=True)  # a verify never writes
+    except ConnectionError as exc:
+        print(exc, file=sys.stderr)
         return 2
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    print(f"verifying {describe(db)}", file=sys.stderr)
     try:
         verdict = verify(conn)
     finally:

@@ -9,11 +9,11 @@ relay/records/store/schema.py).
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from relay.records.store.base import transaction
+from relay.records.store.engine import Database
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class OpenCall:
 class CallStateRecords:
     """Reads and writes call_runtime on the store's connection (event loop only)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Database) -> None:
         self.conn = conn
 
     def load(self, booking_id: int) -> SavedCall | None:

@@ -23,7 +23,6 @@ import contextlib
 import hashlib
 import inspect
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -36,6 +35,7 @@ from relay import keys
 from relay.config import Config
 from relay.records.sealed import RecordingError, SealedReader, sha256_file
 from relay.records.store.base import migrate, transaction
+from relay.records.store.engine import Database
 from relay.records.store.values import RecordingStatus
 from relay.web import models
 from relay.web.routes import OPERATIONS, RECORDINGS_PREFIX, Op, role_allows
@@ -75,7 +75,7 @@ class Recording:
 class RecordingIndex:
     """The recordings table. Used from the event loop only (one connection, short statements)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Database) -> None:
         self.conn = conn
         migrate(conn)  # the table is migration 4 (relay/records/store/schema.py)
 
@@ -95,10 +95,10 @@ class RecordingIndex:
         with transaction(self.conn):
             cur = self.conn.execute(
                 "INSERT INTO recordings (booking_id, establishment_id, path, media_type, "
-                "started_at, retention_until) VALUES (?, ?, ?, ?, ?, ?)",
+                "started_at, retention_until) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                 (booking_id, establishment_id, path, media_type, started_at, retention_until),
             )
-        return int(cur.lastrowid or 0)
+            return int(cur.fetchone()[0])
 
     def finish(self, rec_id: int, ended_at: float, size: int, sha256: str, status: str) -> None:
         with transaction(self.conn):
@@ -463,7 +463,7 @@ def add_routes(app: web.Application) -> None:
 # --- wiring --------------------------------------------------------------------------------
 
 
-def install(app: web.Application, conn: sqlite3.Connection) -> Any:
+def install(app: web.Application, conn: Database) -> Any:
     """Wire recording into the app (relay/app.py build_app); returns the Recorder.
 
     Adds the call hook, the API routes, crash recovery and the retention sweeper at startup,

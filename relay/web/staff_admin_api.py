@@ -7,9 +7,9 @@ audited. Revoking a contact stays the lifecycle-backed ``staff_revoke_contact``.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
+from relay.records.store.engine import IntegrityError
 from relay.web import visiting_models as vm
 from relay.web.api import ApiError, Ctx, Handlers
 
@@ -54,7 +54,7 @@ async def staff_add_prisoner(ctx: Ctx) -> Any:
         raise ApiError(409, "prisoner_number_taken", f"prisoner number {number} is already used")
     try:
         pid = ctx.store.add_prisoner(staff.establishment_id, number, name, b.video_call_eligible)
-    except sqlite3.IntegrityError:  # the same number added at the same moment
+    except IntegrityError:  # the same number added at the same moment
         raise ApiError(
             409, "prisoner_number_taken", f"prisoner number {number} is already used"
         ) from None

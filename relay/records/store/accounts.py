@@ -9,12 +9,12 @@ callers hash outside the store, in a thread, because argon2 is slow on purpose. 
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 from relay import auth
 from relay.records.store.base import RecordsBase
+from relay.records.store.engine import Row
 from relay.records.store.sessions import ACCOUNT_SESSIONS
 from relay.records.store.values import StoreError, Visitor, age_on
 
@@ -35,7 +35,7 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-def _account(r: sqlite3.Row) -> Account:
+def _account(r: Row) -> Account:
     return Account(r["id"], r["email"], bool(r["email_verified"]), r["visitor_id"], r["language"])
 
 
@@ -57,15 +57,15 @@ class AccountRecords(RecordsBase):
                 return None
             cur = db.execute(
                 "INSERT INTO visitors (name, date_of_birth, identity_verified, secret_hash,"
-                " created_at) VALUES (?, ?, 0, ?, ?)",
+                " created_at) VALUES (?, ?, 0, ?, ?) RETURNING id",
                 (name, date_of_birth, auth.hash_secret(auth.new_secret()), now),
             )
             cur = db.execute(
                 "INSERT INTO accounts (email, password_hash, visitor_id, language, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (email, password_hash, int(cur.lastrowid), language, now),
+                " VALUES (?, ?, ?, ?, ?) RETURNING id",
+                (email, password_hash, int(cur.fetchone()[0]), language, now),
             )
-            return int(cur.lastrowid)
+            return int(cur.fetchone()[0])
 
     def add_verified_account(
         self, email: str, password_hash: str, visitor_id: int, now: float
@@ -75,10 +75,10 @@ class AccountRecords(RecordsBase):
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO accounts (email, password_hash, email_verified, visitor_id,"
-                " language, created_at) VALUES (?, ?, 1, ?, 'en', ?)",
+                " language, created_at) VALUES (?, ?, 1, ?, 'en', ?) RETURNING id",
                 (normalise_email(email), password_hash, visitor_id, now),
             )
-            return int(cur.lastrowid)
+            return int(cur.fetchone()[0])
 
     def account(self, account_id: int) -> Account | None:
         r = self._db.execute(
@@ -181,10 +181,10 @@ class AccountRecords(RecordsBase):
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO visitors (name, date_of_birth, identity_verified, secret_hash,"
-                " created_at) VALUES (?, ?, 0, ?, ?)",
+                " created_at) VALUES (?, ?, 0, ?, ?) RETURNING id",
                 (name, date_of_birth, auth.hash_secret(auth.new_secret()), now),
             )
-            vid = int(cur.lastrowid)
+            vid = int(cur.fetchone()[0])
             db.execute(
                 "INSERT INTO household_members (visitor_id, account_id, relationship, added_at)"
                 " VALUES (?, ?, ?, ?)",

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Sequence
 
 from relay.records.store.base import RecordsBase
+from relay.records.store.engine import Row
 from relay.records.store.values import (
     CALL_TYPES,
     Booking,
@@ -29,7 +29,7 @@ class BookingRecords(RecordsBase):
         ).fetchone()
         return None if r is None else self._booking(r)
 
-    def _booking(self, r: sqlite3.Row) -> Booking:
+    def _booking(self, r: Row) -> Booking:
         vids = tuple(
             int(v[0])
             for v in self._db.execute(
@@ -135,7 +135,7 @@ class BookingRecords(RecordsBase):
             if overlapping >= rooms:
                 return None
         rows = db.execute(
-            "SELECT l.id FROM laptops l WHERE l.establishment_id = ? AND l.active"
+            "SELECT l.id FROM laptops l WHERE l.establishment_id = ? AND l.active = 1"
             " AND NOT EXISTS (SELECT 1 FROM bookings b WHERE b.laptop_id = l.id"
             " AND b.status = 'approved' AND b.id != ? AND b.starts_at < ? AND b.ends_at > ?)"
             " ORDER BY l.id",
@@ -179,7 +179,7 @@ class BookingRecords(RecordsBase):
         self,
         db,
         *,
-        prisoner: sqlite3.Row,
+        prisoner: Row,
         call_type: str,
         starts_at: float,
         ends_at: float,
@@ -286,11 +286,11 @@ class BookingRecords(RecordsBase):
             cur = db.execute(
                 "INSERT INTO bookings (establishment_id, prisoner_id, call_type, starts_at,"
                 " ends_at, status, requested_by, main_visitor_id, created_at)"
-                " VALUES (?, ?, ?, ?, ?, 'requested', ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, 'requested', ?, ?, ?) RETURNING id",
                 (prisoner["establishment_id"], prisoner_id, call_type, starts_at, ends_at,
                  requested_by, main_visitor_id, now),
             )
-            bid = int(cur.lastrowid)
+            bid = int(cur.fetchone()[0])
             db.executemany(
                 "INSERT INTO booking_visitors (booking_id, visitor_id) VALUES (?, ?)",
                 [(bid, v) for v in party],
@@ -323,11 +323,11 @@ class BookingRecords(RecordsBase):
             cur = db.execute(
                 "INSERT INTO bookings (establishment_id, prisoner_id, call_type, starts_at,"
                 " ends_at, status, requested_by, main_visitor_id, laptop_id, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (est[0], prisoner_id, call_type, starts_at, ends_at, status, requested_by,
                  main_visitor_id, laptop_id, now),
             )
-            bid = int(cur.lastrowid)
+            bid = int(cur.fetchone()[0])
             db.executemany(
                 "INSERT INTO booking_visitors (booking_id, visitor_id) VALUES (?, ?)",
                 [(bid, v) for v in party],
@@ -335,7 +335,7 @@ class BookingRecords(RecordsBase):
             self._event(db, bid, now, "system", "created", status)
         return bid
 
-    def _load_for_update(self, db, booking_id: int) -> sqlite3.Row:
+    def _load_for_update(self, db, booking_id: int) -> Row:
         r = db.execute("SELECT * FROM bookings WHERE id = ?", (booking_id,)).fetchone()
         if r is None:
             raise StoreError("booking_not_found", "no such booking")

@@ -66,7 +66,7 @@ def normalise_code(code: str) -> str:
 class LaptopRecords(RecordsBase):
     def laptop(self, laptop_id: int) -> Laptop | None:
         r = self._db.execute(
-            "SELECT * FROM laptops WHERE id = ? AND active", (laptop_id,)
+            "SELECT * FROM laptops WHERE id = ? AND active = 1", (laptop_id,)
         ).fetchone()
         return None if r is None else Laptop(r["id"], r["establishment_id"], r["label"], r["room"])
 
@@ -75,7 +75,7 @@ class LaptopRecords(RecordsBase):
             "SELECT l.*, (SELECT COUNT(*) FROM laptop_keys k WHERE k.laptop_id = l.id"
             " AND k.revoked_at IS NULL) AS n_keys, (SELECT MAX(k.created_at) FROM laptop_keys k"
             " WHERE k.laptop_id = l.id AND k.revoked_at IS NULL) AS enrolled_at"
-            " FROM laptops l WHERE l.establishment_id = ? AND l.active ORDER BY l.id",
+            " FROM laptops l WHERE l.establishment_id = ? AND l.active = 1 ORDER BY l.id",
             (establishment_id,),
         ).fetchall()
         return [
@@ -113,17 +113,18 @@ class LaptopRecords(RecordsBase):
             r = db.execute(
                 "SELECT e.id, e.laptop_id FROM laptop_enrolments e JOIN laptops l"
                 " ON l.id = e.laptop_id WHERE e.code_hash = ? AND e.used_at IS NULL"
-                " AND e.expires_at > ? AND l.active",
+                " AND e.expires_at > ? AND l.active = 1",
                 (digest, now),
             ).fetchone()
             if r is None:
                 raise StoreError("bad_enrolment_code", "unknown, used or expired enrolment code")
             db.execute("UPDATE laptop_enrolments SET used_at = ? WHERE id = ?", (now, r["id"]))
             cur = db.execute(
-                "INSERT INTO laptop_keys (laptop_id, key_hash, created_at) VALUES (?, ?, ?)",
+                "INSERT INTO laptop_keys (laptop_id, key_hash, created_at) VALUES (?, ?, ?)"
+                " RETURNING id",
                 (r["laptop_id"], auth.hash_secret(secret), now),
             )
-            key_id = int(cur.lastrowid)
+            key_id = int(cur.fetchone()[0])
         laptop = self.laptop(r["laptop_id"])
         assert laptop is not None
         return laptop, f"{key_id}.{secret}"

@@ -8,11 +8,11 @@ and however often the feeder re-reads an event after a restart.
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 from relay.records.store.base import RecordsBase
+from relay.records.store.engine import Row
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class OutboxRecords(RecordsBase):
 
     # ---- what the feeder reads ----------------------------------------------------------
 
-    def booking_events_after(self, last_id: int, limit: int) -> list[sqlite3.Row]:
+    def booking_events_after(self, last_id: int, limit: int) -> list[Row]:
         return self._db.execute(
             "SELECT * FROM booking_events WHERE id > ? ORDER BY id LIMIT ?", (last_id, limit)
         ).fetchall()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import sqlite3
 
 from relay import auth
 from relay.records.store.base import RecordsBase
+from relay.records.store.engine import Row
 from relay.records.store.values import (
     EstablishmentPolicy,
     Laptop,
@@ -34,10 +34,10 @@ class PeopleRecords(RecordsBase):
         with self._tx() as db:
             cur = db.execute(
                 f"INSERT INTO establishments (name, allowed_call_minutes, created_at, {cols})"
-                f" VALUES (?, ?, ?, {marks})",
+                f" VALUES (?, ?, ?, {marks}) RETURNING id",
                 (name, ",".join(str(int(m)) for m in allowed), now, *fields.values()),
             )
-            return int(cur.lastrowid)
+            return int(cur.fetchone()[0])
 
     def establishment_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM establishments").fetchone()[0])
@@ -49,7 +49,7 @@ class PeopleRecords(RecordsBase):
     def policy(self, establishment_id: int) -> EstablishmentPolicy:
         r = self._db.execute(
             "SELECT e.*, (SELECT COUNT(*) FROM laptops l WHERE l.establishment_id = e.id"
-            " AND l.active) AS capacity FROM establishments e WHERE e.id = ?",
+            " AND l.active = 1) AS capacity FROM establishments e WHERE e.id = ?",
             (establishment_id,),
         ).fetchone()
         if r is None:
@@ -74,10 +74,10 @@ class PeopleRecords(RecordsBase):
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO laptops (establishment_id, label, room, secret_hash)"
-                " VALUES (?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?) RETURNING id",
                 (establishment_id, label, room, auth.hash_secret(secret)),
             )
-            return int(cur.lastrowid), secret
+            return int(cur.fetchone()[0]), secret
 
     def rotate_laptop_secret(self, laptop_id: int) -> str:
         secret = auth.new_secret()
@@ -94,7 +94,7 @@ class PeopleRecords(RecordsBase):
 
     def check_laptop(self, laptop_id: int, secret: str) -> Laptop | None:
         r = self._db.execute(
-            "SELECT * FROM laptops WHERE id = ? AND active", (laptop_id,)
+            "SELECT * FROM laptops WHERE id = ? AND active = 1", (laptop_id,)
         ).fetchone()
         if not auth.secret_matches(r["secret_hash"] if r else None, secret):
             return None
@@ -102,7 +102,7 @@ class PeopleRecords(RecordsBase):
 
     def laptops(self, establishment_id: int) -> list[Laptop]:
         rows = self._db.execute(
-            "SELECT * FROM laptops WHERE establishment_id = ? AND active ORDER BY id",
+            "SELECT * FROM laptops WHERE establishment_id = ? AND active = 1 ORDER BY id",
             (establishment_id,),
         )
         return [Laptop(r["id"], r["establishment_id"], r["label"], r["room"]) for r in rows]
@@ -113,10 +113,10 @@ class PeopleRecords(RecordsBase):
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO prisoners (establishment_id, number, name, video_call_eligible)"
-                " VALUES (?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?) RETURNING id",
                 (establishment_id, number, name, int(eligible)),
             )
-            return int(cur.lastrowid)
+            return int(cur.fetchone()[0])
 
     def set_prisoner_eligible(self, prisoner_id: int, eligible: bool) -> None:
         with self._tx() as db:
@@ -125,13 +125,13 @@ class PeopleRecords(RecordsBase):
                 (int(eligible), prisoner_id),
             )
 
-    def prisoner(self, prisoner_id: int) -> sqlite3.Row | None:
+    def prisoner(self, prisoner_id: int) -> Row | None:
         return self._db.execute("SELECT * FROM prisoners WHERE id = ?", (prisoner_id,)).fetchone()
 
-    def prisoner_by_number(self, number: str) -> sqlite3.Row | None:
+    def prisoner_by_number(self, number: str) -> Row | None:
         return self._db.execute("SELECT * FROM prisoners WHERE number = ?", (number,)).fetchone()
 
-    def prisoners(self, establishment_id: int) -> list[sqlite3.Row]:
+    def prisoners(self, establishment_id: int) -> list[Row]:
         return self._db.execute(
             "SELECT * FROM prisoners WHERE establishment_id = ? ORDER BY number",
             (establishment_id,),
@@ -155,10 +155,10 @@ class PeopleRecords(RecordsBase):
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO visitors (name, date_of_birth, identity_verified, secret_hash,"
-                " created_at) VALUES (?, ?, ?, ?, ?)",
+                " created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
                 (name, date_of_birth, int(identity_verified), auth.hash_secret(secret), now),
             )
-            return int(cur.lastrowid), secret
+            return int(cur.fetchone()[0]), secret
 
     def set_visitor_verified(self, visitor_id: int, verified: bool) -> None:
         with self._tx() as db:

@@ -7,11 +7,11 @@ SHA-256 is stored (relay/auth.py says why a plain hash is enough). A session end
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 from relay import auth
 from relay.records.store.base import transaction
+from relay.records.store.engine import Database
 from relay.records.store.values import SESSION_IDLE_S, SESSION_MAX_S
 
 
@@ -22,7 +22,7 @@ class SessionTable:
     table: str
     owner: str
 
-    def create(self, db: sqlite3.Connection, owner_id: int, now: float) -> str:
+    def create(self, db: Database, owner_id: int, now: float) -> str:
         token = auth.new_secret()
         with transaction(db):
             db.execute(f"DELETE FROM {self.table} WHERE expires_at <= ?", (now,))
@@ -33,7 +33,7 @@ class SessionTable:
             )
         return token
 
-    def owner_of(self, db: sqlite3.Connection, token: str, now: float) -> int | None:
+    def owner_of(self, db: Database, token: str, now: float) -> int | None:
         """The owner id behind a live session; slides the idle expiry."""
         h = auth.hash_secret(token)
         r = db.execute(
@@ -48,11 +48,11 @@ class SessionTable:
             db.execute(f"UPDATE {self.table} SET expires_at = ? WHERE token_hash = ?", (new_exp, h))
         return int(r[0])
 
-    def delete(self, db: sqlite3.Connection, token: str) -> None:
+    def delete(self, db: Database, token: str) -> None:
         with transaction(db):
             db.execute(f"DELETE FROM {self.table} WHERE token_hash = ?", (auth.hash_secret(token),))
 
-    def delete_all(self, db: sqlite3.Connection, owner_id: int) -> None:
+    def delete_all(self, db: Database, owner_id: int) -> None:
         """Sign out everywhere."""
         with transaction(db):
             db.execute(f"DELETE FROM {self.table} WHERE {self.owner} = ?", (owner_id,))

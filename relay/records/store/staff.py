@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hmac
 import logging
-import sqlite3
 
 from relay import auth
 from relay.records.store.base import RecordsBase
+from relay.records.store.engine import IntegrityError
 from relay.records.store.sessions import STAFF_SESSIONS
 from relay.records.store.values import STAFF_ROLES, Staff, StoreError
 
@@ -23,11 +23,11 @@ class StaffRecords(RecordsBase):
             with self._tx() as db:
                 cur = db.execute(
                     "INSERT INTO staff (establishment_id, username, password_hash, role)"
-                    " VALUES (?, ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?) RETURNING id",
                     (establishment_id, username, pw_hash, role),
                 )
-                return int(cur.lastrowid)
-        except sqlite3.IntegrityError:
+                return int(cur.fetchone()[0])
+        except IntegrityError:
             raise StoreError("username_taken", "that username exists") from None
 
     def set_staff_password(self, staff_id: int, password: str) -> None:
@@ -38,13 +38,13 @@ class StaffRecords(RecordsBase):
 
     def staff_by_username(self, username: str) -> Staff | None:
         r = self._db.execute(
-            "SELECT * FROM staff WHERE username = ? AND active", (username,)
+            "SELECT * FROM staff WHERE username = ? AND active = 1", (username,)
         ).fetchone()
         return None if r is None else Staff(r["id"], r["establishment_id"], r["username"], r["role"])
 
     def staff_password_hash(self, username: str) -> tuple[Staff | None, str | None]:
         r = self._db.execute(
-            "SELECT * FROM staff WHERE username = ? AND active", (username,)
+            "SELECT * FROM staff WHERE username = ? AND active = 1", (username,)
         ).fetchone()
         if r is None:
             return None, None
@@ -63,7 +63,7 @@ class StaffRecords(RecordsBase):
         sid = STAFF_SESSIONS.owner_of(self._db, token, now)
         if sid is None:
             return None
-        r = self._db.execute("SELECT * FROM staff WHERE id = ? AND active", (sid,)).fetchone()
+        r = self._db.execute("SELECT * FROM staff WHERE id = ? AND active = 1", (sid,)).fetchone()
         return None if r is None else Staff(r["id"], r["establishment_id"], r["username"], r["role"])
 
     def delete_session(self, token: str) -> None:
@@ -75,7 +75,7 @@ class StaffRecords(RecordsBase):
         disabled account end it; an expired session, once purged)."""
         rows = self._db.execute(
             "SELECT ss.token_hash FROM staff_sessions ss JOIN staff s ON s.id = ss.staff_id"
-            " WHERE ss.staff_id = ? AND s.active",
+            " WHERE ss.staff_id = ? AND s.active = 1",
             (staff_id,),
         ).fetchall()
         return any(

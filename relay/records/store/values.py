@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from dataclasses import dataclass, fields
 from typing import Literal, get_args
 
 from protocol.vocabulary import CALL_TYPES, CallType  # noqa: F401 (CALL_TYPES re-exported)
+from relay.records.store.engine import Row
 
 BookingStatus = Literal["requested", "approved", "declined", "cancelled", "completed", "failed"]
 BOOKING_STATUSES: tuple[str, ...] = get_args(BookingStatus)
@@ -151,7 +151,7 @@ def age_on(date_of_birth: str, ts: float) -> int:
     return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
 
 
-def _contact(r: sqlite3.Row) -> Contact:
+def _contact(r: Row) -> Contact:
     return Contact(
         id=r["id"],
         prisoner_id=r["prisoner_id"],

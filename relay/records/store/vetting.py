@@ -9,11 +9,11 @@ the existing contact records) or decline with a reason the applicant sees.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from relay.records.store.base import RecordsBase
+from relay.records.store.engine import Row
 from relay.records.store.values import StoreError
 
 PHOTO_KINDS = ("identity", "face")
@@ -67,7 +67,7 @@ class VettingRecords(RecordsBase):
             cur = db.execute(
                 "INSERT INTO vetting_applications (account_id, visitor_id, prisoner_id,"
                 " establishment_id, relationship, date_of_birth, address, status, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 'draft', ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'draft', ?) RETURNING id",
                 (
                     account_id,
                     visitor_id,
@@ -79,14 +79,14 @@ class VettingRecords(RecordsBase):
                     now,
                 ),
             )
-            aid = int(cur.lastrowid)
+            aid = int(cur.fetchone()[0])
             db.executemany(
                 "INSERT INTO vetting_members (application_id, visitor_id) VALUES (?, ?)",
                 [(aid, v) for v in dict.fromkeys(member_ids)],
             )
             return aid
 
-    def _application(self, r: sqlite3.Row) -> Application:
+    def _application(self, r: Row) -> Application:
         members = tuple(
             int(x[0])
             for x in self._db.execute(
@@ -192,7 +192,7 @@ class VettingRecords(RecordsBase):
                 (application_id, kind),
             )
 
-    def _draft(self, db, application_id: int) -> sqlite3.Row:
+    def _draft(self, db, application_id: int) -> Row:
         r = db.execute(
             "SELECT * FROM vetting_applications WHERE id = ?", (application_id,)
         ).fetchone()
