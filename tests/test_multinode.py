@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sqlite3
 import statistics
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from protocol.client import CallClient, ws_url_for
 from protocol.media import EncodedTrack
 from relay.records.audit import verify
 from relay.records.store import Store
+from relay.records.store.engine import open_database
 from tests.redis_server import redis_server
 
 CALLS = 10
@@ -38,7 +38,7 @@ PASSWORD = "correct horse battery staple"
 EXPIRY_S = 5.0  # the default node_expiry_s: what re-placement after kill -9 waits for
 
 
-def _seed(db: Path, now: float) -> tuple[list[tuple[int, str, str]], dict[int, int], float]:
+def _seed(db: Path | str, now: float) -> tuple[list[tuple[int, str, str]], dict[int, int], float]:
     """Ten approved calls open now: (booking id, family token, prison token) each, and each
     booking's visitor approval (contact id)."""
     store = Store.open(db)
@@ -78,8 +78,9 @@ def _seed(db: Path, now: float) -> tuple[list[tuple[int, str, str]], dict[int, i
         store.close()
 
 
-def _env(redis_url: str, name: str) -> dict[str, str]:
+def _env(redis_url: str, name: str, database_url: str) -> dict[str, str]:
     return {
+        "RELAY_DATABASE_URL": database_url,
         "RELAY_REDIS_URL": redis_url,
         "RELAY_NODE_ID": name,
         "RELAY_SECRET_KEY": SECRET,
@@ -172,10 +173,15 @@ async def _live_nodes(redis: Redis) -> dict[str, dict]:
 
 
 @pytest.mark.timeout(300)
-async def test_three_nodes_place_pause_survive_kill_and_drain(tmp_path):
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+async def test_three_nodes_place_pause_survive_kill_and_drain(tmp_path, engine, request):
+    """SQLite: one WAL file the three processes share (one machine only); PostgreSQL: what
+    nodes on several machines use (tests/postgres.py starts a real server)."""
     data = tmp_path / "data"
     data.mkdir(mode=0o700)
-    calls, contacts, ends_at = _seed(data / "relay.sqlite", time.time())
+    database_url = request.getfixturevalue("pg_url") if engine == "postgres" else ""
+    db_target = database_url or data / "relay.sqlite"
+    calls, contacts, ends_at = _seed(db_target, time.time())
     with redis_server(tmp_path / "redis") as redis_url:
         redis = Redis.from_url(redis_url, decode_responses=True)
         nodes: dict[str, RelayProcess] = {}
@@ -183,9 +189,12 @@ async def test_three_nodes_place_pause_survive_kill_and_drain(tmp_path):
         finished: list[Leg] = []
         try:
             # node 1 first (it makes the shared keys), then the other two together
-            nodes["n1"] = await start_relay(data, free_port(), _env(redis_url, "n1"))
+            nodes["n1"] = await start_relay(data, free_port(), _env(redis_url, "n1", database_url))
             started = await asyncio.gather(
-                *[start_relay(data, free_port(), _env(redis_url, n)) for n in ("n2", "n3")]
+                *[
+                    start_relay(data, free_port(), _env(redis_url, n, database_url))
+                    for n in ("n2", "n3")
+                ]
             )
             nodes.update(zip(("n2", "n3"), started, strict=True))
             await _wait_async(
@@ -317,17 +326,17 @@ async def test_three_nodes_place_pause_survive_kill_and_drain(tmp_path):
                 async with http.post(f"{api}/staff/calls/{on_n2[0]}/pause") as r:
                     assert r.status == 200  # now local to node 1
 
-            conn = sqlite3.connect(data / "relay.sqlite")
+            db = open_database(db_target)
             try:
-                assert verify(conn).ok
+                assert verify(db).ok
                 restarted = {
-                    b
-                    for (b,) in conn.execute(
+                    int(row[0])
+                    for row in db.execute(
                         "SELECT DISTINCT booking_id FROM audit WHERE kind = 'relay_restart'"
-                    )
+                    ).fetchall()
                 }
             finally:
-                conn.close()
+                db.close()
             assert set(on_n3) | set(on_n2) <= restarted
         finally:
             for leg in [*finished, *(leg for pair in legs.values() for leg in pair)]:

@@ -81,6 +81,8 @@ class CallPolicy:
         self._clear_timers: dict[str, asyncio.TimerHandle] = {}
         self._awaiting_staff: set[str] = set()
         self.went_live = False
+        self.interrupted = False
+        """The process is going away and its legs were told to reconnect (``interrupt``)."""
         """Both sides were connected at some point: the call happened (allowance used)."""
         self.faces: dict[str, int] = {}
         """Latest confirmed face count per party role, from vision."""
@@ -344,8 +346,9 @@ class CallPolicy:
         token; relay/calls/runtime.py carries the call's state across (or ends it as a technical
         failure if nobody returns).
         """
-        if self.state == "ended":
+        if self.state == "ended" or self.interrupted:
             return
+        self.interrupted = True  # once: a draining node tells its legs before shutdown does
         for timer in [*self._timers, *self._grace.values(), *self._clear_timers.values()]:
             timer.cancel()
         self._audit("relay_shutdown", {"state": self.state})

@@ -123,8 +123,9 @@ class Cluster:
                 log.warning("cluster: orphan sweep failed (%s)", type(exc).__name__)
 
     async def drain(self) -> None:
-        """SIGTERM: no new placements here, and every call placed here is handed back now
-        (its legs, told to reconnect, are placed afresh wherever they rejoin)."""
+        """SIGTERM: no new placements here, and every call placed here is handed back now;
+        its legs are told to reconnect at once (not after the other parts have stopped) and
+        are placed afresh wherever they rejoin."""
         await self.directory.drain()
         self.runtime.handed_over = True
         released = await self.placement.release_all()
@@ -132,6 +133,8 @@ class Cluster:
             await self.bus.broadcast("drain", {"node": self.node_id, "released": released})
         except (RedisError, OSError):
             pass
+        for live in list(self.registry.calls.values()):
+            live.policy.interrupt()  # "restarting": the legs rejoin through any node now
         log.info("cluster: draining, %d placement(s) handed back", released)
 
     async def _heard_drain(self, payload: dict[str, Any]) -> None:
