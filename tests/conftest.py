@@ -62,3 +62,7 @@ def empty_db_target(request, tmp_path):
     if request.param == "sqlite":
         return tmp_path / "relay.sqlite"
     return request.getfixturevalue("pg_empty_url")
+
+
+# ---- a real redis-server for the many-nodes tests (tests/redis_server.py) ------------------
+from tests.redis_server import redis_url  # noqa: E402, F401 (a fixture)

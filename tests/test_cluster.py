@@ -15,13 +15,7 @@ from relay.cluster.bus import Bus, BusError
 from relay.cluster.nodes import NodeDirectory
 from relay.cluster.placement import Placement, PlacementError
 from relay.config import Config
-from tests.redis_server import _free_port, redis_server
-
-
-@pytest.fixture
-def redis_url(tmp_path):
-    with redis_server(tmp_path / "redis") as url:
-        yield url
+from tests.redis_server import free_port
 
 
 class Node:
@@ -29,7 +23,7 @@ class Node:
 
     def __init__(self, url: str, name: str, capacity: int = 10, **settings: object) -> None:
         self.config = Config(
-            redis_url=url, node_id=name, port=_free_port(), node_capacity=capacity, **settings
+            redis_url=url, node_id=name, port=free_port(), node_capacity=capacity, **settings
         )
         self.redis = Redis.from_url(url, decode_responses=True, socket_connect_timeout=1.0)
         self.calls = 0
@@ -128,7 +122,7 @@ async def test_bus_request_waits_for_the_owner_and_says_when_nobody_answers(redi
 
 
 async def test_redis_down_fails_closed_with_a_code():
-    a = Node(f"redis://127.0.0.1:{_free_port()}/0", "a")
+    a = Node(f"redis://127.0.0.1:{free_port()}/0", "a")
     try:
         with pytest.raises(PlacementError) as down:
             await a.placement.place(1)

@@ -19,12 +19,12 @@ from relay import keys
 from relay.app import build_app
 from relay.config import Config
 from tests.browser import chromium
-from tests.redis_server import _free_port, redis_server
+from tests.redis_server import free_port, redis_server
 from tests.support import TokenTable, admission, tone_clip, video_clip
 
 
 def _node(tmp_path, name: str, redis_url: str, tokens: TokenTable) -> TestServer:
-    port = _free_port()
+    port = free_port()
     config = Config(
         data_dir=tmp_path / name,
         recordings_dir=tmp_path / name / "recordings",
@@ -92,7 +92,7 @@ async def test_family_page_follows_moved_to_the_node_that_runs_the_call(tmp_path
 async def test_redis_down_refuses_a_join_with_a_code_not_a_traceback(tmp_path, caplog):
     tokens = TokenTable()
     tokens.add("fam-d", admission(62, "family"))
-    node = _node(tmp_path, "d", f"redis://127.0.0.1:{_free_port()}/0", tokens)
+    node = _node(tmp_path, "d", f"redis://127.0.0.1:{free_port()}/0", tokens)
     await node.start_server()
     client = CallClient(
         f"http://127.0.0.1:{node.port}",
