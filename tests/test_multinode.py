@@ -12,93 +12,25 @@ entry is node 1, the "one address in front"; the placement sends it on (``moved`
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import statistics
 import time
-from pathlib import Path
 
 import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from bench.relay_spawn import RelayProcess, free_port, start_relay
+from bench.multinode import PASSWORD, STAFF, seed_calls, start_nodes, stop_nodes
+from bench.relay_spawn import RelayProcess
 from bench.small_clips import video_clip
-from protocol import tokens
 from protocol.client import CallClient, ws_url_for
 from protocol.media import EncodedTrack
 from relay.records.audit import verify
-from relay.records.store import Store
 from relay.records.store.engine import open_database
 from tests.redis_server import redis_server
 
 CALLS = 10
-SECRET = "multinode-test-secret-0123456789abcdef"
-PASSWORD = "correct horse battery staple"
 EXPIRY_S = 5.0  # the default node_expiry_s: what re-placement after kill -9 waits for
-
-
-def _seed(db: Path | str, now: float) -> tuple[list[tuple[int, str, str]], dict[int, int], float]:
-    """Ten approved calls open now: (booking id, family token, prison token) each, and each
-    booking's visitor approval (contact id)."""
-    store = Store.open(db)
-    try:
-        est = store.create_establishment("HMP Many Nodes", now)
-        staff = store.add_staff(est, "officer_n", PASSWORD, "officer")
-        calls = []
-        contacts = {}
-        ends_at = now + 1800
-        for i in range(CALLS):
-            laptop, _ = store.add_laptop(est, f"laptop {i}")
-            prisoner = store.add_prisoner(est, f"A{1000 + i}BC", f"Prisoner {i}")
-            visitor, _ = store.add_visitor(f"Visitor {i}", "1980-01-01", True, now)
-            contact = store.approve_contact(prisoner, visitor, staff, now)
-            bid = store.add_booking_unchecked(
-                prisoner_id=prisoner,
-                call_type="social",
-                starts_at=now - 60,
-                ends_at=ends_at,
-                main_visitor_id=visitor,
-                visitor_ids=[visitor],
-                laptop_id=laptop,
-                status="approved",
-                now=now,
-            )
-            key = SECRET.encode()
-            family = tokens.issue(
-                key, tokens.JoinClaims(bid, f"visitor:{visitor}", "family", now - 600, ends_at)
-            )
-            prison = tokens.issue(
-                key, tokens.JoinClaims(bid, f"laptop:{laptop}", "prison", now - 600, ends_at)
-            )
-            calls.append((bid, family, prison))
-            contacts[bid] = contact
-        return calls, contacts, ends_at
-    finally:
-        store.close()
-
-
-def _env(redis_url: str, name: str, database_url: str) -> dict[str, str]:
-    return {
-        "RELAY_DATABASE_URL": database_url,
-        "RELAY_REDIS_URL": redis_url,
-        "RELAY_NODE_ID": name,
-        "RELAY_SECRET_KEY": SECRET,
-        "RELAY_SEED_DEMO": "0",
-        "RELAY_VISION_ENABLED": "0",
-        "RELAY_RECORDING_ENABLED": "0",
-        "RELAY_RECONNECT_GRACE_S": "60",
-    }
-
-
-def _stop(node: RelayProcess) -> None:
-    if node.proc.poll() is None:
-        node.proc.send_signal(signal.SIGTERM)
-        try:
-            node.proc.wait(15)
-        except Exception:
-            node.proc.kill()
-            node.proc.wait(10)
 
 
 class Leg:
@@ -166,12 +98,6 @@ async def _wait(predicate, timeout: float, what: str) -> float:
     return time.monotonic() - started
 
 
-async def _live_nodes(redis: Redis) -> dict[str, dict]:
-    now = time.time()
-    entries = {k: json.loads(v) for k, v in (await redis.hgetall("relay:nodes")).items()}
-    return {k: v for k, v in entries.items() if now - v["updated_at"] <= EXPIRY_S}
-
-
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("engine", ["sqlite", "postgres"])
 async def test_three_nodes_place_pause_survive_kill_and_drain(tmp_path, engine, request):
@@ -181,28 +107,16 @@ async def test_three_nodes_place_pause_survive_kill_and_drain(tmp_path, engine, 
     data.mkdir(mode=0o700)
     database_url = request.getfixturevalue("pg_url") if engine == "postgres" else ""
     db_target = database_url or data / "relay.sqlite"
-    calls, contacts, ends_at = _seed(db_target, time.time())
+    seeded, ends_at = seed_calls(db_target, CALLS, time.time())
+    calls = [(c.booking_id, c.family_token, c.prison_token) for c in seeded]
+    contacts = {c.booking_id: c.contact_id for c in seeded}
     with redis_server(tmp_path / "redis") as redis_url:
         redis = Redis.from_url(redis_url, decode_responses=True)
         nodes: dict[str, RelayProcess] = {}
         legs: dict[int, tuple[Leg, Leg]] = {}
         finished: list[Leg] = []
         try:
-            # node 1 first (it makes the shared keys), then the other two together
-            nodes["n1"] = await start_relay(data, free_port(), _env(redis_url, "n1", database_url))
-            started = await asyncio.gather(
-                *[
-                    start_relay(data, free_port(), _env(redis_url, n, database_url))
-                    for n in ("n2", "n3")
-                ]
-            )
-            nodes.update(zip(("n2", "n3"), started, strict=True))
-            await _wait_async(
-                lambda: _live_nodes(redis),
-                lambda live: len(live) == 3,
-                30,
-                "three nodes in the nodes hash",
-            )
+            await start_nodes(data, redis_url, 3, database_url, into=nodes)
             by_url = {ws_url_for(n.url): name for name, n in nodes.items()}
             entry = nodes["n1"].url
             t_start = time.monotonic()
@@ -235,7 +149,7 @@ async def test_three_nodes_place_pause_survive_kill_and_drain(tmp_path, engine, 
             async with aiohttp.ClientSession(cookie_jar=jar) as http:
                 api = nodes["n1"].url + "/api/v1"
                 async with http.post(
-                    api + "/staff/login", json={"username": "officer_n", "password": PASSWORD}
+                    api + "/staff/login", json={"username": STAFF, "password": PASSWORD}
                 ) as r:
                     assert r.status == 200, await r.text()
                 async with http.post(
@@ -341,8 +255,7 @@ async def test_three_nodes_place_pause_survive_kill_and_drain(tmp_path, engine, 
         finally:
             for leg in [*finished, *(leg for pair in legs.values() for leg in pair)]:
                 await leg.client.close()
-            for node in nodes.values():
-                _stop(node)
+            stop_nodes(nodes)
             await redis.aclose()
 
 
@@ -350,11 +263,3 @@ def _p95(values: list[float]) -> float:
     if len(values) < 2:
         return values[0]
     return statistics.quantiles(values, n=20, method="inclusive")[-1]
-
-
-async def _wait_async(read, predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate(await read()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out: {what}")
-        await asyncio.sleep(0.2)
