@@ -81,6 +81,11 @@ async def test_family_page_follows_moved_to_the_node_that_runs_the_call(tmp_path
                     polling=500,
                 )
                 assert await page.text_content("#banner") == "Connected"
+            async with aiohttp.ClientSession() as http:  # node-level gauges only
+                async with http.get(f"http://127.0.0.1:{a.port}/metrics") as r:
+                    text = await r.text()
+            assert "relay_cluster_nodes_live 2.0" in text
+            assert "relay_cluster_redis_up 1.0" in text
         finally:
             await prison.close()
             await redis.aclose()

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
-from prometheus_client import Gauge
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -25,9 +24,6 @@ from relay.config import Config
 from relay.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
-
-NODES_LIVE = Gauge("relay_cluster_nodes_live", "Live relay nodes this node sees in Redis")
-REDIS_UP = Gauge("relay_cluster_redis_up", "1 when this node's last Redis refresh worked")
 
 
 @dataclass(frozen=True)
@@ -89,6 +85,8 @@ class NodeDirectory:
         self.last_ok = 0.0
         """When this node last refreshed its entry (0: never)."""
         self.known: dict[str, NodeInfo] = {}
+        self.on_refresh: Callable[[bool, int], None] = lambda ok, live: None
+        """(Redis reachable, live nodes) after each refresh: the gauges."""
         """The live nodes as of the last refresh (for what cannot wait on Redis: the CSP)."""
         self._task: asyncio.Task[None] | None = None
 
@@ -144,13 +142,12 @@ class NodeDirectory:
             try:
                 await self.publish()
                 self.known = await self.live()
-                NODES_LIVE.set(len(self.known))
-                REDIS_UP.set(1)
+                self.on_refresh(True, len(self.known))
                 if failing:
                     log.warning("cluster: redis reachable again")
                 failing = False
             except (RedisError, OSError) as exc:
-                REDIS_UP.set(0)
+                self.on_refresh(False, 0)
                 if not failing:  # one line per outage, not one per refresh
                     log.warning("cluster: redis unreachable (%s)", type(exc).__name__)
                 failing = True

@@ -14,8 +14,8 @@ node that dies holding it blocks the call for at most ``cluster_lock_s``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-from prometheus_client import Gauge
 from redis.asyncio import Redis
 from redis.exceptions import LockError, RedisError
 
@@ -24,8 +24,6 @@ from relay.cluster.nodes import NodeDirectory, NodeInfo
 from relay.config import Config
 
 log = logging.getLogger(__name__)
-
-PLACED_HERE = Gauge("relay_cluster_calls_placed", "Calls placed on this node (Redis placement)")
 
 # compare-and-delete: never remove a placement another node has taken since
 _RELEASE = """
@@ -56,6 +54,8 @@ class Placement:
         self.config = config
         self.key = config.cluster_prefix + "placement"
         self._release = redis.register_script(_RELEASE)
+        self.on_loads: Callable[[int], None] = lambda placed_here: None
+        """Calls placed on this node, each time the loads are counted: the gauge."""
 
     @property
     def node_id(self) -> str:
@@ -146,7 +146,7 @@ class Placement:
         for value in await self.redis.hvals(self.key):
             node = value.decode() if isinstance(value, bytes) else str(value)
             counts[node] = counts.get(node, 0) + 1
-        PLACED_HERE.set(counts.get(self.node_id, 0))
+        self.on_loads(counts.get(self.node_id, 0))
         return counts
 
     async def placements(self) -> dict[int, str]:

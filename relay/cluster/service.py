@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from relay.calls.policy import CallPolicy
 from relay.calls.registry import CallRegistry
 from relay.calls.runtime import CallRuntime
+from relay.cluster import gauges
 from relay.cluster.bus import Bus
 from relay.cluster.nodes import NodeDirectory, NodeInfo
 from relay.cluster.placement import Placement
@@ -47,11 +48,19 @@ class Cluster:
         self.placement = Placement(self.redis, self.directory, config)
         self.bus = Bus(self.redis, self.directory.node_id, config)
         self.bus.on("drain", self._heard_drain)
+        self.directory.on_refresh = self._gauges
+        self.placement.on_loads = gauges.PLACED_HERE.set
         self._releases: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         registry.hooks.append(self)
         runtime.claim = self.placement.claim  # a restarted or surviving node ends only
         runtime.release = self.placement.release  # the abandoned calls it has claimed
+
+    @staticmethod
+    def _gauges(redis_ok: bool, live_nodes: int) -> None:
+        gauges.REDIS_UP.set(1 if redis_ok else 0)
+        if redis_ok:
+            gauges.NODES_LIVE.set(live_nodes)
 
     @property
     def node_id(self) -> str:

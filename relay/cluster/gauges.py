@@ -1,0 +1,10 @@
+"""The cluster's node-level gauges (no per-call labels; ops adds the node label). Imported
+only when the cluster is built, so a single node's /metrics carries none of them."""
+
+from __future__ import annotations
+
+from prometheus_client import Gauge
+
+NODES_LIVE = Gauge("relay_cluster_nodes_live", "Live relay nodes this node sees in Redis")
+REDIS_UP = Gauge("relay_cluster_redis_up", "1 when this node's last Redis refresh worked")
+PLACED_HERE = Gauge("relay_cluster_calls_placed", "Calls placed on this node (Redis placement)")
