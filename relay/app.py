@@ -52,7 +52,7 @@ from relay.web import (
     visiting_api,
 )
 from relay.web.api import authorize_staff, setup_api
-from relay.web.signalling import Admit, websocket_handler
+from relay.web.signalling import Admit, close_watchers, websocket_handler
 from vision.model import cached_model_path
 from vision.service import DetectorService
 
@@ -286,6 +286,11 @@ def _install_cluster(app: web.Application, registry: CallRegistry, runtime: Call
     cluster.bus.on("lifecycle", functools.partial(lifecycle_from_bus, lifecycle))
     app[keys.READY_CHECKS].append(cluster.directory.healthy)
     app.on_response_prepare.append(cluster.widen_connect_src)
+
+    async def logged_out(payload: dict[str, Any]) -> None:  # watch tokens die with the session
+        close_watchers(app[keys.SESSIONS], str(payload.get("session_ref", "")))
+
+    cluster.bus.on("staff_logout", logged_out)
 
     async def start(app: web.Application) -> None:
         await cluster.start()

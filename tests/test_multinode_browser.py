@@ -7,6 +7,8 @@ traceback (fail closed)."""
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import replace
 
 import aiohttp
 import pytest
@@ -15,7 +17,7 @@ from redis.asyncio import Redis
 
 from protocol.client import CallClient, JoinError, ws_url_for
 from protocol.media import EncodedTrack
-from relay import keys
+from relay import auth, keys
 from relay.app import build_app
 from relay.config import Config
 from tests.browser import chromium
@@ -120,3 +122,53 @@ async def test_redis_down_refuses_a_join_with_a_code_not_a_traceback(tmp_path, c
     finally:
         await client.close()
         await node.close()
+
+
+async def test_a_staff_logout_on_one_node_closes_its_watcher_on_another(tmp_path):
+    """A watch token is only as good as the session that asked for it, on every node."""
+    tokens = TokenTable()
+    with redis_server(tmp_path / "redis") as redis_url:
+        a, b = _node(tmp_path, "a", redis_url, tokens), _node(tmp_path, "b", redis_url, tokens)
+        await a.start_server()
+        await b.start_server()
+        store = a.app[keys.STORE]
+        est = store.create_establishment("HMP Logout", time.time())
+        store.add_staff(est, "officer_l", "correct horse battery staple", "officer")
+        redis = Redis.from_url(redis_url, decode_responses=True)
+        watcher = None
+        jar = aiohttp.CookieJar(unsafe=True)
+        try:
+            async with aiohttp.ClientSession(cookie_jar=jar) as http:
+                api = f"http://127.0.0.1:{a.port}/api/v1"
+                creds = {"username": "officer_l", "password": "correct horse battery staple"}
+                async with http.post(api + "/staff/login", json=creds) as r:
+                    assert r.status == 200, await r.text()
+                cookie = next(c.value for c in jar if c.key == "relay_staff")
+                ref = auth.session_ref(cookie)
+                tokens.add(
+                    "watch-l",
+                    replace(
+                        admission(63, "watcher", participant="staff:1", approved_faces=0),
+                        session_ref=ref,
+                    ),
+                )
+                await redis.hset("relay:placement", "63", "b")
+                watcher = CallClient(
+                    f"http://127.0.0.1:{a.port}",
+                    "watch-l",
+                    watcher=True,
+                    receive="count",
+                    reconnect=False,
+                )
+                await watcher.join()
+                assert watcher.ws_url == ws_url_for(f"http://127.0.0.1:{b.port}")
+                async with http.post(api + "/staff/logout") as r:
+                    assert r.status == 200
+                told = await watcher.wait_for(lambda m: m.get("code") == "session_ended", 10)
+                assert "log in again" in told["message"]
+        finally:
+            if watcher is not None:
+                await watcher.close()
+            await redis.aclose()
+            await a.close()
+            await b.close()

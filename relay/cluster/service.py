@@ -105,6 +105,13 @@ class Cluster:
                 SELF_ONLY, f"{SELF_ONLY} {nodes}"
             )
 
+    async def staff_logged_out(self, session_ref: str) -> None:
+        """A staff session ended here: every node closes the watchers it admitted with it."""
+        try:
+            await self.bus.broadcast("staff_logout", {"session_ref": session_ref})
+        except (RedisError, OSError):
+            log.warning("cluster: could not tell the other nodes of a staff logout")
+
     async def request(self, node_id: str, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
         return await self.bus.request(node_id, kind, payload)
 

@@ -443,6 +443,9 @@ async def staff_logout(ctx: Ctx) -> Any:
         ctx.store.delete_session(cookie)
         # the session's watch tokens stop working, and its open watchers are closed
         close_watchers(ctx.request.config_dict[keys.SESSIONS], auth.session_ref(cookie))
+        cluster = ctx.request.config_dict.get(keys.CLUSTER)
+        if cluster is not None:  # and those watching through other nodes
+            await cluster.staff_logged_out(auth.session_ref(cookie))
     resp = web.json_response({"ok": True})
     resp.del_cookie(STAFF_COOKIE, path="/")
     return resp
