@@ -291,6 +291,7 @@ def _install_cluster(app: web.Application, registry: CallRegistry, runtime: Call
         close_watchers(app[keys.SESSIONS], str(payload.get("session_ref", "")))
 
     cluster.bus.on("staff_logout", logged_out)
+    app[keys.NOTIFIER].duty = lambda: cluster.duties.holds("notifier")  # one sender
 
     async def start(app: web.Application) -> None:
         await cluster.start()

@@ -12,6 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from relay.cluster.bus import Bus, BusError
+from relay.cluster.duties import Duties
 from relay.cluster.nodes import NodeDirectory
 from relay.cluster.placement import Placement, PlacementError
 from relay.config import Config
@@ -130,3 +131,25 @@ async def test_redis_down_fails_closed_with_a_code():
         assert a.directory.healthy() is not None  # never refreshed: not ready
     finally:
         await a.close()
+
+
+async def test_one_node_at_a_time_holds_a_duty_and_hands_it_over(redis_url):
+    a, b = Node(redis_url, "a", node_expiry_s=1.0), Node(redis_url, "b", node_expiry_s=1.0)
+    da = Duties(a.redis, "a", a.config, ("notifier",))
+    db = Duties(b.redis, "b", b.config, ("notifier",))
+    try:
+        await da.refresh()
+        await db.refresh()
+        assert da.holds("notifier") and not db.holds("notifier")
+        await da.refresh()  # renewed by its holder, still not the other's
+        await db.refresh()
+        assert da.holds("notifier") and not db.holds("notifier")
+        await da.release()  # drain: handed over at once
+        await db.refresh()
+        assert db.holds("notifier") and not da.holds("notifier")
+        await asyncio.sleep(1.3)  # b stops renewing (lost): a takes over after the expiry
+        await da.refresh()
+        assert da.holds("notifier")
+    finally:
+        await a.close()
+        await b.close()

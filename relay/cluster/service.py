@@ -21,6 +21,7 @@ from relay.calls.registry import CallRegistry
 from relay.calls.runtime import CallRuntime
 from relay.cluster import gauges
 from relay.cluster.bus import Bus
+from relay.cluster.duties import Duties
 from relay.cluster.nodes import NodeDirectory, NodeInfo
 from relay.cluster.placement import Placement
 from relay.config import Config
@@ -29,6 +30,8 @@ from relay.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 SELF_ONLY = "connect-src 'self'"
+DUTIES = ("notifier",)
+"""Work one node at a time does (relay/cluster/duties.py)."""
 
 
 class Cluster:
@@ -48,7 +51,8 @@ class Cluster:
         self.placement = Placement(self.redis, self.directory, config)
         self.bus = Bus(self.redis, self.directory.node_id, config)
         self.bus.on("drain", self._heard_drain)
-        self.directory.on_refresh = self._gauges
+        self.duties = Duties(self.redis, self.directory.node_id, config, DUTIES)
+        self.directory.on_refresh = self._refreshed
         self.placement.on_loads = gauges.PLACED_HERE.set
         self._releases: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
@@ -56,11 +60,14 @@ class Cluster:
         runtime.claim = self.placement.claim  # a restarted or surviving node ends only
         runtime.release = self.placement.release  # the abandoned calls it has claimed
 
-    @staticmethod
-    def _gauges(redis_ok: bool, live_nodes: int) -> None:
+    def _refreshed(self, redis_ok: bool, live_nodes: int) -> None:
         gauges.REDIS_UP.set(1 if redis_ok else 0)
         if redis_ok:
             gauges.NODES_LIVE.set(live_nodes)
+        if not self.directory.draining:
+            task = asyncio.ensure_future(self.duties.refresh())
+            self._releases.add(task)
+            task.add_done_callback(self._releases.discard)
 
     @property
     def node_id(self) -> str:
@@ -143,6 +150,7 @@ class Cluster:
         its legs are told to reconnect at once (not after the other parts have stopped) and
         are placed afresh wherever they rejoin."""
         await self.directory.drain()
+        await self.duties.release()
         self.runtime.handed_over = True
         released = await self.placement.release_all()
         try:

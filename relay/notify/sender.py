@@ -39,6 +39,9 @@ class Notifier:
         self.clock = clock
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.duty: Callable[[], bool] = lambda: True
+        """Whether this process sends; with many nodes only the holder of the notifier
+        lease does (relay/cluster/duties.py), so no family is emailed twice."""
 
     @property
     def destination(self) -> str:
@@ -59,7 +62,8 @@ class Notifier:
     async def _run(self) -> None:
         while True:
             try:
-                await self.run_once()
+                if self.duty():
+                    await self.run_once()
             except asyncio.CancelledError:
                 raise
             except Exception:
