@@ -135,7 +135,8 @@ class Config:
 
     def __post_init__(self) -> None:
         if self.recordings_dir is None:
-            object.__setattr__(self, "recordings_dir", Path(self.data_dir) / "recordings")
+            root = self.storage_dir if str(self.storage_dir) not in ("", ".") else self.data_dir
+            object.__setattr__(self, "recordings_dir", Path(root) / "recordings")
             object.__setattr__(self, "_derived_recordings_dir", True)
         elif not isinstance(self.recordings_dir, Path):
             object.__setattr__(self, "recordings_dir", Path(self.recordings_dir))
@@ -241,6 +242,20 @@ class Config:
     media_health_tick_s: float = 0.5
     """How often every party stream's packet counter is looked at."""
 
+    # --- many nodes: shared storage and operations (docs/deploy.md) ------------------------
+    storage_dir: Path = Path("")
+    """The folder every node mounts for recordings (``storage_dir/recordings``), e.g. an NFS
+    export; empty: ``data_dir`` (one node: recordings stay in ``data_dir/recordings``)."""
+    node_id: str = ""
+    """This node's name in metrics (``relay_node_info``) and in the recordings it writes:
+    1-32 of ``a-z0-9-``, unique per node; empty: derived from the host name."""
+    recording_heartbeat_s: float = 10.0
+    """How often a node marks the recordings it is writing as alive in the index."""
+    recording_stale_s: float = 60.0
+    """A recording whose writer has not marked it alive for this long is taken to be cut
+    short (its node died) and marked ``interrupted`` by any node: keep it well above
+    ``recording_heartbeat_s`` plus the nodes' clock difference."""
+
     @property
     def vision(self) -> VisionSettings:
         """What vision/ reads, built from the RELAY_* vision fields above."""
@@ -284,7 +299,7 @@ class Config:
 
     def replace(self, **changes: object) -> Config:
         if getattr(self, "_derived_recordings_dir", False):
-            changes.setdefault("recordings_dir", None)  # follows a new data_dir
+            changes.setdefault("recordings_dir", None)  # follows a new data_dir or storage_dir
         return dataclasses.replace(self, **changes)
 
 

@@ -63,3 +63,5 @@ LINK_MONITOR = web.AppKey("link_monitor", "LinkMonitor")
 """Per-leg link quality and the REMB cap (relay/media/bandwidth.py)."""
 NOTIFIER = web.AppKey("notifier", "Notifier")
 """The outbox sender (relay/notify/sender.py): handlers call ``wake()`` after queueing."""
+RECORDING_STORAGE = web.AppKey("recording_storage", "Storage")
+"""Where recordings are written and read (relay/records/storage.py): shared by all nodes."""
