@@ -280,6 +280,7 @@ class CallRecording:
             return
         self.stopping = True
         self.failed = True
+        metrics.RECORDING_ERRORS.labels(stage="packet_path").inc()
         log.error("call %s: recording stopped by an error on the packet path", self.call.id,
                   exc_info=exc, extra={"call_id": self.call.id})
         self.recorder.audit(self.call.id, "recording_failed",
@@ -429,6 +430,7 @@ class CallRecording:
 
     def _fail(self, exc: BaseException) -> None:
         self.failed = True
+        metrics.RECORDING_ERRORS.labels(stage="write").inc()
         log.error("call %s: recording failed: %s", self.call.id, exc, exc_info=exc,
                   extra={"call_id": self.call.id})
         self.recorder.audit(self.call.id, "recording_failed",
@@ -518,6 +520,7 @@ class Recorder:
         if call.id in self.active:
             self.active[call.id].stop()
         self.active[call.id] = CallRecording(self, call, policy)
+        metrics.RECORDINGS_ACTIVE.set(len(self.active))
 
     def video_mime(self, call: Call) -> str | None:
         return self._video_mime(call) if self._video_mime is not None else None
@@ -533,6 +536,7 @@ class Recorder:
     def forget(self, recording: CallRecording) -> None:
         if self.active.get(recording.call.id) is recording:
             del self.active[recording.call.id]
+            metrics.RECORDINGS_ACTIVE.set(len(self.active))
 
     def recording_now(self) -> set[str]:
         """Storage keys being written here: the sweeper and recovery leave them alone."""

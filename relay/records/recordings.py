@@ -40,7 +40,7 @@ from typing import Any, get_args
 
 from aiohttp import web
 
-from relay import keys
+from relay import keys, metrics
 from relay.config import Config
 from relay.records.sealed import RecordingError, SealedReader, sha256_stream
 from relay.records.storage import FolderStorage, Storage
@@ -234,6 +234,7 @@ def recover_unfinished(
         if audit is not None:
             audit(rec.booking_id, "recording_interrupted",
                   {"recording_id": rec.id, "size": size, "sha256": digest, "node": rec.node})
+        metrics.RECORDINGS_INTERRUPTED.inc()
         log.warning("recording %s was cut short (its node %s stopped while recording)",
                     rec.id, rec.node or "?")
         recovered.append(rec.id)
