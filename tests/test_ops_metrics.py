@@ -28,9 +28,12 @@ BOUNDED = {
     "stage": {"write", "packet_path"},
     "le": re.compile(r"[0-9.e+-]+|\+Inf"),
     # process and platform collectors (prometheus_client)
-    "implementation": re.compile(r"[A-Za-z]+"), "major": re.compile(r"\d+"),
-    "minor": re.compile(r"\d+"), "patchlevel": re.compile(r"\d+"),
-    "version": re.compile(r"[0-9A-Za-z.+-]{1,40}"), "generation": re.compile(r"\d"),
+    "implementation": re.compile(r"[A-Za-z]+"),
+    "major": re.compile(r"\d+"),
+    "minor": re.compile(r"\d+"),
+    "patchlevel": re.compile(r"\d+"),
+    "version": re.compile(r"[0-9A-Za-z.+-]{1,40}"),
+    "generation": re.compile(r"\d"),
 }
 
 
@@ -63,10 +66,15 @@ async def test_metrics_name_the_node_and_keep_every_label_bounded(product):
         await fam.close()
         await pri.close()
 
-    info = [s for f in text_string_to_metric_families(text) if f.name == "relay_node_info"
-            for s in f.samples]
+    info = [
+        s
+        for f in text_string_to_metric_families(text)
+        if f.name == "relay_node_info"
+        for s in f.samples
+    ]
     assert [(s.labels, s.value) for s in info] == [
-        ({"node": node.node_id(config), "version": node.version()}, 1.0)]
+        ({"node": node.node_id(config), "version": node.version()}, 1.0)
+    ]
 
     values = label_values(text)
     establishments = {str(product.world.est_a), str(product.world.est_b)}

@@ -30,10 +30,25 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-@pytest.mark.parametrize("key", [
-    "", "/etc/passwd", "../x", "a/../../x", "a//b", "a/./b", ".hidden", "a/b/c/d/e",
-    "a\\b", "a b", "x\x00y", "..", "a/..", "ok/" + "x" * 200,
-])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "",
+        "/etc/passwd",
+        "../x",
+        "a/../../x",
+        "a//b",
+        "a/./b",
+        ".hidden",
+        "a/b/c/d/e",
+        "a\\b",
+        "a b",
+        "x\x00y",
+        "..",
+        "a/..",
+        "ok/" + "x" * 200,
+    ],
+)
 def test_keys_from_outside_are_refused(tmp_path, key):
     storage = FolderStorage(tmp_path)
     with pytest.raises(BadKey):
@@ -83,15 +98,17 @@ def test_storage_dir_moves_the_recordings_and_data_dir_stays_the_default(tmp_pat
     assert Config(data_dir=tmp_path).recordings_dir == tmp_path / "recordings"
     env = {"RELAY_DATA_DIR": str(tmp_path / "d"), "RELAY_STORAGE_DIR": str(tmp_path / "nfs")}
     assert Config.from_env(env).recordings_dir == tmp_path / "nfs" / "recordings"
-    assert Config(storage_dir=tmp_path / "s").replace(data_dir=tmp_path / "x").recordings_dir \
+    assert (
+        Config(storage_dir=tmp_path / "s").replace(data_dir=tmp_path / "x").recordings_dir
         == tmp_path / "s" / "recordings"
+    )
 
 
 def _sealed(storage: FolderStorage, key: str, final: bool) -> int:
     writer = SealedWriter(storage.create(key), KEY, fsync=True)
     plain = small_webm()
     writer.seal(plain[: len(plain) // 2])
-    writer.seal(plain[len(plain) // 2:], final=final)
+    writer.seal(plain[len(plain) // 2 :], final=final)
     writer.close()
     return writer.size
 
@@ -101,31 +118,46 @@ def test_each_node_recovers_its_own_and_the_dead_ones_only(tmp_path):
     index = RecordingIndex(sqlite3.connect(":memory:"))
     now = time.time()
     ids = {}
-    for name, who, beat in [("mine", "node-a", now), ("busy", "node-a", now),
-                            ("alive", "node-b", now - 5), ("dead", "node-c", now - 120),
-                            ("legacy", None, now - 1)]:
+    for name, who, beat in [
+        ("mine", "node-a", now),
+        ("busy", "node-a", now),
+        ("alive", "node-b", now - 5),
+        ("dead", "node-c", now - 120),
+        ("legacy", None, now - 1),
+    ]:
         size = _sealed(storage, f"1/{name}.webm.enc", final=False)
         ids[name] = index.add(7, 1, f"1/{name}.webm.enc", "video/webm", now - 200, now + 1e6, who)
-        index.conn.execute("UPDATE recordings SET heartbeat_at = ? WHERE id = ?",
-                           (beat, ids[name]))
+        index.conn.execute("UPDATE recordings SET heartbeat_at = ? WHERE id = ?", (beat, ids[name]))
         assert size > 0
-    done = recover_unfinished(index, storage, busy={"1/busy.webm.enc"}, node="node-a",
-                              stale_before=now - 60)
+    done = recover_unfinished(
+        index, storage, busy={"1/busy.webm.enc"}, node="node-a", stale_before=now - 60
+    )
     assert sorted(done) == sorted([ids["mine"], ids["dead"], ids["legacy"]])
     status = {n: index.get(i).status for n, i in ids.items()}
-    assert status == {"mine": "interrupted", "busy": "recording", "alive": "recording",
-                      "dead": "interrupted", "legacy": "interrupted"}
+    assert status == {
+        "mine": "interrupted",
+        "busy": "recording",
+        "alive": "recording",
+        "dead": "interrupted",
+        "legacy": "interrupted",
+    }
     dead = index.get(ids["dead"])
     assert dead.size == storage.size("1/dead.webm.enc") and len(dead.sha256) == 64
     assert [r.segment for r in index.list(booking_id=7)] == [1, 2, 3, 4, 5]
 
 
-async def test_a_recording_left_by_the_previous_version_is_recovered_and_served(tmp_path,
-                                                                                monkeypatch):
+async def test_a_recording_left_by_the_previous_version_is_recovered_and_served(
+    tmp_path, monkeypatch
+):
     """A database and recordings folder from before nodes (schema 8, the same file layout):
     the new relay opens both, marks the unfinished recording interrupted and serves it."""
-    config = Config(data_dir=tmp_path, seed_demo=False, vision_enabled=False,
-                    recording_key=KEY_HEX, node_id="node-a")
+    config = Config(
+        data_dir=tmp_path,
+        seed_demo=False,
+        vision_enabled=False,
+        recording_key=KEY_HEX,
+        node_id="node-a",
+    )
     monkeypatch.setattr(store_schema, "MIGRATIONS", store_schema.MIGRATIONS[:8])
     old = Store.open(config.db_path)
     name = "1/booking-5-20260101T000000Z-0a1b2c3d.webm.enc"
@@ -133,7 +165,9 @@ async def test_a_recording_left_by_the_previous_version_is_recovered_and_served(
     _sealed(storage, name, final=False)
     old.connection.execute(
         "INSERT INTO recordings (booking_id, establishment_id, path, started_at,"
-        " retention_until, status) VALUES (5, 1, ?, 1.0, 9e9, 'recording')", (name,))
+        " retention_until, status) VALUES (5, 1, ?, 1.0, 9e9, 'recording')",
+        (name,),
+    )
     old.connection.commit()
     old.close()
     monkeypatch.undo()
@@ -171,5 +205,6 @@ def test_node_ids_are_short_and_tame():
 
 def test_a_bad_node_id_stops_the_relay_at_start(tmp_path):
     with pytest.raises(ValueError, match="RELAY_NODE_ID"):
-        build_app(Config(data_dir=tmp_path, seed_demo=False, vision_enabled=False,
-                         node_id="Node One"))
+        build_app(
+            Config(data_dir=tmp_path, seed_demo=False, vision_enabled=False, node_id="Node One")
+        )

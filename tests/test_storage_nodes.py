@@ -30,8 +30,9 @@ BOOKING = 7
 
 async def staff_login(base: str) -> aiohttp.ClientSession:
     s = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-    async with s.post(f"{base}/api/v1/staff/login",
-                      json={"username": "officer_a", "password": PASSWORD}) as r:
+    async with s.post(
+        f"{base}/api/v1/staff/login", json={"username": "officer_a", "password": PASSWORD}
+    ) as r:
         assert r.status == 200, await r.text()
     return s
 
@@ -60,8 +61,12 @@ async def test_another_node_serves_the_recording_of_a_killed_node(tmp_path):
     shared = tmp_path / "shared"
     tokens = _Tokens()
     fam, pri = clients("http://127.0.0.1:1", tokens, BOOKING, reconnect=False)
-    common = {"storage_dir": str(shared), "recordings_dir": str(shared / "recordings"),
-              "recording_heartbeat_s": 0.5, "recording_stale_s": 3.0}
+    common = {
+        "storage_dir": str(shared),
+        "recordings_dir": str(shared / "recordings"),
+        "recording_heartbeat_s": 0.5,
+        "recording_stale_s": 3.0,
+    }
     base_a, node_a = start_relay(tmp_path, tokens, node_id="node-a", **common)
     node_b = None
     staff = None
@@ -110,7 +115,8 @@ async def test_another_node_serves_the_recording_of_a_killed_node(tmp_path):
         streams, packets = demux(served)
         assert [s["codec"] for s in streams] == ["vp8", "opus", "vp8", "opus"]
         span = max(seconds(p[-1]) for p in packets.values()) - min(
-            seconds(p[0]) for p in packets.values())
+            seconds(p[0]) for p in packets.values()
+        )
         lived = t_kill - t0
         # lost at worst: the 1 s chunk being filled, the reorder hold and scheduling
         assert lived - 3.0 < span < lived + 1.5, (span, lived)
@@ -129,7 +135,9 @@ async def test_another_node_serves_the_recording_of_a_killed_node(tmp_path):
                 assert r.status == 200
                 listed = (await r.json())["recordings"]
             assert [(x["segment"], x["status"]) for x in listed] == [
-                (1, "interrupted"), (2, "recording")]
+                (1, "interrupted"),
+                (2, "recording"),
+            ]
         finally:
             await staff.close()
             staff = None
@@ -141,7 +149,8 @@ async def test_another_node_serves_the_recording_of_a_killed_node(tmp_path):
         assert first.status == "interrupted"
         assert (second.segment, second.node, second.status) == (2, "node-b", "complete")
         _plain2, result2 = decrypt_bytes(
-            FolderStorage(shared / "recordings").open(second.path).read(), bytes.fromhex(KEY_HEX))
+            FolderStorage(shared / "recordings").open(second.path).read(), bytes.fromhex(KEY_HEX)
+        )
         assert result2.complete and result2.chunks >= 2
     finally:
         if staff is not None:

@@ -38,9 +38,7 @@ class BadKey(ValueError):
 
 def check_key(key: str) -> str:
     parts = key.split("/")
-    if not key or len(parts) > MAX_DEPTH or any(
-        not _PART.fullmatch(p) or ".." in p for p in parts
-    ):
+    if not key or len(parts) > MAX_DEPTH or any(not _PART.fullmatch(p) or ".." in p for p in parts):
         raise BadKey(f"not a storage key: {key[:80]!r}")
     return key
 
@@ -82,7 +80,7 @@ class FileAppender:
     def write(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
-            view = view[os.write(self._fd, view):]
+            view = view[os.write(self._fd, view) :]
 
     def sync(self) -> None:
         os.fsync(self._fd)
