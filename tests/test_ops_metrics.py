@@ -20,7 +20,7 @@ from tests.test_operations import scrape
 BOUNDED = {
     # label: the values it may take (a regex for enum-like words, or a fixed set)
     "kind": {"audio", "video"},
-    "direction": re.compile(r"(family|prison)_to_(family|prison|staff|watcher)|up|down"),
+    "direction": re.compile(r"(family|prison)_to_(family|prison)|to_watcher|up|down"),
     "role": {"family", "prison", "staff"},
     "state": {"waiting", "live", "paused", "ended", "reconnecting"},
     "reason": re.compile(r"[a-z_]{1,40}"),
@@ -90,5 +90,13 @@ async def test_metrics_name_the_node_and_keep_every_label_bounded(product):
     assert fam_token not in text and fam_token.split(".")[-1] not in text
     for leaked in ("Mum", "Alan Prisoner", "A1234BC", "officer_a", "127.0.0.1"):
         assert leaked not in text, leaked
+    # the social call is being recorded by this node
+    active = [
+        s.value
+        for f in text_string_to_metric_families(text)
+        if f.name == "relay_recordings_active"
+        for s in f.samples
+    ]
+    assert active == [1.0]
     assert values["direction"] >= {"family_to_prison", "prison_to_family"}
     assert "paused" in values["state"]
