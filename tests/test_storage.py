@@ -208,3 +208,29 @@ def test_a_bad_node_id_stops_the_relay_at_start(tmp_path):
         build_app(
             Config(data_dir=tmp_path, seed_demo=False, vision_enabled=False, node_id="Node One")
         )
+
+
+def test_two_nodes_recover_and_sweep_a_recording_once(tmp_path):
+    from relay.records.retention import RetentionSweeper
+
+    storage = FolderStorage(tmp_path / "recordings")
+    conn = sqlite3.connect(tmp_path / "shared.sqlite")
+    index_a, index_b = (
+        RecordingIndex(conn),
+        RecordingIndex(sqlite3.connect(tmp_path / "shared.sqlite")),
+    )
+    _sealed(storage, "1/gone.webm.enc", final=False)
+    rec = index_a.add(9, 1, "1/gone.webm.enc", "video/webm", 1.0, 2.0, "node-c")
+    trail = []
+
+    def audit(booking, kind, detail):
+        trail.append((kind, detail["recording_id"]))
+
+    assert recover_unfinished(index_a, storage, set(), audit, "node-a", time.time() - 60) == [rec]
+    assert recover_unfinished(index_b, storage, set(), audit, "node-b", time.time() - 60) == []
+    config = Config(data_dir=tmp_path)
+    sweep_a = RetentionSweeper(index_a, config, audit, storage=storage)
+    sweep_b = RetentionSweeper(index_b, config, audit, storage=storage)
+    assert sweep_a.sweep() == [rec] and sweep_b.sweep() == []
+    assert trail == [("recording_interrupted", rec), ("recording_deleted", rec)]
+    assert storage.list() == [] and index_b.get(rec).status == "deleted"

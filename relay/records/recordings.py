@@ -137,6 +137,16 @@ class RecordingIndex:
                 (ended_at, size, sha256, status, rec_id),
             )
 
+    def interrupt(self, rec_id: int, ended_at: float, size: int, sha256: str) -> bool:
+        """Mark a row cut short, unless someone (another node, its writer) finished it first."""
+        with transaction(self.conn):
+            cur = self.conn.execute(
+                "UPDATE recordings SET ended_at = ?, size = ?, sha256 = ?, status = 'interrupted'"
+                " WHERE id = ? AND status = 'recording'",
+                (ended_at, size, sha256, rec_id),
+            )
+        return cur.rowcount == 1
+
     def get(self, rec_id: int) -> Recording | None:
         rows = self._rows("WHERE id = ?", (rec_id,))
         return rows[0] if rows else None
@@ -176,11 +186,14 @@ class RecordingIndex:
             (now,),
         )
 
-    def mark_deleted(self, rec_id: int, at: float) -> None:
+    def mark_deleted(self, rec_id: int, at: float) -> bool:
+        """False when the row was already deleted (another node's sweep got there first)."""
         with transaction(self.conn):
-            self.conn.execute(
-                "UPDATE recordings SET status = 'deleted', deleted_at = ? WHERE id = ?", (at, rec_id)
+            cur = self.conn.execute(
+                "UPDATE recordings SET status = 'deleted', deleted_at = ?"
+                " WHERE id = ? AND status != 'deleted'", (at, rec_id)
             )
+        return cur.rowcount == 1
 
     def unfinished(self, node: str | None = None, stale_before: float | None = None
                    ) -> list[Recording]:
@@ -230,7 +243,8 @@ def recover_unfinished(
             ended: float = storage.modified(rec.path)
         except FileNotFoundError:
             size, digest, ended = 0, None, time.time()
-        index.finish(rec.id, ended_at=ended, size=size, sha256=digest or "", status="interrupted")
+        if not index.interrupt(rec.id, ended_at=ended, size=size, sha256=digest or ""):
+            continue  # another node recovered it (or its writer finished it) meanwhile
         if audit is not None:
             audit(rec.booking_id, "recording_interrupted",
                   {"recording_id": rec.id, "size": size, "sha256": digest, "node": rec.node})

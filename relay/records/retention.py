@@ -70,7 +70,8 @@ class RetentionSweeper:
             except (OSError, ValueError) as exc:
                 log.error("retention: could not delete recording %s: %s", rec.id, exc)
                 continue
-            self.index.mark_deleted(rec.id, now)
+            if not self.index.mark_deleted(rec.id, now):
+                continue  # another node's sweep deleted it a moment ago
             deleted.append(rec.id)
             log.info("retention: deleted recording %s (booking %s)", rec.id, rec.booking_id)
             if self.audit is not None:
