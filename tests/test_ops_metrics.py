@@ -14,15 +14,16 @@ import re
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from protocol.vocabulary import CALL_STATES, PARTY_ROLES
 from relay import keys, node
 from tests.test_operations import scrape
 
 BOUNDED = {
     # label: the values it may take (a regex for enum-like words, or a fixed set)
-    "kind": {"audio", "video"},
+    "kind": re.compile(r"[a-z_]{1,40}"),  # audio, video; vision event kinds
     "direction": re.compile(r"(family|prison)_to_(family|prison)|to_watcher|up|down"),
-    "role": {"family", "prison", "staff"},
-    "state": {"waiting", "live", "paused", "ended", "reconnecting"},
+    "role": {*PARTY_ROLES, "staff", "watcher"},
+    "state": set(CALL_STATES),
     "reason": re.compile(r"[a-z_]{1,40}"),
     "code": re.compile(r"[a-z_]{1,40}"),
     "stage": {"write", "packet_path"},
