@@ -248,7 +248,7 @@ class Config:
     export; empty: ``data_dir`` (one node: recordings stay in ``data_dir/recordings``)."""
     node_id: str = ""
     """This node's name in metrics (``relay_node_info``) and in the recordings it writes:
-    1-32 of ``a-z0-9-``, unique per node; empty: derived from the host name."""
+    1-32 of ``a-z0-9-``, unique per node; empty: ``<host name>-<port>`` (relay/node.py)."""
     recording_heartbeat_s: float = 10.0
     """How often a node marks the recordings it is writing as alive in the index."""
     recording_stale_s: float = 60.0

@@ -3,7 +3,9 @@
 The name is a label value on ``relay_node_info`` and a column of the recordings a node writes,
 so it must stay short and tame: 1-32 characters of ``a-z0-9-``, not starting or ending with
 ``-``. ``RELAY_NODE_ID`` sets it (a bad one stops the relay at start); empty, it comes from
-the host name (its first label, lower-cased, other characters turned into ``-``).
+the host name (its first label, lower-cased, other characters turned into ``-``) and the port,
+so that two nodes on one machine never share a name: a node recovers the recordings left
+``recording`` under its own name at start, and must not take another live node's for its own.
 """
 
 from __future__ import annotations
@@ -30,13 +32,16 @@ def node_id(config: Config) -> str:
                 "and '-', not starting or ending with '-'"
             )
         return config.node_id
-    return from_hostname(socket.gethostname())
+    return from_hostname(socket.gethostname(), config.port)
 
 
-def from_hostname(hostname: str) -> str:
+def from_hostname(hostname: str, port: int) -> str:
+    """``<host>-<port>``, the host part cut to fit 32 characters."""
     first = hostname.split(".", 1)[0].lower()
-    name = re.sub(r"[^a-z0-9-]+", "-", first)[:32].strip("-")
-    return name if NODE_ID.fullmatch(name) else "node"
+    host = re.sub(r"[^a-z0-9-]+", "-", first).strip("-")
+    suffix = f"-{port}"
+    host = host[: 32 - len(suffix)].strip("-") or "node"
+    return host + suffix
 
 
 @cache

@@ -196,10 +196,12 @@ def test_node_ids_are_short_and_tame():
     for bad in ("Relay-2", "-a", "a-", "a_b", "x" * 33, "a.b", 'a"b'):
         with pytest.raises(ValueError, match="RELAY_NODE_ID"):
             node.node_id(Config(node_id=bad))
-    assert node.from_hostname("Relay_1.prison.example") == "relay-1"
-    assert node.from_hostname("___") == "node"
+    assert node.from_hostname("Relay_1.prison.example", 8080) == "relay-1-8080"
+    assert node.from_hostname("___", 8080) == "node-8080"
+    assert node.from_hostname("a" * 60, 65535) == "a" * 26 + "-65535"
     assert node.NODE_ID.fullmatch(node.node_id(Config()))
-    assert node.from_hostname(os.uname().nodename) == node.node_id(Config())
+    assert node.from_hostname(os.uname().nodename, 8081) == node.node_id(Config(port=8081))
+    assert node.node_id(Config(port=8081)) != node.node_id(Config(port=8082))
     assert node.version() not in ("", "unknown")
 
 
