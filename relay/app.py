@@ -21,7 +21,7 @@ from aiohttp import web
 
 from protocol import aiortc_glue
 from protocol import messages as m
-from relay import auth, keys, logs, metrics, private, turn
+from relay import auth, keys, logs, metrics, node, private, turn
 from relay.calls.call import AdmissionLike
 from relay.calls.lifecycle import CallLifecycle
 from relay.calls.media_health import MediaHealth
@@ -65,6 +65,7 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
               clock: Callable[[], float] = time.time) -> web.Application:
     """The whole relay: store, audit, calls, recording, vision, API, signalling and pages."""
     aiortc_glue.check_aiortc_version()
+    metrics.set_node_info(node.node_id(config), node.version())  # a bad RELAY_NODE_ID stops here
     aiortc_glue.bind_media_addresses(config.media_addresses)
     aiortc_glue.on_nack = metrics.count_nack
     logs.quiet_aiohttp()  # a request aiohttp cannot parse: one line, not a traceback

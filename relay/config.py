@@ -144,7 +144,8 @@ class Config:
 
     def __post_init__(self) -> None:
         if self.recordings_dir is None:
-            object.__setattr__(self, "recordings_dir", Path(self.data_dir) / "recordings")
+            root = self.storage_dir if str(self.storage_dir) not in ("", ".") else self.data_dir
+            object.__setattr__(self, "recordings_dir", Path(root) / "recordings")
             object.__setattr__(self, "_derived_recordings_dir", True)
         elif not isinstance(self.recordings_dir, Path):
             object.__setattr__(self, "recordings_dir", Path(self.recordings_dir))
@@ -255,8 +256,6 @@ class Config:
     """Redis for nodes, placement and the bus (``redis://127.0.0.1:6379/0``); empty (the
     default): one node, nothing of relay/cluster/ runs. Each node's own signalling URL is
     ``public_url`` (``base_url``): a leg whose call another node owns is sent there."""
-    node_id: str = ""
-    """This node's name in the cluster; empty: ``<hostname>:<port>``."""
     node_capacity: int = 50
     """Calls placed on this node at most; a full node gets no new placements."""
     node_refresh_s: float = 2.0
@@ -269,6 +268,19 @@ class Config:
     """Life of a placement lock (SET NX PX): a node that dies holding it blocks nobody long."""
     cluster_reply_s: float = 5.0
     """How long a node waits for the owner's acknowledgement of a staff action (then 504)."""
+    # --- many nodes: shared storage and operations (docs/deploy.md) ------------------------
+    storage_dir: Path = Path("")
+    """The folder every node mounts for recordings (``storage_dir/recordings``), e.g. an NFS
+    export; empty: ``data_dir`` (one node: recordings stay in ``data_dir/recordings``)."""
+    node_id: str = ""
+    """This node's name in metrics (``relay_node_info``) and in the recordings it writes:
+    1-32 of ``a-z0-9-``, unique per node; empty: ``<host name>-<port>`` (relay/node.py)."""
+    recording_heartbeat_s: float = 10.0
+    """How often a node marks the recordings it is writing as alive in the index."""
+    recording_stale_s: float = 60.0
+    """A recording whose writer has not marked it alive for this long is taken to be cut
+    short (its node died) and marked ``interrupted`` by any node: keep it well above
+    ``recording_heartbeat_s`` plus the nodes' clock difference."""
 
     @property
     def vision(self) -> VisionSettings:
@@ -318,7 +330,7 @@ class Config:
 
     def replace(self, **changes: object) -> Config:
         if getattr(self, "_derived_recordings_dir", False):
-            changes.setdefault("recordings_dir", None)  # follows a new data_dir
+            changes.setdefault("recordings_dir", None)  # follows a new data_dir or storage_dir
         return dataclasses.replace(self, **changes)
 
 

@@ -65,3 +65,5 @@ NOTIFIER = web.AppKey("notifier", "Notifier")
 """The outbox sender (relay/notify/sender.py): handlers call ``wake()`` after queueing."""
 CLUSTER = web.AppKey("cluster", "Cluster")
 """Many nodes (relay/cluster/): set only when ``redis_url`` is; absent on a single node."""
+RECORDING_STORAGE = web.AppKey("recording_storage", "Storage")
+"""Where recordings are written and read (relay/records/storage.py): shared by all nodes."""

@@ -167,3 +167,43 @@ LINK_BANDWIDTH = Histogram(
 )
 LINK_POOR = Counter("relay_link_poor_total", "Participants told their link is poor", ["role"])
 REMB_SENT = Counter("relay_remb_sent_total", "REMB caps sent upstream to sending legs")
+
+
+# --- many nodes (docs/deploy.md) ---------------------------------------------------------------
+NODE_INFO = Gauge(
+    "relay_node_info",
+    "1 for this node: its id (RELAY_NODE_ID) and version; join other series on instance",
+    ["node", "version"],
+)
+RECORDING_ERRORS = Counter(
+    "relay_recording_errors_total",
+    "Recordings that failed (write errors, a bug on the packet path), by where",
+    ["stage"],
+)
+RECORDINGS_INTERRUPTED = Counter(
+    "relay_recordings_interrupted_total",
+    "Recordings found cut short (their node died) and marked interrupted by this node",
+)
+RECORDINGS_ACTIVE = Gauge("relay_recordings_active", "Recordings this node is writing now")
+
+
+def set_node_info(node_id: str, version: str) -> None:
+    """One series: this process's node (a test process may build several apps in turn)."""
+    NODE_INFO.clear()
+    NODE_INFO.labels(node=node_id, version=version).set(1)
+
+
+ICE_FAILURES = Counter(
+    "relay_ice_failures_total",
+    "Legs whose peer connection failed (ICE or DTLS: no path through a firewall, or TURN)",
+    ["role"],
+)
+
+
+def watch_connection(pc: object, role: str) -> None:
+    """Count ``pc`` (a leg's RTCPeerConnection) in relay_ice_failures_total if it fails."""
+
+    @pc.on("connectionstatechange")  # type: ignore[attr-defined, untyped-decorator]
+    def _changed() -> None:
+        if pc.connectionState == "failed":  # type: ignore[attr-defined]
+            ICE_FAILURES.labels(role=role).inc()

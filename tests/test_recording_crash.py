@@ -25,6 +25,7 @@ import pytest
 from relay.config import Config
 from relay.records.recordings import RecordingIndex, recording_path, recover_unfinished
 from relay.records.sealed import TruncatedRecording, decrypt_bytes
+from relay.records.storage import FolderStorage
 from tests.test_recording import KEY_HEX, clients, demux, seconds
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,7 +151,7 @@ async def test_kill_9_mid_call_leaves_a_playable_recording(tmp_path):
         assert len(frames) == len(video)
 
     # the next start marks the row interrupted, with the file's size and hash
-    assert recover_unfinished(index, cfg, busy=set()) == [row.id]
+    assert recover_unfinished(index, FolderStorage(cfg.recordings_dir), busy=set()) == [row.id]
     row = index.get(row.id)
     assert row.status == "interrupted" and row.size == len(raw) and row.sha256
     conn.close()

@@ -114,6 +114,7 @@ class CallRegistry:
             )
         self._joining.add(key)
         pc = new_peer_connection()
+        metrics.watch_connection(pc, role)
         try:
             leg = Leg(
                 role=role,

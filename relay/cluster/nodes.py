@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -21,6 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from relay.config import Config
+from relay.node import node_id
 from relay.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,8 @@ class NodeInfo:
 
 
 def node_id_for(config: Config) -> str:
-    return config.node_id or f"{socket.gethostname()}:{config.port}"
+    """One name per node for the cluster, the metrics and the recordings (relay/node.py)."""
+    return node_id(config)
 
 
 class NodeDirectory:

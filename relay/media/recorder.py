@@ -21,8 +21,11 @@ the file is "live" WebM (a Segment of unknown size followed by self-contained Cl
 form browsers' MediaRecorder writes and ffprobe, VLC and PyAV read. Every ``recording_chunk_s``
 the frames that have arrived (minus the last ``recording_hold_s``, so late frames of another
 stream still go in order) become one Cluster, sealed as one encrypted chunk
-(relay/records/sealed.py) and fsynced by a writer thread, so a crash of the relay loses at
-most the last chunk and what is on disk stays playable. Per packet, the event loop only
+(relay/records/sealed.py) and appended to the recordings storage (relay/records/storage.py: a
+folder all nodes mount) and fsynced by a writer thread, chunk by chunk: a crash of the node
+loses at most the chunk being filled (``recording_chunk_s`` plus ``recording_hold_s``) and what
+is in storage stays playable, from any node. Every ``recording_heartbeat_s`` the recording's
+index row is marked alive, so other nodes can tell a recording cut short by its node's death. Per packet, the event loop only
 reassembles and appends to a list.
 
 The file's Tracks header needs each video's picture size (from its first keyframe). It is
@@ -39,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
 import time
 from collections import deque
@@ -70,6 +72,7 @@ from relay.calls.call import Call
 from relay.config import Config
 from relay.media.forwarder import Producer
 from relay.records.sealed import SealedWriter, load_key
+from relay.records.storage import FolderStorage, Storage
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +153,9 @@ class _Tap:
 class _FileWriter:
     """Thread side: the sealed file. Every method runs in the recorder's executor."""
 
-    def __init__(self, path: Path, key: bytes, fsync: bool, avc_tracks: frozenset[int] = frozenset()) -> None:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.sealed = SealedWriter(path, key, fsync=fsync)
+    def __init__(self, storage: Storage, name: str, key: bytes, fsync: bool,
+                 avc_tracks: frozenset[int] = frozenset()) -> None:
+        self.sealed = SealedWriter(storage.create(name), key, fsync=fsync)
         self.avc_tracks = avc_tracks
 
     def write(self, head: bytes, frames: list[Frame], final: bool) -> int:
@@ -186,7 +189,9 @@ class CallRecording:
         self.stopping = False
         self.failed = False
         self.recording_id: int | None = None
-        self.path: Path | None = None
+        self.path: str | None = None
+        """The recording's key in the storage once its file exists."""
+        self._heartbeat_at = 0.0
         self.started_at: float | None = None
         self.sizes: dict[str, tuple[int, int]] = {}
         self.video: VideoFormat | None = None
@@ -275,6 +280,7 @@ class CallRecording:
             return
         self.stopping = True
         self.failed = True
+        metrics.RECORDING_ERRORS.labels(stage="packet_path").inc()
         log.error("call %s: recording stopped by an error on the packet path", self.call.id,
                   exc_info=exc, extra={"call_id": self.call.id})
         self.recorder.audit(self.call.id, "recording_failed",
@@ -357,6 +363,11 @@ class CallRecording:
         self.bytes_written += written
         if final:
             self._finished()
+        elif self.recording_id is not None:
+            now = time.time()
+            if now - self._heartbeat_at >= self.config.recording_heartbeat_s:
+                self._heartbeat_at = now
+                self.recorder.index.heartbeat(self.recording_id, now)
 
     def _now_pts(self) -> int:
         assert self._origin_ms is not None
@@ -369,7 +380,7 @@ class CallRecording:
         video = self.video or VP8
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.started_at))
         name = f"{call.establishment_id}/booking-{call.id}-{stamp}-{secrets.token_hex(4)}{video.suffix}"
-        self.path = Path(self.config.recordings_dir) / name
+        self.path = name
         private = dict(self.codec_private)
         if video is H264 and len(private) == 1:
             # the other leg's parameters stand in; its own SPS/PPS travel in its keyframes
@@ -382,7 +393,8 @@ class CallRecording:
         loop = asyncio.get_running_loop()
         self._writer = await loop.run_in_executor(
             self.recorder.executor,
-            _FileWriter, self.path, self.recorder.key, self.config.recording_fsync, avc_tracks,
+            _FileWriter, self.recorder.storage, name, self.recorder.key,
+            self.config.recording_fsync, avc_tracks,
         )
         days = getattr(call.policy_settings, "retention_days", None)
         if days is None:
@@ -394,7 +406,9 @@ class CallRecording:
             media_type=video.media_type,
             started_at=self.started_at,
             retention_until=self.started_at + float(days) * 86400,
+            node=self.recorder.node,
         )
+        self._heartbeat_at = time.time()
         self.recorder.audit(call.id, "recording_started", {"recording_id": self.recording_id})
         log.info("call %s: recording to %s", call.id, name, extra={"call_id": call.id})
         return header
@@ -416,6 +430,7 @@ class CallRecording:
 
     def _fail(self, exc: BaseException) -> None:
         self.failed = True
+        metrics.RECORDING_ERRORS.labels(stage="write").inc()
         log.error("call %s: recording failed: %s", self.call.id, exc, exc_info=exc,
                   extra={"call_id": self.call.id})
         self.recorder.audit(self.call.id, "recording_failed",
@@ -474,8 +489,13 @@ class Recorder:
         audit: Audit | None = None,
         video_mime: Callable[[Call], str | None] | None = None,
         key: bytes | None = None,
+        storage: Storage | None = None,
+        node: str | None = None,
     ) -> None:
         self.config = config
+        self.storage: Storage = storage or FolderStorage(Path(config.recordings_dir))
+        self.node = node
+        """Written into each recording's index row: which node's heartbeat keeps it alive."""
         self.index = index
         self._audit = audit
         self._video_mime = video_mime
@@ -484,7 +504,8 @@ class Recorder:
             max_workers=max(1, config.recording_threads), thread_name_prefix="recorder"
         )
         self.active: dict[int, CallRecording] = {}
-        os.makedirs(config.recordings_dir, mode=0o700, exist_ok=True)
+        if isinstance(self.storage, FolderStorage):
+            self.storage.prepare()
 
     @classmethod
     def hook(cls, config: Config, index: Any, audit: Audit | None = None, **kwargs: Any) -> Recorder:
@@ -499,6 +520,7 @@ class Recorder:
         if call.id in self.active:
             self.active[call.id].stop()
         self.active[call.id] = CallRecording(self, call, policy)
+        metrics.RECORDINGS_ACTIVE.set(len(self.active))
 
     def video_mime(self, call: Call) -> str | None:
         return self._video_mime(call) if self._video_mime is not None else None
@@ -514,11 +536,11 @@ class Recorder:
     def forget(self, recording: CallRecording) -> None:
         if self.active.get(recording.call.id) is recording:
             del self.active[recording.call.id]
+            metrics.RECORDINGS_ACTIVE.set(len(self.active))
 
     def recording_now(self) -> set[str]:
-        """Paths (relative to recordings_dir) being written: the sweeper leaves them alone."""
-        return {str(r.path.relative_to(self.config.recordings_dir))
-                for r in self.active.values() if r.path is not None}
+        """Storage keys being written here: the sweeper and recovery leave them alone."""
+        return {r.path for r in self.active.values() if r.path is not None}
 
     async def close(self) -> None:
         """Finish every recording (the relay is shutting down), then stop the writers."""

@@ -1,9 +1,17 @@
 """Recordings after the call: the index (SQLite), staff access through the API, wiring.
 
-The index keeps one row per recording file: booking, establishment, file (relative to
-``recordings_dir``), start and end, size and SHA-256 of the ciphertext (chain of custody),
-``retention_until`` and the legal hold. Rows are never removed: a deleted recording keeps its
-row with status ``deleted`` so the index and the audit trail agree on what existed.
+The index keeps one row per recording file: booking, establishment, file (a key in the
+recordings storage, relay/records/storage.py), start and end, size and SHA-256 of the
+ciphertext (chain of custody), ``retention_until`` and the legal hold. Rows are never removed: a
+deleted recording keeps its row with status ``deleted`` so the index and the audit trail agree
+on what existed.
+
+Segments: a call recorded by one node and continued by another (its node died or drained, the
+call was placed afresh) has one row per file, numbered ``segment`` 1, 2, ... within its booking.
+The writing node (``node``) marks its rows alive every ``recording_heartbeat_s``
+(``heartbeat_at``); a row left ``recording`` with no heartbeat for ``recording_stale_s`` was cut
+short by its node's death, and any node marks it ``interrupted`` (``recover_unfinished``),
+with the size and hash of what its chunks made durable.
 
 The routes are operations of the API's route table (``relay.web.routes``: ``recording_*``),
 with their models and staff role (releasing a hold is for admins); ids are parsed by
@@ -31,12 +39,14 @@ from typing import Any, get_args
 
 from aiohttp import web
 
-from relay import keys
+from relay import keys, metrics
 from relay.config import Config
-from relay.records.sealed import RecordingError, SealedReader, sha256_file
+from relay.records.sealed import RecordingError, SealedReader, sha256_stream
+from relay.records.storage import FolderStorage, Storage
 from relay.records.store.base import migrate, transaction
 from relay.records.store.engine import Database
 from relay.records.store.values import RecordingStatus
+from relay.tasks import cancel_and_wait
 from relay.web import models
 from relay.web.routes import OPERATIONS, RECORDINGS_PREFIX, Op, role_allows
 
@@ -63,11 +73,15 @@ class Recording:
     hold_at: float | None
     status: str
     deleted_at: float | None
+    segment: int = 1
+    node: str | None = None
+    heartbeat_at: float | None = None
 
     def public(self) -> dict[str, Any]:
-        """What staff see: everything but where the file lies."""
+        """What staff see: everything but where the file lies and which node wrote it."""
         out = asdict(self)
-        del out["path"]
+        for internal in ("path", "node", "heartbeat_at"):
+            del out[internal]
         out["complete"] = self.status == "complete"
         return out
 
@@ -91,14 +105,30 @@ class RecordingIndex:
         media_type: str,
         started_at: float,
         retention_until: float,
+        node: str | None = None,
     ) -> int:
+        """A new row, the booking's next segment (counted in the same transaction)."""
         with transaction(self.conn):
+            (segment,) = self.conn.execute(
+                "SELECT COALESCE(MAX(segment), 0) + 1 FROM recordings WHERE booking_id = ?",
+                (booking_id,),
+            ).fetchone()
             cur = self.conn.execute(
                 "INSERT INTO recordings (booking_id, establishment_id, path, media_type, "
-                "started_at, retention_until) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                (booking_id, establishment_id, path, media_type, started_at, retention_until),
+                "started_at, retention_until, segment, node, heartbeat_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (booking_id, establishment_id, path, media_type, started_at, retention_until,
+                 segment, node, started_at),
             )
             return int(cur.fetchone()[0])
+
+    def heartbeat(self, rec_id: int, at: float) -> None:
+        """The writing node is alive and still writing this row's file."""
+        with transaction(self.conn):
+            self.conn.execute(
+                "UPDATE recordings SET heartbeat_at = ? WHERE id = ? AND status = 'recording'",
+                (at, rec_id),
+            )
 
     def finish(self, rec_id: int, ended_at: float, size: int, sha256: str, status: str) -> None:
         with transaction(self.conn):
@@ -106,6 +136,16 @@ class RecordingIndex:
                 "UPDATE recordings SET ended_at = ?, size = ?, sha256 = ?, status = ? WHERE id = ?",
                 (ended_at, size, sha256, status, rec_id),
             )
+
+    def interrupt(self, rec_id: int, ended_at: float, size: int, sha256: str) -> bool:
+        """Mark a row cut short, unless someone (another node, its writer) finished it first."""
+        with transaction(self.conn):
+            cur = self.conn.execute(
+                "UPDATE recordings SET ended_at = ?, size = ?, sha256 = ?, status = 'interrupted'"
+                " WHERE id = ? AND status = 'recording'",
+                (ended_at, size, sha256, rec_id),
+            )
+        return cur.rowcount == 1
 
     def get(self, rec_id: int) -> Recording | None:
         rows = self._rows("WHERE id = ?", (rec_id,))
@@ -146,14 +186,27 @@ class RecordingIndex:
             (now,),
         )
 
-    def mark_deleted(self, rec_id: int, at: float) -> None:
+    def mark_deleted(self, rec_id: int, at: float) -> bool:
+        """False when the row was already deleted (another node's sweep got there first)."""
         with transaction(self.conn):
-            self.conn.execute(
-                "UPDATE recordings SET status = 'deleted', deleted_at = ? WHERE id = ?", (at, rec_id)
+            cur = self.conn.execute(
+                "UPDATE recordings SET status = 'deleted', deleted_at = ?"
+                " WHERE id = ? AND status != 'deleted'", (at, rec_id)
             )
+        return cur.rowcount == 1
 
-    def unfinished(self) -> list[Recording]:
-        return self._rows("WHERE status = 'recording'")
+    def unfinished(self, node: str | None = None, stale_before: float | None = None
+                   ) -> list[Recording]:
+        """Rows left ``recording``: all of them, or (with ``node``) this node's own, those of
+        no node (written before nodes were named) and any whose heartbeat is older than
+        ``stale_before``."""
+        if node is None:
+            return self._rows("WHERE status = 'recording'")
+        return self._rows(
+            "WHERE status = 'recording' AND (node IS NULL OR node = ?"
+            " OR COALESCE(heartbeat_at, started_at) < ?)",
+            (node, stale_before if stale_before is not None else float("-inf")),
+        )
 
 
 _COLUMNS = tuple(Recording.__dataclass_fields__)
@@ -166,33 +219,38 @@ def _recording(row: tuple[Any, ...]) -> Recording:
 
 
 def recording_path(config: Config, rec: Recording) -> Path:
-    """The file of an index row, refusing any path that would leave recordings_dir."""
-    root = Path(config.recordings_dir).resolve()
-    path = (root / rec.path).resolve()
-    if root not in path.parents:
-        raise ValueError(f"recording {rec.id} points outside the recordings directory")
-    return path
+    """The file of an index row in the folder storage, refusing any path that would leave
+    recordings_dir (tools and tests; the relay itself goes through its ``Storage``)."""
+    return FolderStorage(Path(config.recordings_dir)).path(rec.path)
 
 
 def recover_unfinished(
-    index: RecordingIndex, config: Config, busy: set[str], audit: Callable[..., None] | None = None
+    index: RecordingIndex, storage: Storage, busy: set[str],
+    audit: Callable[..., None] | None = None, node: str | None = None,
+    stale_before: float | None = None,
 ) -> list[int]:
-    """After a crash: rows left 'recording' become 'interrupted', with the file's size and hash."""
+    """Rows left 'recording' by a writer that is gone become 'interrupted', with the size and
+    hash of what is in storage. Without ``node``: every such row (one node, after a crash);
+    with it: this node's own (a previous run), and other nodes' whose heartbeat is older
+    than ``stale_before`` (their node died). ``busy``: keys being written here, left alone."""
     recovered = []
-    for rec in index.unfinished():
+    for rec in index.unfinished(node, stale_before):
         if rec.path in busy:
             continue
-        path = recording_path(config, rec)
-        if path.exists():
-            size, digest = sha256_file(path)
-            ended = path.stat().st_mtime
-        else:
+        try:
+            with storage.open(rec.path) as source:
+                size, digest = sha256_stream(source)
+            ended: float = storage.modified(rec.path)
+        except FileNotFoundError:
             size, digest, ended = 0, None, time.time()
-        index.finish(rec.id, ended_at=ended, size=size, sha256=digest or "", status="interrupted")
+        if not index.interrupt(rec.id, ended_at=ended, size=size, sha256=digest or ""):
+            continue  # another node recovered it (or its writer finished it) meanwhile
         if audit is not None:
             audit(rec.booking_id, "recording_interrupted",
-                  {"recording_id": rec.id, "size": size, "sha256": digest})
-        log.warning("recording %s was cut short (relay stopped while recording)", rec.id)
+                  {"recording_id": rec.id, "size": size, "sha256": digest, "node": rec.node})
+        metrics.RECORDINGS_INTERRUPTED.inc()
+        log.warning("recording %s was cut short (its node %s stopped while recording)",
+                    rec.id, rec.node or "?")
         recovered.append(rec.id)
     return recovered
 
@@ -331,13 +389,12 @@ async def download_recording(request: web.Request, op: Op) -> web.StreamResponse
         _audit(request.app, rec.booking_id, "recording_download",
                {"staff": who, "recording_id": rec.id, "result": "gone"})
         raise web.HTTPGone(text="this recording was deleted at the end of its retention")
-    config: Config = request.app[keys.CONFIG]
-    path = recording_path(config, rec)
+    storage: Storage = request.app[keys.RECORDING_STORAGE]
     key: bytes = request.app[keys.RECORDING_KEY]
     loop = asyncio.get_running_loop()
     try:
-        source = await loop.run_in_executor(None, open, path, "rb")
-    except FileNotFoundError:
+        source = await loop.run_in_executor(None, storage.open, rec.path)
+    except (FileNotFoundError, ValueError):
         _audit(request.app, rec.booking_id, "recording_download",
                {"staff": who, "recording_id": rec.id, "result": "file missing"})
         raise web.HTTPNotFound(text="the recording's file is missing") from None
@@ -472,11 +529,14 @@ def install(app: web.Application, conn: Database) -> Any:
     replace them after this call (before the app starts).
     """
     from relay.media.recorder import Recorder
+    from relay.node import node_id
     from relay.records.retention import RetentionSweeper
 
     config = app[keys.CONFIG]
     registry = app[keys.REGISTRY]
     index = RecordingIndex(conn)
+    storage = FolderStorage(Path(config.recordings_dir))
+    node = node_id(config)
 
     def audit(booking_id: int, kind: str, detail: dict[str, Any]) -> None:
         _audit(app, booking_id, kind, detail)
@@ -485,22 +545,40 @@ def install(app: web.Application, conn: Database) -> Any:
         live = registry.get(call.id)
         return live.video_mime if live is not None else None
 
-    recorder = Recorder(config, index, audit, video_mime=video_mime)
+    recorder = Recorder(config, index, audit, video_mime=video_mime, storage=storage, node=node)
     registry.hooks.append(recorder)
-    sweeper = RetentionSweeper(index, config, audit, busy=recorder.recording_now)
+    sweeper = RetentionSweeper(index, config, audit, busy=recorder.recording_now, storage=storage)
+    app[keys.RECORDING_STORAGE] = storage
     app[keys.RECORDING_INDEX] = index
     app[keys.RECORDING_KEY] = recorder.key
     app[keys.RECORDER] = recorder
     app[keys.RETENTION] = sweeper
     add_routes(app)
 
+    def recover() -> None:
+        stale = time.time() - config.recording_stale_s
+        recover_unfinished(index, storage, recorder.recording_now(), audit, node, stale)
+
+    async def watch_stale() -> None:
+        """Other nodes' recordings cut short by their death: found within a heartbeat."""
+        while True:
+            await asyncio.sleep(config.recording_heartbeat_s)
+            try:
+                recover()
+            except Exception:
+                log.exception("looking for recordings cut short failed")
+
+    watcher: list[asyncio.Task[None]] = []
+
     async def startup(_app: web.Application) -> None:
-        recover_unfinished(index, config, recorder.recording_now(), audit)
+        recover()
+        watcher.append(asyncio.ensure_future(watch_stale()))
         sweeper.start()
 
     async def shutdown(_app: web.Application) -> None:
         await recorder.close()
         await sweeper.stop()
+        await cancel_and_wait(watcher.pop() if watcher else None)
 
     app.on_startup.append(startup)
     app.on_shutdown.append(shutdown)

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from relay.config import Config
-from relay.records.recordings import RecordingIndex, recording_path
+from relay.records.recordings import RecordingIndex
+from relay.records.storage import FolderStorage, Storage
 from relay.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ class RetentionSweeper:
         audit: Callable[[int, str, dict[str, Any]], None] | None = None,
         busy: Callable[[], set[str]] = set,
         clock: Callable[[], float] = time.time,
+        storage: Storage | None = None,
     ) -> None:
         self.also: list[Callable[[float], object]] = []
         """Other sweeps on the same schedule, each given the time now."""
@@ -47,6 +49,7 @@ class RetentionSweeper:
         self.audit = audit
         self.busy = busy
         self.clock = clock
+        self.storage = storage or FolderStorage(config.recordings_dir)  # type: ignore[arg-type]
         self._task: asyncio.Task[None] | None = None
 
     def sweep(self) -> list[int]:
@@ -62,15 +65,13 @@ class RetentionSweeper:
         for rec in self.index.expired(now):
             if rec.path in busy:
                 continue
-            missing = False
             try:
-                recording_path(self.config, rec).unlink()
-            except FileNotFoundError:
-                missing = True
+                missing = not self.storage.delete(rec.path)
             except (OSError, ValueError) as exc:
                 log.error("retention: could not delete recording %s: %s", rec.id, exc)
                 continue
-            self.index.mark_deleted(rec.id, now)
+            if not self.index.mark_deleted(rec.id, now):
+                continue  # another node's sweep deleted it a moment ago
             deleted.append(rec.id)
             log.info("retention: deleted recording %s (booking %s)", rec.id, rec.booking_id)
             if self.audit is not None:

@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from relay import private
 from relay.config import Config
+from relay.records.storage import Appender, FileAppender
 
 MAGIC = b"RLYREC\x00\x01"
 HEADER_SIZE = len(MAGIC) + 16 + 8
@@ -120,8 +121,10 @@ def _aad(header: bytes, index: int, flags: int) -> bytes:
 class SealedWriter:
     """Appends sealed chunks to a new file. Not thread-safe: one writer thread per file."""
 
-    def __init__(self, path: Path, key: bytes, fsync: bool = True) -> None:
-        self.path = path
+    def __init__(self, path: Path | Appender, key: bytes, fsync: bool = True) -> None:
+        """``path``: a new file, or an object opened for append in the recordings storage
+        (relay/records/storage.py)."""
+        self.path = path if isinstance(path, Path) else None
         self.fsync = fsync
         file_id = os.urandom(16)
         self.header = MAGIC + file_id + key_id(key)
@@ -130,9 +133,10 @@ class SealedWriter:
         self._closed = False
         self.size = 0
         self.sha256 = hashlib.sha256()
-        # O_EXCL: never write into someone else's file; 0600: only the relay's user reads it
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        self._file: BinaryIO = os.fdopen(fd, "wb", buffering=0)
+        if isinstance(path, Path):
+            # O_EXCL: never write into someone else's file; 0600: only the relay's user reads it
+            path = FileAppender(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        self._file: Appender = path
         self._write(self.header)
 
     def _write(self, data: bytes) -> None:
@@ -151,7 +155,7 @@ class SealedWriter:
         record = CHUNK_HEAD.pack(len(ciphertext), flags) + ciphertext
         self._write(record)
         if self.fsync:
-            os.fsync(self._file.fileno())
+            self._file.sync()  # durable chunk by chunk: a crash loses at most the next one
         self._index += 1
         if final:
             self.close()
@@ -250,12 +254,17 @@ def decrypt_bytes(data: bytes, key: bytes, allow_truncated: bool = False) -> tup
 
 
 def sha256_file(path: Path) -> tuple[int, str]:
+    with open(path, "rb") as f:
+        return sha256_stream(f)
+
+
+def sha256_stream(f: BinaryIO) -> tuple[int, str]:
+    """Size and SHA-256 of what ``f`` holds from here to its end."""
     h = hashlib.sha256()
     size = 0
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-            size += len(block)
+    while block := f.read(1 << 20):
+        h.update(block)
+        size += len(block)
     return size, h.hexdigest()
 
 

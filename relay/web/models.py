@@ -371,6 +371,8 @@ class Recording(Response):
     status: RecordingStatus
     deleted_at: Epoch | None
     complete: bool
+    segment: int = Field(1, ge=1, description="1, 2, ... within the booking: a call continued "
+                         "on another node (its node was lost) is a new segment")
 
 
 class RecordingList(Response):

@@ -353,4 +353,10 @@ INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, 0, '0000000000000000
         set_at REAL NOT NULL
     );
     """,
+    # 9: recordings in segments, written by named nodes with heartbeats (relay/records/recordings.py)
+    """
+    ALTER TABLE recordings ADD COLUMN segment INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE recordings ADD COLUMN node TEXT;
+    ALTER TABLE recordings ADD COLUMN heartbeat_at REAL;
+    """,
 ]
