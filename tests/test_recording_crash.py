@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from relay.config import Config
 from relay.records.recordings import RecordingIndex, recording_path, recover_unfinished
 from relay.records.sealed import TruncatedRecording, decrypt_bytes
 from relay.records.storage import FolderStorage
+from relay.records.store.engine import open_database
 from tests.test_recording import KEY_HEX, clients, demux, seconds
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,7 +126,7 @@ async def call_then_signal(tmp_path, sig: int, call_s: float = 5.0) -> tuple[flo
 @pytest.mark.timeout(60)
 async def test_kill_9_mid_call_leaves_a_playable_recording(tmp_path):
     t0, t_kill = await call_then_signal(tmp_path, signal.SIGKILL)
-    conn = sqlite3.connect(tmp_path / "relay.sqlite")
+    conn = open_database(tmp_path / "relay.sqlite")
     index = RecordingIndex(conn)
     (row,) = index.list(booking_id=7)
     assert row.status == "recording", "the relay died before it could finish the row"
@@ -165,7 +165,7 @@ if __name__ == "__main__":
 async def test_graceful_shutdown_finishes_the_recording(tmp_path):
     """SIGTERM (a deploy): the app ends the call and the recording is sealed complete."""
     t0, t_term = await call_then_signal(tmp_path, signal.SIGTERM, call_s=3.0)
-    conn = sqlite3.connect(tmp_path / "relay.sqlite")
+    conn = open_database(tmp_path / "relay.sqlite")
     (row,) = RecordingIndex(conn).list(booking_id=7)
     conn.close()
     assert row.status == "complete" and row.ended_at is not None

@@ -16,6 +16,7 @@ from protocol.media import EncodedTrack
 from relay.config import Config
 from relay.records.recordings import RecordingIndex, recording_path
 from relay.records.sealed import decrypt_bytes, load_key
+from relay.records.store.engine import open_database
 from tests.support import tone_clip, video_clip
 from tests.test_recording import demux
 
@@ -47,7 +48,7 @@ async def test_sigterm_tells_both_sides_and_leaves_a_playable_recording(tmp_path
                 await c.close(leave=False)
         relay.stop()
     config = Config(data_dir=tmp_path, recordings_dir=tmp_path / "recordings")
-    conn = sqlite3.connect(config.db_path)
+    conn = open_database(config.db_path)
     (row,) = RecordingIndex(conn).list(booking_id=relay.booking_id)
     conn.close()
     assert row.status == "complete"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import stat
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from relay.records.sealed import SealedWriter, decrypt_bytes
 from relay.records.storage import BadKey, FolderStorage
 from relay.records.store import Store
 from relay.records.store import schema as store_schema
+from relay.records.store.engine import open_database
 from tests.test_recording import KEY_HEX, authorize_staff
 from tests.test_recording_access import small_webm
 
@@ -115,7 +115,7 @@ def _sealed(storage: FolderStorage, key: str, final: bool) -> int:
 
 def test_each_node_recovers_its_own_and_the_dead_ones_only(tmp_path):
     storage = FolderStorage(tmp_path)
-    index = RecordingIndex(sqlite3.connect(":memory:"))
+    index = RecordingIndex(open_database(":memory:"))
     now = time.time()
     ids = {}
     for name, who, beat in [
@@ -216,10 +216,10 @@ def test_two_nodes_recover_and_sweep_a_recording_once(tmp_path):
     from relay.records.retention import RetentionSweeper
 
     storage = FolderStorage(tmp_path / "recordings")
-    conn = sqlite3.connect(tmp_path / "shared.sqlite")
+    conn = open_database(tmp_path / "shared.sqlite")
     index_a, index_b = (
         RecordingIndex(conn),
-        RecordingIndex(sqlite3.connect(tmp_path / "shared.sqlite")),
+        RecordingIndex(open_database(tmp_path / "shared.sqlite")),
     )
     _sealed(storage, "1/gone.webm.enc", final=False)
     rec = index_a.add(9, 1, "1/gone.webm.enc", "video/webm", 1.0, 2.0, "node-c")

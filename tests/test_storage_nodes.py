@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import signal
-import sqlite3
 import time
 
 import aiohttp
@@ -22,6 +21,7 @@ from bench.world import PASSWORD, make_world
 from relay.records.recordings import RecordingIndex
 from relay.records.sealed import TruncatedRecording, decrypt_bytes
 from relay.records.storage import FolderStorage
+from relay.records.store.engine import open_database
 from tests.test_recording import KEY_HEX, clients, demux, seconds
 from tests.test_recording_crash import _Tokens, _wait_healthy, start_relay
 
@@ -48,7 +48,7 @@ async def until(predicate, timeout: float, what: str):
 
 
 def rows(db) -> list:
-    conn = sqlite3.connect(db)
+    conn = open_database(db)
     try:
         return RecordingIndex(conn).list(booking_id=BOOKING)
     finally:
