@@ -168,7 +168,6 @@ async def test_a_recording_left_by_the_previous_version_is_recovered_and_served(
         " retention_until, status) VALUES (5, 1, ?, 1.0, 9e9, 'recording')",
         (name,),
     )
-    old.connection.commit()
     old.close()
     monkeypatch.undo()
 
