@@ -311,19 +311,30 @@ class Row:
         return f"Row({dict(zip(self._names, self._values, strict=True))!r})"
 
 
+_ROW_MAKERS: dict[tuple[str, ...], Any] = {}
+"""One row maker per column list (the store's queries are a fixed set): names are read from
+the raw result, not from psycopg's per-query ``description`` objects, which cost more than
+the query's own round trip on a small result."""
+
+
 def _row_factory(cursor: Any) -> Any:
-    desc = cursor.description
-    if desc is None:
+    res = cursor.pgresult
+    if res is None or not res.nfields:
         return tuple
-    names = [c.name for c in desc]
-    index: dict[str, int] = {}
-    for i, name in enumerate(names):
-        index.setdefault(name, i)
-        index.setdefault(name.lower(), i)
+    names = tuple(res.fname(i).decode() for i in range(res.nfields))
+    make = _ROW_MAKERS.get(names)
+    if make is None:
+        index: dict[str, int] = {}
+        for i, name in enumerate(names):
+            index.setdefault(name, i)
+            index.setdefault(name.lower(), i)
+        listed = list(names)
 
-    def make(values: Sequence[Any]) -> Row:
-        return Row(values, index, names)
+        def make(values: Sequence[Any]) -> Row:
+            return Row(values, index, listed)
 
+        if len(_ROW_MAKERS) < 4096:
+            _ROW_MAKERS[names] = make
     return make
 
 
