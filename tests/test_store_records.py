@@ -38,9 +38,14 @@ def test_every_record_kind(db_target):
 
         # vetting: a draft with photos, submitted, approved
         app_id = s.create_application(
-            account_id=acc, visitor_id=a.visitor_id, prisoner_id=w.prisoner_a,
-            relationship="sister", date_of_birth="1985-01-01", address="1 Road",
-            member_ids=[child], now=NOW,
+            account_id=acc,
+            visitor_id=a.visitor_id,
+            prisoner_id=w.prisoner_a,
+            relationship="sister",
+            date_of_birth="1985-01-01",
+            address="1 Road",
+            member_ids=[child],
+            now=NOW,
         )
         assert s.put_photo(app_id, "identity", "id.bin", "ab" * 32, 10, NOW) is None
         assert s.put_photo(app_id, "identity", "id2.bin", "cd" * 32, 11, NOW) == "id.bin"
@@ -94,7 +99,9 @@ def test_every_record_kind(db_target):
 
         # visiting hours with sessions and a blackout
         hours = VisitingHours(
-            timezone="Europe/London", booking_window_days=14, notice_hours=2,
+            timezone="Europe/London",
+            booking_window_days=14,
+            notice_hours=2,
             sessions=(Session(0, "09:00", "11:00", rooms=1),),
             blackouts=(Blackout("2026-12-25", "Christmas"),),
         )
