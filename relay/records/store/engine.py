@@ -64,6 +64,11 @@ class DatabaseOptions:
     connect_timeout_s: float = 5.0
     statement_timeout_s: float = 2.0
     idle_in_transaction_timeout_s: float = 10.0
+    synchronous_commit: bool = False
+    """False: a commit does not wait for the server's WAL fsync, which is the durability of
+    the SQLite default (WAL, synchronous=NORMAL): a server crash may lose the last fraction
+    of a second of commits, never consistency (the audit head and its record commit
+    together). True: every commit waits for the fsync (milliseconds on the loop each)."""
 
 
 def is_url(target: str | Path) -> bool:
@@ -365,6 +370,8 @@ class PostgresDatabase(Database):
             f"-c statement_timeout={int(o.statement_timeout_s * 1000)}"
             f" -c idle_in_transaction_session_timeout={int(o.idle_in_transaction_timeout_s * 1000)}"
         )
+        if not o.synchronous_commit:
+            settings += " -c synchronous_commit=off"
         if self._read_only:  # a tool off the event loop (verify walks the whole chain)
             settings = "-c statement_timeout=0 -c default_transaction_read_only=on"
         try:
