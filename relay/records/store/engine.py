@@ -391,18 +391,31 @@ class PostgresDatabase(Database):
         return conn
 
     def _live(self) -> Any:
-        """The connection, opened again if the server dropped it (outside a transaction
-        only: a transaction that lost its connection is lost and its caller is told)."""
+        """The connection, opened again if the server dropped it."""
         if self.raw.broken or self.raw.closed:
             log.warning("database connection to %s lost; reconnecting", self.name)
             self.raw = self._connect()
         return self.raw
 
+    def _run(self, sql: str, params: Sequence[Any] | None) -> Any:
+        """One statement. Outside a transaction, a connection found dropped (a server
+        restart, a failover) is opened again and the statement sent once more; inside one,
+        the transaction is lost and its caller is told (the error propagates)."""
+        import psycopg
+
+        outside = not self.in_transaction
+        try:
+            return self._live().execute(sql, params)
+        except psycopg.OperationalError:
+            if not (outside and self.raw.broken):
+                raise
+        return self._live().execute(sql, params)
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         import psycopg
 
         try:
-            return self._live().execute(to_pyformat(sql), tuple(params))
+            return self._run(to_pyformat(sql), tuple(params))
         except psycopg.IntegrityError as exc:
             raise IntegrityError(str(exc)) from exc
 
@@ -420,7 +433,11 @@ class PostgresDatabase(Database):
     def in_transaction(self) -> bool:
         from psycopg.pq import TransactionStatus
 
-        return self.raw.info.transaction_status != TransactionStatus.IDLE
+        return self.raw.info.transaction_status in (
+            TransactionStatus.INTRANS,
+            TransactionStatus.INERROR,
+            TransactionStatus.ACTIVE,
+        )
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Database]:
@@ -429,8 +446,13 @@ class PostgresDatabase(Database):
         if self.in_transaction:
             yield self
             return
-        conn = self._live()
-        conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+        try:
+            self._run(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})", None)
+        except BaseException:  # the lock not granted in time (statement_timeout): no BEGIN left
+            if self.in_transaction and not self.raw.broken:
+                self.raw.execute("ROLLBACK")
+            raise
+        conn = self.raw
         try:
             yield self
         except BaseException:
