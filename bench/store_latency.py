@@ -1,7 +1,7 @@
 """How long one store call holds the event loop, SQLite file against PostgreSQL on loopback.
 
 ``.venv/bin/python -m bench.store_latency [--n 2000]`` starts a private PostgreSQL with the
-server's default settings (fsync on; tests/postgres.py), builds the same small world
+server's default settings (fsync on; bench/postgres.py), builds the same small world
 (bench/world.py) in SQLite and in PostgreSQL with the relay's ``synchronous_commit`` off and
 on, and times, per call, the join admission check
 (``Store.admit``: reads), a booking request (``request_booking``: one write transaction with
@@ -113,7 +113,7 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tests.postgres import PostgresServer
+    from bench.postgres import PostgresServer
 
     parser = argparse.ArgumentParser(prog="python -m bench.store_latency")
     parser.add_argument("--n", type=int, default=2000, help="calls timed per operation")

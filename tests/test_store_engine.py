@@ -192,3 +192,12 @@ def test_postgres_bounds_a_held_lock_and_survives_a_dropped_connection(pg_url):
     finally:
         a.close()
         b.close()
+
+
+def test_missing_postgres_binaries_are_an_error_that_says_what_to_install(monkeypatch):
+    from bench import postgres
+
+    monkeypatch.setattr(postgres.glob, "glob", lambda _pattern: [])
+    with pytest.raises(FileNotFoundError) as missing:
+        postgres.postgres_bin()
+    assert "scripts/system-deps" in str(missing.value)  # tests/postgres.py: pytest.fail
