@@ -82,7 +82,8 @@ class Product:
 
 
 async def start_product(tmp_path, **overrides) -> Product:
-    world = make_world(tmp_path / "relay.sqlite")
+    """``database_url`` in ``overrides``: the records in that PostgreSQL database instead."""
+    world = make_world(overrides.get("database_url") or tmp_path / "relay.sqlite")
     settings = {"vision_enabled": False, **overrides}
     config = Config(data_dir=tmp_path, recordings_dir=tmp_path / "recordings", seed_demo=False,
                     **settings)

@@ -1,10 +1,12 @@
 """How long one store call holds the event loop, SQLite file against PostgreSQL on loopback.
 
-``.venv/bin/python -m bench.store_latency [--n 2000]`` starts a private PostgreSQL with its
-default durability (fsync and synchronous_commit on; tests/postgres.py), builds the same
-small world (bench/world.py) in both engines and times, per call, the join admission check
+``.venv/bin/python -m bench.store_latency [--n 2000]`` starts a private PostgreSQL with the
+server's default settings (fsync on; bench/postgres.py), builds the same small world
+(bench/world.py) in SQLite and in PostgreSQL with the relay's ``synchronous_commit`` off and
+on, and times, per call, the join admission check
 (``Store.admit``: reads), a booking request (``request_booking``: one write transaction with
-every rule checked), its approval and one audit append; it prints p50/p99 in microseconds
+every rule checked), its approval, one audit append, and for scale one round trip and the
+smallest write transaction (lock, one update, commit); it prints p50/p99 in microseconds
 (docs/multinode.md, "Records", keeps the figures).
 """
 
@@ -20,6 +22,7 @@ from pathlib import Path
 from bench.world import DAY, NOW, make_world
 from protocol.tokens import JoinClaims
 from relay.records.audit import AuditLog
+from relay.records.store.engine import DatabaseOptions
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:
@@ -36,8 +39,10 @@ def _time(fn: Callable[[int], object], n: int) -> list[float]:
     return out
 
 
-def measure(target: str | Path, n: int) -> dict[str, tuple[float, float]]:
-    w = make_world(target)
+def measure(
+    target: str | Path, n: int, options: DatabaseOptions | None = None
+) -> dict[str, tuple[float, float]]:
+    w = make_world(target, options)
     s = w.store
     try:
         slot = NOW + DAY
@@ -87,7 +92,17 @@ def measure(target: str | Path, n: int) -> dict[str, tuple[float, float]]:
             approval += _time(approve, rounds)
         audit = AuditLog(s.connection)
         appends = _time(lambda i: audit.append("bench", {"i": i}, booking_id=b.id), n)
+        db = s.connection
+        trip = _time(lambda _i: db.execute("SELECT 1").fetchone(), n)
+
+        def write(i: int) -> None:  # the write lock, one small update, the commit
+            with db.transaction():
+                db.execute("UPDATE notify_cursor SET last_event_id = ?", (i,))
+
+        writes = _time(write, n)
         return {
+            "one round trip (SELECT 1)": _percentiles(trip),
+            "smallest write transaction": _percentiles(writes),
             "admit (join check)": _percentiles(admit),
             "request_booking": _percentiles(booking),
             "approve + cancel": _percentiles(approval),
@@ -98,7 +113,7 @@ def measure(target: str | Path, n: int) -> dict[str, tuple[float, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tests.postgres import PostgresServer
+    from bench.postgres import PostgresServer
 
     parser = argparse.ArgumentParser(prog="python -m bench.store_latency")
     parser.add_argument("--n", type=int, default=2000, help="calls timed per operation")
@@ -107,9 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.admin("CREATE DATABASE bench")
         with tempfile.TemporaryDirectory() as tmp:
+            server.admin("CREATE DATABASE bench_sync")
             results = {
                 "SQLite (WAL, synchronous=NORMAL)": measure(Path(tmp) / "bench.sqlite", args.n),
-                "PostgreSQL 127.0.0.1 (defaults)": measure(server.url("bench"), args.n),
+                "PostgreSQL 127.0.0.1 (relay default: synchronous_commit off)": measure(
+                    server.url("bench"), args.n, DatabaseOptions()
+                ),
+                "PostgreSQL, synchronous_commit on": measure(
+                    server.url("bench_sync"), args.n, DatabaseOptions(synchronous_commit=True)
+                ),
             }
     finally:
         server.stop()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from relay.records.store import Store
+from relay.records.store.engine import DatabaseOptions
 from relay.records.store.visiting import VisitingHours, every_day
 
 NOW = dt.datetime(2026, 12, 10, 8, 0, tzinfo=dt.UTC).timestamp()
@@ -44,8 +45,9 @@ class World:
         return f"{vid}.{secret}"
 
 
-def make_world(path: Path) -> World:
-    s = Store.open(path)
+def make_world(path: Path | str, options: DatabaseOptions | None = None) -> World:
+    """``path``: a SQLite file or a ``postgresql://`` URL (``options``: its bounds)."""
+    s = Store.open(path, options)
     w = World(store=s)
     w.est_a = s.create_establishment("HMP Alpha", NOW)
     w.est_b = s.create_establishment("HMP Beta", NOW)

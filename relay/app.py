@@ -270,6 +270,7 @@ def database_options(config: Config) -> DatabaseOptions:
         connect_timeout_s=config.database_connect_timeout_s,
         statement_timeout_s=config.database_statement_timeout_s,
         idle_in_transaction_timeout_s=config.database_idle_tx_timeout_s,
+        synchronous_commit=config.database_synchronous_commit,
     )
 
 

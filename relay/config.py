@@ -53,6 +53,9 @@ class Config:
     """PostgreSQL: the longest one store statement may hold the event loop."""
     database_idle_tx_timeout_s: float = 10.0
     """PostgreSQL: a node stuck inside a transaction loses it (and the write lock) after this."""
+    database_synchronous_commit: bool = False
+    """PostgreSQL: wait for the WAL fsync at every commit (off: SQLite's default durability,
+    docs/multinode.md "Records" says why and what it costs)."""
     seed_demo: bool = True
     """Create a demo establishment, people and a call starting now when the store is empty."""
     secret_key: str = ""

@@ -66,3 +66,13 @@ def empty_db_target(request, tmp_path):
 
 # ---- a real redis-server for the many-nodes tests (tests/redis_server.py) ------------------
 from tests.redis_server import redis_url  # noqa: E402, F401 (a fixture)
+@pytest.fixture
+async def pg_product(request, tmp_path):
+    """``product`` with its records in a fresh PostgreSQL database."""
+    from bench.product import start_product
+
+    url = request.getfixturevalue("pg_url")
+    p = await start_product(tmp_path, database_url=url, reconnect_grace_s=3.0,
+                            warn_before_end_s=(4.0, 2.0), resume_after_clear_s=0.5)
+    yield p
+    await p.server.close()

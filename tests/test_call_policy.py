@@ -162,11 +162,11 @@ async def test_audit_tampering_is_detected(product, tmp_path):
 
 
 @pytest.mark.parametrize("cut", ["middle", "end"])
-def test_audit_deletion_is_detected(tmp_path, cut):
+def test_audit_deletion_is_detected(db_target, cut):
     from relay.records.audit import AuditLog
     from relay.records.store import Store
 
-    store = Store.open(tmp_path / "a.sqlite")
+    store = Store.open(db_target)
     log = AuditLog(store.connection)
     for i in range(5):
         log.append("state", {"i": i}, booking_id=1)

@@ -136,3 +136,39 @@ async def test_relay_on_postgres_serves_survives_kill_9_and_keeps_the_chain(tmp_
     assert PASSWORD not in output
     assert "store opened: postgresql 127.0.0.1:" in output
     assert not list((tmp_path / "data").glob("*.sqlite*")), "a SQLite file was made"
+
+
+async def test_staff_work_a_call_through_the_api_on_postgres(pg_product):
+    from relay import keys
+
+    product = pg_product
+    b = product.booking_now()
+    fam, pri = await product.pair(b)
+    admin = await product.staff_session("admin_a")
+    api = f"{product.url}/api/v1"
+    try:
+        await fam.wait_state("live")
+        async with admin.post(f"{api}/staff/calls/{b}/pause", json={"note": "check"}) as r:
+            assert r.status == 200 and (await r.json())["state"] == "paused"
+        await fam.wait_state("paused")
+        async with admin.post(f"{api}/staff/calls/{b}/resume") as r:
+            assert (await r.json())["state"] == "live"
+        await fam.wait_state("live")
+        new = {"number": "p9999pp", "name": "Pat New"}
+        async with admin.post(f"{api}/staff/prisoners", json=new) as r:
+            assert r.status == 201, await r.text()
+        async with admin.post(f"{api}/staff/prisoners", json=new) as r:
+            assert r.status == 409 and (await r.json())["error"]["code"] == "prisoner_number_taken"
+        async with admin.get(f"{api}/staff/bookings") as r:
+            assert b in [x["id"] for x in (await r.json())["bookings"]]
+        async with admin.post(f"{api}/staff/calls/{b}/end") as r:
+            assert (await r.json())["state"] == "ended"
+        await fam.wait_state("ended")
+    finally:
+        await admin.close()
+        await fam.close()
+        await pri.close()
+    kinds = [r["kind"] for r in product.app[keys.AUDIT_LOG].for_booking(b)]
+    assert {"join", "staff_pause", "staff_resume", "staff_end"} <= set(kinds)
+    assert verify(product.world.store.connection).ok
+    assert product.world.store.booking(b).status == "completed"

@@ -99,3 +99,24 @@ def test_index_on_a_bare_connection_gets_the_migrated_schema():
     assert _tables(conn) == _migration_tables()
     version = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
     assert version == len(store_schema.MIGRATIONS)
+
+
+def test_postgres_schema_has_the_same_tables_and_columns(tmp_path, pg_url):
+    """The translated migrations give PostgreSQL the tables and columns SQLite has."""
+    lite, pg = Store.open(tmp_path / "s.sqlite"), Store.open(pg_url)
+    try:
+        for table in _migration_tables():
+            sqlite_cols = [r[1] for r in lite.connection.execute(f"PRAGMA table_info({table})")]
+            pg_cols = [
+                r[0]
+                for r in pg.connection.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = ?"
+                    " AND table_schema = current_schema() ORDER BY ordinal_position",
+                    (table,),
+                )
+            ]
+            assert pg_cols == sqlite_cols, table
+        assert pg.schema_version() == lite.schema_version() == len(store_schema.MIGRATIONS)
+    finally:
+        lite.close()
+        pg.close()

@@ -156,3 +156,48 @@ def test_verify_command_reads_postgres(pg_url):
     env["RELAY_DATABASE_URL"] = pg_url  # the config's database when --db is not given
     done = subprocess.run(cli[:-2], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0 and "1 records" in done.stdout, done.stderr
+
+
+def test_postgres_bounds_a_held_lock_and_survives_a_dropped_connection(pg_url):
+    """A writer that holds the lock delays another node by at most the statement timeout; a
+    node stuck inside a transaction loses it (and the lock); a dropped connection is opened
+    again on the next call."""
+    import time
+
+    import psycopg
+
+    from relay.records.store.engine import DatabaseOptions
+
+    quick = DatabaseOptions(statement_timeout_s=0.5, idle_in_transaction_timeout_s=1.5)
+    a, b = Store.open(pg_url, quick), Store.open(pg_url, quick)
+    try:
+        with a.connection.transaction():
+            t = time.monotonic()
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                b.create_establishment("waits for the lock", 1.0)
+            assert time.monotonic() - t < 5
+            assert not b.connection.in_transaction  # nothing left half open
+        assert b.create_establishment("B", 1.0) > 0  # the lock is free again
+        stuck = a.connection.transaction()
+        stuck.__enter__()  # a node that stopped inside a transaction
+        time.sleep(2.5)
+        assert b.create_establishment("C", 2.0) > 0  # its lock went with its session
+        with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):
+            stuck.__exit__(None, None, None)  # its COMMIT: the server already ended it
+        assert a.find_establishment("C") is not None  # reopened on the next call
+        pid = b.connection.execute("SELECT pg_backend_pid()").fetchone()[0]
+        a.connection.execute("SELECT pg_terminate_backend(?)", (pid,))
+        assert b.find_establishment("B") is not None  # b reconnected by itself
+        assert b.create_establishment("D", 3.0) > 0
+    finally:
+        a.close()
+        b.close()
+
+
+def test_missing_postgres_binaries_are_an_error_that_says_what_to_install(monkeypatch):
+    from bench import postgres
+
+    monkeypatch.setattr(postgres.glob, "glob", lambda _pattern: [])
+    with pytest.raises(FileNotFoundError) as missing:
+        postgres.postgres_bin()
+    assert "scripts/system-deps" in str(missing.value)  # tests/postgres.py: pytest.fail

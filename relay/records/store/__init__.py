@@ -1,8 +1,10 @@
 """The establishment's records: establishments, laptops, prisoners, visitors, approvals,
 staff, bookings; and the admission check the signalling server makes when a leg joins.
 
-SQLite by default, behind the ``Store`` class: every public method takes and returns plain
-values/dataclasses and no SQL leaks out, so a server database could replace it later.
+SQLite by default, PostgreSQL when ``RELAY_DATABASE_URL`` names one (the relay nodes share
+it), behind the ``Store`` class: every public method takes and returns plain
+values/dataclasses and no SQL leaks out; relay/records/store/engine.py is the one connection
+type for both engines.
 
 Why a synchronous ``sqlite3`` connection used directly on the event loop (no thread)?
 Every call here is one short transaction over a few indexed rows of a local WAL file: tens of
@@ -12,8 +14,10 @@ every write naturally serialised: the capacity and allowance checks run inside t
 ``BEGIN IMMEDIATE`` transaction as the insert they guard, so two requests cannot both take
 the last laptop. ``busy_timeout`` is kept small so another process holding the write lock
 (an admin script) can stall the loop only briefly. Nothing slow (argon2 password hashing)
-happens inside a store method's transaction. If a server database ever replaces this, it
-would be an async implementation of the same methods.
+happens inside a store method's transaction. PostgreSQL keeps this shape: a synchronous
+psycopg connection (a statement is one round trip, tens of microseconds on a LAN) bounded by
+a statement timeout, every write transaction under one advisory lock shared by all nodes
+(engine.py; docs/multinode.md, "Records", has the reasons and the measured costs).
 
 Schema changes are numbered SQL scripts in ``MIGRATIONS`` (append, never edit), applied in
 order on open, each in its own transaction together with its ``schema_version`` row.

@@ -64,6 +64,11 @@ class DatabaseOptions:
     connect_timeout_s: float = 5.0
     statement_timeout_s: float = 2.0
     idle_in_transaction_timeout_s: float = 10.0
+    synchronous_commit: bool = False
+    """False: a commit does not wait for the server's WAL fsync, which is the durability of
+    the SQLite default (WAL, synchronous=NORMAL): a server crash may lose the last fraction
+    of a second of commits, never consistency (the audit head and its record commit
+    together). True: every commit waits for the fsync (milliseconds on the loop each)."""
 
 
 def is_url(target: str | Path) -> bool:
@@ -311,19 +316,30 @@ class Row:
         return f"Row({dict(zip(self._names, self._values, strict=True))!r})"
 
 
+_ROW_MAKERS: dict[tuple[str, ...], Any] = {}
+"""One row maker per column list (the store's queries are a fixed set): names are read from
+the raw result, not from psycopg's per-query ``description`` objects, which cost more than
+the query's own round trip on a small result."""
+
+
 def _row_factory(cursor: Any) -> Any:
-    desc = cursor.description
-    if desc is None:
+    res = cursor.pgresult
+    if res is None or not res.nfields:
         return tuple
-    names = [c.name for c in desc]
-    index: dict[str, int] = {}
-    for i, name in enumerate(names):
-        index.setdefault(name, i)
-        index.setdefault(name.lower(), i)
+    names = tuple(res.fname(i).decode() for i in range(res.nfields))
+    make = _ROW_MAKERS.get(names)
+    if make is None:
+        index: dict[str, int] = {}
+        for i, name in enumerate(names):
+            index.setdefault(name, i)
+            index.setdefault(name.lower(), i)
+        listed = list(names)
 
-    def make(values: Sequence[Any]) -> Row:
-        return Row(values, index, names)
+        def make(values: Sequence[Any]) -> Row:
+            return Row(values, index, listed)
 
+        if len(_ROW_MAKERS) < 4096:
+            _ROW_MAKERS[names] = make
     return make
 
 
@@ -354,6 +370,8 @@ class PostgresDatabase(Database):
             f"-c statement_timeout={int(o.statement_timeout_s * 1000)}"
             f" -c idle_in_transaction_session_timeout={int(o.idle_in_transaction_timeout_s * 1000)}"
         )
+        if not o.synchronous_commit:
+            settings += " -c synchronous_commit=off"
         if self._read_only:  # a tool off the event loop (verify walks the whole chain)
             settings = "-c statement_timeout=0 -c default_transaction_read_only=on"
         try:
@@ -373,18 +391,31 @@ class PostgresDatabase(Database):
         return conn
 
     def _live(self) -> Any:
-        """The connection, opened again if the server dropped it (outside a transaction
-        only: a transaction that lost its connection is lost and its caller is told)."""
+        """The connection, opened again if the server dropped it."""
         if self.raw.broken or self.raw.closed:
             log.warning("database connection to %s lost; reconnecting", self.name)
             self.raw = self._connect()
         return self.raw
 
+    def _run(self, sql: str, params: Sequence[Any] | None) -> Any:
+        """One statement. Outside a transaction, a connection found dropped (a server
+        restart, a failover) is opened again and the statement sent once more; inside one,
+        the transaction is lost and its caller is told (the error propagates)."""
+        import psycopg
+
+        outside = not self.in_transaction
+        try:
+            return self._live().execute(sql, params)
+        except psycopg.OperationalError:
+            if not (outside and self.raw.broken):
+                raise
+        return self._live().execute(sql, params)
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         import psycopg
 
         try:
-            return self._live().execute(to_pyformat(sql), tuple(params))
+            return self._run(to_pyformat(sql), tuple(params))
         except psycopg.IntegrityError as exc:
             raise IntegrityError(str(exc)) from exc
 
@@ -402,7 +433,11 @@ class PostgresDatabase(Database):
     def in_transaction(self) -> bool:
         from psycopg.pq import TransactionStatus
 
-        return self.raw.info.transaction_status != TransactionStatus.IDLE
+        return self.raw.info.transaction_status in (
+            TransactionStatus.INTRANS,
+            TransactionStatus.INERROR,
+            TransactionStatus.ACTIVE,
+        )
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Database]:
@@ -411,8 +446,13 @@ class PostgresDatabase(Database):
         if self.in_transaction:
             yield self
             return
-        conn = self._live()
-        conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+        try:
+            self._run(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})", None)
+        except BaseException:  # the lock not granted in time (statement_timeout): no BEGIN left
+            if self.in_transaction and not self.raw.broken:
+                self.raw.execute("ROLLBACK")
+            raise
+        conn = self.raw
         try:
             yield self
         except BaseException:
