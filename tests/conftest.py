@@ -66,6 +66,8 @@ def empty_db_target(request, tmp_path):
 
 # ---- a real redis-server for the many-nodes tests (tests/redis_server.py) ------------------
 from tests.redis_server import redis_url  # noqa: E402, F401 (a fixture)
+
+
 @pytest.fixture
 async def pg_product(request, tmp_path):
     """``product`` with its records in a fresh PostgreSQL database."""
