@@ -241,6 +241,15 @@ class Config:
     media_health_tick_s: float = 0.5
     """How often every party stream's packet counter is looked at."""
 
+    # --- the check before the call (relay/calls/identity_gate.py, docs/identity.md) ------
+    identity_precall_matches: int = _VISION.identity_precall_matches
+    identity_precall_min_face_px: int = _VISION.identity_precall_min_face_px
+    identity_precall_alert_after: int = 10
+    """Failed checks (a face on camera, no match) before staff are alerted to admit by hand."""
+    identity_unenrolled_needs_staff: bool = False
+    """A side with nobody enrolled: False admits it unchecked, audited and shown to staff as
+    "not checked"; True holds it until a member of staff admits it."""
+
     @property
     def vision(self) -> VisionSettings:
         """What vision/ reads, built from the RELAY_* vision fields above."""

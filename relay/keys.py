@@ -63,3 +63,6 @@ LINK_MONITOR = web.AppKey("link_monitor", "LinkMonitor")
 """Per-leg link quality and the REMB cap (relay/media/bandwidth.py)."""
 NOTIFIER = web.AppKey("notifier", "Notifier")
 """The outbox sender (relay/notify/sender.py): handlers call ``wake()`` after queueing."""
+IDENTITY_GATE = web.AppKey("identity_gate", "IdentityGate")
+"""The check before the call: holds each party leg until its face matches (relay/calls/
+identity_gate.py); staff admit a held side through it."""

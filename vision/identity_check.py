@@ -69,6 +69,8 @@ class LegIdentity:
         self._previous: list[Face] = []
         self._last_check = float("-inf")
         self.checks = 0
+        self.last: list[tuple[tuple[float, float, float, float], str | None, float]] = []
+        """The latest check's faces: (box, enrolled person or None, distance), for staff."""
 
     def due(self, faces: list[Face], now: float) -> bool:
         """Whether this sample's ``faces`` (counted, source pixels) should be checked; also
@@ -101,6 +103,7 @@ class LegIdentity:
             best_match(v, self.gallery, cfg.identity_threshold) for v in vectors
         ]
         bad = any(m.person is None for m in matches)
+        self.last = [(f.box, m.person, round(m.distance, 4)) for f, m in zip(faces, matches, strict=True)]
         max_age = (self._window.maxlen + 1) * cfg.identity_interval_s  # type: ignore[operator]
         while self._window and now - self._window[0][0] > max_age:
             self._window.popleft()
