@@ -202,7 +202,9 @@ def _install_identity(app: web.Application, store: Store, audit_log: AuditLog,
     vision_link.gallery = enrolments.gallery_for(store)
     from relay.calls.identity_gate import IdentityGate
 
-    gate = IdentityGate(detector, app[keys.CONFIG], store)
+    gate = IdentityGate(
+        detector, app[keys.CONFIG], store, lambda kind, sid: enrolments.get(kind, sid) is not None
+    )
     app[keys.IDENTITY_GATE] = gate
     app[keys.REGISTRY].hooks.append(gate)
     vision_link.precall = gate

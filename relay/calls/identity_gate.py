@@ -9,9 +9,11 @@ it is loaded; every sample is then checked (vision/identity_precall.py, identity
 the result goes to the policy, which guides the joining page, alerts staff after repeated
 failures and lifts the hold when the check passes. Then the in-call re-checks start.
 
-A side with nobody enrolled is admitted unchecked (audited, "not checked" to staff) unless
-``identity_unenrolled_needs_staff``; a gallery that fails to load, or a leg that never sends
-video, stays held: staff admit by hand (``admit``), audited with the last frame.
+A side with nobody enrolled (known at once, from the enrolment rows) is not held: it joins
+unchecked, audited and shown to staff as "not checked", unless
+``identity_unenrolled_needs_staff`` holds it for staff. A gallery that fails to load, or a
+leg that never sends video, stays held: staff admit by hand (``admit``), audited with the
+last frame.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 
 Gallery = dict[str, list[np.ndarray]]
 StartRechecks = Callable[[Gallery], None]
+Enrolled = Callable[[str, int], bool]
+"""(kind, subject id) -> whether that person has an enrolled face (a quick row lookup)."""
 ADMITTED_BY_STAFF = "admitted_by_staff"
 """The gallery key of the faces a member of staff admitted by hand (this call only)."""
 
@@ -48,10 +52,13 @@ class _Open:
 
 
 class IdentityGate:
-    def __init__(self, service: DetectorService, config: Config, store: Any) -> None:
+    def __init__(
+        self, service: DetectorService, config: Config, store: Any, enrolled: Enrolled
+    ) -> None:
         self.service = service
         self.config = config
         self.store = store
+        self.enrolled = enrolled
         self._held: dict[tuple[int, str], Leg] = {}
         self._open: dict[tuple[int, str], _Open] = {}
 
@@ -67,7 +74,21 @@ class IdentityGate:
             return
         self._held[(call.id, role)] = leg
         self._open.pop((call.id, role), None)
-        policy.identity_check_hold(role)
+        if self._anyone_enrolled(call, role):
+            policy.identity_check_hold(role)
+        elif self.config.identity_unenrolled_needs_staff:
+            policy.identity_check_hold(role, needs_staff=True)
+        else:
+            policy.identity_check_skipped(role)
+
+    def _anyone_enrolled(self, call: Call, role: str) -> bool:
+        booking = self.store.booking(call.id)
+        if booking is None:
+            return False
+        if role == "prison":
+            return self.enrolled("prisoner", booking.prisoner_id)
+        visitors = {booking.main_visitor_id, *booking.visitor_ids}
+        return any(self.enrolled("visitor", v) for v in visitors)
 
     def _forget(self, call: Call, policy: CallPolicy) -> None:
         if policy.state == "ended":
@@ -93,9 +114,9 @@ class IdentityGate:
             if gallery:
                 then(gallery)
             return
-        if not gallery:
+        if not gallery:  # held, but no descriptor loaded: staff admit by hand
             self._open[(call.id, role)] = _Open(sampler, None, {}, then)
-            policy.identity_check_unenrolled(role, self.config.identity_unenrolled_needs_staff)
+            policy.identity_check_unavailable(role)
             return
         required = None
         if role == "family":

@@ -295,12 +295,26 @@ class CallPolicy:
         """``role`` is held by its check before the call."""
         return f"identity_check:{role}" in self.pause_reasons
 
-    def identity_check_hold(self, role: str) -> None:
-        """A party leg joined: hold the call's media until its face is checked."""
-        self.identity[role] = SideIdentity()
-        self._audit("identity_check_started", {"role": role})
+    def identity_check_hold(self, role: str, needs_staff: bool = False) -> None:
+        """A party leg joined: hold the call's media until its face is checked (or, where
+        ``needs_staff``, until staff admit it: nobody enrolled where the establishment says
+        staff must then admit)."""
+        self.identity[role] = SideIdentity(status="needs_staff" if needs_staff else "checking")
+        self._audit("identity_check_started", {"role": role, "needs_staff": needs_staff})
+        if needs_staff:
+            self._identity_alert(role, "nobody_enrolled", [])
         self._tell_identity(role)
         self._add(f"identity_check:{role}", "identity_check")
+
+    def identity_check_skipped(self, role: str) -> None:
+        """Nobody approved for ``role`` is enrolled: the leg joins unchecked, audited and
+        shown to staff as not checked (never silently)."""
+        if self.state == "ended":
+            return
+        self.identity[role] = SideIdentity(status="not_checked")
+        self._audit("identity_check_skipped", {"role": role, "why": "nobody_enrolled"})
+        self._tell_identity(role)
+        self._changed()
 
     def identity_check_result(self, role: str, result: Any) -> None:
         """One check of ``role``'s camera (vision.identity_precall.PrecallResult): guidance
@@ -326,27 +340,10 @@ class CallPolicy:
         self._tell_identity(role)
         self._changed()
 
-    def identity_check_unenrolled(self, role: str, needs_staff: bool) -> None:
-        """Nobody approved for ``role`` is enrolled: admitted unchecked (audited, shown to
-        staff as not checked), or held for staff where the establishment says so."""
-        side = self.identity.get(role)
-        if side is None or self.state == "ended":
-            return
-        if needs_staff:
-            side.status = "needs_staff"
-            self._identity_alert(role, "nobody_enrolled", [])
-            self._tell_identity(role)
-            self._changed()
-            return
-        side.status = "not_checked"
-        self._audit("identity_check_skipped", {"role": role, "why": "nobody_enrolled"})
-        self._tell_identity(role)
-        self._lift(f"identity_check:{role}", "identity_check_skipped")
-
     def identity_check_unavailable(self, role: str) -> None:
         """The check cannot run (the gallery did not load): held for staff, never passed."""
         side = self.identity.get(role)
-        if side is None or self.state == "ended":
+        if side is None or self.state == "ended" or side.status == "needs_staff":
             return
         side.status = "needs_staff"
         self._identity_alert(role, "check_unavailable", [])
