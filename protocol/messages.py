@@ -17,6 +17,10 @@ Relay to client::
     {"v": 1, "type": "ice_servers", "ice_servers": [{"urls": [...], "username": "...",
      "credential": "..."}], "ice_transport_policy": "all"}
     {"v": 1, "type": "quality", "grade": "poor", "loss_down": 0.12, ...}   (this leg's own link)
+    {"v": 1, "type": "identity_check", "role": "family", "status": "checking",
+     "finding": "come_closer", "checks": 3, "failures": 2, "alerted": false}
+        (this leg's own check before the call: guidance; the other side sees only the
+         pause reason "identity_check:<role>")
 
 A client gathers ICE before it offers, so it asks for its TURN servers (``ice``) first, on
 the same socket; the ``joined`` answer repeats them (for a rejoin).
