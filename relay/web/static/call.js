@@ -399,7 +399,10 @@ class CallScreen {
     if (msg.type === "error") return this.show("error", t.joinErrors[msg.code] || msg.message);
     if (msg.ends_at) this.endsAt = msg.ends_at;
     if (msg.state === "ended") this.finish();
-    else if (msg.state === "paused") this.showRemote(false, t.remoteHiddenPaused);
+    else if (msg.state === "paused") {
+      const checking = call && (msg.pause_reasons || []).includes(`identity_check:${call.role}`);
+      this.showRemote(false, (checking && t.identityRemoteHidden) || t.remoteHiddenPaused);
+    }
     else if (msg.state === "live") this.showRemote(!this.farStalled.has("video"), this.text.theirVideoStopped);
     else this.showRemote(false, t.remoteHiddenWaiting);
     if (msg.state === "live" && Date.now() / 1000 < this.warnUntil) return this.show("warning", this.warningText());

@@ -38,6 +38,7 @@ function callText(t) {
     identityOther: t("call.identity.other"),
     identityStaffAsked: t("call.identity.staff_asked"),
     identityNeedsStaff: t("call.identity.needs_staff"),
+    identityRemoteHidden: t("call.identity.remote_hidden"),
     identityGuidance: codes("call.identity", [
       "look_at_camera", "come_closer", "more_light", "less_light", "only_booked_people", "main_person_missing",
     ]),

@@ -64,6 +64,7 @@ const TEXT = {
   identityOther: "Waiting for your visitors…",
   identityStaffAsked: "We could not confirm it's you. A member of staff has been asked to help.",
   identityNeedsStaff: "A member of staff will start the call shortly.",
+  identityRemoteHidden: "Your visitors' picture appears once we have checked it's you.",
   identityGuidance: {
     look_at_camera: "Look straight at the camera, with your whole face in view.",
     come_closer: "Sit a little closer to the camera.",
