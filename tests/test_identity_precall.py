@@ -14,7 +14,15 @@ from skimage import data
 
 from bench.identity_set import jpeg
 from bench.product import start_product
-from bench.vision_clips import FPS, HEIGHT, WIDTH, add_noise, encode_frames, face_patches, paste_face
+from bench.vision_clips import (
+    FPS,
+    HEIGHT,
+    WIDTH,
+    add_noise,
+    encode_frames,
+    face_patches,
+    paste_face,
+)
 from protocol.media import EncodedClipFrame, EncodedTrack
 from relay import keys
 from vision.detector import Face
@@ -108,9 +116,9 @@ async def test_an_impostor_is_held_alerted_and_admitted_by_an_admin(tmp_path):
         assert "identity_check:family" in live.policy.pause_reasons
         assert pri.frames["video0"] == 0  # the prison side saw nothing of them
         state = pri.messages[-1] if pri.messages else {}
-        assert any(
-            "identity_check:family" in m.get("pause_reasons", ()) for m in pri.messages
-        ), state
+        assert any("identity_check:family" in m.get("pause_reasons", ()) for m in pri.messages), (
+            state
+        )
         async with officer.get(f"{product.url}/api/v1/staff/calls") as r:
             (row,) = (await r.json())["calls"]
         assert row["identity"]["family"]["alerted"] is True

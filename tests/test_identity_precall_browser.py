@@ -54,9 +54,13 @@ def camera(path: Path) -> list[str]:
 
 
 def prison_client(product, token: str) -> CallClient:
-    return CallClient(product.url, token, receive="decode",
-                      video=EncodedTrack("video", video_clip(seed=4), 30),
-                      audio=EncodedTrack("audio", tone_clip(500), 50))
+    return CallClient(
+        product.url,
+        token,
+        receive="decode",
+        video=EncodedTrack("video", video_clip(seed=4), 30),
+        audio=EncodedTrack("audio", tone_clip(500), 50),
+    )
 
 
 async def frames_for(client: CallClient, seconds: float) -> int:
@@ -65,7 +69,9 @@ async def frames_for(client: CallClient, seconds: float) -> int:
 
 
 @pytest.mark.timeout(600)
-async def test_the_enrolled_face_is_admitted_and_an_impostor_is_held_until_an_admin_admits(tmp_path):
+async def test_the_enrolled_face_is_admitted_and_an_impostor_is_held_until_an_admin_admits(
+    tmp_path,
+):
     product = await start_product(
         tmp_path, vision_enabled=True, identity_precall_alert_after=3, reconnect_grace_s=10.0
     )
@@ -86,7 +92,9 @@ async def test_the_enrolled_face_is_admitted_and_an_impostor_is_held_until_an_ad
         async with chromium(camera(mum_clip)) as browser:
             page = await browser.new_page()
             await page.goto(f"{product.url}/join?token={await product.family_token(first)}")
-            await page.wait_for_function("window.__call && window.__call.joins === 1", timeout=30000)
+            await page.wait_for_function(
+                "window.__call && window.__call.joins === 1", timeout=30000
+            )
             prison = prison_client(product, await product.prison_token(first))
             prisons.append(prison)
             await prison.join()
@@ -101,7 +109,9 @@ async def test_the_enrolled_face_is_admitted_and_an_impostor_is_held_until_an_ad
         async with chromium(camera(impostor_clip)) as browser:
             page = await browser.new_page()
             await page.goto(f"{product.url}/join?token={await product.family_token(second)}")
-            await page.wait_for_function("window.__call && window.__call.joins === 1", timeout=30000)
+            await page.wait_for_function(
+                "window.__call && window.__call.joins === 1", timeout=30000
+            )
             prison = prison_client(product, await product.prison_token(second))
             prisons.append(prison)
             await prison.join()
@@ -143,18 +153,23 @@ async def test_the_enrolled_face_is_admitted_and_an_impostor_is_held_until_an_ad
             assert "Unmatched face: closest distance" in shown
             await console.wait_for_function(
                 "document.querySelector('#identity-sides [data-frame=\"family\"] img')"
-                "?.naturalWidth > 0", timeout=10000)
+                "?.naturalWidth > 0",
+                timeout=10000,
+            )
             prison_side = await console.text_content('#identity-sides [data-side="prison"]')
             assert "Not checked" in prison_side
             await console.locator("#identity").screenshot(path=str(SHOTS / "console-identity.png"))
             shrink(SHOTS / "console-identity.png")
             shrink(SHOTS / "family-identity-check.png")
             shrink(SHOTS / "family-identity-check-phone.png")
-            await side.get_by_role("button", name=f"Admit the family side of call {second} by hand").click()
+            await side.get_by_role(
+                "button", name=f"Admit the family side of call {second} by hand"
+            ).click()
             await console.fill("#dialog-input", "known to the officer on duty")
             await console.get_by_role("button", name="Admit", exact=True).click()
             await console.wait_for_selector(
-                '#identity-sides [data-side="family"] [data-status="admitted"]', timeout=10000)
+                '#identity-sides [data-side="family"] [data-status="admitted"]', timeout=10000
+            )
 
             await prison.wait_frames("video0", 30, timeout=60)
             await page.wait_for_function("document.body.dataset.state === 'live'", timeout=20000)
