@@ -56,6 +56,12 @@ DECISION_LATENCY = Histogram(
     "relay_vision_decision_latency_seconds", "From a frame being sampled to its decision",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2))
 EVENTS = Counter("relay_vision_events_total", "Vision events emitted", ["kind"])
+IDENTITY_CPU = Counter(
+    "relay_identity_cpu_seconds_total",
+    "CPU time of the identity thread on descriptors (in-call re-checks and the check before "
+    "the call)")
+IDENTITY_CHECKS = Counter(
+    "relay_identity_checks_total", "Identity checks run (one or more descriptors each)")
 
 
 PrecallCallback = Callable[[PrecallResult], None]
@@ -380,12 +386,15 @@ class DetectorService:
                     vectors = encoder.descriptors(image, faces)  # type: ignore[attr-defined]
                     return vectors, [face_luma(image, f) for f in faces]
                 finally:
-                    self.identity_cpu_s += time.thread_time() - c0  # only that thread writes
+                    spent = time.thread_time() - c0
+                    self.identity_cpu_s += spent  # only that thread writes
+                    IDENTITY_CPU.inc(spent)
 
             vectors, lumas = await self.identity.run(describe)
             if sampler.closed or check.done:
                 return
             self.identity_checks += 1
+            IDENTITY_CHECKS.inc()
             result = check.checked(faces, vectors, lumas)
             try:
                 result.evidence_jpeg = await self._loop.run_in_executor(
@@ -415,12 +424,15 @@ class DetectorService:
                     image = sample.frame.to_ndarray(format="bgr24")
                     return encoder.descriptors(image, faces)  # type: ignore[attr-defined]
                 finally:
-                    self.identity_cpu_s += time.thread_time() - c0  # only that thread writes
+                    spent = time.thread_time() - c0
+                    self.identity_cpu_s += spent  # only that thread writes
+                    IDENTITY_CPU.inc(spent)
 
             vectors = await self.identity.run(describe)
             if sampler.closed:
                 return
             self.identity_checks += 1
+            IDENTITY_CHECKS.inc()
             event = ident.checked(faces, vectors, sample.at)
             if ident.unmatched or (event is None and ident.due_soon()):
                 sampler._start_burst(sample.at + self.config.burst_interval_s)
