@@ -242,6 +242,7 @@ class Config:
     """How often every party stream's packet counter is looked at."""
 
     # --- the check before the call (relay/calls/identity_gate.py, docs/identity.md) ------
+    identity_look_change: float = _VISION.identity_look_change
     identity_precall_matches: int = _VISION.identity_precall_matches
     identity_precall_min_face_px: int = _VISION.identity_precall_min_face_px
     identity_precall_alert_after: int = 10

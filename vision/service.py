@@ -34,7 +34,7 @@ from prometheus_client import Counter, Histogram
 from vision.decisions import VisionEvent, counted_faces
 from vision.detector import Detector, Face, load_detector
 from vision.identity import IdentityWorker
-from vision.identity_check import LegIdentity
+from vision.identity_check import LegIdentity, face_look
 from vision.identity_precall import PrecallCheck, PrecallResult, face_luma
 from vision.sampler import LegSampler, Sample, _Decoder, evidence_jpeg
 from vision.settings import VisionSettings
@@ -337,7 +337,9 @@ class DetectorService:
             ident = sampler.identity
             if ident is not None and self.identity is not None and not sampler.closed:
                 counted = counted_faces([f.scaled(1.0 / sample.scale) for f in faces], self.config)
-                if ident.due(counted, sample.at):
+                looks = [face_look(sample.image, tuple(v * sample.scale for v in f.box))  # type: ignore[arg-type]
+                         for f in counted]
+                if ident.due(counted, sample.at, looks):
                     self._busy += 1
                     task = asyncio.ensure_future(self._identify(sampler, ident, sample, counted))
                     self._identify_tasks.add(task)
