@@ -314,7 +314,10 @@ class CallPolicy:
         self.identity[role] = SideIdentity(status="not_checked")
         self._audit("identity_check_skipped", {"role": role, "why": "nobody_enrolled"})
         self._tell_identity(role)
-        self._changed()
+        if f"identity_check:{role}" in self.pause_reasons:  # restored from before a restart
+            self._lift(f"identity_check:{role}", "identity_check_skipped")
+        else:
+            self._changed()
 
     def identity_check_result(self, role: str, result: Any) -> None:
         """One check of ``role``'s camera (vision.identity_precall.PrecallResult): guidance
