@@ -48,7 +48,7 @@ class VisionSettings:
     identity_confirm_n: int = 3
     identity_clear_m: int = 3
     identity_clear_n: int = 4
-    identity_look_change: float = 0.45
+    identity_look_change: float = 0.6
     """A face whose appearance (``identity_check.face_look``) changes more than this between
     samples is re-identified at once: someone else in the same place (docs/identity.md)."""
     identity_precall_matches: int = 2
