@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import clips, measure, plot, report
+from bench import clips, identity_load, measure, plot, report
 from bench.run import PointConfig, run_point
 from bench.systems import JanusSystem, NaiveSystem, RelaySystem, System
 
@@ -283,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{name}: max healthy calls {s['max_healthy_calls']}, per-call CPU {s['per_call_cpu_pct']}%"
                 + (f" — {s['stopped']}" if s.get("stopped") else "")
             )
+    print(identity_load.line(result["systems"]))
     if args.json_path:
         _write_json(args.json_path, result)
         _say(f"bench: wrote {args.json_path}")

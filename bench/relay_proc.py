@@ -85,6 +85,10 @@ def build(
     app = build_app(config, admit=admit)
     # a feature counts as active when asked for and the config has a switch for it
     active = {f: f in features and getattr(config, f"{f}_enabled", False) for f in FEATURES}
+    if active["vision"]:  # the load clip's faces enrolled: identity re-checks measured too
+        from bench import identity_load
+
+        identity_load.install(app)
     return app, "relay.app.build_app", active
 
 

@@ -92,6 +92,7 @@ def summarize(name: str, points: list[dict[str, Any]], info: dict[str, Any]) -> 
         "memory_mb_per_call": best.get("memory_mb_per_call") if best else None,
         "vision_samples_per_s": best.get("vision_samples_per_s") if best else None,
         "vision_decision_latency_ms_p95": best.get("vision_decision_latency_ms_p95") if best else None,
+        "identity_cpu_per_leg": best.get("identity_cpu_per_leg") if best else None,
         "points": points,
         **info,
     }

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import measure
+from bench import identity_load, measure
 from bench.procs import PYTHON, Child
 from bench.systems import System, scrape
 
@@ -342,6 +342,7 @@ def analyze(
         )
         point["vision_decision_latency_ms_p50"] = _ms(measure.histogram_quantile(0.50, dec))
         point["vision_decision_latency_ms_p95"] = _ms(measure.histogram_quantile(0.95, dec))
+        point.update(identity_load.figures(before.metrics, after.metrics, wall, len(legs)))
     else:
         point["forward_latency_ms_p50"] = point["forward_latency_ms_p95"] = None
         # no counters in the system: its far clients' delivery is the only evidence

@@ -21,6 +21,10 @@ Relay to client::
         (many nodes: another node runs this call; the socket closes, and the client joins
         again at ``url`` + ``/ws`` with the same token. Its next rejoin after a drop starts
         from the address it first used, since the node it was sent to may be the one gone.)
+    {"v": 1, "type": "identity_check", "role": "family", "status": "checking",
+     "finding": "come_closer", "checks": 3, "failures": 2, "alerted": false}
+        (this leg's own check before the call: guidance; the other side sees only the
+         pause reason "identity_check:<role>")
 
 A client gathers ICE before it offers, so it asks for its TURN servers (``ice``) first, on
 the same socket; the ``joined`` answer repeats them (for a rejoin).

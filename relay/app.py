@@ -42,6 +42,7 @@ from relay.web import (
     call_messages,
     family_accounts,
     health,
+    identity_control,
     join_preview,
     kiosk_api,
     laptop_api,
@@ -160,7 +161,8 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     setup_api(app, {**api.HANDLERS, **call_control.HANDLERS, **visiting_api.HANDLERS,
                     **staff_admin_api.HANDLERS, **family_accounts.HANDLERS,
                     **vetting_api.HANDLERS, **laptop_api.HANDLERS,
-                    **call_messages.HANDLERS, **kiosk_api.HANDLERS, **join_preview.HANDLERS})
+                    **call_messages.HANDLERS, **kiosk_api.HANDLERS, **join_preview.HANDLERS,
+                    **identity_control.HANDLERS})
     pages.add_routes(app)
     pages.add_family_routes(app)
     app.on_response_prepare.append(pages.html_security_headers)  # every HTML response
@@ -202,6 +204,14 @@ def _install_identity(app: web.Application, store: Store, audit_log: AuditLog,
     _with_app(app, enrolments.start, enrolments.stop)
     detector.identity = worker
     vision_link.gallery = enrolments.gallery_for(store)
+    from relay.calls.identity_gate import IdentityGate
+
+    gate = IdentityGate(
+        detector, app[keys.CONFIG], store, lambda kind, sid: enrolments.get(kind, sid) is not None
+    )
+    app[keys.IDENTITY_GATE] = gate
+    app[keys.REGISTRY].hooks.append(gate)
+    vision_link.precall = gate
 
 
 def _with_app(app: web.Application, start: Callable[[], Awaitable[None]],

@@ -284,6 +284,15 @@ class Config:
     """A recording whose writer has not marked it alive for this long is taken to be cut
     short (its node died) and marked ``interrupted`` by any node: keep it well above
     ``recording_heartbeat_s`` plus the nodes' clock difference."""
+    # --- the check before the call (relay/calls/identity_gate.py, docs/identity.md) ------
+    identity_look_change: float = _VISION.identity_look_change
+    identity_precall_matches: int = _VISION.identity_precall_matches
+    identity_precall_min_face_px: int = _VISION.identity_precall_min_face_px
+    identity_precall_alert_after: int = 10
+    """Failed checks (a face on camera, no match) before staff are alerted to admit by hand."""
+    identity_unenrolled_needs_staff: bool = False
+    """A side with nobody enrolled: False admits it unchecked, audited and shown to staff as
+    "not checked"; True holds it until a member of staff admits it."""
 
     @property
     def vision(self) -> VisionSettings:

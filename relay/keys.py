@@ -67,3 +67,6 @@ CLUSTER = web.AppKey("cluster", "Cluster")
 """Many nodes (relay/cluster/): set only when ``redis_url`` is; absent on a single node."""
 RECORDING_STORAGE = web.AppKey("recording_storage", "Storage")
 """Where recordings are written and read (relay/records/storage.py): shared by all nodes."""
+IDENTITY_GATE = web.AppKey("identity_gate", "IdentityGate")
+"""The check before the call: holds each party leg until its face matches (relay/calls/
+identity_gate.py); staff admit a held side through it."""

@@ -69,7 +69,10 @@ async def test_a_stranger_in_place_of_the_visitor_pauses_and_the_visitor_back_re
         while track.sent < frames:
             await asyncio.sleep(0.01)
         swapped = time.monotonic()
-        paused = await fam.wait_state("paused", timeout=10)
+        paused = await fam.wait_for(  # not the hold of the check before the call
+            lambda m: m["type"] == "state" and "identity:family" in m.get("pause_reasons", ()),
+            timeout=10,
+        )
         latency = time.monotonic() - swapped
         assert paused["pause_reasons"] == ["identity:family"]
         assert "someone not on the booking" in paused["paused_because"][0]

@@ -32,6 +32,26 @@ from vision.settings import VisionSettings
 
 IdentityKind = Literal["unmatched", "matched"]
 NEW_TRACK_IOU = 0.3
+LOOK_PX = 16
+LOOK_INNER = 0.15
+"""Margin left out of each side of the box: the background behind a face (a scrolling one
+in the bench's clip) must not count as a change of face."""
+
+
+def face_look(image_bgr: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """A face's appearance, cheaply: the inside of its box as 16x16 grey, normalised for brightness and
+    contrast. Someone else sitting down in the same place changes it far more than moving
+    or talking does (about 1.0 against 0.1-0.4 on the swap test clip; but 0.2-0.9 on the bench clip, whose faces scale and drift over a scrolling background at 45-60 px), so a
+    jump triggers a check at once instead of at the next steady one (the swap latency)."""
+    h, w = image_bgr.shape[:2]
+    mx, my = LOOK_INNER * (box[2] - box[0]), LOOK_INNER * (box[3] - box[1])
+    x1, y1 = max(0, int(box[0] + mx)), max(0, int(box[1] + my))
+    x2, y2 = min(w, max(x1 + 1, int(box[2] - mx))), min(h, max(y1 + 1, int(box[3] - my)))
+    crop = image_bgr[y1:y2, x1:x2].mean(axis=2)
+    ys = np.linspace(0, crop.shape[0] - 1, LOOK_PX).astype(int)
+    xs = np.linspace(0, crop.shape[1] - 1, LOOK_PX).astype(int)
+    grey = crop[np.ix_(ys, xs)].astype(np.float32)
+    return (grey - grey.mean()) / (grey.std() + 1e-3)
 
 
 @dataclass
@@ -67,19 +87,37 @@ class LegIdentity:
             maxlen=max(config.identity_confirm_n, config.identity_clear_n)
         )
         self._previous: list[Face] = []
+        self._looks: list[np.ndarray] = []
         self._last_check = float("-inf")
         self.checks = 0
+        self.last: list[tuple[tuple[float, float, float, float], str | None, float]] = []
+        """The latest check's faces: (box, enrolled person or None, distance), for staff."""
 
-    def due(self, faces: list[Face], now: float) -> bool:
+    def due(self, faces: list[Face], now: float, looks: list[np.ndarray] | None = None) -> bool:
         """Whether this sample's ``faces`` (counted, source pixels) should be checked; also
-        remembers them as the previous sample's."""
+        remembers them as the previous sample's. ``looks`` (:func:`face_look`, per face):
+        a face whose appearance jumped since the previous sample is checked at once."""
         previous, self._previous = self._previous, faces
+        before, self._looks = self._looks, looks or []
         if not faces or not self.gallery:
             return False
         if len(faces) != len(previous):
             return True
+        overlaps = [
+            max(range(len(previous)), key=lambda i: iou(f.box, previous[i].box)) for f in faces
+        ]
         if any(
-            max((iou(f.box, p.box) for p in previous), default=0.0) < NEW_TRACK_IOU for f in faces
+            iou(f.box, previous[i].box) < NEW_TRACK_IOU
+            for f, i in zip(faces, overlaps, strict=True)
+        ):
+            return True
+        if (
+            looks
+            and len(before) == len(previous)
+            and any(
+                float(np.abs(look - before[i]).mean()) > self.config.identity_look_change
+                for look, i in zip(looks, overlaps, strict=True)
+            )
         ):
             return True
         if self.unmatched or self.due_soon():
@@ -101,6 +139,9 @@ class LegIdentity:
             best_match(v, self.gallery, cfg.identity_threshold) for v in vectors
         ]
         bad = any(m.person is None for m in matches)
+        self.last = [
+            (f.box, m.person, round(m.distance, 4)) for f, m in zip(faces, matches, strict=True)
+        ]
         max_age = (self._window.maxlen + 1) * cfg.identity_interval_s  # type: ignore[operator]
         while self._window and now - self._window[0][0] > max_age:
             self._window.popleft()

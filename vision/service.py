@@ -34,7 +34,8 @@ from prometheus_client import Counter, Histogram
 from vision.decisions import VisionEvent, counted_faces
 from vision.detector import Detector, Face, load_detector
 from vision.identity import IdentityWorker
-from vision.identity_check import LegIdentity
+from vision.identity_check import LegIdentity, face_look
+from vision.identity_precall import PrecallCheck, PrecallResult, face_luma
 from vision.sampler import LegSampler, Sample, _Decoder, evidence_jpeg
 from vision.settings import VisionSettings
 
@@ -55,6 +56,15 @@ DECISION_LATENCY = Histogram(
     "relay_vision_decision_latency_seconds", "From a frame being sampled to its decision",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2))
 EVENTS = Counter("relay_vision_events_total", "Vision events emitted", ["kind"])
+IDENTITY_CPU = Counter(
+    "relay_identity_cpu_seconds_total",
+    "CPU time of the identity thread on descriptors (in-call re-checks and the check before "
+    "the call)")
+IDENTITY_CHECKS = Counter(
+    "relay_identity_checks_total", "Identity checks run (one or more descriptors each)")
+
+
+PrecallCallback = Callable[[PrecallResult], None]
 
 
 def percentile(values: Iterable[float], q: float) -> float:
@@ -125,6 +135,8 @@ class DetectorService:
         self.identity_cpu_s = 0.0
         """CPU time of the identity thread spent on in-call descriptors."""
         self._identify_tasks: set[asyncio.Task[None]] = set()
+        self._precall: dict[str, tuple[LegSampler, PrecallCheck, PrecallCallback]] = {}
+        """Legs whose check before the call is open (vision/identity_precall.py)."""
 
     @property
     def enabled(self) -> bool:
@@ -325,11 +337,83 @@ class DetectorService:
             ident = sampler.identity
             if ident is not None and self.identity is not None and not sampler.closed:
                 counted = counted_faces([f.scaled(1.0 / sample.scale) for f in faces], self.config)
-                if ident.due(counted, sample.at):
+                looks = [face_look(sample.image, tuple(v * sample.scale for v in f.box))  # type: ignore[arg-type]
+                         for f in counted]
+                if ident.due(counted, sample.at, looks):
                     self._busy += 1
                     task = asyncio.ensure_future(self._identify(sampler, ident, sample, counted))
                     self._identify_tasks.add(task)
                     task.add_done_callback(self._identify_tasks.discard)
+            self._maybe_precall(sampler, sample, faces)
+
+    # --- the check before the call (vision/identity_precall.py) --------------------------
+    def open_precall(self, sampler: LegSampler, check: PrecallCheck,
+                     on_result: PrecallCallback) -> None:
+        """Check ``sampler``'s samples against ``check`` until it is closed or admits."""
+        self._precall[sampler.leg_key] = (sampler, check, on_result)
+
+    def sampler_for(self, leg_key: str) -> LegSampler | None:
+        return self._legs.get(leg_key)
+
+    def close_precall(self, sampler: LegSampler) -> None:
+        entry = self._precall.get(sampler.leg_key)
+        if entry is not None and entry[0] is sampler:
+            del self._precall[sampler.leg_key]
+
+    def _maybe_precall(self, sampler: LegSampler, sample: Sample, faces: list[Face]) -> None:
+        entry = self._precall.get(sampler.leg_key)
+        if entry is None or entry[0] is not sampler or self.identity is None or sampler.closed:
+            return
+        check, on_result = entry[1], entry[2]
+        if not check.due():
+            return
+        check.in_flight = True
+        counted = counted_faces([f.scaled(1.0 / sample.scale) for f in faces], self.config)
+        self._busy += 1
+        task = asyncio.ensure_future(self._precall_check(sampler, check, on_result, sample, counted))
+        self._identify_tasks.add(task)
+        task.add_done_callback(self._identify_tasks.discard)
+
+    async def _precall_check(self, sampler: LegSampler, check: PrecallCheck,
+                             on_result: PrecallCallback, sample: Sample,
+                             faces: list[Face]) -> None:
+        """Descriptors and face brightness on the identity thread, then the check's result
+        (with the frame, for staff) to ``on_result`` on the loop."""
+        assert self.identity is not None and self._loop is not None
+        try:
+            def describe(encoder: object) -> tuple[list[np.ndarray], list[float]]:
+                c0 = time.thread_time()
+                try:
+                    image = sample.frame.to_ndarray(format="bgr24")
+                    vectors = encoder.descriptors(image, faces)  # type: ignore[attr-defined]
+                    return vectors, [face_luma(image, f) for f in faces]
+                finally:
+                    spent = time.thread_time() - c0
+                    self.identity_cpu_s += spent  # only that thread writes
+                    IDENTITY_CPU.inc(spent)
+
+            vectors, lumas = await self.identity.run(describe)
+            if sampler.closed or check.done:
+                return
+            self.identity_checks += 1
+            IDENTITY_CHECKS.inc()
+            result = check.checked(faces, vectors, lumas)
+            try:
+                result.evidence_jpeg = await self._loop.run_in_executor(
+                    self._decode_pool, evidence_jpeg, sample.frame, [f.box for f in faces])
+            except Exception:
+                log.exception("vision: precall evidence JPEG failed for leg %s", sampler.leg_key)
+            if result.admitted:
+                self.close_precall(sampler)
+            if not sampler.closed:
+                on_result(result)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("vision: check before the call failed for leg %s", sampler.leg_key)
+        finally:
+            check.in_flight = False
+            self._done(1)
 
     async def _identify(self, sampler: LegSampler, ident: LegIdentity, sample: Sample,
                         faces: list[Face]) -> None:
@@ -342,12 +426,15 @@ class DetectorService:
                     image = sample.frame.to_ndarray(format="bgr24")
                     return encoder.descriptors(image, faces)  # type: ignore[attr-defined]
                 finally:
-                    self.identity_cpu_s += time.thread_time() - c0  # only that thread writes
+                    spent = time.thread_time() - c0
+                    self.identity_cpu_s += spent  # only that thread writes
+                    IDENTITY_CPU.inc(spent)
 
             vectors = await self.identity.run(describe)
             if sampler.closed:
                 return
             self.identity_checks += 1
+            IDENTITY_CHECKS.inc()
             event = ident.checked(faces, vectors, sample.at)
             if ident.unmatched or (event is None and ident.due_soon()):
                 sampler._start_burst(sample.at + self.config.burst_interval_s)

@@ -48,6 +48,13 @@ class VisionSettings:
     identity_confirm_n: int = 3
     identity_clear_m: int = 3
     identity_clear_n: int = 4
+    identity_look_change: float = 0.6
+    """A face whose appearance (``identity_check.face_look``) changes more than this between
+    samples is re-identified at once: someone else in the same place (docs/identity.md)."""
+    identity_precall_matches: int = 2
+    """Passing checks in a row that admit a leg before the call (vision/identity_precall.py)."""
+    identity_precall_min_face_px: int = 60
+    """A face under this high on camera gets "come closer" before the call."""
 
     def replace(self, **changes: object) -> Self:
         return replace(self, **changes)  # type: ignore[arg-type]

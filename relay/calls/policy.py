@@ -23,7 +23,9 @@ from typing import Any
 
 from relay import metrics
 from relay.calls.call import Call
+from relay.calls.identity_state import SideIdentity
 from relay.config import Config
+from relay.records.audit import Evidence
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,8 @@ REASON_TEXT = {
     "vision:prison": "someone other than the prisoner appeared on the prison side's camera",
     "identity:family": "someone not on the booking appeared on the family side's camera",
     "identity:prison": "someone not on the booking appeared on the prison side's camera",
+    "identity_check:family": "waiting for the family side's identity check",
+    "identity_check:prison": "waiting for the prison side's identity check",
     "staff": "a member of staff paused the call",
     "before_start": "the call has not started yet",
 }
@@ -96,6 +100,8 @@ class CallPolicy:
         """Party streams ("family:video") that stopped arriving while live (media health)."""
         self.listeners: list[Callable[[], None]] = []
         """Called after every change of state or pause reasons (persistence, metrics)."""
+        self.identity: dict[str, SideIdentity] = {}
+        """Each party side's check before the call (relay/calls/identity_gate.py)."""
         self._staff_must_resume = bool(getattr(call.policy_settings, "staff_must_resume", False))
         self._schedule()
 
@@ -285,6 +291,107 @@ class CallPolicy:
             self.config.resume_after_clear_s, self._lift, key, why
         )
 
+    # --- the check before the call (relay/calls/identity_gate.py) -----------------------
+
+    def identity_paused_for_check(self, role: str) -> bool:
+        """``role`` is held by its check before the call."""
+        return f"identity_check:{role}" in self.pause_reasons
+
+    def identity_check_hold(self, role: str, needs_staff: bool = False) -> None:
+        """A party leg joined: hold the call's media until its face is checked (or, where
+        ``needs_staff``, until staff admit it: nobody enrolled where the establishment says
+        staff must then admit)."""
+        self.identity[role] = SideIdentity(status="needs_staff" if needs_staff else "checking")
+        self._audit("identity_check_started", {"role": role, "needs_staff": needs_staff})
+        if needs_staff:
+            self._identity_alert(role, "nobody_enrolled", [])
+        self._tell_identity(role)
+        self._add(f"identity_check:{role}", "identity_check")
+
+    def identity_check_skipped(self, role: str) -> None:
+        """Nobody approved for ``role`` is enrolled: the leg joins unchecked, audited and
+        shown to staff as not checked (never silently)."""
+        if self.state == "ended":
+            return
+        self.identity[role] = SideIdentity(status="not_checked")
+        self._audit("identity_check_skipped", {"role": role, "why": "nobody_enrolled"})
+        self._tell_identity(role)
+        if f"identity_check:{role}" in self.pause_reasons:  # restored from before a restart
+            self._lift(f"identity_check:{role}", "identity_check_skipped")
+        else:
+            self._changed()
+
+    def identity_check_result(self, role: str, result: Any) -> None:
+        """One check of ``role``'s camera (vision.identity_precall.PrecallResult): guidance
+        to the leg, an alert to staff after too many failures, admission when it passes."""
+        side = self.identity.get(role)
+        key = f"identity_check:{role}"
+        if side is None or key not in self.pause_reasons or self.state == "ended":
+            return
+        side.checks, side.failures, side.finding = result.checks, result.failures, result.finding
+        side.faces = [{"box": [float(v) for v in f.box], "person": f.person,
+                       "distance": f.distance} for f in result.faces]
+        side.evidence_jpeg = None if self.call.is_legal else result.evidence_jpeg
+        matches = [{"person": f["person"], "distance": f["distance"]} for f in side.faces]
+        if result.admitted:
+            side.status, side.finding = "matched", None
+            self._audit("identity_check_passed", {"role": role, "matches": matches,
+                                                  "checks": side.checks})
+            self._tell_identity(role)
+            self._lift(key, "identity_check_passed")
+            return
+        if not side.alerted and side.failures >= self.config.identity_precall_alert_after:
+            self._identity_alert(role, "no_match", matches)
+        self._tell_identity(role)
+        self._changed()
+
+    def identity_check_unavailable(self, role: str) -> None:
+        """The check cannot run (the gallery did not load): held for staff, never passed."""
+        side = self.identity.get(role)
+        if side is None or self.state == "ended" or side.status == "needs_staff":
+            return
+        side.status = "needs_staff"
+        self._identity_alert(role, "check_unavailable", [])
+        self._tell_identity(role)
+        self._changed()
+
+    def identity_check_admit(self, role: str, staff: str, note: str = "") -> bool:
+        """A member of staff admits ``role`` by hand; audited with the last frame (withheld on
+        legal calls). False when that side is not held by its check."""
+        key = f"identity_check:{role}"
+        side = self.identity.get(role)
+        if side is None or key not in self.pause_reasons or self.state == "ended":
+            return False
+        detail: dict[str, Any] = {"role": role, "staff": staff, "note": note,
+                                  "checks": side.checks, "failures": side.failures,
+                                  "matches": [{"person": f["person"], "distance": f["distance"]}
+                                              for f in side.faces]}
+        if self.call.is_legal:
+            detail["evidence_withheld"] = "legal call"
+        else:
+            boxes = [f["box"] for f in side.faces]
+            detail["evidence"] = Evidence(side.evidence_jpeg, boxes) if side.evidence_jpeg else None
+        side.status, side.admitted_by, side.finding = "admitted", staff, None
+        self._audit("identity_check_admitted", detail)
+        self._tell_identity(role)
+        self._lift(key, "identity_check_admitted")
+        return True
+
+    def _identity_alert(self, role: str, why: str, matches: list[Any]) -> None:
+        side = self.identity[role]
+        side.alerted = True
+        self.alerts += 1
+        detail: dict[str, Any] = {"role": role, "why": why, "failures": side.failures,
+                                  "matches": matches}
+        self._audit("identity_check_alert", detail)
+
+    def _tell_identity(self, role: str) -> None:
+        """The joining leg's own guidance (the other side only sees the pause reason)."""
+        leg = self.call.legs.get(role)
+        side = self.identity.get(role)
+        if leg is not None and side is not None:
+            leg.notify("identity_check", {"role": role, **side.public()})
+
     # --- staff messages ----------------------------------------------------------------
 
     def staff_message(self, staff: str, text: str) -> int:
@@ -368,7 +475,9 @@ class CallPolicy:
         new = self._derive()
         if new in ("live", "paused"):
             self.went_live = True
-        if new != self.state or why in ("staff_pause", "vision_over_limit", "identity_unmatched"):
+        if new != self.state or why in ("staff_pause", "vision_over_limit", "identity_unmatched",
+                                        "identity_check", "identity_check_passed",
+                                        "identity_check_skipped", "identity_check_admitted"):
             old, self.state = self.state, new
             if why:
                 self.reason = why

@@ -24,6 +24,7 @@ import numpy as np
 from protocol.frames import EncodedFrame
 from protocol.vocabulary import PARTY_ROLES
 from relay.calls.call import Call
+from relay.calls.identity_gate import IdentityGate
 from relay.calls.policy import CallPolicy
 from relay.calls.registry import CallRegistry
 from relay.media.forwarder import Producer
@@ -47,6 +48,8 @@ class VisionLink:
         self.registry = registry
         self.gallery: Gallery | None = None
         """Set by relay/app.py when identity is installed: in-call re-checks of each side."""
+        self.precall: IdentityGate | None = None
+        """Set by relay/app.py: the check before the call gets each side's gallery first."""
         self._tasks: set[asyncio.Task[None]] = set()
 
     def __call__(self, call: Call, policy: CallPolicy) -> None:
@@ -92,9 +95,19 @@ class VisionLink:
             gallery = await self.gallery(call, role)
         except Exception:
             log.exception("identity: gallery for call %s %s could not be loaded", call.id, role)
+            if self.precall is not None:
+                self.precall.unavailable(call, policy, role)
             return
-        if sampler.closed or not gallery:
+        if self.precall is not None and not sampler.closed:
+            self.precall.start(call, policy, role, sampler, gallery,
+                               lambda g: self._recheck(policy, role, sampler, g))
             return
+        if not sampler.closed and gallery:
+            self._recheck(policy, role, sampler, gallery)
+
+    def _recheck(self, policy: CallPolicy, role: str, sampler: LegSampler,
+                 gallery: dict[str, list[np.ndarray]]) -> None:
+        """Re-identify what the sampler sees from now on (in-call re-checks)."""
         sampler.identity = LegIdentity(sampler.leg_key, gallery, self.service.config,
                                        start_unmatched=policy.identity_paused(role))
         sampler.on_identity = lambda event: self._on_identity(policy, role, event)

@@ -45,6 +45,7 @@ def call_json(live: LiveCall) -> dict[str, Any]:
         "alerts": live.alerts,
         "quality": call_quality(call),  # per party leg (relay/media/bandwidth.py)
         "media_stalled": sorted(policy.stalled_streams),
+        "identity": {role: side.public() for role, side in policy.identity.items()},
     }
 
 

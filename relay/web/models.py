@@ -268,6 +268,16 @@ class Ok(Response):
     ok: bool
 
 
+class IdentityStatus(Response):
+    """One side's check before the call, as the call row shows it (relay/calls/identity_state.py)."""
+
+    status: Literal["checking", "matched", "admitted", "not_checked", "needs_staff"]
+    checks: Annotated[int, Field(ge=0)]
+    failures: Annotated[int, Field(ge=0)]
+    finding: str | None = Field(description="the joining page's guidance, e.g. come_closer")
+    alerted: bool = Field(description="staff were alerted to admit the side by hand")
+
+
 class CallStatus(Response):
     booking_id: Id
     state: CallState
@@ -288,6 +298,8 @@ class CallStatus(Response):
     )
     media_stalled: list[str] = Field(
         default=[], description='party streams that stopped arriving, e.g. "family:video"')
+    identity: dict[str, IdentityStatus] = Field(
+        default_factory=dict, description="each party side's check before the call")
 
 
 class CallList(Response):
@@ -408,8 +420,6 @@ class LinkQuality(Response):
     jitter_ms: Annotated[float, Field(ge=0)]
     bandwidth_kbps: int | None = Field(description="the leg's downlink estimate (its REMB)")
 
-
-CallStatus.model_rebuild()
 # --------------------------------------------------------------------------- family accounts
 
 Email = Annotated[
@@ -765,3 +775,31 @@ class JoinPreview(Response):
     ends_at: Epoch
     opens_at: Epoch = Field(description="when the waiting room opens (the token's not-before)")
     now: Epoch
+
+
+# --------------------------------------------------------------------------- the check before the call
+
+
+class IdentityFace(Response):
+    name: str | None = Field(description="the enrolled person it matched; null: nobody")
+    matched: bool
+    distance: float | None = Field(description="descriptor distance to the closest enrolled person")
+    box: list[float]
+
+
+class IdentitySide(Response):
+    role: Literal["family", "prison"]
+    status: IdentityStatus | None = Field(description="the check before the call; null: none")
+    admitted_by: str | None = None
+    faces: list[IdentityFace] = Field(description="the latest check's faces (re-check in the call)")
+    threshold: float
+    evidence_jpeg_base64: str | None = Field(
+        description="the last check's frame before the call (admins; never on legal calls)")
+    evidence_withheld: str | None = None
+
+
+class CallIdentity(Response):
+    booking_id: Id
+    call_type: CallType
+    sides: list[IdentitySide]
+

@@ -316,6 +316,14 @@ FAMILY_OPERATIONS: tuple[Op, ...] = (
        "Approve (everyone named becomes verified and an approved contact) or decline with a "
        "reason the applicant sees (admin; audited).", _S, m.VettingApplication,
        body=m.VettingDecision, staff_role="admin"),
+    # the check before the call (relay/web/identity_control.py)
+    Op("staff_call_identity", "GET", "/staff/calls/{booking_id}/identity",
+       "Per side of a live call: its check before the call, the faces last seen and whom they "
+       "matched; the last frame for admins, never on legal calls (audited).",
+       _S, m.CallIdentity),
+    Op("staff_call_identity_admit", "POST", "/staff/calls/{booking_id}/identity/{role}/admit",
+       "Admit a side held by its check before the call by hand (admin; audited with the last "
+       "frame).", _S, m.CallStatus, body=m.CallNote, body_required=False, staff_role="admin"),
 )
 OPERATIONS = OPERATIONS + FAMILY_OPERATIONS
 

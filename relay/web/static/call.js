@@ -138,6 +138,8 @@ class RelayCall {
           this.opts.onMedia && this.opts.onMedia(msg);
         } else if (msg.type === "notice") {
           this.opts.onNotice && this.opts.onNotice(msg);
+        } else if (msg.type === "identity_check") {
+          this.opts.onIdentity && this.opts.onIdentity(msg);
         } else if (msg.type === "quality") {
           showLinkNotice(msg);
         }
@@ -304,6 +306,32 @@ class CallScreen {
     if (call.state === "live") this.showRemote(!this.farStalled.has("video"), this.text.theirVideoStopped);
   }
 
+  // The check before the call (relay/calls/identity_gate.py): what stands in the way of a
+  // match, in the page's words, under the banner; hidden once the check is done.
+  onIdentity(msg) {
+    const t = this.text;
+    let box = document.getElementById("identity-guide");
+    if (!box) {
+      box = document.createElement("div");
+      box.id = "identity-guide";
+      box.className = "identity-guide";
+      box.setAttribute("role", "status");
+      box.append(document.createElement("strong"), document.createElement("p"));
+      this.els.banner.after(box);
+    }
+    const open = msg.status === "checking" || msg.status === "needs_staff";
+    box.hidden = !open;
+    document.body.dataset.identity = msg.status;
+    if (!open) return;
+    const guide = t.identityGuidance || {};
+    let text = guide[msg.finding] || guide.look_at_camera || "";
+    if (msg.status === "needs_staff") text = t.identityNeedsStaff || text;
+    else if (msg.alerted) text = `${text} ${t.identityStaffAsked || ""}`.trim();
+    box.dataset.finding = msg.finding || "";
+    box.querySelector("strong").textContent = t.identityTitle || "";
+    box.querySelector("p").textContent = text;
+  }
+
   // A message from staff (relay/web/call_messages.py): shown at once, until dismissed.
   onNotice(msg) {
     const { notice, noticeText, noticeOk } = this.els;
@@ -341,7 +369,16 @@ class CallScreen {
 
   stateText(msg) {
     const t = this.text;
-    const reasons = msg.pause_reasons || [];
+    let reasons = msg.pause_reasons || [];
+    // the check before the call (relay/calls/identity_gate.py): our own, or the other side's
+    const own = this.call ? `identity_check:${this.call.role}` : "";
+    if (reasons.includes(own) && t.identityChecking) return t.identityChecking;
+    const checks = reasons.filter((r) => r.startsWith("identity_check:"));
+    if (checks.length && t.identityOther) {
+      reasons = reasons.filter((r) => !r.startsWith("identity_check:"));
+      if (!reasons.length) return t.identityOther;
+      msg = Object.assign({}, msg, { pause_reasons: reasons, paused_because: [] });
+    }
     if (msg.state === "paused" && reasons.length === 1 && reasons[0] === "before_start" && t.beforeStart) {
       const starts = this.call && this.call.callInfo ? this.call.callInfo.starts_at : null;
       return t.beforeStart(starts ? clockTime(starts) : "");
@@ -389,7 +426,10 @@ class CallScreen {
     if (msg.type === "error") return this.show("error", t.joinErrors[msg.code] || msg.message);
     if (msg.ends_at) this.endsAt = msg.ends_at;
     if (msg.state === "ended") this.finish();
-    else if (msg.state === "paused") this.showRemote(false, t.remoteHiddenPaused);
+    else if (msg.state === "paused") {
+      const checking = call && (msg.pause_reasons || []).includes(`identity_check:${call.role}`);
+      this.showRemote(false, (checking && t.identityRemoteHidden) || t.remoteHiddenPaused);
+    }
     else if (msg.state === "live") this.showRemote(!this.farStalled.has("video"), this.text.theirVideoStopped);
     else this.showRemote(false, t.remoteHiddenWaiting);
     if (msg.state === "live" && Date.now() / 1000 < this.warnUntil) return this.show("warning", this.warningText());

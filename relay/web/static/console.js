@@ -81,6 +81,10 @@
     "vision:prison": "an unapproved person on the prison camera",
     staff: "paused by staff",
     before_start: "slot not started yet",
+    "identity:family": "someone not on the booking on the family camera",
+    "identity:prison": "someone not on the booking on the prison camera",
+    "identity_check:family": "family side's identity check before the call",
+    "identity_check:prison": "prison side's identity check before the call",
   };
   const END_TEXT = {
     time_limit: "the booked time is over",
@@ -366,6 +370,23 @@
     });
   }
 
+  // Each side's check before the call (relay/calls/identity_gate.py), while it matters.
+  const IDENTITY_TEXT = {
+    checking: "checking identity", matched: "identity matched", admitted: "admitted by staff",
+    not_checked: "not checked (no enrolled face)", needs_staff: "needs staff to admit",
+  };
+  function identityLines(c) {
+    if (c.state === "ended" || !c.identity) return [];
+    return Object.entries(c.identity).map(([role, s]) => {
+      const held = s.status === "checking" || s.status === "needs_staff";
+      let text = `${role}: ${IDENTITY_TEXT[s.status] || s.status}`;
+      if (held && s.failures) text += ` (${s.failures} failed)`;
+      if (s.alerted) text += " – staff alerted";
+      return el("span", { class: `small identity-line${s.alerted && held ? " alert" : ""}`,
+        "data-identity": role, "data-status": s.status, text });
+    });
+  }
+
   // Each side's link (issue 17): grade, worst loss, round trip, downlink estimate.
   function linkLines(c) {
     if (c.state === "ended" || !c.quality) return [];
@@ -394,6 +415,7 @@
       message: button("Message…", `Send a message into call ${id}`, () => messageCall(id)),
       end: button("End…", `End call ${id}`, () => endCall(id), "danger"),
       timeline: button("Timeline", `Audit timeline of call ${id}`, () => openTimeline(id)),
+      identity: button("Identity", `Identity checks of call ${id}`, () => window.ConsoleIdentity.open(id)),
     };
     cells.actions.append(el("div", { class: "actions" }, ...Object.values(buttons)));
     const tr = el("tr", { "data-booking": id }, ...Object.values(cells));
@@ -430,6 +452,7 @@
       }
       row.cells.faces.textContent = "";
       facesLines(c).forEach((line, i) => row.cells.faces.append(...(i ? [el("br"), line] : [line])));
+      identityLines(c).forEach((line) => row.cells.faces.append(el("br"), line));
       row.cells.alerts.textContent = String(c.alerts);
       row.cells.alerts.classList.toggle("alert", c.alerts > 0);
       const ended = c.state === "ended";

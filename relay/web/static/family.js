@@ -33,6 +33,15 @@ function callText(t) {
     unmute: t("call.unmute"),
     cameraOff: t("call.camera_off"),
     cameraOn: t("call.camera_on"),
+    identityTitle: t("call.identity.title"),
+    identityChecking: t("call.identity.checking"),
+    identityOther: t("call.identity.other"),
+    identityStaffAsked: t("call.identity.staff_asked"),
+    identityNeedsStaff: t("call.identity.needs_staff"),
+    identityRemoteHidden: t("call.identity.remote_hidden"),
+    identityGuidance: codes("call.identity", [
+      "look_at_camera", "come_closer", "more_light", "less_light", "only_booked_people", "main_person_missing",
+    ]),
     warningShownS: 10,
     lastWarningS: 60,
     // Why a call ended, by the policy's reason code (its English END_TEXT otherwise).
@@ -77,6 +86,7 @@ function callText(t) {
     onTrack: (ev) => screen.onTrack(ev),
     onMedia: (msg) => screen.onMedia(msg),
     onNotice: (msg) => screen.onNotice(msg),
+    onIdentity: (msg) => screen.onIdentity(msg),
   });
   screen.attach(call);
   window.__call = call;

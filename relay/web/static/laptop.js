@@ -59,6 +59,20 @@ const TEXT = {
   noticeOk: "OK",
   theirVideoStopped: "Your visitors' video has stopped. Waiting for it to come back…",
   theirSoundStopped: "Your visitors' sound has stopped. Waiting for it to come back…",
+  identityTitle: "Checking it's you",
+  identityChecking: "Checking it's you before the call starts…",
+  identityOther: "Waiting for your visitors…",
+  identityStaffAsked: "We could not confirm it's you. A member of staff has been asked to help.",
+  identityNeedsStaff: "A member of staff will start the call shortly.",
+  identityRemoteHidden: "Your visitors' picture appears once we have checked it's you.",
+  identityGuidance: {
+    look_at_camera: "Look straight at the camera, with your whole face in view.",
+    come_closer: "Sit a little closer to the camera.",
+    more_light: "The room is too dark for the camera. Ask staff to turn a light on.",
+    less_light: "The light is too bright for the camera.",
+    only_booked_people: "Only you may be on camera. Anyone else, please step out of view.",
+    main_person_missing: "You must be on camera.",
+  },
   warningShownS: 10,
   lastWarningS: 60,
   endReasons: {
@@ -291,6 +305,7 @@ const BACK_TO_LIST_S = 20; // after a call ends, the list comes back
       onTrack: (ev) => screen.onTrack(ev),
       onMedia: (msg) => screen.onMedia(msg),
       onNotice: (msg) => screen.onNotice(msg),
+      onIdentity: (msg) => screen.onIdentity(msg),
     });
     screen.attach(call);
     current = { booking, call, screen };
