@@ -107,7 +107,7 @@ class Producer:
         if self._paused:
             self.packets_withheld += 1
             self._withheld_packets.value += 1
-            self._withheld_bytes.value += view.payload_end - view.payload_start
+            self._withheld_bytes.value += len(view.payload)
             for consumer in self.consumers:
                 if not consumer.follows_pause:
                     consumer.push(view)
