@@ -871,24 +871,30 @@ def _install_fast_path(dtls: RTCDtlsTransport) -> None:
     _hook_when_drained(fast, dtls.transport._connection)
 
 
-def _hook_when_drained(fast: _FastPath, connection: aioice.ice.Connection, tries: int = 0) -> None:
+def _hook_when_drained(
+    fast: _FastPath, connection: aioice.ice.Connection, deadline: float | None = None
+) -> None:
     """Take RTP at the socket once aioice's queue is empty. What arrived before still waits
     there and reaches aiortc's receive loop (then ``fast.queued``) after the handshake code
     has finished, as before; switching only when it is empty keeps every packet in order.
-    A connection that closes meanwhile stays on aiortc's path."""
-    if not connection._nominated or tries > HOOK_WAIT_TRIES:
+    On a starved host the queue may never empty (aiortc's loop takes one datagram per turn,
+    slower than they arrive): after HOOK_WAIT_S the lean path takes over all the same,
+    and the few still queued arrive late (a NACK the sender answers or ignores), instead of
+    the connection staying on the slow path for good. A connection closed meanwhile stays."""
+    if not connection._nominated:
         return
-    if connection._queue.empty():
+    loop = asyncio.get_running_loop()
+    if deadline is None:
+        deadline = loop.time() + HOOK_WAIT_S
+    if connection._queue.empty() or loop.time() >= deadline:
         for protocol in connection._protocols:
             protocol._relay_rtp_hook = fast.datagram
     else:
-        asyncio.get_running_loop().call_later(
-            0.001, _hook_when_drained, fast, connection, tries + 1
-        )
+        loop.call_later(0.001, _hook_when_drained, fast, connection, deadline)
 
 
-HOOK_WAIT_TRIES = 5000
-"""Milliseconds (about) to wait for aioice's queue to drain before the lean path takes over."""
+HOOK_WAIT_S = 0.3
+"""How long to wait for aioice's queue to drain before the lean path takes over."""
 
 
 def _patch_stun_protocol() -> None:
@@ -899,20 +905,33 @@ class RawMedia:
     """A connected peer connection's media socket and SRTP sessions, for a load client.
 
     After the ICE + DTLS handshake, the client sends and receives RTP/RTCP itself: plain
-    packets in, protected with the DTLS-keyed pylibsrtp sessions, out on the nominated pair.
+    packets in, protected in place with the DTLS-keyed sessions (libsrtp called directly),
+    out on the nominated pair. Received RTP is authenticated and decrypted one packet in
+    ``RX_VERIFY_EVERY`` (and every RTCP packet): the header a load client counts is in clear
+    in SRTP, so the others are counted from it, and the sample still catches a relay that
+    sends anything SRTP refuses (``bad``).
     """
+
+    RX_VERIFY_EVERY = 8
 
     def __init__(self, pc: RTCPeerConnection) -> None:
         transceivers = pc.getTransceivers()
         dtls = transceivers[0].sender.transport
         self._dtls = dtls
-        self._tx = dtls._tx_srtp
-        self._rx = dtls._rx_srtp
+        self._tx = SrtpBuffer(dtls._tx_srtp)
+        self._rx = SrtpBuffer(dtls._rx_srtp)
+        self._rx_session = dtls._rx_srtp
+        self._tx_session = dtls._tx_srtp
         self._ice = dtls.transport._connection
-        self.on_rtp: Callable[[bytes], None] | None = None
+        self.on_rtp: Callable[[bytes, int], None] | None = None
+        """Called with (datagram, trailer): the plain packet and 0 for a verified one, the
+        protected datagram and its SRTP trailer length otherwise (header fields in clear)."""
         self.on_rtcp: Callable[[bytes], None] | None = None
         self.send_errors = 0
         self.bad = 0
+        self.verified = 0
+        self._rx_count = 0
+        self._trailer = -1
         _patch_stun_protocol()
         for protocol in self._ice._protocols:
             protocol._relay_rtp_hook = self._datagram
@@ -923,26 +942,63 @@ class RawMedia:
 
     def _datagram(self, data: bytes, addr: tuple) -> bool:
         b0 = data[0]
-        if b0 < 128 or b0 > 191 or len(data) < 2:
+        n = len(data)
+        if b0 < 128 or b0 > 191 or n < 12:
             return False
-        try:
-            if 192 <= data[1] <= 223:
-                plain = self._rx.unprotect_rtcp(data)
-                if self.on_rtcp is not None:
-                    self.on_rtcp(plain)
-            else:
-                plain = self._rx.unprotect(data)
-                if self.on_rtp is not None:
-                    self.on_rtp(plain)
-        except pylibsrtp.Error:
+        if 192 <= data[1] <= 223:
+            try:
+                plain = self._rx_session.unprotect_rtcp(data)
+            except pylibsrtp.Error:
+                self.bad += 1
+                return True
+            if self.on_rtcp is not None:
+                self.on_rtcp(plain)
+            return True
+        self._rx_count += 1
+        on_rtp = self.on_rtp
+        if self._trailer >= 0 and self._rx_count % self.RX_VERIFY_EVERY:
+            if on_rtp is not None:
+                on_rtp(data, self._trailer)
+            return True
+        rx = self._rx
+        if n > SRTP_BUFFER_LIMIT:
             self.bad += 1
+            return True
+        rx.buffer[0:n] = data
+        rx.length[0] = n
+        if _srtp_unprotect(rx.ctx, rx.cdata, rx.length):
+            self.bad += 1
+            return True
+        self.verified += 1
+        size = rx.length[0]
+        self._trailer = n - size
+        if on_rtp is not None:
+            on_rtp(rx.buffer[0:size], 0)
         return True
 
-    def send_rtp(self, plain: bytes) -> None:
-        self._send(self._tx.protect(plain))
+    def send_rtp(self, plain: bytes) -> bytes | None:
+        """Protect and send one plain RTP packet; returns the datagram sent (a NACK is
+        answered by sending it again: ``resend``), None when it could not be sent."""
+        tx = self._tx
+        n = len(plain)
+        if n > SRTP_BUFFER_LIMIT:
+            self.send_errors += 1
+            return None
+        tx.buffer[0:n] = plain
+        tx.length[0] = n
+        if _srtp_protect(tx.ctx, tx.cdata, tx.length):
+            self.send_errors += 1
+            return None
+        data = tx.buffer[0 : tx.length[0]]
+        self._send(data)
+        return data
+
+    def resend(self, datagram: bytes) -> None:
+        """Send an already protected datagram again (SRTP accepts it where the first was lost)."""
+        self._send(datagram)
 
     def send_rtcp(self, plain: bytes) -> None:
-        self._send(self._tx.protect_rtcp(plain))
+        self._send(self._tx_session.protect_rtcp(plain))
 
     def _send(self, data: bytes) -> None:
         pair = self._ice._nominated.get(1)
