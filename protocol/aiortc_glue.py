@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import socket
 import struct
@@ -29,6 +30,7 @@ from typing import Any
 import aioice.ice
 import aiortc
 import pylibsrtp
+from aioice.turn import TurnTransport
 from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
@@ -372,10 +374,18 @@ class ForwardingSender(RTCRtpSender):
 
     async def _run_rtp(self, codec: RTCRtpCodecParameters) -> None:
         # Replaces aiortc's encode loop (which would poll for a track every 20 ms).
-        self._hist_views: list[RtpView | None] = [None] * RTP_HISTORY_SIZE
+        # NACK history: what rebuilds each packet, in flat lists of bytes and ints (kept
+        # RtpViews would be GC-tracked survivors: the collector would scan them again and
+        # again, and promote them into the full collections of the whole heap)
+        self._hist_payloads: list[bytes] = [b""] * RTP_HISTORY_SIZE
         self._hist_seqs = [-1] * RTP_HISTORY_SIZE
         self._hist_ts = [0] * RTP_HISTORY_SIZE
+        self._hist_ntp = [0] * RTP_HISTORY_SIZE
+        self._hist_flags = [0] * RTP_HISTORY_SIZE  # marker | (audio level + 1) << 1
         self._tx: SrtpBuffer | None = None
+        self._pair: Any = None
+        self._sendto: Callable[[bytes, tuple[str, int]], Any] | None = None
+        self._dest: tuple[str, int] | None = None
         ids = self._RTCRtpSender__rtp_header_extensions_map._HeaderExtensionsMap__ids
         mid = self._RTCRtpSender__mid
         mid_element = b""
@@ -410,6 +420,10 @@ class ForwardingSender(RTCRtpSender):
         finally:
             self._codec = None
             self._RTCRtpSender__rtp_exited.set()
+
+    async def _send_rtcp(self, packets: list[AnyRtcpPacket]) -> None:
+        # aiortc's, without its coroutine chain to the socket (send_plain_rtcp)
+        send_plain_rtcp(self.transport, b"".join(bytes(p) for p in packets))
 
     async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
         if (
@@ -497,52 +511,79 @@ class ForwardingSender(RTCRtpSender):
 
     def forward_view(self, view: RtpView, sequence_number: int, timestamp: int) -> int:
         """Send one received packet as this sender's, with these sequence number and
-        timestamp; returns the bytes sent (before SRTP), 0 when not connected.
+        timestamp; returns the bytes sent (before SRTP), 0 when not sent.
 
         The header is packed straight into the SRTP session's buffer, the payload copied
-        after it, protected in place, sent: the only object made is the datagram."""
+        after it, protected in place and sent with a plain socket on the nominated pair's
+        descriptor (or the transport, on TURN): the only object made is the datagram. A full
+        socket buffer drops the packet (uvloop's transport would queue it: late media is no
+        use to a viewer)."""
         if self._codec is None:
             return 0
         dtls = self.transport
         if dtls._state is not _DtlsState.CONNECTED:
             return 0
         pair = dtls.transport._connection._nominated.get(1)
-        if pair is None:
-            return 0
-        tx = self._tx
-        if tx is None:
-            tx = self._tx = _tx_buffer(dtls)
+        if pair is not self._pair:
+            if not self._use_pair(dtls, pair):
+                return 0
         payload = view.payload
-        buffer = tx.buffer
+        tx = self._tx
+        buffer = tx.buffer  # type: ignore[union-attr]
         head = self._pack(buffer, view, sequence_number, timestamp)
         size = head + len(payload)
         if size > SRTP_BUFFER_LIMIT:
             return 0
         buffer[head:size] = payload
-        length = tx.length
+        length = tx.length  # type: ignore[union-attr]
         length[0] = size
-        if _srtp_protect(tx.ctx, tx.cdata, length):
+        if _srtp_protect(tx.ctx, tx.cdata, length):  # type: ignore[union-attr]
             return 0
-        pair.protocol.transport.sendto(buffer[0 : length[0]], pair.remote_addr)
+        try:
+            self._sendto(buffer[0 : length[0]], self._dest)  # type: ignore[misc]
+        except OSError:
+            return 0
         slot = sequence_number % RTP_HISTORY_SIZE
-        self._hist_views[slot] = view
+        self._hist_payloads[slot] = payload
         self._hist_seqs[slot] = sequence_number
         self._hist_ts[slot] = timestamp
+        self._hist_ntp[slot] = view.ntp
+        level = view.audio_level
+        self._hist_flags[slot] = view.marker | ((level + 1) << 1 if level is not None else 0)
         self._RTCRtpSender__ntp_timestamp = view.ntp
         self._RTCRtpSender__rtp_timestamp = timestamp
         self._RTCRtpSender__octet_count += len(payload)
         self._RTCRtpSender__packet_count += 1
         return size
 
+    def _use_pair(self, dtls: RTCDtlsTransport, pair: Any) -> bool:
+        """Look up what sending on this nominated pair needs, once per pair."""
+        self._pair = None
+        if pair is None:
+            return False
+        transport = pair.protocol.transport
+        if transport is None:
+            return False
+        sock = _send_socket(pair.protocol)
+        self._sendto = transport.sendto if sock is None else sock.sendto
+        self._tx = _tx_buffer(dtls)
+        self._dest = pair.remote_addr
+        self._pair = pair
+        return True
+
     async def _retransmit(self, sequence_number: int) -> None:
         slot = sequence_number % RTP_HISTORY_SIZE
-        view = self._hist_views[slot]
-        if view is None or self._hist_seqs[slot] != sequence_number:
+        if self._hist_seqs[slot] != sequence_number:
             return
         # the packet as it was first sent (same header, same abs-send-time), rebuilt
+        flags = self._hist_flags[slot]
+        payload = self._hist_payloads[slot]
+        view = RtpView(payload, 0, flags & 1, sequence_number, 0, 0, None, None, 0.0, 0.0)
+        view.ntp = self._hist_ntp[slot]
+        view.audio_level = (flags >> 1) - 1 if flags >> 1 else None
         head = bytearray(self._shapes[1 if view.audio_level is not None else 0][0].size)
         size = self._pack(head, view, sequence_number, self._hist_ts[slot])
-        data = bytes(head[:size]) + view.payload
+        data = bytes(head[:size]) + payload
         rtx_pt = self._RTCRtpSender__rtx_payload_type
         if rtx_pt is not None:
             rtx_seq = self._RTCRtpSender__rtx_sequence_number
@@ -550,8 +591,48 @@ class ForwardingSender(RTCRtpSender):
             head[1] = (head[1] & 0x80) | rtx_pt
             struct.pack_into("!H", head, 2, rtx_seq)
             struct.pack_into("!I", head, 8, self._rtx_ssrc)
-            data = bytes(head[:size]) + struct.pack("!H", sequence_number) + view.payload
+            data = bytes(head[:size]) + struct.pack("!H", sequence_number) + payload
         _send_plain_rtp(self.transport, data)
+
+
+def _send_socket(protocol: Any) -> socket.socket | None:
+    """A plain socket object on the descriptor of a StunProtocol's UDP socket (a dup: the
+    event loop's transport keeps its own), for the relay's sends: Python's ``sendto`` is a
+    quarter cheaper than uvloop's transport here. Closed with the protocol."""
+    sock = protocol.__dict__.get("_relay_sock")
+    if sock is not None:
+        return sock
+    transport = protocol.transport
+    if transport is None or transport.is_closing() or isinstance(transport, TurnTransport):
+        return None  # a TURN allocation's transport frames what it sends: keep it
+    raw = transport.get_extra_info("socket")
+    if raw is None:
+        return None
+    sock = socket.socket(fileno=os.dup(raw.fileno()))
+    sock.setblocking(False)
+    protocol._relay_sock = sock
+    return sock
+
+
+_original_connection_lost = aioice.ice.StunProtocol.connection_lost
+
+
+def _connection_lost_closing_socket(self: aioice.ice.StunProtocol, exc: Exception | None) -> None:
+    sock = self.__dict__.pop("_relay_sock", None)
+    if sock is not None:
+        sock.close()
+    _original_connection_lost(self, exc)
+
+
+def send_plain_rtcp(dtls: RTCDtlsTransport, data: bytes) -> None:
+    """SRTCP-protect and send, synchronously: aiortc's ``_send_rtp`` goes through three
+    coroutines (DTLS, ICE transport, aioice) to the same ``sendto``. Reports, REMBs, NACKs
+    and PLIs are most of a connected call's fixed cost (bench/idlecost.py)."""
+    if dtls._state is not _DtlsState.CONNECTED:
+        return
+    pair = dtls.transport._connection._nominated.get(1)
+    if pair is not None:
+        pair.protocol.transport.sendto(dtls._tx_srtp.protect_rtcp(data), pair.remote_addr)
 
 
 def _send_plain_rtp(dtls: RTCDtlsTransport, data: bytes) -> bool:
@@ -899,6 +980,7 @@ HOOK_WAIT_S = 0.3
 
 def _patch_stun_protocol() -> None:
     aioice.ice.StunProtocol.datagram_received = _guarded_datagram_received
+    aioice.ice.StunProtocol.connection_lost = _connection_lost_closing_socket
 
 
 class RawMedia:
@@ -1539,7 +1621,7 @@ async def _send_rtcp_capped(self: RTCRtpReceiver, packet: AnyRtcpPacket) -> None
                 packet = RtcpPsfbPacket(
                     fmt=RTCP_PSFB_APP, ssrc=packet.ssrc, media_ssrc=0, fci=pack_remb_fci(cap, ssrcs)
                 )
-    await RTCRtpReceiver._send_rtcp(self, packet)
+    send_plain_rtcp(self.transport, bytes(packet))
 
 
 ForwardingReceiver._send_rtcp = _send_rtcp_capped  # type: ignore[method-assign]
