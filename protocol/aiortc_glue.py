@@ -412,6 +412,8 @@ class ForwardingSender(RTCRtpSender):
             self._shapes.append((struct.Struct(fmt), prefix, 0x90 if size else 0x80))
         self._codec = codec
         self._pt = codec.payloadType
+        self._dtls = self.transport
+        self._nominated = self._dtls.transport._connection._nominated  # aioice's, never rebound
         self._RTCRtpSender__rtp_started.set()
         try:
             await asyncio.get_running_loop().create_future()
@@ -520,17 +522,42 @@ class ForwardingSender(RTCRtpSender):
         use to a viewer)."""
         if self._codec is None:
             return 0
-        dtls = self.transport
+        dtls = self._dtls
         if dtls._state is not _DtlsState.CONNECTED:
             return 0
-        pair = dtls.transport._connection._nominated.get(1)
+        pair = self._nominated.get(1)
         if pair is not self._pair:
             if not self._use_pair(dtls, pair):
                 return 0
         payload = view.payload
         tx = self._tx
         buffer = tx.buffer  # type: ignore[union-attr]
-        head = self._pack(buffer, view, sequence_number, timestamp)
+        # the header (as _pack, inlined: this runs once per packet and consumer)
+        level = view.audio_level
+        b1 = (view.marker << 7) | self._pt
+        if level is None or not self._level_id:
+            st, prefix, first = self._shapes[0]
+            if self._abs_id:
+                ast = (view.ntp >> 14) & 0x00FFFFFF
+                st.pack_into(
+                    buffer,
+                    0,
+                    first,
+                    b1,
+                    sequence_number,
+                    timestamp,
+                    self._ssrc,
+                    prefix,
+                    self._abs_byte,
+                    ast >> 8,
+                    ast & 0xFF,
+                )
+            else:
+                st.pack_into(buffer, 0, first, b1, sequence_number, timestamp, self._ssrc, prefix)
+        else:
+            self._pack(buffer, view, sequence_number, timestamp)
+            st = self._shapes[1][0]
+        head = st.size
         size = head + len(payload)
         if size > SRTP_BUFFER_LIMIT:
             return 0
