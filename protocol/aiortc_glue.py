@@ -17,6 +17,7 @@ public STUN server. ``tests/test_aiortc_glue.py`` fails loudly if aiortc changes
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import re
@@ -132,7 +133,8 @@ def _guarded_datagram_received(self: aioice.ice.StunProtocol, data: bytes, addr:
     aiortc 1.16: an empty one ends the DTLS receive loop (``data[0]``: the leg's media stops
     both ways), and a STUN-looking one with a short attribute raises ``struct.error`` from
     aioice's parser (a logged traceback per datagram). Drop both here
-    (tests/test_fuzz_media.py). Once a leg is connected, RTP goes to the lean path here."""
+    (tests/test_fuzz_media.py). Once a relay leg is connected its protocol's own
+    ``datagram_received`` (``_fast_receive``) takes RTP first; load clients hook in here."""
     global bad_datagrams
     if not data:
         bad_datagrams += 1
@@ -923,27 +925,6 @@ class _FastPath:
         self.ids = dtls._rtp_header_extensions_map._HeaderExtensionsMap__ids
         self.rx = SrtpBuffer(dtls._rx_srtp)
 
-    def datagram(self, data: bytes, addr: tuple) -> bool:
-        """True when the datagram was RTP and handled (or dropped) here."""
-        b0 = data[0]
-        n = len(data)
-        if b0 < 128 or b0 > 191 or n < 12 or 192 <= data[1] <= 223:
-            return False  # STUN, DTLS, RTCP: aioice's and aiortc's own paths
-        global fast_drops
-        rx = self.rx
-        if n > SRTP_BUFFER_LIMIT:
-            fast_drops += 1
-            return True
-        buffer = rx.buffer
-        length = rx.length
-        buffer[0:n] = data
-        length[0] = n
-        if _srtp_unprotect(rx.ctx, rx.cdata, length):
-            fast_drops += 1  # authentication or replay check failed
-            return True
-        self.plain(buffer[0 : length[0]])
-        return True
-
     async def queued(self, plain: bytes, arrival_time_ms: int) -> None:
         """Packets aioice had queued before the lean path was installed (the first ones
         after the handshake) still reach aiortc's receive loop: take them here too."""
@@ -968,6 +949,31 @@ class _FastPath:
         handle = getattr(receiver, "_handle_view", None)
         if handle is not None:
             handle(view)
+
+
+def _fast_receive(fast: _FastPath, protocol: Any, data: bytes, addr: tuple) -> None:
+    """A connected leg's socket: RTP is unprotected in place and handed to the fast path
+    here, the rest goes to aioice and aiortc through the guarded handler."""
+    global fast_drops
+    n = len(data)
+    if n < 12 or data[0] < 128 or data[0] > 191 or 192 <= data[1] <= 223:
+        _guarded_datagram_received(protocol, data, addr)
+        return
+    if n > SRTP_BUFFER_LIMIT:
+        fast_drops += 1
+        return
+    rx = fast.rx
+    buffer = rx.buffer
+    length = rx.length
+    buffer[0:n] = data
+    length[0] = n
+    if _srtp_unprotect(rx.ctx, rx.cdata, length):
+        fast_drops += 1  # authentication or replay check failed
+        return
+    try:
+        fast.plain(buffer[0 : length[0]])
+    except Exception:
+        _sink_failed()  # counted and dropped: one packet, never the connection
 
 
 def _install_fast_path(dtls: RTCDtlsTransport) -> None:
@@ -996,7 +1002,9 @@ def _hook_when_drained(
         deadline = loop.time() + HOOK_WAIT_S
     if connection._queue.empty() or loop.time() >= deadline:
         for protocol in connection._protocols:
-            protocol._relay_rtp_hook = fast.datagram
+            # the instance's own datagram_received (uvloop and the mux look it up per
+            # datagram): one Python call from the socket to the fast path
+            protocol.datagram_received = functools.partial(_fast_receive, fast, protocol)
     else:
         loop.call_later(0.001, _hook_when_drained, fast, connection, deadline)
 
