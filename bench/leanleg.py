@@ -5,16 +5,18 @@ real peer), offering tracks that never produce a frame. Once connected it takes 
 media socket and DTLS-keyed SRTP sessions (``protocol.aiortc_glue.RawMedia``) and from then on:
 
 * sends the clip pre-packetised (aiortc's VP8 payloader, run once per process): per packet a
-  12-byte header plus MID and abs-send-time extensions, SRTP protect, ``sendto``. One pacer
+  12-byte header plus MID and abs-send-time extensions (one struct), SRTP protect in place
+  (libsrtp called directly), ``sendto``. One pacer
   task per process serves every leg; there is no per-leg thread or timer.
 * answers a PLI/FIR by restarting the clip at its latest keyframe at or before the current
   frame (the clip is a valid GOP from there, so the far side decodes it; the content jumps
   back by at most one keyframe interval), and a NACK by resending the protected packet it
-  kept (SRTP accepts it where the first copy was lost).
+  sent (SRTP accepts it where the first copy was lost).
 * sends RTCP once a second per leg: a receiver report for each stream it receives and a REMB
   (so the server's NACK and REMB handling run), and a NACK when a received stream has a gap.
 * counts what arrives per stream (packets, payload bytes, frames by marker bit, frame delay
-  against the RTP clock) straight from the socket: SRTP unprotect and a header read.
+  against the RTP clock) straight from the socket: a header read (in clear in SRTP), and
+  SRTP authentication and decryption of one packet in ``RawMedia.RX_VERIFY_EVERY``.
 """
 
 from __future__ import annotations
@@ -92,29 +94,41 @@ class _Stream:
         self.packets = 0
         self.history: list[tuple[int, bytes] | None] = [None] * HISTORY
         self.resent_at = [0.0] * HISTORY
-        ext = b""
+        # the header is one struct: fixed header, extension prefix with the MID (constant),
+        # abs-send-time (id byte and 24 bits), padding; only marker, numbers and time vary
+        mid = b""
         if ctx.mid and ctx.mid_id:
             raw = ctx.mid.encode()
-            ext += bytes([(ctx.mid_id << 4) | (len(raw) - 1)]) + raw
-        self._ext = ext
-        self._abs_id = ctx.abs_send_time_id
+            mid = bytes([(ctx.mid_id << 4) | (len(raw) - 1)]) + raw
+        self._abs_id = ctx.abs_send_time_id or 0
+        size = len(mid) + (4 if self._abs_id else 0)
+        pad = -size % 4
+        self._prefix = struct.pack("!HH", 0xBEDE, (size + pad) // 4) + mid if size else b""
+        fmt = f"!BBHII{len(self._prefix)}s" + ("BHB" if self._abs_id else "") + f"{pad}x"
+        self._head = struct.Struct(fmt)
+        self._first = 0x90 if size else 0x80
+        self._abs_byte = self._abs_id << 4 | 2
 
     def packet(self, payload: bytes, marker: bool, now: float) -> bytes:
-        ext = self._ext
+        b1 = (0x80 if marker else 0) | self.ctx.payload_type
         if self._abs_id:
             ast = int((now + 2208988800) * 262144) & 0xFFFFFF  # 6.18 fixed-point seconds
-            ext += bytes((self._abs_id << 4 | 2, ast >> 16, (ast >> 8) & 0xFF, ast & 0xFF))
-        first = 0x80
-        if ext:
-            pad = -len(ext) % 4
-            ext = struct.pack("!HH", 0xBEDE, (len(ext) + pad) // 4) + ext + b"\0" * pad
-            first = 0x90
-        head = _HDR.pack(
-            first, (0x80 if marker else 0) | self.ctx.payload_type, self.seq, self.ts, self.ctx.ssrc
-        )
+            head = self._head.pack(
+                self._first,
+                b1,
+                self.seq,
+                self.ts,
+                self.ctx.ssrc,
+                self._prefix,
+                self._abs_byte,
+                ast >> 8,
+                ast & 0xFF,
+            )
+        else:
+            head = self._head.pack(self._first, b1, self.seq, self.ts, self.ctx.ssrc, self._prefix)
         self.seq = (self.seq + 1) & 0xFFFF
         self.packets += 1
-        return head + ext + payload
+        return head + payload
 
 
 class _Inbound:
@@ -226,24 +240,24 @@ class LeanMedia:
         self, raw: RawMedia, stream: _Stream, payload: bytes, marker: bool, wall: float
     ) -> None:
         seq = stream.seq
-        plain = stream.packet(payload, marker, wall)
-        stream.history[seq % HISTORY] = (seq, plain)
-        stream.resent_at[seq % HISTORY] = 0.0
-        raw.send_rtp(plain)
+        sent = raw.send_rtp(stream.packet(payload, marker, wall))
+        if sent is not None:  # kept as sent: a NACK is answered with the same datagram
+            stream.history[seq % HISTORY] = (seq, sent)
+            stream.resent_at[seq % HISTORY] = 0.0
 
     # --- receiving ----------------------------------------------------------------------
 
-    def _on_rtp(self, data: bytes) -> None:
-        if len(data) < 12:
-            return
+    def _on_rtp(self, data: bytes, trailer: int) -> None:
+        """One received packet: plain (``trailer`` 0) or as protected, header in clear."""
         b0, b1, seq, ts, ssrc = _HDR.unpack_from(data)
         kind = self.pt_kind.get(b1 & 0x7F)
         if kind is None:
             return
+        n = len(data)
         pos = 12 + 4 * (b0 & 0x0F)
-        if b0 & 0x10 and len(data) >= pos + 4:
-            pos += 4 + 4 * struct.unpack_from("!H", data, pos + 2)[0]
-        end = len(data) - (data[-1] if b0 & 0x20 else 0)
+        if b0 & 0x10 and n >= pos + 4:
+            pos += 4 + 4 * ((data[pos + 2] << 8) | data[pos + 3])
+        end = n - trailer - (data[-1] if b0 & 0x20 and not trailer else 0)
         if kind == "rtx":  # a retransmission: count it as the stream it repairs
             inbound = self.inbound.get(ssrc)
             kind = "video"
@@ -261,8 +275,9 @@ class LeanMedia:
             inbound.received += 1
         c = self.counters
         c.rx_packets[kind] += 1
-        c.rx_bytes[kind] += max(0, end - pos)
-        if kind == "video" and b1 & 0x80 and inbound is not None:
+        if end > pos:
+            c.rx_bytes[kind] += end - pos
+        if b1 & 0x80 and kind == "video" and inbound is not None:
             c.rx_frames += 1
             last = inbound.ts_last
             if last is not None and ts < last and last - ts > 1 << 31:
@@ -303,7 +318,7 @@ class LeanMedia:
                     and now - stream.resent_at[slot] >= RESEND_MIN_INTERVAL_S
                 ):
                     stream.resent_at[slot] = now
-                    self.raw.send_rtp(entry[1])
+                    self.raw.resend(entry[1])
                     self.nacks_answered += 1
 
     # --- RTCP ---------------------------------------------------------------------------

@@ -31,6 +31,8 @@ VIDEO_FPS = 30
 AUDIO_PPS = 50
 IDLE_WINDOW_S = 2.0
 JITTER_WARN_MS = 100.0
+LEGS_PER_CLIENT = 32
+"""Legs of one role per load-client process."""
 
 
 @dataclass
@@ -69,12 +71,15 @@ async def _snapshot(system: System, clients: dict[str, Child]) -> Snapshot:
     udp_drops = measure.udp_rcvbuf_errors()
     system_drops = measure.udp_socket_drops(system.pid)
     clients_cpu = sum(measure.proc_sample(c.pid).cpu_s for c in clients.values())
-    legs = {}
-    extras = {}
-    for role, child in clients.items():
+    legs: dict[str, list[dict[str, Any]]] = {}
+    extras: dict[str, dict[str, Any]] = {}
+    for key, child in clients.items():
+        role = key.split("+")[0]  # "prison", "prison+32": one role's legs in several processes
         reply = await child.read_json(60, want="snap")
-        legs[role] = reply["legs"]
-        extras[role] = {k: reply.get(k, []) for k in ("send_lateness_ms", "loop_lag_ms")}
+        legs.setdefault(role, []).extend(reply["legs"])
+        extra = extras.setdefault(role, {"send_lateness_ms": [], "loop_lag_ms": []})
+        for k in ("send_lateness_ms", "loop_lag_ms"):
+            extra[k].extend(reply.get(k, []))
     return Snapshot(
         t,
         proc.cpu_s,
@@ -117,30 +122,36 @@ async def run_point(system: System, pc: PointConfig) -> dict[str, Any]:
         max_s = pc.warmup + pc.duration + 120 + 2 * n
         # the callee side first: Janus needs it registered before the caller calls
         for role in ("prison", "family"):
-            argv = [
-                PYTHON,
-                "-m",
-                "bench.loadclient",
-                "--system",
-                system.name,
-                "--url",
-                system.url,
-                "--role",
-                role,
-                "--count",
-                str(n),
-                "--video",
-                str(pc.video_clip),
-                "--audio",
-                str(pc.audio_clip),
-                "--max-seconds",
-                str(max_s),
-                "--media",
-                pc.client_media,
-            ]
-            child = Child(f"{system.name}-{n}-{role}", argv, pc.log_dir, stdin=True)
-            clients[role] = child
-            await child.start()
+            # a role's legs in processes of at most LEGS_PER_CLIENT (two cores: the load
+            # spreads over both, and no one client loop falls behind at 64 calls)
+            for first in range(0, n, LEGS_PER_CLIENT):
+                argv = [
+                    PYTHON,
+                    "-m",
+                    "bench.loadclient",
+                    "--system",
+                    system.name,
+                    "--url",
+                    system.url,
+                    "--role",
+                    role,
+                    "--first",
+                    str(first),
+                    "--count",
+                    str(min(LEGS_PER_CLIENT, n - first)),
+                    "--video",
+                    str(pc.video_clip),
+                    "--audio",
+                    str(pc.audio_clip),
+                    "--max-seconds",
+                    str(max_s),
+                    "--media",
+                    pc.client_media,
+                ]
+                key = role if first == 0 else f"{role}+{first}"
+                child = Child(f"{system.name}-{n}-{key}", argv, pc.log_dir, stdin=True)
+                clients[key] = child
+                await child.start()
             if system.name == "janus" or role == "family":
                 pending = [c for c in clients.values() if not getattr(c, "_ready", False)]
                 for c in pending:

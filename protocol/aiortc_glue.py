@@ -17,7 +17,9 @@ public STUN server. ``tests/test_aiortc_glue.py`` fails loudly if aiortc changes
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
 import re
 import socket
 import struct
@@ -29,6 +31,7 @@ from typing import Any
 import aioice.ice
 import aiortc
 import pylibsrtp
+from aioice.turn import TurnTransport
 from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
@@ -40,6 +43,7 @@ from aiortc import (
 from aiortc.codecs import is_rtx
 from aiortc.codecs.h264 import h264_depayload
 from aiortc.codecs.vpx import Vp8Encoder, vp8_depayload
+from aiortc.rate import TIMESTAMP_TO_MS, BandwidthUsage, RemoteBitrateEstimator
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as _DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
@@ -57,6 +61,8 @@ from aiortc.rtp import (
     unwrap_rtx,
 )
 from aiortc.utils import uint16_add
+from pylibsrtp._binding import ffi as _srtp_ffi
+from pylibsrtp._binding import lib as _srtp_lib
 
 log = logging.getLogger(__name__)
 sink_errors = 0
@@ -127,7 +133,8 @@ def _guarded_datagram_received(self: aioice.ice.StunProtocol, data: bytes, addr:
     aiortc 1.16: an empty one ends the DTLS receive loop (``data[0]``: the leg's media stops
     both ways), and a STUN-looking one with a short attribute raises ``struct.error`` from
     aioice's parser (a logged traceback per datagram). Drop both here
-    (tests/test_fuzz_media.py). Once a leg is connected, RTP goes to the lean path here."""
+    (tests/test_fuzz_media.py). Once a relay leg is connected its protocol's own
+    ``datagram_received`` (``_fast_receive``) takes RTP first; load clients hook in here."""
     global bad_datagrams
     if not data:
         bad_datagrams += 1
@@ -204,51 +211,56 @@ class ForwardingReceiver(RTCRtpReceiver):
                 self._RTCRtpReceiver__nack_generator = LeanNackGenerator()
             estimator = self._RTCRtpReceiver__remote_bitrate_estimator
             if estimator is not None:
-                estimator.incoming_bitrate = LeanRateCounter(1000, 8000)
+                estimator = LeanRemoteBitrateEstimator()
+                self._RTCRtpReceiver__remote_bitrate_estimator = estimator
+            self._prepare_lean(estimator)
         self._RTCRtpReceiver__rtcp_task = asyncio.ensure_future(self._run_rtcp())
         self._RTCRtpReceiver__started = True
+
+    def _prepare_lean(self, estimator: LeanRemoteBitrateEstimator | None) -> None:
+        """What ``_handle_view`` reads per packet, looked up once: the codec table as
+        payload type -> (clock rate, RTX's original payload type or None)."""
+        codecs = self._RTCRtpReceiver__codecs
+        self._lean_pts = {
+            pt: (c.clockRate, c.parameters.get("apt") if is_rtx(c) else None)
+            for pt, c in codecs.items()
+        }
+        self._lean_estimator = estimator
+        self._lean_nack = self._RTCRtpReceiver__nack_generator
+        self._lean_streams = self._RTCRtpReceiver__remote_streams
+        self._remb_sent_ms = -(10**12)
+        self._remb_sent_bps = 0
 
     def _handle_view(self, view: RtpView) -> None:
         """aiortc's per-packet receiver duties (REMB estimate, RR statistics, RTX, NACK) on
         the lean path; RTCP it has to send goes out as a task (rare: a REMB or a NACK)."""
         if not self._enabled:
             return
-        estimator = self._RTCRtpReceiver__remote_bitrate_estimator
+        estimator = self._lean_estimator
         if estimator is not None and view.abs_send_time is not None:
-            remb = estimator.add(
-                abs_send_time=view.abs_send_time,
-                arrival_time_ms=view.arrival_ms,
-                payload_size=view.payload_end - view.payload_start,
-                ssrc=view.ssrc,
-            )
-            rtcp_ssrc = self._RTCRtpReceiver__rtcp_ssrc
-            if rtcp_ssrc is not None and remb is not None:
-                asyncio.ensure_future(
-                    self._send_rtcp(
-                        RtcpPsfbPacket(
-                            fmt=RTCP_PSFB_APP,
-                            ssrc=rtcp_ssrc,
-                            media_ssrc=0,
-                            fci=pack_remb_fci(*remb),
-                        )
-                    )
-                )
-        codecs = self._RTCRtpReceiver__codecs
-        codec = codecs.get(view.payload_type)
-        if codec is None:
+            remb = estimator.add(view.arrival_ms, view.abs_send_time, len(view.payload), view.ssrc)
+            if remb is not None:
+                self._maybe_send_remb(remb, view.arrival_ms)
+        info = self._lean_pts.get(view.payload_type)
+        if info is None:
             return
-        streams = self._RTCRtpReceiver__remote_streams
+        streams = self._lean_streams
         stats = streams.get(view.ssrc)
         if stats is None:
-            stats = streams[view.ssrc] = StreamStatistics(codec.clockRate)
-        stats.add(view)  # reads sequence_number and timestamp only
-        if is_rtx(codec):
-            view = self._unwrap_rtx(view, codec)
+            stats = streams[view.ssrc] = LeanStreamStatistics(info[0])
+        stats.add_fields(view.sequence_number, view.timestamp, view.wall)
+        if info[1] is not None:
+            view = self._unwrap_rtx(view, info[1])
             if view is None:
                 return
-        nack = self._RTCRtpReceiver__nack_generator
-        if nack is not None and nack.add(view):
-            asyncio.ensure_future(self._send_rtcp_nack(view.ssrc, sorted(nack.missing)))
+        nack = self._lean_nack
+        if nack is not None:
+            last = nack.max_seq
+            seq = view.sequence_number
+            if last is not None and seq == (last + 1) & 0xFFFF and not nack.missing:
+                nack.max_seq = seq  # in order, nothing missing: what add() would do
+            elif nack.add(view):
+                asyncio.ensure_future(self._send_rtcp_nack(view.ssrc, sorted(nack.missing)))
         sink = self._view_sink
         if sink is not None:
             try:
@@ -256,28 +268,40 @@ class ForwardingReceiver(RTCRtpReceiver):
             except Exception:
                 _sink_failed()
 
-    def _unwrap_rtx(self, view: RtpView, codec: RTCRtpCodecParameters) -> RtpView | None:
-        original_ssrc = self._RTCRtpReceiver__rtx_ssrc.get(view.ssrc)
-        apt = codec.parameters.get("apt")
-        start = view.payload_start
+    def _maybe_send_remb(self, remb: tuple[int, list[int]], now_ms: int) -> None:
+        """Send the estimate as a REMB, as libwebrtc throttles it: at most once per
+        REMB_MIN_INTERVAL_MS unless it fell by more than REMB_DROP_FRACTION. aiortc's
+        estimator returns one per packet while it sees overuse (hundreds a second on a
+        loaded host), each a task and an SRTCP packet."""
+        rtcp_ssrc = self._RTCRtpReceiver__rtcp_ssrc
+        if rtcp_ssrc is None:
+            return
+        bitrate = remb[0]
         if (
-            original_ssrc is None
-            or view.payload_end - start <= 2
-            or apt not in self._RTCRtpReceiver__codecs
+            now_ms - self._remb_sent_ms < REMB_MIN_INTERVAL_MS
+            and bitrate >= self._remb_sent_bps * REMB_DROP_FRACTION
         ):
+            return
+        self._remb_sent_ms = now_ms
+        self._remb_sent_bps = bitrate
+        asyncio.ensure_future(
+            self._send_rtcp(
+                RtcpPsfbPacket(
+                    fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb)
+                )
+            )
+        )
+
+    def _unwrap_rtx(self, view: RtpView, apt: Any) -> RtpView | None:
+        original_ssrc = self._RTCRtpReceiver__rtx_ssrc.get(view.ssrc)
+        payload = view.payload
+        if original_ssrc is None or len(payload) <= 2 or apt not in self._lean_pts:
             return None
-        data = view.data
-        osn = (data[start] << 8) | data[start + 1]
-        # the original packet: same header with the media SSRC, type and sequence number,
-        # the payload without its two-byte original sequence number
-        head = bytearray(data[:start])
-        head[1] = (head[1] & 0x80) | apt
-        struct.pack_into("!H", head, 2, osn)
-        struct.pack_into("!I", head, 8, original_ssrc)
-        view.data = bytes(head) + data[start + 2 :]
-        view.payload_end -= 2
+        # the original packet: the media SSRC, type and sequence number, the payload
+        # without its two-byte original sequence number
+        view.sequence_number = (payload[0] << 8) | payload[1]
+        view.payload = payload[2:]
         view.payload_type = apt
-        view.sequence_number = osn
         view.ssrc = original_ssrc
         return view
 
@@ -352,30 +376,46 @@ class ForwardingSender(RTCRtpSender):
 
     async def _run_rtp(self, codec: RTCRtpCodecParameters) -> None:
         # Replaces aiortc's encode loop (which would poll for a track every 20 ms).
-        self._history: list[tuple[int, bytes, int] | None] = [None] * RTP_HISTORY_SIZE
-        self._ext_ids = self._RTCRtpSender__rtp_header_extensions_map._HeaderExtensionsMap__ids
-        self._ext_blocks: dict[bool, tuple[bytes, bytes]]
-        self._ext_plain = self._ext_level = b""
-        mid, ids = self._RTCRtpSender__mid, self._ext_ids
+        # NACK history: what rebuilds each packet, in flat lists of bytes and ints (kept
+        # RtpViews would be GC-tracked survivors: the collector would scan them again and
+        # again, and promote them into the full collections of the whole heap)
+        self._hist_payloads: list[bytes] = [b""] * RTP_HISTORY_SIZE
+        self._hist_seqs = [-1] * RTP_HISTORY_SIZE
+        self._hist_ts = [0] * RTP_HISTORY_SIZE
+        self._hist_ntp = [0] * RTP_HISTORY_SIZE
+        self._hist_flags = [0] * RTP_HISTORY_SIZE  # marker | (audio level + 1) << 1
+        self._tx: SrtpBuffer | None = None
+        self._pair: Any = None
+        self._sendto: Callable[[bytes, tuple[str, int]], Any] | None = None
+        self._dest: tuple[str, int] | None = None
+        ids = self._RTCRtpSender__rtp_header_extensions_map._HeaderExtensionsMap__ids
+        mid = self._RTCRtpSender__mid
         mid_element = b""
         if mid and ids.mid:
             raw = mid.encode("utf8")
             mid_element = bytes([(ids.mid << 4) | (len(raw) - 1)]) + raw
-        # the extension block is the same every packet but for abs-send-time (3 bytes after
-        # the prefix) and the audio level (1 byte after that): prefixes and padding built once
+        # The header is one struct per shape (with or without the audio level): fixed
+        # header, extension prefix and MID (constant bytes), abs-send-time (id byte and 24
+        # bits), audio level (id byte, value), padding. forward_view packs it in place.
         self._abs_id = ids.abs_send_time or 0
         self._level_id = ids.audio_level or 0
-        self._ext_blocks = {}
+        self._abs_byte = self._abs_id << 4 | 2
+        self._level_byte = self._level_id << 4
+        self._shapes: list[tuple[struct.Struct, bytes, int]] = []
         for level in (False, True):
-            size = (
-                len(mid_element)
-                + (4 if self._abs_id else 0)
-                + (2 if level and self._level_id else 0)
-            )
+            with_level = level and bool(self._level_id)
+            size = len(mid_element) + (4 if self._abs_id else 0) + (2 if with_level else 0)
             pad = -size % 4
             prefix = _EXT.pack(0xBEDE, (size + pad) // 4) + mid_element if size else b""
-            self._ext_blocks[level] = (prefix, b"\0" * pad)
+            fmt = f"!BBHII{len(prefix)}s"
+            fmt += "BHB" if self._abs_id else ""
+            fmt += "BB" if with_level else ""
+            fmt += f"{pad}x"
+            self._shapes.append((struct.Struct(fmt), prefix, 0x90 if size else 0x80))
         self._codec = codec
+        self._pt = codec.payloadType
+        self._dtls = self.transport
+        self._nominated = self._dtls.transport._connection._nominated  # aioice's, never rebound
         self._RTCRtpSender__rtp_started.set()
         try:
             await asyncio.get_running_loop().create_future()
@@ -384,6 +424,10 @@ class ForwardingSender(RTCRtpSender):
         finally:
             self._codec = None
             self._RTCRtpSender__rtp_exited.set()
+
+    async def _send_rtcp(self, packets: list[AnyRtcpPacket]) -> None:
+        # aiortc's, without its coroutine chain to the socket (send_plain_rtcp)
+        send_plain_rtcp(self.transport, b"".join(bytes(p) for p in packets))
 
     async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
         if (
@@ -404,64 +448,220 @@ class ForwardingSender(RTCRtpSender):
     def ready(self) -> bool:
         return self._codec is not None
 
-    def forward_view(self, view: RtpView, sequence_number: int, timestamp: int) -> int:
-        """Send one received packet as this sender's, with these sequence number and
-        timestamp; returns the bytes sent (before SRTP), 0 when not connected."""
-        codec = self._codec
-        if codec is None:
-            return 0
-        dtls = self.transport
-        if dtls._state is not _DtlsState.CONNECTED:
-            return 0
+    def _pack(self, buffer: Any, view: RtpView, sequence_number: int, timestamp: int) -> int:
+        """Pack this sender's header for ``view`` into ``buffer``; returns its length."""
         level = view.audio_level
-        prefix, pad = self._ext_blocks[level is not None]
-        if prefix:
-            ext = prefix
+        if level is not None and self._level_id:
+            st, prefix, first = self._shapes[1]
+            ast = (view.ntp >> 14) & 0x00FFFFFF
+            if self._abs_id:
+                st.pack_into(
+                    buffer,
+                    0,
+                    first,
+                    (view.marker << 7) | self._pt,
+                    sequence_number,
+                    timestamp,
+                    self._ssrc,
+                    prefix,
+                    self._abs_byte,
+                    ast >> 8,
+                    ast & 0xFF,
+                    self._level_byte,
+                    level,
+                )
+            else:
+                st.pack_into(
+                    buffer,
+                    0,
+                    first,
+                    (view.marker << 7) | self._pt,
+                    sequence_number,
+                    timestamp,
+                    self._ssrc,
+                    prefix,
+                    self._level_byte,
+                    level,
+                )
+        else:
+            st, prefix, first = self._shapes[0]
             if self._abs_id:
                 ast = (view.ntp >> 14) & 0x00FFFFFF
-                ext += bytes((self._abs_id << 4 | 2, ast >> 16, (ast >> 8) & 0xFF, ast & 0xFF))
-            if level is not None and self._level_id:
-                ext += bytes((self._level_id << 4, level))
-            ext += pad
-            first = 0x90
-        else:
-            ext = b""
-            first = 0x80
-        head = (
-            _FULL_HDR.pack(
-                first,
-                (view.marker << 7) | codec.payloadType,
-                sequence_number,
-                timestamp,
-                self._ssrc,
-            )
-            + ext
-        )
-        data = head + view.data[view.payload_start : view.payload_end]
-        self._history[sequence_number % RTP_HISTORY_SIZE] = (sequence_number, data, len(head))
-        if not _send_plain_rtp(dtls, data):
+                st.pack_into(
+                    buffer,
+                    0,
+                    first,
+                    (view.marker << 7) | self._pt,
+                    sequence_number,
+                    timestamp,
+                    self._ssrc,
+                    prefix,
+                    self._abs_byte,
+                    ast >> 8,
+                    ast & 0xFF,
+                )
+            else:
+                st.pack_into(
+                    buffer,
+                    0,
+                    first,
+                    (view.marker << 7) | self._pt,
+                    sequence_number,
+                    timestamp,
+                    self._ssrc,
+                    prefix,
+                )
+        return st.size
+
+    def forward_view(self, view: RtpView, sequence_number: int, timestamp: int) -> int:
+        """Send one received packet as this sender's, with these sequence number and
+        timestamp; returns the bytes sent (before SRTP), 0 when not sent.
+
+        The header is packed straight into the SRTP session's buffer, the payload copied
+        after it, protected in place and sent with a plain socket on the nominated pair's
+        descriptor (or the transport, on TURN): the only object made is the datagram. A full
+        socket buffer drops the packet (uvloop's transport would queue it: late media is no
+        use to a viewer)."""
+        if self._codec is None:
             return 0
+        dtls = self._dtls
+        if dtls._state is not _DtlsState.CONNECTED:
+            return 0
+        pair = self._nominated.get(1)
+        if pair is not self._pair:
+            if not self._use_pair(dtls, pair):
+                return 0
+        payload = view.payload
+        tx = self._tx
+        buffer = tx.buffer  # type: ignore[union-attr]
+        # the header (as _pack, inlined: this runs once per packet and consumer)
+        level = view.audio_level
+        b1 = (view.marker << 7) | self._pt
+        if level is None or not self._level_id:
+            st, prefix, first = self._shapes[0]
+            if self._abs_id:
+                ast = (view.ntp >> 14) & 0x00FFFFFF
+                st.pack_into(
+                    buffer,
+                    0,
+                    first,
+                    b1,
+                    sequence_number,
+                    timestamp,
+                    self._ssrc,
+                    prefix,
+                    self._abs_byte,
+                    ast >> 8,
+                    ast & 0xFF,
+                )
+            else:
+                st.pack_into(buffer, 0, first, b1, sequence_number, timestamp, self._ssrc, prefix)
+        else:
+            self._pack(buffer, view, sequence_number, timestamp)
+            st = self._shapes[1][0]
+        head = st.size
+        size = head + len(payload)
+        if size > SRTP_BUFFER_LIMIT:
+            return 0
+        buffer[head:size] = payload
+        length = tx.length  # type: ignore[union-attr]
+        length[0] = size
+        if _srtp_protect(tx.ctx, tx.cdata, length):  # type: ignore[union-attr]
+            return 0
+        try:
+            self._sendto(buffer[0 : length[0]], self._dest)  # type: ignore[misc]
+        except OSError:
+            return 0
+        slot = sequence_number % RTP_HISTORY_SIZE
+        self._hist_payloads[slot] = payload
+        self._hist_seqs[slot] = sequence_number
+        self._hist_ts[slot] = timestamp
+        self._hist_ntp[slot] = view.ntp
+        level = view.audio_level
+        self._hist_flags[slot] = view.marker | ((level + 1) << 1 if level is not None else 0)
         self._RTCRtpSender__ntp_timestamp = view.ntp
         self._RTCRtpSender__rtp_timestamp = timestamp
-        self._RTCRtpSender__octet_count += len(data) - len(head)
+        self._RTCRtpSender__octet_count += len(payload)
         self._RTCRtpSender__packet_count += 1
-        return len(data)
+        return size
+
+    def _use_pair(self, dtls: RTCDtlsTransport, pair: Any) -> bool:
+        """Look up what sending on this nominated pair needs, once per pair."""
+        self._pair = None
+        if pair is None:
+            return False
+        transport = pair.protocol.transport
+        if transport is None:
+            return False
+        sock = _send_socket(pair.protocol)
+        self._sendto = transport.sendto if sock is None else sock.sendto
+        self._tx = _tx_buffer(dtls)
+        self._dest = pair.remote_addr
+        self._pair = pair
+        return True
 
     async def _retransmit(self, sequence_number: int) -> None:
-        entry = self._history[sequence_number % RTP_HISTORY_SIZE]
-        if entry is None or entry[0] != sequence_number:
+        slot = sequence_number % RTP_HISTORY_SIZE
+        if self._hist_seqs[slot] != sequence_number:
             return
-        _, data, head_len = entry
+        # the packet as it was first sent (same header, same abs-send-time), rebuilt
+        flags = self._hist_flags[slot]
+        payload = self._hist_payloads[slot]
+        view = RtpView(payload, 0, flags & 1, sequence_number, 0, 0, None, None, 0.0, 0.0)
+        view.ntp = self._hist_ntp[slot]
+        view.audio_level = (flags >> 1) - 1 if flags >> 1 else None
+        head = bytearray(self._shapes[1 if view.audio_level is not None else 0][0].size)
+        size = self._pack(head, view, sequence_number, self._hist_ts[slot])
+        data = bytes(head[:size]) + payload
         rtx_pt = self._RTCRtpSender__rtx_payload_type
         if rtx_pt is not None:
             rtx_seq = self._RTCRtpSender__rtx_sequence_number
             self._RTCRtpSender__rtx_sequence_number = uint16_add(rtx_seq, 1)
-            head = bytearray(data[:head_len])
             head[1] = (head[1] & 0x80) | rtx_pt
             struct.pack_into("!H", head, 2, rtx_seq)
             struct.pack_into("!I", head, 8, self._rtx_ssrc)
-            data = bytes(head) + struct.pack("!H", sequence_number) + data[head_len:]
+            data = bytes(head[:size]) + struct.pack("!H", sequence_number) + payload
         _send_plain_rtp(self.transport, data)
+
+
+def _send_socket(protocol: Any) -> socket.socket | None:
+    """A plain socket object on the descriptor of a StunProtocol's UDP socket (a dup: the
+    event loop's transport keeps its own), for the relay's sends: Python's ``sendto`` is a
+    quarter cheaper than uvloop's transport here. Closed with the protocol."""
+    sock = protocol.__dict__.get("_relay_sock")
+    if sock is not None:
+        return sock
+    transport = protocol.transport
+    if transport is None or transport.is_closing() or isinstance(transport, TurnTransport):
+        return None  # a TURN allocation's transport frames what it sends: keep it
+    raw = transport.get_extra_info("socket")
+    if raw is None:
+        return None
+    sock = socket.socket(fileno=os.dup(raw.fileno()))
+    sock.setblocking(False)
+    protocol._relay_sock = sock
+    return sock
+
+
+_original_connection_lost = aioice.ice.StunProtocol.connection_lost
+
+
+def _connection_lost_closing_socket(self: aioice.ice.StunProtocol, exc: Exception | None) -> None:
+    sock = self.__dict__.pop("_relay_sock", None)
+    if sock is not None:
+        sock.close()
+    _original_connection_lost(self, exc)
+
+
+def send_plain_rtcp(dtls: RTCDtlsTransport, data: bytes) -> None:
+    """SRTCP-protect and send, synchronously: aiortc's ``_send_rtp`` goes through three
+    coroutines (DTLS, ICE transport, aioice) to the same ``sendto``. Reports, REMBs, NACKs
+    and PLIs are most of a connected call's fixed cost (bench/idlecost.py)."""
+    if dtls._state is not _DtlsState.CONNECTED:
+        return
+    pair = dtls.transport._connection._nominated.get(1)
+    if pair is not None:
+        pair.protocol.transport.sendto(dtls._tx_srtp.protect_rtcp(data), pair.remote_addr)
 
 
 def _send_plain_rtp(dtls: RTCDtlsTransport, data: bytes) -> bool:
@@ -560,61 +760,54 @@ fast_drops = 0
 
 
 class RtpView:
-    """One received RTP packet as bytes plus the header fields the relay reads.
+    """One received RTP packet: its payload plus the header fields the relay reads.
 
     ``sequence_number``/``timestamp``/``ssrc`` keep RtpPacket's names, so aiortc's
-    StreamStatistics and NackGenerator accept it as it is.
+    StreamStatistics and NackGenerator accept it as it is. One is built per received packet
+    and shared by every consumer (and kept by their senders' NACK history): nothing else is
+    allocated per packet and per consumer but the protected datagram itself.
     """
 
     __slots__ = (
-        "data",
+        "payload",
         "payload_type",
         "marker",
         "sequence_number",
         "timestamp",
         "ssrc",
-        "payload_start",
-        "payload_end",
         "abs_send_time",
         "audio_level",
         "arrival_ms",
         "ntp",
+        "wall",
         "t0",
     )
 
     def __init__(
         self,
-        data: bytes,
+        payload: bytes,
         payload_type: int,
         marker: int,
         sequence_number: int,
         timestamp: int,
         ssrc: int,
-        payload_start: int,
-        payload_end: int,
         abs_send_time: int | None,
         audio_level: int | None,
-        arrival_ms: int,
-        ntp: int,
+        wall: float,
         t0: float,
     ) -> None:
-        self.data = data
+        self.payload = payload
         self.payload_type = payload_type
         self.marker = marker
         self.sequence_number = sequence_number
         self.timestamp = timestamp
         self.ssrc = ssrc
-        self.payload_start = payload_start
-        self.payload_end = payload_end
         self.abs_send_time = abs_send_time
         self.audio_level = audio_level  # the raw one-byte value (V bit + level)
-        self.arrival_ms = arrival_ms
-        self.ntp = ntp
+        self.wall = wall  # time.time() at arrival
+        self.arrival_ms = int((wall + _NTP_UNIX_OFFSET) * 1000)
+        self.ntp = int((wall + _NTP_UNIX_OFFSET) * 4294967296.0)
         self.t0 = t0  # perf_counter at arrival for sampled packets, else 0.0
-
-    @property
-    def payload(self) -> bytes:
-        return self.data[self.payload_start : self.payload_end]
 
     def packet(self) -> RtpPacket:
         """A full RtpPacket (for taps: recorder, vision); built only where one is attached."""
@@ -640,13 +833,9 @@ def parse_rtp(data: bytes, abs_id: int | None, level_id: int | None) -> RtpView 
     n = len(data)
     if n < 12:
         return None
-    b0 = data[0]
-    b1 = data[1]
-    seq, ts, ssrc = _HDR.unpack_from(data, 2)
+    b0, b1, seq, ts, ssrc = _FULL_HDR.unpack_from(data)
     pos = 12 + 4 * (b0 & 0x0F)
-    end = n
-    if b0 & 0x20:  # padding
-        end -= data[-1]
+    end = n - data[-1] if b0 & 0x20 else n  # padding
     abs_send_time = None
     audio_level = None
     if b0 & 0x10:  # header extension
@@ -663,40 +852,68 @@ def parse_rtp(data: bytes, abs_id: int | None, level_id: int | None) -> RtpView 
                 if byte == 0:
                     i += 1
                     continue
-                xid, length = byte >> 4, (byte & 0x0F) + 1
+                xid = byte >> 4
                 if xid == 15:
                     break
-                if xid == abs_id and length == 3:
+                if xid == abs_id and byte & 0x0F == 2:
                     abs_send_time = (data[i + 1] << 16) | (data[i + 2] << 8) | data[i + 3]
-                elif xid == level_id and length == 1:
+                elif xid == level_id and byte & 0x0F == 0:
                     audio_level = data[i + 1]
-                i += 1 + length
+                i += 2 + (byte & 0x0F)
         pos = ext_end
     if end <= pos:
         return None
-    now = time.time()
     _sample_counter += 1
-    t0 = time.perf_counter() if _sample_counter % LATENCY_SAMPLE_EVERY == 0 else 0.0
     return RtpView(
-        data,
+        data[pos:end],
         b1 & 0x7F,
         b1 >> 7,
         seq,
         ts,
         ssrc,
-        pos,
-        end,
         abs_send_time,
         audio_level,
-        int((now + _NTP_UNIX_OFFSET) * 1000),
-        int((now + _NTP_UNIX_OFFSET) * 4294967296.0),
-        t0,
+        time.time(),
+        time.perf_counter() if _sample_counter % LATENCY_SAMPLE_EVERY == 0 else 0.0,
     )
 
 
 _HDR = struct.Struct("!HII")
 _EXT = struct.Struct("!HH")
 _FULL_HDR = struct.Struct("!BBHII")
+
+_srtp_unprotect = _srtp_lib.srtp_unprotect
+_srtp_protect = _srtp_lib.srtp_protect
+SRTP_BUFFER_LIMIT = 1500 - 16 - 128
+"""The largest plain packet handed to libsrtp directly: pylibsrtp's 1500-byte buffer less
+its largest SRTP trailer (pylibsrtp refuses longer ones the same way)."""
+
+
+class SrtpBuffer:
+    """libsrtp called directly on a pylibsrtp Session's own buffer, in place.
+
+    pylibsrtp's ``protect``/``unprotect`` copy the packet in, allocate an ``int *``, check
+    types and lengths in Python and copy the result out: a third of their cost per packet.
+    Here the caller writes the packet into ``buffer`` (packing the header in place), sets
+    ``length[0]`` and calls the libsrtp function; the same buffer serves aiortc's own calls
+    on that session, which never interleave with ours (one event loop).
+    """
+
+    __slots__ = ("ctx", "cdata", "buffer", "length")
+
+    def __init__(self, session: pylibsrtp.Session) -> None:
+        self.ctx = session._srtp[0]
+        self.cdata = session._cdata
+        self.buffer = session._buffer
+        self.length = _srtp_ffi.new("int *")
+
+
+def _tx_buffer(dtls: RTCDtlsTransport) -> SrtpBuffer:
+    """The DTLS transport's outgoing SRTP session as an SrtpBuffer (audio and video share it)."""
+    tx = getattr(dtls, "_relay_tx", None)
+    if tx is None or tx.ctx != dtls._tx_srtp._srtp[0]:
+        tx = dtls._relay_tx = SrtpBuffer(dtls._tx_srtp)
+    return tx
 
 
 class _FastPath:
@@ -706,23 +923,7 @@ class _FastPath:
         self.dtls = dtls
         self.router = dtls._rtp_router
         self.ids = dtls._rtp_header_extensions_map._HeaderExtensionsMap__ids
-
-    def datagram(self, data: bytes, addr: tuple) -> bool:
-        """True when the datagram was RTP and handled (or dropped) here."""
-        b0 = data[0]
-        if b0 < 128 or b0 > 191 or len(data) < 2 or 192 <= data[1] <= 223:
-            return False  # STUN, DTLS, RTCP: aioice's and aiortc's own paths
-        srtp = self.dtls._rx_srtp
-        if srtp is None:
-            return False
-        global fast_drops
-        try:
-            plain = srtp.unprotect(data)
-        except pylibsrtp.Error:
-            fast_drops += 1
-            return True
-        self.plain(plain)
-        return True
+        self.rx = SrtpBuffer(dtls._rx_srtp)
 
     async def queued(self, plain: bytes, arrival_time_ms: int) -> None:
         """Packets aioice had queued before the lean path was installed (the first ones
@@ -750,6 +951,31 @@ class _FastPath:
             handle(view)
 
 
+def _fast_receive(fast: _FastPath, protocol: Any, data: bytes, addr: tuple) -> None:
+    """A connected leg's socket: RTP is unprotected in place and handed to the fast path
+    here, the rest goes to aioice and aiortc through the guarded handler."""
+    global fast_drops
+    n = len(data)
+    if n < 12 or data[0] < 128 or data[0] > 191 or 192 <= data[1] <= 223:
+        _guarded_datagram_received(protocol, data, addr)
+        return
+    if n > SRTP_BUFFER_LIMIT:
+        fast_drops += 1
+        return
+    rx = fast.rx
+    buffer = rx.buffer
+    length = rx.length
+    buffer[0:n] = data
+    length[0] = n
+    if _srtp_unprotect(rx.ctx, rx.cdata, length):
+        fast_drops += 1  # authentication or replay check failed
+        return
+    try:
+        fast.plain(buffer[0 : length[0]])
+    except Exception:
+        _sink_failed()  # counted and dropped: one packet, never the connection
+
+
 def _install_fast_path(dtls: RTCDtlsTransport) -> None:
     if getattr(dtls, "_relay_fast_path", None) is not None:
         return
@@ -759,48 +985,70 @@ def _install_fast_path(dtls: RTCDtlsTransport) -> None:
     _hook_when_drained(fast, dtls.transport._connection)
 
 
-def _hook_when_drained(fast: _FastPath, connection: aioice.ice.Connection, tries: int = 0) -> None:
+def _hook_when_drained(
+    fast: _FastPath, connection: aioice.ice.Connection, deadline: float | None = None
+) -> None:
     """Take RTP at the socket once aioice's queue is empty. What arrived before still waits
     there and reaches aiortc's receive loop (then ``fast.queued``) after the handshake code
     has finished, as before; switching only when it is empty keeps every packet in order.
-    A connection that closes meanwhile stays on aiortc's path."""
-    if not connection._nominated or tries > HOOK_WAIT_TRIES:
+    On a starved host the queue may never empty (aiortc's loop takes one datagram per turn,
+    slower than they arrive): after HOOK_WAIT_S the lean path takes over all the same,
+    and the few still queued arrive late (a NACK the sender answers or ignores), instead of
+    the connection staying on the slow path for good. A connection closed meanwhile stays."""
+    if not connection._nominated:
         return
-    if connection._queue.empty():
+    loop = asyncio.get_running_loop()
+    if deadline is None:
+        deadline = loop.time() + HOOK_WAIT_S
+    if connection._queue.empty() or loop.time() >= deadline:
         for protocol in connection._protocols:
-            protocol._relay_rtp_hook = fast.datagram
+            # the instance's own datagram_received (uvloop and the mux look it up per
+            # datagram): one Python call from the socket to the fast path
+            protocol.datagram_received = functools.partial(_fast_receive, fast, protocol)
     else:
-        asyncio.get_running_loop().call_later(
-            0.001, _hook_when_drained, fast, connection, tries + 1
-        )
+        loop.call_later(0.001, _hook_when_drained, fast, connection, deadline)
 
 
-HOOK_WAIT_TRIES = 5000
-"""Milliseconds (about) to wait for aioice's queue to drain before the lean path takes over."""
+HOOK_WAIT_S = 0.3
+"""How long to wait for aioice's queue to drain before the lean path takes over."""
 
 
 def _patch_stun_protocol() -> None:
     aioice.ice.StunProtocol.datagram_received = _guarded_datagram_received
+    aioice.ice.StunProtocol.connection_lost = _connection_lost_closing_socket
 
 
 class RawMedia:
     """A connected peer connection's media socket and SRTP sessions, for a load client.
 
     After the ICE + DTLS handshake, the client sends and receives RTP/RTCP itself: plain
-    packets in, protected with the DTLS-keyed pylibsrtp sessions, out on the nominated pair.
+    packets in, protected in place with the DTLS-keyed sessions (libsrtp called directly),
+    out on the nominated pair. Received RTP is authenticated and decrypted one packet in
+    ``RX_VERIFY_EVERY`` (and every RTCP packet): the header a load client counts is in clear
+    in SRTP, so the others are counted from it, and the sample still catches a relay that
+    sends anything SRTP refuses (``bad``).
     """
+
+    RX_VERIFY_EVERY = 8
 
     def __init__(self, pc: RTCPeerConnection) -> None:
         transceivers = pc.getTransceivers()
         dtls = transceivers[0].sender.transport
         self._dtls = dtls
-        self._tx = dtls._tx_srtp
-        self._rx = dtls._rx_srtp
+        self._tx = SrtpBuffer(dtls._tx_srtp)
+        self._rx = SrtpBuffer(dtls._rx_srtp)
+        self._rx_session = dtls._rx_srtp
+        self._tx_session = dtls._tx_srtp
         self._ice = dtls.transport._connection
-        self.on_rtp: Callable[[bytes], None] | None = None
+        self.on_rtp: Callable[[bytes, int], None] | None = None
+        """Called with (datagram, trailer): the plain packet and 0 for a verified one, the
+        protected datagram and its SRTP trailer length otherwise (header fields in clear)."""
         self.on_rtcp: Callable[[bytes], None] | None = None
         self.send_errors = 0
         self.bad = 0
+        self.verified = 0
+        self._rx_count = 0
+        self._trailer = -1
         _patch_stun_protocol()
         for protocol in self._ice._protocols:
             protocol._relay_rtp_hook = self._datagram
@@ -811,26 +1059,63 @@ class RawMedia:
 
     def _datagram(self, data: bytes, addr: tuple) -> bool:
         b0 = data[0]
-        if b0 < 128 or b0 > 191 or len(data) < 2:
+        n = len(data)
+        if b0 < 128 or b0 > 191 or n < 12:
             return False
-        try:
-            if 192 <= data[1] <= 223:
-                plain = self._rx.unprotect_rtcp(data)
-                if self.on_rtcp is not None:
-                    self.on_rtcp(plain)
-            else:
-                plain = self._rx.unprotect(data)
-                if self.on_rtp is not None:
-                    self.on_rtp(plain)
-        except pylibsrtp.Error:
+        if 192 <= data[1] <= 223:
+            try:
+                plain = self._rx_session.unprotect_rtcp(data)
+            except pylibsrtp.Error:
+                self.bad += 1
+                return True
+            if self.on_rtcp is not None:
+                self.on_rtcp(plain)
+            return True
+        self._rx_count += 1
+        on_rtp = self.on_rtp
+        if self._trailer >= 0 and self._rx_count % self.RX_VERIFY_EVERY:
+            if on_rtp is not None:
+                on_rtp(data, self._trailer)
+            return True
+        rx = self._rx
+        if n > SRTP_BUFFER_LIMIT:
             self.bad += 1
+            return True
+        rx.buffer[0:n] = data
+        rx.length[0] = n
+        if _srtp_unprotect(rx.ctx, rx.cdata, rx.length):
+            self.bad += 1
+            return True
+        self.verified += 1
+        size = rx.length[0]
+        self._trailer = n - size
+        if on_rtp is not None:
+            on_rtp(rx.buffer[0:size], 0)
         return True
 
-    def send_rtp(self, plain: bytes) -> None:
-        self._send(self._tx.protect(plain))
+    def send_rtp(self, plain: bytes) -> bytes | None:
+        """Protect and send one plain RTP packet; returns the datagram sent (a NACK is
+        answered by sending it again: ``resend``), None when it could not be sent."""
+        tx = self._tx
+        n = len(plain)
+        if n > SRTP_BUFFER_LIMIT:
+            self.send_errors += 1
+            return None
+        tx.buffer[0:n] = plain
+        tx.length[0] = n
+        if _srtp_protect(tx.ctx, tx.cdata, tx.length):
+            self.send_errors += 1
+            return None
+        data = tx.buffer[0 : tx.length[0]]
+        self._send(data)
+        return data
+
+    def resend(self, datagram: bytes) -> None:
+        """Send an already protected datagram again (SRTP accepts it where the first was lost)."""
+        self._send(datagram)
 
     def send_rtcp(self, plain: bytes) -> None:
-        self._send(self._tx.protect_rtcp(plain))
+        self._send(self._tx_session.protect_rtcp(plain))
 
     def _send(self, data: bytes) -> None:
         pair = self._ice._nominated.get(1)
@@ -977,6 +1262,93 @@ class LeanRateCounter:
                     self._values[lo:hi] = [0] * (hi - lo)
         self._origin_index = (start + steps) % w
         self._origin_ms += steps
+
+
+REMB_MIN_INTERVAL_MS = 200
+"""libwebrtc's REMB throttle (RembThrottler): one REMB per 200 ms, unless the estimate fell."""
+REMB_DROP_FRACTION = 0.97
+"""A new estimate below this share of the last one sent goes out at once."""
+
+
+class LeanStreamStatistics(StreamStatistics):
+    """aiortc's receiver-report statistics fed with the header fields and the arrival time
+    the lean path already has (aiortc's ``add`` takes a packet and reads the clock again).
+    Same counters and jitter (tests/test_packet_path.py)."""
+
+    def add_fields(self, seq: int, timestamp: int, wall: float) -> None:
+        self.packets_received += 1
+        max_seq = self.max_seq
+        if self.base_seq is None:
+            self.base_seq = seq
+        if max_seq is None or (seq != max_seq and ((seq - max_seq) & 0xFFFF) < 0x8000):
+            arrival = int(wall * self._clockrate)
+            if max_seq is not None and seq < max_seq:
+                self.cycles += 1 << 16
+            self.max_seq = seq
+            last_ts = self._last_timestamp
+            if timestamp != last_ts and self.packets_received > 1:
+                diff = abs((arrival - self._last_arrival) - (timestamp - last_ts))
+                self._jitter_q4 += diff - ((self._jitter_q4 + 8) >> 4)
+            self._last_arrival = arrival
+            self._last_timestamp = timestamp
+
+
+class LeanRemoteBitrateEstimator(RemoteBitrateEstimator):
+    """aiortc's receive-side estimator with its per-packet common case inlined: a packet
+    of the frame whose group is open (same abs-send-time) only adds to that group, and the
+    rate counter is the lean one. Same estimates (tests/test_packet_path.py)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.incoming_bitrate = LeanRateCounter(1000, 8000)
+
+    def add(
+        self, arrival_time_ms: int, abs_send_time: int, payload_size: int, ssrc: int
+    ) -> tuple[int, list[int]] | None:
+        timestamp = abs_send_time << 8
+        self.ssrcs[ssrc] = arrival_time_ms
+        rate = self.incoming_bitrate
+        if rate.rate(arrival_time_ms) is not None:
+            self.incoming_bitrate_initialized = True
+        elif self.incoming_bitrate_initialized:
+            rate.reset()
+            self.incoming_bitrate_initialized = False
+        rate.add(payload_size, arrival_time_ms)
+        group = self.inter_arrival.current_group
+        if group is not None and timestamp == group.last_timestamp:
+            # InterArrival.compute_deltas for a packet in the open group: a burst, no delta
+            group.size += payload_size
+            group.arrival_time = arrival_time_ms
+        else:
+            deltas = self.inter_arrival.compute_deltas(timestamp, arrival_time_ms, payload_size)
+            if deltas is not None:
+                timestamp_delta_ms = deltas.timestamp * TIMESTAMP_TO_MS
+                self.estimator.update(
+                    deltas.arrival_time,
+                    timestamp_delta_ms,
+                    deltas.size,
+                    self.detector.hypothesis,
+                    arrival_time_ms,
+                )
+                self.detector.detect(
+                    self.estimator.offset(),
+                    timestamp_delta_ms,
+                    self.estimator.num_of_deltas(),
+                    arrival_time_ms,
+                )
+        last = self.last_update_ms
+        if (
+            last is None
+            or arrival_time_ms - last > self.rate_control.feedback_interval()
+            or self.detector.hypothesis is BandwidthUsage.OVERUSING
+        ):
+            target = self.rate_control.update(
+                self.detector.hypothesis, rate.rate(arrival_time_ms), arrival_time_ms
+            )
+            if target is not None:
+                self.last_update_ms = arrival_time_ms
+                return target, list(self.ssrcs.keys())
+        return None
 
 
 # --- TURN on the client side (issue 17) ------------------------------------------------------
@@ -1284,7 +1656,7 @@ async def _send_rtcp_capped(self: RTCRtpReceiver, packet: AnyRtcpPacket) -> None
                 packet = RtcpPsfbPacket(
                     fmt=RTCP_PSFB_APP, ssrc=packet.ssrc, media_ssrc=0, fci=pack_remb_fci(cap, ssrcs)
                 )
-    await RTCRtpReceiver._send_rtcp(self, packet)
+    send_plain_rtcp(self.transport, bytes(packet))
 
 
 ForwardingReceiver._send_rtcp = _send_rtcp_capped  # type: ignore[method-assign]

@@ -151,3 +151,28 @@ def test_receiver_helpers_the_lean_twins_replace():
     src = _source(RTCRtpReceiver.__init__)
     assert "self.__nack_generator = NackGenerator()" in src
     assert "self.__remote_bitrate_estimator = RemoteBitrateEstimator()" in src
+
+
+def test_pylibsrtp_and_aioice_internals_the_lean_path_uses():
+    """SrtpBuffer calls libsrtp on a Session's own buffer; the relay sends on a dup of the
+    nominated pair's socket and closes it with the protocol."""
+    import os
+
+    import pylibsrtp
+    from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+    assert pylibsrtp.__version__ == "1.0.0"
+    session = pylibsrtp.Session(
+        pylibsrtp.Policy(key=os.urandom(30), ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+    )
+    srtp = aiortc_glue.SrtpBuffer(session)
+    assert len(srtp.buffer) == 1500 and aiortc_glue.SRTP_BUFFER_LIMIT <= 1500 - 144
+    plain = bytes([0x80, 96, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3]) + b"payload"
+    srtp.buffer[0 : len(plain)] = plain
+    srtp.length[0] = len(plain)
+    assert aiortc_glue._srtp_protect(srtp.ctx, srtp.cdata, srtp.length) == 0
+    assert srtp.length[0] > len(plain)  # the auth tag was appended in place
+    assert "_rx_srtp" in _source(RTCDtlsTransport._recv_next)
+    assert "_tx_srtp.protect_rtcp" in _source(RTCDtlsTransport._send_rtp)
+    assert "self.transport" in _source(aiortc_glue._original_connection_made)
+    assert "def remote_addr" in _source(aioice.ice.CandidatePair)

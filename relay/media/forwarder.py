@@ -107,7 +107,7 @@ class Producer:
         if self._paused:
             self.packets_withheld += 1
             self._withheld_packets.value += 1
-            self._withheld_bytes.value += view.payload_end - view.payload_start
+            self._withheld_bytes.value += len(view.payload)
             for consumer in self.consumers:
                 if not consumer.follows_pause:
                     consumer.push(view)
@@ -166,13 +166,15 @@ class Consumer:
         self._waiting_keyframe = self._video
         self._seq_offset = 0
         self._ts_offset = 0
-        # Continuity lives on the sender: when the source leg rejoins, a new consumer feeds
-        # the same outgoing stream and must carry on from where the last one stopped (a jump
-        # backwards in sequence numbers is dropped by the viewer's SRTP replay check).
-        self._last_seq: int | None
-        self._last_seq, self._last_ts, self._last_sent_ms = getattr(
-            sender, "_continuity", (None, 0, 0)
-        )
+        # Continuity: when the source leg rejoins, a new consumer feeds the same outgoing
+        # stream and must carry on from where the last one stopped (a jump backwards in
+        # sequence numbers is dropped by the viewer's SRTP replay check). The sender knows
+        # its current consumer; the next one asks it when it anchors (nothing per packet).
+        self._last_seq: int | None = None
+        self._last_ts = 0
+        self._last_sent_ms = 0
+        self._previous: Consumer | None = getattr(sender, "_feeder", None)
+        sender._feeder = self
         self._packets = metrics.tally(metrics.PACKETS_FORWARDED, producer.kind, direction)
         self._bytes = metrics.tally(metrics.BYTES_FORWARDED, producer.kind, direction)
         self._gated = metrics.tally(metrics.PACKETS_GATED, direction)
@@ -193,6 +195,13 @@ class Consumer:
     def _viewer_wants_keyframe(self) -> None:
         self.producer.request_keyframe("viewer")
 
+    def continuity(self) -> tuple[int | None, int, int]:
+        """(sequence number, timestamp, arrival ms) of the last packet sent to this
+        consumer's sender, by it or by the consumers it replaced."""
+        if self._last_seq is None and self._previous is not None:
+            return self._previous.continuity()
+        return self._last_seq, self._last_ts, self._last_sent_ms
+
     def push(self, view: RtpView) -> None:
         sender = self.sender
         codec = sender._codec
@@ -207,25 +216,31 @@ class Consumer:
                 self.producer.request_keyframe("gate")
                 return
             self._waiting_keyframe = False
-        now_ms = view.arrival_ms
         if self._anchor:
-            self._anchor = False
-            if self._last_seq is None:
-                self._seq_offset = 0
-                self._ts_offset = 0
-            else:
-                elapsed = max(1, now_ms - self._last_sent_ms) * codec.clockRate // 1000
-                self._seq_offset = (self._last_seq + 1 - view.sequence_number) & 0xFFFF
-                self._ts_offset = (self._last_ts + elapsed - view.timestamp) & 0xFFFFFFFF
+            self._anchor_at(view, codec.clockRate)
         seq = (view.sequence_number + self._seq_offset) & 0xFFFF
         ts = (view.timestamp + self._ts_offset) & 0xFFFFFFFF
         sent = sender.forward_view(view, seq, ts)
         if sent:
-            self._last_seq, self._last_ts, self._last_sent_ms = seq, ts, now_ms
-            sender._continuity = (seq, ts, now_ms)
+            self._last_seq = seq
+            self._last_ts = ts
+            self._last_sent_ms = view.arrival_ms
             self.packets_sent += 1
             self.bytes_sent += sent
             self._packets.value += 1
             self._bytes.value += sent
             if view.t0:
                 metrics.FORWARD_LATENCY.observe(perf_counter() - view.t0)
+
+    def _anchor_at(self, view: RtpView, clock_rate: int) -> None:
+        """Offsets that continue the outgoing stream from its last packet (or start it)."""
+        self._anchor = False
+        last_seq, last_ts, last_sent_ms = self.continuity()
+        self._previous = None  # anchored: the chain of replaced consumers is no longer needed
+        if last_seq is None:
+            self._seq_offset = 0
+            self._ts_offset = 0
+        else:
+            elapsed = max(1, view.arrival_ms - last_sent_ms) * clock_rate // 1000
+            self._seq_offset = (last_seq + 1 - view.sequence_number) & 0xFFFF
+            self._ts_offset = (last_ts + elapsed - view.timestamp) & 0xFFFFFFFF
