@@ -241,6 +241,21 @@ class Config:
     media_health_tick_s: float = 0.5
     """How often every party stream's packet counter is looked at."""
 
+    # --- vision health and admission (relay/calls/vision_health.py, issue 20) -------------
+    vision_health_window_s: float = 10.0
+    """Window over which each leg's checks are counted against the configured sample rate."""
+    vision_health_tick_s: float = 1.0
+    """How often vision's health is assessed (gauges, call alerts, admission)."""
+    vision_min_rate_fraction: float = 0.9
+    """A leg is behind below this fraction of the configured samples per second..."""
+    vision_max_latency_s: float = 1.5
+    """...or when its sampling-to-decision latency p95 over the window is above this."""
+    vision_max_legs: int = 32
+    """Watched party legs one node admits (two per call); 0: no fixed limit. A new call is
+    refused with ``vision_capacity`` beyond it; calls already running are never cut."""
+    vision_admit_when_behind: bool = False
+    """Admit new calls while some legs' checks are behind (measured headroom: off refuses)."""
+
     @property
     def vision(self) -> VisionSettings:
         """What vision/ reads, built from the RELAY_* vision fields above."""

@@ -63,3 +63,5 @@ LINK_MONITOR = web.AppKey("link_monitor", "LinkMonitor")
 """Per-leg link quality and the REMB cap (relay/media/bandwidth.py)."""
 NOTIFIER = web.AppKey("notifier", "Notifier")
 """The outbox sender (relay/notify/sender.py): handlers call ``wake()`` after queueing."""
+VISION_WATCH = web.AppKey("vision_watch", "VisionWatch")
+"""Vision health: gauges, call alerts and admission by capacity (relay/calls/vision_health.py)."""

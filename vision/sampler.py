@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -66,6 +67,11 @@ MOTION_MAX_FRACTION = 0.4
 """...and at most this fraction: more is the camera moving or the light changing."""
 MOTION_COOLDOWN_S = 1.0
 """At most one motion-triggered sample per leg per this many seconds (bounds the CPU)."""
+
+VIDEO_GAP_INTERVALS = 3
+"""No frame for this many sampling intervals is a gap in the video, not vision falling behind."""
+HEALTH_HISTORY = 256
+"""Checks remembered per leg for the health figures (a minute at the highest burst rate)."""
 
 Box = tuple[float, float, float, float]
 
@@ -183,6 +189,11 @@ class LegSampler:
         self._last_motion_at = float("-inf")
         self._known: list[Box] = []  # the faces counted in the last sample
         self.closed = False
+        # health (vision/health.py), on time.monotonic(): when video first and last came,
+        # and each finished check as (when, seconds from sampling to decision)
+        self.watched_since: float | None = None
+        self.last_frame_at = float("-inf")
+        self.checked: deque[tuple[float, float]] = deque(maxlen=HEALTH_HISTORY)
 
     # --- called by the relay, on the event loop ------------------------------------------
     def keyframe_wanted(self, now: float) -> bool:
@@ -195,6 +206,10 @@ class LegSampler:
     def offer_frame(self, codec: str, data: bytes, keyframe: bool, now: float) -> None:
         if self.closed or not self._enabled:
             return
+        mono = time.monotonic()
+        if mono - self.last_frame_at > self._config.sample_interval_s * VIDEO_GAP_INTERVALS:
+            self.watched_since = mono  # video (re)started: the health window starts again
+        self.last_frame_at = mono
         if codec != self._codec:
             if codec not in DECODERS:
                 return

@@ -38,6 +38,7 @@ def call_json(live: LiveCall) -> dict[str, Any]:
         "alerts": live.alerts,
         "quality": call_quality(call),  # per party leg (relay/media/bandwidth.py)
         "media_stalled": sorted(policy.stalled_streams),
+        "vision_behind": sorted(policy.vision_behind),  # relay/calls/vision_health.py
     }
 
 
@@ -63,7 +64,9 @@ async def staff_calls(ctx: Ctx) -> Any:
         for live in registry.calls.values()
         if live.call.establishment_id == staff.establishment_id
     ]
-    return {"calls": sorted(calls, key=lambda c: c["starts_at"])}
+    watch = ctx.request.config_dict.get(keys.VISION_WATCH)
+    return {"calls": sorted(calls, key=lambda c: c["starts_at"]),
+            "vision_refusing": watch.refusing if watch is not None else ""}
 
 
 @handler
