@@ -150,3 +150,74 @@ async def test_a_fixed_capacity_refuses_the_call_beyond_it(tmp_path):
         await fam.close()
         await pri.close()
         await product.server.close()
+
+
+async def test_console_shows_checks_falling_behind_and_the_family_page_the_refusal(tmp_path):
+    """In Chromium: the call's row and a console-wide banner say the checks are behind (at
+    desktop and phone width); a family joining another call meanwhile reads why it cannot
+    start; the banner goes once the detector catches up."""
+    from pathlib import Path
+    from urllib.parse import quote
+
+    from tests.browser import chromium
+    from tests.test_store_world import PASSWORD
+
+    shots = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+    product = await start_product(tmp_path, vision_enabled=True, **FAST_HEALTH)
+    service = product.app[keys.DETECTOR]
+    held = HeldDetector(service.detector)
+    service.detector = held
+    b = product.booking_now()
+    fam, pri = await product.pair(b)
+    other = product.booking_now()
+    row = f'#calls tr[data-booking="{b}"]'
+    errors: list[str] = []
+    try:
+        await fam.wait_state("live")
+        async with chromium() as browser:
+            console = await browser.new_page()
+            console.on("pageerror", lambda exc: errors.append(str(exc)))
+            await console.goto(f"{product.url}/console")
+            await console.get_by_label("Username").fill("officer_a")
+            await console.get_by_label("Password").fill(PASSWORD)
+            await console.get_by_role("button", name="Log in").click()
+            await console.wait_for_selector(f'{row}[data-state="live"]', timeout=15000)
+            assert await console.is_hidden("#vision-banner")
+
+            held.gate.clear()
+            await console.wait_for_selector("#vision-banner:not([hidden])", timeout=20000)
+            text = await console.text_content("#vision-banner")
+            assert f"Face checks are falling behind on call #{b}" in text
+            assert "New calls are refused for now" in text
+            for side in ("family", "prison"):
+                await console.wait_for_selector(
+                    f'{row} [data-vision-behind="{side}"]', timeout=10000
+                )
+            cell = await console.text_content(f"{row} td[data-label='Faces']")
+            assert "family side's face checks are behind" in cell
+            assert "prison side's face checks are behind" in cell
+            await console.screenshot(path=str(shots / "console-vision-behind.png"))
+            await console.set_viewport_size({"width": 390, "height": 844})
+            await console.screenshot(path=str(shots / "console-vision-behind-390.png"))
+
+            family = await browser.new_page()
+            family.on("pageerror", lambda exc: errors.append(str(exc)))
+            token = await product.family_token(other)
+            await family.goto(f"{product.url}/join?token={quote(token)}")
+            await family.wait_for_function(
+                "document.body.innerText.includes('cannot start right now')", timeout=20000
+            )
+            assert product.app[keys.REGISTRY].get(other) is None
+
+            held.gate.set()
+            await console.wait_for_selector(
+                "#vision-banner[hidden]", timeout=25000, state="attached"
+            )
+            assert "face checks are behind" not in await console.text_content(row)
+            await family.close()
+        assert errors == []
+    finally:
+        held.gate.set()
+        await fam.close()
+        await pri.close()
+        await product.server.close()
