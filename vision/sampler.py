@@ -9,11 +9,13 @@ The relay hands each leg's :class:`LegSampler` the complete encoded video frames
   inter frames need their predecessors) and converts only a sampled frame. The decoding is off
   the loop and costs a few thread hops a second, not one per frame. No keyframe requests are
   needed after the first.
-- **keyframe-only mode** (``DetectorService(keyframes_only=True)``, ``needs_all_frames =
-  False``): ``keyframe_wanted`` asks for a keyframe when a sample is due and only keyframes
-  are decoded. Cheaper in relay CPU, dearer in bandwidth and picture quality for everyone on
-  the call, and bursts are limited by the relay's keyframe-request throttle. See
-  ``docs/vision.md`` for the measurements behind the default.
+- **keyframe mode** (``DetectorService(keyframes_only=True)``): ``keyframe_wanted`` asks for
+  a keyframe shortly before a sample is due and, in the steady state, only that keyframe is
+  decoded; the inter frames after it are kept, not decoded. When a sample's count differs
+  (a burst), the kept frames are decoded in order from that keyframe and every frame is
+  decoded until the burst is over, so the burst's samples need no further keyframes. Cheaper
+  in relay CPU, dearer in bandwidth and picture quality for everyone on the call (a keyframe
+  a sampling interval). See ``docs/vision.md`` for the measurements behind the default.
 
 Sampling: one sample every ``sample_interval_s``; a burst of ``burst_samples`` samples
 ``burst_interval_s`` apart when a sample's count differs from the leg's agreed count. In
@@ -51,6 +53,9 @@ MAX_BUFFERED_FRAMES = 300
 """Encoded frames kept for the decode thread before giving up and waiting for a keyframe
 (10 s at 30 fps: reached only when the decode thread is stuck)."""
 DECODE_GROUP = 6
+KEYFRAME_LEAD_S = 0.15
+"""Keyframe mode: a keyframe is asked for this long before a sample is due, and one arriving
+this early counts as due (about the sender's round trip), so samples keep to the interval."""
 """Between samples, encoded frames go to the decode thread in groups of this many (0.2 s at
 30 fps): a few thread hops a second per leg, and a fresh picture for the motion check."""
 
@@ -134,8 +139,6 @@ class _Decoder:
         if self._ctx is None or codec != self._codec:
             self._ctx = av.CodecContext.create(DECODERS[codec], "r")
             self._ctx.thread_count = 1  # no per-leg decoder threads on a small machine
-            if keyframes_only:
-                self._ctx.skip_frame = "NONKEY"
             self._codec = codec
             self._thumb = None
         last = None
@@ -174,7 +177,8 @@ class LegSampler:
         """Set once the booking's enrolled faces for this side are loaded (in-call re-checks)."""
         self.on_identity: Callable[[IdentityEvent], None] | None = None
         self.decisions = LegDecisions(leg_key, approved, config)
-        self.needs_all_frames = enabled and not keyframes_only
+        self.needs_all_frames = enabled
+        """Both modes keep the inter frames (keyframe mode decodes them only in a burst)."""
         self._service = service
         self._config = config
         self._keyframes_only = keyframes_only
@@ -183,6 +187,7 @@ class LegSampler:
         self._codec = ""
         self._buffer: list[bytes] = []
         self._synced = False  # a keyframe has been seen since the start / the last error
+        self._following = False  # keyframe mode: decoding every frame for a burst
         self._decoding = False
         self._next_at = float("-inf")
         self._burst_left = 0
@@ -199,9 +204,11 @@ class LegSampler:
     def keyframe_wanted(self, now: float) -> bool:
         if self.closed or not self._enabled:
             return False
-        if self._keyframes_only:
-            return now >= self._next_at and not self._decoding
-        return not self._synced
+        if not self._synced:
+            return True
+        if self._keyframes_only and not self._following:
+            return now >= self._next_at - KEYFRAME_LEAD_S and not self._decoding
+        return False
 
     def offer_frame(self, codec: str, data: bytes, keyframe: bool, now: float) -> None:
         if self.closed or not self._enabled:
@@ -216,10 +223,6 @@ class LegSampler:
             self._codec = codec
             self._buffer = []
             self._synced = False
-        if self._keyframes_only:
-            if keyframe and now >= self._next_at and not self._decoding:
-                self._submit([data], now, want_sample=True)
-            return
         if keyframe:
             self._buffer = [data]
             self._synced = True
@@ -229,10 +232,16 @@ class LegSampler:
             self._buffer.append(data)
             if len(self._buffer) > MAX_BUFFERED_FRAMES:
                 self._buffer = []
-                self._synced = False
+                self._synced = self._following = False
                 self._service.stats.resyncs += 1
                 return
         if self._decoding:
+            return
+        if self._keyframes_only and not self._following:
+            # steady state: decode only a keyframe that falls due; keep what follows it
+            if keyframe and now >= self._next_at - KEYFRAME_LEAD_S:
+                frames, self._buffer = self._buffer, []
+                self._submit(frames, now, want_sample=True)
             return
         due = now >= self._next_at
         if due or len(self._buffer) >= DECODE_GROUP:
@@ -258,6 +267,7 @@ class LegSampler:
         if self._burst_left <= 0:
             self._burst_left = self._config.burst_samples
         self._next_at = min(self._next_at, first_at)
+        self._following = self._keyframes_only
 
     def _schedule_after_sample(self, at: float) -> None:
         cfg = self._config
@@ -266,6 +276,7 @@ class LegSampler:
             self._next_at = at + cfg.burst_interval_s
         else:
             self._next_at = at + cfg.sample_interval_s
+            self._following = False  # keyframe mode: back to decoding keyframes only
 
     def _submit(self, frames: list[bytes], now: float, want_sample: bool) -> None:
         if want_sample:
@@ -289,6 +300,7 @@ class LegSampler:
             log.info("vision: leg %s: cannot decode (%s); waiting for a keyframe",
                      self.leg_key, error)
             self._synced = False
+            self._following = False
             self._buffer = []
             return None
         if result is None or self.closed:
