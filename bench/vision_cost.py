@@ -113,9 +113,10 @@ def measure(seconds: float, int8: bool) -> dict[str, Any]:
     n_loops = max(1, round(seconds * FPS / len(clip)))
     frames = clip * n_loops
     span_s = len(frames) / FPS
-    out: dict[str, Any] = {"clip": {k: meta[k] for k in ("width", "height", "keyframe_interval",
-                                                         "measured_bitrate")},
-                           "seconds_of_video": span_s}
+    out: dict[str, Any] = {
+        "clip": {k: meta[k] for k in ("width", "height", "keyframe_interval", "measured_bitrate")},
+        "seconds_of_video": span_s,
+    }
 
     # decoding
     decoded: list[av.VideoFrame] = []
@@ -130,9 +131,10 @@ def measure(seconds: float, int8: bool) -> dict[str, Any]:
     out["decode_keyframes_only_1_per_s_pct"] = pct(t / keys, 1.0)
 
     # the frame difference (5 a second) and the sampled frame's conversion (1 a second)
-    thumbs = [luma_thumbnail(f) for f in decoded[:DECODE_GROUP * 20:DECODE_GROUP]]
+    thumbs = [luma_thumbnail(f) for f in decoded[: DECODE_GROUP * 20 : DECODE_GROUP]]
     t = cpu(lambda: [luma_thumbnail(f) for f in decoded[:600:DECODE_GROUP]]) / len(
-        decoded[:600:DECODE_GROUP])
+        decoded[:600:DECODE_GROUP]
+    )
     t += cpu(lambda: changed_fraction(thumbs[1], thumbs[0], [(100, 50, 260, 230)]), 50)
     out["frame_difference_pct"] = pct(t, FPS / DECODE_GROUP)
     for w, h in SIZES:
@@ -150,8 +152,7 @@ def measure(seconds: float, int8: bool) -> dict[str, Any]:
     # detection, float32 and INT8, at each size
     settings = VisionSettings()
     model = cached_model_path(settings)
-    images = {size: letterbox_frame(decoded[i], size)[0]
-              for size in SIZES for i in (7,)}
+    images = {size: letterbox_frame(decoded[i], size)[0] for size in SIZES for i in (7,)}
     for w, h in SIZES:
         det = CenterFaceDetector(model, (w, h), threads=1)
         det.detect_batch([images[(w, h)]])
@@ -160,7 +161,7 @@ def measure(seconds: float, int8: bool) -> dict[str, Any]:
         out[f"detect_fp32_{w}x{h}_pct"] = pct(t, 1.0)
         out[f"detect_fp32_{w}x{h}_faces"] = len(det.detect_batch([images[(w, h)]])[0])
     if int8:
-        calib = [letterbox_frame(f, (384, 288))[0] for f in decoded[: 180: 6]]
+        calib = [letterbox_frame(f, (384, 288))[0] for f in decoded[:180:6]]
         from bench import vision_clips
 
         # composites of the evaluation's kind, from seeds the evaluation does not use
@@ -181,8 +182,11 @@ def measure(seconds: float, int8: bool) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.vision_cost", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.vision_cost",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--seconds", type=float, default=20.0, help="seconds of video to decode")
     p.add_argument("--no-int8", action="store_true", help="skip quantising the detector")
     p.add_argument("--json", dest="json_path")
