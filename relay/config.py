@@ -75,8 +75,8 @@ class Config:
     # --- vision (defaults from vision/settings.py: defined once) --------------------------
     vision_enabled: bool = _VISION.enabled
     vision_keyframes_only: bool = _VISION.keyframes_only
-    """Decode only keyframes for sampling (asking the sender for one when a sample is due):
-    far less CPU, but slower to confirm and more bandwidth. See docs/vision.md."""
+    """Keyframe mode (the default): a keyframe asked for per sample, every frame decoded only
+    in a burst; off decodes every frame (the frame-difference trigger). See docs/vision.md."""
     model_cache_dir: Path = _VISION.model_cache_dir
     detector_batch_max: int = _VISION.detector_batch_max
     detector_batch_wait_ms: float = _VISION.detector_batch_wait_ms
