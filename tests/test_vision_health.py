@@ -83,6 +83,11 @@ async def test_a_held_up_detector_alerts_staff_and_refuses_new_calls(tmp_path):
         assert await metric(product, "relay_vision_configured_samples_per_leg_per_second") == 1.0
         assert await metric(product, "relay_vision_admitting") == 1
         assert (await calls_json(staff, product))["calls"][0]["vision_behind"] == []
+        # keyframe mode asks each sender about once a sample, not once a frame
+        asked = 'relay_keyframe_requests_total{reason="vision"}'
+        before = await metric(product, asked)
+        await asyncio.sleep(4.0)
+        assert await metric(product, asked) - before <= 2 * (4 * 1.3 + 1)
 
         held.gate.clear()  # the detector stops keeping up
 

@@ -173,6 +173,7 @@ async def test_keyframe_mode_decodes_keyframes_and_follows_every_frame_in_a_burs
         assert service.stats.decode_cpu_s - cpu < 0.002 * (last - 45) + 0.01
         due = leg._next_at
         assert due - KEYFRAME_LEAD_S <= last / fps < due
+        assert not leg.keyframe_wanted(last / fps + 0.1), "asked once, not on every frame"
         leg.offer_frame("VP8", clip[0].data, True, last / fps)  # the sender's answer
         await service.idle()
         assert service.stats.samples_taken == taken + 1

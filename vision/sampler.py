@@ -54,6 +54,11 @@ MAX_BUFFERED_FRAMES = 300
 (10 s at 30 fps: reached only when the decode thread is stuck)."""
 DECODE_GROUP = 6
 KEYFRAME_LEAD_S = 0.15
+KEYFRAME_RETRY_S = 0.7
+"""A keyframe is asked for once, and again only if none came within this long (more than
+the relay's 0.5 s throttle, less than a sampling interval less the lead): asking on every
+frame until it arrives would make the throttle send a second request, and the sender a
+second keyframe, half a second later."""
 """Keyframe mode: a keyframe is asked for this long before a sample is due, and one arriving
 this early counts as due (about the sender's round trip), so samples keep to the interval."""
 """Between samples, encoded frames go to the decode thread in groups of this many (0.2 s at
@@ -188,6 +193,7 @@ class LegSampler:
         self._buffer: list[bytes] = []
         self._synced = False  # a keyframe has been seen since the start / the last error
         self._following = False  # keyframe mode: decoding every frame for a burst
+        self._asked_at = float("-inf")  # when keyframe_wanted last said yes
         self._decoding = False
         self._next_at = float("-inf")
         self._burst_left = 0
@@ -202,13 +208,16 @@ class LegSampler:
 
     # --- called by the relay, on the event loop ------------------------------------------
     def keyframe_wanted(self, now: float) -> bool:
+        """Whether to ask the sender for a keyframe now; a yes counts as asked."""
         if self.closed or not self._enabled:
             return False
-        if not self._synced:
-            return True
-        if self._keyframes_only and not self._following:
-            return now >= self._next_at - KEYFRAME_LEAD_S and not self._decoding
-        return False
+        wanted = not self._synced or (
+            self._keyframes_only and not self._following and not self._decoding
+            and now >= self._next_at - KEYFRAME_LEAD_S)
+        if not wanted or now - self._asked_at < KEYFRAME_RETRY_S:
+            return False
+        self._asked_at = now  # the caller asks now (see KEYFRAME_RETRY_S)
+        return True
 
     def offer_frame(self, codec: str, data: bytes, keyframe: bool, now: float) -> None:
         if self.closed or not self._enabled:
