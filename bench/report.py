@@ -19,6 +19,8 @@ COLUMNS = [
     ("rtp_packets_lost_pct", "lost%", 6),
     ("clients_cpu_pct", "clients%", 8),
     ("machine_busy_pct", "machine%", 8),
+    ("vision_samples_per_leg_per_s", "vis/leg/s", 9),
+    ("vision_decision_latency_ms_p95", "vis p95ms", 9),
     ("valid", "valid", 5),
     ("healthy", "healthy", 7),
 ]
@@ -91,6 +93,7 @@ def summarize(name: str, points: list[dict[str, Any]], info: dict[str, Any]) -> 
         "forward_latency_ms_p95": best.get("forward_latency_ms_p95") if best else None,
         "memory_mb_per_call": best.get("memory_mb_per_call") if best else None,
         "vision_samples_per_s": best.get("vision_samples_per_s") if best else None,
+        "vision_samples_per_leg_per_s": best.get("vision_samples_per_leg_per_s") if best else None,
         "vision_decision_latency_ms_p95": best.get("vision_decision_latency_ms_p95") if best else None,
         "identity_cpu_per_leg": best.get("identity_cpu_per_leg") if best else None,
         "points": points,

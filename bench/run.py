@@ -9,7 +9,8 @@ Validity and health are judged here (see docs/bench.md):
   counters is judged by its far clients alone, so there "invalid" and "unhealthy" coincide.
 * healthy: every receiving stream of every call got at least 90 % of the expected video
   frames (30/s) and audio packets (50/s) (and, through a forwarder, of the video packets the
-  far side sent), and every leg stayed connected.
+  far side sent), and every leg stayed connected; with vision on, vision also kept up
+  (:func:`vision_health`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ IDLE_WINDOW_S = 2.0
 JITTER_WARN_MS = 100.0
 LEGS_PER_CLIENT = 32
 """Legs of one role per load-client process."""
+VISION_MIN_FRACTION = 0.90
+"""Vision keeps up when each leg gets at least this fraction of the configured samples..."""
+VISION_MAX_P95_S = 1.5
+"""...and sampling-to-decision latency p95 stays within this (the policy's confirm target)."""
 
 
 @dataclass
@@ -354,6 +359,7 @@ def analyze(
         point["vision_decision_latency_ms_p50"] = _ms(measure.histogram_quantile(0.50, dec))
         point["vision_decision_latency_ms_p95"] = _ms(measure.histogram_quantile(0.95, dec))
         point.update(identity_load.figures(before.metrics, after.metrics, wall, len(legs)))
+        vision_health(point, n, wall, before.metrics, after.metrics, dec)
     else:
         point["forward_latency_ms_p50"] = point["forward_latency_ms_p95"] = None
         # no counters in the system: its far clients' delivery is the only evidence
@@ -372,6 +378,12 @@ def analyze(
         reasons.append("a leg disconnected or failed")
     if delivery and min(delivery) < HEALTHY_FRACTION:
         reasons.append(f"a receiver got {100 * min(delivery):.0f}% of expected")
+    if point.get("vision_keeps_up") is False:
+        reasons.append(
+            f"vision fell behind ({point['vision_samples_per_leg_per_s']} samples/s a leg of "
+            f"{point['vision_configured_rate']}, decisions p95 "
+            f"{point['vision_decision_latency_ms_p95']} ms)"
+        )
     jitter95 = point["frame_jitter_ms_p95"]
     if jitter95 is not None and jitter95 > JITTER_WARN_MS:
         # reported, not judged: health is about delivery; this says the cores were saturated
@@ -385,6 +397,37 @@ def analyze(
     if reasons:
         point["problems"] = reasons
     return point
+
+
+def vision_health(
+    point: dict[str, Any],
+    n: int,
+    wall: float,
+    before: measure.Metrics,
+    after: measure.Metrics,
+    decisions: dict[float, float] | None,
+) -> None:
+    """With vision on, a point is healthy only when vision keeps up (issue 20): checks
+    finished per leg per second at least VISION_MIN_FRACTION of the configured rate, and
+    sampling-to-decision p95 at most VISION_MAX_P95_S. Media flowing is not enough."""
+    configured = measure.metric_sum(after, "relay_vision_configured_samples_per_leg_per_second")
+    if not configured:
+        return  # vision off (the gauge stays 0), or a relay without vision health
+    count = "relay_vision_decision_latency_seconds_count"
+    checks = (measure.metric_sum(after, count) or 0.0) - (measure.metric_sum(before, count) or 0.0)
+    per_leg = checks / wall / (2 * n)
+    p95 = measure.histogram_quantile(0.95, decisions)
+    point["vision_configured_rate"] = round(configured, 3)
+    point["vision_samples_per_leg_per_s"] = round(per_leg, 3)
+    point["vision_leg_rate_min"] = _round(
+        measure.metric_sum(after, "relay_vision_leg_samples_per_second_min"), 3
+    )
+    point["vision_legs_behind"] = measure.metric_sum(after, "relay_vision_legs_behind")
+    keeps_up = per_leg >= VISION_MIN_FRACTION * configured and (
+        p95 is not None and p95 <= VISION_MAX_P95_S
+    )
+    point["vision_keeps_up"] = keeps_up
+    point["healthy"] = bool(point["healthy"] and keeps_up)
 
 
 def _pct(values: list[float], q: float) -> float | None:

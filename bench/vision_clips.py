@@ -239,6 +239,11 @@ def two_face_images(seed: int, appear_at: float, leave_at: float, length: float
 
 def one_face_clip(seed: int, length: float) -> list[EncodedFrame]:
     """One person moving about, nearer and further, with lighting changes."""
+    return encode_frames(one_face_images(seed, length))
+
+
+def one_face_images(seed: int, length: float) -> list[np.ndarray]:
+    """The pictures of :func:`one_face_clip`, before coding."""
     rng = random.Random(seed)
     nrng = np.random.default_rng(seed)
     patch = rng.choice(face_patches())
@@ -253,7 +258,7 @@ def one_face_clip(seed: int, length: float) -> list[EncodedFrame]:
                    round(150 + 60 * math.sin(t * 0.53)), h)
         gain = 0.8 + 0.25 * math.sin(t * 0.11)
         images.append(add_noise(np.clip(canvas * gain, 0, 255).astype(np.uint8), nrng))
-    return encode_frames(images)
+    return images
 
 
 

@@ -147,6 +147,7 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
     _with_app(app, detector.start, detector.stop)
     _with_app(app, runtime.start, runtime.stop)
     _install_identity(app, store, audit_log, detector, vision_link, clock)
+    _install_vision_watch(app, detector, registry, config)
     link_monitor = LinkMonitor(registry, config)
     app[keys.LINK_MONITOR] = link_monitor
     _with_app(app, link_monitor.start, link_monitor.stop)
@@ -317,3 +318,14 @@ def _install_cluster(app: web.Application, registry: CallRegistry, runtime: Call
     app.on_startup.insert(0, start)
     app.on_shutdown.insert(0, drain)
     app.on_cleanup.append(stop)
+
+
+def _install_vision_watch(app: web.Application, detector: DetectorService,
+                          registry: CallRegistry, config: Config) -> None:
+    """Vision as part of health: gauges, staff alerts, and admission by vision capacity."""
+    from relay.calls.vision_health import VisionWatch
+
+    watch = VisionWatch(detector, registry, config)
+    app[keys.VISION_WATCH] = watch
+    registry.admission_checks.append(watch.check_admission)
+    _with_app(app, watch.start, watch.stop)

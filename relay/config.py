@@ -87,8 +87,8 @@ class Config:
     # --- vision (defaults from vision/settings.py: defined once) --------------------------
     vision_enabled: bool = _VISION.enabled
     vision_keyframes_only: bool = _VISION.keyframes_only
-    """Decode only keyframes for sampling (asking the sender for one when a sample is due):
-    far less CPU, but slower to confirm and more bandwidth. See docs/vision.md."""
+    """Keyframe mode (the default): a keyframe asked for per sample, every frame decoded only
+    in a burst; off decodes every frame (the frame-difference trigger). See docs/vision.md."""
     model_cache_dir: Path = _VISION.model_cache_dir
     detector_batch_max: int = _VISION.detector_batch_max
     detector_batch_wait_ms: float = _VISION.detector_batch_wait_ms
@@ -293,6 +293,20 @@ class Config:
     identity_unenrolled_needs_staff: bool = False
     """A side with nobody enrolled: False admits it unchecked, audited and shown to staff as
     "not checked"; True holds it until a member of staff admits it."""
+    # --- vision health and admission (relay/calls/vision_health.py, issue 20) -------------
+    vision_health_window_s: float = 10.0
+    """Window over which each leg's checks are counted against the configured sample rate."""
+    vision_health_tick_s: float = 1.0
+    """How often vision's health is assessed (gauges, call alerts, admission)."""
+    vision_min_rate_fraction: float = 0.9
+    """A leg is behind below this fraction of the configured samples per second..."""
+    vision_max_latency_s: float = 1.5
+    """...or when its sampling-to-decision latency p95 over the window is above this."""
+    vision_max_legs: int = 32
+    """Watched party legs one node admits (two per call); 0: no fixed limit. A new call is
+    refused with ``vision_capacity`` beyond it; calls already running are never cut."""
+    vision_admit_when_behind: bool = False
+    """Admit new calls while some legs' checks are behind (measured headroom: off refuses)."""
 
     @property
     def vision(self) -> VisionSettings:

@@ -70,3 +70,5 @@ RECORDING_STORAGE = web.AppKey("recording_storage", "Storage")
 IDENTITY_GATE = web.AppKey("identity_gate", "IdentityGate")
 """The check before the call: holds each party leg until its face matches (relay/calls/
 identity_gate.py); staff admit a held side through it."""
+VISION_WATCH = web.AppKey("vision_watch", "VisionWatch")
+"""Vision health: gauges, call alerts and admission by capacity (relay/calls/vision_health.py)."""

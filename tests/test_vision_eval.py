@@ -33,6 +33,11 @@ def test_quick_eval_writes_the_figures(tmp_path: Path) -> None:
     assert result["precision"] >= 0.95 and result["recall"] >= 0.9
     assert result["confirm_latency_s_p95"] is not None
     assert result["one_face_false_over_limit"] == 0
+    # keyframe mode (the relay's default) against a libvpx sender answering keyframe requests
+    assert result["keyframe_one_face_false_over_limit"] == 0
+    assert result["keyframe_one_face_samples_per_s"] >= 0.9
+    assert abs(result["keyframe_one_face_extra_bits_pct"]) < 25
+    assert result["keyframe_only_confirm_missed"] == 0
     assert "count_accuracy" in proc.stdout
 
 

@@ -130,21 +130,53 @@ async def test_overload_drops_and_counts_samples_instead_of_queueing(detector, c
     assert taken == detected + dropped
 
 
-async def test_keyframe_only_mode_asks_for_keyframes_when_a_sample_is_due(detector, clip) -> None:
+async def test_keyframe_mode_decodes_keyframes_and_follows_every_frame_in_a_burst(
+        detector, clip) -> None:
+    """Keyframe mode: a sample decodes only a keyframe; a burst decodes the inter frames kept
+    since it (no further keyframe asked for); once the count is agreed, inter frames are kept
+    but not decoded, and a keyframe is asked for shortly before the next sample is due."""
+    from vision.sampler import KEYFRAME_LEAD_S
+
     service = DetectorService(CONFIG, detector, keyframes_only=True)
     await service.start()
     leg = service.open_leg("call1/prison", 1, lambda e: None)
+    fps = clips.FPS
     try:
-        assert not leg.needs_all_frames
+        assert leg.needs_all_frames  # the inter frames are kept for bursts
         assert leg.keyframe_wanted(0.0)
-        leg.offer_frame("VP8", clip[5].data, False, 0.1)  # inter frames are ignored: cheap
+        leg.offer_frame("VP8", clip[5].data, False, 0.0)  # nothing to decode from yet
         assert service.stats.samples_taken == 0
-        leg.offer_frame("VP8", clip[0].data, True, 0.2)
+        assert clip[0].keyframe
+        leg.offer_frame("VP8", clip[0].data, True, 0.0)
         await service.idle()
         assert service.stats.samples_detected == 1
-        # one face where none was agreed yet: a burst, so the next is due a burst interval on
-        assert not leg.keyframe_wanted(0.3)
-        assert leg.keyframe_wanted(0.2 + CONFIG.burst_interval_s)
+        # one face where none was agreed yet: a burst, decoded from the kept inter frames
+        assert not leg.keyframe_wanted(0.05)
+        for i in range(1, 45):  # up to 1.5 s (the burst and its last sample), inter frames only
+            assert not clip[i].keyframe
+            leg.offer_frame("VP8", clip[i].data, False, i / fps)
+            await service.idle()
+        assert service.stats.samples_detected >= 4, "burst samples came from inter frames"
+        assert service.stats.decode_errors == 0
+        assert not leg.keyframe_wanted(1.5)
+        # the count is agreed: back to keyframes only; the inter frames are not decoded
+        cpu = service.stats.decode_cpu_s
+        taken = service.stats.samples_taken
+        last = 45
+        while not leg.keyframe_wanted(last / fps):
+            assert not clip[last].keyframe
+            leg.offer_frame("VP8", clip[last].data, False, last / fps)
+            await service.idle()
+            last += 1
+            assert last < 120, "a keyframe was never asked for"
+        assert service.stats.samples_taken == taken
+        assert service.stats.decode_cpu_s - cpu < 0.002 * (last - 45) + 0.01
+        due = leg._next_at
+        assert due - KEYFRAME_LEAD_S <= last / fps < due
+        assert not leg.keyframe_wanted(last / fps + 0.1), "asked once, not on every frame"
+        leg.offer_frame("VP8", clip[0].data, True, last / fps)  # the sender's answer
+        await service.idle()
+        assert service.stats.samples_taken == taken + 1
     finally:
         await service.stop()
 

@@ -9,11 +9,13 @@ The relay hands each leg's :class:`LegSampler` the complete encoded video frames
   inter frames need their predecessors) and converts only a sampled frame. The decoding is off
   the loop and costs a few thread hops a second, not one per frame. No keyframe requests are
   needed after the first.
-- **keyframe-only mode** (``DetectorService(keyframes_only=True)``, ``needs_all_frames =
-  False``): ``keyframe_wanted`` asks for a keyframe when a sample is due and only keyframes
-  are decoded. Cheaper in relay CPU, dearer in bandwidth and picture quality for everyone on
-  the call, and bursts are limited by the relay's keyframe-request throttle. See
-  ``docs/vision.md`` for the measurements behind the default.
+- **keyframe mode** (``DetectorService(keyframes_only=True)``): ``keyframe_wanted`` asks for
+  a keyframe shortly before a sample is due and, in the steady state, only that keyframe is
+  decoded; the inter frames after it are kept, not decoded. When a sample's count differs
+  (a burst), the kept frames are decoded in order from that keyframe and every frame is
+  decoded until the burst is over, so the burst's samples need no further keyframes. Cheaper
+  in relay CPU, dearer in bandwidth and picture quality for everyone on the call (a keyframe
+  a sampling interval). See ``docs/vision.md`` for the measurements behind the default.
 
 Sampling: one sample every ``sample_interval_s``; a burst of ``burst_samples`` samples
 ``burst_interval_s`` apart when a sample's count differs from the leg's agreed count. In
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -50,6 +53,14 @@ MAX_BUFFERED_FRAMES = 300
 """Encoded frames kept for the decode thread before giving up and waiting for a keyframe
 (10 s at 30 fps: reached only when the decode thread is stuck)."""
 DECODE_GROUP = 6
+KEYFRAME_LEAD_S = 0.15
+KEYFRAME_RETRY_S = 0.7
+"""A keyframe is asked for once, and again only if none came within this long (more than
+the relay's 0.5 s throttle, less than a sampling interval less the lead): asking on every
+frame until it arrives would make the throttle send a second request, and the sender a
+second keyframe, half a second later."""
+"""Keyframe mode: a keyframe is asked for this long before a sample is due, and one arriving
+this early counts as due (about the sender's round trip), so samples keep to the interval."""
 """Between samples, encoded frames go to the decode thread in groups of this many (0.2 s at
 30 fps): a few thread hops a second per leg, and a fresh picture for the motion check."""
 
@@ -66,6 +77,11 @@ MOTION_MAX_FRACTION = 0.4
 """...and at most this fraction: more is the camera moving or the light changing."""
 MOTION_COOLDOWN_S = 1.0
 """At most one motion-triggered sample per leg per this many seconds (bounds the CPU)."""
+
+VIDEO_GAP_INTERVALS = 3
+"""No frame for this many sampling intervals is a gap in the video, not vision falling behind."""
+HEALTH_HISTORY = 256
+"""Checks remembered per leg for the health figures (a minute at the highest burst rate)."""
 
 Box = tuple[float, float, float, float]
 
@@ -128,8 +144,6 @@ class _Decoder:
         if self._ctx is None or codec != self._codec:
             self._ctx = av.CodecContext.create(DECODERS[codec], "r")
             self._ctx.thread_count = 1  # no per-leg decoder threads on a small machine
-            if keyframes_only:
-                self._ctx.skip_frame = "NONKEY"
             self._codec = codec
             self._thumb = None
         last = None
@@ -168,7 +182,8 @@ class LegSampler:
         """Set once the booking's enrolled faces for this side are loaded (in-call re-checks)."""
         self.on_identity: Callable[[IdentityEvent], None] | None = None
         self.decisions = LegDecisions(leg_key, approved, config)
-        self.needs_all_frames = enabled and not keyframes_only
+        self.needs_all_frames = enabled
+        """Both modes keep the inter frames (keyframe mode decodes them only in a burst)."""
         self._service = service
         self._config = config
         self._keyframes_only = keyframes_only
@@ -177,34 +192,46 @@ class LegSampler:
         self._codec = ""
         self._buffer: list[bytes] = []
         self._synced = False  # a keyframe has been seen since the start / the last error
+        self._following = False  # keyframe mode: decoding every frame for a burst
+        self._asked_at = float("-inf")  # when keyframe_wanted last said yes
         self._decoding = False
         self._next_at = float("-inf")
         self._burst_left = 0
         self._last_motion_at = float("-inf")
         self._known: list[Box] = []  # the faces counted in the last sample
         self.closed = False
+        # health (vision/health.py), on time.monotonic(): when video first and last came,
+        # and each finished check as (when, seconds from sampling to decision)
+        self.watched_since: float | None = None
+        self.last_frame_at = float("-inf")
+        self.checked: deque[tuple[float, float]] = deque(maxlen=HEALTH_HISTORY)
 
     # --- called by the relay, on the event loop ------------------------------------------
     def keyframe_wanted(self, now: float) -> bool:
+        """Whether to ask the sender for a keyframe now; a yes counts as asked."""
         if self.closed or not self._enabled:
             return False
-        if self._keyframes_only:
-            return now >= self._next_at and not self._decoding
-        return not self._synced
+        wanted = not self._synced or (
+            self._keyframes_only and not self._following and not self._decoding
+            and now >= self._next_at - KEYFRAME_LEAD_S)
+        if not wanted or now - self._asked_at < KEYFRAME_RETRY_S:
+            return False
+        self._asked_at = now  # the caller asks now (see KEYFRAME_RETRY_S)
+        return True
 
     def offer_frame(self, codec: str, data: bytes, keyframe: bool, now: float) -> None:
         if self.closed or not self._enabled:
             return
+        mono = time.monotonic()
+        if mono - self.last_frame_at > self._config.sample_interval_s * VIDEO_GAP_INTERVALS:
+            self.watched_since = mono  # video (re)started: the health window starts again
+        self.last_frame_at = mono
         if codec != self._codec:
             if codec not in DECODERS:
                 return
             self._codec = codec
             self._buffer = []
             self._synced = False
-        if self._keyframes_only:
-            if keyframe and now >= self._next_at and not self._decoding:
-                self._submit([data], now, want_sample=True)
-            return
         if keyframe:
             self._buffer = [data]
             self._synced = True
@@ -214,10 +241,16 @@ class LegSampler:
             self._buffer.append(data)
             if len(self._buffer) > MAX_BUFFERED_FRAMES:
                 self._buffer = []
-                self._synced = False
+                self._synced = self._following = False
                 self._service.stats.resyncs += 1
                 return
         if self._decoding:
+            return
+        if self._keyframes_only and not self._following:
+            # steady state: decode only a keyframe that falls due; keep what follows it
+            if keyframe and now >= self._next_at - KEYFRAME_LEAD_S:
+                frames, self._buffer = self._buffer, []
+                self._submit(frames, now, want_sample=True)
             return
         due = now >= self._next_at
         if due or len(self._buffer) >= DECODE_GROUP:
@@ -243,6 +276,7 @@ class LegSampler:
         if self._burst_left <= 0:
             self._burst_left = self._config.burst_samples
         self._next_at = min(self._next_at, first_at)
+        self._following = self._keyframes_only
 
     def _schedule_after_sample(self, at: float) -> None:
         cfg = self._config
@@ -251,6 +285,7 @@ class LegSampler:
             self._next_at = at + cfg.burst_interval_s
         else:
             self._next_at = at + cfg.sample_interval_s
+            self._following = False  # keyframe mode: back to decoding keyframes only
 
     def _submit(self, frames: list[bytes], now: float, want_sample: bool) -> None:
         if want_sample:
@@ -274,6 +309,7 @@ class LegSampler:
             log.info("vision: leg %s: cannot decode (%s); waiting for a keyframe",
                      self.leg_key, error)
             self._synced = False
+            self._following = False
             self._buffer = []
             return None
         if result is None or self.closed:

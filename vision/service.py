@@ -33,6 +33,7 @@ from prometheus_client import Counter, Histogram
 
 from vision.decisions import VisionEvent, counted_faces
 from vision.detector import Detector, Face, load_detector
+from vision.health import VisionHealth, assess
 from vision.identity import IdentityWorker
 from vision.identity_check import LegIdentity, face_look
 from vision.identity_precall import PrecallCheck, PrecallResult, face_luma
@@ -197,6 +198,18 @@ class DetectorService:
             self._legs[leg_key] = sampler
         return sampler
 
+    @property
+    def legs(self) -> dict[str, LegSampler]:
+        """The open samplers by leg key (read-only use: health, admission)."""
+        return self._legs
+
+    def health(self, window_s: float, min_fraction: float, max_latency_s: float,
+               now: float | None = None) -> VisionHealth:
+        """Whether the checks keep up, per leg and for the node (see vision/health.py)."""
+        return assess(list(self._legs.values()), self.config, window_s, min_fraction,
+                      max_latency_s, time.monotonic() if now is None else now,
+                      queue_depth=len(self._slots), in_flight=self._busy)
+
     async def idle(self) -> None:
         """Wait until nothing is being decoded, waiting or detected (tests, evaluation)."""
         if self._idle is not None:
@@ -329,6 +342,7 @@ class DetectorService:
                 continue
             events = sampler._detected(sample, faces)
             latency = time.perf_counter() - sample.taken
+            sampler.checked.append((time.monotonic(), latency))
             st.samples_detected += 1
             st.decision_latency_ms.append(latency * 1000)
             DECISION_LATENCY.observe(latency)

@@ -98,6 +98,8 @@ class CallPolicy:
         """Staff messages sent into the call so far (each page shows them until dismissed)."""
         self.stalled_streams: set[str] = set()
         """Party streams ("family:video") that stopped arriving while live (media health)."""
+        self.vision_behind: set[str] = set()
+        """Party roles whose face checks are falling behind (vision health): staff are told."""
         self.listeners: list[Callable[[], None]] = []
         """Called after every change of state or pause reasons (persistence, metrics)."""
         self.identity: dict[str, SideIdentity] = {}
@@ -428,6 +430,24 @@ class CallPolicy:
         self._audit("media_recovered", {"role": role, "kind": kind})
         self.call.broadcast("media", role=role, kind=kind, stalled=False, message="")
         self._changed()
+
+    # --- vision health (relay/calls/vision_health.py observes, this records) --------------
+
+    def vision_checks_behind(self, role: str, rate: float, latency_p95_s: float | None) -> None:
+        """A side's face checks fell behind (the detector is overloaded): the call goes on,
+        staff see it on the console and in the audit trail."""
+        if self.state == "ended" or role in self.vision_behind:
+            return
+        self.vision_behind.add(role)
+        self._audit("vision_behind", {"role": role, "samples_per_s": round(rate, 2),
+                                      "decision_latency_p95_s": latency_p95_s})
+
+    def vision_checks_caught_up(self, role: str) -> None:
+        if role not in self.vision_behind:
+            return
+        self.vision_behind.discard(role)
+        if self.state != "ended":
+            self._audit("vision_caught_up", {"role": role})
 
     def _add(self, reason: str, why: str) -> None:
         if self.state == "ended":

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 CallHook = Callable[[Call, CallPolicy], None]
 """Runs when a call is created: attaches recorder, vision and metrics to it."""
+AdmissionCheck = Callable[[AdmissionLike], None]
+"""Runs before a party's join creates a new call; raises ProtocolError to refuse it (vision
+capacity: relay/calls/vision_health.py). Calls already running are never checked again."""
 
 
 @dataclass
@@ -59,6 +62,7 @@ class CallRegistry:
         self.config = config
         self.calls: dict[int, LiveCall] = {}
         self.hooks: list[CallHook] = []
+        self.admission_checks: list[AdmissionCheck] = []
         self.accepting = True
         self._audit = audit
         self._on_outcome = on_outcome
@@ -84,6 +88,9 @@ class CallRegistry:
             return live
         if live is not None:
             raise m.ProtocolError(m.E_CALL_ENDED, "this call has ended")
+        if admission.role in PARTY_ROLES:
+            for check in self.admission_checks:
+                check(admission)
         call = Call(admission, self.config.keyframe_throttle_s)
         bid = call.id
         audit = (lambda kind, detail: self._audit(bid, kind, detail)) if self._audit else None
@@ -98,6 +105,17 @@ class CallRegistry:
         for hook in self.hooks:
             hook(call, policy)
         return live
+
+    def calls_with_media(self) -> int:
+        """Calls not ended with a party connected, joining, or within its reconnect grace."""
+        joining = {bid for bid, _role in self._joining}
+        return sum(
+            1
+            for bid, live in self.calls.items()
+            if live.policy.state != "ended"
+            and (any(r in live.call.legs for r in PARTY_ROLES) or live.policy._grace
+                 or bid in joining)
+        )
 
     async def join(
         self, admission: AdmissionLike, offer_sdp: str, notify: Notify

@@ -40,6 +40,11 @@ Gallery = Callable[[Call, str], Awaitable[dict[str, list[np.ndarray]]]]
 """(call, role) -> the enrolled descriptors of the people approved for that side."""
 
 
+def leg_key(call_id: int, role: str) -> str:
+    """The detector service's key for a party's video leg of a call."""
+    return f"{call_id}:{role}"
+
+
 class VisionLink:
     """Registry hook: one sampler per party video stream of every call."""
 
@@ -62,7 +67,7 @@ class VisionLink:
             return
         leg = call.legs.get(role)
         approved = leg.approved_faces if leg is not None else 1
-        sampler = self.service.open_leg(f"{call.id}:{role}", approved,
+        sampler = self.service.open_leg(leg_key(call.id, role), approved,
                                         lambda event: self._on_event(policy, role, event))
         if policy.vision_paused(role):
             sampler.resume_over_limit()

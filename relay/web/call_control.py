@@ -46,6 +46,7 @@ def call_json(live: LiveCall) -> dict[str, Any]:
         "quality": call_quality(call),  # per party leg (relay/media/bandwidth.py)
         "media_stalled": sorted(policy.stalled_streams),
         "identity": {role: side.public() for role, side in policy.identity.items()},
+        "vision_behind": sorted(policy.vision_behind),  # relay/calls/vision_health.py
     }
 
 
@@ -75,7 +76,9 @@ async def staff_calls(ctx: Ctx) -> Any:
     if cluster is not None:
         here = {c["booking_id"] for c in calls}
         calls += await elsewhere.calls_elsewhere(cluster, ctx.store, staff.establishment_id, here)
-    return {"calls": sorted(calls, key=lambda c: c["starts_at"])}
+    watch = ctx.request.config_dict.get(keys.VISION_WATCH)
+    return {"calls": sorted(calls, key=lambda c: c["starts_at"]),
+            "vision_refusing": watch.refusing if watch is not None else ""}
 
 
 # --- staff actions: run here, or on the node that runs the call (relay/cluster/bus.py) -------

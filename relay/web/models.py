@@ -300,10 +300,14 @@ class CallStatus(Response):
         default=[], description='party streams that stopped arriving, e.g. "family:video"')
     identity: dict[str, IdentityStatus] = Field(
         default_factory=dict, description="each party side's check before the call")
+    vision_behind: list[str] = Field(
+        default=[], description="party sides whose face checks are falling behind (issue 20)")
 
 
 class CallList(Response):
     calls: list[CallStatus]
+    vision_refusing: str = Field(
+        default="", description="why this node refuses new calls for vision capacity, or empty")
 
 
 class AuditRecord(Response):

@@ -318,7 +318,8 @@
     if (polling || !me) return;
     polling = true;
     try {
-      const { calls } = await api("GET", "/api/v1/staff/calls");
+      const { calls, vision_refusing: refusing } = await api("GET", "/api/v1/staff/calls");
+      visionBanner(calls, refusing || "");
       // an ended call shows as ended for a short while, then leaves the list
       const nowMs = Date.now();
       for (const c of calls) if (c.state === "ended" && !endedAt.has(c.booking_id)) endedAt.set(c.booking_id, nowMs);
@@ -422,6 +423,22 @@
     return { tr, cells, buttons, deadline: null, data: null };
   }
 
+  // Vision health (issue 20): one banner when any call's face checks fall behind, or when the
+  // relay refuses new calls because the detector cannot take more.
+  function visionBanner(calls, refusing) {
+    const behind = calls.filter((c) => c.state !== "ended" && (c.vision_behind || []).length);
+    const lines = [];
+    if (behind.length) {
+      lines.push(`Face checks are falling behind on ${behind.length === 1 ? "call" : "calls"} ` +
+        `${behind.map((c) => "#" + c.booking_id).join(", ")}: someone not approved may be seen late. ` +
+        "Watch these calls.");
+    }
+    if (refusing) lines.push(`New calls are refused for now: ${refusing}.`);
+    const banner = $("vision-banner");
+    banner.textContent = lines.join(" ");
+    banner.hidden = lines.length === 0;
+  }
+
   function renderCalls(calls) {
     const tbody = $("calls").querySelector("tbody");
     const seen = new Set();
@@ -453,6 +470,10 @@
       row.cells.faces.textContent = "";
       facesLines(c).forEach((line, i) => row.cells.faces.append(...(i ? [el("br"), line] : [line])));
       identityLines(c).forEach((line) => row.cells.faces.append(el("br"), line));
+      for (const side of c.vision_behind || []) {
+        row.cells.faces.append(el("br"), el("span", { class: "alert small", "data-vision-behind": side,
+          text: `${side} side's face checks are behind: watch this call` }));
+      }
       row.cells.alerts.textContent = String(c.alerts);
       row.cells.alerts.classList.toggle("alert", c.alerts > 0);
       const ended = c.state === "ended";

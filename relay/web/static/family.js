@@ -56,6 +56,7 @@ function callText(t) {
       "token_expired", "token_not_yet_valid", "token_stale", "token_bad_signature", "token_malformed",
       "call_ended", "booking_cancelled", "booking_declined", "booking_not_approved", "approval_revoked",
       "leg_already_connected", "shutting_down", "rate_limited", "NotAllowedError", "NotFoundError",
+      "vision_capacity",
     ]),
   };
 }

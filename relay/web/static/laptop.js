@@ -121,6 +121,7 @@ const TEXT = {
     prisoner_not_eligible: "Video calls are not allowed at the moment. Ask a member of staff.",
     leg_already_connected: "This call is already open on another screen.",
     shutting_down: "The service is restarting. It will try again in a minute.",
+    vision_capacity: "The call cannot start right now: the service is busy. It will try again in a minute.",
   },
 };
 
