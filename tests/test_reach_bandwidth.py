@@ -127,6 +127,10 @@ async def test_a_lossy_family_link_shows_in_the_console_metrics_and_on_its_page(
             assert not any(x["type"] == "quality" for x in prison.messages)  # not their link
             live = relay.app[keys.REGISTRY].get(90)
             row = CallStatus.model_validate(call_json(live))  # the console's call row
+            deadline = time.monotonic() + 10  # the prison's RTT needs a report on our report
+            while row.quality["prison"].rtt_ms is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.25)
+                row = CallStatus.model_validate(call_json(live))
             assert row.quality["family"].grade == "poor"
             assert row.quality["prison"].loss_up < 0.08 and row.quality["prison"].rtt_ms is not None
             async with ClientSession() as http:
@@ -343,3 +347,14 @@ async def test_chromium_lowers_its_bitrate_to_a_thin_prison_downlink(config, tok
     )
     assert max(capped) < 250_000, capped
     assert min(free) > 1.5 * max(capped), (capped, free)
+
+
+def test_a_viewer_is_not_blamed_for_the_senders_uplink_loss():
+    """Loss the sender's uplink caused reaches the viewer as gaps; only the rest is its own."""
+    from relay.media.bandwidth import _own_share
+
+    assert _own_share(0.25, 0.25) == 0.0
+    assert _own_share(0.25, 0.0) == 0.25
+    assert abs(_own_share(0.44, 0.25) - 0.2533) < 1e-3
+    assert _own_share(0.1, 0.3) == 0.0  # a viewer report older than the uplink's figure
+    assert _own_share(0.5, 1.0) == 0.0

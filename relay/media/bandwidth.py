@@ -4,7 +4,7 @@ A forwarding relay passes the sender's encoding through untouched, so the sender
 for its viewer's link, not its own. Once a tick, for each party leg:
 
 * **quality**: loss (uplink from aiortc's receiver statistics, downlink from the viewer's
-  receiver reports), RTT and jitter (receiver reports), estimated downlink bandwidth (the
+  receiver reports less what the sender's uplink already lost), RTT and jitter (receiver reports), estimated downlink bandwidth (the
   viewer's REMB). Shown in the console's call row, observed in metrics (labels: role and
   direction only), and a leg whose own link stays poor is told so (``quality`` message).
 * **cap**: the sending leg is sent a REMB of min(its viewer's estimate, the relay's own
@@ -41,6 +41,19 @@ _QUALITY: weakref.WeakKeyDictionary[Call, dict[str, dict[str, Any]]] = weakref.W
 def call_quality(call: Call) -> dict[str, dict[str, Any]]:
     """The latest link quality of each party leg of ``call`` (the console's call row)."""
     return dict(_QUALITY.get(call, {}))
+
+
+def _own_share(end_to_end: float, upstream: float) -> float:
+    """The part of a viewer's reported loss its own downlink caused.
+
+    The relay forwards what reached it, so a viewer's receiver report counts the sender's
+    uplink losses too (as sequence gaps the relay passes on). Losses compose as survival
+    probabilities, (1 - e2e) = (1 - up)(1 - down), so the downlink's share is what is left
+    after the uplink's; without this a family's bad uplink would be reported as the
+    prisoner's bad link."""
+    if upstream >= 1.0:
+        return 0.0
+    return max(0.0, 1.0 - (1.0 - end_to_end) / (1.0 - upstream))
 
 
 @dataclass
@@ -112,11 +125,11 @@ class LinkMonitor:
         )
         state.expected, state.received = expected, received
         down_loss, down_jitter, rtt = 0.0, 0.0, None
-        for sender in list(leg.senders.values()):
+        for (source, _kind), sender in list(leg.senders.items()):
             report = await glue.downlink_report(sender)
             if report is None:
                 continue
-            down_loss = max(down_loss, report["loss"])
+            down_loss = max(down_loss, _own_share(report["loss"], self._uplink_loss(call, source)))
             down_jitter = max(down_jitter, report["jitter_s"])
             if report["rtt_s"] is not None:
                 rtt = max(rtt or 0.0, report["rtt_s"])
@@ -152,6 +165,12 @@ class LinkMonitor:
             metrics.LINK_BANDWIDTH.labels(role).observe(down_bps)
         self._tell(leg, state, grade)
         return quality
+
+    def _uplink_loss(self, call: Call, source_role: str) -> float:
+        """The loss on the sending leg's own uplink at its last tick (0 before one)."""
+        source = call.legs.get(source_role)
+        state = self._legs.get(source) if source is not None else None
+        return float(state.quality.get("loss_up", 0.0)) if state is not None else 0.0
 
     def _viewer_estimate(
         self, viewer: Leg, state: _LegState, loss: float, now: float
