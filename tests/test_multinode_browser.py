@@ -6,6 +6,7 @@ traceback (fail closed)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import replace
@@ -41,6 +42,15 @@ def _node(tmp_path, name: str, redis_url: str, tokens: TokenTable) -> TestServer
     return TestServer(build_app(config, admit=tokens), host="127.0.0.1", port=port)
 
 
+async def _until_known(server: TestServer, node_id: str, timeout: float = 15.0) -> None:
+    """Wait for ``server``'s node to have read ``node_id``'s entry (one refresh, 2 s)."""
+    directory = server.app[keys.CLUSTER].directory
+    deadline = time.monotonic() + timeout
+    while node_id not in directory.known:
+        assert time.monotonic() < deadline, f"{node_id} never appeared in the nodes hash"
+        await asyncio.sleep(0.1)
+
+
 async def test_family_page_follows_moved_to_the_node_that_runs_the_call(tmp_path):
     tokens = TokenTable()
     tokens.add("fam-m", admission(61, "family"))
@@ -49,6 +59,7 @@ async def test_family_page_follows_moved_to_the_node_that_runs_the_call(tmp_path
         a, b = _node(tmp_path, "a", redis_url, tokens), _node(tmp_path, "b", redis_url, tokens)
         await a.start_server()
         await b.start_server()
+        await _until_known(a, "b")  # node A's page may name node B's socket only once seen
         redis = Redis.from_url(redis_url, decode_responses=True)
         prison = CallClient(
             f"http://127.0.0.1:{a.port}",
