@@ -79,8 +79,8 @@ def line(systems: dict[str, dict]) -> str:
     points = [
         p
         for p in systems.get("relay", {}).get("points", [])
-        if p.get("identity_cpu_per_leg") is not None
-    ]
+        if p.get("identity_cpu_per_leg") is not None and p.get("vision_samples_per_s")
+    ]  # without vision the counters exist but nothing is checked: not a figure
     if not points:
         return "identity: not measured (run with --vision)"
     parts = [
