@@ -20,7 +20,7 @@ from prometheus_client import Counter, Gauge
 
 from relay.calls.registry import CallRegistry
 from relay.config import Config
-from relay.tasks import cancel_and_wait
+from relay.tasks import cancel_and_wait, every
 
 log = logging.getLogger(__name__)
 
@@ -58,20 +58,12 @@ class MediaHealth:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
+        self._task = asyncio.ensure_future(every(self.tick_s, self.sample, "media health sample"))
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
         self._seen.clear()
         STALLED.clear()
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.tick_s)
-            try:
-                self.sample()
-            except Exception:  # a bug here must not stop the calls, nor the sampler
-                log.exception("media health sample failed")
 
     def sample(self) -> None:
         """Look at every party stream once: mark stalls and recoveries."""

@@ -22,7 +22,7 @@ from relay.calls.call import AdmissionLike
 from relay.calls.registry import CallRegistry
 from relay.calls.vision_link import leg_key
 from relay.config import Config
-from relay.tasks import cancel_and_wait
+from relay.tasks import cancel_and_wait, every
 from vision.health import VisionHealth
 from vision.service import DetectorService
 
@@ -73,19 +73,13 @@ class VisionWatch:
             CAPACITY.set(self.config.vision_max_legs)
             CONFIGURED_RATE.set(1.0 / self.config.sample_interval_s)
             ADMITTING.set(1)
-            self._task = asyncio.ensure_future(self._run())
+            self._task = asyncio.ensure_future(
+                every(self.config.vision_health_tick_s, self.tick, "vision health tick")
+            )
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
         self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.vision_health_tick_s)
-            try:
-                self.tick()
-            except Exception:  # a bug here must not stop the calls, nor the watch
-                log.exception("vision health tick failed")
 
     def tick(self) -> VisionHealth:
         cfg = self.config

@@ -151,8 +151,7 @@ class Bus:
                 failing = False
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
-                        data = message["data"]
-                        self._dispatch(data.decode() if isinstance(data, bytes) else data)
+                        self._dispatch(message["data"])  # the client decodes responses
             except (RedisError, OSError) as exc:
                 self.subscribed.clear()
                 if not failing:

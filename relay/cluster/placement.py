@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 
 from redis.asyncio import Redis
+from redis.asyncio.lock import Lock
 from redis.exceptions import LockError, RedisError
 
 from protocol import messages as m
@@ -48,6 +49,8 @@ E_NO_NODE = m.E_NO_NODE
 
 
 class Placement:
+    """Placement over a client made with ``decode_responses=True`` (relay/cluster/service.py)."""
+
     def __init__(self, redis: Redis, directory: NodeDirectory, config: Config) -> None:
         self.redis = redis
         self.directory = directory
@@ -61,33 +64,31 @@ class Placement:
     def node_id(self) -> str:
         return self.directory.node_id
 
-    def _lock_name(self, booking_id: int) -> str:
-        return f"{self.config.cluster_prefix}lock:call:{booking_id}"
+    def _lock(self, booking_id: int) -> Lock:
+        """The call's placement lock (SET NX PX): held for at most ``cluster_lock_s``."""
+        return self.redis.lock(
+            f"{self.config.cluster_prefix}lock:call:{booking_id}",
+            timeout=self.config.cluster_lock_s,
+            blocking_timeout=self.config.cluster_lock_s,
+        )
 
     async def owner(self, booking_id: int) -> tuple[str | None, NodeInfo | None]:
         """(the node id the call is placed on, that node if it is alive)."""
         try:
-            current = await self.redis.hget(self.key, str(booking_id))
-            if current is None:
+            node_id = await self.redis.hget(self.key, str(booking_id))
+            if node_id is None:
                 return None, None
-            node_id = current.decode() if isinstance(current, bytes) else str(current)
             return node_id, (await self.directory.live()).get(node_id)
         except (RedisError, OSError) as exc:
             raise PlacementError(E_CLUSTER, "the relay cannot reach its cluster") from exc
 
     async def place(self, booking_id: int) -> NodeInfo:
         """The live node that owns the call, placing (or re-placing) it first if need be."""
-        lock = self.redis.lock(
-            self._lock_name(booking_id),
-            timeout=self.config.cluster_lock_s,
-            blocking_timeout=self.config.cluster_lock_s,
-        )
         try:
-            async with lock:
+            async with self._lock(booking_id):
                 nodes = await self.directory.live()
                 current = await self.redis.hget(self.key, str(booking_id))
                 if current is not None:
-                    current = current.decode() if isinstance(current, bytes) else str(current)
                     owner = nodes.get(current)
                     if owner is not None and not owner.draining:
                         return owner
@@ -109,16 +110,11 @@ class Placement:
     async def claim(self, booking_id: int) -> bool:
         """Take the call for this node unless another live node owns it (a node giving up
         an abandoned call must be the only one to do so). False when Redis cannot say."""
-        lock = self.redis.lock(
-            self._lock_name(booking_id),
-            timeout=self.config.cluster_lock_s,
-            blocking_timeout=self.config.cluster_lock_s,
-        )
         try:
-            async with lock:
+            async with self._lock(booking_id):
                 current = await self.redis.hget(self.key, str(booking_id))
                 if current is not None and current != self.node_id:
-                    owner = (await self.directory.live()).get(str(current))
+                    owner = (await self.directory.live()).get(current)
                     if owner is not None:
                         return False
                 await self.redis.hset(self.key, str(booking_id), self.node_id)
@@ -143,15 +139,13 @@ class Placement:
     async def loads(self) -> dict[str, int]:
         """Calls placed per node id."""
         counts: dict[str, int] = {}
-        for value in await self.redis.hvals(self.key):
-            node = value.decode() if isinstance(value, bytes) else str(value)
+        for node in await self.redis.hvals(self.key):
             counts[node] = counts.get(node, 0) + 1
         self.on_loads(counts.get(self.node_id, 0))
         return counts
 
     async def placements(self) -> dict[int, str]:
-        raw = await self.redis.hgetall(self.key)
-        return {int(k): (v.decode() if isinstance(v, bytes) else str(v)) for k, v in raw.items()}
+        return {int(k): v for k, v in (await self.redis.hgetall(self.key)).items()}
 
     async def release(self, booking_id: int) -> None:
         """The call ended here: its placement goes (if it is still this node's)."""
