@@ -7,12 +7,17 @@ caught up (the console shows it on the call's row and in a banner; the audit tra
 it), and the admission state is set. A new call is refused with ``vision_capacity`` when the
 node already watches ``vision_max_legs`` legs, or, unless ``vision_admit_when_behind``, while
 some legs' checks are behind. Calls already running are never cut for it.
+
+A leg that fell behind is declared caught up only once it has been judged keeping up for a
+whole health window: checks held up and then finished in a burst briefly fill the window's
+count while it still holds the gap, and staff should not see the alert flap.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from prometheus_client import Counter, Gauge
 
@@ -66,6 +71,8 @@ class VisionWatch:
         self.refusing = ""
         """Why new calls are refused now ("" while admitting), from the last tick."""
         self._behind: set[str] = set()
+        self._keeping_up_since: dict[str, float] = {}
+        """Behind legs judged keeping up since then (time.monotonic()), not yet caught up."""
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -94,12 +101,12 @@ class VisionWatch:
         QUEUE_DEPTH.set(health.queue_depth)
         IN_FLIGHT.set(health.in_flight)
         BEHIND.set(len(health.behind))
-        self._tell_calls(health)
+        self._tell_calls(health, time.monotonic())
         self.refusing = self._refusal(health)
         ADMITTING.set(0 if self.refusing else 1)
         return health
 
-    def _tell_calls(self, health: VisionHealth) -> None:
+    def _tell_calls(self, health: VisionHealth, now: float) -> None:
         judged = {leg.leg_key: leg for leg in health.judged}
         behind_now: set[str] = set()
         for bid, live in list(self.registry.calls.items()):
@@ -110,6 +117,7 @@ class VisionWatch:
                 leg = judged.get(key)
                 if leg is not None and leg.behind:
                     behind_now.add(key)
+                    self._keeping_up_since.pop(key, None)
                     if key not in self._behind:
                         BEHIND_EPISODES.labels(role).inc()
                         log.warning(
@@ -121,12 +129,21 @@ class VisionWatch:
                             extra={"call_id": bid},
                         )
                     live.policy.vision_checks_behind(role, leg.rate, leg.latency_p95_s)
-                elif key in self._behind and (leg is not None or key not in self.service.legs):
-                    # caught up, or its sampler is gone (the leg left): no longer behind
-                    live.policy.vision_checks_caught_up(role)
+                elif key in self._behind and key not in self.service.legs:
+                    live.policy.vision_checks_caught_up(role)  # its sampler is gone (it left)
+                    self._keeping_up_since.pop(key, None)
+                elif key in self._behind and leg is not None:
+                    since = self._keeping_up_since.setdefault(key, now)
+                    if now - since >= self.config.vision_health_window_s:
+                        live.policy.vision_checks_caught_up(role)
+                        del self._keeping_up_since[key]
+                    else:
+                        behind_now.add(key)  # keeping up, not yet for a whole window
                 elif key in self._behind:
                     behind_now.add(key)  # no verdict this tick (a gap in its video): keep it
         self._behind = behind_now
+        for key in set(self._keeping_up_since) - behind_now:
+            del self._keeping_up_since[key]
 
     def _refusal(self, health: VisionHealth) -> str:
         if health.behind and not self.config.vision_admit_when_behind:
