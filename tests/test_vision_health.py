@@ -74,9 +74,11 @@ async def test_a_held_up_detector_alerts_staff_and_refuses_new_calls(tmp_path):
 
         async def keeping_up():
             health = product.app[keys.VISION_WATCH].last
-            return health is not None and len(health.judged) == 2 and not health.behind
+            if health is None or len(health.judged) != 2 or health.behind:
+                return False
+            return (await calls_json(staff, product))["calls"][0]["vision_behind"] == []
 
-        await wait_until(keeping_up, 20, "both legs judged and keeping up")
+        await wait_until(keeping_up, 40, "both legs judged and keeping up")
         health = product.app[keys.VISION_WATCH].last
         assert all(leg.rate >= 0.5 for leg in health.judged), health
         assert await metric(product, "relay_vision_legs") == 2
@@ -89,6 +91,8 @@ async def test_a_held_up_detector_alerts_staff_and_refuses_new_calls(tmp_path):
         await asyncio.sleep(4.0)
         assert await metric(product, asked) - before <= 2 * (4 * 1.3 + 1)
 
+        async with staff.get(f"{product.url}/api/v1/staff/calls/{b}/audit") as r:
+            seen_before_hold = len((await r.json())["records"])
         held.gate.clear()  # the detector stops keeping up
 
         async def behind():
@@ -125,8 +129,15 @@ async def test_a_held_up_detector_alerts_staff_and_refuses_new_calls(tmp_path):
         assert time.monotonic() - released_at >= FAST_HEALTH["vision_health_window_s"]
         assert body["vision_refusing"] == ""
         async with staff.get(f"{product.url}/api/v1/staff/calls/{b}/audit") as r:
-            kinds = [x["kind"] for x in (await r.json())["records"]]
-        assert kinds.count("vision_behind") == 2 and kinds.count("vision_caught_up") == 2
+            records = (await r.json())["records"]
+        for side in ("family", "prison"):
+            episodes = [
+                x["kind"]
+                for x in records[seen_before_hold:]
+                if x["kind"] in ("vision_behind", "vision_caught_up") and x["detail"]["role"] == side
+            ]
+            # recorded once each way while held and released: no flapping
+            assert episodes == ["vision_behind", "vision_caught_up"], (side, episodes)
     finally:
         held.gate.set()
         await staff.close()
@@ -191,7 +202,10 @@ async def test_console_shows_checks_falling_behind_and_the_family_page_the_refus
             await console.get_by_label("Password").fill(PASSWORD)
             await console.get_by_role("button", name="Log in").click()
             await console.wait_for_selector(f'{row}[data-state="live"]', timeout=15000)
-            assert await console.is_hidden("#vision-banner")
+            # keeping up first (on a loaded machine the real detector may lag at the start)
+            await console.wait_for_selector(
+                "#vision-banner[hidden]", timeout=40000, state="attached"
+            )
 
             held.gate.clear()
             await console.wait_for_selector("#vision-banner:not([hidden])", timeout=20000)
