@@ -1234,6 +1234,25 @@ class LeanRateCounter:
         self._total_count += 1
         self._total_value += value
 
+    def observe(self, value: int, now_ms: int) -> bool:
+        """``rate(now_ms) is not None``, then ``add(value, now_ms)``: what the estimator does
+        per packet, with one expiry check instead of two (they are idempotent at one time)."""
+        origin = self._origin_ms
+        if origin is None:
+            self._origin_ms = origin = now_ms
+            had_rate = False
+        else:
+            if now_ms - self._window + 1 - origin > 0:
+                self._erase_old(now_ms)
+                origin = self._origin_ms
+            had_rate = self._total_count > 0 and now_ms > origin
+        index = (self._origin_index + now_ms - origin) % self._window
+        self._counts[index] += 1
+        self._values[index] += value
+        self._total_count += 1
+        self._total_value += value
+        return had_rate
+
     def rate(self, now_ms: int) -> int | None:
         if self._origin_ms is not None:
             self._erase_old(now_ms)
@@ -1293,6 +1312,10 @@ class LeanStreamStatistics(StreamStatistics):
             self._last_timestamp = timestamp
 
 
+FEEDBACK_INTERVAL_MS = 500
+"""aiortc's ``AimdRateControl.feedback_interval()`` (a constant there, a call per packet)."""
+
+
 class LeanRemoteBitrateEstimator(RemoteBitrateEstimator):
     """aiortc's receive-side estimator with its per-packet common case inlined: a packet
     of the frame whose group is open (same abs-send-time) only adds to that group, and the
@@ -1308,12 +1331,12 @@ class LeanRemoteBitrateEstimator(RemoteBitrateEstimator):
         timestamp = abs_send_time << 8
         self.ssrcs[ssrc] = arrival_time_ms
         rate = self.incoming_bitrate
-        if rate.rate(arrival_time_ms) is not None:
+        if rate.observe(payload_size, arrival_time_ms):
             self.incoming_bitrate_initialized = True
         elif self.incoming_bitrate_initialized:
             rate.reset()
             self.incoming_bitrate_initialized = False
-        rate.add(payload_size, arrival_time_ms)
+            rate.add(payload_size, arrival_time_ms)
         group = self.inter_arrival.current_group
         if group is not None and timestamp == group.last_timestamp:
             # InterArrival.compute_deltas for a packet in the open group: a burst, no delta
@@ -1339,7 +1362,7 @@ class LeanRemoteBitrateEstimator(RemoteBitrateEstimator):
         last = self.last_update_ms
         if (
             last is None
-            or arrival_time_ms - last > self.rate_control.feedback_interval()
+            or arrival_time_ms - last > FEEDBACK_INTERVAL_MS
             or self.detector.hypothesis is BandwidthUsage.OVERUSING
         ):
             target = self.rate_control.update(

@@ -276,17 +276,21 @@ def test_lean_rate_counter_gives_aiortcs_rates():
 
     rng = random.Random(3)
     theirs, ours = RateCounter(1000, 8000), aiortc_glue.LeanRateCounter(1000, 8000)
+    fused = aiortc_glue.LeanRateCounter(1000, 8000)  # observe(): rate() then add() in one
     now = 10_000
     for i in range(4000):
         now += rng.choice((0, 0, 1, 3, 33, 250, 1200))
         size = rng.randint(50, 1200)
+        had_rate = theirs.rate(now) is not None
         theirs.add(size, now)
         ours.add(size, now)
-        assert theirs.rate(now) == ours.rate(now)
+        assert fused.observe(size, now) == had_rate
+        assert theirs.rate(now) == ours.rate(now) == fused.rate(now)
         if i % 997 == 0:
             theirs.reset()
             ours.reset()
-            assert theirs.rate(now) == ours.rate(now) is None
+            fused.reset()
+            assert theirs.rate(now) == ours.rate(now) == fused.rate(now) is None
 
 
 async def test_idlecost_measures_connected_silent_calls():
