@@ -43,7 +43,13 @@ from aiortc import (
 from aiortc.codecs import is_rtx
 from aiortc.codecs.h264 import h264_depayload
 from aiortc.codecs.vpx import Vp8Encoder, vp8_depayload
-from aiortc.rate import TIMESTAMP_TO_MS, BandwidthUsage, RemoteBitrateEstimator
+from aiortc.rate import (
+    MIN_FRAME_PERIOD_HISTORY_LENGTH,
+    TIMESTAMP_TO_MS,
+    BandwidthUsage,
+    OveruseEstimator,
+    RemoteBitrateEstimator,
+)
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as _DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
@@ -386,8 +392,9 @@ class ForwardingSender(RTCRtpSender):
         self._hist_flags = [0] * RTP_HISTORY_SIZE  # marker | (audio level + 1) << 1
         self._tx: SrtpBuffer | None = None
         self._pair: Any = None
-        self._sendto: Callable[[bytes, tuple[str, int]], Any] | None = None
+        self._sendto: Callable[[Any, tuple[str, int]], Any] | None = None
         self._dest: tuple[str, int] | None = None
+        self._out: Any = None  # what is sent: the SRTP buffer as a memoryview, or as bytes
         ids = self._RTCRtpSender__rtp_header_extensions_map._HeaderExtensionsMap__ids
         mid = self._RTCRtpSender__mid
         mid_element = b""
@@ -569,7 +576,7 @@ class ForwardingSender(RTCRtpSender):
         if _srtp_protect(tx.ctx, tx.cdata, length):  # type: ignore[union-attr]
             return 0
         try:
-            self._sendto(buffer[0 : length[0]], self._dest)  # type: ignore[misc]
+            self._sendto(self._out[0 : length[0]], self._dest)  # type: ignore[misc]
         except OSError:
             return 0
         slot = sequence_number % RTP_HISTORY_SIZE
@@ -596,6 +603,9 @@ class ForwardingSender(RTCRtpSender):
         sock = _send_socket(pair.protocol)
         self._sendto = transport.sendto if sock is None else sock.sendto
         self._tx = _tx_buffer(dtls)
+        # a plain socket copies the datagram into the kernel at once: it is handed a view
+        # of the buffer (no bytes object per packet); a transport may keep what it is given
+        self._out = self._tx.buffer if sock is None else memoryview(self._tx.buffer)
         self._dest = pair.remote_addr
         self._pair = pair
         return True
@@ -827,15 +837,22 @@ class RtpView:
 _sample_counter = 0
 
 
-def parse_rtp(data: bytes, abs_id: int | None, level_id: int | None) -> RtpView | None:
-    """The header fields of one plain RTP packet; None when it is malformed."""
+def parse_rtp(
+    data: Any, abs_id: int | None, level_id: int | None, n: int = -1, source: Any = None
+) -> RtpView | None:
+    """The header fields of one plain RTP packet; None when it is malformed.
+
+    ``data`` is the packet (bytes) or, on the lean path, a memoryview of the SRTP session's
+    buffer that holds it in its first ``n`` bytes; the payload is then sliced from ``source``
+    (that cffi buffer, whose slices are bytes): one copy of the payload per packet."""
     global _sample_counter
-    n = len(data)
+    if n < 0:
+        n = len(data)
     if n < 12:
         return None
     b0, b1, seq, ts, ssrc = _FULL_HDR.unpack_from(data)
     pos = 12 + 4 * (b0 & 0x0F)
-    end = n - data[-1] if b0 & 0x20 else n  # padding
+    end = n - data[n - 1] if b0 & 0x20 else n  # padding
     abs_send_time = None
     audio_level = None
     if b0 & 0x10:  # header extension
@@ -853,8 +870,8 @@ def parse_rtp(data: bytes, abs_id: int | None, level_id: int | None) -> RtpView 
                     i += 1
                     continue
                 xid = byte >> 4
-                if xid == 15:
-                    break
+                if xid == 15 or i + 2 + (byte & 0x0F) > ext_end:
+                    break  # the end, or an element running past the extension block
                 if xid == abs_id and byte & 0x0F == 2:
                     abs_send_time = (data[i + 1] << 16) | (data[i + 2] << 8) | data[i + 3]
                 elif xid == level_id and byte & 0x0F == 0:
@@ -865,7 +882,7 @@ def parse_rtp(data: bytes, abs_id: int | None, level_id: int | None) -> RtpView 
         return None
     _sample_counter += 1
     return RtpView(
-        data[pos:end],
+        (data if source is None else source)[pos:end],
         b1 & 0x7F,
         b1 >> 7,
         seq,
@@ -924,16 +941,18 @@ class _FastPath:
         self.router = dtls._rtp_router
         self.ids = dtls._rtp_header_extensions_map._HeaderExtensionsMap__ids
         self.rx = SrtpBuffer(dtls._rx_srtp)
+        self.rx_view = memoryview(self.rx.buffer)  # int indexing, for parse_rtp
 
     async def queued(self, plain: bytes, arrival_time_ms: int) -> None:
         """Packets aioice had queued before the lean path was installed (the first ones
         after the handshake) still reach aiortc's receive loop: take them here too."""
         self.plain(plain)
 
-    def plain(self, plain: bytes) -> None:
+    def plain(self, plain: Any, n: int = -1, source: Any = None) -> None:
+        """Route one plain RTP packet (see ``parse_rtp`` for ``n`` and ``source``)."""
         global fast_drops
         ids = self.ids
-        view = parse_rtp(plain, ids.abs_send_time, ids.audio_level)
+        view = parse_rtp(plain, ids.abs_send_time, ids.audio_level, n, source)
         if view is None:
             fast_drops += 1
             return
@@ -971,7 +990,7 @@ def _fast_receive(fast: _FastPath, protocol: Any, data: bytes, addr: tuple) -> N
         fast_drops += 1  # authentication or replay check failed
         return
     try:
-        fast.plain(buffer[0 : length[0]])
+        fast.plain(fast.rx_view, length[0], buffer)  # parsed where libsrtp left it
     except Exception:
         _sink_failed()  # counted and dropped: one packet, never the connection
 
@@ -1312,6 +1331,20 @@ class LeanStreamStatistics(StreamStatistics):
             self._last_timestamp = timestamp
 
 
+class LeanOveruseEstimator(OveruseEstimator):
+    """aiortc's OveruseEstimator with the minimum of its frame-period history taken by one
+    builtin ``min`` (aiortc's loop is one Python ``min`` call per entry, 60 per frame). Same
+    estimates (tests/test_packet_path.py)."""
+
+    def update_min_frame_period(self, ts_delta: float) -> float:
+        history = self.ts_delta_hist
+        if len(history) >= MIN_FRAME_PERIOD_HISTORY_LENGTH:
+            del history[0]
+        lowest = min(history, default=ts_delta)
+        history.append(ts_delta)
+        return lowest if lowest < ts_delta else ts_delta
+
+
 FEEDBACK_INTERVAL_MS = 500
 """aiortc's ``AimdRateControl.feedback_interval()`` (a constant there, a call per packet)."""
 
@@ -1324,6 +1357,7 @@ class LeanRemoteBitrateEstimator(RemoteBitrateEstimator):
     def __init__(self) -> None:
         super().__init__()
         self.incoming_bitrate = LeanRateCounter(1000, 8000)
+        self.estimator = LeanOveruseEstimator()
 
     def add(
         self, arrival_time_ms: int, abs_send_time: int, payload_size: int, ssrc: int

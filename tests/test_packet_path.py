@@ -82,6 +82,34 @@ def test_parse_rtp_refuses_malformed_headers():
     assert aiortc_glue.parse_rtp(bad, ABS_ID, None) is None
     # padding longer than the payload
     assert aiortc_glue.parse_rtp(bytes([good[0] | 0x20]) + good[1:12] + b"\x05", None, None) is None
+    # an extension element whose length runs past the block: not read, the packet kept
+    cut = bytes([good[0] | 0x10]) + good[1:12] + b"\xbe\xde\x00\x01" + b"\x33\x01\x02\x03x"
+    view = aiortc_glue.parse_rtp(cut, ABS_ID, None)
+    assert view is not None and view.abs_send_time is None and view.payload == b"x"
+
+
+def test_parse_rtp_in_the_srtp_buffer_reads_what_it_reads_from_bytes():
+    """The lean path parses the packet where libsrtp decrypted it (a memoryview on the
+    session's cffi buffer, stale bytes after it) and slices only the payload out."""
+    from pylibsrtp._binding import ffi
+
+    packet = RtpPacket(
+        payload_type=100, marker=1, sequence_number=7, timestamp=9, ssrc=11, payload=b"p" * 50
+    )
+    packet.padding_size = 3
+    packet.extensions.abs_send_time = 0xABCDEF
+    data = packet.serialize(_map())
+    cdata = ffi.new("char[]", 1500)
+    buffer = ffi.buffer(cdata)
+    buffer[0 : len(data)] = data
+    buffer[len(data) : len(data) + 8] = b"\xff" * 8  # what a longer packet left behind
+    a = aiortc_glue.parse_rtp(data, ABS_ID, LEVEL_ID)
+    b = aiortc_glue.parse_rtp(memoryview(buffer), ABS_ID, LEVEL_ID, len(data), buffer)
+    assert a is not None and b is not None
+    fields = ("payload", "payload_type", "marker", "sequence_number", "timestamp", "ssrc")
+    for name in fields + ("abs_send_time", "audio_level"):
+        assert getattr(a, name) == getattr(b, name), name
+    assert type(b.payload) is bytes and b.payload == b"p" * 50
 
 
 def test_video_plan_knows_the_keyframe_before_every_frame():
@@ -413,6 +441,19 @@ def test_lean_bitrate_estimator_gives_aiortcs_estimates():
             results.append(a)
     assert sum(r is not None for r in results) > 50  # estimates were produced and compared
     assert len({r[0] for r in results if r}) > 5
+
+
+def test_lean_overuse_estimator_keeps_aiortcs_frame_period():
+    import random
+
+    from aiortc.rate import OveruseEstimator
+
+    rng = random.Random(13)
+    theirs, ours = OveruseEstimator(), aiortc_glue.LeanOveruseEstimator()
+    for _ in range(500):
+        delta = rng.choice((33.3, 33.4, 5.0, 100.0, 16.7, 0.0))
+        assert theirs.update_min_frame_period(delta) == ours.update_min_frame_period(delta)
+        assert theirs.ts_delta_hist == ours.ts_delta_hist
 
 
 def test_remb_is_throttled_as_libwebrtc_does():
