@@ -379,6 +379,7 @@ class ForwardingSender(RTCRtpSender):
 
     _codec: RTCRtpCodecParameters | None
     _on_keyframe_request: Callable[[], None] | None
+    _last_seq: int | None = None
 
     async def _run_rtp(self, codec: RTCRtpCodecParameters) -> None:
         # Replaces aiortc's encode loop (which would poll for a track every 20 ms).
@@ -454,6 +455,13 @@ class ForwardingSender(RTCRtpSender):
     @property
     def ready(self) -> bool:
         return self._codec is not None
+
+    def last_sent(self) -> tuple[int | None, int, int]:
+        """(sequence number, timestamp, source arrival ms) of the last packet forwarded,
+        whichever consumer fed it (None: nothing yet): where a new consumer carries on."""
+        # the NTP time forward_view stored (the packet's arrival), in RtpView.arrival_ms units
+        ms = self._RTCRtpSender__ntp_timestamp * 1000 >> 32
+        return self._last_seq, self._RTCRtpSender__rtp_timestamp, ms
 
     def _pack(self, buffer: Any, view: RtpView, sequence_number: int, timestamp: int) -> int:
         """Pack this sender's header for ``view`` into ``buffer``; returns its length."""
@@ -586,6 +594,7 @@ class ForwardingSender(RTCRtpSender):
         self._hist_ntp[slot] = view.ntp
         level = view.audio_level
         self._hist_flags[slot] = view.marker | ((level + 1) << 1 if level is not None else 0)
+        self._last_seq = sequence_number
         self._RTCRtpSender__ntp_timestamp = view.ntp
         self._RTCRtpSender__rtp_timestamp = timestamp
         self._RTCRtpSender__octet_count += len(payload)
