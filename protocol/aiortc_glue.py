@@ -1204,11 +1204,17 @@ def media_started(pc: RTCPeerConnection) -> bool:
 
 class LeanNackGenerator:
     """aiortc's NackGenerator, without its per-packet scan of every missing sequence number
-    (profiled at 16 calls: a tenth of the relay's time under loss). Same ``missing`` set."""
+    (profiled at 16 calls: a tenth of the relay's time under loss). Same ``missing`` set.
+
+    aiortc drops a missing number once it is more than RTP_HISTORY_SIZE behind the newest;
+    every number ages by the same step when the newest advances, so ``_slack`` (how far
+    the newest may advance before the oldest number kept could go stale) tells when the set
+    needs looking at: in order, with old gaps waiting, a packet costs a subtraction."""
 
     def __init__(self) -> None:
         self.max_seq: int | None = None
         self.missing: set[int] = set()
+        self._slack = RTP_HISTORY_SIZE
 
     def add(self, packet: Any) -> bool:
         seq = packet.sequence_number
@@ -1219,19 +1225,33 @@ class LeanNackGenerator:
         gap = (seq - last) & 0xFFFF
         if 0 < gap < 0x8000:
             missed = gap > 1
+            slack = self._slack - gap
             if missed:
                 # aiortc adds the whole gap, then keeps the last RTP_HISTORY_SIZE of it
                 first = gap - 1 if gap - 1 <= RTP_HISTORY_SIZE else RTP_HISTORY_SIZE
                 self.missing.update((seq - i) & 0xFFFF for i in range(1, first + 1))
+                slack = min(slack, RTP_HISTORY_SIZE - first)
             self.max_seq = seq
-            missing = self.missing
-            if missing:
-                low = (seq - RTP_HISTORY_SIZE) & 0xFFFF
-                stale = [s for s in missing if 0 < ((low - s) & 0xFFFF) < 0x8000]
-                missing.difference_update(stale)
+            if slack < 0 and self.missing:
+                slack = self._prune(seq)
+            self._slack = slack if self.missing else RTP_HISTORY_SIZE
             return missed
         self.missing.discard(seq)
         return False
+
+    def _prune(self, seq: int) -> int:
+        """Drop what went stale (aiortc's rule: more than RTP_HISTORY_SIZE behind ``seq``,
+        less than half the sequence space); the new slack."""
+        oldest = 0
+        stale = []
+        for s in self.missing:
+            behind = (seq - s) & 0xFFFF
+            if RTP_HISTORY_SIZE < behind < RTP_HISTORY_SIZE + 0x8000:
+                stale.append(s)
+            elif behind > oldest:
+                oldest = behind
+        self.missing.difference_update(stale)
+        return RTP_HISTORY_SIZE - oldest
 
 
 class LeanRateCounter:

@@ -287,14 +287,18 @@ def test_lean_nack_generator_keeps_aiortcs_missing_set():
     from aiortc.rtcrtpreceiver import NackGenerator
 
     rng = random.Random(7)
-    theirs, ours = NackGenerator(), aiortc_glue.LeanNackGenerator()
-    seq = 65000
-    for _ in range(5000):
-        step = rng.choice((1, 1, 1, 1, 2, 3, 0, -2, 40, 300))  # in order, loss, late, big gaps
-        seq = (seq + step) & 0xFFFF
-        packet = RtpPacket(sequence_number=seq)
-        assert theirs.add(packet) == ours.add(packet)
-        assert theirs.missing == ours.missing and theirs.max_seq == ours.max_seq
+    steps = (
+        (1, 1, 1, 1, 2, 3, 0, -2, 40, 300),  # in order, loss, late, big gaps
+        (1, 1, 1, 1, 1, 1, 2, 5, -3, -60, -200, 127, 128, 129) * 8 + (0x7FFF, 0x8000, 0x8001),
+    )
+    for choices in steps:
+        theirs, ours = NackGenerator(), aiortc_glue.LeanNackGenerator()
+        seq = 65000
+        for _ in range(5000):
+            seq = (seq + rng.choice(choices)) & 0xFFFF
+            packet = RtpPacket(sequence_number=seq)
+            assert theirs.add(packet) == ours.add(packet)
+            assert theirs.missing == ours.missing and theirs.max_seq == ours.max_seq
 
 
 def test_lean_rate_counter_gives_aiortcs_rates():
