@@ -117,6 +117,8 @@ async def measure_stage(stage: str, frames: int) -> dict[str, Any]:
         pair = dtls.transport._connection._nominated[1]
         handle = pair.protocol.datagram_received
         addr = pair.remote_addr
+        consumers = live.call.legs["prison"].consumers
+        sent_before = sum(c.packets_sent for c in consumers)
         _cut(stage, live)
         if stage == "socket":
             handle = _ignore
@@ -133,7 +135,7 @@ async def measure_stage(stage: str, frames: int) -> dict[str, Any]:
             per_packet.append(spent / len(batch) / 1000)
             await asyncio.sleep(0)
         per_packet.sort()
-        forwarded = sum(c.packets_sent for c in live.call.legs["prison"].consumers)
+        forwarded = sum(c.packets_sent for c in consumers) - sent_before
         return {
             "stage": stage,
             "packets": len(datagrams),

@@ -480,3 +480,15 @@ def test_remb_is_throttled_as_libwebrtc_does():
 
     asyncio.run(run())
     assert sent == [1_000_000, 900_000, 950_000]
+
+
+async def test_pathcost_replays_a_leg_through_the_real_relay_path():
+    """bench.pathcost hands real SRTP datagrams to a real relay's media handler: in full
+    every one is forwarded (none refused by SRTP, none gated), cut short none is."""
+    from bench import pathcost
+
+    full, receiver = [await pathcost.measure_stage(s, 60) for s in ("full", "receiver")]
+    assert full["packets"] == receiver["packets"] > 200
+    assert full["forwarded"] == full["packets"]
+    assert receiver["forwarded"] == 0
+    assert 0 < full["us_p10"] <= full["us_median"]
