@@ -46,6 +46,7 @@ from aiortc.codecs.vpx import Vp8Encoder, vp8_depayload
 from aiortc.rate import (
     MIN_FRAME_PERIOD_HISTORY_LENGTH,
     TIMESTAMP_TO_MS,
+    AimdRateControl,
     BandwidthUsage,
     OveruseEstimator,
     RemoteBitrateEstimator,
@@ -1381,7 +1382,8 @@ FEEDBACK_INTERVAL_MS = 500
 class LeanRemoteBitrateEstimator(RemoteBitrateEstimator):
     """aiortc's receive-side estimator with its per-packet common case inlined: a packet
     of the frame whose group is open (same abs-send-time) only adds to that group, and the
-    rate counter is the lean one. Same estimates (tests/test_packet_path.py)."""
+    rate counter is the lean one. Under overuse it cuts when libwebrtc would (not on every
+    packet, as aiortc does); otherwise the same estimates (tests/test_packet_path.py)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -1423,18 +1425,39 @@ class LeanRemoteBitrateEstimator(RemoteBitrateEstimator):
                     arrival_time_ms,
                 )
         last = self.last_update_ms
-        if (
-            last is None
-            or arrival_time_ms - last > FEEDBACK_INTERVAL_MS
-            or self.detector.hypothesis is BandwidthUsage.OVERUSING
-        ):
-            target = self.rate_control.update(
-                self.detector.hypothesis, rate.rate(arrival_time_ms), arrival_time_ms
-            )
-            if target is not None:
-                self.last_update_ms = arrival_time_ms
-                return target, list(self.ssrcs.keys())
+        if last is None or arrival_time_ms - last > FEEDBACK_INTERVAL_MS:
+            incoming = rate.rate(arrival_time_ms)
+        elif self.detector.hypothesis is BandwidthUsage.OVERUSING:
+            # aiortc updates (and cuts) on every packet while it sees overuse, hundreds a
+            # second on a loaded host; libwebrtc only once the last change is an RTT old
+            # or the incoming rate fell under half the estimate (TimeToReduceFurther)
+            incoming = rate.rate(arrival_time_ms)
+            if incoming is None or not _time_to_reduce_further(
+                self.rate_control, arrival_time_ms, incoming
+            ):
+                return None
+        else:
+            return None
+        target = self.rate_control.update(self.detector.hypothesis, incoming, arrival_time_ms)
+        if target is not None:
+            self.last_update_ms = arrival_time_ms
+            return target, list(self.ssrcs.keys())
         return None
+
+
+REDUCE_INTERVAL_MS = (10, 200)
+"""libwebrtc's bounds on the interval between two cuts under overuse (the RTT, clamped)."""
+
+
+def _time_to_reduce_further(control: AimdRateControl, now_ms: int, incoming: int) -> bool:
+    """libwebrtc's ``AimdRateControl::TimeToReduceFurther`` on aiortc's rate control."""
+    low, high = REDUCE_INTERVAL_MS
+    interval = min(max(control.rtt, low), high)
+    if control.last_change_ms is None or now_ms - control.last_change_ms >= interval:
+        return True
+    if control.current_bitrate_initialized:
+        return incoming < 0.5 * control.current_bitrate
+    return False
 
 
 # --- TURN on the client side (issue 17) ------------------------------------------------------

@@ -421,14 +421,33 @@ def test_lean_stream_statistics_count_as_aiortcs():
 
 def test_lean_bitrate_estimator_gives_aiortcs_estimates():
     """Frames of several packets (one abs-send-time each), paced, with queueing that builds
-    up and drains (so the detector over- and under-uses) and reordering."""
+    up and drains (so the detector over- and under-uses) and reordering. The reference is
+    aiortc's estimator with libwebrtc's rule for cutting under overuse (TimeToReduceFurther:
+    once the last change is an RTT old, or the rate fell under half the estimate) put in
+    front of its rate control; aiortc alone cuts on every packet while it sees overuse."""
     import random
 
-    from aiortc.rate import RemoteBitrateEstimator
+    from aiortc.rate import BandwidthUsage, RemoteBitrateEstimator
 
     rng = random.Random(5)
     theirs, ours = RemoteBitrateEstimator(), aiortc_glue.LeanRemoteBitrateEstimator()
     theirs.incoming_bitrate = aiortc_glue.LeanRateCounter(1000, 8000)  # proven equal above
+    control = theirs.rate_control
+    aiortc_update = control.update
+    held = []
+
+    def update(usage, incoming, now_ms):
+        last = theirs.last_update_ms
+        overuse_only = last is not None and now_ms - last <= control.feedback_interval()
+        if overuse_only and usage is BandwidthUsage.OVERUSING:
+            if incoming is None or not aiortc_glue._time_to_reduce_further(
+                control, now_ms, incoming
+            ):
+                held.append(now_ms)
+                return None
+        return aiortc_update(usage, incoming, now_ms)
+
+    control.update = update
     send_ms, arrival, queue = 0.0, 50_000, 0.0
     results = []
     for frame in range(3000):
@@ -445,6 +464,7 @@ def test_lean_bitrate_estimator_gives_aiortcs_estimates():
             results.append(a)
     assert sum(r is not None for r in results) > 50  # estimates were produced and compared
     assert len({r[0] for r in results if r}) > 5
+    assert len(held) > 50  # and overuse was seen, and cuts held back as libwebrtc does
 
 
 def test_lean_overuse_estimator_keeps_aiortcs_frame_period():
