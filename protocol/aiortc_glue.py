@@ -43,7 +43,14 @@ from aiortc import (
 from aiortc.codecs import is_rtx
 from aiortc.codecs.h264 import h264_depayload
 from aiortc.codecs.vpx import Vp8Encoder, vp8_depayload
-from aiortc.rate import TIMESTAMP_TO_MS, BandwidthUsage, RemoteBitrateEstimator
+from aiortc.rate import (
+    MIN_FRAME_PERIOD_HISTORY_LENGTH,
+    TIMESTAMP_TO_MS,
+    AimdRateControl,
+    BandwidthUsage,
+    OveruseEstimator,
+    RemoteBitrateEstimator,
+)
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as _DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
@@ -373,6 +380,7 @@ class ForwardingSender(RTCRtpSender):
 
     _codec: RTCRtpCodecParameters | None
     _on_keyframe_request: Callable[[], None] | None
+    _last_seq: int | None = None
 
     async def _run_rtp(self, codec: RTCRtpCodecParameters) -> None:
         # Replaces aiortc's encode loop (which would poll for a track every 20 ms).
@@ -386,8 +394,9 @@ class ForwardingSender(RTCRtpSender):
         self._hist_flags = [0] * RTP_HISTORY_SIZE  # marker | (audio level + 1) << 1
         self._tx: SrtpBuffer | None = None
         self._pair: Any = None
-        self._sendto: Callable[[bytes, tuple[str, int]], Any] | None = None
+        self._sendto: Callable[[Any, tuple[str, int]], Any] | None = None
         self._dest: tuple[str, int] | None = None
+        self._out: Any = None  # what is sent: the SRTP buffer as a memoryview, or as bytes
         ids = self._RTCRtpSender__rtp_header_extensions_map._HeaderExtensionsMap__ids
         mid = self._RTCRtpSender__mid
         mid_element = b""
@@ -447,6 +456,13 @@ class ForwardingSender(RTCRtpSender):
     @property
     def ready(self) -> bool:
         return self._codec is not None
+
+    def last_sent(self) -> tuple[int | None, int, int]:
+        """(sequence number, timestamp, source arrival ms) of the last packet forwarded,
+        whichever consumer fed it (None: nothing yet): where a new consumer carries on."""
+        # the NTP time forward_view stored (the packet's arrival), in RtpView.arrival_ms units
+        ms = self._RTCRtpSender__ntp_timestamp * 1000 >> 32
+        return self._last_seq, self._RTCRtpSender__rtp_timestamp, ms
 
     def _pack(self, buffer: Any, view: RtpView, sequence_number: int, timestamp: int) -> int:
         """Pack this sender's header for ``view`` into ``buffer``; returns its length."""
@@ -569,7 +585,7 @@ class ForwardingSender(RTCRtpSender):
         if _srtp_protect(tx.ctx, tx.cdata, length):  # type: ignore[union-attr]
             return 0
         try:
-            self._sendto(buffer[0 : length[0]], self._dest)  # type: ignore[misc]
+            self._sendto(self._out[0 : length[0]], self._dest)  # type: ignore[misc]
         except OSError:
             return 0
         slot = sequence_number % RTP_HISTORY_SIZE
@@ -579,6 +595,7 @@ class ForwardingSender(RTCRtpSender):
         self._hist_ntp[slot] = view.ntp
         level = view.audio_level
         self._hist_flags[slot] = view.marker | ((level + 1) << 1 if level is not None else 0)
+        self._last_seq = sequence_number
         self._RTCRtpSender__ntp_timestamp = view.ntp
         self._RTCRtpSender__rtp_timestamp = timestamp
         self._RTCRtpSender__octet_count += len(payload)
@@ -596,6 +613,9 @@ class ForwardingSender(RTCRtpSender):
         sock = _send_socket(pair.protocol)
         self._sendto = transport.sendto if sock is None else sock.sendto
         self._tx = _tx_buffer(dtls)
+        # a plain socket copies the datagram into the kernel at once: it is handed a view
+        # of the buffer (no bytes object per packet); a transport may keep what it is given
+        self._out = self._tx.buffer if sock is None else memoryview(self._tx.buffer)
         self._dest = pair.remote_addr
         self._pair = pair
         return True
@@ -827,15 +847,22 @@ class RtpView:
 _sample_counter = 0
 
 
-def parse_rtp(data: bytes, abs_id: int | None, level_id: int | None) -> RtpView | None:
-    """The header fields of one plain RTP packet; None when it is malformed."""
+def parse_rtp(
+    data: Any, abs_id: int | None, level_id: int | None, n: int = -1, source: Any = None
+) -> RtpView | None:
+    """The header fields of one plain RTP packet; None when it is malformed.
+
+    ``data`` is the packet (bytes) or, on the lean path, a memoryview of the SRTP session's
+    buffer that holds it in its first ``n`` bytes; the payload is then sliced from ``source``
+    (that cffi buffer, whose slices are bytes): one copy of the payload per packet."""
     global _sample_counter
-    n = len(data)
+    if n < 0:
+        n = len(data)
     if n < 12:
         return None
     b0, b1, seq, ts, ssrc = _FULL_HDR.unpack_from(data)
     pos = 12 + 4 * (b0 & 0x0F)
-    end = n - data[-1] if b0 & 0x20 else n  # padding
+    end = n - data[n - 1] if b0 & 0x20 else n  # padding
     abs_send_time = None
     audio_level = None
     if b0 & 0x10:  # header extension
@@ -853,8 +880,8 @@ def parse_rtp(data: bytes, abs_id: int | None, level_id: int | None) -> RtpView 
                     i += 1
                     continue
                 xid = byte >> 4
-                if xid == 15:
-                    break
+                if xid == 15 or i + 2 + (byte & 0x0F) > ext_end:
+                    break  # the end, or an element running past the extension block
                 if xid == abs_id and byte & 0x0F == 2:
                     abs_send_time = (data[i + 1] << 16) | (data[i + 2] << 8) | data[i + 3]
                 elif xid == level_id and byte & 0x0F == 0:
@@ -865,7 +892,7 @@ def parse_rtp(data: bytes, abs_id: int | None, level_id: int | None) -> RtpView 
         return None
     _sample_counter += 1
     return RtpView(
-        data[pos:end],
+        (data if source is None else source)[pos:end],
         b1 & 0x7F,
         b1 >> 7,
         seq,
@@ -924,16 +951,18 @@ class _FastPath:
         self.router = dtls._rtp_router
         self.ids = dtls._rtp_header_extensions_map._HeaderExtensionsMap__ids
         self.rx = SrtpBuffer(dtls._rx_srtp)
+        self.rx_view = memoryview(self.rx.buffer)  # int indexing, for parse_rtp
 
     async def queued(self, plain: bytes, arrival_time_ms: int) -> None:
         """Packets aioice had queued before the lean path was installed (the first ones
         after the handshake) still reach aiortc's receive loop: take them here too."""
         self.plain(plain)
 
-    def plain(self, plain: bytes) -> None:
+    def plain(self, plain: Any, n: int = -1, source: Any = None) -> None:
+        """Route one plain RTP packet (see ``parse_rtp`` for ``n`` and ``source``)."""
         global fast_drops
         ids = self.ids
-        view = parse_rtp(plain, ids.abs_send_time, ids.audio_level)
+        view = parse_rtp(plain, ids.abs_send_time, ids.audio_level, n, source)
         if view is None:
             fast_drops += 1
             return
@@ -971,7 +1000,7 @@ def _fast_receive(fast: _FastPath, protocol: Any, data: bytes, addr: tuple) -> N
         fast_drops += 1  # authentication or replay check failed
         return
     try:
-        fast.plain(buffer[0 : length[0]])
+        fast.plain(fast.rx_view, length[0], buffer)  # parsed where libsrtp left it
     except Exception:
         _sink_failed()  # counted and dropped: one packet, never the connection
 
@@ -1176,11 +1205,17 @@ def media_started(pc: RTCPeerConnection) -> bool:
 
 class LeanNackGenerator:
     """aiortc's NackGenerator, without its per-packet scan of every missing sequence number
-    (profiled at 16 calls: a tenth of the relay's time under loss). Same ``missing`` set."""
+    (profiled at 16 calls: a tenth of the relay's time under loss). Same ``missing`` set.
+
+    aiortc drops a missing number once it is more than RTP_HISTORY_SIZE behind the newest;
+    every number ages by the same step when the newest advances, so ``_slack`` (how far
+    the newest may advance before the oldest number kept could go stale) tells when the set
+    needs looking at: in order, with old gaps waiting, a packet costs a subtraction."""
 
     def __init__(self) -> None:
         self.max_seq: int | None = None
         self.missing: set[int] = set()
+        self._slack = RTP_HISTORY_SIZE
 
     def add(self, packet: Any) -> bool:
         seq = packet.sequence_number
@@ -1191,19 +1226,33 @@ class LeanNackGenerator:
         gap = (seq - last) & 0xFFFF
         if 0 < gap < 0x8000:
             missed = gap > 1
+            slack = self._slack - gap
             if missed:
                 # aiortc adds the whole gap, then keeps the last RTP_HISTORY_SIZE of it
                 first = gap - 1 if gap - 1 <= RTP_HISTORY_SIZE else RTP_HISTORY_SIZE
                 self.missing.update((seq - i) & 0xFFFF for i in range(1, first + 1))
+                slack = min(slack, RTP_HISTORY_SIZE - first)
             self.max_seq = seq
-            missing = self.missing
-            if missing:
-                low = (seq - RTP_HISTORY_SIZE) & 0xFFFF
-                stale = [s for s in missing if 0 < ((low - s) & 0xFFFF) < 0x8000]
-                missing.difference_update(stale)
+            if slack < 0 and self.missing:
+                slack = self._prune(seq)
+            self._slack = slack if self.missing else RTP_HISTORY_SIZE
             return missed
         self.missing.discard(seq)
         return False
+
+    def _prune(self, seq: int) -> int:
+        """Drop what went stale (aiortc's rule: more than RTP_HISTORY_SIZE behind ``seq``,
+        less than half the sequence space); the new slack."""
+        oldest = 0
+        stale = []
+        for s in self.missing:
+            behind = (seq - s) & 0xFFFF
+            if RTP_HISTORY_SIZE < behind < RTP_HISTORY_SIZE + 0x8000:
+                stale.append(s)
+            elif behind > oldest:
+                oldest = behind
+        self.missing.difference_update(stale)
+        return RTP_HISTORY_SIZE - oldest
 
 
 class LeanRateCounter:
@@ -1233,6 +1282,25 @@ class LeanRateCounter:
         self._values[index] += value
         self._total_count += 1
         self._total_value += value
+
+    def observe(self, value: int, now_ms: int) -> bool:
+        """``rate(now_ms) is not None``, then ``add(value, now_ms)``: what the estimator does
+        per packet, with one expiry check instead of two (they are idempotent at one time)."""
+        origin = self._origin_ms
+        if origin is None:
+            self._origin_ms = origin = now_ms
+            had_rate = False
+        else:
+            if now_ms - self._window + 1 - origin > 0:
+                self._erase_old(now_ms)
+                origin = self._origin_ms
+            had_rate = self._total_count > 0 and now_ms > origin
+        index = (self._origin_index + now_ms - origin) % self._window
+        self._counts[index] += 1
+        self._values[index] += value
+        self._total_count += 1
+        self._total_value += value
+        return had_rate
 
     def rate(self, now_ms: int) -> int | None:
         if self._origin_ms is not None:
@@ -1293,14 +1361,34 @@ class LeanStreamStatistics(StreamStatistics):
             self._last_timestamp = timestamp
 
 
+class LeanOveruseEstimator(OveruseEstimator):
+    """aiortc's OveruseEstimator with the minimum of its frame-period history taken by one
+    builtin ``min`` (aiortc's loop is one Python ``min`` call per entry, 60 per frame). Same
+    estimates (tests/test_packet_path.py)."""
+
+    def update_min_frame_period(self, ts_delta: float) -> float:
+        history = self.ts_delta_hist
+        if len(history) >= MIN_FRAME_PERIOD_HISTORY_LENGTH:
+            del history[0]
+        lowest = min(history, default=ts_delta)
+        history.append(ts_delta)
+        return lowest if lowest < ts_delta else ts_delta
+
+
+FEEDBACK_INTERVAL_MS = 500
+"""aiortc's ``AimdRateControl.feedback_interval()`` (a constant there, a call per packet)."""
+
+
 class LeanRemoteBitrateEstimator(RemoteBitrateEstimator):
     """aiortc's receive-side estimator with its per-packet common case inlined: a packet
     of the frame whose group is open (same abs-send-time) only adds to that group, and the
-    rate counter is the lean one. Same estimates (tests/test_packet_path.py)."""
+    rate counter is the lean one. Under overuse it cuts when libwebrtc would (not on every
+    packet, as aiortc does); otherwise the same estimates (tests/test_packet_path.py)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.incoming_bitrate = LeanRateCounter(1000, 8000)
+        self.estimator = LeanOveruseEstimator()
 
     def add(
         self, arrival_time_ms: int, abs_send_time: int, payload_size: int, ssrc: int
@@ -1308,12 +1396,12 @@ class LeanRemoteBitrateEstimator(RemoteBitrateEstimator):
         timestamp = abs_send_time << 8
         self.ssrcs[ssrc] = arrival_time_ms
         rate = self.incoming_bitrate
-        if rate.rate(arrival_time_ms) is not None:
+        if rate.observe(payload_size, arrival_time_ms):
             self.incoming_bitrate_initialized = True
         elif self.incoming_bitrate_initialized:
             rate.reset()
             self.incoming_bitrate_initialized = False
-        rate.add(payload_size, arrival_time_ms)
+            rate.add(payload_size, arrival_time_ms)
         group = self.inter_arrival.current_group
         if group is not None and timestamp == group.last_timestamp:
             # InterArrival.compute_deltas for a packet in the open group: a burst, no delta
@@ -1337,18 +1425,39 @@ class LeanRemoteBitrateEstimator(RemoteBitrateEstimator):
                     arrival_time_ms,
                 )
         last = self.last_update_ms
-        if (
-            last is None
-            or arrival_time_ms - last > self.rate_control.feedback_interval()
-            or self.detector.hypothesis is BandwidthUsage.OVERUSING
-        ):
-            target = self.rate_control.update(
-                self.detector.hypothesis, rate.rate(arrival_time_ms), arrival_time_ms
-            )
-            if target is not None:
-                self.last_update_ms = arrival_time_ms
-                return target, list(self.ssrcs.keys())
+        if last is None or arrival_time_ms - last > FEEDBACK_INTERVAL_MS:
+            incoming = rate.rate(arrival_time_ms)
+        elif self.detector.hypothesis is BandwidthUsage.OVERUSING:
+            # aiortc updates (and cuts) on every packet while it sees overuse, hundreds a
+            # second on a loaded host; libwebrtc only once the last change is an RTT old
+            # or the incoming rate fell under half the estimate (TimeToReduceFurther)
+            incoming = rate.rate(arrival_time_ms)
+            if incoming is None or not _time_to_reduce_further(
+                self.rate_control, arrival_time_ms, incoming
+            ):
+                return None
+        else:
+            return None
+        target = self.rate_control.update(self.detector.hypothesis, incoming, arrival_time_ms)
+        if target is not None:
+            self.last_update_ms = arrival_time_ms
+            return target, list(self.ssrcs.keys())
         return None
+
+
+REDUCE_INTERVAL_MS = (10, 200)
+"""libwebrtc's bounds on the interval between two cuts under overuse (the RTT, clamped)."""
+
+
+def _time_to_reduce_further(control: AimdRateControl, now_ms: int, incoming: int) -> bool:
+    """libwebrtc's ``AimdRateControl::TimeToReduceFurther`` on aiortc's rate control."""
+    low, high = REDUCE_INTERVAL_MS
+    interval = min(max(control.rtt, low), high)
+    if control.last_change_ms is None or now_ms - control.last_change_ms >= interval:
+        return True
+    if control.current_bitrate_initialized:
+        return incoming < 0.5 * control.current_bitrate
+    return False
 
 
 # --- TURN on the client side (issue 17) ------------------------------------------------------

@@ -82,6 +82,34 @@ def test_parse_rtp_refuses_malformed_headers():
     assert aiortc_glue.parse_rtp(bad, ABS_ID, None) is None
     # padding longer than the payload
     assert aiortc_glue.parse_rtp(bytes([good[0] | 0x20]) + good[1:12] + b"\x05", None, None) is None
+    # an extension element whose length runs past the block: not read, the packet kept
+    cut = bytes([good[0] | 0x10]) + good[1:12] + b"\xbe\xde\x00\x01" + b"\x33\x01\x02\x03x"
+    view = aiortc_glue.parse_rtp(cut, ABS_ID, None)
+    assert view is not None and view.abs_send_time is None and view.payload == b"x"
+
+
+def test_parse_rtp_in_the_srtp_buffer_reads_what_it_reads_from_bytes():
+    """The lean path parses the packet where libsrtp decrypted it (a memoryview on the
+    session's cffi buffer, stale bytes after it) and slices only the payload out."""
+    from pylibsrtp._binding import ffi
+
+    packet = RtpPacket(
+        payload_type=100, marker=1, sequence_number=7, timestamp=9, ssrc=11, payload=b"p" * 50
+    )
+    packet.padding_size = 3
+    packet.extensions.abs_send_time = 0xABCDEF
+    data = packet.serialize(_map())
+    cdata = ffi.new("char[]", 1500)
+    buffer = ffi.buffer(cdata)
+    buffer[0 : len(data)] = data
+    buffer[len(data) : len(data) + 8] = b"\xff" * 8  # what a longer packet left behind
+    a = aiortc_glue.parse_rtp(data, ABS_ID, LEVEL_ID)
+    b = aiortc_glue.parse_rtp(memoryview(buffer), ABS_ID, LEVEL_ID, len(data), buffer)
+    assert a is not None and b is not None
+    fields = ("payload", "payload_type", "marker", "sequence_number", "timestamp", "ssrc")
+    for name in fields + ("abs_send_time", "audio_level"):
+        assert getattr(a, name) == getattr(b, name), name
+    assert type(b.payload) is bytes and b.payload == b"p" * 50
 
 
 def test_video_plan_knows_the_keyframe_before_every_frame():
@@ -259,14 +287,18 @@ def test_lean_nack_generator_keeps_aiortcs_missing_set():
     from aiortc.rtcrtpreceiver import NackGenerator
 
     rng = random.Random(7)
-    theirs, ours = NackGenerator(), aiortc_glue.LeanNackGenerator()
-    seq = 65000
-    for _ in range(5000):
-        step = rng.choice((1, 1, 1, 1, 2, 3, 0, -2, 40, 300))  # in order, loss, late, big gaps
-        seq = (seq + step) & 0xFFFF
-        packet = RtpPacket(sequence_number=seq)
-        assert theirs.add(packet) == ours.add(packet)
-        assert theirs.missing == ours.missing and theirs.max_seq == ours.max_seq
+    steps = (
+        (1, 1, 1, 1, 2, 3, 0, -2, 40, 300),  # in order, loss, late, big gaps
+        (1, 1, 1, 1, 1, 1, 2, 5, -3, -60, -200, 127, 128, 129) * 8 + (0x7FFF, 0x8000, 0x8001),
+    )
+    for choices in steps:
+        theirs, ours = NackGenerator(), aiortc_glue.LeanNackGenerator()
+        seq = 65000
+        for _ in range(5000):
+            seq = (seq + rng.choice(choices)) & 0xFFFF
+            packet = RtpPacket(sequence_number=seq)
+            assert theirs.add(packet) == ours.add(packet)
+            assert theirs.missing == ours.missing and theirs.max_seq == ours.max_seq
 
 
 def test_lean_rate_counter_gives_aiortcs_rates():
@@ -276,17 +308,21 @@ def test_lean_rate_counter_gives_aiortcs_rates():
 
     rng = random.Random(3)
     theirs, ours = RateCounter(1000, 8000), aiortc_glue.LeanRateCounter(1000, 8000)
+    fused = aiortc_glue.LeanRateCounter(1000, 8000)  # observe(): rate() then add() in one
     now = 10_000
     for i in range(4000):
         now += rng.choice((0, 0, 1, 3, 33, 250, 1200))
         size = rng.randint(50, 1200)
+        had_rate = theirs.rate(now) is not None
         theirs.add(size, now)
         ours.add(size, now)
-        assert theirs.rate(now) == ours.rate(now)
+        assert fused.observe(size, now) == had_rate
+        assert theirs.rate(now) == ours.rate(now) == fused.rate(now)
         if i % 997 == 0:
             theirs.reset()
             ours.reset()
-            assert theirs.rate(now) == ours.rate(now) is None
+            fused.reset()
+            assert theirs.rate(now) == ours.rate(now) == fused.rate(now) is None
 
 
 async def test_idlecost_measures_connected_silent_calls():
@@ -385,14 +421,33 @@ def test_lean_stream_statistics_count_as_aiortcs():
 
 def test_lean_bitrate_estimator_gives_aiortcs_estimates():
     """Frames of several packets (one abs-send-time each), paced, with queueing that builds
-    up and drains (so the detector over- and under-uses) and reordering."""
+    up and drains (so the detector over- and under-uses) and reordering. The reference is
+    aiortc's estimator with libwebrtc's rule for cutting under overuse (TimeToReduceFurther:
+    once the last change is an RTT old, or the rate fell under half the estimate) put in
+    front of its rate control; aiortc alone cuts on every packet while it sees overuse."""
     import random
 
-    from aiortc.rate import RemoteBitrateEstimator
+    from aiortc.rate import BandwidthUsage, RemoteBitrateEstimator
 
     rng = random.Random(5)
     theirs, ours = RemoteBitrateEstimator(), aiortc_glue.LeanRemoteBitrateEstimator()
     theirs.incoming_bitrate = aiortc_glue.LeanRateCounter(1000, 8000)  # proven equal above
+    control = theirs.rate_control
+    aiortc_update = control.update
+    held = []
+
+    def update(usage, incoming, now_ms):
+        last = theirs.last_update_ms
+        overuse_only = last is not None and now_ms - last <= control.feedback_interval()
+        if overuse_only and usage is BandwidthUsage.OVERUSING:
+            if incoming is None or not aiortc_glue._time_to_reduce_further(
+                control, now_ms, incoming
+            ):
+                held.append(now_ms)
+                return None
+        return aiortc_update(usage, incoming, now_ms)
+
+    control.update = update
     send_ms, arrival, queue = 0.0, 50_000, 0.0
     results = []
     for frame in range(3000):
@@ -409,6 +464,20 @@ def test_lean_bitrate_estimator_gives_aiortcs_estimates():
             results.append(a)
     assert sum(r is not None for r in results) > 50  # estimates were produced and compared
     assert len({r[0] for r in results if r}) > 5
+    assert len(held) > 50  # and overuse was seen, and cuts held back as libwebrtc does
+
+
+def test_lean_overuse_estimator_keeps_aiortcs_frame_period():
+    import random
+
+    from aiortc.rate import OveruseEstimator
+
+    rng = random.Random(13)
+    theirs, ours = OveruseEstimator(), aiortc_glue.LeanOveruseEstimator()
+    for _ in range(500):
+        delta = rng.choice((33.3, 33.4, 5.0, 100.0, 16.7, 0.0))
+        assert theirs.update_min_frame_period(delta) == ours.update_min_frame_period(delta)
+        assert theirs.ts_delta_hist == ours.ts_delta_hist
 
 
 def test_remb_is_throttled_as_libwebrtc_does():
@@ -431,3 +500,15 @@ def test_remb_is_throttled_as_libwebrtc_does():
 
     asyncio.run(run())
     assert sent == [1_000_000, 900_000, 950_000]
+
+
+async def test_pathcost_replays_a_leg_through_the_real_relay_path():
+    """bench.pathcost hands real SRTP datagrams to a real relay's media handler: in full
+    every one is forwarded (none refused by SRTP, none gated), cut short none is."""
+    from bench import pathcost
+
+    full, receiver = [await pathcost.measure_stage(s, 60) for s in ("full", "receiver")]
+    assert full["packets"] == receiver["packets"] > 200
+    assert full["forwarded"] == full["packets"]
+    assert receiver["forwarded"] == 0
+    assert 0 < full["us_p10"] <= full["us_median"]

@@ -159,22 +159,17 @@ class Consumer:
         self.direction = direction
         self.follows_pause = follows_pause
         self.packets_sent = 0
-        self.bytes_sent = 0
         self._video = producer.kind == "video"
         self._source_ssrc: int | None = None
-        self._anchor = True
-        self._waiting_keyframe = self._video
-        self._seq_offset = 0
-        self._ts_offset = 0
         # Continuity: when the source leg rejoins, a new consumer feeds the same outgoing
         # stream and must carry on from where the last one stopped (a jump backwards in
-        # sequence numbers is dropped by the viewer's SRTP replay check). The sender knows
-        # its current consumer; the next one asks it when it anchors (nothing per packet).
-        self._last_seq: int | None = None
-        self._last_ts = 0
-        self._last_sent_ms = 0
-        self._previous: Consumer | None = getattr(sender, "_feeder", None)
-        sender._feeder = self
+        # sequence numbers is dropped by the viewer's SRTP replay check): it anchors on what
+        # the sender sent last (``ForwardingSender.last_sent``: nothing kept per packet here).
+        self._anchor = True
+        self._waiting_keyframe = self._video
+        self._held = True  # anchoring or waiting for a keyframe: the per-packet fast test
+        self._seq_offset = 0
+        self._ts_offset = 0
         self._packets = metrics.tally(metrics.PACKETS_FORWARDED, producer.kind, direction)
         self._bytes = metrics.tally(metrics.BYTES_FORWARDED, producer.kind, direction)
         self._gated = metrics.tally(metrics.PACKETS_GATED, direction)
@@ -187,6 +182,7 @@ class Consumer:
         """Start over at the next packet: re-anchor offsets, wait for a keyframe."""
         self._anchor = True
         self._waiting_keyframe = self._video
+        self._held = True
 
     def close(self) -> None:
         self.producer.detach(self)
@@ -195,18 +191,30 @@ class Consumer:
     def _viewer_wants_keyframe(self) -> None:
         self.producer.request_keyframe("viewer")
 
-    def continuity(self) -> tuple[int | None, int, int]:
-        """(sequence number, timestamp, arrival ms) of the last packet sent to this
-        consumer's sender, by it or by the consumers it replaced."""
-        if self._last_seq is None and self._previous is not None:
-            return self._previous.continuity()
-        return self._last_seq, self._last_ts, self._last_sent_ms
-
     def push(self, view: RtpView) -> None:
-        sender = self.sender
-        codec = sender._codec
+        """One packet of the producer's stream: rewritten by this consumer's two offsets and
+        sent (the steady state is one test, two additions and the sender's call)."""
+        if view.ssrc != self._source_ssrc or self._held:
+            if not self._admit(view):
+                return
+        sent = self.sender.forward_view(
+            view,
+            (view.sequence_number + self._seq_offset) & 0xFFFF,
+            (view.timestamp + self._ts_offset) & 0xFFFFFFFF,
+        )
+        if sent:
+            self.packets_sent += 1
+            self._packets.value += 1
+            self._bytes.value += sent
+            if view.t0:
+                metrics.FORWARD_LATENCY.observe(perf_counter() - view.t0)
+
+    def _admit(self, view: RtpView) -> bool:
+        """A new source, or held: start over on a new source, gate on a keyframe, anchor
+        the offsets. False when this packet is not to be sent."""
+        codec = self.sender._codec
         if codec is None:
-            return
+            return False
         if view.ssrc != self._source_ssrc:
             self._source_ssrc = view.ssrc
             self.restart()
@@ -214,29 +222,17 @@ class Consumer:
             if not keyframe_start(codec.mimeType, view.payload):
                 self._gated.value += 1
                 self.producer.request_keyframe("gate")
-                return
+                return False
             self._waiting_keyframe = False
         if self._anchor:
             self._anchor_at(view, codec.clockRate)
-        seq = (view.sequence_number + self._seq_offset) & 0xFFFF
-        ts = (view.timestamp + self._ts_offset) & 0xFFFFFFFF
-        sent = sender.forward_view(view, seq, ts)
-        if sent:
-            self._last_seq = seq
-            self._last_ts = ts
-            self._last_sent_ms = view.arrival_ms
-            self.packets_sent += 1
-            self.bytes_sent += sent
-            self._packets.value += 1
-            self._bytes.value += sent
-            if view.t0:
-                metrics.FORWARD_LATENCY.observe(perf_counter() - view.t0)
+        self._held = False
+        return True
 
     def _anchor_at(self, view: RtpView, clock_rate: int) -> None:
         """Offsets that continue the outgoing stream from its last packet (or start it)."""
         self._anchor = False
-        last_seq, last_ts, last_sent_ms = self.continuity()
-        self._previous = None  # anchored: the chain of replaced consumers is no longer needed
+        last_seq, last_ts, last_sent_ms = self.sender.last_sent()
         if last_seq is None:
             self._seq_offset = 0
             self._ts_offset = 0
