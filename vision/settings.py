@@ -59,5 +59,14 @@ class VisionSettings:
     identity_precall_min_face_px: int = 60
     """A face under this high on camera gets "come closer" before the call."""
 
+    vision_worker_processes: int = 1
+    """Detector processes that decode the sampled legs and run the detector, off the relay's
+    GIL (vision/worker.py); 0 runs both on threads of the relay's process."""
+    vision_worker_start_timeout_s: float = 60.0
+    """Loading the model in a fresh process (spawn, imports, one warm-up inference)."""
+    vision_worker_stop_timeout_s: float = 5.0
+    vision_worker_restart_s: float = 1.0
+    """Wait before starting a detector process again after it died."""
+
     def replace(self, **changes: object) -> Self:
         return replace(self, **changes)  # type: ignore[arg-type]

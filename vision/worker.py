@@ -1,0 +1,172 @@
+"""The detector process: decoding for sampling and face detection, off the relay's core.
+
+One Python process holds the GIL for its media loop, the sampling hand-offs and the decoding;
+at 16 calls the relay sat at one core and vision fell behind. This process (started with
+``spawn`` by :class:`vision.worker_client.VisionWorker`) owns every leg's decoder, converts the
+sampled frames and runs the detector, so none of it competes with forwarding for the relay's
+GIL. What crosses the pipe is small: the encoded frames the sampler kept (a few KB each),
+faces as tuples, and - only for an event or an identity check - one JPEG or one BGR frame.
+
+Requests are ``(op, request_id, *args)`` tuples; each gets ``(request_id, ok, value)``.
+Decoding, conversions and JPEGs run on the main thread in the order they came (a leg's
+frames must be decoded in order); detection runs on its own thread (onnxruntime releases the
+GIL), so a batch never holds up the next leg's decode.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+import signal
+import threading
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from vision.detector import Detector, Face, load_detector
+from vision.identity_check import face_look
+from vision.sampler import Decoded, _Decoder, evidence_jpeg
+from vision.settings import VisionSettings
+
+KEEP_SAMPLES = 4
+"""Sampled frames kept per leg for a later evidence JPEG or identity check (a leg has at most
+one decode in flight and one sample waiting, so the older ones are done with)."""
+
+
+class _Kept:
+    __slots__ = ("frame", "image", "leg")
+
+    def __init__(self, leg: str, decoded: Decoded) -> None:
+        self.leg = leg
+        self.frame = decoded.frame
+        self.image: np.ndarray | None = decoded.image  # freed once detected on
+
+
+class _Worker:
+    def __init__(self, conn: Connection, detector: Detector) -> None:
+        self.conn = conn
+        self.detector = detector
+        self.send_lock = threading.Lock()
+        self.decoders: dict[str, _Decoder] = {}
+        self.kept: dict[int, _Kept] = {}
+        self.per_leg: dict[str, collections.deque[int]] = {}
+        self.seq = 0
+        self.detect_q: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self.cpu = {"decode": 0.0, "detect": 0.0}
+
+    def reply(self, rid: int, ok: bool, value: object) -> None:
+        with self.send_lock:
+            self.conn.send((rid, ok, value))
+
+    # --- main thread ---------------------------------------------------------------------
+    def decode(self, leg: str, *args: Any) -> tuple[int, float, bool] | None:
+        decoder = self.decoders.setdefault(leg, _Decoder())
+        result = decoder.decode(*args)
+        if result is None:
+            return None
+        self.seq += 1
+        self.kept[self.seq] = _Kept(leg, result)
+        ring = self.per_leg.setdefault(leg, collections.deque())
+        ring.append(self.seq)
+        while len(ring) > KEEP_SAMPLES:
+            self.kept.pop(ring.popleft(), None)
+        return self.seq, result.scale, result.motion
+
+    def close(self, leg: str) -> None:
+        self.decoders.pop(leg, None)
+        for seq in self.per_leg.pop(leg, ()):
+            self.kept.pop(seq, None)
+
+    def frame(self, seq: int) -> _Kept:
+        kept = self.kept.get(seq)
+        if kept is None:
+            raise LookupError(f"sample {seq} is no longer kept")
+        return kept
+
+    def handle(self, op: str, rid: int, args: tuple[Any, ...]) -> None:
+        if op == "detect" or op == "detect_images":
+            self.detect_q.put((op, rid, args))
+            return
+        t0 = time.thread_time()
+        try:
+            if op == "decode":
+                value: object = self.decode(*args)
+            elif op == "bgr":
+                value = self.frame(args[0]).frame.to_ndarray(format="bgr24")
+            elif op == "jpeg":
+                value = evidence_jpeg(self.frame(args[0]).frame, *args[1:])
+            elif op == "close":
+                self.close(args[0])
+                return
+            elif op == "cpu":
+                value = dict(self.cpu)
+            else:
+                raise ValueError(f"unknown request {op!r}")
+        except Exception as e:  # the relay side decides what a failure means
+            self.reply(rid, False, f"{type(e).__name__}: {e}")
+            return
+        finally:
+            self.cpu["decode"] += time.thread_time() - t0
+        self.reply(rid, True, value)
+
+    # --- detect thread -------------------------------------------------------------------
+    def detect_loop(self) -> None:
+        while (item := self.detect_q.get()) is not None:
+            op, rid, args = item
+            t0 = time.thread_time()
+            try:
+                value = (self.detect(args[0]) if op == "detect"
+                         else self.detector.detect_batch(args[0]))
+            except Exception as e:
+                self.reply(rid, False, f"{type(e).__name__}: {e}")
+                continue
+            finally:
+                self.cpu["detect"] += time.thread_time() - t0
+            self.reply(rid, True, value)
+
+    def detect(self, seqs: list[int]) -> list[tuple[list[Face], list[np.ndarray]]]:
+        """Faces (detector pixels) of each kept sample, and each face's look."""
+        images = []
+        for seq in seqs:
+            kept = self.frame(seq)
+            if kept.image is None:
+                raise LookupError(f"sample {seq} was already detected on")
+            images.append(kept.image)
+        results = self.detector.detect_batch(images)
+        out = []
+        for seq, image, faces in zip(seqs, images, results, strict=True):
+            kept = self.kept.get(seq)
+            if kept is not None:
+                kept.image = None
+            out.append((faces, [face_look(image, f.box) for f in faces]))
+        return out
+
+
+def main(conn: Connection, config: VisionSettings) -> None:
+    """The process's entry point: load the model, say ready, serve until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the relay decides when this process stops
+    try:
+        detector = load_detector(config)
+        w, h = detector.input_size
+        detector.detect_batch([np.zeros((h, w, 3), np.uint8)])  # warm-up
+    except Exception as e:
+        conn.send((0, False, f"{type(e).__name__}: {e}"))
+        return
+    worker = _Worker(conn, detector)
+    detect_thread = threading.Thread(target=worker.detect_loop, name="vision-detect", daemon=True)
+    detect_thread.start()
+    conn.send((0, True, detector.input_size))
+    try:
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                break  # the relay is gone
+            if message[0] == "stop":
+                break
+            worker.handle(message[0], message[1], message[2:])
+    finally:
+        worker.detect_q.put(None)
+        detect_thread.join(5)
