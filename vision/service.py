@@ -389,8 +389,12 @@ class DetectorService:
         if len(results) != len(batch):
             raise RuntimeError(f"detector returned {len(results)} results for {len(batch)} images")
 
-        for sample, faces in zip(batch, results, strict=True):
+        for sample, found in zip(batch, results, strict=True):
             sampler = sample.sampler
+            if found is None:  # gone from its detector process (worker mode)
+                st.samples_dropped += 1
+                continue
+            faces = found
             if sampler.closed:
                 continue
             events = sampler._detected(sample, faces)
@@ -415,8 +419,9 @@ class DetectorService:
                     task.add_done_callback(self._identify_tasks.discard)
             self._maybe_precall(sampler, sample, faces)
 
-    async def _detect_remote(self, batch: list[Sample]) -> list[list[Face]]:
-        """Worker mode: each process detects on the samples it kept; faces and looks back."""
+    async def _detect_remote(self, batch: list[Sample]) -> list[list[Face] | None]:
+        """Worker mode: each process detects on the samples it kept; faces and looks back
+        (None: the process no longer has that sample)."""
         groups: dict[VisionWorker, list[int]] = {}
         for i, sample in enumerate(batch):
             assert isinstance(sample.frame, RemoteFrame)
@@ -424,11 +429,11 @@ class DetectorService:
         answers = await asyncio.gather(*(
             w.call("detect", [batch[i].frame.seq for i in idx])  # type: ignore[union-attr]
             for w, idx in groups.items()))
-        results: list[list[Face]] = [[] for _ in batch]
+        results: list[list[Face] | None] = [None for _ in batch]
         for idx, answer in zip(groups.values(), answers, strict=True):
-            for i, (faces, looks) in zip(idx, answer, strict=True):
-                results[i] = faces
-                batch[i].looks = looks
+            for i, found in zip(idx, answer, strict=True):
+                if found is not None:
+                    results[i], batch[i].looks = found
         return results
 
     def _worker_lost(self, worker: VisionWorker) -> None:

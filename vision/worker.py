@@ -31,17 +31,21 @@ from vision.sampler import Decoded, _Decoder, evidence_jpeg
 from vision.settings import VisionSettings
 
 KEEP_SAMPLES = 4
-"""Sampled frames kept per leg for a later evidence JPEG or identity check (a leg has at most
-one decode in flight and one sample waiting, so the older ones are done with)."""
+"""Sampled frames kept per leg for a later evidence JPEG or identity check. A sample asked to
+be detected on is never dropped before it is (the relay has one batch in flight at a time)."""
 
 
 class _Kept:
-    __slots__ = ("frame", "image", "leg")
+    __slots__ = ("frame", "image", "wanted")
 
-    def __init__(self, leg: str, decoded: Decoded) -> None:
-        self.leg = leg
+    def __init__(self, decoded: Decoded) -> None:
         self.frame = decoded.frame
         self.image: np.ndarray | None = decoded.image  # freed once detected on
+        self.wanted = False  # a detect request names it
+
+    @property
+    def droppable(self) -> bool:
+        return not (self.wanted and self.image is not None)
 
 
 class _Worker:
@@ -67,11 +71,14 @@ class _Worker:
         if result is None:
             return None
         self.seq += 1
-        self.kept[self.seq] = _Kept(leg, result)
+        self.kept[self.seq] = _Kept(result)
         ring = self.per_leg.setdefault(leg, collections.deque())
         ring.append(self.seq)
-        while len(ring) > KEEP_SAMPLES:
-            self.kept.pop(ring.popleft(), None)
+        if len(ring) > KEEP_SAMPLES:  # the oldest not waiting for the detector goes
+            old = next((q for q in ring if self.kept[q].droppable), None)
+            if old is not None:
+                ring.remove(old)
+                del self.kept[old]
         return self.seq, result.scale, result.motion
 
     def close(self, leg: str) -> None:
@@ -87,6 +94,9 @@ class _Worker:
 
     def handle(self, op: str, rid: int, args: tuple[Any, ...]) -> None:
         if op == "detect" or op == "detect_images":
+            for seq in args[0] if op == "detect" else ():
+                if (kept := self.kept.get(seq)) is not None:
+                    kept.wanted = True  # in order with the decodes: kept until detected
             self.detect_q.put((op, rid, args))
             return
         t0 = time.thread_time()
@@ -126,22 +136,18 @@ class _Worker:
                 self.cpu["detect"] += time.thread_time() - t0
             self.reply(rid, True, value)
 
-    def detect(self, seqs: list[int]) -> list[tuple[list[Face], list[np.ndarray]]]:
-        """Faces (detector pixels) of each kept sample, and each face's look."""
-        images = []
-        for seq in seqs:
-            kept = self.frame(seq)
-            if kept.image is None:
-                raise LookupError(f"sample {seq} was already detected on")
-            images.append(kept.image)
-        results = self.detector.detect_batch(images)
-        out = []
-        for seq, image, faces in zip(seqs, images, results, strict=True):
-            kept = self.kept.get(seq)
-            if kept is not None:
-                kept.image = None
-            out.append((faces, [face_look(image, f.box) for f in faces]))
-        return out
+    def detect(self, seqs: list[int]) -> list[tuple[list[Face], list[np.ndarray]] | None]:
+        """Faces (detector pixels) of each kept sample and each face's look; None for a sample
+        this process does not have (its leg was closed)."""
+        found = [(seq, k) for seq in seqs
+                 if (k := self.kept.get(seq)) is not None and k.image is not None]
+        images = [k.image for _, k in found]
+        results = self.detector.detect_batch(images) if images else []  # type: ignore[arg-type]
+        by_seq: dict[int, tuple[list[Face], list[np.ndarray]]] = {}
+        for (seq, kept), faces in zip(found, results, strict=True):
+            image, kept.image = kept.image, None
+            by_seq[seq] = (faces, [face_look(image, f.box) for f in faces])  # type: ignore[arg-type]
+        return [by_seq.get(seq) for seq in seqs]
 
 
 def main(conn: Connection, config: VisionSettings) -> None:

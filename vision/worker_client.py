@@ -17,7 +17,7 @@ import multiprocessing
 import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -33,6 +33,15 @@ log = logging.getLogger(__name__)
 
 class WorkerLost(RuntimeError):
     """The detector process died or is restarting: the request was not answered."""
+
+
+def _settle(future: Future[Any], value: object, error: BaseException | None = None) -> None:
+    """Answer ``future`` unless its waiter gave up on it (a cancelled await cancels it)."""
+    with contextlib.suppress(InvalidStateError):
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(error)
 
 
 class _Link:
@@ -51,8 +60,7 @@ class _Link:
         with self.lock:
             pending, self.pending = self.pending, {}
         for future in pending.values():
-            if not future.done():
-                future.set_exception(WorkerLost(why))
+            _settle(future, None, WorkerLost(why))
 
 
 class VisionWorker:
@@ -171,9 +179,9 @@ class VisionWorker:
             if future is None:
                 continue
             if ok:
-                future.set_result(value)
+                _settle(future, value)
             else:
-                future.set_exception(WorkerLost(value) if rid == 0 else RuntimeError(value))
+                _settle(future, None, WorkerLost(value) if rid == 0 else RuntimeError(value))
         was_up = link.up
         link.out.put(None)  # ends the writer
         link.fail_all("the detector process exited")
