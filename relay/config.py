@@ -314,6 +314,7 @@ class Config:
     vision_worker_start_timeout_s: float = _VISION.vision_worker_start_timeout_s
     vision_worker_stop_timeout_s: float = _VISION.vision_worker_stop_timeout_s
     vision_worker_restart_s: float = _VISION.vision_worker_restart_s
+    detector_images_per_run: int = _VISION.detector_images_per_run
 
     @property
     def vision(self) -> VisionSettings:

@@ -138,7 +138,7 @@ async def test_a_process_that_cannot_load_the_model_is_a_clear_error(tmp_path) -
 
 def test_frames_stay_in_the_process() -> None:
     """The worker keeps a few sampled frames per leg, not a growing history."""
-    from vision.worker import KEEP_SAMPLES, _Worker
+    from vision.worker import KEEP_DETECTED, _Worker
 
     class NoDetector:
         input_size = (384, 288)
@@ -148,9 +148,26 @@ def test_frames_stay_in_the_process() -> None:
 
     frames, _ = clips.two_face_clip(3, APPEAR, LEAVE, 2.0)
     w = _Worker(None, NoDetector())  # type: ignore[arg-type]
-    for n in range(0, len(frames), 6):
-        w.decode("leg", "VP8", [f.data for f in frames[n:n + 6]], False, (384, 288), True,
-                 False, [])
-    assert len(w.kept) == KEEP_SAMPLES and w.seq == len(range(0, len(frames), 6))
+
+    def sample(n: int) -> int:
+        out = w.decode("leg", "VP8", [f.data for f in frames[n:n + 6]], False, (384, 288),
+                       True, False, [])
+        assert out is not None
+        return out[0]
+
+    superseded = sample(0)
+    first = sample(6)
+    w.handle("detect", 1, ([first],))  # asked for: kept until detected
+    sample(12)
+    sample(18)
+    newest = sample(24)
+    assert superseded not in w.kept, "superseded before anyone asked: dropped, as in the slot"
+    assert first in w.kept and newest in w.kept and len(w.kept) == 3
+    assert w.detect([first]) == [([], [])] and w.detect([superseded]) == [None]
+    for n in range(30, len(frames) - 6, 6):  # later samples, each detected
+        seq = sample(n)
+        w.kept[seq].wanted = True
+        w.detect([seq])
+    assert len(w.kept) <= KEEP_DETECTED + 2  # the detected ones kept for evidence, the newest
     w.close("leg")
     assert not w.kept and not w.decoders

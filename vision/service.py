@@ -49,6 +49,7 @@ from vision.identity_check import LegIdentity, face_look
 from vision.identity_precall import PrecallCheck, PrecallResult, face_luma
 from vision.sampler import Decoded, LegSampler, Sample, _Decoder, evidence_jpeg
 from vision.settings import VisionSettings
+from vision.worker import detect_in_runs
 from vision.worker_client import RemoteFrame, VisionWorker
 
 log = logging.getLogger(__name__)
@@ -366,7 +367,8 @@ class DetectorService:
         def detect() -> list[list[Face]]:
             c0 = time.thread_time()
             try:
-                return detector.detect_batch([s.image for s in batch])
+                return detect_in_runs(detector, [s.image for s in batch],  # type: ignore[misc]
+                                      self.config.detector_images_per_run)
             finally:
                 st.inference_cpu_s += time.thread_time() - c0  # only this thread writes it
 

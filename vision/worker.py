@@ -30,9 +30,20 @@ from vision.identity_check import face_look
 from vision.sampler import Decoded, _Decoder, evidence_jpeg
 from vision.settings import VisionSettings
 
-KEEP_SAMPLES = 4
-"""Sampled frames kept per leg for a later evidence JPEG or identity check. A sample asked to
-be detected on is never dropped before it is (the relay has one batch in flight at a time)."""
+KEEP_DETECTED = 2
+"""Detected frames kept per leg for their evidence JPEG or identity check (asked for after the
+detection; a leg's newer detection makes the older ones stale). Besides these a leg keeps
+its two newest samples (the newest may wait in the relay's slot, the one before may be in a
+batch whose request is still in the pipe) and any a detect request names; an older one
+never asked for was superseded in the relay's slot, and is dropped."""
+
+
+def detect_in_runs(detector: Detector, images: list[np.ndarray], per_run: int) -> list[list[Face]]:
+    """``detector.detect_batch`` over ``images``, at most ``per_run`` at a time (the arena)."""
+    out: list[list[Face]] = []
+    for i in range(0, len(images), max(1, per_run)):
+        out += detector.detect_batch(images[i:i + max(1, per_run)])
+    return out
 
 
 class _Kept:
@@ -44,14 +55,15 @@ class _Kept:
         self.wanted = False  # a detect request names it
 
     @property
-    def droppable(self) -> bool:
-        return not (self.wanted and self.image is not None)
+    def detected(self) -> bool:
+        return self.wanted and self.image is None
 
 
 class _Worker:
-    def __init__(self, conn: Connection, detector: Detector) -> None:
+    def __init__(self, conn: Connection, detector: Detector, per_run: int = 1) -> None:
         self.conn = conn
         self.detector = detector
+        self.per_run = per_run
         self.send_lock = threading.Lock()
         self.decoders: dict[str, _Decoder] = {}
         self.kept: dict[int, _Kept] = {}
@@ -74,11 +86,13 @@ class _Worker:
         self.kept[self.seq] = _Kept(result)
         ring = self.per_leg.setdefault(leg, collections.deque())
         ring.append(self.seq)
-        if len(ring) > KEEP_SAMPLES:  # the oldest not waiting for the detector goes
-            old = next((q for q in ring if self.kept[q].droppable), None)
-            if old is not None:
-                ring.remove(old)
-                del self.kept[old]
+        detected = [q for q in ring if self.kept[q].detected][-KEEP_DETECTED:]
+        newest = list(ring)[-2:]
+        for q in list(ring):
+            k = self.kept[q]
+            if q not in newest and not (k.wanted and k.image is not None) and q not in detected:
+                ring.remove(q)
+                del self.kept[q]
         return self.seq, result.scale, result.motion
 
     def close(self, leg: str) -> None:
@@ -128,7 +142,7 @@ class _Worker:
             t0 = time.thread_time()
             try:
                 value = (self.detect(args[0]) if op == "detect"
-                         else self.detector.detect_batch(args[0]))
+                         else detect_in_runs(self.detector, args[0], self.per_run))
             except Exception as e:
                 self.reply(rid, False, f"{type(e).__name__}: {e}")
                 continue
@@ -142,7 +156,7 @@ class _Worker:
         found = [(seq, k) for seq in seqs
                  if (k := self.kept.get(seq)) is not None and k.image is not None]
         images = [k.image for _, k in found]
-        results = self.detector.detect_batch(images) if images else []  # type: ignore[arg-type]
+        results = detect_in_runs(self.detector, images, self.per_run)  # type: ignore[arg-type]
         by_seq: dict[int, tuple[list[Face], list[np.ndarray]]] = {}
         for (seq, kept), faces in zip(found, results, strict=True):
             image, kept.image = kept.image, None
@@ -160,7 +174,7 @@ def main(conn: Connection, config: VisionSettings) -> None:
     except Exception as e:
         conn.send((0, False, f"{type(e).__name__}: {e}"))
         return
-    worker = _Worker(conn, detector)
+    worker = _Worker(conn, detector, config.detector_images_per_run)
     detect_thread = threading.Thread(target=worker.detect_loop, name="vision-detect", daemon=True)
     detect_thread.start()
     conn.send((0, True, detector.input_size))
