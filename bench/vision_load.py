@@ -45,8 +45,12 @@ async def run(legs: int, seconds: float, processes: int, approved: int) -> dict[
         await asyncio.sleep(1.0)
         pids = [w.pid for w in service.workers if w.pid is not None]
         rss0 = {p: measure.proc_sample(p).rss_bytes for p in [me, *pids]}
-        samplers = [service.open_leg(f"call{i // 2}/{('family', 'prison')[i % 2]}", approved,
-                                     lambda e: None) for i in range(legs)]
+        samplers = [
+            service.open_leg(
+                f"call{i // 2}/{('family', 'prison')[i % 2]}", approved, lambda e: None
+            )
+            for i in range(legs)
+        ]
         warm = min(5.0, seconds / 3)
         start = time.monotonic()
         cpu0: dict[int, float] = {}
@@ -79,19 +83,25 @@ async def run(legs: int, seconds: float, processes: int, approved: int) -> dict[
     per_leg = 100 / span / legs
     workers_cpu = sum(v for p, v in cpu.items() if p != me)
     return {
-        "legs": legs, "processes": processes, "approved": approved, "seconds": round(span, 1),
+        "legs": legs,
+        "processes": processes,
+        "approved": approved,
+        "seconds": round(span, 1),
         "clip": {k: meta[k] for k in ("width", "height", "keyframe_interval", "measured_bitrate")},
-        "load_average": os.getloadavg()[0], "cpus": os.cpu_count(),
+        "load_average": os.getloadavg()[0],
+        "cpus": os.cpu_count(),
         "relay_process_cpu_pct_per_leg": round(cpu[me] * per_leg, 3),
         "detector_processes_cpu_pct_per_leg": round(workers_cpu * per_leg, 3),
         "total_cpu_pct_per_leg": round((cpu[me] + workers_cpu) * per_leg, 3),
         "relay_process_mb_per_leg": round((rss[me] - rss0[me]) / legs / 2**20, 2),
         "detector_processes_mb_per_leg": round(
-            sum(rss[p] - rss0[p] for p in rss if p != me) / legs / 2**20, 2),
+            sum(rss[p] - rss0[p] for p in rss if p != me) / legs / 2**20, 2
+        ),
         "detector_processes_rss_mb": round(sum(rss[p] for p in rss if p != me) / 2**20, 1),
         "checks_per_leg_per_s": round(detected / span / legs, 3),
         "decision_latency_ms_p95": round(percentile(lat, 0.95), 1) if lat else None,
-        "legs_behind": len(health.behind), "legs_judged": len(health.judged),
+        "legs_behind": len(health.behind),
+        "legs_judged": len(health.judged),
         "healthy": bool(health.judged) and not health.behind,
         "samples_dropped": service.stats.samples_dropped,
         "decode_errors": service.stats.decode_errors,
@@ -99,15 +109,26 @@ async def run(legs: int, seconds: float, processes: int, approved: int) -> dict[
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.vision_load", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.vision_load",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--legs", type=int, default=32)
     p.add_argument("--seconds", type=float, default=20.0)
-    p.add_argument("--processes", type=int, default=VisionSettings().vision_worker_processes,
-                   help="detector processes (0: threads of this process, as before)")
-    p.add_argument("--approved", type=int, default=2,
-                   help="approved faces per leg (the clip shows two: 2 is the steady state, "
-                        "1 keeps every leg over the limit, bursting)")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=VisionSettings().vision_worker_processes,
+        help="detector processes (0: threads of this process, as before)",
+    )
+    p.add_argument(
+        "--approved",
+        type=int,
+        default=2,
+        help="approved faces per leg (the clip shows two: 2 is the steady state, "
+        "1 keeps every leg over the limit, bursting)",
+    )
     p.add_argument("--json", dest="json_path")
     args = p.parse_args(argv)
     result = asyncio.run(run(args.legs, args.seconds, args.processes, args.approved))

@@ -58,13 +58,19 @@ async def test_second_face_is_decided_in_the_detector_process(clip) -> None:
         frame = next(iter(ctx.decode(av.Packet(clip[0].data))))  # a keyframe, one face
         image, _ = letterbox_frame(frame, service.detector.input_size)
         faces = await asyncio.get_running_loop().run_in_executor(
-            None, service.detector.detect_batch, [image])
+            None, service.detector.detect_batch, [image]
+        )
         assert len(faces) == 1 and len(faces[0]) >= 1
     finally:
         await service.stop()
     kinds = [(e.kind, e.count) for e in events]
-    assert kinds == [("count_changed", 1), ("count_changed", 2), ("over_limit", 2),
-                     ("count_changed", 1), ("cleared", 1)], kinds
+    assert kinds == [
+        ("count_changed", 1),
+        ("count_changed", 2),
+        ("over_limit", 2),
+        ("count_changed", 1),
+        ("cleared", 1),
+    ], kinds
     over = next(e for e in events if e.kind == "over_limit")
     assert APPEAR < over.at <= APPEAR + 1.5
     assert over.evidence_jpeg is not None and over.evidence_jpeg[:2] == b"\xff\xd8"
@@ -129,8 +135,9 @@ async def test_a_killed_detector_process_is_reported_behind_and_replaced(clip) -
 async def test_a_process_that_cannot_load_the_model_is_a_clear_error(tmp_path) -> None:
     from vision.model import ModelError
 
-    service = DetectorService(CONFIG.replace(model_cache_dir=tmp_path / "empty",
-                                             vision_worker_start_timeout_s=60.0))
+    service = DetectorService(
+        CONFIG.replace(model_cache_dir=tmp_path / "empty", vision_worker_start_timeout_s=60.0)
+    )
     with pytest.raises(ModelError):
         await service.start()
     assert service.workers == [] and service.detector is None
@@ -150,8 +157,9 @@ def test_frames_stay_in_the_process() -> None:
     w = _Worker(None, NoDetector())  # type: ignore[arg-type]
 
     def sample(n: int) -> int:
-        out = w.decode("leg", "VP8", [f.data for f in frames[n:n + 6]], False, (384, 288),
-                       True, False, [])
+        out = w.decode(
+            "leg", "VP8", [f.data for f in frames[n : n + 6]], False, (384, 288), True, False, []
+        )
         assert out is not None
         return out[0]
 

@@ -42,7 +42,7 @@ def detect_in_runs(detector: Detector, images: list[np.ndarray], per_run: int) -
     """``detector.detect_batch`` over ``images``, at most ``per_run`` at a time (the arena)."""
     out: list[list[Face]] = []
     for i in range(0, len(images), max(1, per_run)):
-        out += detector.detect_batch(images[i:i + max(1, per_run)])
+        out += detector.detect_batch(images[i : i + max(1, per_run)])
     return out
 
 
@@ -141,8 +141,11 @@ class _Worker:
             op, rid, args = item
             t0 = time.thread_time()
             try:
-                value = (self.detect(args[0]) if op == "detect"
-                         else detect_in_runs(self.detector, args[0], self.per_run))
+                value = (
+                    self.detect(args[0])
+                    if op == "detect"
+                    else detect_in_runs(self.detector, args[0], self.per_run)
+                )
             except Exception as e:
                 self.reply(rid, False, f"{type(e).__name__}: {e}")
                 continue
@@ -153,8 +156,11 @@ class _Worker:
     def detect(self, seqs: list[int]) -> list[tuple[list[Face], list[np.ndarray]] | None]:
         """Faces (detector pixels) of each kept sample and each face's look; None for a sample
         this process does not have (its leg was closed)."""
-        found = [(seq, k) for seq in seqs
-                 if (k := self.kept.get(seq)) is not None and k.image is not None]
+        found = [
+            (seq, k)
+            for seq in seqs
+            if (k := self.kept.get(seq)) is not None and k.image is not None
+        ]
         images = [k.image for _, k in found]
         results = detect_in_runs(self.detector, images, self.per_run)  # type: ignore[arg-type]
         by_seq: dict[int, tuple[list[Face], list[np.ndarray]]] = {}

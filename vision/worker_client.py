@@ -91,20 +91,24 @@ class VisionWorker:
         self._loop = asyncio.get_running_loop()
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=worker_main.main, args=(child, self.config),
-                           name="vision-worker", daemon=True)
+        proc = ctx.Process(
+            target=worker_main.main, args=(child, self.config), name="vision-worker", daemon=True
+        )
         await self._loop.run_in_executor(None, proc.start)
         child.close()
         link = self._link = _Link(proc, parent)
         ready: Future[Any] = Future()
         link.pending[0] = ready
-        threading.Thread(target=self._read, args=(link,), name="vision-worker-read",
-                         daemon=True).start()
-        threading.Thread(target=self._write, args=(link,), name="vision-worker-write",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._read, args=(link,), name="vision-worker-read", daemon=True
+        ).start()
+        threading.Thread(
+            target=self._write, args=(link,), name="vision-worker-write", daemon=True
+        ).start()
         try:
-            size = await asyncio.wait_for(asyncio.wrap_future(ready),
-                                          self.config.vision_worker_start_timeout_s)
+            size = await asyncio.wait_for(
+                asyncio.wrap_future(ready), self.config.vision_worker_start_timeout_s
+            )
         except (WorkerLost, TimeoutError) as e:
             await self.stop()
             raise ModelError(f"the detector process did not start: {e}") from e
