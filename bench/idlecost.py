@@ -74,7 +74,9 @@ async def measure_point(n: int, seconds: float, log_dir: Path) -> dict[str, Any]
         await asyncio.sleep(SETTLE_S)
         a, t = measure.proc_tree_sample(system.pid), time.monotonic()
         await asyncio.sleep(seconds)
-        connected = 100 * (measure.proc_tree_sample(system.pid).cpu_s - a.cpu_s) / (time.monotonic() - t)
+        connected = (
+            100 * (measure.proc_tree_sample(system.pid).cpu_s - a.cpu_s) / (time.monotonic() - t)
+        )
         return {
             "calls": n,
             "idle_cpu_pct": round(idle, 2),
