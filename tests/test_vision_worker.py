@@ -179,3 +179,32 @@ def test_frames_stay_in_the_process() -> None:
     assert len(w.kept) <= KEEP_DETECTED + 2  # the detected ones kept for evidence, the newest
     w.close("leg")
     assert not w.kept and not w.decoders
+
+
+async def test_identity_descriptors_are_computed_in_the_detector_process(clip) -> None:
+    """dlib holds the GIL for a whole descriptor (~150 ms): in worker mode it runs in the
+    process, and gives the same descriptor as in the relay's own."""
+    from vision.identity import IdentityWorker, load_encoder
+
+    identity = IdentityWorker()
+    service = DetectorService(CONFIG)
+    service.identity = identity
+    await service.start()
+    try:
+        ctx = av.CodecContext.create("vp8", "r")
+        image = next(iter(ctx.decode(av.Packet(clip[0].data)))).to_ndarray(format="bgr24")
+        boxed, scale = letterbox_frame(
+            av.VideoFrame.from_ndarray(image, format="bgr24"), service.detector.input_size
+        )
+        loop = asyncio.get_running_loop()
+        faces = (await loop.run_in_executor(None, service.detector.detect_batch, [boxed]))[0]
+        face = max(faces, key=lambda f: f.score).scaled(1.0 / scale)
+        worker_cpu0 = cpu_s(service.workers[0].pid)
+        remote = await identity.run(lambda enc: (type(enc).__name__, enc.descriptor(image, face)))
+        assert remote[0] == "RemoteEncoder"
+        assert cpu_s(service.workers[0].pid) - worker_cpu0 > 0.05  # dlib ran there
+    finally:
+        await service.stop()
+        identity.close()
+    local = load_encoder().descriptor(image, face)
+    assert float(np.linalg.norm(local - remote[1])) < 1e-4

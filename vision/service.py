@@ -50,7 +50,7 @@ from vision.identity_precall import PrecallCheck, PrecallResult, face_luma
 from vision.sampler import Decoded, LegSampler, Sample, _Decoder, evidence_jpeg
 from vision.settings import VisionSettings
 from vision.worker import detect_in_runs
-from vision.worker_client import RemoteFrame, VisionWorker
+from vision.worker_client import RemoteEncoder, RemoteFrame, VisionWorker
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +182,10 @@ class DetectorService:
                 await self.stop()
                 raise
             self.detector = self.workers[0]  # the Detector protocol, for enrolment photos
+            if self.identity is not None:  # dlib, too, runs in the process
+                worker = self.workers[0]
+                await self._loop.run_in_executor(
+                    None, self.identity.use_encoder, lambda: RemoteEncoder(worker))  # type: ignore[arg-type,return-value]
         elif self.detector is None:
             try:
                 self.detector = await self._loop.run_in_executor(

@@ -70,7 +70,9 @@ class _Worker:
         self.per_leg: dict[str, collections.deque[int]] = {}
         self.seq = 0
         self.detect_q: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
-        self.cpu = {"decode": 0.0, "detect": 0.0}
+        self.identity_q: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self.encoder: Any = None  # dlib's, loaded on the first identity request
+        self.cpu = {"decode": 0.0, "detect": 0.0, "identity": 0.0}
 
     def reply(self, rid: int, ok: bool, value: object) -> None:
         with self.send_lock:
@@ -107,6 +109,9 @@ class _Worker:
         return kept
 
     def handle(self, op: str, rid: int, args: tuple[Any, ...]) -> None:
+        if op == "describe":
+            self.identity_q.put((op, rid, args))
+            return
         if op == "detect" or op == "detect_images":
             for seq in args[0] if op == "detect" else ():
                 if (kept := self.kept.get(seq)) is not None:
@@ -153,6 +158,25 @@ class _Worker:
                 self.cpu["detect"] += time.thread_time() - t0
             self.reply(rid, True, value)
 
+    # --- identity thread -----------------------------------------------------------------
+    def identity_loop(self) -> None:
+        """Face descriptors (dlib holds the GIL throughout one: here, not in the relay)."""
+        from vision.identity import load_encoder
+
+        while (item := self.identity_q.get()) is not None:
+            _, rid, (image, faces) = item
+            t0 = time.thread_time()
+            try:
+                if self.encoder is None:
+                    self.encoder = load_encoder()
+                value = self.encoder.descriptors(image, faces)
+            except Exception as e:
+                self.reply(rid, False, f"{type(e).__name__}: {e}")
+                continue
+            finally:
+                self.cpu["identity"] += time.thread_time() - t0
+            self.reply(rid, True, value)
+
     def detect(self, seqs: list[int]) -> list[tuple[list[Face], list[np.ndarray]] | None]:
         """Faces (detector pixels) of each kept sample and each face's look; None for a sample
         this process does not have (its leg was closed)."""
@@ -183,6 +207,10 @@ def main(conn: Connection, config: VisionSettings) -> None:
     worker = _Worker(conn, detector, config.detector_images_per_run)
     detect_thread = threading.Thread(target=worker.detect_loop, name="vision-detect", daemon=True)
     detect_thread.start()
+    identity_thread = threading.Thread(
+        target=worker.identity_loop, name="vision-identity", daemon=True
+    )
+    identity_thread.start()
     conn.send((0, True, detector.input_size))
     try:
         while True:
@@ -195,4 +223,5 @@ def main(conn: Connection, config: VisionSettings) -> None:
             worker.handle(message[0], message[1], message[2:])
     finally:
         worker.detect_q.put(None)
+        worker.identity_q.put(None)
         detect_thread.join(5)

@@ -211,3 +211,19 @@ class RemoteFrame:
 
     def evidence_jpeg(self, boxes: list[tuple[float, float, float, float]], quality: int) -> bytes:
         return self.worker.request("jpeg", self.seq, boxes, quality).result()
+
+
+class RemoteEncoder:
+    """The ``FaceEncoder`` methods identity uses, run by dlib in the detector process (called
+    from the relay's identity thread, which waits; the relay's GIL stays free meanwhile)."""
+
+    def __init__(self, worker: VisionWorker) -> None:
+        self.worker = worker
+
+    def descriptors(self, image_bgr: np.ndarray, faces: list[Face]) -> list[np.ndarray]:
+        if not faces:
+            return []
+        return self.worker.request("describe", image_bgr, faces).result()
+
+    def descriptor(self, image_bgr: np.ndarray, face: Face) -> np.ndarray:
+        return self.descriptors(image_bgr, [face])[0]
