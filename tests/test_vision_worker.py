@@ -203,6 +203,7 @@ async def test_identity_descriptors_are_computed_in_the_detector_process(clip) -
         remote = await identity.run(lambda enc: (type(enc).__name__, enc.descriptor(image, face)))
         assert remote[0] == "RemoteEncoder"
         assert cpu_s(service.workers[0].pid) - worker_cpu0 > 0.05  # dlib ran there
+        assert service.identity_cpu_s > 0.05  # and the relay's identity figures count it
     finally:
         await service.stop()
         identity.close()

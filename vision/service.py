@@ -185,7 +185,8 @@ class DetectorService:
             if self.identity is not None:  # dlib, too, runs in the process
                 worker = self.workers[0]
                 await self._loop.run_in_executor(
-                    None, self.identity.use_encoder, lambda: RemoteEncoder(worker))  # type: ignore[arg-type,return-value]
+                    None, self.identity.use_encoder,
+                    lambda: RemoteEncoder(worker, self._identity_cpu))  # type: ignore[arg-type,return-value]
         elif self.detector is None:
             try:
                 self.detector = await self._loop.run_in_executor(
@@ -441,6 +442,11 @@ class DetectorService:
                 if found is not None:
                     results[i], batch[i].looks = found
         return results
+
+    def _identity_cpu(self, spent: float) -> None:
+        """Identity's CPU in the detector process, counted as the relay's (identity thread)."""
+        self.identity_cpu_s += spent  # only the identity thread calls this
+        IDENTITY_CPU.inc(spent)
 
     def _worker_lost(self, worker: VisionWorker) -> None:
         """A detector process died: its legs start again from a keyframe, in a fresh one."""

@@ -169,13 +169,14 @@ class _Worker:
             try:
                 if self.encoder is None:
                     self.encoder = load_encoder()
-                value = self.encoder.descriptors(image, faces)
+                vectors = self.encoder.descriptors(image, faces)
             except Exception as e:
                 self.reply(rid, False, f"{type(e).__name__}: {e}")
                 continue
             finally:
-                self.cpu["identity"] += time.thread_time() - t0
-            self.reply(rid, True, value)
+                spent = time.thread_time() - t0
+                self.cpu["identity"] += spent
+            self.reply(rid, True, (vectors, spent))  # the relay's identity CPU counts it
 
     def detect(self, seqs: list[int]) -> list[tuple[list[Face], list[np.ndarray]] | None]:
         """Faces (detector pixels) of each kept sample and each face's look; None for a sample

@@ -217,13 +217,17 @@ class RemoteEncoder:
     """The ``FaceEncoder`` methods identity uses, run by dlib in the detector process (called
     from the relay's identity thread, which waits; the relay's GIL stays free meanwhile)."""
 
-    def __init__(self, worker: VisionWorker) -> None:
+    def __init__(self, worker: VisionWorker, on_cpu: Callable[[float], None]) -> None:
         self.worker = worker
+        self.on_cpu = on_cpu
+        """Given the process's CPU seconds for each request (the waiting thread spends none)."""
 
     def descriptors(self, image_bgr: np.ndarray, faces: list[Face]) -> list[np.ndarray]:
         if not faces:
             return []
-        return self.worker.request("describe", image_bgr, faces).result()
+        vectors, spent = self.worker.request("describe", image_bgr, faces).result()
+        self.on_cpu(spent)
+        return vectors
 
     def descriptor(self, image_bgr: np.ndarray, face: Face) -> np.ndarray:
         return self.descriptors(image_bgr, [face])[0]
