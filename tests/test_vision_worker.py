@@ -182,8 +182,9 @@ def test_frames_stay_in_the_process() -> None:
 
 
 async def test_identity_descriptors_are_computed_in_the_detector_process(clip) -> None:
-    """dlib holds the GIL for a whole descriptor (~150 ms): in worker mode it runs in the
-    process, and gives the same descriptor as in the relay's own."""
+    """dlib holds the GIL for a whole descriptor (~150 ms): in worker mode it runs in an
+    identity process (not the detector's, whose decoding it would stall), with the same
+    descriptor as in the relay's own."""
     from vision.identity import IdentityWorker, load_encoder
 
     identity = IdentityWorker()
@@ -199,10 +200,13 @@ async def test_identity_descriptors_are_computed_in_the_detector_process(clip) -
         loop = asyncio.get_running_loop()
         faces = (await loop.run_in_executor(None, service.detector.detect_batch, [boxed]))[0]
         face = max(faces, key=lambda f: f.score).scaled(1.0 / scale)
-        worker_cpu0 = cpu_s(service.workers[0].pid)
+        assert service.identity_process is not None
+        pid = service.identity_process.pid
+        assert pid is not None and pid not in (os.getpid(), service.workers[0].pid)
+        worker_cpu0 = cpu_s(pid)
         remote = await identity.run(lambda enc: (type(enc).__name__, enc.descriptor(image, face)))
         assert remote[0] == "RemoteEncoder"
-        assert cpu_s(service.workers[0].pid) - worker_cpu0 > 0.05  # dlib ran there
+        assert cpu_s(pid) - worker_cpu0 > 0.05  # dlib ran there, in a process of its own
         assert service.identity_cpu_s > 0.05  # and the relay's identity figures count it
     finally:
         await service.stop()

@@ -155,6 +155,8 @@ class DetectorService:
         self.workers: list[VisionWorker] = []
         """Worker mode: the detector processes (none when a detector was given or configured 0)."""
         self._leg_worker: dict[str, VisionWorker] = {}
+        self.identity_process: VisionWorker | None = None
+        """Worker mode with identity: dlib's descriptors run there."""
         self._restarts: set[asyncio.Task[None]] = set()
 
     @property
@@ -182,8 +184,14 @@ class DetectorService:
                 await self.stop()
                 raise
             self.detector = self.workers[0]  # the Detector protocol, for enrolment photos
-            if self.identity is not None:  # dlib, too, runs in the process
-                worker = self.workers[0]
+            if self.identity is not None:  # dlib in a process of its own (it holds the GIL)
+                worker = self.identity_process = VisionWorker(self.config, role="identity")
+                worker.on_lost = functools.partial(self._worker_lost, worker)
+                try:
+                    await worker.start()
+                except BaseException:
+                    await self.stop()
+                    raise
                 await self._loop.run_in_executor(
                     None, self.identity.use_encoder,
                     lambda: RemoteEncoder(worker, self._identity_cpu))  # type: ignore[arg-type,return-value]
@@ -222,6 +230,9 @@ class DetectorService:
         self._decode_pool = self._detect_pool = None
         self._slots.clear()
         workers, self.workers = self.workers, []
+        if self.identity_process is not None:
+            workers.append(self.identity_process)
+            self.identity_process = None
         await asyncio.gather(*(w.stop() for w in workers))
         if workers:
             self.detector = None
@@ -450,7 +461,7 @@ class DetectorService:
 
     def _worker_lost(self, worker: VisionWorker) -> None:
         """A detector process died: its legs start again from a keyframe, in a fresh one."""
-        if worker not in self.workers:
+        if worker not in self.workers and worker is not self.identity_process:
             return
         log.warning("vision: the detector process %s exited; starting another in %.1f s",
                     worker.pid, self.config.vision_worker_restart_s)
@@ -467,7 +478,7 @@ class DetectorService:
         task.add_done_callback(self._restarts.discard)
 
     async def _restart(self, worker: VisionWorker) -> None:
-        while worker in self.workers:
+        while worker in self.workers or worker is self.identity_process:
             await asyncio.sleep(self.config.vision_worker_restart_s)
             await worker.stop()
             try:

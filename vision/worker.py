@@ -195,13 +195,30 @@ class _Worker:
         return [by_seq.get(seq) for seq in seqs]
 
 
-def main(conn: Connection, config: VisionSettings) -> None:
-    """The process's entry point: load the model, say ready, serve until told to stop."""
+class _NoDetector:
+    """The identity process's: it has no detector (dlib's descriptors only)."""
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        self.input_size = size
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
+        raise RuntimeError("this is the identity process: it has no detector")
+
+
+def main(conn: Connection, config: VisionSettings, role: str = "detect") -> None:
+    """The process's entry point: load the model, say ready, serve until told to stop.
+
+    ``role="identity"``: only dlib's descriptors, in a process of their own, because dlib
+    holds the GIL for a whole descriptor (~150 ms) and would stall this process's decoding.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the relay decides when this process stops
     try:
-        detector = load_detector(config)
-        w, h = detector.input_size
-        detector.detect_batch([np.zeros((h, w, 3), np.uint8)])  # warm-up
+        if role == "identity":
+            detector: Detector = _NoDetector((config.detector_width, config.detector_height))
+        else:
+            detector = load_detector(config)
+            w, h = detector.input_size
+            detector.detect_batch([np.zeros((h, w, 3), np.uint8)])  # warm-up
     except Exception as e:
         conn.send((0, False, f"{type(e).__name__}: {e}"))
         return

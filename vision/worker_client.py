@@ -64,8 +64,15 @@ class _Link:
 
 
 class VisionWorker:
-    def __init__(self, config: VisionSettings, on_lost: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: VisionSettings,
+        on_lost: Callable[[], None] | None = None,
+        role: str = "detect",
+    ) -> None:
         self.config = config
+        self.role = role
+        """"detect" (decoders, detector) or "identity" (dlib's descriptors only)."""
         self.on_lost = on_lost
         """Called on the loop when the process died unasked (not after :meth:`stop`)."""
         self.input_size: tuple[int, int] = (config.detector_width, config.detector_height)
@@ -92,7 +99,10 @@ class VisionWorker:
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
         proc = ctx.Process(
-            target=worker_main.main, args=(child, self.config), name="vision-worker", daemon=True
+            target=worker_main.main,
+            args=(child, self.config, self.role),
+            name=f"vision-{self.role}",
+            daemon=True,
         )
         await self._loop.run_in_executor(None, proc.start)
         child.close()
