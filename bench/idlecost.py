@@ -34,9 +34,9 @@ async def measure_point(n: int, seconds: float, log_dir: Path) -> dict[str, Any]
     try:
         await system.start()
         await asyncio.sleep(0.5)
-        a, t = measure.proc_sample(system.pid), time.monotonic()
+        a, t = measure.proc_tree_sample(system.pid), time.monotonic()
         await asyncio.sleep(IDLE_S)
-        idle = 100 * (measure.proc_sample(system.pid).cpu_s - a.cpu_s) / (time.monotonic() - t)
+        idle = 100 * (measure.proc_tree_sample(system.pid).cpu_s - a.cpu_s) / (time.monotonic() - t)
         for role in ("prison", "family"):
             child = Child(
                 f"idle-{n}-{role}",
@@ -72,9 +72,11 @@ async def measure_point(n: int, seconds: float, log_dir: Path) -> dict[str, Any]
             if ready["errors"]:
                 raise RuntimeError(f"legs failed: {ready['errors'][:3]}")
         await asyncio.sleep(SETTLE_S)
-        a, t = measure.proc_sample(system.pid), time.monotonic()
+        a, t = measure.proc_tree_sample(system.pid), time.monotonic()
         await asyncio.sleep(seconds)
-        connected = 100 * (measure.proc_sample(system.pid).cpu_s - a.cpu_s) / (time.monotonic() - t)
+        connected = (
+            100 * (measure.proc_tree_sample(system.pid).cpu_s - a.cpu_s) / (time.monotonic() - t)
+        )
         return {
             "calls": n,
             "idle_cpu_pct": round(idle, 2),

@@ -30,6 +30,42 @@ def proc_sample(pid: int) -> ProcSample:
     )
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (the relay's detector processes, and theirs)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        ppid = int(raw[raw.rindex(")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def proc_tree_sample(pid: int) -> ProcSample:
+    """``pid`` and its live descendants together: work moved into a child process (the
+    relay's detector processes) still counts as the relay's CPU and memory. A child that
+    exits between two samples takes its CPU time with it (a restarted one under-counts)."""
+    total = proc_sample(pid)
+    cpu, rss, sys_s = total.cpu_s, total.rss_bytes, total.sys_s
+    for child in descendants(pid):
+        try:
+            s = proc_sample(child)
+        except OSError:
+            continue  # it exited meanwhile
+        cpu, rss, sys_s = cpu + s.cpu_s, rss + s.rss_bytes, sys_s + s.sys_s
+    return ProcSample(cpu, rss, sys_s)
+
+
 def machine_busy() -> tuple[float, float]:
     """(busy jiffies, total jiffies) over all CPUs, from /proc/stat."""
     with open("/proc/stat") as f:

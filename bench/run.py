@@ -71,7 +71,7 @@ async def _snapshot(system: System, clients: dict[str, Child]) -> Snapshot:
         await child.send("snap")
     text = await scrape(system.metrics_url)
     t = time.monotonic()
-    proc = measure.proc_sample(system.pid)
+    proc = measure.proc_tree_sample(system.pid)
     busy = measure.machine_busy()
     udp_drops = measure.udp_rcvbuf_errors()
     system_drops = measure.udp_socket_drops(system.pid)
@@ -118,9 +118,9 @@ async def run_point(system: System, pc: PointConfig) -> dict[str, Any]:
         await system.start()
         # the system's own idle cost (timers, probes), for reading small-N per-call figures
         await asyncio.sleep(0.5)
-        idle0, t_idle0 = measure.proc_sample(system.pid), time.monotonic()
+        idle0, t_idle0 = measure.proc_tree_sample(system.pid), time.monotonic()
         await asyncio.sleep(IDLE_WINDOW_S)
-        idle = measure.proc_sample(system.pid)
+        idle = measure.proc_tree_sample(system.pid)
         point["idle_cpu_pct"] = round(
             100 * (idle.cpu_s - idle0.cpu_s) / (time.monotonic() - t_idle0), 2
         )

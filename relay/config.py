@@ -307,6 +307,14 @@ class Config:
     refused with ``vision_capacity`` beyond it; calls already running are never cut."""
     vision_admit_when_behind: bool = False
     """Admit new calls while some legs' checks are behind (measured headroom: off refuses)."""
+    # --- vision's detector processes (vision/worker.py, issue 20) --------------------------
+    vision_worker_processes: int = _VISION.vision_worker_processes
+    """Processes that decode the sampled legs and run the detector off the relay's GIL
+    (0: threads of the relay's own process). See docs/vision.md "Cost"."""
+    vision_worker_start_timeout_s: float = _VISION.vision_worker_start_timeout_s
+    vision_worker_stop_timeout_s: float = _VISION.vision_worker_stop_timeout_s
+    vision_worker_restart_s: float = _VISION.vision_worker_restart_s
+    detector_images_per_run: int = _VISION.detector_images_per_run
 
     @property
     def vision(self) -> VisionSettings:

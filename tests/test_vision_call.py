@@ -24,9 +24,10 @@ def two_face_clip():
 
 
 @pytest.mark.timeout(120)
-async def test_second_face_pauses_and_leaving_resumes(tmp_path, two_face_clip):
+@pytest.mark.parametrize("processes", [1, 0], ids=["detector-process", "in-process"])
+async def test_second_face_pauses_and_leaving_resumes(tmp_path, two_face_clip, processes):
     product = await start_product(tmp_path, vision_enabled=True, resume_after_clear_s=1.0,
-                                  reconnect_grace_s=10.0)
+                                  reconnect_grace_s=10.0, vision_worker_processes=processes)
     b = product.booking_now()
     fam, pri = await product.pair(b, prison_video=EncodedTrack("video", two_face_clip, 30))
     staff = await product.staff_session()

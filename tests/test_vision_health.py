@@ -6,6 +6,8 @@ legs refuses the call beyond it."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
 
@@ -35,6 +37,29 @@ class HeldDetector:
         return self.inner.detect_batch(images)
 
 
+class Hold:
+    """Holds the detector up where it runs: the in-process one at its gate, a detector
+    process by stopping it (SIGSTOP: requests wait in its pipe, as on a saturated core)."""
+
+    def __init__(self, service) -> None:
+        self.pid = service.workers[0].pid if service.workers else None
+        self.held = None
+        if self.pid is None:
+            self.held = service.detector = HeldDetector(service.detector)
+
+    def hold(self) -> None:
+        if self.held is not None:
+            self.held.gate.clear()
+        else:
+            os.kill(self.pid, signal.SIGSTOP)
+
+    def release(self) -> None:
+        if self.held is not None:
+            self.held.gate.set()
+        else:
+            os.kill(self.pid, signal.SIGCONT)
+
+
 async def calls_json(staff: aiohttp.ClientSession, product: Product) -> dict:
     async with staff.get(f"{product.url}/api/v1/staff/calls") as r:
         assert r.status == 200
@@ -60,11 +85,11 @@ async def metric(product: Product, name: str) -> float:
     raise AssertionError(f"{name} not exported")
 
 
-async def test_a_held_up_detector_alerts_staff_and_refuses_new_calls(tmp_path):
-    product = await start_product(tmp_path, vision_enabled=True, **FAST_HEALTH)
-    service = product.app[keys.DETECTOR]
-    held = HeldDetector(service.detector)
-    service.detector = held
+@pytest.mark.parametrize("processes", [1, 0], ids=["detector-process", "in-process"])
+async def test_a_held_up_detector_alerts_staff_and_refuses_new_calls(tmp_path, processes):
+    product = await start_product(tmp_path, vision_enabled=True, **FAST_HEALTH,
+                                  vision_worker_processes=processes)
+    held = Hold(product.app[keys.DETECTOR])
     b = product.booking_now()
     fam, pri = await product.pair(b)
     staff = await product.staff_session()
@@ -93,7 +118,7 @@ async def test_a_held_up_detector_alerts_staff_and_refuses_new_calls(tmp_path):
 
         async with staff.get(f"{product.url}/api/v1/staff/calls/{b}/audit") as r:
             seen_before_hold = len((await r.json())["records"])
-        held.gate.clear()  # the detector stops keeping up
+        held.hold()  # the detector stops keeping up
 
         async def behind():
             body = await calls_json(staff, product)
@@ -116,7 +141,7 @@ async def test_a_held_up_detector_alerts_staff_and_refuses_new_calls(tmp_path):
         await asyncio.sleep(1.0)
         assert fam.packets["video0"] > before + 10, "media still flows on the running call"
 
-        held.gate.set()  # caught up again: the alert clears, calls are admitted again
+        held.release()  # caught up again: the alert clears, calls are admitted again
         released_at = time.monotonic()
 
         async def caught_up():
@@ -139,7 +164,7 @@ async def test_a_held_up_detector_alerts_staff_and_refuses_new_calls(tmp_path):
             # recorded once each way while held and released: no flapping
             assert episodes == ["vision_behind", "vision_caught_up"], (side, episodes)
     finally:
-        held.gate.set()
+        held.release()
         await staff.close()
         if newcomer is not None:
             await newcomer.close(leave=False)
@@ -184,9 +209,7 @@ async def test_console_shows_checks_falling_behind_and_the_family_page_the_refus
 
     shots = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
     product = await start_product(tmp_path, vision_enabled=True, **FAST_HEALTH)
-    service = product.app[keys.DETECTOR]
-    held = HeldDetector(service.detector)
-    service.detector = held
+    held = Hold(product.app[keys.DETECTOR])
     b = product.booking_now()
     fam, pri = await product.pair(b)
     other = product.booking_now()
@@ -207,7 +230,7 @@ async def test_console_shows_checks_falling_behind_and_the_family_page_the_refus
                 "#vision-banner[hidden]", timeout=40000, state="attached"
             )
 
-            held.gate.clear()
+            held.hold()
             await console.wait_for_selector("#vision-banner:not([hidden])", timeout=20000)
             text = await console.text_content("#vision-banner")
             assert f"Face checks are falling behind on call #{b}" in text
@@ -232,7 +255,7 @@ async def test_console_shows_checks_falling_behind_and_the_family_page_the_refus
             )
             assert product.app[keys.REGISTRY].get(other) is None
 
-            held.gate.set()
+            held.release()
             await console.wait_for_selector(
                 "#vision-banner[hidden]", timeout=25000, state="attached"
             )
@@ -240,7 +263,7 @@ async def test_console_shows_checks_falling_behind_and_the_family_page_the_refus
             await family.close()
         assert errors == []
     finally:
-        held.gate.set()
+        held.release()
         await fam.close()
         await pri.close()
         await product.server.close()

@@ -277,5 +277,13 @@ class IdentityWorker:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, lambda: fn(self._encoder_now()))
 
+    def use_encoder(self, factory: Callable[[], FaceEncoder]) -> None:
+        """Use ``factory``'s encoder from the next job on (the detector process's, which runs
+        dlib there: dlib holds the GIL for a whole descriptor, ~150 ms, stalling the loop)."""
+        self._pool.submit(self._use, factory).result()
+
+    def _use(self, factory: Callable[[], FaceEncoder]) -> None:
+        self._factory, self._encoder = factory, None
+
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -43,6 +43,7 @@ from vision.settings import VisionSettings
 if TYPE_CHECKING:
     from vision.identity_check import IdentityEvent, LegIdentity
     from vision.service import DetectorService
+    from vision.worker_client import RemoteFrame
 
 log = logging.getLogger(__name__)
 
@@ -91,24 +92,26 @@ class Sample:
     """A sampled frame on its way to the detector."""
 
     sampler: LegSampler
-    image: np.ndarray
-    """BGR, letterboxed to the detector's input size."""
+    image: np.ndarray | None
+    """BGR, letterboxed to the detector's input size (None: it stays in the detector process)."""
     scale: float
     """Detector pixels per source pixel."""
-    frame: av.VideoFrame
-    """The decoded frame, for the evidence JPEG of an event."""
+    frame: av.VideoFrame | RemoteFrame
+    """The decoded frame, for the evidence JPEG of an event (or its handle in the process)."""
     at: float
     """The relay's ``now`` when the frame was offered."""
     taken: float
     """``time.perf_counter()`` when it was taken, for the sample-to-decision latency."""
     motion: bool = False
     """Taken because the frame difference fired, not on schedule."""
+    looks: list[np.ndarray] | None = None
+    """Worker mode: ``face_look`` of each face the detector found, computed in the process."""
 
 
 @dataclass
 class Decoded:
-    frame: av.VideoFrame
-    image: np.ndarray
+    frame: av.VideoFrame | RemoteFrame
+    image: np.ndarray | None
     scale: float
     motion: bool
 
@@ -265,6 +268,11 @@ class LegSampler:
         force from an earlier stream), so a clear picture emits "cleared"."""
         self.decisions.over_limit = True
 
+    def resync(self) -> None:
+        """Forget the decoder's state (its process was lost): start again from a keyframe."""
+        self._buffer = []
+        self._synced = self._following = False
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -332,9 +340,11 @@ class LegSampler:
         return events
 
 
-def evidence_jpeg(frame: av.VideoFrame, boxes: list[tuple[float, float, float, float]],
-                  quality: int = 5) -> bytes:
+def evidence_jpeg(frame: av.VideoFrame | RemoteFrame,
+                  boxes: list[tuple[float, float, float, float]], quality: int = 5) -> bytes:
     """The frame as JPEG with ``boxes`` drawn in red (runs in a worker thread)."""
+    if not isinstance(frame, av.VideoFrame):  # encoded where the frame is, the detector process
+        return frame.evidence_jpeg(boxes, quality)
     rgb = frame.to_ndarray(format="rgb24")
     h, w = rgb.shape[:2]
     t = max(2, round(min(w, h) / 240))

@@ -14,12 +14,23 @@ Flow, with the thread each step runs on::
 
 Both threads are dedicated single-thread executors, so detection never runs on the event loop
 and never takes more than one core, whatever the number of legs.
+
+With ``vision_worker_processes`` > 0 (the relay's default) the decode and detect steps run in
+detector processes instead (vision/worker.py): each leg's decoder lives in one of them, the
+sampled frame stays there (:class:`vision.worker_client.RemoteFrame`), and only faces, face
+looks and - for an event or an identity check - one JPEG or one BGR frame come back; dlib's
+descriptors run in an identity process (dlib holds the GIL for a whole descriptor). The
+relay's own process keeps the sampling, slots, batching and decisions, so its GIL is left to
+forwarding. A process that dies fails its requests at once, its legs wait for their next
+keyframe, and it is started again after ``vision_worker_restart_s`` (checks meanwhile are
+reported behind by vision/health.py, never hung).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import math
 import statistics
@@ -37,8 +48,10 @@ from vision.health import VisionHealth, assess
 from vision.identity import IdentityWorker
 from vision.identity_check import LegIdentity, face_look
 from vision.identity_precall import PrecallCheck, PrecallResult, face_luma
-from vision.sampler import LegSampler, Sample, _Decoder, evidence_jpeg
+from vision.sampler import Decoded, LegSampler, Sample, _Decoder, evidence_jpeg
 from vision.settings import VisionSettings
+from vision.worker import detect_in_runs
+from vision.worker_client import RemoteEncoder, RemoteFrame, VisionWorker
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +97,8 @@ class VisionStats:
     decode_errors: int = 0
     detector_errors: int = 0
     resyncs: int = 0
+    worker_restarts: int = 0
+    """Detector processes started again after dying (worker mode)."""
     motion_samples: int = 0
     batches: int = 0
     events: int = 0
@@ -138,6 +153,12 @@ class DetectorService:
         self._identify_tasks: set[asyncio.Task[None]] = set()
         self._precall: dict[str, tuple[LegSampler, PrecallCheck, PrecallCallback]] = {}
         """Legs whose check before the call is open (vision/identity_precall.py)."""
+        self.workers: list[VisionWorker] = []
+        """Worker mode: the detector processes (none when a detector was given or configured 0)."""
+        self._leg_worker: dict[str, VisionWorker] = {}
+        self.identity_process: VisionWorker | None = None
+        """Worker mode with identity: dlib's descriptors run there."""
+        self._restarts: set[asyncio.Task[None]] = set()
 
     @property
     def enabled(self) -> bool:
@@ -153,7 +174,29 @@ class DetectorService:
         self._loop = asyncio.get_running_loop()
         self._decode_pool = ThreadPoolExecutor(1, thread_name_prefix="vision-decode")
         self._detect_pool = ThreadPoolExecutor(1, thread_name_prefix="vision-detect")
-        if self.detector is None:
+        if self.detector is None and self.config.vision_worker_processes > 0:
+            self.workers = [VisionWorker(self.config) for _ in
+                            range(self.config.vision_worker_processes)]
+            for w in self.workers:
+                w.on_lost = functools.partial(self._worker_lost, w)
+            try:
+                await asyncio.gather(*(w.start() for w in self.workers))
+            except BaseException:
+                await self.stop()
+                raise
+            self.detector = self.workers[0]  # the Detector protocol, for enrolment photos
+            if self.identity is not None:  # dlib in a process of its own (it holds the GIL)
+                worker = self.identity_process = VisionWorker(self.config, role="identity")
+                worker.on_lost = functools.partial(self._worker_lost, worker)
+                try:
+                    await worker.start()
+                except BaseException:
+                    await self.stop()
+                    raise
+                await self._loop.run_in_executor(
+                    None, self.identity.use_encoder,
+                    lambda: RemoteEncoder(worker, self._identity_cpu))  # type: ignore[arg-type,return-value]
+        elif self.detector is None:
             try:
                 self.detector = await self._loop.run_in_executor(
                     self._detect_pool, load_detector, self.config)
@@ -172,8 +215,9 @@ class DetectorService:
     async def stop(self) -> None:
         for sampler in list(self._legs.values()):
             sampler.close()
-        for task in list(self._identify_tasks):
+        for task in list(self._identify_tasks) + list(self._restarts):
             task.cancel()
+        await asyncio.gather(*self._restarts, return_exceptions=True)
         if self._batcher is not None:
             self._batcher.cancel()
             try:
@@ -186,6 +230,14 @@ class DetectorService:
                 await asyncio.get_running_loop().run_in_executor(None, pool.shutdown)
         self._decode_pool = self._detect_pool = None
         self._slots.clear()
+        workers, self.workers = self.workers, []
+        if self.identity_process is not None:
+            workers.append(self.identity_process)
+            self.identity_process = None
+        await asyncio.gather(*(w.stop() for w in workers))
+        if workers:
+            self.detector = None
+        self._leg_worker.clear()
 
     def open_leg(self, leg_key: str, approved_faces: int,
                  on_event: Callable[[VisionEvent], None]) -> LegSampler:
@@ -196,6 +248,9 @@ class DetectorService:
                              keyframes_only=self.keyframes_only, enabled=self.enabled)
         if self.enabled:
             self._legs[leg_key] = sampler
+            if self.workers:  # the least loaded process decodes this leg
+                counts = collections.Counter(self._leg_worker.values())
+                self._leg_worker[leg_key] = min(self.workers, key=lambda w: counts[w])
         return sampler
 
     @property
@@ -219,6 +274,9 @@ class DetectorService:
     def _leg_closed(self, sampler: LegSampler) -> None:
         if self._legs.get(sampler.leg_key) is sampler:
             del self._legs[sampler.leg_key]
+            worker = self._leg_worker.pop(sampler.leg_key, None)
+            if worker is not None:
+                worker.tell("close", sampler.leg_key)
         pending = self._slots.get(sampler.leg_key)
         if pending is not None and pending.sampler is sampler:
             del self._slots[sampler.leg_key]
@@ -235,6 +293,7 @@ class DetectorService:
         self._idle.clear()
         size = (self.config.detector_width, self.config.detector_height)
         stats = self.stats
+        worker = self._leg_worker.get(sampler.leg_key)
 
         def decode() -> object:
             t0 = time.thread_time()
@@ -244,13 +303,22 @@ class DetectorService:
             finally:
                 stats.decode_cpu_s += time.thread_time() - t0  # only this thread writes it
 
-        future = self._loop.run_in_executor(self._decode_pool, decode)
+        if worker is None:
+            future = self._loop.run_in_executor(self._decode_pool, decode)
+        else:
+            future = asyncio.wrap_future(worker.request(
+                "decode", sampler.leg_key, codec, frames, keyframes_only, size, want_sample,
+                motion_allowed, known), loop=self._loop)
 
         def done(f: asyncio.Future[object]) -> None:
             error = asyncio.CancelledError() if f.cancelled() else f.exception()
             if error is not None:
                 self.stats.decode_errors += 1
-            sample = sampler._decoded(None if error else f.result(), error, at, taken)  # type: ignore[arg-type]
+            result = None if error else f.result()
+            if worker is not None and result is not None:
+                seq, scale, motion = result  # type: ignore[misc]
+                result = Decoded(RemoteFrame(worker, seq), None, scale, motion)
+            sample = sampler._decoded(result, error, at, taken)  # type: ignore[arg-type]
             if sample is None:
                 self._done(1)
             else:
@@ -316,13 +384,17 @@ class DetectorService:
         def detect() -> list[list[Face]]:
             c0 = time.thread_time()
             try:
-                return detector.detect_batch([s.image for s in batch])
+                return detect_in_runs(detector, [s.image for s in batch],  # type: ignore[misc]
+                                      self.config.detector_images_per_run)
             finally:
                 st.inference_cpu_s += time.thread_time() - c0  # only this thread writes it
 
         t0 = time.perf_counter()
         try:
-            results = await self._loop.run_in_executor(self._detect_pool, detect)
+            if self.workers:
+                results = await self._detect_remote(batch)
+            else:
+                results = await self._loop.run_in_executor(self._detect_pool, detect)
         except Exception:
             st.detector_errors += 1
             raise
@@ -336,8 +408,12 @@ class DetectorService:
         if len(results) != len(batch):
             raise RuntimeError(f"detector returned {len(results)} results for {len(batch)} images")
 
-        for sample, faces in zip(batch, results, strict=True):
+        for sample, found in zip(batch, results, strict=True):
             sampler = sample.sampler
+            if found is None:  # gone from its detector process (worker mode)
+                st.samples_dropped += 1
+                continue
+            faces = found
             if sampler.closed:
                 continue
             events = sampler._detected(sample, faces)
@@ -350,8 +426,10 @@ class DetectorService:
                 await self._emit(sampler, sample, events)
             ident = sampler.identity
             if ident is not None and self.identity is not None and not sampler.closed:
-                counted = counted_faces([f.scaled(1.0 / sample.scale) for f in faces], self.config)
-                looks = [face_look(sample.image, tuple(v * sample.scale for v in f.box))  # type: ignore[arg-type]
+                scaled = [f.scaled(1.0 / sample.scale) for f in faces]
+                counted = counted_faces(scaled, self.config)
+                looks = [sample.looks[scaled.index(f)] if sample.looks is not None
+                         else face_look(sample.image, tuple(v * sample.scale for v in f.box))  # type: ignore[arg-type]
                          for f in counted]
                 if ident.due(counted, sample.at, looks):
                     self._busy += 1
@@ -359,6 +437,58 @@ class DetectorService:
                     self._identify_tasks.add(task)
                     task.add_done_callback(self._identify_tasks.discard)
             self._maybe_precall(sampler, sample, faces)
+
+    async def _detect_remote(self, batch: list[Sample]) -> list[list[Face] | None]:
+        """Worker mode: each process detects on the samples it kept; faces and looks back
+        (None: the process no longer has that sample)."""
+        groups: dict[VisionWorker, list[int]] = {}
+        for i, sample in enumerate(batch):
+            assert isinstance(sample.frame, RemoteFrame)
+            groups.setdefault(sample.frame.worker, []).append(i)
+        answers = await asyncio.gather(*(
+            w.call("detect", [batch[i].frame.seq for i in idx])  # type: ignore[union-attr]
+            for w, idx in groups.items()))
+        results: list[list[Face] | None] = [None for _ in batch]
+        for idx, answer in zip(groups.values(), answers, strict=True):
+            for i, found in zip(idx, answer, strict=True):
+                if found is not None:
+                    results[i], batch[i].looks = found
+        return results
+
+    def _identity_cpu(self, spent: float) -> None:
+        """Identity's CPU in the detector process, counted as the relay's (identity thread)."""
+        self.identity_cpu_s += spent  # only the identity thread calls this
+        IDENTITY_CPU.inc(spent)
+
+    def _worker_lost(self, worker: VisionWorker) -> None:
+        """A detector process died: its legs start again from a keyframe, in a fresh one."""
+        if worker not in self.workers and worker is not self.identity_process:
+            return
+        log.warning("vision: the detector process %s exited; starting another in %.1f s",
+                    worker.pid, self.config.vision_worker_restart_s)
+        for key, w in self._leg_worker.items():
+            sampler = self._legs.get(key)
+            if w is worker and sampler is not None:
+                sampler.resync()
+        for key in [k for k, s in self._slots.items()
+                    if isinstance(s.frame, RemoteFrame) and s.frame.worker is worker]:
+            del self._slots[key]
+            self._done(1)
+        task = asyncio.ensure_future(self._restart(worker))
+        self._restarts.add(task)
+        task.add_done_callback(self._restarts.discard)
+
+    async def _restart(self, worker: VisionWorker) -> None:
+        while worker in self.workers or worker is self.identity_process:
+            await asyncio.sleep(self.config.vision_worker_restart_s)
+            await worker.stop()
+            try:
+                await worker.start()
+            except Exception as e:
+                log.warning("vision: the detector process did not start again: %s", e)
+                continue
+            self.stats.worker_restarts += 1
+            return
 
     # --- the check before the call (vision/identity_precall.py) --------------------------
     def open_precall(self, sampler: LegSampler, check: PrecallCheck,

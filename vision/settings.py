@@ -21,6 +21,12 @@ class VisionSettings:
     vision than every-frame decoding, +0.3 % sender bits, confirm p95 1.44 s."""
     model_cache_dir: Path = Path(".cache/models")
     detector_batch_max: int = 8
+    detector_images_per_run: int = 1
+    """Images per onnxruntime run within a batch. On this CPU a bigger run saves nothing per
+    image (14.4 / 14.9 / 17.5 / 18.3 ms at 1 / 2 / 4 / 8) and the arena keeps the largest
+    run's buffers (8 held 220 MB more than 1, counted against the calls); the batch still
+    makes one hand-off (one round trip to a detector process) for up to ``detector_batch_max``
+    samples."""
     detector_batch_wait_ms: float = 20.0
     detector_threads: int = 1
     sample_interval_s: float = 1.0
@@ -58,6 +64,15 @@ class VisionSettings:
     """Passing checks in a row that admit a leg before the call (vision/identity_precall.py)."""
     identity_precall_min_face_px: int = 60
     """A face under this high on camera gets "come closer" before the call."""
+
+    vision_worker_processes: int = 1
+    """Detector processes that decode the sampled legs and run the detector, off the relay's
+    GIL (vision/worker.py); 0 runs both on threads of the relay's process."""
+    vision_worker_start_timeout_s: float = 60.0
+    """Loading the model in a fresh process (spawn, imports, one warm-up inference)."""
+    vision_worker_stop_timeout_s: float = 5.0
+    vision_worker_restart_s: float = 1.0
+    """Wait before starting a detector process again after it died."""
 
     def replace(self, **changes: object) -> Self:
         return replace(self, **changes)  # type: ignore[arg-type]
