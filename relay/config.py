@@ -307,6 +307,8 @@ class Config:
     refused with ``vision_capacity`` beyond it; calls already running are never cut."""
     vision_admit_when_behind: bool = False
     """Admit new calls while some legs' checks are behind (measured headroom: off refuses)."""
+    detector_precision: str = _VISION.detector_precision
+    """``int8`` (the default, built by ``make model``) or ``fp32`` CenterFace (docs/vision.md)."""
 
     @property
     def vision(self) -> VisionSettings:

@@ -148,7 +148,8 @@ def decode_centerface(heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray
 
 
 class CenterFaceDetector:
-    """CenterFace on onnxruntime's CPU provider, few threads (the relay has few cores)."""
+    """CenterFace (FP32 or INT8: same inputs and outputs) on onnxruntime's CPU provider, few
+    threads (the relay has few cores)."""
 
     def __init__(self, model_path: Path | str, input_size: tuple[int, int] = (320, 256),
                  threads: int = 1, score_threshold: float = 0.3) -> None:
@@ -186,7 +187,7 @@ class CenterFaceDetector:
 
 
 def load_detector(config: VisionSettings) -> CenterFaceDetector:
-    """CenterFace from the verified cache named by ``config``."""
+    """CenterFace of ``config.detector_precision`` from the verified cache ``config`` names."""
     from vision.model import cached_model_path
 
     return CenterFaceDetector(
