@@ -36,8 +36,9 @@ from vision.settings import VisionSettings
 CALIBRATION_SEED = 11
 
 
-def calibration_images(n: int = quantise.CALIBRATION_FRAMES,
-                       seed: int = CALIBRATION_SEED) -> list[np.ndarray]:
+def calibration_images(
+    n: int = quantise.CALIBRATION_FRAMES, seed: int = CALIBRATION_SEED
+) -> list[np.ndarray]:
     """The pinned calibration frames, BGR uint8 640x480 (the detector's input order)."""
     rng = random.Random(seed)
     nrng = np.random.default_rng(seed)
@@ -70,14 +71,25 @@ def ensure_model(config: VisionSettings) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.detector_model",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--ensure", action="store_true",
-                        help="build the INT8 model when it is not cached (checked by pinned hashes)")
-    parser.add_argument("--print-hashes", action="store_true",
-                        help="build into a temporary folder without the pins and print the hashes")
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="cache folder (default: VisionSettings.model_cache_dir)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.detector_model", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--ensure",
+        action="store_true",
+        help="build the INT8 model when it is not cached (checked by pinned hashes)",
+    )
+    parser.add_argument(
+        "--print-hashes",
+        action="store_true",
+        help="build into a temporary folder without the pins and print the hashes",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="cache folder (default: VisionSettings.model_cache_dir)",
+    )
     args = parser.parse_args(argv)
     settings = VisionSettings()
     cache_dir = args.cache_dir or settings.model_cache_dir
@@ -88,11 +100,21 @@ def main(argv: list[str] | None = None) -> int:
                 ensure(settings, cache_dir=cache_dir)
                 src = Path(cache_dir) / MODEL_FILE
                 dst = quantise.quantise(src, images, Path(tmp) / "int8.onnx")
-                print(json.dumps({"calibration_sha256": quantise.calibration_digest(images),
-                                  "int8_sha256": sha256_file(dst)}, indent=2))
+                print(
+                    json.dumps(
+                        {
+                            "calibration_sha256": quantise.calibration_digest(images),
+                            "int8_sha256": sha256_file(dst),
+                        },
+                        indent=2,
+                    )
+                )
             return 0
-        print(ensure_int8(settings, cache_dir=cache_dir) if args.ensure
-              else cached_model_path(settings, cache_dir=cache_dir, precision="int8"))
+        print(
+            ensure_int8(settings, cache_dir=cache_dir)
+            if args.ensure
+            else cached_model_path(settings, cache_dir=cache_dir, precision="int8")
+        )
     except (ModelError, quantise.QuantiseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

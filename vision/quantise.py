@@ -47,8 +47,9 @@ def calibration_digest(images: list[np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def quantise(src: Path, images: list[np.ndarray], dst: Path, fmt: str = "QOperator",
-             per_channel: bool = True) -> Path:
+def quantise(
+    src: Path, images: list[np.ndarray], dst: Path, fmt: str = "QOperator", per_channel: bool = True
+) -> Path:
     """Write ``src`` (FP32 CenterFace) quantised to ``dst``, calibrated on BGR ``images``."""
     import onnx  # set-up time only, like vision.model.make_dynamic
     from onnx import version_converter
@@ -73,19 +74,26 @@ def quantise(src: Path, images: list[np.ndarray], dst: Path, fmt: str = "QOperat
             image = next(self._items, None)
             if image is None:
                 return None
-            return {INPUT_NAME: np.ascontiguousarray(image.transpose(2, 0, 1)[None],
-                                                     dtype=np.float32)}
+            return {
+                INPUT_NAME: np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
+            }
 
     with tempfile.TemporaryDirectory(prefix="centerface-q-") as tmp:
         upgraded = Path(tmp) / "op13.onnx"
         prepared = Path(tmp) / "pre.onnx"
-        onnx.save(version_converter.convert_version(onnx.load(str(src)), QUANT_OPSET),
-                  str(upgraded))
+        onnx.save(
+            version_converter.convert_version(onnx.load(str(src)), QUANT_OPSET), str(upgraded)
+        )
         quant_pre_process(str(upgraded), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(dst), Reader(),
-                        quant_format=getattr(QuantFormat, fmt),
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        per_channel=per_channel)
+        quantize_static(
+            str(prepared),
+            str(dst),
+            Reader(),
+            quant_format=getattr(QuantFormat, fmt),
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=per_channel,
+        )
     return dst
 
 
@@ -104,8 +112,10 @@ def ensure_int8(cache_dir: Path, images: list[np.ndarray], *, check_pins: bool =
         pass
     digest = calibration_digest(images)
     if check_pins and digest != CALIBRATION_SHA256:
-        raise QuantiseError(f"calibration frames sha256 {digest} is not the pinned "
-                            f"{CALIBRATION_SHA256}: refusing to build from other frames")
+        raise QuantiseError(
+            f"calibration frames sha256 {digest} is not the pinned "
+            f"{CALIBRATION_SHA256}: refusing to build from other frames"
+        )
     src = cached_fp32_path(cache_dir)
     model = cache_dir / INT8_MODEL_FILE
     tmp_model = model.with_suffix(f".tmp{os.getpid()}.onnx")
@@ -113,8 +123,10 @@ def ensure_int8(cache_dir: Path, images: list[np.ndarray], *, check_pins: bool =
         quantise(src, images, tmp_model)
         built = sha256_file(tmp_model)
         if check_pins and built != INT8_MODEL_SHA256:
-            raise QuantiseError(f"the INT8 model built here has sha256 {built}, not the pinned "
-                                f"{INT8_MODEL_SHA256} (another onnxruntime/onnx?): refusing it")
+            raise QuantiseError(
+                f"the INT8 model built here has sha256 {built}, not the pinned "
+                f"{INT8_MODEL_SHA256} (another onnxruntime/onnx?): refusing it"
+            )
         os.replace(tmp_model, model)
     finally:
         tmp_model.unlink(missing_ok=True)
