@@ -28,6 +28,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from bench.detector_model import ensure_model
 from bench.vision_clips import (
     FPS,
     SMALL_SIZES,
@@ -51,7 +52,6 @@ from vision import sampler as sampler_module
 from vision.decisions import VisionEvent
 from vision.detector import CenterFaceDetector, Detector
 from vision.eval import detect_frames, score_frames
-from vision.model import ensure
 from vision.service import DetectorService, percentile
 from vision.settings import VisionSettings
 
@@ -338,13 +338,17 @@ def evaluate_clip(path: Path, labels_path: Path, detector: Detector, config: Vis
 def run(quick: bool, config: VisionSettings, clip: Path | None = None, labels: Path | None = None,
         stride: int = 1, detection_only: bool = False) -> dict[str, object]:
     t0 = time.perf_counter()
-    detector = CenterFaceDetector(ensure(config), (config.detector_width, config.detector_height),
+    detector = CenterFaceDetector(ensure_model(config),
+                                  (config.detector_width, config.detector_height),
                                   threads=config.detector_threads)
     if clip is not None:
         if labels is None:
             raise SystemExit("--clip needs --labels")
         return evaluate_clip(clip, labels, detector, config, stride)
-    result: dict[str, object] = {"quick": quick}
+    result: dict[str, object] = {
+        "quick": quick,
+        "detector": f"{config.detector_width}x{config.detector_height} "
+                    f"{config.detector_precision}"}
     timings: dict[str, float] = {}
 
     @contextlib.contextmanager

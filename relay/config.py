@@ -315,6 +315,8 @@ class Config:
     vision_worker_stop_timeout_s: float = _VISION.vision_worker_stop_timeout_s
     vision_worker_restart_s: float = _VISION.vision_worker_restart_s
     detector_images_per_run: int = _VISION.detector_images_per_run
+    detector_precision: str = _VISION.detector_precision
+    """``int8`` (the default, built by ``make model``) or ``fp32`` CenterFace (docs/vision.md)."""
 
     @property
     def vision(self) -> VisionSettings:

@@ -22,6 +22,9 @@ from vision.settings import VisionSettings
 
 STRIDE = 4
 NMS_IOU = 0.3
+OPTIMIZATION_LEVELS = {"none": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+                       "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+"""onnxruntime graph optimisation levels by short name."""
 
 
 @dataclass(frozen=True)
@@ -148,10 +151,12 @@ def decode_centerface(heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray
 
 
 class CenterFaceDetector:
-    """CenterFace on onnxruntime's CPU provider, few threads (the relay has few cores)."""
+    """CenterFace (FP32 or INT8: same inputs and outputs) on onnxruntime's CPU provider, few
+    threads (the relay has few cores)."""
 
     def __init__(self, model_path: Path | str, input_size: tuple[int, int] = (320, 256),
-                 threads: int = 1, score_threshold: float = 0.3) -> None:
+                 threads: int = 1, score_threshold: float = 0.3, *,
+                 optimization: str = "all", parallel: bool = False) -> None:
         import onnxruntime as ort
 
         w, h = input_size
@@ -162,8 +167,11 @@ class CenterFaceDetector:
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, threads)
         options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # the defaults measured best (bench/detector_sweep.py); the others stay to measure
+        options.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if parallel
+                                  else ort.ExecutionMode.ORT_SEQUENTIAL)
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
+                                                   OPTIMIZATION_LEVELS[optimization])
         options.log_severity_level = 3
         self._session = ort.InferenceSession(str(model_path), options,
                                              providers=["CPUExecutionProvider"])
@@ -186,7 +194,7 @@ class CenterFaceDetector:
 
 
 def load_detector(config: VisionSettings) -> CenterFaceDetector:
-    """CenterFace from the verified cache named by ``config``."""
+    """CenterFace of ``config.detector_precision`` from the verified cache ``config`` names."""
     from vision.model import cached_model_path
 
     return CenterFaceDetector(

