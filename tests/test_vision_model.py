@@ -150,7 +150,7 @@ async def test_service_start_with_a_tampered_int8_model_fails_clearly(tmp_path: 
 
 
 def test_missing_int8_model_and_unknown_precision_are_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match=r"INT8.*make model.*bench.detector_model --ensure"):
+    with pytest.raises(ModelError, match=r"INT8.*make model.*vision.model --ensure"):
         cached_model_path(cache_dir=tmp_path, precision="int8")
     with pytest.raises(ModelError, match="unknown detector precision"):
         cached_model_path(VisionSettings(model_cache_dir=REPO_CACHE, detector_precision="int4"))
@@ -181,6 +181,23 @@ def test_cli_checks_the_configured_precision(tmp_path: Path, int8_path: Path,
     shutil.copy(REPO_CACHE / model.SIDECAR_FILE, tmp_path / model.SIDECAR_FILE)
     assert model.main(["--cache-dir", str(tmp_path), "--precision", "fp32"]) == 0
     assert model.main(["--cache-dir", str(tmp_path)]) == 1  # int8 by default: not built there
-    assert "bench.detector_model --ensure" in capsys.readouterr().err
-    copy_int8(int8_path, tmp_path)
+    assert "vision.model --ensure" in capsys.readouterr().err
+    # --ensure installs the shipped, pinned INT8 file (no calibration on this machine)
+    assert model.main(["--cache-dir", str(tmp_path), "--ensure"]) == 0
     assert model.main(["--cache-dir", str(tmp_path)]) == 0
+    from vision import quantise
+
+    assert model.sha256_file(tmp_path / quantise.INT8_MODEL_FILE) == quantise.INT8_MODEL_SHA256
+
+
+def test_the_shipped_int8_model_is_what_builds_here(tmp_path: Path, model_path: Path) -> None:
+    """The shipped file is reproducible: built again from the pinned FP32 model and the pinned
+    calibration frames, it has the same bytes."""
+    from bench.detector_model import calibration_images
+    from vision import quantise
+
+    assert model.sha256_file(quantise.SHIPPED_INT8) == quantise.INT8_MODEL_SHA256
+    shutil.copy(model_path, tmp_path / model.MODEL_FILE)
+    shutil.copy(REPO_CACHE / model.SIDECAR_FILE, tmp_path / model.SIDECAR_FILE)
+    built = quantise.ensure_int8(tmp_path, calibration_images())
+    assert model.sha256_file(built) == quantise.INT8_MODEL_SHA256

