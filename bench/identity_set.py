@@ -174,6 +174,7 @@ PHOTOS: tuple[Photo, ...] = (
     Photo(KERAS_VGGFACE, "keras_vggface-0.6/image/ajb.jpg", "aj_buckley"),
     Photo(None, "skimage/data/astronaut.png", "eileen_collins", installed=SKIMAGE),
     Photo(None, "skimage/data/camera.png", "skimage_cameraman", installed=SKIMAGE),
+    Photo(DLIB_DEBIAN, "dlib-19.24+dfsg/examples/faces/Tom_Cruise_avp_2014_4.jpg", "tom_cruise"),
     *(
         Photo(DLIB_DEBIAN, f"{JOHNS_DIR}{person}/{name}.jpg", person.lower())
         for person, names in JOHNS.items()
@@ -415,9 +416,12 @@ def read_members(photos: tuple[Photo, ...], downloads: Path) -> dict[tuple[str, 
 
 
 def build(
-    out: Path, downloads: Path, photos: tuple[Photo, ...] = PHOTOS
+    out: Path,
+    downloads: Path,
+    photos: tuple[Photo, ...] = PHOTOS,
+    settings: VisionSettings | None = None,
 ) -> list[dict[str, object]]:
-    settings = VisionSettings()
+    settings = settings or VisionSettings()
     detector = load_detector(settings)
     members = read_members(photos, downloads)
     manifest: list[dict[str, object]] = []
