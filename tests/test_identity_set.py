@@ -169,6 +169,16 @@ def test_set_is_built_from_pinned_archives_of_each_registry_and_evaluated(
     pairs = report["closest_impostor_pairs"]
     assert pairs and all({"eileen"} & {p["enrolled"], p["probe"].split("/")[0]} for p in pairs)
 
+    halves = [
+        evaluate(out, detector, load_encoder(), SETTINGS, split=h) for h in ("tune", "report")
+    ]
+    assert [h["split"] for h in halves] == ["tune", "report"]
+    for key in ("probes", "genuine_attempts", "impostor_attempts"):
+        assert sum(int(h[key]) for h in halves) == report[key]  # a partition of the probes
+    assert all(h["enrolled"] == 3 for h in halves)  # every enrolment photo, in both halves
+    with pytest.raises(ValueError, match="split"):
+        evaluate(out, detector, load_encoder(), SETTINGS, split="all of them")
+
     (out / "manifest.json").unlink()  # without the manifest every label counts
     plain = evaluate(out, detector, load_encoder(), SETTINGS)
     assert plain["impostor_attempts"] == 8 and plain["far"] > 0.0

@@ -54,6 +54,14 @@ def load_set(folder: Path) -> dict[str, list[Path]]:
     return people
 
 
+SPLITS = ("tune", "report")
+
+
+def split_half(person: str, name: str) -> str:
+    """The half a probe photo belongs to: fixed by its name, about half of each person's."""
+    return SPLITS[zlib.crc32(f"{person}/{name}".encode()) % 2]
+
+
 def unverified_groups(folder: Path) -> dict[str, str]:
     """person -> group, for people whose labels are not known to be distinct within a group.
 
@@ -211,7 +219,13 @@ def evaluate(
     encoder: FaceEncoder,
     settings: VisionSettings,
     camera: bool = False,
+    split: str | None = None,
 ) -> dict[str, object]:
+    """The report; ``split`` (``tune`` or ``report``) keeps only the probe photos of one
+    half (see :func:`split_half`), so a threshold picked on one half is measured on the
+    other. Every enrolment photo is enrolled either way."""
+    if split not in (None, *SPLITS):
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
     people = load_set(folder)
     groups = unverified_groups(folder)
     gallery: dict[str, np.ndarray] = {}
@@ -229,6 +243,8 @@ def evaluate(
                     refused[f"{person}/{path.name}"] = checked.code
                 if face is not None:  # enrolled anyway: the evaluation measures matching
                     gallery[person] = encoder.descriptor(image, face)
+            if split is not None and split_half(person, path.name) != split:
+                continue
             if face is None:
                 probes.append((person, path.name, None, {}))
                 continue
@@ -303,6 +319,7 @@ def evaluate(
     return {
         "set": str(folder),
         "mode": "camera" if camera else "photos",
+        "split": split or "all",
         "people": len(people),
         "people_with_several_photos": sum(len(p) > 1 for p in people.values()),
         "photos": sum(len(p) for p in people.values()),
@@ -336,7 +353,7 @@ def evaluate(
 
 def format_report(report: dict[str, object]) -> str:
     lines = [
-        f"identity evaluation ({report['mode']}) of {report['set']}: {report['people']} people "
+        f"identity evaluation ({report['mode']}, {report.get('split', 'all')} probes) of {report['set']}: {report['people']} people "
         f"({report['people_with_several_photos']} with several photos), {report['photos']} photos",
         f"  threshold {report['threshold']}: FAR {100 * float(report['far']):.3f} % of "  # type: ignore[arg-type]
         f"{report['impostor_attempts']} impostor attempts, FRR {100 * float(report['frr']):.2f} % "  # type: ignore[arg-type]
