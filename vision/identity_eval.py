@@ -42,6 +42,10 @@ VP8_BITRATE = 500_000
 HIST_STEP = 0.05
 HIST_MAX = 1.2
 CLOSEST_PAIRS = 8
+SWEEP = (0.35, 0.4, 0.425, 0.45, 0.475, 0.5, 0.525, 0.55, 0.6)
+FAR_TARGET = 0.001
+"""The issue's target impostor acceptance (0.1 %): the report gives the largest threshold
+that keeps to it on the probes evaluated, and the FRR paid there."""
 
 
 def load_set(folder: Path) -> dict[str, list[Path]]:
@@ -213,6 +217,24 @@ def equal_error(genuine: list[float], impostor: list[float]) -> tuple[float, flo
     return round(best[1], 4), round(best[2], 4)
 
 
+def threshold_for_far(
+    genuine: list[float], impostor: list[float], target: float
+) -> dict[str, float] | None:
+    """The largest distance threshold with FAR <= ``target`` (None without impostors)."""
+    finite = sorted(d for d in impostor if math.isfinite(d))
+    if not finite:
+        return None
+    allowed = math.floor(target * len(impostor))  # impostors that may be accepted
+    # accepting d <= t: the threshold sits just under the (allowed+1)-th closest impostor,
+    # rounded down to the 4 decimals it is reported with
+    if allowed < len(finite):
+        t = math.ceil(finite[allowed] * 10_000 - 1) / 10_000
+    else:
+        t = math.floor(finite[-1] * 10_000) / 10_000
+    far, frr = rates(genuine, impostor, t)
+    return {"threshold": t, "far": round(far, 5), "frr": round(frr, 5)}
+
+
 def evaluate(
     folder: Path,
     detector: Detector,
@@ -304,9 +326,10 @@ def evaluate(
     far, frr = rates(genuine, impostor, threshold)
     eer, eer_threshold = equal_error(genuine, impostor)
     sweep = {}
-    for t in (0.35, 0.4, 0.45, 0.5, 0.55, 0.6):
+    for t in SWEEP:
         f, r = rates(genuine, impostor, t)
-        sweep[f"{t:.2f}"] = {"far": round(f, 5), "frr": round(r, 5)}
+        sweep[f"{t:.3f}"] = {"far": round(f, 5), "frr": round(r, 5)}
+    at_target = threshold_for_far(genuine, impostor, FAR_TARGET)
     variants = {}
     for key, b in sorted(by_variant.items()):
         f, r = rates(b["genuine"], b["impostor"], threshold)
@@ -338,6 +361,8 @@ def evaluate(
         "eer": eer,
         "eer_threshold": eer_threshold,
         "by_threshold": sweep,
+        "far_target": FAR_TARGET,
+        "threshold_for_far_target": at_target,
         "by_variant": variants,
         "closest_impostor_pairs": [
             {"probe": f"{p}/{n}", "enrolled": e, "distance": round(d, 4)}
@@ -379,6 +404,12 @@ def format_report(report: dict[str, object]) -> str:
         lines.append(
             "  closest impostor pairs: "
             + ", ".join(f"{c['probe']} ~ {c['enrolled']} {c['distance']}" for c in pairs[:4])
+        )
+    target = report.get("threshold_for_far_target")
+    if isinstance(target, dict):
+        lines.append(
+            f"  largest threshold with FAR <= {100 * float(report['far_target']):.2f} %: "  # type: ignore[arg-type]
+            f"{target['threshold']} (FAR {100 * target['far']:.3f} %, FRR {100 * target['frr']:.2f} %)"
         )
     lines.append(f"  descriptor CPU per face: {report['descriptor_cpu_ms_mean']} ms")
     return "\n".join(lines)
