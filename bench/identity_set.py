@@ -311,6 +311,7 @@ def _fetch_debian_source(archive: Archive, downloads: Path) -> None:
     entries = debian_source_entries(texts)
     if not entries:
         raise SetError("no Debian archive in the apt sources: Debian source packages unavailable")
+    downloads = downloads.absolute()  # apt reads relative Dir:: paths from its own root
     state = downloads / "apt"
     (state / "sources.list.d").mkdir(parents=True, exist_ok=True)
     (state / "lists" / "partial").mkdir(parents=True, exist_ok=True)
