@@ -175,6 +175,10 @@ def test_set_is_built_from_pinned_archives_of_each_registry_and_evaluated(
     assert [h["split"] for h in halves] == ["tune", "report"]
     for key in ("probes", "genuine_attempts", "impostor_attempts"):
         assert sum(int(h[key]) for h in halves) == report[key]  # a partition of the probes
+    for h in halves:  # the whole run reports each half as the split run does
+        if h["genuine_attempts"] or h["impostor_attempts"]:
+            assert report["by_half"][h["split"]]["far"] == h["far"]
+            assert report["by_half"][h["split"]]["impostor"] == h["impostor_attempts"]
     assert all(h["enrolled"] == 3 for h in halves)  # every enrolment photo, in both halves
     with pytest.raises(ValueError, match="split"):
         evaluate(out, detector, load_encoder(), SETTINGS, split="all of them")
