@@ -7,11 +7,10 @@ with ``pip download --no-deps --no-binary :all:``, npm tarballs with ``npm pack`
 source tarballs with ``apt-get source --print-uris`` and ``apt-helper download-file`` (a
 private apt state under the downloads folder, ``deb-src`` entries derived from the machine's
 own Debian sources). Each is checked against its pinned sha256, and only the listed members
-are read. Group
-photos give one person per face (faces sorted left to right, the detector's boxes). Every
-photo is cropped around its face(s) and scaled down to at most :data:`MAX_SIDE` px, written
-as ``OUT/<person>/<n>.jpg``, and listed in ``OUT/manifest.json`` (image, person, package,
-version, archive sha256, member path, licence). The images stay out of git: this script
+are read. Group photos give one person per face (faces sorted left to right, the detector's
+boxes). Every photo is cropped around its face(s) and scaled down to at most
+:data:`MAX_SIDE` px, written as ``OUT/<person>/<n>.jpg``, and listed in ``OUT/manifest.json``
+(image, person, registry, package, version, archive sha256, member path, licence). The images stay out of git: this script
 rebuilds them (``make identity-set``).
 
 People with several different photos: Barack Obama (face_recognition's test images) and five
