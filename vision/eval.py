@@ -106,14 +106,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vision.eval")
     sub = parser.add_subparsers(dest="command", required=True)
     ident = sub.add_parser("identity", help="FAR, FRR and EER of face identity on a labelled set")
-    ident.add_argument("--set", dest="folder", type=Path, required=True,
-                       help="folder of DIR/<person>/<n>.jpg; the first photo of each is enrolled")
-    ident.add_argument("--camera", action="store_true",
-                       help="match the faces as 640x480 VP8-coded camera frames, darker and brighter")
+    ident.add_argument(
+        "--set",
+        dest="folder",
+        type=Path,
+        required=True,
+        help="folder of DIR/<person>/<n>.jpg; the first photo of each is enrolled",
+    )
+    ident.add_argument(
+        "--camera",
+        action="store_true",
+        help="match the faces as 640x480 VP8-coded camera frames, darker and brighter",
+    )
     ident.add_argument("--json", action="store_true", help="print the report as JSON")
-    ident.add_argument("--threshold", type=float, default=None,
-                       help="distance threshold (default: VisionSettings.identity_threshold, "
-                            "RELAY_IDENTITY_THRESHOLD)")
+    ident.add_argument(
+        "--split",
+        choices=("tune", "report"),
+        default=None,
+        help="match only one half of the probe photos (fixed by name): pick a "
+        "threshold on 'tune', measure it on 'report'",
+    )
+    ident.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="distance threshold (default: VisionSettings.identity_threshold, "
+        "RELAY_IDENTITY_THRESHOLD)",
+    )
     args = parser.parse_args(argv)
 
     from vision.detector import load_detector
@@ -123,8 +142,11 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = VisionSettings()
     env_threshold = os.environ.get("RELAY_IDENTITY_THRESHOLD")  # the relay's own setting
-    threshold = args.threshold if args.threshold is not None else (
-        float(env_threshold) if env_threshold else None)
+    threshold = (
+        args.threshold
+        if args.threshold is not None
+        else (float(env_threshold) if env_threshold else None)
+    )
     if threshold is not None:
         settings = settings.replace(identity_threshold=threshold)
     if not args.folder.is_dir():
@@ -136,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelError, IdentityModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    report = evaluate(args.folder, detector, encoder, settings, camera=args.camera)
+    report = evaluate(
+        args.folder, detector, encoder, settings, camera=args.camera, split=args.split
+    )
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 

@@ -16,6 +16,7 @@ samples. Enrolment stays on the original photos, as vetting would do it.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import zlib
@@ -35,11 +36,19 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 FRAME_SIZE = (640, 480)
 CAMERA_FACE_PX = (60, 90, 130, 200)
 CAMERA_LIGHT = {"darker": 0.45, "as_is": 1.0, "brighter": 1.6}
-FRAMES_PER_VARIANT = 3
-"""Each variant is held for a few frames so the encoder settles, as a camera image does."""
+FRAMES_PER_VIEW = 15
+"""Each view is held for half a second at 30 fps and its last frame is used: a person stays
+in front of a camera, and the sampler looks once a second. Right after a jump cut (the face
+moved, the light changed) VP8's realtime rate control has not caught up: with 3 frames the
+60 px views were mostly blurred enough to be rejected (docs/identity.md)."""
 VP8_BITRATE = 500_000
 HIST_STEP = 0.05
 HIST_MAX = 1.2
+CLOSEST_PAIRS = 8
+SWEEP = (0.35, 0.4, 0.425, 0.45, 0.475, 0.5, 0.525, 0.55, 0.6)
+FAR_TARGET = 0.001
+"""The issue's target impostor acceptance (0.1 %): the report gives the largest threshold
+that keeps to it on the probes evaluated, and the FRR paid there."""
 
 
 def load_set(folder: Path) -> dict[str, list[Path]]:
@@ -50,6 +59,36 @@ def load_set(folder: Path) -> dict[str, list[Path]]:
         if photos:
             people[sub.name] = photos
     return people
+
+
+SPLITS = ("tune", "report")
+
+
+def split_half(person: str, name: str) -> str:
+    """The half a probe photo belongs to: fixed by its name, about half of each person's."""
+    return SPLITS[zlib.crc32(f"{person}/{name}".encode()) % 2]
+
+
+def unverified_groups(folder: Path) -> dict[str, str]:
+    """person -> group, for people whose labels are not known to be distinct within a group.
+
+    ``DIR/manifest.json`` (as ``bench.identity_set`` writes it) may mark a source whose
+    portraits are of "different people" only by its own word (``"labels_distinct": false``,
+    ``"label_group"``): two of its people may be one person, so attempts between them are
+    neither genuine nor impostor and are left out. Without a manifest every label counts.
+    """
+    path = folder / "manifest.json"
+    if not path.is_file():
+        return {}
+    try:
+        rows = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    groups: dict[str, str] = {}
+    for row in rows if isinstance(rows, list) else []:
+        if isinstance(row, dict) and row.get("labels_distinct") is False:
+            groups[str(row.get("person"))] = str(row.get("label_group") or "")
+    return groups
 
 
 def read_bgr(path: Path) -> np.ndarray:
@@ -122,7 +161,7 @@ def camera_variants(image: np.ndarray, face: Face, seed: int) -> list[CameraFram
                 decoded.append(out.to_ndarray(format="bgr24"))
 
     for frame, _, _ in raw:
-        for _ in range(FRAMES_PER_VARIANT):
+        for _ in range(FRAMES_PER_VIEW):
             vf = av.VideoFrame.from_ndarray(frame, format="bgr24").reformat(format="yuv420p")
             vf.pts = pts
             pts += 1
@@ -130,7 +169,7 @@ def camera_variants(image: np.ndarray, face: Face, seed: int) -> list[CameraFram
     drain(encoder.encode(None))
     out = []
     for i, (_, px, light) in enumerate(raw):
-        index = (i + 1) * FRAMES_PER_VARIANT - 1  # the last, settled frame of the variant
+        index = (i + 1) * FRAMES_PER_VIEW - 1  # the last, settled frame of the variant
         if index < len(decoded):
             out.append(CameraFrame(decoded[index], px, light))
     return out
@@ -181,14 +220,47 @@ def equal_error(genuine: list[float], impostor: list[float]) -> tuple[float, flo
     return round(best[1], 4), round(best[2], 4)
 
 
+def sweep_rates(genuine: list[float], impostor: list[float]) -> dict[str, dict[str, float]]:
+    out = {}
+    for t in SWEEP:
+        far, frr = rates(genuine, impostor, t)
+        out[f"{t:.3f}"] = {"far": round(far, 5), "frr": round(frr, 5)}
+    return out
+
+
+def threshold_for_far(
+    genuine: list[float], impostor: list[float], target: float
+) -> dict[str, float] | None:
+    """The largest distance threshold with FAR <= ``target`` (None without impostors)."""
+    finite = sorted(d for d in impostor if math.isfinite(d))
+    if not finite:
+        return None
+    allowed = math.floor(target * len(impostor))  # impostors that may be accepted
+    # accepting d <= t: the threshold sits just under the (allowed+1)-th closest impostor,
+    # rounded down to the 4 decimals it is reported with
+    if allowed < len(finite):
+        t = math.ceil(finite[allowed] * 10_000 - 1) / 10_000
+    else:
+        t = math.floor(finite[-1] * 10_000) / 10_000
+    far, frr = rates(genuine, impostor, t)
+    return {"threshold": t, "far": round(far, 5), "frr": round(frr, 5)}
+
+
 def evaluate(
     folder: Path,
     detector: Detector,
     encoder: FaceEncoder,
     settings: VisionSettings,
     camera: bool = False,
+    split: str | None = None,
 ) -> dict[str, object]:
+    """The report; ``split`` (``tune`` or ``report``) keeps only the probe photos of one
+    half (see :func:`split_half`), so a threshold picked on one half is measured on the
+    other. Every enrolment photo is enrolled either way."""
+    if split not in (None, *SPLITS):
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
     people = load_set(folder)
+    groups = unverified_groups(folder)
     gallery: dict[str, np.ndarray] = {}
     refused: dict[str, str] = {}
     probes: list[tuple[str, str, np.ndarray | None, dict[str, object]]] = []
@@ -204,6 +276,8 @@ def evaluate(
                     refused[f"{person}/{path.name}"] = checked.code
                 if face is not None:  # enrolled anyway: the evaluation measures matching
                     gallery[person] = encoder.descriptor(image, face)
+            if split is not None and split_half(person, path.name) != split:
+                continue
             if face is None:
                 probes.append((person, path.name, None, {}))
                 continue
@@ -234,29 +308,54 @@ def evaluate(
     """Genuine attempts with photos other than the enrolment one (camera mode adds views of
     the enrolment photo itself to ``genuine``)."""
     impostor: list[float] = []
+    closest: dict[tuple[str, str], tuple[float, str]] = {}
+    """(probe's person, enrolled person) -> the smallest impostor distance and its probe: a
+    very close "impostor" is more often a labelling mistake (one person under two names)."""
     by_variant: dict[str, dict[str, list[float]]] = {}
     missed = 0
-    for person, _name, vector, info in probes:
+    unlabelled_pairs = 0
+    halves: dict[str, dict[str, list[float]]] = {}
+    for person, name, vector, info in probes:
         variant = f"{info['face_px']}px/{info['light']}" if "face_px" in info else "photo"
         bucket = by_variant.setdefault(variant, {"genuine": [], "impostor": []})
         if vector is None:
             missed += 1
         for enrolled, reference in gallery.items():
             own = enrolled == person
+            if not own and person in groups and groups[person] == groups.get(enrolled):
+                unlabelled_pairs += 1
+                continue  # may be one person under two names: neither genuine nor impostor
             if own and (info.get("is_enrolment") and not camera):
                 continue  # the enrolment photo against itself says nothing
             d = distance(vector, reference) if vector is not None else float("inf")
             (genuine if own else impostor).append(d)
+            if not own and d < closest.get((person, enrolled), (float("inf"), ""))[0]:
+                closest[(person, enrolled)] = (d, name)
             if own and not info.get("is_enrolment"):
                 genuine_other.append(d)
             bucket["genuine" if own else "impostor"].append(d)
+            half = halves.setdefault(split_half(person, name), {"genuine": [], "impostor": []})
+            half["genuine" if own else "impostor"].append(d)
     threshold = settings.identity_threshold
     far, frr = rates(genuine, impostor, threshold)
     eer, eer_threshold = equal_error(genuine, impostor)
-    sweep = {}
-    for t in (0.35, 0.4, 0.45, 0.5, 0.55, 0.6):
-        f, r = rates(genuine, impostor, t)
-        sweep[f"{t:.2f}"] = {"far": round(f, 5), "frr": round(r, 5)}
+    sweep = sweep_rates(genuine, impostor)
+    at_target = threshold_for_far(genuine, impostor, FAR_TARGET)
+    by_half = {}
+    for key, b in sorted(halves.items()):
+        g, i = b["genuine"], b["impostor"]
+        f, r = rates(g, i, threshold)
+        e, et = equal_error(g, i)
+        by_half[key] = {
+            "far": round(f, 5),
+            "frr": round(r, 5),
+            "genuine": len(g),
+            "impostor": len(i),
+            "eer": e,
+            "eer_threshold": et,
+            "by_threshold": sweep_rates(g, i),
+            "threshold_for_far_target": threshold_for_far(g, i, FAR_TARGET),
+        }
     variants = {}
     for key, b in sorted(by_variant.items()):
         f, r = rates(b["genuine"], b["impostor"], threshold)
@@ -269,6 +368,7 @@ def evaluate(
     return {
         "set": str(folder),
         "mode": "camera" if camera else "photos",
+        "split": split or "all",
         "people": len(people),
         "people_with_several_photos": sum(len(p) > 1 for p in people.values()),
         "photos": sum(len(p) for p in people.values()),
@@ -279,6 +379,7 @@ def evaluate(
         "threshold": threshold,
         "genuine_attempts": len(genuine),
         "impostor_attempts": len(impostor),
+        "attempts_left_out_within_unverified_groups": unlabelled_pairs,
         "far": round(far, 5),
         "frr": round(frr, 5),
         "frr_other_photos_only": round(rates(genuine_other, [], threshold)[1], 5),
@@ -286,7 +387,14 @@ def evaluate(
         "eer": eer,
         "eer_threshold": eer_threshold,
         "by_threshold": sweep,
+        "far_target": FAR_TARGET,
+        "threshold_for_far_target": at_target,
         "by_variant": variants,
+        "by_half": by_half,
+        "closest_impostor_pairs": [
+            {"probe": f"{p}/{n}", "enrolled": e, "distance": round(d, 4)}
+            for (p, e), (d, n) in sorted(closest.items(), key=lambda kv: kv[1][0])[:CLOSEST_PAIRS]
+        ],
         "genuine_distance": summary([d for d in genuine if math.isfinite(d)]),
         "impostor_distance": summary([d for d in impostor if math.isfinite(d)]),
         "descriptor_cpu_ms_mean": round(1000 * float(np.mean(describe_cpu)), 2)
@@ -297,7 +405,7 @@ def evaluate(
 
 def format_report(report: dict[str, object]) -> str:
     lines = [
-        f"identity evaluation ({report['mode']}) of {report['set']}: {report['people']} people "
+        f"identity evaluation ({report['mode']}, {report.get('split', 'all')} probes) of {report['set']}: {report['people']} people "
         f"({report['people_with_several_photos']} with several photos), {report['photos']} photos",
         f"  threshold {report['threshold']}: FAR {100 * float(report['far']):.3f} % of "  # type: ignore[arg-type]
         f"{report['impostor_attempts']} impostor attempts, FRR {100 * float(report['frr']):.2f} % "  # type: ignore[arg-type]
@@ -317,5 +425,18 @@ def format_report(report: dict[str, object]) -> str:
     assert isinstance(sweep, dict)
     for t, r in sweep.items():
         lines.append(f"  at {t}: FAR {100 * r['far']:.3f} %  FRR {100 * r['frr']:.2f} %")
+    pairs = report.get("closest_impostor_pairs") or []
+    assert isinstance(pairs, list)
+    if pairs:
+        lines.append(
+            "  closest impostor pairs: "
+            + ", ".join(f"{c['probe']} ~ {c['enrolled']} {c['distance']}" for c in pairs[:4])
+        )
+    target = report.get("threshold_for_far_target")
+    if isinstance(target, dict):
+        lines.append(
+            f"  largest threshold with FAR <= {100 * float(report['far_target']):.2f} %: "  # type: ignore[arg-type]
+            f"{target['threshold']} (FAR {100 * target['far']:.3f} %, FRR {100 * target['frr']:.2f} %)"
+        )
     lines.append(f"  descriptor CPU per face: {report['descriptor_cpu_ms_mean']} ms")
     return "\n".join(lines)
