@@ -151,7 +151,9 @@ async def test_a_swap_is_caught_by_the_change_and_confirmed_at_the_next_sample(t
         strangers = [r for r in path if r.stranger]
         assert len(strangers) == 2, path  # 2 of 3: two checks, no single-frame pause
         assert strangers[0].reason in CHANGES  # not the steady re-check
-        assert strangers[1].reason == "confirm"
+        # confirmed as soon as possible: a "confirm" check, or another change (the stranger's
+        # look differs from sample to sample more than the enrolled face's does in this clip)
+        assert strangers[1].reason in CHANGES | {"confirm"}, path
         # the confirming sample was taken at the burst rate, not a steady interval later
         assert strangers[1].at - strangers[0].done < 1.0, path
         assert latency < 5.0, latency  # generous for a shared CPU (target: 2 s p95)

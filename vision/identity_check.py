@@ -9,10 +9,8 @@ every sample while the leg is unmatched, and otherwise every ``identity_interval
 descriptor costs far more than a detection (docs/identity.md).
 
 A check is run one at a time per leg (:attr:`LegIdentity.running`); a sample due meanwhile is
-held, the newest replacing an older one, never queued without bound. While a check started by
-a change runs, the next sample is held too, *speculatively*: should that check find a
-stranger, the confirming sample is already detected and is described at once; otherwise it
-is dropped without costing a descriptor.
+held, the newest replacing an older one, never queued without bound (a backlog of checks
+delayed the one that mattered by seconds: docs/identity.md).
 
 Decisions, like the count rule's, never rest on one check:
 
@@ -121,7 +119,7 @@ class LegIdentity:
         self.running: Reason | None = None
         """The reason of the check in flight; None when none is (set by the service)."""
         self.held: tuple[object, list[Face], Reason] | None = None
-        """A sample waiting for the running check: (sample, faces, why; "" = speculative)."""
+        """The newest sample due while a check runs: (sample, faces, why it is due)."""
         self.history: deque[CheckRecord] = deque(maxlen=HISTORY)
         self.last: list[tuple[tuple[float, float, float, float], str | None, float]] = []
         """The latest check's faces: (box, enrolled person or None, distance), for staff."""
@@ -171,11 +169,6 @@ class LegIdentity:
         matched while unmatched): sample and check quickly to confirm or drop it. Agreeing
         checks are not hurried, so a pause does not keep the identity thread busy."""
         return bool(self._window) and self._window[-1][1] != self.unmatched
-
-    def wants_next(self) -> bool:
-        """A check started by a change in the picture is running and nothing is held: the
-        next sample is worth holding in case that check finds a stranger."""
-        return self.running in CHANGES and self.held is None
 
     def checked(
         self, faces: list[Face], vectors: list[np.ndarray], now: float

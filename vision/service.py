@@ -35,7 +35,7 @@ from vision.decisions import VisionEvent, counted_faces
 from vision.detector import Detector, Face, load_detector
 from vision.health import VisionHealth, assess
 from vision.identity import IdentityWorker
-from vision.identity_check import CHANGES, LegIdentity, Reason, face_look
+from vision.identity_check import LegIdentity, face_look
 from vision.identity_precall import PrecallCheck, PrecallResult, face_luma
 from vision.sampler import LegSampler, Sample, _Decoder, evidence_jpeg
 from vision.settings import VisionSettings
@@ -354,12 +354,7 @@ class DetectorService:
                 looks = [face_look(sample.image, tuple(v * sample.scale for v in f.box))  # type: ignore[arg-type]
                          for f in counted]
                 if ident.due(counted, sample.at, looks):
-                    self._queue_identify(sampler, ident, sample, counted, ident.reason)
-                    if ident.reason in CHANGES and not ident.unmatched:
-                        # the confirming sample sooner, should this check find a stranger
-                        sampler._start_burst(sample.at + self.config.burst_interval_s)
-                elif counted and ident.wants_next():
-                    self._queue_identify(sampler, ident, sample, counted, "")
+                    self._queue_identify(sampler, ident, sample, counted)
             self._maybe_precall(sampler, sample, faces)
 
     # --- the check before the call (vision/identity_precall.py) --------------------------
@@ -432,30 +427,31 @@ class DetectorService:
             self._done(1)
 
     def _queue_identify(self, sampler: LegSampler, ident: LegIdentity, sample: Sample,
-                        faces: list[Face], reason: Reason) -> None:
-        """One check in flight per leg; a sample due meanwhile is held (the newest wins; a
-        speculative one, ``reason`` "", never replaces a due one) and run when it ends."""
+                        faces: list[Face]) -> None:
+        """One check in flight per leg: a sample due meanwhile is held, the newest replacing
+        an older one, and checked when it ends (a backlog of checks only delays the one
+        that matters)."""
         if ident.running is not None:
-            if ident.held is None or reason or not ident.held[2]:
-                ident.held = (sample, faces, reason)
+            ident.held = (sample, faces, ident.reason)
             return
-        ident.running = reason
+        ident.running = ident.reason
         self._busy += 1
         task = asyncio.ensure_future(self._identify(sampler, ident, sample, faces))
         self._identify_tasks.add(task)
         task.add_done_callback(self._identify_tasks.discard)
 
     def _identify_next(self, sampler: LegSampler, ident: LegIdentity) -> None:
-        """The check ended: run the held sample, unless it was held only in case the check
-        found a stranger and it did not."""
+        """The check ended: check the held sample, unless it was held only to confirm what
+        this check has just settled."""
         ident.running = None
         held, ident.held = ident.held, None
         if held is None or sampler.closed or sampler.identity is not ident:
             return
         sample, faces, reason = held
-        if reason in ("", "confirm") and not ident.pending():
-            return  # held to confirm what the check just settled
-        self._queue_identify(sampler, ident, sample, faces, reason or "confirm")  # type: ignore[arg-type]
+        if reason == "confirm" and not ident.pending():
+            return
+        ident.reason = reason
+        self._queue_identify(sampler, ident, sample, faces)  # type: ignore[arg-type]
 
     async def _identify(self, sampler: LegSampler, ident: LegIdentity, sample: Sample,
                         faces: list[Face]) -> None:
