@@ -5,7 +5,9 @@
 Real relay, real aiortc clients; the family side sends bench/vision_clips.py's one-face clip
 (the astronaut moving about, nearer and further, lighting changing, over four scenes), whose
 face is enrolled for the booking's main visitor from the original photo. Prints the identity
-checks made, the identity pauses (should be 0) and the identity CPU.
+checks made (all legs, and the family leg's by why they ran), the single checks that saw a
+"stranger" (a pause needs 2 of 3), the identity pauses (should be 0) and the identity CPU
+(the prison side has nobody enrolled: all of it is the family leg's).
 """
 
 from __future__ import annotations
@@ -51,9 +53,13 @@ async def soak(seconds: float) -> dict[str, object]:
                 await asyncio.sleep(seconds)
                 records = product.app[keys.AUDIT_LOG].for_booking(b)
                 service = product.app[keys.DETECTOR]
+                legs = [s.identity for k, s in service.legs.items() if k.endswith(":family")]
+                ident = legs[0] if legs else None
                 return {
                     "seconds": seconds,
                     "identity_checks": service.identity_checks,
+                    "checks_by_reason": dict(ident.by_reason) if ident else {},
+                    "stranger_checks": ident.stranger_checks if ident else None,
                     "identity_pauses": sum(r["kind"] == "identity_unmatched" for r in records),
                     "identity_cpu_s": round(service.identity_cpu_s, 2),
                     "identity_cpu_percent_of_a_core": round(

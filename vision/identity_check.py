@@ -25,7 +25,7 @@ Checks older than the window (``identity_confirm_n + 1`` intervals) are forgotte
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -121,6 +121,10 @@ class LegIdentity:
         self.held: tuple[object, list[Face], Reason] | None = None
         """The newest sample due while a check runs: (sample, faces, why it is due)."""
         self.history: deque[CheckRecord] = deque(maxlen=HISTORY)
+        self.by_reason: Counter[str] = Counter()
+        """Checks run, by why they ran (the soak bench reports it)."""
+        self.stranger_checks = 0
+        """Checks that saw a face matching nobody enrolled (a pause needs M of N of them)."""
         self.last: list[tuple[tuple[float, float, float, float], str | None, float]] = []
         """The latest check's faces: (box, enrolled person or None, distance), for staff."""
 
@@ -189,6 +193,8 @@ class LegIdentity:
             self._window.popleft()
         self._window.append((now, bad))
         self.history.append(CheckRecord(now, time.monotonic(), self.running or "", bad))
+        self.by_reason[self.running or ""] += 1
+        self.stranger_checks += bad
         recent = [b for _, b in self._window]
         kind: IdentityKind | None = None
         if not self.unmatched and sum(recent[-cfg.identity_confirm_n :]) >= cfg.identity_confirm_m:
