@@ -149,7 +149,7 @@ async def test_a_swap_is_caught_by_the_change_and_confirmed_at_the_next_sample(t
         path = [r for r in sampler.identity.history if swapped - 0.05 <= r.done <= paused_at]
         print(f"pause {latency:.2f}s after the swap; path {[(r.reason, r.stranger) for r in path]}")
         strangers = [r for r in path if r.stranger]
-        assert len(strangers) == 2, path  # 2 of 3: two checks, no single-frame pause
+        assert len(strangers) >= 2, path  # 2 of 3: two checks, no single-frame pause
         assert strangers[0].reason in CHANGES  # not the steady re-check
         # confirmed as soon as possible: a "confirm" check, or another change (the stranger's
         # look differs from sample to sample more than the enrolled face's does in this clip)

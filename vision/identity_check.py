@@ -38,8 +38,9 @@ from vision.settings import VisionSettings
 
 IdentityKind = Literal["unmatched", "matched"]
 Reason = Literal["", "count", "new_face", "look", "confirm", "unmatched", "steady"]
-"""Why a check is due ("" when it is not): the first three are changes in the picture."""
+"""Why a check is due ("" when it is not); count, new_face and look are :data:`CHANGES`."""
 CHANGES: frozenset[str] = frozenset({"count", "new_face", "look"})
+"""The reasons that are changes in the picture (what the swap test expects to catch a swap)."""
 HISTORY = 64
 """Finished checks remembered per leg (:attr:`LegIdentity.history`)."""
 NEW_TRACK_IOU = 0.3
