@@ -46,17 +46,22 @@ async def soak(seconds: float) -> dict[str, object]:
             )
             clip = one_face_clip(astronaut_seed(), min(seconds, 60.0))
             track = EncodedTrack("video", [EncodedClipFrame(f.data, f.keyframe) for f in clip], FPS)
-            b = product.booking_now()
+            # the booking outlasts the soak (a call that ended would soak nothing)
+            b = product.booking_now(seconds=seconds + 600)
             fam, pri = await product.pair(b, family_video=track)
+            service = product.app[keys.DETECTOR]
             try:
                 await fam.wait_state("live")
+                samples_before = service.stats.samples_detected
                 await asyncio.sleep(seconds)
                 records = product.app[keys.AUDIT_LOG].for_booking(b)
-                service = product.app[keys.DETECTOR]
+                live = product.app[keys.REGISTRY].get(b)
                 legs = [s.identity for k, s in service.legs.items() if k.endswith(":family")]
                 ident = legs[0] if legs else None
                 return {
                     "seconds": seconds,
+                    "call_state_at_end": live.policy.state if live is not None else "gone",
+                    "samples_detected": service.stats.samples_detected - samples_before,
                     "identity_checks": service.identity_checks,
                     "checks_by_reason": dict(ident.by_reason) if ident else {},
                     "stranger_checks": ident.stranger_checks if ident else None,
