@@ -23,7 +23,7 @@ import numpy as np
 
 from bench.identity_set import jpeg
 from bench.product import start_product
-from bench.vision_clips import FPS, one_face_clip
+from bench.vision_clips import FPS, encode_frames, one_face_images
 from protocol.media import EncodedClipFrame, EncodedTrack
 from relay import keys
 
@@ -44,7 +44,10 @@ async def soak(seconds: float) -> dict[str, object]:
             await product.app[keys.FACE_ENROLMENTS].enrol_face(
                 "visitor", w.vid("mum"), photo, actor="bench"
             )
-            clip = one_face_clip(astronaut_seed(), min(seconds, 60.0))
+            # a keyframe a second, as a browser answering the relay's keyframe requests gives
+            # keyframe mode (the clip's own encoder default is one every ~4 s: a quarter of the
+            # samples, and of the chances to pause falsely)
+            clip = encode_frames(one_face_images(astronaut_seed(), min(seconds, 60.0)), gop=FPS)
             track = EncodedTrack("video", [EncodedClipFrame(f.data, f.keyframe) for f in clip], FPS)
             # the booking outlasts the soak (a call that ended would soak nothing)
             b = product.booking_now(seconds=seconds + 600)
