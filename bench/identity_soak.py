@@ -5,7 +5,9 @@
 Real relay, real aiortc clients; the family side sends bench/vision_clips.py's one-face clip
 (the astronaut moving about, nearer and further, lighting changing, over four scenes), whose
 face is enrolled for the booking's main visitor from the original photo. Prints the identity
-checks made, the identity pauses (should be 0) and the identity CPU.
+checks made (all legs, and the family leg's by why they ran), the single checks that saw a
+"stranger" (a pause needs 2 of 3), the identity pauses (should be 0) and the identity CPU
+(the prison side has nobody enrolled: all of it is the family leg's).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 
 from bench.identity_set import jpeg
 from bench.product import start_product
-from bench.vision_clips import FPS, one_face_clip
+from bench.vision_clips import FPS, encode_frames, one_face_images
 from protocol.media import EncodedClipFrame, EncodedTrack
 from relay import keys
 
@@ -42,18 +44,30 @@ async def soak(seconds: float) -> dict[str, object]:
             await product.app[keys.FACE_ENROLMENTS].enrol_face(
                 "visitor", w.vid("mum"), photo, actor="bench"
             )
-            clip = one_face_clip(astronaut_seed(), min(seconds, 60.0))
+            # a keyframe a second, as a browser answering the relay's keyframe requests gives
+            # keyframe mode (the clip's own encoder default is one every ~4 s: a quarter of the
+            # samples, and of the chances to pause falsely)
+            clip = encode_frames(one_face_images(astronaut_seed(), min(seconds, 60.0)), gop=FPS)
             track = EncodedTrack("video", [EncodedClipFrame(f.data, f.keyframe) for f in clip], FPS)
-            b = product.booking_now()
+            # the booking outlasts the soak (a call that ended would soak nothing)
+            b = product.booking_now(seconds=seconds + 600)
             fam, pri = await product.pair(b, family_video=track)
+            service = product.app[keys.DETECTOR]
             try:
                 await fam.wait_state("live")
+                samples_before = service.stats.samples_detected
                 await asyncio.sleep(seconds)
                 records = product.app[keys.AUDIT_LOG].for_booking(b)
-                service = product.app[keys.DETECTOR]
+                live = product.app[keys.REGISTRY].get(b)
+                legs = [s.identity for k, s in service.legs.items() if k.endswith(":family")]
+                ident = legs[0] if legs else None
                 return {
                     "seconds": seconds,
+                    "call_state_at_end": live.policy.state if live is not None else "gone",
+                    "samples_detected": service.stats.samples_detected - samples_before,
                     "identity_checks": service.identity_checks,
+                    "checks_by_reason": dict(ident.by_reason) if ident else {},
+                    "stranger_checks": ident.stranger_checks if ident else None,
                     "identity_pauses": sum(r["kind"] == "identity_unmatched" for r in records),
                     "identity_cpu_s": round(service.identity_cpu_s, 2),
                     "identity_cpu_percent_of_a_core": round(

@@ -7,7 +7,8 @@ astronaut for ``HOLD_S`` seconds, then the cameraman in the same place (same cou
 count rule sees nothing) for ``HOLD_S`` seconds, and loops. For every swap to the stranger it
 measures the time from the first stranger frame leaving the client to the family client
 receiving the ``identity:family`` pause; the enrolled face's return lifts it (after
-``resume_after_clear_s``). Prints each latency, the p50 and p95 (the issue's target: 2 s p95).
+``resume_after_clear_s``). Prints each latency, the p50 and p95 (the issue's target: 2 s p95)
+and each swap's trigger path: the checks that led to the pause (see :func:`trigger_path`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from bench.vision_clips import (
 )
 from protocol.media import EncodedClipFrame, EncodedTrack
 from relay import keys
+from vision.service import DetectorService
 
 HOLD_S = 8.0
 
@@ -50,6 +52,22 @@ def swap_clip() -> list[EncodedClipFrame]:
         paste_face(canvas, patch, 250 + round(8 * np.sin(t)), 140, 130)
         images.append(add_noise(canvas, rng))
     return [EncodedClipFrame(f.data, f.keyframe) for f in encode_frames(images, gop=30)]
+
+
+def trigger_path(service: DetectorService, swapped: float, paused: float) -> str:
+    """The family leg's checks from the swap to the pause: why each ran, what it saw, when
+    its sample was taken and when it finished (seconds after the swap), e.g.
+    ``look:X@0.08-0.45 confirm:X@0.46-0.90``."""
+    steps = []
+    for key, sampler in service.legs.items():
+        if key.endswith(":family") and sampler.identity is not None:
+            for r in sampler.identity.history:
+                if swapped - 0.05 <= r.done <= paused:
+                    seen = "X" if r.stranger else "ok"
+                    steps.append(
+                        f"{r.reason or '?'}:{seen}@{r.at - swapped:.2f}-{r.done - swapped:.2f}"
+                    )
+    return " ".join(steps)
 
 
 def p(values: list[float], q: float) -> float:
@@ -73,7 +91,9 @@ async def measure(swaps: int) -> dict[str, object]:
             period = round(2 * HOLD_S * FPS)
             fam, pri = await product.pair(b, family_video=track)
             latencies: list[float] = []
+            paths: list[str] = []
             missed = 0
+            service = product.app[keys.DETECTOR]
             try:
                 await fam.wait_state("live", timeout=60)
                 seen = len(fam.messages)
@@ -101,16 +121,17 @@ async def measure(swaps: int) -> dict[str, object]:
                         missed += 1
                     else:
                         latencies.append(round(paused - swapped, 2))
+                        paths.append(trigger_path(service, swapped, paused))
                     # the enrolled face comes back HOLD_S after the swap and lifts the pause
                     # well before the next swap (one cycle later)
                     loop += 1
             finally:
                 await fam.close()
                 await pri.close()
-            service = product.app[keys.DETECTOR]
             return {
                 "swaps": swaps,
                 "latencies_s": latencies,
+                "trigger_paths": paths,
                 "missed": missed,
                 "p50_s": p(latencies, 0.5) if latencies else None,
                 "p95_s": p(latencies, 0.95) if latencies else None,

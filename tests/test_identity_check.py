@@ -73,3 +73,34 @@ def test_a_rejoined_leg_under_an_identity_pause_starts_unmatched() -> None:
     assert ident.due([BOX], 0.0) and ident.due([BOX], 0.1)
     events = [ident.checked([BOX], [NEAR], t) for t in (0.0, 0.25, 0.5)]
     assert events[:2] == [None, None] and events[2] is not None and events[2].kind == "matched"
+
+
+def test_why_a_check_is_due_and_only_a_disagreeing_check_is_hurried() -> None:
+    ident = leg()
+    assert ident.due([BOX], 0.0) and ident.reason == "count"
+    ident.checked([BOX], [NEAR], 0.0)
+    assert ident.due([BOX], 3.0) and ident.reason == "steady"
+    ident.checked([BOX], [NEAR], 3.0)
+    assert not ident.pending()  # agrees with "matched": nothing to hurry
+    ident.checked([BOX], [FAR], 3.2)
+    assert ident.pending()  # one stranger while matched: confirm at the next sample
+    assert ident.due([BOX], 3.4) and ident.reason == "confirm"
+    assert ident.checked([BOX], [NEAR], 3.4) is None
+    assert not ident.pending() and not ident.due([BOX], 3.6)  # dropped: back to the steady rate
+    event = ident.checked([BOX], [FAR], 4.0)  # 2 of the last 3 (stranger, ok, stranger)
+    assert event is not None and event.kind == "unmatched"
+    # unmatched and the stranger still there: every sample is checked, but nothing is hurried
+    assert not ident.pending() and ident.due([BOX], 4.4) and ident.reason == "unmatched"
+    ident.checked([BOX], [NEAR], 4.4)
+    assert ident.pending()  # the enrolled face again: confirm the clear quickly
+    assert [r.stranger for r in ident.history] == [False, False, True, False, True, False]
+
+
+def test_a_look_change_is_a_change() -> None:
+    still = np.zeros((16, 16), np.float32)
+    other = np.ones((16, 16), np.float32)
+    ident = leg()
+    ident.due([BOX], 0.0, [still])
+    ident.checked([BOX], [NEAR], 0.0)
+    assert not ident.due([BOX], 0.5, [still]) and ident.reason == ""
+    assert ident.due([BOX], 1.0, [other]) and ident.reason == "look"

@@ -3,9 +3,14 @@
 A check computes every counted face's descriptor (vision.identity, on the identity thread)
 and matches it against the booking's enrolled people for that side. A check is *due* when
 the face count changed since the last sample, when a face does not overlap any face of the
-previous sample (a new track), while a recent check found someone unmatched (so a suspicion
-is confirmed or dropped quickly), and otherwise every ``identity_interval_s``: a descriptor
-costs far more than a detection (docs/identity.md).
+previous sample (a new track), when a face's appearance jumped (:func:`face_look`), while the
+latest check disagrees with the leg's state (a suspicion is confirmed or dropped at once), on
+every sample while the leg is unmatched, and otherwise every ``identity_interval_s``: a
+descriptor costs far more than a detection (docs/identity.md).
+
+A check is run one at a time per leg (:attr:`LegIdentity.running`); a sample due meanwhile is
+held, the newest replacing an older one, never queued without bound (a backlog of checks
+delayed the one that mattered by seconds: docs/identity.md).
 
 Decisions, like the count rule's, never rest on one check:
 
@@ -19,7 +24,8 @@ Checks older than the window (``identity_confirm_n + 1`` intervals) are forgotte
 
 from __future__ import annotations
 
-from collections import deque
+import time
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -31,6 +37,12 @@ from vision.identity import Match, best_match
 from vision.settings import VisionSettings
 
 IdentityKind = Literal["unmatched", "matched"]
+Reason = Literal["", "count", "new_face", "look", "confirm", "unmatched", "steady"]
+"""Why a check is due ("" when it is not); count, new_face and look are :data:`CHANGES`."""
+CHANGES: frozenset[str] = frozenset({"count", "new_face", "look"})
+"""The reasons that are changes in the picture (what the swap test expects to catch a swap)."""
+HISTORY = 64
+"""Finished checks remembered per leg (:attr:`LegIdentity.history`)."""
 NEW_TRACK_IOU = 0.3
 LOOK_PX = 16
 LOOK_INNER = 0.15
@@ -52,6 +64,19 @@ def face_look(image_bgr: np.ndarray, box: tuple[float, float, float, float]) -> 
     xs = np.linspace(0, crop.shape[1] - 1, LOOK_PX).astype(int)
     grey = crop[np.ix_(ys, xs)].astype(np.float32)
     return (grey - grey.mean()) / (grey.std() + 1e-3)
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    """One finished check, for the bench and tests: why it ran and what it saw."""
+
+    at: float
+    """The sample's time (the relay's monotonic ``now`` when its frame was offered)."""
+    done: float
+    """``time.monotonic()`` when its descriptors were matched."""
+    reason: Reason
+    stranger: bool
+    """Whether it saw a face that matches nobody enrolled."""
 
 
 @dataclass
@@ -90,19 +115,35 @@ class LegIdentity:
         self._looks: list[np.ndarray] = []
         self._last_check = float("-inf")
         self.checks = 0
+        self.reason: Reason = ""
+        """Why the latest sample given to :meth:`due` was (or was not) due."""
+        self.running: Reason | None = None
+        """The reason of the check in flight; None when none is (set by the service)."""
+        self.held: tuple[object, list[Face], Reason] | None = None
+        """The newest sample due while a check runs: (sample, faces, why it is due)."""
+        self.history: deque[CheckRecord] = deque(maxlen=HISTORY)
+        self.by_reason: Counter[str] = Counter()
+        """Checks run, by why they ran (the soak bench reports it)."""
+        self.stranger_checks = 0
+        """Checks that saw a face matching nobody enrolled (a pause needs M of N of them)."""
         self.last: list[tuple[tuple[float, float, float, float], str | None, float]] = []
         """The latest check's faces: (box, enrolled person or None, distance), for staff."""
 
     def due(self, faces: list[Face], now: float, looks: list[np.ndarray] | None = None) -> bool:
         """Whether this sample's ``faces`` (counted, source pixels) should be checked; also
-        remembers them as the previous sample's. ``looks`` (:func:`face_look`, per face):
-        a face whose appearance jumped since the previous sample is checked at once."""
+        remembers them as the previous sample's and sets :attr:`reason`. ``looks``
+        (:func:`face_look`, per face): a face whose appearance jumped since the previous
+        sample is checked at once."""
+        self.reason = self._reason(faces, now, looks)
+        return bool(self.reason)
+
+    def _reason(self, faces: list[Face], now: float, looks: list[np.ndarray] | None) -> Reason:
         previous, self._previous = self._previous, faces
         before, self._looks = self._looks, looks or []
         if not faces or not self.gallery:
-            return False
+            return ""
         if len(faces) != len(previous):
-            return True
+            return "count"
         overlaps = [
             max(range(len(previous)), key=lambda i: iou(f.box, previous[i].box)) for f in faces
         ]
@@ -110,7 +151,7 @@ class LegIdentity:
             iou(f.box, previous[i].box) < NEW_TRACK_IOU
             for f, i in zip(faces, overlaps, strict=True)
         ):
-            return True
+            return "new_face"
         if (
             looks
             and len(before) == len(previous)
@@ -119,14 +160,20 @@ class LegIdentity:
                 for look, i in zip(looks, overlaps, strict=True)
             )
         ):
-            return True
-        if self.unmatched or self.due_soon():
-            return True
-        return now - self._last_check >= self.config.identity_interval_s
+            return "look"
+        if self.pending():
+            return "confirm"
+        if self.unmatched:
+            return "unmatched"
+        if now - self._last_check >= self.config.identity_interval_s:
+            return "steady"
+        return ""
 
-    def due_soon(self) -> bool:
-        """A recent check saw someone unmatched: sample quickly to confirm or drop it."""
-        return any(bad for _, bad in self._window)
+    def pending(self) -> bool:
+        """The latest check disagrees with the leg's state (a stranger while matched, all
+        matched while unmatched): sample and check quickly to confirm or drop it. Agreeing
+        checks are not hurried, so a pause does not keep the identity thread busy."""
+        return bool(self._window) and self._window[-1][1] != self.unmatched
 
     def checked(
         self, faces: list[Face], vectors: list[np.ndarray], now: float
@@ -146,6 +193,9 @@ class LegIdentity:
         while self._window and now - self._window[0][0] > max_age:
             self._window.popleft()
         self._window.append((now, bad))
+        self.history.append(CheckRecord(now, time.monotonic(), self.running or "", bad))
+        self.by_reason[self.running or ""] += 1
+        self.stranger_checks += bad
         recent = [b for _, b in self._window]
         kind: IdentityKind | None = None
         if not self.unmatched and sum(recent[-cfg.identity_confirm_n :]) >= cfg.identity_confirm_m:

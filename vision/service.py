@@ -432,10 +432,7 @@ class DetectorService:
                          else face_look(sample.image, tuple(v * sample.scale for v in f.box))  # type: ignore[arg-type]
                          for f in counted]
                 if ident.due(counted, sample.at, looks):
-                    self._busy += 1
-                    task = asyncio.ensure_future(self._identify(sampler, ident, sample, counted))
-                    self._identify_tasks.add(task)
-                    task.add_done_callback(self._identify_tasks.discard)
+                    self._queue_identify(sampler, ident, sample, counted)
             self._maybe_precall(sampler, sample, faces)
 
     async def _detect_remote(self, batch: list[Sample]) -> list[list[Face] | None]:
@@ -559,10 +556,38 @@ class DetectorService:
             check.in_flight = False
             self._done(1)
 
+    def _queue_identify(self, sampler: LegSampler, ident: LegIdentity, sample: Sample,
+                        faces: list[Face]) -> None:
+        """One check in flight per leg: a sample due meanwhile is held, the newest replacing
+        an older one, and checked when it ends (a backlog of checks only delays the one
+        that matters)."""
+        if ident.running is not None:
+            ident.held = (sample, faces, ident.reason)
+            return
+        ident.running = ident.reason
+        self._busy += 1
+        task = asyncio.ensure_future(self._identify(sampler, ident, sample, faces))
+        self._identify_tasks.add(task)
+        task.add_done_callback(self._identify_tasks.discard)
+
+    def _identify_next(self, sampler: LegSampler, ident: LegIdentity) -> None:
+        """The check ended: check the held sample, unless it was held only to confirm what
+        this check has just settled."""
+        ident.running = None
+        held, ident.held = ident.held, None
+        if held is None or sampler.closed or sampler.identity is not ident:
+            return
+        sample, faces, reason = held
+        if reason == "confirm" and not ident.pending():
+            return
+        ident.reason = reason
+        self._queue_identify(sampler, ident, sample, faces)  # type: ignore[arg-type]
+
     async def _identify(self, sampler: LegSampler, ident: LegIdentity, sample: Sample,
                         faces: list[Face]) -> None:
         """Descriptors of ``faces`` on the identity thread, then the leg's identity decision."""
         assert self.identity is not None and self._loop is not None
+        released = False
         try:
             def describe(encoder: object) -> list[np.ndarray]:
                 c0 = time.thread_time()
@@ -580,8 +605,10 @@ class DetectorService:
             self.identity_checks += 1
             IDENTITY_CHECKS.inc()
             event = ident.checked(faces, vectors, sample.at)
-            if ident.unmatched or (event is None and ident.due_soon()):
+            if ident.pending():
                 sampler._start_burst(sample.at + self.config.burst_interval_s)
+            released = True
+            self._identify_next(sampler, ident)
             if event is None or sampler.on_identity is None:
                 return
             try:
@@ -596,6 +623,8 @@ class DetectorService:
         except Exception:
             log.exception("vision: identity check failed for leg %s", sampler.leg_key)
         finally:
+            if not released:  # the check failed, or the leg closed meanwhile
+                self._identify_next(sampler, ident)
             self._done(1)
 
     async def _emit(self, sampler: LegSampler, sample: Sample, events: list[VisionEvent]) -> None:
