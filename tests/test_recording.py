@@ -294,8 +294,10 @@ async def test_late_leg_and_reconnect_stay_in_sync(rec_relay, tokens):
     # the gap while the prison leg was away is a gap in its stream, not squeezed out
     longest = max(seconds(b) - seconds(a) for a, b in itertools.pairwise(pri_audio))
     assert 0.8 < longest < (t_rejoin - t_prison) + 0.5, longest
-    # and both sides still end together
-    assert abs(seconds(pri_audio[-1]) - seconds(fam_audio[-1])) < 0.3
+    # and both sides still end together (a wrong timestamp base after the reconnect would put
+    # them seconds apart; the legs' last packets reach the relay up to a few hundred ms apart
+    # on a loaded machine: 0.38 s was seen in CI)
+    assert abs(seconds(pri_audio[-1]) - seconds(fam_audio[-1])) < 0.6
     assert abs(seconds(fam_audio[-1]) - seconds(fam_audio[0]) - (t_end - t_family)) < 1.0
     for index_ in (0, 2):
         decoder = av.CodecContext.create("vp8", "r")
