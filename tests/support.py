@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from bench.small_clips import tone_clip as tone_clip  # re-exported: the tests take them from here
 from bench.small_clips import video_clip as video_clip
 from protocol import messages as m
 from relay.records.store import Admission, EstablishmentPolicy
+
+T = TypeVar("T")
+
+
+async def until(check: Callable[[], Awaitable[T]], timeout: float, what: str,
+                interval: float = 0.25) -> T:
+    """The first truthy value ``check()`` returns within ``timeout`` seconds; fails naming
+    ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await check()
+        if value:
+            return value
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def establishment(**settings: Any) -> EstablishmentPolicy:

@@ -22,6 +22,7 @@ from relay.records.recordings import RecordingIndex
 from relay.records.sealed import TruncatedRecording, decrypt_bytes
 from relay.records.storage import FolderStorage
 from relay.records.store.engine import open_database
+from tests.support import until
 from tests.test_recording import KEY_HEX, clients, demux, seconds
 from tests.test_recording_crash import _Tokens, _wait_healthy, start_relay
 
@@ -35,16 +36,6 @@ async def staff_login(base: str) -> aiohttp.ClientSession:
     ) as r:
         assert r.status == 200, await r.text()
     return s
-
-
-async def until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = await predicate()
-        if found:
-            return found
-        await asyncio.sleep(0.2)
-    raise TimeoutError(what)
 
 
 def rows(db) -> list:

@@ -17,6 +17,7 @@ import pytest
 from bench.product import Product, start_product
 from protocol.client import CallClient, JoinError
 from relay import keys
+from tests.support import until
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -66,16 +67,6 @@ async def calls_json(staff: aiohttp.ClientSession, product: Product) -> dict:
         return await r.json()
 
 
-async def wait_until(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 async def metric(product: Product, name: str) -> float:
     async with aiohttp.ClientSession() as s, s.get(f"{product.url}/metrics") as r:
         text = await r.text()
@@ -103,7 +94,7 @@ async def test_a_held_up_detector_alerts_staff_and_refuses_new_calls(tmp_path, p
                 return False
             return (await calls_json(staff, product))["calls"][0]["vision_behind"] == []
 
-        await wait_until(keeping_up, 40, "both legs judged and keeping up")
+        await until(keeping_up, 40, "both legs judged and keeping up")
         health = product.app[keys.VISION_WATCH].last
         assert all(leg.rate >= 0.5 for leg in health.judged), health
         assert await metric(product, "relay_vision_legs") == 2
@@ -124,7 +115,7 @@ async def test_a_held_up_detector_alerts_staff_and_refuses_new_calls(tmp_path, p
             body = await calls_json(staff, product)
             return body if body["calls"][0]["vision_behind"] == ["family", "prison"] else None
 
-        body = await wait_until(behind, 15, "the call's checks reported behind")
+        body = await until(behind, 15, "the call's checks reported behind")
         assert "face checks are behind on 2 of 2" in body["vision_refusing"]
         assert body["calls"][0]["state"] == "live", "the running call is not cut"
         assert await metric(product, "relay_vision_legs_behind") == 2
@@ -148,7 +139,7 @@ async def test_a_held_up_detector_alerts_staff_and_refuses_new_calls(tmp_path, p
             body = await calls_json(staff, product)
             return body if body["calls"][0]["vision_behind"] == [] else None
 
-        body = await wait_until(caught_up, 20, "the checks caught up")
+        body = await until(caught_up, 20, "the checks caught up")
         # only after a whole window of keeping up: the held checks finishing in a burst do
         # not clear the alert early (and then raise it again: no flapping in the audit below)
         assert time.monotonic() - released_at >= FAST_HEALTH["vision_health_window_s"]
