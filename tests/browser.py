@@ -51,3 +51,17 @@ async def chromium(extra_flags: list[str] | None = None) -> AsyncIterator:
         finally:
             await context.close()
             shutil.rmtree(profile, ignore_errors=True)
+
+
+async def wait_decoding_video(page, frames: int = 30, timeout_ms: int = 30000) -> None:
+    """Wait until the page's call (``window.__call``) has decoded more than ``frames`` video
+    frames: what the person in front of it sees, not just packets arriving."""
+    await page.wait_for_function(
+        """async (frames) => {
+            const s = await window.__call.framesDecoded();
+            return Object.entries(s).some(([k, v]) => k.startsWith('video') && v > frames);
+        }""",
+        arg=frames,
+        timeout=timeout_ms,
+        polling=500,
+    )

@@ -6,7 +6,7 @@ import asyncio
 
 from protocol.client import CallClient
 from protocol.media import EncodedTrack
-from tests.browser import chromium
+from tests.browser import chromium, wait_decoding_video
 from tests.support import admission, tone_clip, video_clip
 
 
@@ -25,14 +25,7 @@ async def test_chromium_family_and_python_prison_exchange_media(relay, tokens):
         try:
             await prison.wait_frames("video0", 30, timeout=30)
             await prison.wait_frames("audio0", 30, timeout=30)
-            await page.wait_for_function(
-                """async () => {
-                    const s = await window.__call.framesDecoded();
-                    return Object.entries(s).some(([k, v]) => k.startsWith('video') && v > 30);
-                }""",
-                timeout=30000,
-                polling=500,
-            )
+            await wait_decoding_video(page, 30)
             banner = await page.text_content("#banner")
             assert banner == "Connected"
             frame = prison.decoded_last["video0"]

@@ -21,7 +21,7 @@ from protocol.media import EncodedTrack
 from relay import auth, keys
 from relay.app import build_app
 from relay.config import Config
-from tests.browser import chromium
+from tests.browser import chromium, wait_decoding_video
 from tests.redis_server import free_port, redis_server
 from tests.support import TokenTable, admission, tone_clip, video_clip
 
@@ -85,14 +85,7 @@ async def test_family_page_follows_moved_to_the_node_that_runs_the_call(tmp_path
                 assert prison.ws_url == ws_url_for(f"http://127.0.0.1:{b.port}")
                 assert 61 in b.app[keys.REGISTRY].calls and 61 not in a.app[keys.REGISTRY].calls
                 await prison.wait_frames("video0", 30, timeout=30)
-                await page.wait_for_function(
-                    """async () => {
-                        const s = await window.__call.framesDecoded();
-                        return Object.entries(s).some(([k, v]) => k.startsWith('video') && v > 30);
-                    }""",
-                    timeout=30000,
-                    polling=500,
-                )
+                await wait_decoding_video(page, 30)
                 assert await page.text_content("#banner") == "Connected"
             async with aiohttp.ClientSession() as http:  # node-level gauges only
                 async with http.get(f"http://127.0.0.1:{a.port}/metrics") as r:

@@ -19,7 +19,7 @@ from protocol.media import EncodedTrack
 from relay import turn
 from relay.app import build_app
 from relay.config import Config
-from tests.browser import chromium
+from tests.browser import chromium, wait_decoding_video
 from tests.coturn import coturn
 from tests.support import TokenTable, admission, tone_clip, video_clip
 
@@ -155,14 +155,7 @@ async def test_chromium_family_page_joins_over_turn_tcp_relay_only(config, token
                 try:
                     await prison.wait_frames("video0", 30, timeout=40)
                     await prison.wait_frames("audio0", 30, timeout=40)
-                    await page.wait_for_function(
-                        """async () => {
-                            const s = await window.__call.framesDecoded();
-                            return Object.entries(s).some(([k, v]) => k.startsWith('video') && v > 30);
-                        }""",
-                        timeout=40000,
-                        polling=500,
-                    )
+                    await wait_decoding_video(page, 30, timeout_ms=40000)
                     pair = await page.evaluate(
                         """async () => {
                             const stats = await window.__call.pc.getStats();
