@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +26,19 @@ FLAGS = [
     "--no-first-run",
     "--disable-quic",
 ]
+
+
+SCREENSHOTS_ENV = "SCREENSHOTS_DIR"
+"""Where the browser tests write their screenshots: ``SCREENSHOTS_DIR=docs/screenshots``
+refreshes the committed ones; unset, they go to the test's own temporary folder, so a test
+run never changes the working tree."""
+
+
+def screenshots_dir(tmp_path: Path) -> Path:
+    """The folder for a test's screenshots (:data:`SCREENSHOTS_ENV`, else under ``tmp_path``)."""
+    shots = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+    return shots
 
 
 def require_chromium() -> None:

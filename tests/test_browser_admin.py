@@ -8,16 +8,13 @@ desktop and phone width go to the test's temporary folder, or to ``SCREENSHOTS_D
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from relay import keys
-from tests.browser import chromium
+from tests.browser import chromium, screenshots_dir
 from tests.screenshots import shrink
 from tests.test_store_world import PASSWORD
-
-SHOTS_ENV = "SCREENSHOTS_DIR"
 
 
 async def status(page) -> str:
@@ -56,7 +53,7 @@ async def shot(page, folder: Path, name: str, element: str | None = None) -> Non
 
 async def test_admin_sets_hours_books_for_a_family_and_revokes_a_contact(product, tmp_path):
     w = product.world
-    shots = Path(os.environ.get(SHOTS_ENV) or tmp_path / "screenshots")
+    shots = screenshots_dir(tmp_path)
     store = product.app[keys.STORE]
     errors: list[str] = []
     async with chromium() as browser:

@@ -3,20 +3,17 @@ its waiting room opens, keeps the camera off, and opens the waiting room by itse
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 from urllib.parse import quote
 
 import aiohttp
 
 from bench.product import start_product
-from tests.browser import chromium
+from tests.browser import chromium, screenshots_dir
 
 
 async def test_family_page_too_early_opens_by_itself(tmp_path):
-    shots = Path(os.environ.get("LAPTOP_SCREENSHOTS") or tmp_path)
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshots_dir(tmp_path)
     product = await start_product(tmp_path, token_early_s=6.0)
     try:
         bid = product.booking_now(seconds=120, starts_in=16.0)

@@ -5,11 +5,8 @@ five wrong PINs lock kiosk access (audited) until staff unlock it."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from bench.world import PASSWORD
-from tests.browser import chromium
+from tests.browser import chromium, screenshots_dir
 
 DENIED = "document.body.dataset.state === 'today' && /not right|Too many/.test(document.getElementById('banner').textContent)"
 
@@ -23,8 +20,7 @@ async def sign_in(page, number: str, pin: str) -> None:
 
 
 async def test_kiosk_request_cancel_and_pin_lock(product, tmp_path):
-    shots = Path(os.environ.get("LAPTOP_SCREENSHOTS") or tmp_path)
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshots_dir(tmp_path)
     api = f"{product.url}/api/v1"
     w = product.world
     admin = await product.staff_session("admin_a")

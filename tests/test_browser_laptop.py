@@ -4,21 +4,19 @@ The laptop is set up with a one-time code from staff, lists today's calls, opens
 waiting room and joins by itself; each side decodes the other's video and hears its audio
 (``totalAudioEnergy`` rising); a staff pause hides the far picture on both pages; the laptop
 shows the time left and the warning; the end says why on both. Screenshots of each laptop
-state go to ``$LAPTOP_SCREENSHOTS`` (docs/screenshots when regenerating them) or tmp_path.
+state go to ``$SCREENSHOTS_DIR`` (docs/screenshots when regenerating them) or tmp_path.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-from pathlib import Path
 from urllib.parse import quote
 
 import aiohttp
 
 from bench.world import PASSWORD
-from tests.browser import chromium
+from tests.browser import chromium, screenshots_dir
 
 KIOSK = ["--autoplay-policy=no-user-gesture-required"]
 KILL_CAMERA = """async () => {
@@ -51,8 +49,7 @@ async def state(page, name: str, timeout: float = 20000) -> None:
 
 
 async def test_laptop_and_family_pages_through_the_relay(product, tmp_path):
-    shots = Path(os.environ.get("LAPTOP_SCREENSHOTS") or tmp_path)
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshots_dir(tmp_path)
     api = f"{product.url}/api/v1"
     laptop_id = product.world.laptops_a[0][0]
     admin = await product.staff_session("admin_a")

@@ -25,12 +25,12 @@ from PIL import Image
 from relay.app import build_app
 from relay.config import Config
 from relay.records.store.visiting import VisitingHours, every_day
-from tests.browser import chromium
+from tests.browser import SCREENSHOTS_ENV, chromium
 from tests.mailbox import Mailbox, body_of, link_token
 from tests.test_store_world import PASSWORD, make_world
 
 # SCREENSHOTS_DIR=docs/screenshots refreshes the committed ones; else a temporary folder
-SHOTS = Path(os.environ.get("SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="app-shots-"))
+SHOTS = Path(os.environ.get(SCREENSHOTS_ENV) or tempfile.mkdtemp(prefix="app-shots-"))
 PW = "a long family password"
 
 

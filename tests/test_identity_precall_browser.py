@@ -12,7 +12,6 @@ side decodes their video; the admission is in the audit trail with its frame.
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import av
@@ -27,12 +26,11 @@ from bench.world import PASSWORD
 from protocol.client import CallClient
 from protocol.media import EncodedTrack
 from relay import keys
-from tests.browser import chromium
+from tests.browser import chromium, screenshots_dir
 from tests.screenshots import shrink
 from tests.support import tone_clip, video_clip
 
 ASTRONAUT, CAMERAMAN = 0, 2  # face_patches(): astronaut, mirrored, cameraman, mirrored
-SHOTS = Path(os.environ.get("IDENTITY_SCREENSHOTS") or "docs/screenshots")
 
 
 def write_clip(path: Path, patch_index: int, frames: int = 30) -> None:
@@ -81,7 +79,7 @@ async def test_the_enrolled_face_is_admitted_and_an_impostor_is_held_until_an_ad
         "visitor", w.vid("mum"), jpeg(astronaut), actor="test"
     )
     assert enrolled.face_px >= 80
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    shots = screenshots_dir(tmp_path)
     mum_clip, impostor_clip = tmp_path / "mum.y4m", tmp_path / "impostor.y4m"
     write_clip(mum_clip, ASTRONAUT)
     write_clip(impostor_clip, CAMERAMAN)
@@ -129,10 +127,10 @@ async def test_the_enrolled_face_is_admitted_and_an_impostor_is_held_until_an_ad
             live = product.app[keys.REGISTRY].get(second)
             assert "identity_check:family" in live.policy.pause_reasons
             assert "once we have checked it's you" in await page.text_content("#remote-note")
-            await page.screenshot(path=str(SHOTS / "family-identity-check.png"))
+            await page.screenshot(path=str(shots / "family-identity-check.png"))
             await page.set_viewport_size({"width": 390, "height": 844})
             await page.wait_for_timeout(300)
-            await page.screenshot(path=str(SHOTS / "family-identity-check-phone.png"))
+            await page.screenshot(path=str(shots / "family-identity-check-phone.png"))
             await page.set_viewport_size({"width": 1024, "height": 720})
 
             # 3. the console: the row says staff are alerted; an admin admits by hand
@@ -158,10 +156,10 @@ async def test_the_enrolled_face_is_admitted_and_an_impostor_is_held_until_an_ad
             )
             prison_side = await console.text_content('#identity-sides [data-side="prison"]')
             assert "Not checked" in prison_side
-            await console.locator("#identity").screenshot(path=str(SHOTS / "console-identity.png"))
-            shrink(SHOTS / "console-identity.png")
-            shrink(SHOTS / "family-identity-check.png")
-            shrink(SHOTS / "family-identity-check-phone.png")
+            await console.locator("#identity").screenshot(path=str(shots / "console-identity.png"))
+            shrink(shots / "console-identity.png")
+            shrink(shots / "family-identity-check.png")
+            shrink(shots / "family-identity-check-phone.png")
             await side.get_by_role(
                 "button", name=f"Admit the family side of call {second} by hand"
             ).click()

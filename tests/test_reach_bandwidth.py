@@ -200,14 +200,11 @@ async def test_the_family_page_shows_a_gentle_notice_while_its_link_is_poor(
     """Loss on the relay's side of the browser's connection (the shim, in this process):
     the family page says so, gently, and the notice goes once the link recovers. Its
     screenshots go to the test's folder unless SCREENSHOTS_DIR names one (docs/screenshots)."""
-    import os
-    from pathlib import Path
-
-    from tests.browser import chromium
+    from tests.browser import chromium, screenshots_dir
 
     tokens.add("fam-p", admission(93, "family"))
     tokens.add("pri-p", admission(93, "prison"))
-    shots = Path(os.environ.get("SCREENSHOTS_DIR") or tmp_path)
+    shots = screenshots_dir(tmp_path)
     async with relay_with(config.replace(link_tick_s=0.5), tokens) as relay:
         prison = CallClient(
             relay.base_url,

@@ -192,13 +192,12 @@ async def test_console_shows_checks_falling_behind_and_the_family_page_the_refus
     """In Chromium: the call's row and a console-wide banner say the checks are behind (at
     desktop and phone width); a family joining another call meanwhile reads why it cannot
     start; the banner goes once the detector catches up."""
-    from pathlib import Path
     from urllib.parse import quote
 
-    from tests.browser import chromium
+    from tests.browser import chromium, screenshots_dir
     from tests.test_store_world import PASSWORD
 
-    shots = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+    shots = screenshots_dir(tmp_path)
     product = await start_product(tmp_path, vision_enabled=True, **FAST_HEALTH)
     held = Hold(product.app[keys.DETECTOR])
     b = product.booking_now()
