@@ -174,3 +174,35 @@ def test_audit_deletion_is_detected(db_target, cut):
     conn.execute("DELETE FROM audit WHERE id = ?", (3 if cut == "middle" else 5,))
     assert not verify(conn).ok
     store.close()
+
+
+async def test_a_side_that_rejoins_is_given_the_latest_staff_message_again(product):
+    """A phone that lost its connection for a moment must not miss what staff asked; the
+    side that stayed is not told twice."""
+    b = product.booking_now(seconds=120)
+    fam, pri = await product.pair(b)
+    staff = await product.staff_session()
+    text = "Please keep the child in view of the camera."
+    try:
+        await fam.wait_state("live")
+        async with staff.post(
+            f"{product.url}/api/v1/staff/calls/{b}/message", json={"text": text}
+        ) as r:
+            assert r.status == 200, await r.text()
+        first = await fam.wait_for(lambda x: x["type"] == "notice")
+        await pri.wait_for(lambda x: x["type"] == "notice")
+        assert first["text"] == text and "replayed" not in first
+        await fam.drop()
+        await pri.wait_for(lambda x: x["type"] == "state" and x["reason"] == "family_reconnecting")
+        seen = len(fam.messages)
+        await fam.join()
+        again = await fam.wait_for(
+            lambda x: x["type"] == "notice" and fam.messages.index(x) >= seen
+        )
+        assert again == {**first, "replayed": True}
+        await pri.wait_for(lambda x: x["type"] == "state" and x["reason"] == "rejoined")
+        assert sum(x["type"] == "notice" for x in pri.messages) == 1
+    finally:
+        await staff.close()
+        await fam.close()
+        await pri.close()

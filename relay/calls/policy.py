@@ -96,6 +96,10 @@ class CallPolicy:
         """Called (role, approved faces) when a side's approved count changes (vision)."""
         self.messages_sent = 0
         """Staff messages sent into the call so far (each page shows them until dismissed)."""
+        self.last_message: dict[str, Any] | None = None
+        """The latest staff message, given again to a side that (re)joins after it was sent:
+        a phone that lost its connection for a moment must not miss "please keep the child
+        in view". Pages ignore a number they have shown already."""
         self.stalled_streams: set[str] = set()
         """Party streams ("family:video") that stopped arriving while live (media health)."""
         self.vision_behind: set[str] = set()
@@ -162,6 +166,9 @@ class CallPolicy:
         if role != "watcher":
             self._apply("rejoined" if rejoined else f"{role}_joined")
             self.call.request_keyframes("join")
+            leg = self.call.legs.get(role)
+            if self.last_message is not None and leg is not None:
+                leg.notify("notice", {**self.last_message, "replayed": True})
         else:
             self.call.request_keyframes("watch")
 
@@ -403,7 +410,8 @@ class CallPolicy:
             return 0
         self.messages_sent += 1
         self._audit("staff_message", {"staff": staff, "text": text, "number": self.messages_sent})
-        self.call.broadcast("notice", id=self.messages_sent, text=text, sender="staff")
+        self.last_message = {"id": self.messages_sent, "text": text, "sender": "staff"}
+        self.call.broadcast("notice", **self.last_message)
         return self.messages_sent
 
     # --- media health (relay/calls/media_health.py observes, this records and tells) ------

@@ -332,10 +332,12 @@ class CallScreen {
     box.querySelector("p").textContent = text;
   }
 
-  // A message from staff (relay/web/call_messages.py): shown at once, until dismissed.
+  // A message from staff (relay/web/call_messages.py): shown at once, until dismissed. The
+  // relay gives the latest one again after a rejoin: a number shown already is not shown again.
   onNotice(msg) {
     const { notice, noticeText, noticeOk } = this.els;
-    if (!notice) return;
+    if (!notice || Number(msg.id) <= (this.noticeShown || 0)) return;
+    this.noticeShown = Number(msg.id);
     this.els.noticeFrom.textContent = this.text.noticeFrom;
     noticeText.textContent = msg.text;
     noticeOk.textContent = this.text.noticeOk;
