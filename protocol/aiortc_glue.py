@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -1512,6 +1513,48 @@ def selected_candidate_types(pc: RTCPeerConnection) -> list[str]:
         seen.add(id(transport))
         connection = transport.transport.iceGatherer._connection
         out += [pair.local_candidate.type for pair in connection._nominated.values()]
+    return out
+
+
+def verify_turn_tls_with(pc: RTCPeerConnection, context: ssl.SSLContext) -> int:
+    """Check a ``turns:`` server's certificate with ``context`` (e.g. one that trusts a
+    private CA) instead of Python's default one; returns how many ICE connections use it.
+
+    aiortc hands aioice ``turn_ssl=True`` for ``turns:`` and aioice then lets asyncio make
+    ``ssl.create_default_context()`` (the system store, or ``SSL_CERT_FILE``); aioice's
+    ``Connection`` also takes a context there, which aiortc has no way to pass. Call this
+    after the transceivers are added (each has made its gatherer) and before the offer."""
+    changed = 0
+    seen: set[int] = set()
+    for transceiver in pc.getTransceivers():
+        transport = transceiver.sender.transport
+        if transport is None or id(transport) in seen:
+            continue
+        seen.add(id(transport))
+        connection = transport.transport.iceGatherer._connection
+        if connection.turn_ssl is True:
+            connection.turn_ssl = context
+            changed += 1
+    return changed
+
+
+def selected_turn_tls(pc: RTCPeerConnection) -> list[str | None]:
+    """For each transport's nominated pair: the TLS version of the connection to the TURN
+    server that carries it ("TLSv1.3"), None when that is not TLS (or not TURN at all)."""
+    out: list[str | None] = []
+    seen: set[int] = set()
+    for transceiver in pc.getTransceivers():
+        transport = transceiver.sender.transport
+        if transport is None or id(transport) in seen:
+            continue
+        seen.add(id(transport))
+        connection = transport.transport.iceGatherer._connection
+        for pair in connection._nominated.values():
+            turn = pair.protocol.transport
+            inner = getattr(turn, "_TurnTransport__inner_protocol", None)
+            stream = getattr(inner, "transport", None) if isinstance(turn, TurnTransport) else None
+            ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
+            out.append(ssl_object.version() if ssl_object is not None else None)
     return out
 
 

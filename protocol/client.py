@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -20,7 +21,12 @@ from aiortc import MediaStreamTrack, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from protocol import messages as m
-from protocol.aiortc_glue import adopt_receiver, new_client_peer_connection, new_peer_connection
+from protocol.aiortc_glue import (
+    adopt_receiver,
+    new_client_peer_connection,
+    new_peer_connection,
+    verify_turn_tls_with,
+)
 from protocol.frames import EncodedFrame, FrameAssembler
 
 log = logging.getLogger(__name__)
@@ -93,9 +99,12 @@ class CallClient:
         on_track: Callable[[MediaStreamTrack], None] | None = None,
         on_frame: Callable[[str, str, EncodedFrame], None] | None = None,
         turn: str | None = None,
+        turn_tls: ssl.SSLContext | None = None,
     ) -> None:
         """``turn``: ask the relay for its TURN servers before offering and use the one for
-        this transport ("udp", "tcp" or "tls"); None: host candidates only."""
+        this transport ("udp", "tcp" or "tls"); None: host candidates only. ``turn_tls``:
+        the context that checks a ``turns:`` server's certificate (default: Python's, the
+        system store or ``SSL_CERT_FILE``)."""
         self.entry_url = ws_url_for(relay_url)
         """Where every join starts (one address in front of many nodes); a ``moved`` answer
         sends this join on to the node that owns the call (``ws_url``)."""
@@ -111,6 +120,7 @@ class CallClient:
         self.on_track = on_track
         self.on_frame = on_frame
         self.turn = turn
+        self.turn_tls = turn_tls
         self.ice: dict[str, Any] | None = None
         """The relay's ``ice_servers`` answer of the last join (with ``turn``)."""
         self.messages: list[dict[str, Any]] = []
@@ -169,6 +179,8 @@ class CallClient:
         else:
             self._pc = pc = new_peer_connection()
         self._add_transceivers(pc)
+        if self.turn_tls is not None:
+            verify_turn_tls_with(pc, self.turn_tls)
         await pc.setLocalDescription(await pc.createOffer())
         await self._ws.send_str(m.make("join", token=self.token, sdp=pc.localDescription.sdp))
         reply = await asyncio.wait_for(self._read_until("joined"), timeout)
@@ -197,7 +209,9 @@ class CallClient:
         return await asyncio.wait_for(scan(), timeout)
 
     async def wait_state(self, state: str, timeout: float = 10.0) -> dict[str, Any]:
-        return await self.wait_for(lambda x: x["type"] == "state" and x.get("state") == state, timeout)
+        return await self.wait_for(
+            lambda x: x["type"] == "state" and x.get("state") == state, timeout
+        )
 
     async def wait_frames(self, stream: str, count: int, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout

@@ -3,17 +3,19 @@ Chromium forced to relayed candidates only."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
 import hmac
+import ssl
 import time
 from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp.test_utils import TestServer
 
-from protocol.aiortc_glue import selected_candidate_types
+from protocol.aiortc_glue import selected_candidate_types, selected_turn_tls
 from protocol.client import CallClient, JoinError
 from protocol.media import EncodedTrack
 from relay import turn
@@ -90,17 +92,23 @@ async def test_no_ice_servers_by_default_and_bad_token_refused(relay, tokens):
     await stranger.close()
 
 
-@pytest.mark.parametrize("transport", ["udp", "tcp"])
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
 async def test_python_client_joins_through_coturn_relay_only(config, tokens, transport):
     tokens.add("fam-t", admission(71, "family", participant="visitor:9"))
     tokens.add("pri-t", admission(71, "prison", participant="laptop:1"))
-    async with coturn(SECRET) as port:
-        cfg = config.replace(turn_urls=turn_urls(port), turn_secret=SECRET, ice_relay_only=True)
+    async with coturn(SECRET, with_tls=transport == "tls") as running:
+        urls = turn_urls(running.port)
+        trust = None
+        if running.tls_port is not None:
+            urls += (f"turns:127.0.0.1:{running.tls_port}?transport=tcp",)
+            trust = ssl.create_default_context(cafile=str(running.ca))  # the test CA only
+        cfg = config.replace(turn_urls=urls, turn_secret=SECRET, ice_relay_only=True)
         async with relay_with(cfg, tokens) as relay:
             family = CallClient(
                 relay.base_url,
                 "fam-t",
                 turn=transport,
+                turn_tls=trust,
                 receive="count",
                 video=EncodedTrack("video", video_clip(seed=2), 30),
                 audio=EncodedTrack("audio", tone_clip(440), 50),
@@ -115,6 +123,7 @@ async def test_python_client_joins_through_coturn_relay_only(config, tokens, tra
             try:
                 await family.join()
                 (server,) = family.ice["ice_servers"]
+                assert server["urls"] == list(urls)
                 expiry, participant = server["username"].split(":", 1)
                 assert participant == "visitor:9"
                 assert int(expiry) <= tokens.table["fam-t"].ends_at
@@ -126,16 +135,54 @@ async def test_python_client_joins_through_coturn_relay_only(config, tokens, tra
                 await family.wait_frames("audio0", 30, timeout=40)
                 await prison.wait_frames("audio0", 30, timeout=40)
                 assert selected_candidate_types(family._pc) == ["relay"]
+                (tls_version,) = selected_turn_tls(family._pc)
+                if transport == "tls":  # the media's allocation is the one made over TLS
+                    assert tls_version in ("TLSv1.2", "TLSv1.3")
+                else:
+                    assert tls_version is None
             finally:
                 await family.close()
                 await prison.close()
 
 
+async def test_python_client_that_does_not_trust_the_turns_certificate_gets_no_relay(
+    config, tokens, monkeypatch
+):
+    """The certificate check is real: with Python's default trust (no test CA), the TLS
+    handshake to coturn fails, so a relay-only client has no candidate at all."""
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    tokens.add("fam-u", admission(73, "family", participant="visitor:5"))
+    async with coturn(SECRET, with_tls=True) as running:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await asyncio.open_connection("127.0.0.1", running.tls_port, ssl=True)
+        trusted = ssl.create_default_context(cafile=str(running.ca))
+        _, writer = await asyncio.open_connection("127.0.0.1", running.tls_port, ssl=trusted)
+        writer.close()
+        urls = (f"turns:127.0.0.1:{running.tls_port}?transport=tcp",)
+        cfg = config.replace(turn_urls=urls, turn_secret=SECRET, ice_relay_only=True)
+        async with relay_with(cfg, tokens) as relay:
+            family = CallClient(
+                relay.base_url,
+                "fam-u",
+                turn="tls",
+                receive="count",
+                video=EncodedTrack("video", video_clip(seed=4), 30),
+                reconnect=False,
+            )
+            try:
+                await family.join()
+                assert family.ice["ice_servers"][0]["urls"] == list(urls)
+                assert "a=candidate" not in family._pc.localDescription.sdp
+            finally:
+                await family.close()
+
+
 async def test_chromium_family_page_joins_over_turn_tcp_relay_only(config, tokens):
     tokens.add("fam-c", admission(72, "family", participant="visitor:4"))
     tokens.add("pri-c", admission(72, "prison"))
-    async with coturn(SECRET) as port:
-        urls = (f"turn:127.0.0.1:{port}?transport=tcp",)  # TCP only: UDP to coturn unused
+    async with coturn(SECRET) as server:
+        urls = (f"turn:127.0.0.1:{server.port}?transport=tcp",)  # TCP only: UDP to coturn unused
         cfg = config.replace(turn_urls=urls, turn_secret=SECRET, ice_relay_only=True)
         async with relay_with(cfg, tokens) as relay:
             prison = CallClient(
