@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
@@ -80,3 +82,20 @@ async def wait_decoding_video(page, frames: int = 30, timeout_ms: int = 30000) -
         timeout=timeout_ms,
         polling=500,
     )
+
+
+def trust_certificate_flag(cert: Path) -> str:
+    """Chromium's flag that accepts exactly this certificate's key (SHA-256 of its
+    SubjectPublicKeyInfo) despite an unknown issuer: for ``turns:`` to a test coturn. Debian's
+    ``certutil`` (libnss3-tools), which could put a test CA into the profile's NSS database,
+    is not on this machine. Chromium honours the flag only with a ``--user-data-dir``, which
+    :func:`chromium` always gives it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    key = x509.load_pem_x509_certificate(cert.read_bytes()).public_key()
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    digest = base64.b64encode(hashlib.sha256(der).digest()).decode()
+    return f"--ignore-certificate-errors-spki-list={digest}"

@@ -1,5 +1,6 @@
 """TURN through a real coturn on loopback (issue 17): REST credentials, the Python client and
-Chromium forced to relayed candidates only."""
+Chromium forced to relayed candidates only, over UDP, TCP and TLS (``turns:``), and clients
+that do not trust the TURN server's certificate getting no relay at all."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from protocol.media import EncodedTrack
 from relay import turn
 from relay.app import build_app
 from relay.config import Config
-from tests.browser import chromium, wait_decoding_video
+from tests.browser import chromium, trust_certificate_flag, wait_decoding_video
 from tests.coturn import coturn
 from tests.support import TokenTable, admission, tone_clip, video_clip
 
@@ -178,11 +179,22 @@ async def test_python_client_that_does_not_trust_the_turns_certificate_gets_no_r
                 await family.close()
 
 
+SELECTED_PAIR_JS = """async () => {
+    const stats = await window.__call.pc.getStats();
+    let transport = null;
+    stats.forEach((s) => { if (s.type === 'transport') transport = s; });
+    const pair = stats.get(transport.selectedCandidatePairId);
+    const local = stats.get(pair.localCandidateId);
+    return {type: local.candidateType, relayProtocol: local.relayProtocol,
+            policy: window.__call.pc.getConfiguration().iceTransportPolicy};
+}"""
+
+
 async def test_chromium_family_page_joins_over_turn_tcp_relay_only(config, tokens):
     tokens.add("fam-c", admission(72, "family", participant="visitor:4"))
     tokens.add("pri-c", admission(72, "prison"))
-    async with coturn(SECRET) as server:
-        urls = (f"turn:127.0.0.1:{server.port}?transport=tcp",)  # TCP only: UDP to coturn unused
+    async with coturn(SECRET) as running:
+        urls = (f"turn:127.0.0.1:{running.port}?transport=tcp",)  # TCP only: UDP to coturn unused
         cfg = config.replace(turn_urls=urls, turn_secret=SECRET, ice_relay_only=True)
         async with relay_with(cfg, tokens) as relay:
             prison = CallClient(
@@ -203,17 +215,69 @@ async def test_chromium_family_page_joins_over_turn_tcp_relay_only(config, token
                     await prison.wait_frames("video0", 30, timeout=40)
                     await prison.wait_frames("audio0", 30, timeout=40)
                     await wait_decoding_video(page, 30, timeout_ms=40000)
-                    pair = await page.evaluate(
-                        """async () => {
-                            const stats = await window.__call.pc.getStats();
-                            let transport = null;
-                            stats.forEach((s) => { if (s.type === 'transport') transport = s; });
-                            const pair = stats.get(transport.selectedCandidatePairId);
-                            const local = stats.get(pair.localCandidateId);
-                            return {type: local.candidateType, relayProtocol: local.relayProtocol,
-                                    policy: window.__call.pc.getConfiguration().iceTransportPolicy};
-                        }"""
-                    )
+                    pair = await page.evaluate(SELECTED_PAIR_JS)
                     assert pair == {"type": "relay", "relayProtocol": "tcp", "policy": "relay"}
                 finally:
                     await prison.close()
+
+
+async def test_chromium_family_page_joins_over_turns_relay_only(config, tokens):
+    """TURN over TLS from the family page: Chromium checks the TURN server's certificate
+    itself, so it is told to accept exactly this test certificate's key."""
+    tokens.add("fam-s", admission(74, "family", participant="visitor:6"))
+    tokens.add("pri-s", admission(74, "prison"))
+    async with coturn(SECRET, with_tls=True) as running:
+        urls = (f"turns:127.0.0.1:{running.tls_port}?transport=tcp",)
+        cfg = config.replace(turn_urls=urls, turn_secret=SECRET, ice_relay_only=True)
+        async with relay_with(cfg, tokens) as relay:
+            prison = CallClient(
+                relay.base_url,
+                "pri-s",
+                receive="count",
+                video=EncodedTrack("video", video_clip(seed=6), 30),
+                audio=EncodedTrack("audio", tone_clip(520), 50),
+            )
+            async with chromium([trust_certificate_flag(running.ca)]) as browser:
+                page = await browser.new_page()
+                await page.goto(f"{relay.base_url}/join?token=fam-s")
+                await page.wait_for_function(
+                    "window.__call && window.__call.joins === 1", timeout=30000
+                )
+                await prison.join()
+                try:
+                    await prison.wait_frames("video0", 30, timeout=40)
+                    await prison.wait_frames("audio0", 30, timeout=40)
+                    await wait_decoding_video(page, 30, timeout_ms=40000)
+                    pair = await page.evaluate(SELECTED_PAIR_JS)
+                    assert pair == {"type": "relay", "relayProtocol": "tls", "policy": "relay"}
+                finally:
+                    await prison.close()
+
+
+async def test_chromium_without_trust_in_the_turns_certificate_gathers_nothing(config, tokens):
+    """The same page without the flag: Chromium's own certificate check refuses the test
+    certificate, so with relay-only it has no candidate and cannot connect."""
+    tokens.add("fam-x", admission(75, "family", participant="visitor:8"))
+    async with coturn(SECRET, with_tls=True) as running:
+        urls = (f"turns:127.0.0.1:{running.tls_port}?transport=tcp",)
+        cfg = config.replace(turn_urls=urls, turn_secret=SECRET, ice_relay_only=True)
+        async with relay_with(cfg, tokens) as relay:
+            async with chromium() as browser:
+                page = await browser.new_page()
+                await page.goto(f"{relay.base_url}/join?token=fam-x")
+                await page.wait_for_function(
+                    "window.__call && window.__call.joins === 1", timeout=30000
+                )
+                await page.wait_for_function(
+                    "window.__call.pc.iceGatheringState === 'complete'", timeout=30000
+                )
+                candidates = await page.evaluate(
+                    """async () => {
+                        const stats = await window.__call.pc.getStats();
+                        const out = [];
+                        stats.forEach((s) => { if (s.type === 'local-candidate') out.push(s); });
+                        return out.length;
+                    }"""
+                )
+                assert candidates == 0
+                assert await page.evaluate("window.__call.pc.iceConnectionState") != "connected"
