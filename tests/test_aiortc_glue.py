@@ -179,3 +179,16 @@ def test_pylibsrtp_and_aioice_internals_the_lean_path_uses():
     assert "_tx_srtp.protect_rtcp" in _source(RTCDtlsTransport._send_rtp)
     assert "self.transport" in _source(aiortc_glue._original_connection_made)
     assert "def remote_addr" in _source(aioice.ice.CandidatePair)
+
+
+def test_turn_tls_internals_still_exist():
+    """verify_turn_tls_with and selected_turn_tls (TURN over TLS, ``turns:``)."""
+    from aioice.turn import TurnTransport, create_turn_endpoint
+    from aiortc.rtcicetransport import connection_kwargs
+
+    kwargs = connection_kwargs([aiortc.RTCIceServer("turns:t.example:443?transport=tcp")])
+    assert kwargs["turn_ssl"] is True and kwargs["turn_transport"] == "tcp"
+    assert "self.turn_ssl = turn_ssl" in _source(aioice.ice.Connection.__init__)
+    assert "turn_ssl=self.turn_ssl" in _source(aioice.ice.Connection.get_component_candidates)
+    assert "ssl=ssl" in _source(create_turn_endpoint)
+    assert "self.__inner_protocol = inner_protocol" in _source(TurnTransport.__init__)
