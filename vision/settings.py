@@ -56,7 +56,7 @@ class VisionSettings:
     identity_photo_max_brightness: float = 225.0
     identity_interval_s: float = 3.0
     """In-call re-check of a steady picture (count changes, new faces and suspicions are
-    checked at once): one descriptor costs ~7 ms of CPU here (docs/identity.md, "Cost")."""
+    checked at once): one descriptor costs ~12 ms of CPU here (docs/identity.md, "Cost")."""
     identity_confirm_m: int = 2
     identity_confirm_n: int = 3
     identity_clear_m: int = 3
