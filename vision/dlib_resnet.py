@@ -276,7 +276,8 @@ def read_dat(data: bytes) -> DlibResNet:
     r.expect_int((1,), "add_loss_layer")
     loss = r.string()
     if loss == "loss_metric_2":
-        r.float(), r.float()  # margin, distance threshold: training only
+        for _ in range(2):  # margin, distance threshold: training only
+            r.float()
     elif loss != "loss_metric_":
         raise DlibFormatError(f"expected loss_metric_, found {loss!r}")
     # Each wrapper writes its version, then its subnetwork, then its own details: the
