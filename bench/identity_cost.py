@@ -4,10 +4,11 @@
 
 A real face (scikit-image's astronaut) is placed in 640x480 VP8-coded frames at several
 sizes (vision/identity_eval.py's camera views); for each, the 5-point landmarks + ResNet
-descriptor are timed in CPU seconds of the calling thread (dlib runs on it), after one
-warm-up. "Per leg" is that cost times the descriptors a leg needs per second: one face per
-sample at ``VisionSettings.sample_interval_s`` when every sample is re-identified, and at
-the slower steady rates the re-check policy uses between count changes and new tracks.
+descriptor are timed in CPU seconds of the calling thread (dlib and onnxruntime, with one
+intra-op thread, both run on it), after one warm-up. "Per leg" is that cost times the
+descriptors a leg needs per second: one face per sample at
+``VisionSettings.sample_interval_s`` when every sample is re-identified, and at the slower
+steady rates the re-check policy uses between count changes and new tracks.
 """
 
 from __future__ import annotations

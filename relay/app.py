@@ -195,9 +195,10 @@ def _install_identity(app: web.Application, store: Store, audit_log: AuditLog,
     enrolled people. Descriptors run on one identity thread, shared by both."""
     from relay.identity.enrolment import FaceEnrolments
     from relay.web import identity_api
-    from vision.identity import IdentityWorker
+    from vision.identity import IdentityWorker, load_encoder
 
-    worker = IdentityWorker()
+    settings = app[keys.CONFIG].vision
+    worker = IdentityWorker(lambda: load_encoder(settings))
     enrolments = FaceEnrolments(store.connection, app[keys.CONFIG], app[keys.RECORDING_KEY],
                                 audit_log, lambda: detector.detector, worker, clock)
     app[keys.FACE_ENROLMENTS] = enrolments

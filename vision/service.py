@@ -19,7 +19,7 @@ With ``vision_worker_processes`` > 0 (the relay's default) the decode and detect
 detector processes instead (vision/worker.py): each leg's decoder lives in one of them, the
 sampled frame stays there (:class:`vision.worker_client.RemoteFrame`), and only faces, face
 looks and - for an event or an identity check - one JPEG or one BGR frame come back; dlib's
-descriptors run in an identity process (dlib holds the GIL for a whole descriptor). The
+descriptors run in an identity process (dlib's landmarks hold the GIL; the network is ONNX). The
 relay's own process keeps the sampling, slots, batching and decisions, so its GIL is left to
 forwarding. A process that dies fails its requests at once, its legs wait for their next
 keyframe, and it is started again after ``vision_worker_restart_s`` (checks meanwhile are

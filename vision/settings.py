@@ -56,7 +56,7 @@ class VisionSettings:
     identity_photo_max_brightness: float = 225.0
     identity_interval_s: float = 3.0
     """In-call re-check of a steady picture (count changes, new faces and suspicions are
-    checked at once): one descriptor costs ~150 ms of CPU here (docs/identity.md)."""
+    checked at once): one descriptor costs ~12 ms of CPU here (docs/identity.md, "Cost")."""
     identity_confirm_m: int = 2
     identity_confirm_n: int = 3
     identity_clear_m: int = 3
@@ -77,6 +77,9 @@ class VisionSettings:
     vision_worker_stop_timeout_s: float = 5.0
     vision_worker_restart_s: float = 1.0
     """Wait before starting a detector process again after it died."""
+    identity_threads: int = 1
+    """onnxruntime intra-op threads of the face descriptor network (vision/dlib_resnet.py):
+    one, so identity never takes more than one core; a call's faces share one run."""
 
     def replace(self, **changes: object) -> Self:
         return replace(self, **changes)  # type: ignore[arg-type]

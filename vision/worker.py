@@ -60,8 +60,15 @@ class _Kept:
 
 
 class _Worker:
-    def __init__(self, conn: Connection, detector: Detector, per_run: int = 1) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        detector: Detector,
+        per_run: int = 1,
+        settings: VisionSettings | None = None,
+    ) -> None:
         self.conn = conn
+        self.settings = settings or VisionSettings()
         self.detector = detector
         self.per_run = per_run
         self.send_lock = threading.Lock()
@@ -71,7 +78,7 @@ class _Worker:
         self.seq = 0
         self.detect_q: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self.identity_q: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
-        self.encoder: Any = None  # dlib's, loaded on the first identity request
+        self.encoder: Any = None  # loaded on the first identity request
         self.cpu = {"decode": 0.0, "detect": 0.0, "identity": 0.0}
 
     def reply(self, rid: int, ok: bool, value: object) -> None:
@@ -160,7 +167,7 @@ class _Worker:
 
     # --- identity thread -----------------------------------------------------------------
     def identity_loop(self) -> None:
-        """Face descriptors (dlib holds the GIL throughout one: here, not in the relay)."""
+        """Face descriptors (dlib's landmarks and chips, then the ONNX network)."""
         from vision.identity import load_encoder
 
         while (item := self.identity_q.get()) is not None:
@@ -168,7 +175,7 @@ class _Worker:
             t0 = time.thread_time()
             try:
                 if self.encoder is None:
-                    self.encoder = load_encoder()
+                    self.encoder = load_encoder(self.settings)
                 vectors = self.encoder.descriptors(image, faces)
             except Exception as e:
                 self.reply(rid, False, f"{type(e).__name__}: {e}")
@@ -208,8 +215,9 @@ class _NoDetector:
 def main(conn: Connection, config: VisionSettings, role: str = "detect") -> None:
     """The process's entry point: load the model, say ready, serve until told to stop.
 
-    ``role="identity"``: only dlib's descriptors, in a process of their own, because dlib
-    holds the GIL for a whole descriptor (~150 ms) and would stall this process's decoding.
+    ``role="identity"``: only the face descriptors, in a process of their own. dlib's own
+    network held the GIL for a whole descriptor (~175 ms); the ONNX one (vision/dlib_resnet.py)
+    releases it, but the landmarks and chips still run on dlib, off the decoding process.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the relay decides when this process stops
     try:
@@ -222,7 +230,7 @@ def main(conn: Connection, config: VisionSettings, role: str = "detect") -> None
     except Exception as e:
         conn.send((0, False, f"{type(e).__name__}: {e}"))
         return
-    worker = _Worker(conn, detector, config.detector_images_per_run)
+    worker = _Worker(conn, detector, config.detector_images_per_run, config)
     detect_thread = threading.Thread(target=worker.detect_loop, name="vision-detect", daemon=True)
     detect_thread.start()
     identity_thread = threading.Thread(
