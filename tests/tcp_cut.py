@@ -6,12 +6,19 @@ eventually are), and new ones are accepted but black-holed (bytes in, nothing ou
 node's client waits out its own timeout, as it would on a real partition). Redis itself and
 every other node keep running. ``restore()`` lets traffic through again; the connections
 held during the cut are closed then (their requests are lost, as across a real partition).
+
+It runs its own event loop in a thread: the test's loop also runs the aiortc clients and
+encodes their clips, and a forwarder stalled by that would cut nodes off by accident.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import threading
+from collections.abc import Coroutine
+from typing import Any
 
 
 class CuttableLink:
@@ -30,24 +37,46 @@ class CuttableLink:
         return f"redis://127.0.0.1:{port}/0"
 
     async def start(self) -> CuttableLink:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        """Listen on 127.0.0.1 (an ephemeral port), served from the link's own thread."""
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        await asyncio.wrap_future(self._call(self._listen()))
         return self
 
+    def _call(self, coro: Coroutine[Any, Any, None]) -> concurrent.futures.Future[None]:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+
     def cut(self) -> None:
+        self._call(self._cut()).result(5)
+
+    def restore(self) -> None:
+        self._call(self._restore()).result(5)
+
+    async def _cut(self) -> None:
         self.cut_now = True
         for writer in list(self._open):
             writer.transport.abort()
         self._open.clear()
 
-    def restore(self) -> None:
+    async def _restore(self) -> None:
         self.cut_now = False
         for writer in list(self._held):
             writer.transport.abort()
         self._held.clear()
 
     async def stop(self) -> None:
-        self.cut()
-        self.restore()
+        await asyncio.wrap_future(self._call(self._stop()))
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        await asyncio.to_thread(self._thread.join, 5)
+        self._loop.close()
+
+    async def _stop(self) -> None:
+        await self._cut()
+        await self._restore()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
