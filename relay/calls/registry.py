@@ -156,6 +156,8 @@ class CallRegistry:
             )
             answer = await self._negotiate(live, leg, offer_sdp)
             rejoined = role in PARTY_ROLES and role in live.policy._grace
+            if live.policy.fenced:  # handed over while this leg negotiated: a retry finds it
+                raise m.ProtocolError(m.E_CLUSTER, "this call moved to another relay node")
             if live.policy.state == "ended":
                 raise m.ProtocolError(m.E_CALL_ENDED, "this call has ended")
             if leg.is_watcher:

@@ -116,7 +116,7 @@ class CallRuntime:
     def _lost(self, booking_id: int) -> None:
         """Another node took this call's row (it re-placed and restored the call while this
         node was cut off from Redis): its legs go there, this copy writes nothing more."""
-        if self.registry.hand_over(booking_id):
+        if self.registry.hand_over(booking_id) and not self.handed_over:  # not a drain
             log.warning(
                 "call %s: another node runs it now; its legs were sent on",
                 booking_id,
