@@ -10,6 +10,7 @@ re-placed and restored the call makes), nothing else is faked.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -138,3 +139,29 @@ def _async(check):
         return check()
 
     return run
+
+
+async def test_a_take_during_the_end_keeps_the_outcome_off(product):
+    """The narrowest race: another node takes the row after this node checked it still
+    runs the call and before the outcome is written. The outcome is written under the
+    database's write lock with a last owner read, so it stays off the booking."""
+    b = product.booking_now()
+    fam, pri = await product.pair(b)
+    try:
+        await fam.wait_state("live", 15)
+        await pri.wait_state("live", 15)
+        policy = product.app[keys.REGISTRY].get(b).policy
+
+        def taken_at_the_end() -> None:  # runs after the end's own save, before its outcome
+            if policy.state == "ended":
+                _take_elsewhere(product, b)
+
+        policy.listeners.append(taken_at_the_end)
+        await fam.close()
+        await asyncio.wait_for(pri.ended.wait(), 10)
+        assert _ends_and_status(product, b) == (1, "approved")  # ended here, no outcome
+        assert CallStateRecords(product.world.store.connection).owner(b) == OTHER
+        assert verify(product.world.store.connection).ok
+    finally:
+        await fam.close()
+        await pri.close()

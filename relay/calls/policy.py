@@ -83,6 +83,9 @@ class CallPolicy:
         """Many nodes: whether this node still holds the call's records (relay/calls/
         runtime.py). Asked before an end, so a node whose call was re-placed elsewhere while
         it was cut off hands it over instead of ending it (and writing its outcome)."""
+        self.outcome_guard: Callable[[Callable[[], None]], None] = lambda write: write()
+        """Many nodes: runs the end's outcome write, in one transaction with a last check
+        that this node still holds the call (relay/calls/runtime.py)."""
         audit = audit or (lambda kind, detail: None)
         on_outcome = on_outcome or (lambda outcome, reason: None)
         self._audit: Audit = lambda kind, detail: None if self.fenced else audit(kind, detail)
@@ -584,7 +587,8 @@ class CallPolicy:
         )
         self._changed()
         try:
-            self._on_outcome("failed" if technical else "completed", reason)
+            outcome = "failed" if technical else "completed"
+            self.outcome_guard(lambda: self._on_outcome(outcome, reason))
         except Exception:  # the outcome is bookkeeping: never let it break the end itself
             log.exception("recording the outcome of call %s failed", self.call.id)
         self.ended.set()

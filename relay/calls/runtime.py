@@ -21,6 +21,7 @@ from relay.calls.registry import CallRegistry
 from relay.config import Config
 from relay.node import node_id
 from relay.records.call_state import CallStateRecords
+from relay.records.store.base import transaction
 from relay.records.store.engine import Database
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class CallRuntime:
             policy.restore(reasons, row.awaiting_staff)
         policy.listeners.append(lambda: self.save(policy))
         policy.still_owner = lambda: self._still_owner(call.id)
+        policy.outcome_guard = lambda write: self._outcome_if_owner(call.id, write)
         self.save(policy, take=True)  # created here: this node runs it now
 
     def save(self, policy: CallPolicy, take: bool = False) -> None:
@@ -112,6 +114,16 @@ class CallRuntime:
             return True
         asyncio.get_running_loop().call_soon(self._lost, booking_id)
         return False
+
+    def _outcome_if_owner(self, booking_id: int, write: Callable[[], None]) -> None:
+        """The end's outcome, under the database's one write lock with the owner read, so
+        no other node can take the call between the check and the write."""
+        with transaction(self.records.conn):
+            owner = self.records.owner(booking_id)
+            if owner not in (None, "", self.node):
+                log.warning("call %s: %s runs it now and records its outcome", booking_id, owner)
+                return
+            write()
 
     def _lost(self, booking_id: int) -> None:
         """Another node took this call's row (it re-placed and restored the call while this
