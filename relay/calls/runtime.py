@@ -6,6 +6,9 @@ reasons (a call paused for an unapproved person stays paused across a restart) a
 heartbeat, so the audit trail can show the gap. At start-up, calls that were running are
 looked at: one whose slot is over, or that nobody rejoins within the grace window, ends as
 a technical failure, which gives the allowance back.
+
+Many nodes: each row names the node that writes it, and this node's writes are fenced on it
+(relay/records/call_state.py): a call another node has taken is handed over, not ended.
 """
 
 from __future__ import annotations
