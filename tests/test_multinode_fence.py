@@ -4,7 +4,8 @@ Redis through its own loopback forwarder that the test can cut (tests/tcp_cut.py
 edge, a network partition). Legs are real aiortc clients entering at node 1.
 
 1. A whole-Redis outage longer than the node expiry and shorter than the reconnect grace:
-   every call carries on where it was, no leg is told anything.
+   every call carries on where it was, no leg is told anything; a leg that loses its
+   connection during it is refused (retryable) until Redis is back, then rejoins its call.
 2. Node 2 (a node other than the front one) alone is cut off, past the expiry. One leg of its call drops and rejoins through
    node 1, which re-places and restores the call; node 2 learns from the records that the
    call is no longer its own and hands the other leg over (while still cut off). Both legs
@@ -131,19 +132,33 @@ async def test_partitioned_node_hands_over_and_whole_outage_breaks_nothing(
                 await _wait_async(
                     lambda node=node: _status_is(http, node, 503), 20, "readyz 503 while cut"
                 )
+            # the family leg of node 1's call loses its connection during the outage: it
+            # is refused (cluster_unavailable, retryable) until Redis is back
+            z = next(bid for bid, o in owner.items() if o == "n1")
+            await legs[z][0].client.drop()
+            back = asyncio.ensure_future(_rejoin(legs[z][0], timeout=60))
             await asyncio.sleep(max(0.0, EXPIRY_S + 1.0 - (time.monotonic() - cut_at)))
-            for fam, pri in legs.values():  # the calls carry on, media included
-                await _flows(fam)
-                await _flows(pri)
+            assert not back.done()
+            for bid, (fam, pri) in legs.items():  # the calls carry on, media included
+                if bid != z:
+                    await _flows(fam)
+                    await _flows(pri)
             outage_s = time.monotonic() - cut_at
             for link in links.values():
                 link.restore()
             await _wait_async(lambda: _all_fresh(redis), 20, "every node back in Redis")
+            await asyncio.wait_for(back, 30)
+            assert by_url[legs[z][0].node_url] == "n1"
+            for leg in legs[z]:
+                await leg.client.wait_state("live", 20)
+                await _flows(leg)
+            assert legs[z][1].client.joins == 1  # the other leg never left
             await asyncio.sleep(2 * 2.0)  # two refreshes: each node checked its placements
-            print(f"\nwhole-Redis outage of {outage_s:.1f}s: no call moved")
+            print(f"\nwhole-Redis outage of {outage_s:.1f}s: no call moved or ended")
             assert await redis.hgetall("relay:placement") == placed
             for bid, pair in legs.items():
-                assert all(leg.never_left_live() for leg in pair), bid
+                if bid != z:
+                    assert all(leg.never_left_live() for leg in pair), bid
             for node in nodes.values():
                 assert await _handed_over(http, node) == 0
                 assert await _ready(http, node) == 200
@@ -182,7 +197,7 @@ async def test_partitioned_node_hands_over_and_whole_outage_breaks_nothing(
             await asyncio.sleep(2 * 2.0)
             assert (await redis.hget("relay:placement", str(x))) == "n1"  # not taken back
             assert await _handed_over(http, nodes[cut_node]) == 1
-            others = [bid for bid in legs if bid != x]
+            others = [bid for bid in legs if bid not in (x, z)]
             for bid in others:  # the other calls never noticed
                 assert all(leg.never_left_live() for leg in legs[bid]), bid
 
@@ -190,11 +205,14 @@ async def test_partitioned_node_hands_over_and_whole_outage_breaks_nothing(
             y = next(bid for bid in legs if bid != x)
             y_node = await redis.hget("relay:placement", str(y))
             taker = "n1" if y_node != "n1" else next(n for n in NODES if n != "n1")
+            joins = {leg: leg.client.joins for leg in legs[y]}
             await redis.hset("relay:placement", str(y), taker)
             for leg in legs[y]:
                 await asyncio.wait_for(leg.client.wait_for(lambda m: m["type"] == "restarting"), 15)
             for leg in legs[y]:  # the client rejoins by itself, through the front
-                await _wait(lambda leg=leg: leg.back(2, "live"), 30, "a leg of y rejoined")
+                await _wait(
+                    lambda leg=leg: leg.back(joins[leg] + 1, "live"), 30, "a leg of y rejoined"
+                )
                 assert by_url[leg.node_url] == taker
             for leg in legs[y]:
                 await _flows(leg)
@@ -206,6 +224,7 @@ async def test_partitioned_node_hands_over_and_whole_outage_breaks_nothing(
             try:
                 assert _booking_status(db, x) == "approved"  # not ended by the cut-off node
                 assert _ends(db, x) == 0
+                assert _booking_status(db, z) == "approved" and _ends(db, z) == 0
                 row = db.execute(
                     "SELECT owner, ended_at FROM call_runtime WHERE booking_id = ?", (x,)
                 ).fetchone()
