@@ -77,8 +77,21 @@ class CallPolicy:
         self.reason = "created"
         self.pause_reasons: set[str] = set()
         self.ended = asyncio.Event()
-        self._audit = audit or (lambda kind, detail: None)
-        self._on_outcome = on_outcome or (lambda outcome, reason: None)
+        self.fenced = False
+        """Another node runs this call now (``hand_over``): this copy writes nothing more."""
+        self.still_owner: Callable[[], bool] = lambda: True
+        """Many nodes: whether this node still holds the call's records (relay/calls/
+        runtime.py). Asked before an end, so a node whose call was re-placed elsewhere while
+        it was cut off hands it over instead of ending it (and writing its outcome)."""
+        self.outcome_guard: Callable[[Callable[[], None]], None] = lambda write: write()
+        """Many nodes: runs the end's outcome write, in one transaction with a last check
+        that this node still holds the call (relay/calls/runtime.py)."""
+        audit = audit or (lambda kind, detail: None)
+        on_outcome = on_outcome or (lambda outcome, reason: None)
+        self._audit: Audit = lambda kind, detail: None if self.fenced else audit(kind, detail)
+        self._on_outcome: Outcome = (
+            lambda result, reason: None if self.fenced else on_outcome(result, reason)
+        )
         self._clock = clock
         self._timers: list[asyncio.TimerHandle] = []
         self._grace: dict[str, asyncio.TimerHandle] = {}
@@ -122,6 +135,10 @@ class CallPolicy:
         self._apply("restored")
 
     def _changed(self) -> None:
+        if not self.fenced:
+            self._notify_listeners()
+
+    def _notify_listeners(self) -> None:
         for listener in self.listeners:
             try:
                 listener()
@@ -174,7 +191,7 @@ class CallPolicy:
 
     def leg_left(self, role: str, dropped: bool) -> None:
         """A party left on purpose (``dropped`` False) or its connection was lost."""
-        if self.state == "ended":
+        if self.state == "ended" or self.fenced:
             return
         self._audit("drop" if dropped else "leave", {"role": role})
         if role == "watcher":
@@ -481,13 +498,36 @@ class CallPolicy:
         token; relay/calls/runtime.py carries the call's state across (or ends it as a technical
         failure if nobody returns).
         """
-        if self.state == "ended" or self.interrupted:
+        if self.state == "ended" or self.interrupted or self.fenced:
             return
         self.interrupted = True  # once: a draining node tells its legs before shutdown does
         for timer in [*self._timers, *self._grace.values(), *self._clear_timers.values()]:
             timer.cancel()
         self._audit("relay_shutdown", {"state": self.state})
         self.call.broadcast("restarting", message=RESTART_TEXT)
+
+    def hand_over(self) -> None:
+        """Many nodes: the call was re-placed on another node while this one was cut off
+        from Redis, and that node runs it now. The legs are told the relay is restarting
+        (they rejoin through the front address and land on the owner); this copy ends
+        nothing and writes nothing from now on (no audit, no outcome, no runtime row):
+        the owner writes them (docs/multinode.md, "Fencing")."""
+        if self.state == "ended" or self.fenced:
+            return
+        self.fenced = True
+        for timer in [*self._timers, *self._grace.values(), *self._clear_timers.values()]:
+            timer.cancel()
+        self._timers.clear()
+        self._grace.clear()
+        self._clear_timers.clear()
+        self.call.broadcast("restarting", message=RESTART_TEXT)
+        # over here, not over: what this node holds for the call (recorder segment, vision
+        # samplers) closes as at an end; the listeners that write shared records look at
+        # ``fenced`` and write nothing
+        self.state, self.reason = "ended", "handed_over"
+        self.call.set_paused(True)
+        self._notify_listeners()
+        self.ended.set()
 
     # --- state ---------------------------------------------------------------------------
 
@@ -497,7 +537,7 @@ class CallPolicy:
         return "paused" if self.pause_reasons else "live"
 
     def _apply(self, why: str | None = None) -> None:
-        if self.state == "ended":
+        if self.state == "ended" or self.fenced:
             return
         self.call.set_paused(bool(self.pause_reasons))
         new = self._derive()
@@ -529,7 +569,7 @@ class CallPolicy:
         }
 
     def end(self, reason: str) -> None:
-        if self.state == "ended":
+        if self.state == "ended" or self.fenced or not self.still_owner():
             return
         for timer in [*self._timers, *self._grace.values(), *self._clear_timers.values()]:
             timer.cancel()
@@ -547,7 +587,8 @@ class CallPolicy:
         )
         self._changed()
         try:
-            self._on_outcome("failed" if technical else "completed", reason)
+            outcome = "failed" if technical else "completed"
+            self.outcome_guard(lambda: self._on_outcome(outcome, reason))
         except Exception:  # the outcome is bookkeeping: never let it break the end itself
             log.exception("recording the outcome of call %s failed", self.call.id)
         self.ended.set()

@@ -82,6 +82,18 @@ class CallRegistry:
         if live is not None and live.policy.state == "ended":
             del self.calls[booking_id]
 
+    def hand_over(self, booking_id: int) -> bool:
+        """Many nodes: another node runs this call now. Its legs are told to reconnect and
+        the local copy is dropped without a word to the shared records (the policy's
+        ``hand_over``); a later join here starts from those records. False when there
+        was no running call to hand over."""
+        live = self.calls.get(booking_id)
+        if live is None or live.policy.state == "ended" or live.policy.fenced:
+            return False
+        del self.calls[booking_id]
+        live.policy.hand_over()
+        return True
+
     def _live_call(self, admission: AdmissionLike) -> LiveCall:
         live = self.calls.get(admission.booking_id)
         if live is not None and live.policy.state != "ended":
@@ -144,6 +156,8 @@ class CallRegistry:
             )
             answer = await self._negotiate(live, leg, offer_sdp)
             rejoined = role in PARTY_ROLES and role in live.policy._grace
+            if live.policy.fenced:  # handed over while this leg negotiated: a retry finds it
+                raise m.ProtocolError(m.E_CLUSTER, "this call moved to another relay node")
             if live.policy.state == "ended":
                 raise m.ProtocolError(m.E_CALL_ENDED, "this call has ended")
             if leg.is_watcher:

@@ -56,9 +56,11 @@ class Cluster:
         self.placement.on_loads = gauges.PLACED_HERE.set
         self._releases: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self._checking: asyncio.Task[None] | None = None
         registry.hooks.append(self)
         runtime.claim = self.placement.claim  # a restarted or surviving node ends only
         runtime.release = self.placement.release  # the abandoned calls it has claimed
+        runtime.on_lost = lambda booking_id: gauges.HANDED_OVER.inc()
 
     def _refreshed(self, redis_ok: bool, live_nodes: int) -> None:
         gauges.REDIS_UP.set(1 if redis_ok else 0)
@@ -68,6 +70,8 @@ class Cluster:
             task = asyncio.ensure_future(self.duties.refresh())
             self._releases.add(task)
             task.add_done_callback(self._releases.discard)
+            if redis_ok and (self._checking is None or self._checking.done()):
+                self._checking = asyncio.ensure_future(self._check_placements())
 
     @property
     def node_id(self) -> str:
@@ -84,6 +88,40 @@ class Cluster:
         owner = await self.placement.place(booking_id)
         return None if owner.node_id == self.node_id else owner.url
 
+    async def _check_placements(self) -> None:
+        """Every refresh: are the calls running here still placed here? One HMGET. A call
+        another live node has taken (re-placed while this node was cut off from Redis) is
+        handed over: its legs reconnect through the front address and land on the owner.
+        A call whose placement is gone or names a dead node is claimed back and carries on
+        (a whole-Redis outage, a Redis that restarted empty)."""
+        ids = [b for b, live in self.registry.calls.items() if live.policy.state != "ended"]
+        if not ids or self.runtime.handed_over:
+            return
+        try:
+            placed = await self.redis.hmget(self.placement.key, [str(b) for b in ids])
+        except (RedisError, OSError):
+            return  # the next refresh tries again
+        for bid, node in zip(ids, placed, strict=True):
+            if node == self.node_id or self.directory.draining:
+                continue
+            live = self.registry.get(bid)
+            if live is None or live.policy.state == "ended":
+                continue  # ended (and released) meanwhile
+            if node is not None and node in self.directory.known:
+                taken = True
+            else:
+                taken = not await self.placement.claim(bid)
+                if not taken:
+                    log.info("cluster: call %s placed here again (was %s)", bid, node or "none")
+            if taken and self.registry.hand_over(bid):
+                log.warning(
+                    "cluster: call %s runs on %s now; its legs were sent on",
+                    bid,
+                    node,
+                    extra={"call_id": bid},
+                )
+                gauges.HANDED_OVER.inc()
+
     async def owner_of(self, booking_id: int) -> tuple[str | None, NodeInfo | None]:
         return await self.placement.owner(booking_id)
 
@@ -94,7 +132,7 @@ class Cluster:
 
         def changed() -> None:
             nonlocal released
-            if policy.state == "ended" and not released:
+            if policy.state == "ended" and not released and not policy.fenced:
                 released = True
                 task = asyncio.ensure_future(self.placement.release(call.id))
                 self._releases.add(task)
@@ -168,6 +206,7 @@ class Cluster:
 
     async def stop(self) -> None:
         await cancel_and_wait(self._sweeper)
+        await cancel_and_wait(self._checking)
         for task in list(self._releases):
             await task
         await self.bus.stop()

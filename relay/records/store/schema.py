@@ -359,4 +359,8 @@ INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, 0, '0000000000000000
     ALTER TABLE recordings ADD COLUMN node TEXT;
     ALTER TABLE recordings ADD COLUMN heartbeat_at REAL;
     """,
+    # 10: which node writes a call's runtime row (fencing, docs/multinode.md); '' = before
+    """
+    ALTER TABLE call_runtime ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+    """,
 ]
