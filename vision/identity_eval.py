@@ -154,7 +154,10 @@ def camera_variants(image: np.ndarray, face: Face, seed: int) -> list[CameraFram
     encoder.pix_fmt = "yuv420p"
     encoder.time_base = Fraction(1, 30)
     encoder.bit_rate = VP8_BITRATE
-    encoder.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+    # A negative cpu-used is a fixed speed: with a positive one, libvpx's realtime mode picks
+    # its speed from how long the last frames took to encode, so the views changed with the
+    # machine's load (two runs of one photo differed by up to 25 grey levels).
+    encoder.options = {"deadline": "realtime", "cpu-used": "-8", "lag-in-frames": "0"}
     decoder = av.CodecContext.create("vp8", "r")
     decoded: list[np.ndarray] = []
     pts = 0
@@ -214,7 +217,7 @@ def rates(genuine: list[float], impostor: list[float], threshold: float) -> tupl
 
 def equal_error(genuine: list[float], impostor: list[float]) -> tuple[float, float]:
     """(EER, the threshold where FAR and FRR are closest), over every observed distance;
-    sorted counts, as a camera run has ~10^5 attempts (a loop over them each is hours)."""
+    sorted counts: a camera run has ~10^5 attempts, and a count per distance took minutes."""
     finite = np.unique([d for d in genuine + impostor if math.isfinite(d)])
     if not finite.size:
         return 1.0, 0.0
