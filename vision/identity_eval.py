@@ -5,13 +5,17 @@
 ``DIR/<person>/<n>.jpg``: the first photo (by name) of each person is enrolled; every photo
 is then matched against every enrolled person: a photo other than the enrolment against its
 own person is a *genuine* attempt, any photo against another person an *impostor* attempt.
-A genuine attempt is rejected when its distance is over the threshold or no face is found
-(failure to acquire counts as a rejection); an impostor attempt is accepted when under it.
+A genuine attempt is rejected when its distance is over the threshold or no face is found:
+the FRR is the failures to acquire (FTA, no face) plus the non-matches of the acquired
+(FNMR), as ISO/IEC 19795-1 counts them; the report gives all three, and which view, person
+and source each rejection comes from. An impostor attempt is accepted when under it.
 
 ``--camera`` matches the photos as a camera would show them instead: each face is placed in
 a 640x480 frame at several heights (60-200 px) and lighting (darker, as is, brighter), the
 frames are VP8-coded and decoded with PyAV, then detected and described like a call's
-samples. Enrolment stays on the original photos, as vetting would do it.
+samples. Enrolment stays on the original photos, as vetting would do it. The enrolment
+photo's own camera views are scored beside the headline (``enrolment_photo_views``), not in
+it: the same picture re-coded is an easier match than another photo.
 """
 
 from __future__ import annotations
@@ -150,7 +154,10 @@ def camera_variants(image: np.ndarray, face: Face, seed: int) -> list[CameraFram
     encoder.pix_fmt = "yuv420p"
     encoder.time_base = Fraction(1, 30)
     encoder.bit_rate = VP8_BITRATE
-    encoder.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+    # A negative cpu-used is a fixed speed: with a positive one, libvpx's realtime mode picks
+    # its speed from how long the last frames took to encode, so the views changed with the
+    # machine's load (two runs of one photo differed by up to 25 grey levels).
+    encoder.options = {"deadline": "realtime", "cpu-used": "-8", "lag-in-frames": "0"}
     decoder = av.CodecContext.create("vp8", "r")
     decoded: list[np.ndarray] = []
     pts = 0
@@ -209,15 +216,20 @@ def rates(genuine: list[float], impostor: list[float], threshold: float) -> tupl
 
 
 def equal_error(genuine: list[float], impostor: list[float]) -> tuple[float, float]:
-    """(EER, the threshold where FAR and FRR are closest)."""
-    finite = sorted({d for d in genuine + impostor if math.isfinite(d)})
-    best = (float("inf"), 1.0, 0.0)
-    for t in finite:
-        far, frr = rates(genuine, impostor, t)
-        gap = abs(far - frr)
-        if gap < best[0]:
-            best = (gap, (far + frr) / 2, t)
-    return round(best[1], 4), round(best[2], 4)
+    """(EER, the threshold where FAR and FRR are closest), over every observed distance;
+    sorted counts: a camera run has ~10^5 attempts, and a count per distance took minutes."""
+    finite = np.unique([d for d in genuine + impostor if math.isfinite(d)])
+    if not finite.size:
+        return 1.0, 0.0
+    g, i = np.sort(np.asarray(genuine, float)), np.sort(np.asarray(impostor, float))
+    far = np.searchsorted(i, finite, side="right") / len(i) if len(i) else np.zeros(finite.size)
+    frr = (
+        (len(g) - np.searchsorted(g, finite, side="right")) / len(g)
+        if len(g)
+        else np.zeros(finite.size)
+    )
+    best = int(np.argmin(np.abs(far - frr)))  # the first (smallest) threshold of a tie
+    return round(float(far[best] + frr[best]) / 2, 4), round(float(finite[best]), 4)
 
 
 def sweep_rates(genuine: list[float], impostor: list[float]) -> dict[str, dict[str, float]]:
@@ -246,31 +258,58 @@ def threshold_for_far(
     return {"threshold": t, "far": round(far, 5), "frr": round(frr, 5)}
 
 
-def evaluate(
+@dataclass(frozen=True)
+class Probe:
+    """One attempt's probe: a photo, or one camera view of it, and what the model made of it."""
+
+    person: str
+    photo: str
+    vector: np.ndarray | None
+    """None: no face was found (failure to acquire)."""
+    is_enrolment: bool
+    """The person's enrolment photo (or one of its camera views)."""
+    view: str = "photo"
+    """``photo``, or ``<px>px/<light>`` for a camera view."""
+
+
+def photo_sources(folder: Path) -> dict[str, str]:
+    """person -> the package their photos come from (``DIR/manifest.json``), else ``unknown``."""
+    try:
+        rows = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {
+        str(r.get("person")): str(r.get("package") or "unknown")
+        for r in (rows if isinstance(rows, list) else [])
+        if isinstance(r, dict)
+    }
+
+
+def collect_probes(
     folder: Path,
     detector: Detector,
     encoder: FaceEncoder,
     settings: VisionSettings,
     camera: bool = False,
     split: str | None = None,
-) -> dict[str, object]:
-    """The report; ``split`` (``tune`` or ``report``) keeps only the probe photos of one
-    half (see :func:`split_half`), so a threshold picked on one half is measured on the
-    other. Every enrolment photo is enrolled either way."""
+) -> tuple[dict[str, np.ndarray], dict[str, str], list[Probe], list[float]]:
+    """(gallery, enrolment photos the quality check refused, probes, descriptor CPU seconds).
+
+    The slow half of :func:`evaluate` (camera views: VP8 coding, detection, descriptors);
+    :func:`score_probes` is the fast one."""
     if split not in (None, *SPLITS):
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
-    people = load_set(folder)
-    groups = unverified_groups(folder)
     gallery: dict[str, np.ndarray] = {}
     refused: dict[str, str] = {}
-    probes: list[tuple[str, str, np.ndarray | None, dict[str, object]]] = []
+    probes: list[Probe] = []
     describe_cpu: list[float] = []
-    for person, photos in people.items():
+    for person, photos in load_set(folder).items():
         for index, path in enumerate(photos):
             image = read_bgr(path)
             faces = detector.detect_batch([image])[0]
             face = largest_face(counted_faces(faces, settings))
-            if index == 0:
+            enrolment = index == 0
+            if enrolment:
                 checked = check_photo(image, faces, settings)
                 if isinstance(checked, PhotoRefusal):
                     refused[f"{person}/{path.name}"] = checked.code
@@ -279,13 +318,13 @@ def evaluate(
             if split is not None and split_half(person, path.name) != split:
                 continue
             if face is None:
-                probes.append((person, path.name, None, {}))
+                probes.append(Probe(person, path.name, None, enrolment))
                 continue
             if not camera:
                 t0 = time.thread_time()
                 vector = encoder.descriptor(image, face)
                 describe_cpu.append(time.thread_time() - t0)
-                probes.append((person, path.name, vector, {"is_enrolment": index == 0}))
+                probes.append(Probe(person, path.name, vector, enrolment))
                 continue
             seed = zlib.crc32(f"{person}/{path.name}".encode())
             for view in camera_variants(image, face, seed):
@@ -296,51 +335,119 @@ def evaluate(
                     vector = encoder.descriptor(view.image, seen)
                     describe_cpu.append(time.thread_time() - t0)
                 probes.append(
-                    (
-                        person,
-                        path.name,
-                        vector,
-                        {"is_enrolment": index == 0, "face_px": view.face_px, "light": view.light},
-                    )
+                    Probe(person, path.name, vector, enrolment, f"{view.face_px}px/{view.light}")
                 )
+    return gallery, refused, probes, describe_cpu
+
+
+@dataclass
+class Tally:
+    """Genuine attempts of one kind, split the ISO/IEC 19795-1 way: failures to acquire (no
+    face found) and, of the acquired, non-matches (distance over the threshold)."""
+
+    attempts: int = 0
+    no_face: int = 0
+    over_threshold: int = 0
+
+    def add(self, d: float, threshold: float) -> None:
+        self.attempts += 1
+        if not math.isfinite(d):
+            self.no_face += 1
+        elif d > threshold:
+            self.over_threshold += 1
+
+    def as_dict(self) -> dict[str, object]:
+        acquired = self.attempts - self.no_face
+        rejected = self.no_face + self.over_threshold
+        return {
+            "attempts": self.attempts,
+            "rejected": rejected,
+            "no_face": self.no_face,
+            "over_threshold": self.over_threshold,
+            "frr": round(rejected / self.attempts, 5) if self.attempts else 0.0,
+            "fta": round(self.no_face / self.attempts, 5) if self.attempts else 0.0,
+            "fnmr": round(self.over_threshold / acquired, 5) if acquired else 0.0,
+        }
+
+
+def _tallies(rows: list[tuple[str, float]], threshold: float) -> dict[str, dict[str, object]]:
+    out: dict[str, Tally] = {}
+    for key, d in rows:
+        out.setdefault(key, Tally()).add(d, threshold)
+    return {k: t.as_dict() for k, t in sorted(out.items())}
+
+
+def score_probes(
+    folder: Path,
+    gallery: dict[str, np.ndarray],
+    probes: list[Probe],
+    threshold: float,
+    camera: bool = False,
+) -> dict[str, object]:
+    """FAR/FRR and the breakdowns of :func:`evaluate` from collected probes.
+
+    The headline genuine attempts are the photos *other* than the enrolment one (the issue's
+    definition: enrol the first photo of each person, match every other photo of everyone).
+    Camera views of the enrolment photo itself are scored beside it
+    (``enrolment_photo_views``), never in it: they are the same picture re-coded."""
+    groups = unverified_groups(folder)
+    sources = photo_sources(folder)
     genuine: list[float] = []
-    genuine_other: list[float] = []
-    """Genuine attempts with photos other than the enrolment one (camera mode adds views of
-    the enrolment photo itself to ``genuine``)."""
+    own_views: list[float] = []
     impostor: list[float] = []
+    impostor_acquired: list[float] = []
     closest: dict[tuple[str, str], tuple[float, str]] = {}
     """(probe's person, enrolled person) -> the smallest impostor distance and its probe: a
     very close "impostor" is more often a labelling mistake (one person under two names)."""
     by_variant: dict[str, dict[str, list[float]]] = {}
-    missed = 0
-    unlabelled_pairs = 0
     halves: dict[str, dict[str, list[float]]] = {}
-    for person, name, vector, info in probes:
-        variant = f"{info['face_px']}px/{info['light']}" if "face_px" in info else "photo"
-        bucket = by_variant.setdefault(variant, {"genuine": [], "impostor": []})
-        if vector is None:
-            missed += 1
+    rejections: dict[str, list[tuple[str, float]]] = {
+        "by_view": [],
+        "by_person": [],
+        "by_source": [],
+        "by_photo": [],
+    }
+    own_rows: list[tuple[str, float]] = []
+    unlabelled_pairs = 0
+    for probe in probes:
+        person = probe.person
+        bucket = by_variant.setdefault(probe.view, {"genuine": [], "impostor": []})
         for enrolled, reference in gallery.items():
             own = enrolled == person
             if not own and person in groups and groups[person] == groups.get(enrolled):
                 unlabelled_pairs += 1
                 continue  # may be one person under two names: neither genuine nor impostor
-            if own and (info.get("is_enrolment") and not camera):
+            d = distance(probe.vector, reference) if probe.vector is not None else float("inf")
+            if own and probe.is_enrolment:
+                if camera:
+                    own_views.append(d)
+                    own_rows.append((probe.view, d))
                 continue  # the enrolment photo against itself says nothing
-            d = distance(vector, reference) if vector is not None else float("inf")
-            (genuine if own else impostor).append(d)
-            if not own and d < closest.get((person, enrolled), (float("inf"), ""))[0]:
-                closest[(person, enrolled)] = (d, name)
-            if own and not info.get("is_enrolment"):
-                genuine_other.append(d)
+            if own:
+                genuine.append(d)
+                for key, value in (
+                    ("by_view", probe.view),
+                    ("by_person", person),
+                    ("by_source", sources.get(person, "unknown")),
+                    ("by_photo", f"{person}/{probe.photo}"),
+                ):
+                    rejections[key].append((value, d))
+            else:
+                impostor.append(d)
+                if math.isfinite(d):
+                    impostor_acquired.append(d)
+                if d < closest.get((person, enrolled), (float("inf"), ""))[0]:
+                    closest[(person, enrolled)] = (d, probe.photo)
             bucket["genuine" if own else "impostor"].append(d)
-            half = halves.setdefault(split_half(person, name), {"genuine": [], "impostor": []})
+            half = halves.setdefault(
+                split_half(person, probe.photo), {"genuine": [], "impostor": []}
+            )
             half["genuine" if own else "impostor"].append(d)
-    threshold = settings.identity_threshold
     far, frr = rates(genuine, impostor, threshold)
     eer, eer_threshold = equal_error(genuine, impostor)
-    sweep = sweep_rates(genuine, impostor)
-    at_target = threshold_for_far(genuine, impostor, FAR_TARGET)
+    headline = Tally()
+    for d in genuine:
+        headline.add(d, threshold)
     by_half = {}
     for key, b in sorted(halves.items()):
         g, i = b["genuine"], b["impostor"]
@@ -365,54 +472,119 @@ def evaluate(
             "genuine": len(b["genuine"]),
             "impostor": len(b["impostor"]),
         }
+    breakdown: dict[str, object] = {
+        key: _tallies(rows, threshold) for key, rows in rejections.items()
+    }
+    if camera:
+        breakdown["enrolment_photo_views_by_view"] = _tallies(own_rows, threshold)
+    own = Tally()
+    for d in own_views:
+        own.add(d, threshold)
+    people = load_set(folder)
     return {
         "set": str(folder),
         "mode": "camera" if camera else "photos",
-        "split": split or "all",
         "people": len(people),
         "people_with_several_photos": sum(len(p) > 1 for p in people.values()),
         "photos": sum(len(p) for p in people.values()),
         "enrolled": len(gallery),
-        "enrolment_photos_refused_by_quality_check": refused,
         "probes": len(probes),
-        "probes_without_face": missed,
+        "probes_without_face": sum(p.vector is None for p in probes),
         "threshold": threshold,
         "genuine_attempts": len(genuine),
         "impostor_attempts": len(impostor),
         "attempts_left_out_within_unverified_groups": unlabelled_pairs,
         "far": round(far, 5),
         "frr": round(frr, 5),
-        "frr_other_photos_only": round(rates(genuine_other, [], threshold)[1], 5),
-        "genuine_attempts_other_photos": len(genuine_other),
+        "fta": headline.as_dict()["fta"],
+        "fnmr": headline.as_dict()["fnmr"],
+        "fmr": round(rates([], impostor_acquired, threshold)[0], 5),
+        "genuine_rejections": breakdown,
+        "enrolment_photo_views": own.as_dict() | {"distance": summary(_finite(own_views))}
+        if camera
+        else None,
         "eer": eer,
         "eer_threshold": eer_threshold,
-        "by_threshold": sweep,
+        "by_threshold": sweep_rates(genuine, impostor),
         "far_target": FAR_TARGET,
-        "threshold_for_far_target": at_target,
+        "threshold_for_far_target": threshold_for_far(genuine, impostor, FAR_TARGET),
         "by_variant": variants,
         "by_half": by_half,
         "closest_impostor_pairs": [
             {"probe": f"{p}/{n}", "enrolled": e, "distance": round(d, 4)}
             for (p, e), (d, n) in sorted(closest.items(), key=lambda kv: kv[1][0])[:CLOSEST_PAIRS]
         ],
-        "genuine_distance": summary([d for d in genuine if math.isfinite(d)]),
-        "impostor_distance": summary([d for d in impostor if math.isfinite(d)]),
+        "genuine_distance": summary(_finite(genuine)),
+        "impostor_distance": summary(_finite(impostor)),
+    }
+
+
+def _finite(values: list[float]) -> list[float]:
+    return [d for d in values if math.isfinite(d)]
+
+
+def evaluate(
+    folder: Path,
+    detector: Detector,
+    encoder: FaceEncoder,
+    settings: VisionSettings,
+    camera: bool = False,
+    split: str | None = None,
+) -> dict[str, object]:
+    """The report; ``split`` (``tune`` or ``report``) keeps only the probe photos of one
+    half (see :func:`split_half`), so a threshold picked on one half is measured on the
+    other. Every enrolment photo is enrolled either way."""
+    gallery, refused, probes, describe_cpu = collect_probes(
+        folder, detector, encoder, settings, camera, split
+    )
+    report = score_probes(folder, gallery, probes, settings.identity_threshold, camera)
+    return {
+        "split": split or "all",
+        "enrolment_photos_refused_by_quality_check": refused,
+        **report,
         "descriptor_cpu_ms_mean": round(1000 * float(np.mean(describe_cpu)), 2)
         if describe_cpu
         else None,
     }
 
 
+def _percent(x: object) -> str:
+    return f"{100 * float(x):.2f} %"  # type: ignore[arg-type]
+
+
 def format_report(report: dict[str, object]) -> str:
     lines = [
         f"identity evaluation ({report['mode']}, {report.get('split', 'all')} probes) of {report['set']}: {report['people']} people "
         f"({report['people_with_several_photos']} with several photos), {report['photos']} photos",
-        f"  threshold {report['threshold']}: FAR {100 * float(report['far']):.3f} % of "  # type: ignore[arg-type]
-        f"{report['impostor_attempts']} impostor attempts, FRR {100 * float(report['frr']):.2f} % "  # type: ignore[arg-type]
-        f"of {report['genuine_attempts']} genuine attempts",
-        f"  EER {100 * float(report['eer']):.2f} % at {report['eer_threshold']}",  # type: ignore[arg-type]
+        f"  threshold {report['threshold']}, enrol each person's first photo, match every other "
+        "photo of everyone:",
+        f"  FAR {100 * float(report['far']):.3f} % of "  # type: ignore[arg-type]
+        f"{report['impostor_attempts']} impostor attempts; FRR {_percent(report['frr'])} of "
+        f"{report['genuine_attempts']} genuine attempts (other photos): FTA (no face found) "
+        f"{_percent(report['fta'])}, FNMR (found, over the threshold) "
+        f"{_percent(report['fnmr'])} of those found",
+        f"  EER {_percent(report['eer'])} at {report['eer_threshold']}",
         f"  probes without a face: {report['probes_without_face']} of {report['probes']}",
     ]
+    own = report.get("enrolment_photo_views")
+    if isinstance(own, dict):
+        lines.append(
+            f"  beside it, not in it: the enrolment photo's own {own['attempts']} camera views "
+            f"rejected {_percent(own['frr'])} (FTA {_percent(own['fta'])}, "
+            f"FNMR {_percent(own['fnmr'])})"
+        )
+    rejections = report.get("genuine_rejections")
+    if isinstance(rejections, dict):
+        for key in ("by_view", "by_source", "by_person"):
+            rows = rejections.get(key) or {}
+            if len(rows) > 1 or key == "by_person":
+                lines.append(
+                    f"  genuine rejections {key.replace('_', ' ')} (no face + over / attempts): "
+                    + ", ".join(
+                        f"{k} {r['no_face']}+{r['over_threshold']}/{r['attempts']}"
+                        for k, r in rows.items()
+                    )
+                )
     for kind in ("genuine_distance", "impostor_distance"):
         s = report[kind]
         assert isinstance(s, dict)
@@ -438,5 +610,5 @@ def format_report(report: dict[str, object]) -> str:
             f"  largest threshold with FAR <= {100 * float(report['far_target']):.2f} %: "  # type: ignore[arg-type]
             f"{target['threshold']} (FAR {100 * target['far']:.3f} %, FRR {100 * target['frr']:.2f} %)"
         )
-    lines.append(f"  descriptor CPU per face: {report['descriptor_cpu_ms_mean']} ms")
+    lines.append(f"  descriptor CPU per face: {report.get('descriptor_cpu_ms_mean')} ms")
     return "\n".join(lines)
