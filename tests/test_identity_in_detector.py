@@ -23,7 +23,7 @@ from vision.identity import IdentityWorker, load_encoder
 from vision.identity_check import IdentityEvent, LegIdentity
 from vision.service import DetectorService
 from vision.settings import VisionSettings
-from vision.worker_client import WorkerLost
+from vision.worker_client import RemoteFrame, WorkerLost
 
 REPO_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "models"
 CONFIG = VisionSettings(model_cache_dir=REPO_CACHE, vision_worker_processes=1)
@@ -159,7 +159,11 @@ async def test_a_process_dying_mid_check_fails_it_and_the_next_sample_is_checked
             if leg.keyframe_wanted(time.monotonic() - t0):
                 i -= i % len(clip)  # the sender answers with a keyframe: the clip's first
             await play_for(0.1)
-        assert service.stats.worker_restarts == 1 and worker.pid != os.getpid()
+        assert service.stats.worker_restarts == 1
+        # a sample of the dead process is never taken for the new one's same-numbered sample
+        stale = RemoteFrame(worker, 1, worker.generation - 1)
+        with pytest.raises(WorkerLost):
+            await stale.describe([Face(100, 100, 300, 300, 0.9)])
     finally:
         await service.stop()
         identity.close()

@@ -4,6 +4,7 @@ process, and a process that dies is noticed, reported behind and replaced, never
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import signal
 import time
@@ -200,9 +201,9 @@ async def test_identity_descriptors_are_computed_in_the_detector_process(clip) -
         loop = asyncio.get_running_loop()
         faces = (await loop.run_in_executor(None, service.detector.detect_batch, [boxed]))[0]
         face = max(faces, key=lambda f: f.score).scaled(1.0 / scale)
-        assert len(service.workers) == 1 and not hasattr(service, "identity_process")
         pid = service.workers[0].pid
         assert pid is not None and pid != os.getpid()
+        assert [p.pid for p in multiprocessing.active_children()] == [pid]  # no other process
         worker_cpu0 = cpu_s(pid)
         remote = await identity.run(lambda enc: (type(enc).__name__, enc.descriptor(image, face)))
         assert remote[0] == "RemoteEncoder"

@@ -287,6 +287,7 @@ class DetectorService:
         size = (self.config.detector_width, self.config.detector_height)
         stats = self.stats
         worker = self._leg_worker.get(sampler.leg_key)
+        generation = None if worker is None else worker.generation  # the one that decodes
 
         def decode() -> object:
             t0 = time.thread_time()
@@ -310,7 +311,7 @@ class DetectorService:
             result = None if error else f.result()
             if worker is not None and result is not None:
                 seq, scale, motion = result  # type: ignore[misc]
-                result = Decoded(RemoteFrame(worker, seq), None, scale, motion)
+                result = Decoded(RemoteFrame(worker, seq, generation), None, scale, motion)
             sample = sampler._decoded(result, error, at, taken)  # type: ignore[arg-type]
             if sample is None:
                 self._done(1)

@@ -205,22 +205,33 @@ class VisionWorker:
 
 
 class RemoteFrame:
-    """A sampled frame that stays in the detector process; asked for only when needed."""
+    """A sampled frame that stays in the detector process; asked for only when needed.
 
-    __slots__ = ("seq", "worker")
+    Sequence numbers start again in a restarted process: a frame of an earlier generation
+    is refused (:class:`WorkerLost`), never confused with another leg's newer sample."""
 
-    def __init__(self, worker: VisionWorker, seq: int) -> None:
+    __slots__ = ("generation", "seq", "worker")
+
+    def __init__(self, worker: VisionWorker, seq: int, generation: int | None = None) -> None:
         self.worker = worker
         self.seq = seq
+        self.generation = worker.generation if generation is None else generation
+
+    def _request(self, op: str, *args: Any) -> Future[Any]:
+        if self.generation != self.worker.generation:
+            future: Future[Any] = Future()
+            future.set_exception(WorkerLost("the sample's detector process was replaced"))
+            return future
+        return self.worker.request(op, self.seq, *args)
 
     def to_ndarray(self, format: str = "bgr24") -> np.ndarray:  # noqa: A002 (av's name)
-        """The frame as BGR (blocks: call it off the loop, as identity does)."""
+        """The frame as BGR (blocks: call it off the loop)."""
         if format != "bgr24":
             raise ValueError("the detector process gives BGR frames only")
-        return self.worker.request("bgr", self.seq).result()
+        return self._request("bgr").result()
 
     def evidence_jpeg(self, boxes: list[tuple[float, float, float, float]], quality: int) -> bytes:
-        return self.worker.request("jpeg", self.seq, boxes, quality).result()
+        return self._request("jpeg", boxes, quality).result()
 
     async def describe(
         self, faces: list[Face], lumas: bool = False
@@ -228,7 +239,7 @@ class RemoteFrame:
         """The descriptors of ``faces`` (source pixels) in this sample, computed where it is
         kept (no frame crosses the pipe), with each face's luma when ``lumas``; None when
         the process no longer keeps it. Also the CPU seconds the process spent on it."""
-        return await self.worker.call("describe_kept", self.seq, faces, lumas)
+        return await asyncio.wrap_future(self._request("describe_kept", faces, lumas))
 
 
 class RemoteEncoder:
