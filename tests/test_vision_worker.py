@@ -4,6 +4,7 @@ process, and a process that dies is noticed, reported behind and replaced, never
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import signal
 import time
@@ -182,9 +183,9 @@ def test_frames_stay_in_the_process() -> None:
 
 
 async def test_identity_descriptors_are_computed_in_the_detector_process(clip) -> None:
-    """dlib holds the GIL for a whole descriptor (~150 ms): in worker mode it runs in an
-    identity process (not the detector's, whose decoding it would stall), with the same
-    descriptor as in the relay's own."""
+    """An enrolment photo (no kept sample) is described by the detector process too (the
+    descriptor models are loaded once per node, there), with the same descriptor as the
+    relay's own encoder; there is no separate identity process."""
     from vision.identity import IdentityWorker, load_encoder
 
     identity = IdentityWorker()
@@ -200,14 +201,15 @@ async def test_identity_descriptors_are_computed_in_the_detector_process(clip) -
         loop = asyncio.get_running_loop()
         faces = (await loop.run_in_executor(None, service.detector.detect_batch, [boxed]))[0]
         face = max(faces, key=lambda f: f.score).scaled(1.0 / scale)
-        assert service.identity_process is not None
-        pid = service.identity_process.pid
-        assert pid is not None and pid not in (os.getpid(), service.workers[0].pid)
+        pid = service.workers[0].pid
+        assert pid is not None and pid != os.getpid()
+        assert [p.pid for p in multiprocessing.active_children()] == [pid]  # no other process
         worker_cpu0 = cpu_s(pid)
         remote = await identity.run(lambda enc: (type(enc).__name__, enc.descriptor(image, face)))
         assert remote[0] == "RemoteEncoder"
-        assert cpu_s(pid) - worker_cpu0 > 0.05  # dlib ran there, in a process of its own
-        assert service.identity_cpu_s > 0.05  # and the relay's identity figures count it
+        assert cpu_s(pid) - worker_cpu0 > 0.001  # it ran there
+        await asyncio.sleep(0.1)  # the process's CPU figure reaches the loop
+        assert service.identity_cpu_s > 0.0  # and the relay's identity figures count it
     finally:
         await service.stop()
         identity.close()

@@ -325,8 +325,8 @@ class IdentityWorker:
         return await loop.run_in_executor(self._pool, lambda: fn(self._encoder_now()))
 
     def use_encoder(self, factory: Callable[[], FaceEncoder]) -> None:
-        """Use ``factory``'s encoder from the next job on (the identity process's, which runs
-        dlib's landmarks and chips there, off the relay's GIL)."""
+        """Use ``factory``'s encoder from the next job on (worker mode: the detector process's,
+        so the descriptor models are loaded there only, never in the relay's process)."""
         self._pool.submit(self._use, factory).result()
 
     def _use(self, factory: Callable[[], FaceEncoder]) -> None:

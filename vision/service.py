@@ -18,8 +18,10 @@ and never takes more than one core, whatever the number of legs.
 With ``vision_worker_processes`` > 0 (the relay's default) the decode and detect steps run in
 detector processes instead (vision/worker.py): each leg's decoder lives in one of them, the
 sampled frame stays there (:class:`vision.worker_client.RemoteFrame`), and only faces, face
-looks and - for an event or an identity check - one JPEG or one BGR frame come back; dlib's
-descriptors run in an identity process (dlib's landmarks hold the GIL; the network is ONNX). The
+looks and - for an event - one JPEG come back. An identity check (in the call or before it) is
+described by the process that keeps the sample, on its identity thread (dlib's landmarks and
+chips, ~1.4 ms of its GIL, then the ONNX network, which releases it): only the descriptors
+come back, never the frame, and no other process holds the descriptor models. The
 relay's own process keeps the sampling, slots, batching and decisions, so its GIL is left to
 forwarding. A process that dies fails its requests at once, its legs wait for their next
 keyframe, and it is started again after ``vision_worker_restart_s`` (checks meanwhile are
@@ -51,7 +53,7 @@ from vision.identity_precall import PrecallCheck, PrecallResult, face_luma
 from vision.sampler import Decoded, LegSampler, Sample, _Decoder, evidence_jpeg
 from vision.settings import VisionSettings
 from vision.worker import detect_in_runs
-from vision.worker_client import RemoteEncoder, RemoteFrame, VisionWorker
+from vision.worker_client import RemoteEncoder, RemoteFrame, VisionWorker, WorkerLost
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +158,6 @@ class DetectorService:
         self.workers: list[VisionWorker] = []
         """Worker mode: the detector processes (none when a detector was given or configured 0)."""
         self._leg_worker: dict[str, VisionWorker] = {}
-        self.identity_process: VisionWorker | None = None
-        """Worker mode with identity: dlib's descriptors run there."""
         self._restarts: set[asyncio.Task[None]] = set()
 
     @property
@@ -175,7 +175,8 @@ class DetectorService:
         self._decode_pool = ThreadPoolExecutor(1, thread_name_prefix="vision-decode")
         self._detect_pool = ThreadPoolExecutor(1, thread_name_prefix="vision-detect")
         if self.detector is None and self.config.vision_worker_processes > 0:
-            self.workers = [VisionWorker(self.config) for _ in
+            describe = self.identity is not None  # checks describe where the sample is kept
+            self.workers = [VisionWorker(self.config, describe=describe) for _ in
                             range(self.config.vision_worker_processes)]
             for w in self.workers:
                 w.on_lost = functools.partial(self._worker_lost, w)
@@ -185,17 +186,12 @@ class DetectorService:
                 await self.stop()
                 raise
             self.detector = self.workers[0]  # the Detector protocol, for enrolment photos
-            if self.identity is not None:  # dlib in a process of its own (it holds the GIL)
-                worker = self.identity_process = VisionWorker(self.config, role="identity")
-                worker.on_lost = functools.partial(self._worker_lost, worker)
-                try:
-                    await worker.start()
-                except BaseException:
-                    await self.stop()
-                    raise
+            if self.identity is not None:  # enrolment photos: described there too
+                worker, loop = self.workers[0], self._loop
+                on_cpu = functools.partial(loop.call_soon_threadsafe, self._identity_cpu)
                 await self._loop.run_in_executor(
                     None, self.identity.use_encoder,
-                    lambda: RemoteEncoder(worker, self._identity_cpu))  # type: ignore[arg-type,return-value]
+                    lambda: RemoteEncoder(worker, on_cpu))  # type: ignore[arg-type,return-value]
         elif self.detector is None:
             try:
                 self.detector = await self._loop.run_in_executor(
@@ -231,9 +227,6 @@ class DetectorService:
         self._decode_pool = self._detect_pool = None
         self._slots.clear()
         workers, self.workers = self.workers, []
-        if self.identity_process is not None:
-            workers.append(self.identity_process)
-            self.identity_process = None
         await asyncio.gather(*(w.stop() for w in workers))
         if workers:
             self.detector = None
@@ -294,6 +287,7 @@ class DetectorService:
         size = (self.config.detector_width, self.config.detector_height)
         stats = self.stats
         worker = self._leg_worker.get(sampler.leg_key)
+        generation = None if worker is None else worker.generation  # the one that decodes
 
         def decode() -> object:
             t0 = time.thread_time()
@@ -317,7 +311,7 @@ class DetectorService:
             result = None if error else f.result()
             if worker is not None and result is not None:
                 seq, scale, motion = result  # type: ignore[misc]
-                result = Decoded(RemoteFrame(worker, seq), None, scale, motion)
+                result = Decoded(RemoteFrame(worker, seq, generation), None, scale, motion)
             sample = sampler._decoded(result, error, at, taken)  # type: ignore[arg-type]
             if sample is None:
                 self._done(1)
@@ -371,6 +365,8 @@ class DetectorService:
                 await self._detect(batch)
             except asyncio.CancelledError:
                 raise
+            except WorkerLost as e:  # its legs start again from a keyframe in a new process
+                log.warning("vision: batch of %d not answered: %s", len(batch), e)
             except Exception:
                 log.exception("vision: batch of %d failed", len(batch))
             finally:
@@ -453,13 +449,38 @@ class DetectorService:
         return results
 
     def _identity_cpu(self, spent: float) -> None:
-        """Identity's CPU in the detector process, counted as the relay's (identity thread)."""
-        self.identity_cpu_s += spent  # only the identity thread calls this
+        """Identity's CPU in the detector process, counted as the relay's (on the loop)."""
+        self.identity_cpu_s += spent
         IDENTITY_CPU.inc(spent)
+
+    async def _describe(self, sample: Sample, faces: list[Face], lumas: bool = False
+                        ) -> tuple[list[np.ndarray], list[float]] | None:
+        """The descriptors of ``faces`` (source pixels) in ``sample``, and each face's luma
+        when ``lumas``: in the detector process that keeps the sample (worker mode: no frame
+        crosses the pipe), else on the identity thread. None: the sample is no longer kept
+        (the check is skipped; the leg's next due sample is checked)."""
+        assert self.identity is not None
+        if isinstance(sample.frame, RemoteFrame):
+            value, spent = await sample.frame.describe(faces, lumas)
+            self._identity_cpu(spent)
+            return value
+
+        def describe(encoder: object) -> tuple[list[np.ndarray], list[float]]:
+            c0 = time.thread_time()
+            try:
+                image = sample.frame.to_ndarray(format="bgr24")
+                vectors = encoder.descriptors(image, faces)  # type: ignore[attr-defined]
+                return vectors, [face_luma(image, f) for f in faces] if lumas else []
+            finally:
+                spent = time.thread_time() - c0
+                self.identity_cpu_s += spent  # only that thread writes (in-process mode)
+                IDENTITY_CPU.inc(spent)
+
+        return await self.identity.run(describe)
 
     def _worker_lost(self, worker: VisionWorker) -> None:
         """A detector process died: its legs start again from a keyframe, in a fresh one."""
-        if worker not in self.workers and worker is not self.identity_process:
+        if worker not in self.workers:
             return
         log.warning("vision: the detector process %s exited; starting another in %.1f s",
                     worker.pid, self.config.vision_worker_restart_s)
@@ -476,7 +497,7 @@ class DetectorService:
         task.add_done_callback(self._restarts.discard)
 
     async def _restart(self, worker: VisionWorker) -> None:
-        while worker in self.workers or worker is self.identity_process:
+        while worker in self.workers:
             await asyncio.sleep(self.config.vision_worker_restart_s)
             await worker.stop()
             try:
@@ -518,24 +539,14 @@ class DetectorService:
     async def _precall_check(self, sampler: LegSampler, check: PrecallCheck,
                              on_result: PrecallCallback, sample: Sample,
                              faces: list[Face]) -> None:
-        """Descriptors and face brightness on the identity thread, then the check's result
+        """Descriptors and face brightness (:meth:`_describe`), then the check's result
         (with the frame, for staff) to ``on_result`` on the loop."""
         assert self.identity is not None and self._loop is not None
         try:
-            def describe(encoder: object) -> tuple[list[np.ndarray], list[float]]:
-                c0 = time.thread_time()
-                try:
-                    image = sample.frame.to_ndarray(format="bgr24")
-                    vectors = encoder.descriptors(image, faces)  # type: ignore[attr-defined]
-                    return vectors, [face_luma(image, f) for f in faces]
-                finally:
-                    spent = time.thread_time() - c0
-                    self.identity_cpu_s += spent  # only that thread writes
-                    IDENTITY_CPU.inc(spent)
-
-            vectors, lumas = await self.identity.run(describe)
-            if sampler.closed or check.done:
+            described = await self._describe(sample, faces, lumas=True)
+            if described is None or sampler.closed or check.done:
                 return
+            vectors, lumas = described
             self.identity_checks += 1
             IDENTITY_CHECKS.inc()
             result = check.checked(faces, vectors, lumas)
@@ -550,6 +561,9 @@ class DetectorService:
                 on_result(result)
         except asyncio.CancelledError:
             raise
+        except WorkerLost as e:  # its next sample is checked once a process keeps it again
+            log.warning("vision: check before the call of leg %s not answered: %s",
+                        sampler.leg_key, e)
         except Exception:
             log.exception("vision: check before the call failed for leg %s", sampler.leg_key)
         finally:
@@ -585,23 +599,14 @@ class DetectorService:
 
     async def _identify(self, sampler: LegSampler, ident: LegIdentity, sample: Sample,
                         faces: list[Face]) -> None:
-        """Descriptors of ``faces`` on the identity thread, then the leg's identity decision."""
+        """Descriptors of ``faces`` (:meth:`_describe`), then the leg's identity decision."""
         assert self.identity is not None and self._loop is not None
         released = False
         try:
-            def describe(encoder: object) -> list[np.ndarray]:
-                c0 = time.thread_time()
-                try:
-                    image = sample.frame.to_ndarray(format="bgr24")
-                    return encoder.descriptors(image, faces)  # type: ignore[attr-defined]
-                finally:
-                    spent = time.thread_time() - c0
-                    self.identity_cpu_s += spent  # only that thread writes
-                    IDENTITY_CPU.inc(spent)
-
-            vectors = await self.identity.run(describe)
-            if sampler.closed:
+            described = await self._describe(sample, faces)
+            if described is None or sampler.closed:
                 return
+            vectors = described[0]
             self.identity_checks += 1
             IDENTITY_CHECKS.inc()
             event = ident.checked(faces, vectors, sample.at)
@@ -620,6 +625,8 @@ class DetectorService:
                 sampler.on_identity(event)
         except asyncio.CancelledError:
             raise
+        except WorkerLost as e:  # the leg's next due sample is checked after the restart
+            log.warning("vision: identity check of leg %s not answered: %s", sampler.leg_key, e)
         except Exception:
             log.exception("vision: identity check failed for leg %s", sampler.leg_key)
         finally:

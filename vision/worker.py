@@ -5,7 +5,9 @@ at 16 calls the relay sat at one core and vision fell behind. This process (star
 ``spawn`` by :class:`vision.worker_client.VisionWorker`) owns every leg's decoder, converts the
 sampled frames and runs the detector, so none of it competes with forwarding for the relay's
 GIL. What crosses the pipe is small: the encoded frames the sampler kept (a few KB each),
-faces as tuples, and - only for an event or an identity check - one JPEG or one BGR frame.
+faces as tuples, an event's JPEG, and an identity check's descriptors: the process describes
+the faces of the sample it kept (``describe_kept``, on its identity thread), so no frame
+crosses for a check. Only a staff enrolment photo is sent here whole (``describe``).
 
 Requests are ``(op, request_id, *args)`` tuples; each gets ``(request_id, ok, value)``.
 Decoding, conversions and JPEGs run on the main thread in the order they came (a leg's
@@ -80,6 +82,8 @@ class _Worker:
         self.identity_q: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self.encoder: Any = None  # loaded on the first identity request
         self.cpu = {"decode": 0.0, "detect": 0.0, "identity": 0.0}
+        self.ops: collections.Counter[str] = collections.Counter()
+        """Requests handled, by op (tests check that a check sends no frame: no "bgr")."""
 
     def reply(self, rid: int, ok: bool, value: object) -> None:
         with self.send_lock:
@@ -116,8 +120,13 @@ class _Worker:
         return kept
 
     def handle(self, op: str, rid: int, args: tuple[Any, ...]) -> None:
+        self.ops[op] += 1
         if op == "describe":
             self.identity_q.put((op, rid, args))
+            return
+        if op == "describe_kept":  # the sample is taken now, in order with the decodes
+            seq, faces, lumas = args
+            self.identity_q.put((op, rid, (self.kept.get(seq), faces, lumas)))
             return
         if op == "detect" or op == "detect_images":
             for seq in args[0] if op == "detect" else ():
@@ -138,6 +147,8 @@ class _Worker:
                 return
             elif op == "cpu":
                 value = dict(self.cpu)
+            elif op == "ops":
+                value = dict(self.ops)
             else:
                 raise ValueError(f"unknown request {op!r}")
         except Exception as e:  # the relay side decides what a failure means
@@ -167,23 +178,41 @@ class _Worker:
 
     # --- identity thread -----------------------------------------------------------------
     def identity_loop(self) -> None:
-        """Face descriptors (dlib's landmarks and chips, then the ONNX network)."""
+        """Face descriptors (dlib's landmarks and chips, then the ONNX network, which releases
+        the GIL): of a kept sample (in-call and before-the-call checks) or of a sent image
+        (enrolment photos). A sample no longer kept is answered None (the check is skipped)."""
         from vision.identity import load_encoder
+        from vision.identity_precall import face_luma
 
         while (item := self.identity_q.get()) is not None:
-            _, rid, (image, faces) = item
+            op, rid, args = item
             t0 = time.thread_time()
             try:
                 if self.encoder is None:
                     self.encoder = load_encoder(self.settings)
-                vectors = self.encoder.descriptors(image, faces)
+                if op == "load":
+                    continue
+                if op == "describe":
+                    image, faces = args
+                    value: object = self.encoder.descriptors(image, faces)
+                else:
+                    kept, faces, lumas = args
+                    if kept is None:
+                        value = None
+                    else:
+                        image = kept.frame.to_ndarray(format="bgr24")
+                        value = (
+                            self.encoder.descriptors(image, faces),
+                            [face_luma(image, f) for f in faces] if lumas else [],
+                        )
             except Exception as e:
-                self.reply(rid, False, f"{type(e).__name__}: {e}")
+                if rid:
+                    self.reply(rid, False, f"{type(e).__name__}: {e}")
                 continue
             finally:
                 spent = time.thread_time() - t0
                 self.cpu["identity"] += spent
-            self.reply(rid, True, (vectors, spent))  # the relay's identity CPU counts it
+            self.reply(rid, True, (value, spent))  # the relay's identity CPU counts it
 
     def detect(self, seqs: list[int]) -> list[tuple[list[Face], list[np.ndarray]] | None]:
         """Faces (detector pixels) of each kept sample and each face's look; None for a sample
@@ -202,31 +231,17 @@ class _Worker:
         return [by_seq.get(seq) for seq in seqs]
 
 
-class _NoDetector:
-    """The identity process's: it has no detector (dlib's descriptors only)."""
-
-    def __init__(self, size: tuple[int, int]) -> None:
-        self.input_size = size
-
-    def detect_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
-        raise RuntimeError("this is the identity process: it has no detector")
-
-
-def main(conn: Connection, config: VisionSettings, role: str = "detect") -> None:
+def main(conn: Connection, config: VisionSettings, describe: bool = False) -> None:
     """The process's entry point: load the model, say ready, serve until told to stop.
 
-    ``role="identity"``: only the face descriptors, in a process of their own. dlib's own
-    network held the GIL for a whole descriptor (~175 ms); the ONNX one (vision/dlib_resnet.py)
-    releases it, but the landmarks and chips still run on dlib, off the decoding process.
+    ``describe``: the relay checks identities, so the descriptor models are loaded on the
+    identity thread at once (not on the first check, whose leg would wait for them).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the relay decides when this process stops
     try:
-        if role == "identity":
-            detector: Detector = _NoDetector((config.detector_width, config.detector_height))
-        else:
-            detector = load_detector(config)
-            w, h = detector.input_size
-            detector.detect_batch([np.zeros((h, w, 3), np.uint8)])  # warm-up
+        detector = load_detector(config)
+        w, h = detector.input_size
+        detector.detect_batch([np.zeros((h, w, 3), np.uint8)])  # warm-up
     except Exception as e:
         conn.send((0, False, f"{type(e).__name__}: {e}"))
         return
@@ -237,6 +252,8 @@ def main(conn: Connection, config: VisionSettings, role: str = "detect") -> None
         target=worker.identity_loop, name="vision-identity", daemon=True
     )
     identity_thread.start()
+    if describe:
+        worker.identity_q.put(("load", 0, ()))
     conn.send((0, True, detector.input_size))
     try:
         while True:

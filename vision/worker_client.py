@@ -68,11 +68,11 @@ class VisionWorker:
         self,
         config: VisionSettings,
         on_lost: Callable[[], None] | None = None,
-        role: str = "detect",
+        describe: bool = False,
     ) -> None:
         self.config = config
-        self.role = role
-        """"detect" (decoders, detector) or "identity" (dlib's descriptors only)."""
+        self.describe = describe
+        """The relay checks identities: the process loads the descriptor models at start."""
         self.on_lost = on_lost
         """Called on the loop when the process died unasked (not after :meth:`stop`)."""
         self.input_size: tuple[int, int] = (config.detector_width, config.detector_height)
@@ -100,8 +100,8 @@ class VisionWorker:
         parent, child = ctx.Pipe()
         proc = ctx.Process(
             target=worker_main.main,
-            args=(child, self.config, self.role),
-            name=f"vision-{self.role}",
+            args=(child, self.config, self.describe),
+            name="vision-detect",
             daemon=True,
         )
         await self._loop.run_in_executor(None, proc.start)
@@ -205,27 +205,47 @@ class VisionWorker:
 
 
 class RemoteFrame:
-    """A sampled frame that stays in the detector process; asked for only when needed."""
+    """A sampled frame that stays in the detector process; asked for only when needed.
 
-    __slots__ = ("seq", "worker")
+    Sequence numbers start again in a restarted process: a frame of an earlier generation
+    is refused (:class:`WorkerLost`), never confused with another leg's newer sample."""
 
-    def __init__(self, worker: VisionWorker, seq: int) -> None:
+    __slots__ = ("generation", "seq", "worker")
+
+    def __init__(self, worker: VisionWorker, seq: int, generation: int | None = None) -> None:
         self.worker = worker
         self.seq = seq
+        self.generation = worker.generation if generation is None else generation
+
+    def _request(self, op: str, *args: Any) -> Future[Any]:
+        if self.generation != self.worker.generation:
+            future: Future[Any] = Future()
+            future.set_exception(WorkerLost("the sample's detector process was replaced"))
+            return future
+        return self.worker.request(op, self.seq, *args)
 
     def to_ndarray(self, format: str = "bgr24") -> np.ndarray:  # noqa: A002 (av's name)
-        """The frame as BGR (blocks: call it off the loop, as identity does)."""
+        """The frame as BGR (blocks: call it off the loop)."""
         if format != "bgr24":
             raise ValueError("the detector process gives BGR frames only")
-        return self.worker.request("bgr", self.seq).result()
+        return self._request("bgr").result()
 
     def evidence_jpeg(self, boxes: list[tuple[float, float, float, float]], quality: int) -> bytes:
-        return self.worker.request("jpeg", self.seq, boxes, quality).result()
+        return self._request("jpeg", boxes, quality).result()
+
+    async def describe(
+        self, faces: list[Face], lumas: bool = False
+    ) -> tuple[tuple[list[np.ndarray], list[float]] | None, float]:
+        """The descriptors of ``faces`` (source pixels) in this sample, computed where it is
+        kept (no frame crosses the pipe), with each face's luma when ``lumas``; None when
+        the process no longer keeps it. Also the CPU seconds the process spent on it."""
+        return await asyncio.wrap_future(self._request("describe_kept", faces, lumas))
 
 
 class RemoteEncoder:
-    """The ``FaceEncoder`` methods identity uses, run by dlib in the detector process (called
-    from the relay's identity thread, which waits; the relay's GIL stays free meanwhile)."""
+    """The ``FaceEncoder`` methods enrolment uses, run in the detector process with the photo
+    sent there (called from the relay's identity thread, which waits): the descriptor models
+    are loaded once per node, in the process that checks the calls, never in the relay's."""
 
     def __init__(self, worker: VisionWorker, on_cpu: Callable[[float], None]) -> None:
         self.worker = worker
