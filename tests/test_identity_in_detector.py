@@ -130,11 +130,13 @@ async def test_a_process_dying_mid_check_fails_it_and_the_next_sample_is_checked
     caplog.set_level(logging.WARNING, logger="vision.service")
     try:
         deadline = time.monotonic() + 60
-        while ident.checks < 2:
+        while ident.checks < 2 or ident.running is not None:
             assert time.monotonic() < deadline, "no identity checks"
-            await play_for(0.2)
+            await play_for(0.05)
         # an enrolment-sized job keeps the process's identity thread busy for seconds, so
-        # the next in-call check waits behind it: it is in flight when the process dies
+        # the next in-call check waits behind it: it is in flight when the process dies. It
+        # is sent with no check in flight (and no await since): every check from now on is
+        # queued behind it, none can finish before it
         busy = worker.request(
             "describe", np.full((480, 640, 3), 120, np.uint8), [Face(100, 100, 300, 300, 0.9)] * 600
         )
