@@ -1502,18 +1502,27 @@ def new_client_peer_connection(
     )
 
 
-def selected_candidate_types(pc: RTCPeerConnection) -> list[str]:
-    """The local candidate type ("host", "relay", ...) of each transport's nominated pair."""
-    out: list[str] = []
+def _ice_connections(pc: RTCPeerConnection) -> list[Any]:
+    """aioice's ``Connection`` of each of ``pc``'s transports, once each (bundled
+    transceivers share one)."""
+    out: list[Any] = []
     seen: set[int] = set()
     for transceiver in pc.getTransceivers():
         transport = transceiver.sender.transport
         if transport is None or id(transport) in seen:
             continue
         seen.add(id(transport))
-        connection = transport.transport.iceGatherer._connection
-        out += [pair.local_candidate.type for pair in connection._nominated.values()]
+        out.append(transport.transport.iceGatherer._connection)
     return out
+
+
+def selected_candidate_types(pc: RTCPeerConnection) -> list[str]:
+    """The local candidate type ("host", "relay", ...) of each transport's nominated pair."""
+    return [
+        pair.local_candidate.type
+        for connection in _ice_connections(pc)
+        for pair in connection._nominated.values()
+    ]
 
 
 def verify_turn_tls_with(pc: RTCPeerConnection, context: ssl.SSLContext) -> int:
@@ -1525,13 +1534,7 @@ def verify_turn_tls_with(pc: RTCPeerConnection, context: ssl.SSLContext) -> int:
     ``Connection`` also takes a context there, which aiortc has no way to pass. Call this
     after the transceivers are added (each has made its gatherer) and before the offer."""
     changed = 0
-    seen: set[int] = set()
-    for transceiver in pc.getTransceivers():
-        transport = transceiver.sender.transport
-        if transport is None or id(transport) in seen:
-            continue
-        seen.add(id(transport))
-        connection = transport.transport.iceGatherer._connection
+    for connection in _ice_connections(pc):
         if connection.turn_ssl is True:
             connection.turn_ssl = context
             changed += 1
@@ -1542,13 +1545,7 @@ def selected_turn_tls(pc: RTCPeerConnection) -> list[str | None]:
     """For each transport's nominated pair: the TLS version of the connection to the TURN
     server that carries it ("TLSv1.3"), None when that is not TLS (or not TURN at all)."""
     out: list[str | None] = []
-    seen: set[int] = set()
-    for transceiver in pc.getTransceivers():
-        transport = transceiver.sender.transport
-        if transport is None or id(transport) in seen:
-            continue
-        seen.add(id(transport))
-        connection = transport.transport.iceGatherer._connection
+    for connection in _ice_connections(pc):
         for pair in connection._nominated.values():
             turn = pair.protocol.transport
             inner = getattr(turn, "_TurnTransport__inner_protocol", None)
