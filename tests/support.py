@@ -66,3 +66,28 @@ class TokenTable:
             return self.table[token]
         except KeyError:
             raise m.ProtocolError("token_bad_signature", "this join link is not valid") from None
+
+
+class RealTimeSender:
+    """Offers a clip's frames to a vision leg in real time, as a sender would (the health
+    figures and the sampling are on the wall clock), and answers the relay's keyframe
+    request the way the tests' senders do: by starting the clip again (its first frame is
+    a keyframe)."""
+
+    def __init__(self, leg: Any, clip: list[Any], fps: float) -> None:
+        self.leg, self.clip, self.fps = leg, clip, fps
+        self.t0 = time.monotonic()
+        self.i = 0
+
+    async def play_for(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            f = self.clip[self.i % len(self.clip)]
+            keyframe = f.keyframe or self.i % len(self.clip) == 0
+            self.leg.offer_frame("VP8", f.data, keyframe, time.monotonic() - self.t0)
+            self.i += 1
+            await asyncio.sleep(max(0.0, self.t0 + self.i / self.fps - time.monotonic()))
+
+    def answer_keyframe_request(self) -> None:
+        if self.leg.keyframe_wanted(time.monotonic() - self.t0):
+            self.i -= self.i % len(self.clip)

@@ -18,6 +18,7 @@ import pytest
 
 from bench import measure
 from bench import vision_clips as clips
+from tests.support import RealTimeSender
 from vision.detector import Face
 from vision.identity import IdentityWorker, load_encoder
 from vision.identity_check import IdentityEvent, LegIdentity
@@ -114,18 +115,8 @@ async def test_a_process_dying_mid_check_fails_it_and_the_next_sample_is_checked
     leg = service.open_leg("call1/family", 1, lambda e: None)
     ident = leg.identity = RecordingIdentity(leg.leg_key, stranger_gallery(), cfg)
     worker = service.workers[0]
-    t0 = time.monotonic()
-    i = 0
-
-    async def play_for(seconds: float) -> None:
-        """Offer frames in real time, as a sender would."""
-        nonlocal i
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            f = clip[i % len(clip)]
-            leg.offer_frame("VP8", f.data, f.keyframe or i % len(clip) == 0, time.monotonic() - t0)
-            i += 1
-            await asyncio.sleep(max(0.0, t0 + i / clips.FPS - time.monotonic()))
+    sender = RealTimeSender(leg, clip, clips.FPS)
+    play_for = sender.play_for
 
     caplog.set_level(logging.WARNING, logger="vision.service")
     try:
@@ -158,8 +149,7 @@ async def test_a_process_dying_mid_check_fails_it_and_the_next_sample_is_checked
         deadline = time.monotonic() + 60
         while ident.checks < checks + 2:
             assert time.monotonic() < deadline, "the leg was not checked after the restart"
-            if leg.keyframe_wanted(time.monotonic() - t0):
-                i -= i % len(clip)  # the sender answers with a keyframe: the clip's first
+            sender.answer_keyframe_request()
             await play_for(0.1)
         assert service.stats.worker_restarts == 1
         # a sample of the dead process is never taken for the new one's same-numbered sample

@@ -16,6 +16,7 @@ import pytest
 
 from bench import measure
 from bench import vision_clips as clips
+from tests.support import RealTimeSender
 from vision.decisions import VisionEvent
 from vision.detector import letterbox_frame
 from vision.service import DetectorService
@@ -89,19 +90,8 @@ async def test_a_killed_detector_process_is_reported_behind_and_replaced(clip) -
     service = DetectorService(cfg)
     await service.start()
     leg = service.open_leg("call1/family", 1, lambda e: None)
-    fps = clips.FPS
-    t0 = time.monotonic()
-    i = 0
-
-    async def play_for(seconds: float) -> None:
-        """Offer frames in real time (the health figures are on the wall clock)."""
-        nonlocal i
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            f = clip[i % len(clip)]
-            leg.offer_frame("VP8", f.data, f.keyframe or i % len(clip) == 0, time.monotonic() - t0)
-            i += 1
-            await asyncio.sleep(max(0.0, t0 + i / fps - time.monotonic()))
+    sender = RealTimeSender(leg, clip, clips.FPS)
+    play_for = sender.play_for
 
     try:
         await play_for(2.5)
@@ -123,8 +113,7 @@ async def test_a_killed_detector_process_is_reported_behind_and_replaced(clip) -
         # the leg starts again at the next keyframe (asked for) and is checked again
         after = service.stats.samples_detected
         for _ in range(100):
-            if leg.keyframe_wanted(time.monotonic() - t0):
-                i -= i % len(clip)  # the sender answers with a keyframe: the clip's first
+            sender.answer_keyframe_request()
             await play_for(0.1)
             if service.stats.samples_detected >= after + 2:
                 break
