@@ -190,6 +190,31 @@ SELECTED_PAIR_JS = """async () => {
 }"""
 
 
+async def _family_page_pair(relay, family: str, prison_token: str, seed: int,
+                            flags: list[str] | None = None) -> dict:
+    """The family page joins with ``family``'s token, a Python prison leg with
+    ``prison_token``; once media flows both ways, the page's selected candidate pair."""
+    prison = CallClient(
+        relay.base_url,
+        prison_token,
+        receive="count",
+        video=EncodedTrack("video", video_clip(seed=seed), 30),
+        audio=EncodedTrack("audio", tone_clip(400 + 20 * seed), 50),
+    )
+    async with chromium(flags) as browser:
+        page = await browser.new_page()
+        await page.goto(f"{relay.base_url}/join?token={family}")
+        await page.wait_for_function("window.__call && window.__call.joins === 1", timeout=30000)
+        await prison.join()
+        try:
+            await prison.wait_frames("video0", 30, timeout=40)
+            await prison.wait_frames("audio0", 30, timeout=40)
+            await wait_decoding_video(page, 30, timeout_ms=40000)
+            return await page.evaluate(SELECTED_PAIR_JS)
+        finally:
+            await prison.close()
+
+
 async def test_chromium_family_page_joins_over_turn_tcp_relay_only(config, tokens):
     tokens.add("fam-c", admission(72, "family", participant="visitor:4"))
     tokens.add("pri-c", admission(72, "prison"))
@@ -197,28 +222,8 @@ async def test_chromium_family_page_joins_over_turn_tcp_relay_only(config, token
         urls = (f"turn:127.0.0.1:{running.port}?transport=tcp",)  # TCP only: UDP to coturn unused
         cfg = config.replace(turn_urls=urls, turn_secret=SECRET, ice_relay_only=True)
         async with relay_with(cfg, tokens) as relay:
-            prison = CallClient(
-                relay.base_url,
-                "pri-c",
-                receive="count",
-                video=EncodedTrack("video", video_clip(seed=5), 30),
-                audio=EncodedTrack("audio", tone_clip(500), 50),
-            )
-            async with chromium() as browser:
-                page = await browser.new_page()
-                await page.goto(f"{relay.base_url}/join?token=fam-c")
-                await page.wait_for_function(
-                    "window.__call && window.__call.joins === 1", timeout=30000
-                )
-                await prison.join()
-                try:
-                    await prison.wait_frames("video0", 30, timeout=40)
-                    await prison.wait_frames("audio0", 30, timeout=40)
-                    await wait_decoding_video(page, 30, timeout_ms=40000)
-                    pair = await page.evaluate(SELECTED_PAIR_JS)
-                    assert pair == {"type": "relay", "relayProtocol": "tcp", "policy": "relay"}
-                finally:
-                    await prison.close()
+            pair = await _family_page_pair(relay, "fam-c", "pri-c", seed=5)
+    assert pair == {"type": "relay", "relayProtocol": "tcp", "policy": "relay"}
 
 
 async def test_chromium_family_page_joins_over_turns_relay_only(config, tokens):
@@ -230,28 +235,9 @@ async def test_chromium_family_page_joins_over_turns_relay_only(config, tokens):
         urls = (f"turns:127.0.0.1:{running.tls_port}?transport=tcp",)
         cfg = config.replace(turn_urls=urls, turn_secret=SECRET, ice_relay_only=True)
         async with relay_with(cfg, tokens) as relay:
-            prison = CallClient(
-                relay.base_url,
-                "pri-s",
-                receive="count",
-                video=EncodedTrack("video", video_clip(seed=6), 30),
-                audio=EncodedTrack("audio", tone_clip(520), 50),
-            )
-            async with chromium([trust_certificate_flag(running.ca)]) as browser:
-                page = await browser.new_page()
-                await page.goto(f"{relay.base_url}/join?token=fam-s")
-                await page.wait_for_function(
-                    "window.__call && window.__call.joins === 1", timeout=30000
-                )
-                await prison.join()
-                try:
-                    await prison.wait_frames("video0", 30, timeout=40)
-                    await prison.wait_frames("audio0", 30, timeout=40)
-                    await wait_decoding_video(page, 30, timeout_ms=40000)
-                    pair = await page.evaluate(SELECTED_PAIR_JS)
-                    assert pair == {"type": "relay", "relayProtocol": "tls", "policy": "relay"}
-                finally:
-                    await prison.close()
+            flags = [trust_certificate_flag(running.ca)]
+            pair = await _family_page_pair(relay, "fam-s", "pri-s", seed=6, flags=flags)
+    assert pair == {"type": "relay", "relayProtocol": "tls", "policy": "relay"}
 
 
 async def test_chromium_without_trust_in_the_turns_certificate_gathers_nothing(config, tokens):
