@@ -150,7 +150,9 @@ async def test_keyframe_mode_decodes_keyframes_and_follows_every_frame_in_a_burs
         leg.offer_frame("VP8", clip[0].data, True, 0.0)
         await service.idle()
         assert service.stats.samples_detected == 1
+        assert leg._decoder._ctx is None, "a steady sample's decoder is not kept (2.4 MB a leg)"
         # one face where none was agreed yet: a burst, decoded from the kept inter frames
+        # (the keyframe first again: its decoder was dropped)
         assert not leg.keyframe_wanted(0.05)
         for i in range(1, 45):  # up to 1.5 s (the burst and its last sample), inter frames only
             assert not clip[i].keyframe
@@ -158,6 +160,7 @@ async def test_keyframe_mode_decodes_keyframes_and_follows_every_frame_in_a_burs
             await service.idle()
         assert service.stats.samples_detected >= 4, "burst samples came from inter frames"
         assert service.stats.decode_errors == 0
+        assert leg._decoder._ctx is not None, "a burst keeps its decoder"
         assert not leg.keyframe_wanted(1.5)
         # the count is agreed: back to keyframes only; the inter frames are not decoded
         cpu = service.stats.decode_cpu_s

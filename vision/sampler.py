@@ -16,6 +16,9 @@ The relay hands each leg's :class:`LegSampler` the complete encoded video frames
   decoded until the burst is over, so the burst's samples need no further keyframes. Cheaper
   in relay CPU, dearer in bandwidth and picture quality for everyone on the call (a keyframe
   a sampling interval). See ``docs/vision.md`` for the measurements behind the default.
+  Between steady samples the leg holds no decoder (its reference frames are 2.4 MB at VGA):
+  a steady keyframe is decoded by a fresh one, which is dropped after it, and the sampler
+  keeps that keyframe's bytes, so a burst decodes from it again.
 
 Sampling: one sample every ``sample_interval_s``; a burst of ``burst_samples`` samples
 ``burst_interval_s`` apart when a sample's count differs from the leg's agreed count. In
@@ -143,7 +146,23 @@ class _Decoder:
 
     def decode(self, codec: str, frames: list[bytes], keyframes_only: bool,
                size: tuple[int, int], want_sample: bool, motion_allowed: bool,
-               known: list[Box]) -> Decoded | None:
+               known: list[Box], release: bool = False) -> Decoded | None:
+        """Decode ``frames`` in order; the sample's frame and image if one is wanted.
+
+        ``release``: ``frames`` start at a keyframe and nothing follows from this decoder's
+        state (keyframe mode's steady state): drop the decoder afterwards. The frame returned
+        keeps its own picture buffer.
+        """
+        try:
+            return self._decode(codec, frames, keyframes_only, size, want_sample,
+                                motion_allowed, known)
+        finally:
+            if release:
+                self._ctx = None
+
+    def _decode(self, codec: str, frames: list[bytes], keyframes_only: bool,
+                size: tuple[int, int], want_sample: bool, motion_allowed: bool,
+                known: list[Box]) -> Decoded | None:
         if self._ctx is None or codec != self._codec:
             self._ctx = av.CodecContext.create(DECODERS[codec], "r")
             self._ctx.thread_count = 1  # no per-leg decoder threads on a small machine
@@ -194,6 +213,9 @@ class LegSampler:
         self._decoder = _Decoder()
         self._codec = ""
         self._buffer: list[bytes] = []
+        self._replay: bytes | None = None
+        """Keyframe mode: the keyframe a steady sample decoded (and released the decoder
+        after); ``_buffer`` holds the frames after it, so a burst decodes it again first."""
         self._synced = False  # a keyframe has been seen since the start / the last error
         self._following = False  # keyframe mode: decoding every frame for a burst
         self._asked_at = float("-inf")  # when keyframe_wanted last said yes
@@ -234,16 +256,18 @@ class LegSampler:
                 return
             self._codec = codec
             self._buffer = []
+            self._replay = None
             self._synced = False
         if keyframe:
             self._buffer = [data]
+            self._replay = None
             self._synced = True
         elif not self._synced:
             return
         else:
             self._buffer.append(data)
             if len(self._buffer) > MAX_BUFFERED_FRAMES:
-                self._buffer = []
+                self._buffer, self._replay = [], None
                 self._synced = self._following = False
                 self._service.stats.resyncs += 1
                 return
@@ -253,11 +277,15 @@ class LegSampler:
             # steady state: decode only a keyframe that falls due; keep what follows it
             if keyframe and now >= self._next_at - KEYFRAME_LEAD_S:
                 frames, self._buffer = self._buffer, []
-                self._submit(frames, now, want_sample=True)
+                self._replay = data
+                self._submit(frames, now, want_sample=True, release=True)
             return
         due = now >= self._next_at
         if due or len(self._buffer) >= DECODE_GROUP:
             frames, self._buffer = self._buffer, []
+            if self._replay is not None:  # the decoder was released after that keyframe
+                frames.insert(0, self._replay)
+                self._replay = None
             self._submit(frames, now, want_sample=due)
 
     def set_approved(self, n: int) -> None:
@@ -270,13 +298,13 @@ class LegSampler:
 
     def resync(self) -> None:
         """Forget the decoder's state (its process was lost): start again from a keyframe."""
-        self._buffer = []
+        self._buffer, self._replay = [], None
         self._synced = self._following = False
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self._buffer = []
+            self._buffer, self._replay = [], None
             self._service._leg_closed(self)
 
     # --- internals -----------------------------------------------------------------------
@@ -295,7 +323,8 @@ class LegSampler:
             self._next_at = at + cfg.sample_interval_s
             self._following = False  # keyframe mode: back to decoding keyframes only
 
-    def _submit(self, frames: list[bytes], now: float, want_sample: bool) -> None:
+    def _submit(self, frames: list[bytes], now: float, want_sample: bool,
+                release: bool = False) -> None:
         if want_sample:
             self._schedule_after_sample(now)
         self._decoding = True
@@ -304,7 +333,7 @@ class LegSampler:
                 self, self._decoder, self._codec, frames, self._keyframes_only, now,
                 time.perf_counter(), want_sample,
                 motion_allowed=now - self._last_motion_at >= MOTION_COOLDOWN_S,
-                known=self._known)
+                known=self._known, release=release)
         except Exception:  # never let vision break the relay's forwarding path
             log.exception("vision: leg %s: cannot hand frames over", self.leg_key)
             self._decoding = False
@@ -318,7 +347,7 @@ class LegSampler:
                      self.leg_key, error)
             self._synced = False
             self._following = False
-            self._buffer = []
+            self._buffer, self._replay = [], None
             return None
         if result is None or self.closed:
             return None

@@ -277,7 +277,8 @@ class DetectorService:
 
     def _decode(self, sampler: LegSampler, decoder: _Decoder, codec: str, frames: list[bytes],
                 keyframes_only: bool, at: float, taken: float, want_sample: bool,
-                motion_allowed: bool, known: list[tuple[float, float, float, float]]) -> None:
+                motion_allowed: bool, known: list[tuple[float, float, float, float]],
+                release: bool = False) -> None:
         if self._loop is None or self._decode_pool is None:
             sampler._decoding = False
             return
@@ -293,7 +294,7 @@ class DetectorService:
             t0 = time.thread_time()
             try:
                 return decoder.decode(codec, frames, keyframes_only, size, want_sample,
-                                      motion_allowed, known)
+                                      motion_allowed, known, release)
             finally:
                 stats.decode_cpu_s += time.thread_time() - t0  # only this thread writes it
 
@@ -302,7 +303,7 @@ class DetectorService:
         else:
             future = asyncio.wrap_future(worker.request(
                 "decode", sampler.leg_key, codec, frames, keyframes_only, size, want_sample,
-                motion_allowed, known), loop=self._loop)
+                motion_allowed, known, release), loop=self._loop)
 
         def done(f: asyncio.Future[object]) -> None:
             error = asyncio.CancelledError() if f.cancelled() else f.exception()
