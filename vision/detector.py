@@ -17,6 +17,7 @@ from typing import Protocol, runtime_checkable
 import av
 import numpy as np
 
+from vision.convert import to_array
 from vision.model import INPUT_NAME, OUTPUT_NAMES
 from vision.settings import VisionSettings
 
@@ -77,7 +78,7 @@ def letterbox_frame(frame: av.VideoFrame, size: tuple[int, int]) -> tuple[np.nda
     scale = letterbox_scale(frame.width, frame.height, dst_w, dst_h)
     w = max(1, min(dst_w, round(frame.width * scale)))
     h = max(1, min(dst_h, round(frame.height * scale)))
-    small = frame.reformat(width=w, height=h, format="bgr24").to_ndarray()
+    small = to_array(frame, "bgr24", w, h)
     if (w, h) == (dst_w, dst_h):
         return small, scale
     out = np.zeros((dst_h, dst_w, 3), np.uint8)

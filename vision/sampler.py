@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 import av
 import numpy as np
 
+from vision.convert import reformat, to_array
 from vision.decisions import LegDecisions, VisionEvent, counted_faces
 from vision.detector import Face, letterbox_frame
 from vision.settings import VisionSettings
@@ -374,7 +375,7 @@ def evidence_jpeg(frame: av.VideoFrame | RemoteFrame,
     """The frame as JPEG with ``boxes`` drawn in red (runs in a worker thread)."""
     if not isinstance(frame, av.VideoFrame):  # encoded where the frame is, the detector process
         return frame.evidence_jpeg(boxes, quality)
-    rgb = frame.to_ndarray(format="rgb24")
+    rgb = to_array(frame, "rgb24")
     h, w = rgb.shape[:2]
     t = max(2, round(min(w, h) / 240))
     for x1, y1, x2, y2 in boxes:
@@ -391,7 +392,7 @@ def evidence_jpeg(frame: av.VideoFrame | RemoteFrame,
     enc.time_base = Fraction(1, 1)
     enc.options = {"qscale": str(quality)}
     enc.flags |= av.codec.context.Flags.qscale
-    out = av.VideoFrame.from_ndarray(rgb[:enc.height, :enc.width], format="rgb24").reformat(
-        format="yuvj420p")
+    out = reformat(av.VideoFrame.from_ndarray(rgb[:enc.height, :enc.width], format="rgb24"),
+                   "yuvj420p")
     out.pts = 0
     return b"".join(bytes(p) for p in enc.encode(out)) + b"".join(bytes(p) for p in enc.encode(None))

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from prometheus_client import Counter, Histogram
 
+from vision.convert import to_array
 from vision.decisions import VisionEvent, counted_faces
 from vision.detector import Detector, Face, load_detector
 from vision.health import VisionHealth, assess
@@ -469,7 +470,7 @@ class DetectorService:
         def describe(encoder: object) -> tuple[list[np.ndarray], list[float]]:
             c0 = time.thread_time()
             try:
-                image = sample.frame.to_ndarray(format="bgr24")
+                image = to_array(sample.frame)
                 vectors = encoder.descriptors(image, faces)  # type: ignore[attr-defined]
                 return vectors, [face_luma(image, f) for f in faces] if lumas else []
             finally:

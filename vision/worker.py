@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from vision.convert import to_array
 from vision.detector import Detector, Face, load_detector
 from vision.identity_check import face_look
 from vision.sampler import Decoded, _Decoder, evidence_jpeg
@@ -139,7 +140,7 @@ class _Worker:
             if op == "decode":
                 value: object = self.decode(*args)
             elif op == "bgr":
-                value = self.frame(args[0]).frame.to_ndarray(format="bgr24")
+                value = to_array(self.frame(args[0]).frame)
             elif op == "jpeg":
                 value = evidence_jpeg(self.frame(args[0]).frame, *args[1:])
             elif op == "close":
@@ -200,7 +201,7 @@ class _Worker:
                     if kept is None:
                         value = None
                     else:
-                        image = kept.frame.to_ndarray(format="bgr24")
+                        image = to_array(kept.frame)
                         value = (
                             self.encoder.descriptors(image, faces),
                             [face_luma(image, f) for f in faces] if lumas else [],
