@@ -19,6 +19,8 @@ from bench.world import PASSWORD
 from protocol.client import CallClient
 from protocol.media import EncodedTrack
 from relay import keys
+from tests.browser import chromium, screenshots_dir
+from tests.test_browser_admin import log_in, shot, wait_status
 from tests.test_recording import wait_until
 
 
@@ -195,3 +197,52 @@ async def test_nobody_enrolled_is_held_where_the_establishment_says_so(tmp_path)
         assert [r.status for r in index.list(booking_id=in_b)] == ["complete"]
     finally:
         await product.server.close()
+
+
+async def test_console_admin_sets_it_and_an_officer_reads_it(product, tmp_path):
+    """The console's control, clicked as staff use it, at desktop and phone width."""
+    w = product.world
+    shots = screenshots_dir(tmp_path)
+    errors: list[str] = []
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await page.set_viewport_size({"width": 1280, "height": 900})
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await log_in(page, product.url, "admin_a")
+        now = page.locator("#idset-now")
+        await page.wait_for_function(
+            "() => document.getElementById('idset-now').textContent.includes('In force')"
+        )
+        assert "joins unchecked" in await now.text_content()
+        assert "(the relay's default)" in await now.text_content()
+        assert await page.is_checked("#idset-default")
+        assert "now: joins unchecked" in await page.text_content("#idset-default-label")
+        await page.click("label[for=idset-staff]")
+        await page.click("#idset-save")
+        await wait_status(page, "Identity setting saved")
+        assert "waits until a member of staff admits it" in await now.text_content()
+        assert w.store.policy(w.est_a).unenrolled_needs_staff is True
+        await shot(page, shots, "console-identity-setting", "#identity-settings")
+        await page.set_viewport_size({"width": 390, "height": 844})
+        await page.locator("#identity-settings").scroll_into_view_if_needed()
+        await shot(page, shots, "console-identity-setting-phone", "#identity-settings")
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"the console scrolls sideways at 390 px ({width} px wide)"
+
+        await page.click("#logout")
+        officer = page
+        await officer.set_viewport_size({"width": 1280, "height": 900})
+        await log_in(officer, product.url, "officer_a")
+        await officer.wait_for_function(
+            "() => document.getElementById('idset-now').textContent.includes('In force')"
+        )
+        assert "waits until a member of staff" in await officer.text_content("#idset-now")
+        assert await officer.is_checked("#idset-staff")
+        assert await officer.is_disabled("#idset-join")
+        assert not await officer.is_visible("#idset-save")
+        assert await officer.is_visible("#idset-readonly")
+    assert errors == []
+    rows = w.store.connection.execute(
+        "SELECT actor FROM audit WHERE kind = 'identity_settings_set'"
+    ).fetchall()
+    assert [r[0] for r in rows] == [f"staff:{w.admin_a}"]
