@@ -43,6 +43,7 @@ from relay.web import (
     family_accounts,
     health,
     identity_control,
+    identity_settings,
     join_preview,
     kiosk_api,
     laptop_api,
@@ -163,7 +164,7 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
                     **staff_admin_api.HANDLERS, **family_accounts.HANDLERS,
                     **vetting_api.HANDLERS, **laptop_api.HANDLERS,
                     **call_messages.HANDLERS, **kiosk_api.HANDLERS, **join_preview.HANDLERS,
-                    **identity_control.HANDLERS})
+                    **identity_control.HANDLERS, **identity_settings.HANDLERS})
     pages.add_routes(app)
     pages.add_family_routes(app)
     app.on_response_prepare.append(pages.html_security_headers)  # every HTML response

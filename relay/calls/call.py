@@ -80,6 +80,9 @@ class Call:
         self.legs: dict[str, Leg] = {}
         self.watchers: list[Leg] = []
         self.media_paused = False
+        self.held: frozenset[str] = frozenset()
+        """Party roles held by their check before the call, not admitted yet (``set_held``,
+        the policy engine's decision): the recorder writes none of their media."""
         self.keyframe_throttle_s = keyframe_throttle_s
         self.taps: list[Callable[[str, str, Producer], None]] = []
         """Called (role, kind, producer) when a leg's producer appears: recorder, vision."""
@@ -93,6 +96,10 @@ class Call:
         self.media_paused = paused
         for leg in self.legs.values():
             self._apply_pause(leg)
+
+    def set_held(self, roles: frozenset[str]) -> None:
+        """The party roles held by their check before the call (the policy's decision)."""
+        self.held = roles
 
     def _apply_pause(self, leg: Leg) -> None:
         for producer in leg.producers.values():

@@ -10,8 +10,9 @@ the result goes to the policy, which guides the joining page, alerts staff after
 failures and lifts the hold when the check passes. Then the in-call re-checks start.
 
 A side with nobody enrolled (known at once, from the enrolment rows) is not held: it joins
-unchecked, audited and shown to staff as "not checked", unless
-``identity_unenrolled_needs_staff`` holds it for staff. A gallery that fails to load, or a
+unchecked, audited and shown to staff as "not checked", unless the establishment's
+``unenrolled_needs_staff`` (default: the relay's ``identity_unenrolled_needs_staff``) holds it
+for staff. A gallery that fails to load, or a
 leg that never sends video, stays held: staff admit by hand (``admit``), audited with the
 last frame.
 """
@@ -76,10 +77,17 @@ class IdentityGate:
         self._open.pop((call.id, role), None)
         if self._anyone_enrolled(call, role):
             policy.identity_check_hold(role)
-        elif self.config.identity_unenrolled_needs_staff:
+        elif self._unenrolled_needs_staff(call):
             policy.identity_check_hold(role, needs_staff=True)
         else:
             policy.identity_check_skipped(role)
+
+    def _unenrolled_needs_staff(self, call: Call) -> bool:
+        """The establishment's setting (read with the call's admission), else the relay's."""
+        setting = getattr(call.policy_settings, "unenrolled_needs_staff", None)
+        if setting is None:
+            return self.config.identity_unenrolled_needs_staff
+        return bool(setting)
 
     def _anyone_enrolled(self, call: Call, role: str) -> bool:
         booking = self.store.booking(call.id)

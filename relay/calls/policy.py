@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from protocol.vocabulary import PARTY_ROLES
 from relay import metrics
 from relay.calls.call import Call
 from relay.calls.identity_state import SideIdentity
@@ -323,6 +324,12 @@ class CallPolicy:
         """``role`` is held by its check before the call."""
         return f"identity_check:{role}" in self.pause_reasons
 
+    def held_for_check(self) -> frozenset[str]:
+        """The party roles not admitted yet: held by their check before the call. The check
+        is not part of the call, so their media is not recorded (``Call.held``, read by the
+        recorder); in-call pauses are (evidence matters most then)."""
+        return frozenset(r for r in PARTY_ROLES if f"identity_check:{r}" in self.pause_reasons)
+
     def identity_check_hold(self, role: str, needs_staff: bool = False) -> None:
         """A party leg joined: hold the call's media until its face is checked (or, where
         ``needs_staff``, until staff admit it: nobody enrolled where the establishment says
@@ -540,6 +547,7 @@ class CallPolicy:
         if self.state == "ended" or self.fenced:
             return
         self.call.set_paused(bool(self.pause_reasons))
+        self.call.set_held(self.held_for_check())
         new = self._derive()
         if new in ("live", "paused"):
             self.went_live = True

@@ -5,8 +5,16 @@ calls, unless the establishment turned that off (``policy.record_social``); lega
 whatever the settings say, and any other call type neither (a new type must be added here on
 purpose). For a call that is not recorded nothing is tapped, buffered or written.
 
+What of a call is recorded: each leg from its admission. While a leg is held by its check
+before the call (``Call.held``, set by the policy engine: ``CallPolicy.held_for_check``) none
+of its frames are written; the check is not part of the call, and the evidence staff need to
+admit by hand is the identity gate's (its last frame and scores, audited). Once admitted, the
+leg's audio is written from that moment and its video from its next keyframe (asked for at
+once), both on the call's clock: a leg admitted late starts late in the file. In-call pauses
+are recorded like the rest (evidence matters most then).
+
 How. A packet tap on each leg's audio and video producer (it sees every packet, also while the
-call is paused: evidence matters most then) reassembles frames without decoding them
+call is paused) reassembles frames without decoding them
 (protocol/frames.py). Each frame gets a presentation time in milliseconds from its RTP timestamp,
 anchored to its arrival time on a clock shared by all four streams, so the family and prison
 streams line up; a stream that starts late, restarts with a new SSRC (a reconnect) or whose
@@ -115,6 +123,9 @@ class _Stream:
     skipped: int = 0
     resyncs: int = 0
     late: int = 0
+    held: int = 0
+    """Frames not recorded because the leg was held by its check before the call."""
+    holding: bool = False
     recent: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_FRAMES))
 
     def restart(self) -> None:
@@ -142,6 +153,14 @@ class _Tap:
     def on_frame(self, frame: EncodedFrame) -> None:
         if self.recording.stopping:
             return
+        stream = self.stream
+        if stream.role in self.recording.call.held:  # not admitted yet: not part of the call
+            stream.held += 1
+            stream.holding = True
+            return
+        if stream.holding:  # admitted: start afresh at a keyframe, anchored to now
+            stream.holding = False
+            stream.restart()
         try:
             if not self.recording.add_frame(self.stream, frame) and self.producer is not None:
                 # waiting for a keyframe to start this stream: ask (throttled per producer)
@@ -454,6 +473,7 @@ class CallRecording:
             "skipped_before_keyframe": {f"{s.role}_{s.kind}": s.skipped for s in self.streams.values()},
             "resyncs": {f"{s.role}_{s.kind}": s.resyncs for s in self.streams.values()},
             "late_or_duplicate": {f"{s.role}_{s.kind}": s.late for s in self.streams.values()},
+            "held_not_recorded": {f"{s.role}_{s.kind}": s.held for s in self.streams.values()},
             "flushes": self.flushes,
             "flush_seconds": self.flush_seconds,
             "bytes": self.bytes_written,

@@ -807,3 +807,20 @@ class CallIdentity(Response):
     call_type: CallType
     sides: list[IdentitySide]
 
+
+
+# --------------------------------------------------------------------------- identity settings
+
+
+class IdentitySettingsIn(Request):
+    unenrolled_needs_staff: bool | None = Field(
+        description="a side with nobody enrolled waits for staff to admit it; null: the "
+        "relay's default (RELAY_IDENTITY_UNENROLLED_NEEDS_STAFF) again"
+    )
+
+
+class IdentitySettings(Response):
+    establishment_id: Id
+    unenrolled_needs_staff: bool = Field(description="in force for the next call that joins")
+    set_here: bool = Field(description="the establishment chose it; false: the relay's default")
+    relay_default: bool

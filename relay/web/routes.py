@@ -248,6 +248,14 @@ OPERATIONS: tuple[Op, ...] = (
     Op("staff_laptop_revoke", "POST", "/staff/laptops/{laptop_id}/revoke",
        "Revoke a laptop's device keys (admin): they stop at once and a call in progress on "
        "it ends; audited.", _S, m.LaptopRevoked, staff_role="admin"),
+    # identity settings of an establishment (relay/web/identity_settings.py)
+    Op("staff_identity_settings", "GET", "/staff/establishments/{establishment_id}/identity",
+       "The establishment's identity settings: whether a side with nobody enrolled waits "
+       "for staff to admit it (in force, and whether the establishment chose it).",
+       _S, m.IdentitySettings),
+    Op("staff_set_identity_settings", "PUT", "/staff/establishments/{establishment_id}/identity",
+       "Set them (admin; audited); null: the relay's default again. From the next call.",
+       _S, m.IdentitySettings, body=m.IdentitySettingsIn, staff_role="admin"),
 )
 
 _F: tuple[Security, ...] = ("family",)

@@ -28,7 +28,7 @@ class PeopleRecords(RecordsBase):
         if unknown:
             raise TypeError(f"unknown policy fields: {sorted(unknown)}")
         fields.update(policy)
-        fields = {k: int(v) for k, v in fields.items()}  # type: ignore[call-overload]
+        fields = {k: v if v is None else int(v) for k, v in fields.items()}  # type: ignore[call-overload]
         cols = ", ".join(fields)
         marks = ", ".join("?" for _ in fields)
         with self._tx() as db:
@@ -66,7 +66,21 @@ class PeopleRecords(RecordsBase):
             retention_days=r["retention_days"],
             staff_must_resume=bool(r["staff_must_resume"]),
             capacity=r["capacity"],
+            unenrolled_needs_staff=(
+                None if r["unenrolled_needs_staff"] is None else bool(r["unenrolled_needs_staff"])
+            ),
         )
+
+    def set_unenrolled_needs_staff(self, establishment_id: int, value: bool | None) -> None:
+        """Whether a side with nobody enrolled waits for staff here; None: the relay's
+        default again. Takes effect from the next call that joins."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE establishments SET unenrolled_needs_staff = ? WHERE id = ?",
+                (None if value is None else int(value), establishment_id),
+            )
+            if cur.rowcount == 0:
+                raise StoreError("establishment_not_found", "no such establishment")
 
     def add_laptop(self, establishment_id: int, label: str, room: str = "") -> tuple[int, str]:
         """Returns (laptop id, credential secret); only the secret's hash is kept."""

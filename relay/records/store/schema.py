@@ -363,4 +363,9 @@ INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, 0, '0000000000000000
     """
     ALTER TABLE call_runtime ADD COLUMN owner TEXT NOT NULL DEFAULT '';
     """,
+    # 11: whether a side with nobody enrolled waits for staff, per establishment
+    # (relay/calls/identity_gate.py); NULL: the relay's identity_unenrolled_needs_staff
+    """
+    ALTER TABLE establishments ADD COLUMN unenrolled_needs_staff INTEGER;
+    """,
 ]

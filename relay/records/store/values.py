@@ -40,6 +40,9 @@ class EstablishmentPolicy:
     staff_must_resume: bool = False
     capacity: int = 0
     """Active laptops/rooms: how many calls may overlap."""
+    unenrolled_needs_staff: bool | None = None
+    """A side with nobody enrolled waits for staff to admit it (docs/identity.md); None: the
+    establishment never set it, the relay's ``identity_unenrolled_needs_staff`` decides."""
 
 
 def policy_defaults() -> dict[str, object]:
