@@ -53,8 +53,9 @@ def account_for(p, who: str) -> str:
 
 async def family_session(p, email: str, password: str = PW) -> tuple[aiohttp.ClientSession, int]:
     s = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-    async with s.post(f"{p.url}{API}/family/login",
-                      json={"email": email, "password": password}) as r:
+    async with s.post(
+        f"{p.url}{API}/family/login", json={"email": email, "password": password}
+    ) as r:
         status = r.status
     if status != 200:
         await s.close()
@@ -64,10 +65,16 @@ async def family_session(p, email: str, password: str = PW) -> tuple[aiohttp.Cli
 def future_booking(p, main: str, others=(), prisoner=None, days=3.0) -> int:
     w, now = p.world, time.time()
     return w.store.add_booking_unchecked(
-        prisoner_id=prisoner or w.prisoner_a, call_type="social", starts_at=now + days * DAY,
-        ends_at=now + days * DAY + 1800, main_visitor_id=w.vid(main),
-        visitor_ids=[w.vid(o) for o in others], laptop_id=w.laptops_a[0][0],
-        status="approved", now=now)
+        prisoner_id=prisoner or w.prisoner_a,
+        call_type="social",
+        starts_at=now + days * DAY,
+        ends_at=now + days * DAY + 1800,
+        main_visitor_id=w.vid(main),
+        visitor_ids=[w.vid(o) for o in others],
+        laptop_id=w.laptops_a[0][0],
+        status="approved",
+        now=now,
+    )
 
 
 def audit_rows(p, kind: str) -> list[tuple[str, dict, int | None]]:
@@ -91,20 +98,33 @@ async def test_a_family_member_deletes_their_account_and_everything_it_owns(with
     assert status == 200
     try:
         # an enrolled face, a vetting application with its two sealed photos
-        async with admin.put(f"{p.url}/api/identity/visitors/{mum}/face", data=ASTRONAUT,
-                             headers={"Content-Type": "image/jpeg"}) as r:
+        async with admin.put(
+            f"{p.url}/api/identity/visitors/{mum}/face",
+            data=ASTRONAUT,
+            headers={"Content-Type": "image/jpeg"},
+        ) as r:
             assert r.status == 201, await r.text()
         enrolments = p.app[keys.FACE_ENROLMENTS]
         assert len(list(enrolments.faces_dir.iterdir())) == 1
-        status, application = await post(fam, f"{p.url}{API}/family/applications", {
-            "prisoner_number": "A1234BC", "prisoner_name": "Alan Prisoner",
-            "relationship": "mother", "date_of_birth": "1970-05-01",
-            "address": "1 High Street, Wrexham", "member_ids": []})
+        status, application = await post(
+            fam,
+            f"{p.url}{API}/family/applications",
+            {
+                "prisoner_number": "A1234BC",
+                "prisoner_name": "Alan Prisoner",
+                "relationship": "mother",
+                "date_of_birth": "1970-05-01",
+                "address": "1 High Street, Wrexham",
+                "member_ids": [],
+            },
+        )
         assert status == 201, application
         for kind in ("identity", "face"):
-            async with fam.put(f"{p.url}{API}/family/applications/{application['id']}/photo"
-                               f"?kind={kind}", data=plain_jpeg(),
-                               headers={"Content-Type": "image/jpeg"}) as r:
+            async with fam.put(
+                f"{p.url}{API}/family/applications/{application['id']}/photo?kind={kind}",
+                data=plain_jpeg(),
+                headers={"Content-Type": "image/jpeg"},
+            ) as r:
                 assert r.status == 200, await r.text()
         photo_files = [Path(store.photo(application["id"], k)[0]) for k in ("identity", "face")]
         assert all(f.exists() for f in photo_files)
@@ -115,15 +135,19 @@ async def test_a_family_member_deletes_their_account_and_everything_it_owns(with
         store.consent_to_join(mum, w.vid("dad"), time.time())
 
         # a wrong password, or no explicit confirmation, deletes nothing
-        status, body = await post(fam, f"{p.url}{API}/family/delete-account",
-                                  {"password": "not my password", "confirm": True})
+        status, body = await post(
+            fam,
+            f"{p.url}{API}/family/delete-account",
+            {"password": "not my password", "confirm": True},
+        )
         assert (status, body["error"]["code"]) == (401, "bad_credentials")
         status, body = await post(fam, f"{p.url}{API}/family/delete-account", {"password": PW})
         assert status == 400, body
         assert store.visitor_erased_at(mum) is None
 
-        status, body = await post(fam, f"{p.url}{API}/family/delete-account",
-                                  {"password": PW, "confirm": True})
+        status, body = await post(
+            fam, f"{p.url}{API}/family/delete-account", {"password": PW, "confirm": True}
+        )
         assert status == 200 and body["ok"] is True, body
         assert "signed out" in body["message"]
 
@@ -132,20 +156,27 @@ async def test_a_family_member_deletes_their_account_and_everything_it_owns(with
             assert r.status == 401
         again, status = await family_session(p, email)
         assert status == 401
-        async with aiohttp.ClientSession() as s, s.get(
-            f"{p.url}{API}/bookings", headers={"Authorization": f"Bearer {w.key('mum')}"}
-        ) as r:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(
+                f"{p.url}{API}/bookings", headers={"Authorization": f"Bearer {w.key('mum')}"}
+            ) as r,
+        ):
             assert r.status == 401
 
         # the record is a stub; approvals ended; bookings changed through the lifecycle
         v = store.visitor(mum)
-        assert (v.name, v.date_of_birth, v.identity_verified) == (f"erased visitor #{mum}", "",
-                                                                  False)
+        assert (v.name, v.date_of_birth, v.identity_verified) == (
+            f"erased visitor #{mum}",
+            "",
+            False,
+        )
         assert store.approved_contact_ids(visitor_id=mum) == []
         assert store.booking(own).status == "cancelled"
         assert store.booking(extra).status == "approved"  # dad's call goes on without her
         party = store.connection.execute(
-            "SELECT visitor_id FROM booking_visitors WHERE booking_id = ?", (extra,)).fetchall()
+            "SELECT visitor_id FROM booking_visitors WHERE booking_id = ?", (extra,)
+        ).fetchall()
         assert [r[0] for r in party] == [w.vid("dad")]
         assert "visitor_removed" in [e[2] for e in store.booking_events(extra)]
         assert store.booking(other).status == "approved"
@@ -177,8 +208,9 @@ async def test_a_family_member_deletes_their_account_and_everything_it_owns(with
         assert audit.verify(store.connection).ok
 
         # staff see a stub, and erasing it again says so
-        status, body = await post(admin, f"{p.url}{API}/staff/visitors/{mum}/erase",
-                                  {"reason": "other", "confirm": True})
+        status, body = await post(
+            admin, f"{p.url}{API}/staff/visitors/{mum}/erase", {"reason": "other", "confirm": True}
+        )
         assert (status, body["error"]["code"]) == (409, "already_erased")
     finally:
         await admin.close()
@@ -196,8 +228,11 @@ async def test_staff_erase_a_visitor_in_a_live_call_and_the_call_ends(tmp_path):
             await fam.wait_state("live")
             await pri.wait_frames("video0", 10)
             started = time.monotonic()
-            status, body = await post(admin, f"{p.url}{API}/staff/visitors/{w.vid('mum')}/erase",
-                                      {"reason": "vetting_refused", "confirm": True})
+            status, body = await post(
+                admin,
+                f"{p.url}{API}/staff/visitors/{w.vid('mum')}/erase",
+                {"reason": "vetting_refused", "confirm": True},
+            )
             assert status == 200, body
             assert body["visitor_ids"] == [w.vid("mum")] and b in body["bookings_stopped"]
             ended = await pri.wait_state("ended", timeout=5.0)
@@ -227,31 +262,51 @@ async def test_staff_erase_a_prisoner(product):
     admin = await p.staff_session("admin_a")
     officer = await p.staff_session("officer_a")
     try:
-        status, body = await post(officer, f"{p.url}{API}/staff/prisoners/{pid}/erase",
-                                  {"reason": "released", "confirm": True})
+        status, body = await post(
+            officer,
+            f"{p.url}{API}/staff/prisoners/{pid}/erase",
+            {"reason": "released", "confirm": True},
+        )
         assert (status, body["error"]["code"]) == (403, "forbidden")
-        status, body = await post(admin, f"{p.url}{API}/staff/prisoners/{pid}/erase",
-                                  {"reason": "holiday", "confirm": True})
+        status, body = await post(
+            admin,
+            f"{p.url}{API}/staff/prisoners/{pid}/erase",
+            {"reason": "holiday", "confirm": True},
+        )
         assert status == 400, body
-        status, body = await post(admin, f"{p.url}{API}/staff/prisoners/{pid}/erase",
-                                  {"reason": "released", "confirm": True})
+        status, body = await post(
+            admin,
+            f"{p.url}{API}/staff/prisoners/{pid}/erase",
+            {"reason": "released", "confirm": True},
+        )
         assert status == 200, body
         assert body["prisoner_id"] == pid and body["bookings_stopped"] == [b]
         assert store.booking(b).status == "cancelled"
         assert store.kiosk_pin(pid) is None
         row = store.prisoner(pid)
         assert (row["name"], row["number"], row["video_call_eligible"]) == (
-            f"erased prisoner #{pid}", f"ERASED-{pid}", 0)
+            f"erased prisoner #{pid}",
+            f"ERASED-{pid}",
+            0,
+        )
         assert store.approved_contact_ids(prisoner_id=pid) == []
         # mum stays a contact of her other prisoner
         assert store.is_approved_contact(w.prisoner_a, w.vid("mum"))
-        status, body = await post(admin, f"{p.url}{API}/staff/prisoners/{pid}/erase",
-                                  {"reason": "released", "confirm": True})
+        status, body = await post(
+            admin,
+            f"{p.url}{API}/staff/prisoners/{pid}/erase",
+            {"reason": "released", "confirm": True},
+        )
         assert (status, body["error"]["code"]) == (409, "already_erased")
         [(actor, detail, est)] = audit_rows(p, "prisoner_erased")
         assert actor == f"staff:{w.admin_a}" and est == w.est_a
-        assert detail == {"prisoner_id": pid, "reason": "released", "bookings_stopped": [b],
-                          "applications_withdrawn": [], "face_forgotten": False}
+        assert detail == {
+            "prisoner_id": pid,
+            "reason": "released",
+            "bookings_stopped": [b],
+            "applications_withdrawn": [],
+            "face_forgotten": False,
+        }
         refused = [d["code"] for _, d, _ in audit_rows(p, "erasure_refused")]
         assert refused == ["forbidden", "already_erased"]
         assert audit.verify(store.connection).ok
@@ -280,14 +335,16 @@ async def test_staff_erasure_refuses_what_it_must_not_do(tmp_path):
             assert (got, body["error"]["code"]) == (status, code), (url, body)
         got, body = await post(officer, f"{p.url}{API}/staff/visitors/{w.vid('mum')}/erase", ok)
         assert (got, body["error"]["code"]) == (403, "forbidden")
-        got, body = await post(admin, f"{p.url}{API}/staff/visitors/{w.vid('mum')}/erase",
-                               {"reason": "other"})
+        got, body = await post(
+            admin, f"{p.url}{API}/staff/visitors/{w.vid('mum')}/erase", {"reason": "other"}
+        )
         assert got == 400, body
         async with aiohttp.ClientSession() as anon:
             got, body = await post(anon, f"{p.url}{API}/staff/visitors/{w.vid('mum')}/erase", ok)
             assert (got, body["error"]["code"]) == (401, "unauthenticated")
-            got, body = await post(anon, f"{p.url}{API}/family/delete-account",
-                                   {"password": PW, "confirm": True})
+            got, body = await post(
+                anon, f"{p.url}{API}/family/delete-account", {"password": PW, "confirm": True}
+            )
             assert (got, body["error"]["code"]) == (401, "unauthenticated")
         # a visitor also approved at another establishment is not one establishment's to erase
         w.store.approve_contact(w.prisoner_b, w.vid("dad"), w.officer_b, time.time())
@@ -312,8 +369,11 @@ async def test_an_account_holders_household_goes_with_them(tmp_path):
     store.approve_contact(w.prisoner_a, child, w.admin_a, time.time())
     admin = await p.staff_session("admin_a")
     try:
-        got, body = await post(admin, f"{p.url}{API}/staff/visitors/{w.vid('mum')}/erase",
-                               {"reason": "no_longer_visiting", "confirm": True})
+        got, body = await post(
+            admin,
+            f"{p.url}{API}/staff/visitors/{w.vid('mum')}/erase",
+            {"reason": "no_longer_visiting", "confirm": True},
+        )
         assert got == 200, body
         assert body["visitor_ids"] == [w.vid("mum"), child]
         assert store.visitor(child).name == f"erased visitor #{child}"

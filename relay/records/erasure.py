@@ -145,8 +145,9 @@ class Erasure:
         }
         if person != holder:
             detail["household_of"] = holder
-        filed = establishment_id if establishment_id is not None else (
-            linked[0] if linked else None)
+        filed = (
+            establishment_id if establishment_id is not None else (linked[0] if linked else None)
+        )
         self.audit.append("visitor_erased", detail, establishment_id=filed, actor=actor, at=now)
         done.visitor_ids.append(person)
         done.bookings_stopped += sorted(set(removal.stopped))

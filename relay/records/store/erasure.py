@@ -77,8 +77,9 @@ class ErasureRecords(RecordsBase):
         self, visitor_id: int | None = None, prisoner_id: int | None = None
     ) -> list[int]:
         """The approvals in force of one visitor or of one prisoner."""
-        column, value = ("visitor_id", visitor_id) if prisoner_id is None else (
-            "prisoner_id", prisoner_id)
+        column, value = (
+            ("visitor_id", visitor_id) if prisoner_id is None else ("prisoner_id", prisoner_id)
+        )
         rows = self._db.execute(
             f"SELECT id FROM approved_contacts WHERE {column} = ? AND status = 'approved'"
             " ORDER BY id",
@@ -91,8 +92,11 @@ class ErasureRecords(RecordsBase):
     ) -> list[int]:
         """Bookings not yet ended that a change still affects, of a main visitor or of a
         prisoner."""
-        column, value = ("main_visitor_id", main_visitor_id) if prisoner_id is None else (
-            "prisoner_id", prisoner_id)
+        column, value = (
+            ("main_visitor_id", main_visitor_id)
+            if prisoner_id is None
+            else ("prisoner_id", prisoner_id)
+        )
         rows = self._db.execute(
             f"SELECT id FROM bookings WHERE {column} = ? AND ends_at > ?"
             f" AND status IN {ACTIVE} ORDER BY starts_at, id",
