@@ -298,6 +298,13 @@ async def test_staff_erase_a_prisoner(product):
             {"reason": "released", "confirm": True},
         )
         assert (status, body["error"]["code"]) == (409, "already_erased")
+        # a stub cannot be given calls or a kiosk PIN again
+        for url, body_in in [
+            (f"/staff/prisoners/{pid}/eligibility", {"video_call_eligible": True}),
+            (f"/staff/prisoners/{pid}/pin", {"pin": "135790"}),
+        ]:
+            status, body = await post(admin, f"{p.url}{API}{url}", body_in)
+            assert (status, body["error"]["code"]) == (409, "already_erased"), url
         [(actor, detail, est)] = audit_rows(p, "prisoner_erased")
         assert actor == f"staff:{w.admin_a}" and est == w.est_a
         assert detail == {
