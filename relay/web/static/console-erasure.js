@@ -57,7 +57,7 @@
   }
 
   function visitorButton(v) {
-    return button("Erase record…", `Erase the record of ${v.name}`, async () => {
+    return button("Erase record…", `Erase record of ${v.name}`, async () => {
       const reason = await confirmErase(`Erase ${v.name}`,
         `${v.name}'s approvals end now, their coming calls are cancelled (or go on without them) and a call in progress ends for them. Their sign-in, photos, face check and personal details are deleted, with the children in their household if they hold a family account.`,
         VISITOR_REASONS);
@@ -69,7 +69,7 @@
   }
 
   function prisonerButton(p) {
-    return button("Erase record…", `Erase the record of ${p.name}`, async () => {
+    return button("Erase record…", `Erase record of ${p.name}`, async () => {
       const reason = await confirmErase(`Erase ${p.name} (${p.number})`,
         `${p.name}'s coming calls are cancelled now (a call in progress ends), their contacts' approvals are revoked, and their kiosk PIN, face check, name and number are deleted.`,
         PRISONER_REASONS);
