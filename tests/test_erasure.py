@@ -207,6 +207,13 @@ async def test_a_family_member_deletes_their_account_and_everything_it_owns(with
         assert forgotten == ["record_erased"]
         assert audit.verify(store.connection).ok
 
+        # the stub is never approved again
+        status, body = await post(
+            admin,
+            f"{p.url}{API}/staff/contacts",
+            {"prisoner_id": w.prisoner_a, "visitor_id": mum},
+        )
+        assert (status, body["error"]["code"]) == (422, "record_erased"), body
         # staff see a stub, and erasing it again says so
         status, body = await post(
             admin, f"{p.url}{API}/staff/visitors/{mum}/erase", {"reason": "other", "confirm": True}
@@ -389,4 +396,33 @@ async def test_an_account_holders_household_goes_with_them(tmp_path):
         assert holders == [None, w.vid("mum")]
     finally:
         await admin.close()
+        await p.server.close()
+
+
+async def test_erasing_a_prisoner_in_a_live_call_ends_it_for_both_sides(tmp_path):
+    p = await start_product(tmp_path, reconnect_grace_s=3.0)
+    try:
+        w = p.world
+        b = p.booking_now(seconds=600)
+        fam, pri = await p.pair(b)
+        admin = await p.staff_session("admin_a")
+        try:
+            await fam.wait_state("live")
+            await fam.wait_frames("video0", 10)
+            status, body = await post(
+                admin,
+                f"{p.url}{API}/staff/prisoners/{w.prisoner_a}/erase",
+                {"reason": "transferred", "confirm": True},
+            )
+            assert status == 200 and body["bookings_stopped"] == [b], body
+            assert (await fam.wait_state("ended", timeout=5.0))["reason"] == "booking_cancelled"
+            assert (await pri.wait_state("ended", timeout=5.0))["reason"] == "booking_cancelled"
+            booking = w.store.booking(b)
+            assert (booking.status, booking.reason) == ("completed", "booking_cancelled")
+            assert audit.verify(w.store.connection).ok
+        finally:
+            await admin.close()
+            await fam.close()
+            await pri.close()
+    finally:
         await p.server.close()
