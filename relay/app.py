@@ -33,6 +33,7 @@ from relay.media.bandwidth import LinkMonitor
 from relay.notify.sender import Notifier
 from relay.records import recordings
 from relay.records.audit import AuditLog
+from relay.records.erasure import Erasure
 from relay.records.retention import sweep_vetting_photos
 from relay.records.store import AdmissionRefused, Store
 from relay.records.store.engine import DatabaseOptions
@@ -40,6 +41,7 @@ from relay.web import (
     api,
     call_control,
     call_messages,
+    erasure_api,
     family_accounts,
     health,
     identity_control,
@@ -164,9 +166,12 @@ def build_app(config: Config, store: Store | None = None, admit: Admit | None = 
                     **staff_admin_api.HANDLERS, **family_accounts.HANDLERS,
                     **vetting_api.HANDLERS, **laptop_api.HANDLERS,
                     **call_messages.HANDLERS, **kiosk_api.HANDLERS, **join_preview.HANDLERS,
-                    **identity_control.HANDLERS, **identity_settings.HANDLERS})
+                    **identity_control.HANDLERS, **identity_settings.HANDLERS,
+                    **erasure_api.HANDLERS})
     pages.add_routes(app)
     pages.add_family_routes(app)
+    app[keys.ERASURE] = Erasure(store, lifecycle, audit_log,
+                                lambda: app.get(keys.FACE_ENROLMENTS), clock)
     app.on_response_prepare.append(pages.html_security_headers)  # every HTML response
     app[keys.ORIGINS] = origins.Origins(config)
     app.middlewares.insert(0, origins.check_host)  # outermost: every route, DNS rebinding

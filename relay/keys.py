@@ -72,3 +72,5 @@ IDENTITY_GATE = web.AppKey("identity_gate", "IdentityGate")
 identity_gate.py); staff admit a held side through it."""
 VISION_WATCH = web.AppKey("vision_watch", "VisionWatch")
 """Vision health: gauges, call alerts and admission by capacity (relay/calls/vision_health.py)."""
+ERASURE = web.AppKey("erasure", "Erasure")
+"""Deleting a visitor's or prisoner's record with what it owns (relay/records/erasure.py)."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from relay.calls.registry import CallRegistry, LiveCall
@@ -217,3 +218,41 @@ class CallLifecycle:
             raise StoreError("call_in_progress", "the call is still running; end it first")
         self.store.mark_call_outcome(booking_id, result, reason, now)
         return self.store.booking(booking_id)  # type: ignore[return-value]
+
+    # --- erasure (relay/records/erasure.py) ------------------------------------------------
+
+    async def remove_visitor(self, visitor_id: int, staff_id: int | None, now: float) -> Removal:
+        """A visitor's record is being erased. Each approval is revoked by ``revoke``'s rules
+        (a booking they are essential to stops; its live call ends, ``approval_revoked``),
+        a coming booking still naming them as main visitor is cancelled (a live one ends,
+        ``booking_cancelled``), and they are taken off the party of the others."""
+        actor = "system" if staff_id is None else f"staff:{staff_id}"
+        removal = Removal()
+        for cid in self.store.approved_contact_ids(visitor_id=visitor_id):
+            removal.stopped += (await self.revoke(cid, staff_id, now)).stopped
+        for bid in self.store.coming_bookings(now, main_visitor_id=visitor_id):
+            await self.cancel(bid, actor, now, "visitor_erased")
+            removal.stopped.append(bid)
+        removal.reduced = self.store.drop_from_coming_bookings(visitor_id, actor, now)
+        return removal
+
+    async def remove_prisoner(self, prisoner_id: int, staff_id: int, now: float) -> Removal:
+        """A prisoner's record is being erased: every coming booking is cancelled (a live
+        call ends, ``booking_cancelled``), then every approval of theirs is revoked."""
+        removal = Removal()
+        for bid in self.store.coming_bookings(now, prisoner_id=prisoner_id):
+            await self.cancel(bid, f"staff:{staff_id}", now, "prisoner_erased")
+            removal.stopped.append(bid)
+        for cid in self.store.approved_contact_ids(prisoner_id=prisoner_id):
+            await self.revoke(cid, staff_id, now)
+        return removal
+
+
+@dataclass
+class Removal:
+    """What taking a person off the coming calls did (``remove_visitor``, ``remove_prisoner``)."""
+
+    stopped: list[int] = field(default_factory=list)
+    """Bookings cancelled or, if their call had gone live, ended early."""
+    reduced: list[int] = field(default_factory=list)
+    """Bookings that carry on without the visitor."""

@@ -224,6 +224,8 @@ def _pin_status(ctx: Ctx, prisoner_id: int) -> dict[str, Any]:
 @handler
 async def staff_set_pin(ctx: Ctx) -> Any:
     staff, prisoner = _staff_prisoner(ctx)
+    if prisoner["erased_at"] is not None:  # relay/records/erasure.py
+        raise ApiError(409, "already_erased", "this prisoner's record was erased")
     pin_hash = await asyncio.to_thread(auth.hash_password, ctx.args(models.StaffPin).pin)
     ctx.store.set_kiosk_pin(prisoner["id"], pin_hash, staff.id, ctx.now)
     ctx.audit(

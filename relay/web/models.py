@@ -824,3 +824,33 @@ class IdentitySettings(Response):
     unenrolled_needs_staff: bool = Field(description="in force for the next call that joins")
     set_here: bool = Field(description="the establishment chose it; false: the relay's default")
     relay_default: bool
+# --------------------------------------------------------------------------- erasure (relay/web/erasure_api.py)
+
+from relay.records.erasure import PrisonerReason, VisitorReason  # noqa: E402 (appended section)
+
+
+class DeleteAccount(Request):
+    password: Annotated[str, Field(min_length=1, max_length=200)]
+    confirm: Literal[True] = Field(
+        description="true: the person ticked that they understand it cannot be undone")
+
+
+class EraseVisitor(Request):
+    reason: VisitorReason
+    confirm: Literal[True] = Field(description="true: the admin confirmed the erasure")
+
+
+class ErasePrisoner(Request):
+    reason: PrisonerReason
+    confirm: Literal[True] = Field(description="true: the admin confirmed the erasure")
+
+
+class Erased(Response):
+    ok: bool
+    message: str
+    visitor_ids: list[Id] = Field(description="visitor records reduced to stubs (ids)")
+    prisoner_id: Id | None = None
+    bookings_stopped: list[Id] = Field(description="coming bookings cancelled or ended early")
+    bookings_reduced: list[Id] = Field(description="bookings that go on without the visitor")
+    applications: list[Id] = Field(description="vetting applications withdrawn or cleared")
+    faces_forgotten: int

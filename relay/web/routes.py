@@ -335,4 +335,21 @@ FAMILY_OPERATIONS: tuple[Op, ...] = (
 )
 OPERATIONS = OPERATIONS + FAMILY_OPERATIONS
 
+ERASURE_OPERATIONS: tuple[Op, ...] = (
+    # erasure (relay/web/erasure_api.py, docs/erasure.md)
+    Op("family_delete_account", "POST", "/family/delete-account",
+       "Delete the account holder's records and their household's (password and confirm: "
+       "true); call history and recordings under retention stay, without personal data. "
+       "Signs out.", _F, m.Accepted, body=m.DeleteAccount),
+    Op("staff_erase_visitor", "POST", "/staff/visitors/{visitor_id}/erase",
+       "Erase a visitor linked only to this establishment (admin; audited): approvals end, "
+       "coming calls are cancelled or go on without them, sign-in, photos and face go, the "
+       "record stays as a stub.", _S, m.Erased, body=m.EraseVisitor, staff_role="admin"),
+    Op("staff_erase_prisoner", "POST", "/staff/prisoners/{prisoner_id}/erase",
+       "Erase a prisoner of this establishment (admin; audited): coming calls cancelled, "
+       "approvals revoked, kiosk PIN and face deleted, the record stays as a stub.",
+       _S, m.Erased, body=m.ErasePrisoner, staff_role="admin"),
+)
+OPERATIONS = OPERATIONS + ERASURE_OPERATIONS
+
 BY_ID: dict[str, Op] = {op.op_id: op for op in OPERATIONS}

@@ -75,6 +75,8 @@ async def staff_prisoner_eligibility(ctx: Ctx) -> Any:
     prisoner = ctx.store.prisoner(pid)
     if prisoner is None or prisoner["establishment_id"] != staff.establishment_id:
         raise ApiError(404, "prisoner_not_found", "no such prisoner here")
+    if prisoner["erased_at"] is not None:  # relay/records/erasure.py
+        raise ApiError(409, "already_erased", "this prisoner's record was erased")
     eligible = ctx.args(vm.EligibilityIn).video_call_eligible
     ctx.store.set_prisoner_eligible(pid, eligible)
     _audit(

@@ -36,6 +36,7 @@ from relay.records.store.admission import AdmissionRecords
 from relay.records.store.bookings import BookingRecords
 from relay.records.store.contacts import ContactRecords
 from relay.records.store.directory import DirectoryRecords
+from relay.records.store.erasure import ErasureRecords
 from relay.records.store.laptops import LaptopRecords
 from relay.records.store.outbox import OutboxMessage, OutboxRecords
 from relay.records.store.people import PeopleRecords
@@ -66,7 +67,7 @@ from relay.records.store.visiting import Blackout, Session, VisitingHours, Visit
 class Store(
     PeopleRecords, StaffRecords, ContactRecords, BookingRecords, AdmissionRecords,
     VisitingRecords, DirectoryRecords, AccountRecords, VettingRecords, OutboxRecords,
-    LaptopRecords,
+    LaptopRecords, ErasureRecords,
 ):
     """The records. Open with ``Store.open(path)``; use from one thread (the event loop)."""
 

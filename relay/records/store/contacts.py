@@ -26,6 +26,13 @@ class ContactRecords(RecordsBase):
                 raise StoreError("prisoner_not_found", "no such prisoner")
             if db.execute("SELECT 1 FROM visitors WHERE id = ?", (visitor_id,)).fetchone() is None:
                 raise StoreError("visitor_not_found", "no such visitor")
+            erased = db.execute(  # relay/records/erasure.py: a stub is never approved again
+                "SELECT 1 FROM visitors v, prisoners p WHERE v.id = ? AND p.id = ?"
+                " AND (v.erased_at IS NOT NULL OR p.erased_at IS NOT NULL)",
+                (visitor_id, prisoner_id),
+            ).fetchone()
+            if erased is not None:
+                raise StoreError("record_erased", "this visitor's or prisoner's record was erased")
             db.execute(
                 "INSERT INTO approved_contacts (prisoner_id, visitor_id, status, approved_by,"
                 " approved_at) VALUES (?, ?, 'approved', ?, ?)"

@@ -368,4 +368,10 @@ INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, 0, '0000000000000000
     """
     ALTER TABLE establishments ADD COLUMN unenrolled_needs_staff INTEGER;
     """,
+    # 12: erasure (relay/records/erasure.py, docs/erasure.md): when a visitor's or prisoner's
+    # record was reduced to a pseudonymous stub (NULL: a live record)
+    """
+    ALTER TABLE visitors ADD COLUMN erased_at REAL;
+    ALTER TABLE prisoners ADD COLUMN erased_at REAL;
+    """,
 ]

@@ -77,8 +77,8 @@
 
   // ---------------------------------------------------------------- screens
 
-  const SCREENS = ["signin", "register", "forgot", "reset", "home", "apply", "book"];
-  const SIGNED_IN = ["home", "apply", "book"];
+  const SCREENS = ["signin", "register", "forgot", "reset", "home", "apply", "book", "delete", "deleted"];
+  const SIGNED_IN = ["home", "apply", "book", "delete"];
 
   function go(name) {
     if (location.hash !== `#${name}`) history.replaceState(null, "", `#${name}`);
@@ -296,14 +296,28 @@
     });
   });
 
-  $("close-account").addEventListener("click", async () => {
-    const password = await confirmDialog(t("privacy.close_q"), t("privacy.close"), true);
-    if (!password || password === true) return;
-    await guarded(async () => {
-      await api("POST", "/api/v1/family/close", { password });
+  // Deleting the account (relay/web/erasure_api.py): the explanation, a tick and the
+  // password again; afterwards the person is signed out and told so.
+  $("delete-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const password = $("delete-password").value;
+    if (!$("delete-understand").checked || !password) {
+      show(t("delete.must_confirm"), "error");
+      return;
+    }
+    guarded(async () => {
+      try {
+        await api("POST", "/api/v1/family/delete-account", { password, confirm: true });
+      } catch (e) {
+        if (e.code !== "bad_credentials") throw e;
+        show(t("delete.wrong_password"), "error"); // still signed in: nothing was deleted
+        return;
+      }
+      $("delete-form").reset();
       me = null;
-      show(t("privacy.closed"), "ok");
-      go("signin");
+      contacts = [];
+      show("", "");
+      go("deleted");
     });
   });
 

@@ -216,10 +216,12 @@
         }
         contacts.append(li);
       }
-      list.append(el("li", { class: "card", "data-visitor": v.id },
+      const card = el("li", { class: "card", "data-visitor": v.id },
         el("strong", { text: v.name }), " ",
-        el("span", { class: "muted small", text: `born ${v.date_of_birth}, identity ${v.identity_verified ? "verified" : "not verified"}` }),
-        contacts));
+        el("span", { class: "muted small", text: v.date_of_birth ? `born ${v.date_of_birth}, identity ${v.identity_verified ? "verified" : "not verified"}` : "record erased" }),
+        contacts);
+      if (isAdmin() && C.erase && v.date_of_birth) card.append(el("div", { class: "actions" }, C.erase.visitorButton(v)));
+      list.append(card);
     }
   }
 
@@ -250,9 +252,10 @@
     tbody.textContent = "";
     for (const p of directory.prisoners) {
       const actions = el("div", { class: "actions" });
-      if (isAdmin()) {
+      if (isAdmin() && !p.number.startsWith("ERASED-")) {
         actions.append(button(p.video_call_eligible ? "Stop video calls" : "Allow video calls",
           `${p.video_call_eligible ? "Stop" : "Allow"} video calls for ${p.name}`, () => setEligible(p, !p.video_call_eligible)));
+        if (C.erase) actions.append(" ", C.erase.prisonerButton(p));
       }
       tbody.append(el("tr", { "data-prisoner": p.id },
         el("td", { "data-label": "Name", text: p.name }),
@@ -384,6 +387,7 @@
 
   // --- with the session ---------------------------------------------------------------------------
 
+  C.reloadDirectory = loadDirectory; // after an erasure (console-erasure.js)
   C.hooks.login.push(() => {
     loadHours();
     loadDirectory();
