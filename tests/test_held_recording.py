@@ -97,10 +97,11 @@ async def test_a_held_leg_is_recorded_from_its_admission(tmp_path):
     offset = seconds(fam_audio[0]) - seconds(pri_audio[0])
     assert abs(offset - (t_family - t_prison)) < 0.6, (offset, t_family - t_prison)
     assert seconds(fam_video[0]) >= seconds(fam_audio[0]) - 0.1
-    assert seconds(fam_video[0]) - seconds(fam_audio[0]) < 1.0  # a keyframe was asked for
+    # the clip's next keyframe (one a second; the test sender ignores the request), plus load
+    assert seconds(fam_video[0]) - seconds(fam_audio[0]) < 1.5
     # the prison side is unaffected: no hole in its audio across the family's admission
     gaps = [b_.pts - a.pts for a, b_ in itertools.pairwise(pri_audio)]
-    assert max(gaps) < 100, max(gaps)
+    assert max(gaps) < 400, max(gaps)  # a hole would be HELD_S long; a loaded machine ~0.1 s
     # both sides end together and each lasts as long as it was admitted
     assert abs(seconds(pri_audio[-1]) - seconds(fam_audio[-1])) < 0.6
     assert abs(seconds(fam_audio[-1]) - seconds(fam_audio[0]) - (t_end - t_family)) < 1.0
