@@ -47,8 +47,12 @@ class RelayThread:
     async def _new_call(self) -> str:
         p = self.product
         booking = p.booking_now(seconds=600)
-        prison = CallClient(p.url, await p.prison_token(booking), receive="count",
-                            video=EncodedTrack("video", video_clip(seed=2), 30))
+        prison = CallClient(
+            p.url,
+            await p.prison_token(booking),
+            receive="count",
+            video=EncodedTrack("video", video_clip(seed=2), 30),
+        )
         self.prisons.append(prison)
         await prison.join()
         return await p.family_token(booking)
@@ -84,9 +88,13 @@ def _left_running() -> list[str]:
 
 
 async def _family(url: str, token: str) -> CallClient:
-    family = CallClient(url, token, receive="count",
-                        video=EncodedTrack("video", video_clip(seed=1), 30),
-                        audio=EncodedTrack("audio", tone_clip(440), 50))
+    family = CallClient(
+        url,
+        token,
+        receive="count",
+        video=EncodedTrack("video", video_clip(seed=1), 30),
+        audio=EncodedTrack("audio", tone_clip(440), 50),
+    )
     await family.join()
     await family.wait_frames("video0", 10, timeout=30)
     return family

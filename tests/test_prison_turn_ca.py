@@ -30,14 +30,27 @@ TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")
 
 def _laptop_argv(product, booking: int, *extra: str) -> list[str]:
     laptop_id, secret = product.world.laptops_a[0]
-    return ["--relay", product.url, "--laptop-id", str(laptop_id), "--laptop-secret", secret,
-            "--booking", str(booking), *extra]
+    return [
+        "--relay",
+        product.url,
+        "--laptop-id",
+        str(laptop_id),
+        "--laptop-secret",
+        secret,
+        "--booking",
+        str(booking),
+        *extra,
+    ]
 
 
 def _family(product, token: str, seed: int) -> CallClient:
-    return CallClient(product.url, token, receive="count",
-                      video=EncodedTrack("video", video_clip(seed=seed), 30),
-                      audio=EncodedTrack("audio", tone_clip(300 + 40 * seed), 50))
+    return CallClient(
+        product.url,
+        token,
+        receive="count",
+        video=EncodedTrack("video", video_clip(seed=seed), 30),
+        audio=EncodedTrack("audio", tone_clip(300 + 40 * seed), 50),
+    )
 
 
 def test_turn_ca_that_is_not_a_readable_certificate_is_one_clear_line(tmp_path, capsys):
@@ -88,8 +101,9 @@ async def test_prison_command_reaches_the_relay_through_turns_with_a_private_ca(
             family = _family(product, await product.family_token(booking), seed=1)
             await family.join()
             args = prison.parse_args(
-                _laptop_argv(product, booking, "--file", str(clip), "--loop",
-                             "--turn-ca", str(running.ca))
+                _laptop_argv(
+                    product, booking, "--file", str(clip), "--loop", "--turn-ca", str(running.ca)
+                )
             )
             token = await prison.fetch_token(
                 args.relay, args.laptop_id, args.laptop_secret, args.booking
@@ -128,12 +142,29 @@ async def test_prison_command_reaches_the_relay_through_turns_with_a_private_ca(
             booking = product.booking_now(seconds=300)
             family = _family(product, await product.family_token(booking), seed=2)
             await family.join()
-            env = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
+            env = {
+                k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")
+            }
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "protocol.prison",
-                *_laptop_argv(product, booking, "--file", str(clip), "--loop", "--duration", "90",
-                              "--turn-ca", str(running.ca), "--media-address", "127.0.0.1"),
-                cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE,
+                sys.executable,
+                "-m",
+                "protocol.prison",
+                *_laptop_argv(
+                    product,
+                    booking,
+                    "--file",
+                    str(clip),
+                    "--loop",
+                    "--duration",
+                    "90",
+                    "--turn-ca",
+                    str(running.ca),
+                    "--media-address",
+                    "127.0.0.1",
+                ),
+                cwd=ROOT,
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
             )
             try:
