@@ -69,6 +69,13 @@ class RelayThread:
         for prison in self.prisons:
             await prison.close()
         await self.product.server.close()
+        # what asyncio.run does before it closes its loop: the relay's own leftovers (legs
+        # still inside their reconnect grace) are cancelled, not destroyed pending
+        me = asyncio.current_task()
+        rest = [t for t in asyncio.all_tasks() if t is not me]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
 
     def __enter__(self) -> RelayThread:
         self.thread.start()
