@@ -1516,6 +1516,24 @@ def _ice_connections(pc: RTCPeerConnection) -> list[Any]:
     return out
 
 
+async def _no_consent_after_close() -> None:
+    return None
+
+
+async def close_peer_connection(pc: RTCPeerConnection) -> None:
+    """``pc.close()``, leaving no ICE consent task behind.
+
+    aioice's ``Connection.connect()`` starts consent freshness checks once its check list
+    completes. A close that lands after the list completed but before ``connect()`` resumed
+    (a leg closed just as its ICE finished, e.g. right after a rejoin) returns first; the
+    consent task then starts on the closed sockets and lingers for about 30 s ("Task was
+    destroyed but it is pending" when the loop closes). A consent check that had started
+    is cancelled by aioice's close; one that had not is made a no-op here."""
+    for connection in _ice_connections(pc):
+        connection.query_consent = _no_consent_after_close  # this instance, from now on
+    await pc.close()
+
+
 def selected_candidate_types(pc: RTCPeerConnection) -> list[str]:
     """The local candidate type ("host", "relay", ...) of each transport's nominated pair."""
     return [

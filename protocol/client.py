@@ -23,6 +23,7 @@ from aiortc.mediastreams import MediaStreamError
 from protocol import messages as m
 from protocol.aiortc_glue import (
     adopt_receiver,
+    close_peer_connection,
     new_client_peer_connection,
     new_peer_connection,
     verify_turn_tls_with,
@@ -30,6 +31,11 @@ from protocol.aiortc_glue import (
 from protocol.frames import EncodedFrame, FrameAssembler
 
 log = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT_S = 2.0
+"""How long closing the signalling socket waits for the relay's closing handshake. A node
+that has stopped reading its sockets (stalled, or waiting out its own Redis timeout) must
+not hold up ``close()`` or a rejoin for aiohttp's default 10 s."""
 
 TERMINAL_ERRORS = frozenset(
     {
@@ -140,6 +146,10 @@ class CallClient:
         self._pc = None
         self._tasks: list[asyncio.Future[Any]] = []
         self._reader: asyncio.Task[None] | None = None
+        self._rejoining: asyncio.Task[None] | None = None
+        """The task running ``_rejoin`` (a reader whose socket dropped): close() stops it
+        first, so no join it is making creates a socket or connection behind close()."""
+        self._pc_closes: set[asyncio.Future[None]] = set()
         self._new_message = asyncio.Condition()
         self._closing = False
 
@@ -168,8 +178,15 @@ class CallClient:
         raise JoinError("moved_too_often", "the relay nodes kept sending this join on")
 
     async def _join_here(self, timeout: float) -> dict[str, Any]:
+        if self._closing:
+            raise JoinError("client_closed", "this client was closed")
         self._session = self._session or aiohttp.ClientSession()
-        self._ws = await self._session.ws_connect(self.ws_url, heartbeat=15.0, max_msg_size=0)
+        self._ws = await self._session.ws_connect(
+            self.ws_url,
+            heartbeat=15.0,
+            max_msg_size=0,
+            timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_TIMEOUT_S),
+        )
         if self.turn is not None:
             await self._ws.send_str(m.make("ice", token=self.token))
             self.ice = ice = await asyncio.wait_for(self._read_until("ice_servers"), timeout)
@@ -236,7 +253,14 @@ class CallClient:
         await self._teardown()
 
     async def close(self, leave: bool = True) -> None:
+        """Leave and close everything: a rejoin in progress is cancelled first, then the
+        socket, the peer connection (its close awaited to the end), tracks and session."""
         self._closing = True
+        rejoining, self._rejoining = self._rejoining, None
+        if rejoining is not None and rejoining is not asyncio.current_task():
+            rejoining.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await rejoining
         if leave and self._ws is not None and not self._ws.closed:
             with contextlib.suppress(Exception):
                 await self._ws.send_str(m.make("leave"))
@@ -247,6 +271,8 @@ class CallClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._pc_closes:  # a close a cancelled rejoin had begun runs on to its end
+            await asyncio.wait(set(self._pc_closes))
 
     # --- internals -----------------------------------------------------------------------
 
@@ -355,6 +381,7 @@ class CallClient:
         if self._closing or self.ended.is_set() or ws is not self._ws:
             return
         if self.reconnect:
+            self._rejoining = asyncio.current_task()
             await self._rejoin()
 
     async def _rejoin(self, attempts: int = 30, delay: float = 1.0) -> None:
@@ -379,9 +406,14 @@ class CallClient:
         for task in self._tasks:
             task.cancel()
         self._tasks.clear()
-        if self._pc is not None:
-            await self._pc.close()
-            self._pc = None
+        pc, self._pc = self._pc, None
+        if pc is not None:
+            # shielded: a cancelled rejoin must not leave a half-closed connection whose
+            # second close() returns at once with its transports still open
+            closing = asyncio.ensure_future(close_peer_connection(pc))
+            self._pc_closes.add(closing)
+            closing.add_done_callback(self._pc_closes.discard)
+            await asyncio.shield(closing)
         if self._ws is not None and not self._ws.closed:
             await self._ws.close()
 

@@ -17,8 +17,10 @@ import contextlib
 import fractions
 import logging
 import signal
+import ssl
 import sys
 import time
+from pathlib import Path
 
 import aiohttp
 from aiortc import MediaStreamTrack
@@ -45,6 +47,30 @@ async def fetch_token(relay: str, laptop_id: int, secret: str, booking: int) -> 
                 err = (body or {}).get("error", {})
                 raise JoinError(err.get("code", f"http_{resp.status}"), err.get("message", ""))
             return body["token"]
+
+
+PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
+
+
+def turn_ca_context(path: str) -> ssl.SSLContext:
+    """A TLS context that trusts exactly the certificates of the PEM bundle at ``path``, for
+    a ``turns:`` server signed by a private CA (the system store is not consulted: a prison
+    network's TURN server is the prison's own). ``argparse.ArgumentTypeError`` with one
+    plain line when the file cannot be read or holds no certificate."""
+    try:
+        text = Path(path).read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not a text file"
+        raise argparse.ArgumentTypeError(f"cannot read the TURN CA file {path}: {reason}") from None
+    refused = argparse.ArgumentTypeError(
+        f"the TURN CA file {path} holds no valid PEM certificate (-----BEGIN CERTIFICATE-----)"
+    )
+    if PEM_CERTIFICATE not in text:
+        raise refused
+    try:  # with cadata, Python's defaults (host name, chain) and nothing of the system store
+        return ssl.create_default_context(cadata=text)
+    except ssl.SSLError:
+        raise refused from None
 
 
 class ContinuousVideo(MediaStreamTrack):
@@ -90,7 +116,9 @@ class ContinuousVideo(MediaStreamTrack):
         self._source.stop()
 
 
-def open_source(args: argparse.Namespace) -> tuple[MediaStreamTrack | None, MediaStreamTrack | None]:
+def open_source(
+    args: argparse.Namespace,
+) -> tuple[MediaStreamTrack | None, MediaStreamTrack | None]:
     """(video, audio) from the camera or the file; the player stays open across rejoins."""
     if args.camera:
         options = {"video_size": args.video_size, "framerate": str(args.fps)}
@@ -110,9 +138,29 @@ def report(frames: dict[str, int]) -> str:
     got = {name: n for name, n in sorted(frames.items()) if n}
     if not got:
         return "received: nothing from the family side"
-    parts = [f"{name} {n} {'frames' if name.startswith('video') else 'packets'}"
-             for name, n in got.items()]
+    parts = [
+        f"{name} {n} {'frames' if name.startswith('video') else 'packets'}"
+        for name, n in got.items()
+    ]
     return "received: " + ", ".join(parts)
+
+
+def make_client(
+    args: argparse.Namespace, token: str, writer: EncodedFileWriter | None = None
+) -> CallClient:
+    """The command's client for ``args`` (sources, TURN and its trust, what it records)."""
+    video, audio = open_source(args)  # kept open across rejoins: the client lends its tracks
+    return CallClient(
+        args.relay,
+        token,
+        video=video,
+        audio=audio,
+        receive="encoded",
+        turn=args.turn,
+        turn_tls=args.turn_ca,
+        on_message=lambda msg: print_message(msg),
+        on_frame=(lambda name, mime, frame: writer.write(name, mime, frame)) if writer else None,
+    )
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -128,18 +176,8 @@ async def run(args: argparse.Namespace) -> int:
     except (aiohttp.ClientError, OSError, ValueError) as exc:
         print(f"could not reach the relay at {args.relay}: {exc}", file=sys.stderr)
         return EXIT_REFUSED
-    video, audio = open_source(args)  # kept open across rejoins: the client lends its tracks
     writer = EncodedFileWriter(args.record) if args.record else None
-    client = CallClient(
-        args.relay,
-        token,
-        video=video,
-        audio=audio,
-        receive="encoded",
-        turn=args.turn,
-        on_message=lambda msg: print_message(msg),
-        on_frame=(lambda name, mime, frame: writer.write(name, mime, frame)) if writer else None,
-    )
+    client = make_client(args, token, writer)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -169,7 +207,11 @@ async def run(args: argparse.Namespace) -> int:
 
 def print_message(msg: dict) -> None:
     if msg["type"] == "state":
-        why = "; ".join(msg.get("paused_because") or []) or msg.get("message") or msg.get("reason", "")
+        why = (
+            "; ".join(msg.get("paused_because") or [])
+            or msg.get("message")
+            or msg.get("reason", "")
+        )
         print(f"[call] {msg.get('state')}: {why}", flush=True)
     elif msg["type"] == "warning":
         print(f"[call] {msg.get('seconds_left')} seconds left", flush=True)
@@ -178,7 +220,9 @@ def print_message(msg: dict) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m protocol.prison", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m protocol.prison", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--relay", required=True, help="relay base URL, e.g. https://relay.example:8443")
     cred = p.add_argument_group("credentials (or --token)")
     cred.add_argument("--laptop-id", type=int)
@@ -189,11 +233,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     src.add_argument("--camera", help="v4l2 device, e.g. /dev/video0")
     src.add_argument("--file", help="media file to send instead of a camera")
     p.add_argument("--loop", action="store_true", help="loop --file")
-    p.add_argument("--turn", choices=("udp", "tcp", "tls"),
-                   help="reach the relay through its TURN server over this transport")
+    p.add_argument(
+        "--turn",
+        choices=("udp", "tcp", "tls"),
+        help="reach the relay through its TURN server over this transport",
+    )
+    p.add_argument(
+        "--turn-ca",
+        metavar="FILE",
+        type=turn_ca_context,
+        help="PEM bundle of the CA that signed the TURN server's TLS certificate "
+        "(a private CA); trusted instead of the system store; implies --turn tls",
+    )
     p.add_argument("--video-size", default="640x480")
     p.add_argument("--fps", type=int, default=30)
-    p.add_argument("--record", help="write what the family side sends to this WebM file, as received")
+    p.add_argument(
+        "--record", help="write what the family side sends to this WebM file, as received"
+    )
     p.add_argument("--duration", type=float, help="leave after this many seconds")
     p.add_argument("--media-address", action="append", help="local address(es) for media")
     args = p.parse_args(argv)
@@ -201,6 +257,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.laptop_id is not None and args.laptop_secret and args.booking is not None
     ):
         p.error("give --token, or --laptop-id, --laptop-secret and --booking")
+    if args.turn_ca is not None:
+        if args.turn not in (None, "tls"):
+            p.error(
+                f"--turn-ca checks a TURN server over TLS: it needs --turn tls, not {args.turn}"
+            )
+        args.turn = "tls"
     return args
 
 

@@ -193,3 +193,11 @@ def test_turn_tls_internals_still_exist():
     assert "turn_ssl=self.turn_ssl" in _source(gather)
     assert "ssl=ssl" in _source(create_turn_endpoint)
     assert "self.__inner_protocol = inner_protocol" in _source(TurnTransport.__init__)
+
+
+def test_consent_internals_close_peer_connection_relies_on():
+    """close_peer_connection: connect() starts consent through the instance's attribute
+    (so a no-op set on the instance wins), and close() cancels a consent task already running."""
+    assert "asyncio.create_task(self.query_consent())" in _source(aioice.ice.Connection.connect)
+    close = _source(aioice.ice.Connection.close)
+    assert "self._query_consent_task.cancel()" in close

@@ -12,6 +12,7 @@ from relay import keys
 from relay.app import build_app
 from relay.config import Config
 from relay.records.store import AdmissionRefused
+from tests.kiosk import device_key, give_pin, kiosk, sign_in
 from tests.test_store_world import DAY, NOW, PASSWORD, make_world
 
 SECRET = "test-secret-0123456789abcdef0123456789abcdef"
@@ -163,33 +164,51 @@ async def test_family_rules_over_http(api):
     assert r["status"] == "requested" and r["minutes"] == 60
 
 
-async def test_prisoner_kiosk_flow_and_capacity(api, world):
+async def test_prisoner_kiosk_rules_and_capacity(api, world):
+    """The kiosk API (number + PIN on an enrolled laptop) is the one way a prisoner asks for
+    a call: the booking rules, capacity, establishments and cancelling, over HTTP."""
     w = world
     officer = await login(api, "officer_a")
     lid, lsecret = w.laptops_a[1]
-    creds = {"laptop_id": lid, "laptop_secret": lsecret}
-    t = NOW + DAY
-    body = {**creds, "prisoner_number": "A1234BC", "visitor_id": w.vid("mum"),
-            "starts_at": t, "minutes": 30}
-    b = await ok(await api.post("/api/v1/kiosk/bookings", json=body), 201)
-    assert b["requested_by"] == "prisoner" and b["main_visitor_id"] == w.vid("mum")
-    await ok(await api.post(f"/api/v1/staff/bookings/{b['id']}/approve", headers=officer))
-    # 4 visitors at most in all
-    many = {**body, "starts_at": t + DAY,
-            "visitor_ids": [w.vid(n) for n in ("dad", "sis", "bro", "aunt")]}
-    await err(await api.post("/api/v1/kiosk/bookings", json=many), 422, "too_many_visitors")
-    # capacity: two laptops; a second prisoner takes the other one, a third is refused
-    b2 = await ok(await api.post("/api/v1/kiosk/bookings", json={
-        **body, "prisoner_number": "A5678DE", "starts_at": t + 600}), 201)
-    await ok(await api.post(f"/api/v1/staff/bookings/{b2['id']}/approve", headers=officer))
+    key = device_key(w.store, lid, w.admin_a, NOW)
     p3 = w.store.add_prisoner(w.est_a, "A9999ZZ", "Third")
     w.store.approve_contact(p3, w.vid("dad"), w.admin_a, NOW)
-    await err(await api.post("/api/v1/kiosk/bookings", json={
-        **body, "prisoner_number": "A9999ZZ", "visitor_id": w.vid("dad"),
-        "starts_at": t + 1200}), 409, "slot_full")
-    # a prisoner of another establishment is not found from this kiosk
-    await err(await api.post("/api/v1/kiosk/bookings", json={**body, "prisoner_number": "B1234BC"}),
-              404, "prisoner_not_found")
+    for pid in (w.prisoner_a, w.prisoner_a2, p3):
+        give_pin(w.store, pid, w.admin_a, NOW)
+    give_pin(w.store, w.prisoner_b, w.officer_b, NOW)
+    alan = await kiosk(api, key, "A1234BC")
+    t = NOW + DAY
+    body = {**alan, "visitor_id": w.vid("mum"), "starts_at": t, "minutes": 30}
+    b = await ok(await api.post("/api/v1/kiosk/requests", json=body), 201)
+    assert (b["requested_by"], b["call_type"], b["status"]) == ("prisoner", "social", "requested")
+    assert b["main_visitor_id"] == w.vid("mum") and b["visitor_ids"] == [w.vid("mum")]
+    await ok(await api.post(f"/api/v1/staff/bookings/{b['id']}/approve", headers=officer))
+    # one approved contact a request: no party list, no call type (legal calls are staff's)
+    many = {**body, "starts_at": t + DAY,
+            "visitor_ids": [w.vid(n) for n in ("dad", "sis", "bro", "aunt")]}
+    await err(await api.post("/api/v1/kiosk/requests", json=many), 400, "invalid_request")
+    await err(await api.post("/api/v1/kiosk/requests", json={**body, "call_type": "legal"}),
+              400, "invalid_request")
+    # only the prisoner's own approved contacts (a stranger, another establishment's family)
+    for who in ("stranger", "bfam"):
+        await err(await api.post("/api/v1/kiosk/requests", json={**body, "visitor_id": w.vid(who)}),
+                  404, "contact_not_found")
+    assert len(w.store.visitor_bookings(w.vid("mum"))) == 1
+    # capacity: two laptops; a second prisoner takes the other one, a third is refused
+    andy = await kiosk(api, key, "A5678DE")
+    b2 = await ok(await api.post("/api/v1/kiosk/requests",
+                                 json={**body, **andy, "starts_at": t + 600}), 201)
+    await ok(await api.post(f"/api/v1/staff/bookings/{b2['id']}/approve", headers=officer))
+    third = await kiosk(api, key, "A9999ZZ")
+    await err(await api.post("/api/v1/kiosk/requests", json={
+        **body, **third, "visitor_id": w.vid("dad"), "starts_at": t + 1200}), 409, "slot_full")
+    # unknown here: another establishment's prisoner and a made-up number sign in alike (401)
+    for number in ("B1234BC", "Z0000ZZ"):
+        await err(await sign_in(api, key, number), 401, "bad_credentials")
+    # a session is bound to the laptop it was made on
+    other_key = device_key(w.store, w.laptops_a[0][0], w.admin_a, NOW)
+    await err(await api.post("/api/v1/kiosk/home", json={**alan, "device_key": other_key}),
+              401, "kiosk_signed_out")
     # the laptop gets the prison token only for bookings assigned to it
     b_full = w.store.booking(b["id"])
     other_lid, other_secret = w.laptops_a[0] if b_full.laptop_id == lid else w.laptops_a[1]
@@ -199,10 +218,18 @@ async def test_prisoner_kiosk_flow_and_capacity(api, world):
     await ok(await api.post("/api/v1/laptop/token", json={
         "laptop_id": b_full.laptop_id,
         "laptop_secret": dict(w.laptops_a)[b_full.laptop_id], "booking_id": b["id"]}))
-    # the prisoner cancels from the kiosk
-    c = await ok(await api.post(f"/api/v1/kiosk/bookings/{b['id']}/cancel",
-                                json={**creds, "prisoner_number": "A1234BC"}))
+    # the prisoner cancels their own pending request; approved calls and others' are not theirs
+    pending = await ok(await api.post("/api/v1/kiosk/requests",
+                                      json={**body, "starts_at": t + 2 * DAY}), 201)
+    await err(await api.post(f"/api/v1/kiosk/requests/{b['id']}/cancel", json=alan),
+              404, "booking_not_found")
+    await err(await api.post(f"/api/v1/kiosk/requests/{pending['id']}/cancel", json=andy),
+              404, "booking_not_found")
+    c = await ok(await api.post(f"/api/v1/kiosk/requests/{pending['id']}/cancel", json=alan))
     assert c["status"] == "cancelled"
+    assert w.store.booking(b["id"]).status == "approved"
+    home = await ok(await api.post("/api/v1/kiosk/home", json=alan))
+    assert home["requests"] == []
 
 
 async def test_staff_cannot_touch_another_establishment(api, world):

@@ -21,6 +21,7 @@ from relay.web import models
 from relay.web.jsonbody import MAX_DEPTH
 from relay.web.openapi import REF
 from relay.web.routes import OPERATIONS, RECORDINGS_PREFIX
+from tests.kiosk import device_key, give_pin, kiosk
 from tests.test_api import SECRET, bearer, err, family_request, login, ok
 from tests.test_store_world import DAY, NOW, make_world
 
@@ -150,17 +151,18 @@ async def test_family_and_kiosk_cannot_book_legal_calls(product):
     body = await err(await family_request(product, call_type="legal"), 403,
                      "legal_call_not_allowed")
     assert "staff" in body["error"]["message"]
-    laptop_id, secret = w.laptops_a[0]
-    kiosk = {"laptop_id": laptop_id, "laptop_secret": secret, "prisoner_number": "A1234BC",
-             "visitor_id": w.vid("mum"), "starts_at": NOW + DAY, "minutes": 30,
-             "call_type": "legal"}
-    await err(await product.post("/api/v1/kiosk/bookings", json=kiosk), 403,
-              "legal_call_not_allowed")
+    # the kiosk has no call type to send: its requests are social (a legal one is refused)
+    give_pin(w.store, w.prisoner_a, w.admin_a, NOW)
+    alan = await kiosk(product, device_key(w.store, w.laptops_a[0][0], w.admin_a, NOW), "A1234BC")
+    ask = {**alan, "visitor_id": w.vid("mum"), "starts_at": NOW + DAY, "minutes": 30}
+    await err(await product.post("/api/v1/kiosk/requests", json={**ask, "call_type": "legal"}),
+              400, "invalid_request")
     assert w.store.visitor_bookings(w.vid("mum")) == []
     # a social request from both still works
     await ok(await family_request(product), 201)
-    kiosk.update(call_type="social", starts_at=NOW + 3 * DAY)
-    await ok(await product.post("/api/v1/kiosk/bookings", json=kiosk), 201)
+    b = await ok(await product.post("/api/v1/kiosk/requests",
+                                    json={**ask, "starts_at": NOW + 3 * DAY}), 201)
+    assert b["call_type"] == "social"
 
 
 async def test_staff_book_a_legal_call_approved_at_once(product):

@@ -22,9 +22,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from relay import keys
 from relay.app import build_app
 from relay.config import Config
+from relay.web.kiosk_api import issue_session
 from relay.web.openapi import openapi_document
+from tests.kiosk import device_key, give_pin
 from tests.test_store_world import DAY, NOW, make_world
 
 pytestmark = [
@@ -74,9 +77,18 @@ class Server:
         )
         w.store.approve_booking(b.id, w.officer_a, NOW)
         # the whole product app, so the call-control endpoints are fuzzed too
+        # the kiosk: an enrolled laptop and a signed-in prisoner (wrong PINs never lock here)
         config = Config(data_dir=self.tmp_path, secret_key="fuzz", bad_token_limit_per_min=0,
-                        seed_demo=False, vision_enabled=False)
+                        seed_demo=False, vision_enabled=False, kiosk_pin_tries=10**9)
         app = build_app(config, store=w.store, clock=lambda: NOW)
+        laptop_id = w.laptops_a[0][0]
+        self.device_key = device_key(w.store, laptop_id, w.admin_a, NOW)
+        give_pin(w.store, w.prisoner_a2, w.admin_a, NOW)
+        # a contact the fuzzer's revocations (ids 1-4) cannot reach
+        w.store.approve_contact(w.prisoner_a2, w.vid("aunt"), w.admin_a, NOW)
+        self.kiosk_session = issue_session(
+            app[keys.TOKEN_SECRET], w.prisoner_a2, laptop_id, NOW + config.kiosk_session_s
+        )
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
@@ -121,6 +133,12 @@ def _steer(server: Server, case) -> None:
         for key in ("visitor_id", "main_visitor_id", "prisoner_id", "booking_id"):
             if _number(body.get(key)):
                 body[key] = int(body[key]) % 4 + 1
+        if isinstance(body.get("device_key"), str):
+            body["device_key"] = server.device_key
+        if isinstance(body.get("session"), str):  # the kiosk's prisoner, A5678DE
+            body["session"] = server.kiosk_session
+            if "visitor_id" in body:
+                body["visitor_id"] = w.vid("aunt")
         if _number(body.get("minutes")):  # the establishment's lengths, 30 or 60
             body["minutes"] = (30, 60)[int(body["minutes"]) % 2]
         if isinstance(body.get("starts_at"), int | float):
@@ -169,6 +187,6 @@ def test_fuzz_api_no_5xx_and_responses_match_schema(tmp_path):
     ok = {(m, p) for (m, p, status), _ in seen.items() if status < 300}
     assert ("GET", "/api/recordings") in ok
     assert ("POST", "/api/v1/bookings") in ok
-    assert ("POST", "/api/v1/kiosk/bookings") in ok
+    assert ("POST", "/api/v1/kiosk/requests") in ok
     assert ("POST", "/api/v1/staff/contacts") in ok
     assert time.monotonic() - started < 200

@@ -17,6 +17,7 @@ from relay import keys
 from relay.app import build_app
 from relay.config import Config
 from relay.records import photos
+from tests.kiosk import device_key, give_pin, kiosk
 from tests.mailbox import Mailbox, body_of, link_token
 from tests.test_api import SECRET, err, login, ok
 from tests.test_store_world import DAY, NOW, make_world
@@ -544,18 +545,12 @@ async def test_every_booking_path_notifies_and_reminds(family):
     await c.box.wait("jo@example.org", "reminder")
     assert len(c.box.find("jo@example.org", "reminder")) == 1
     # a prisoner's request to a visitor without an account mails nobody, and breaks nothing
-    lid, sec = w.laptops_a[0]
+    give_pin(w.store, w.prisoner_a2, w.admin_a, NOW)
+    andy = await kiosk(c, device_key(w.store, w.laptops_a[0][0], w.admin_a, NOW), "A5678DE")
     await ok(
         await c.post(
-            "/api/v1/kiosk/bookings",
-            json={
-                "laptop_id": lid,
-                "laptop_secret": sec,
-                "prisoner_number": "A5678DE",
-                "visitor_id": w.vid("mum"),
-                "starts_at": NOW + 5 * DAY,
-                "minutes": 30,
-            },
+            "/api/v1/kiosk/requests",
+            json={**andy, "visitor_id": w.vid("mum"), "starts_at": NOW + 5 * DAY, "minutes": 30},
         ),
         201,
     )

@@ -6,8 +6,8 @@ Who is asking (see docs/booking.md):
 
 * a family member: ``Authorization: Bearer <visitor id>.<secret>``, the access key issued
   once when the visitor was vetted (only its SHA-256 is stored);
-* the prison kiosk/laptop: ``laptop_id`` + ``laptop_secret`` in the JSON body (and for the
-  kiosk, the prisoner's number);
+* the prison laptop: ``laptop_id`` + ``laptop_secret`` in the JSON body (the laptop page's
+  kiosk signs in with a device key and the prisoner's PIN: relay/web/kiosk_api.py);
 * staff: the ``relay_staff`` session cookie from ``POST /api/v1/staff/login``. A staff member
   only ever sees or changes their own establishment's records: anything else is a 404.
 
@@ -366,44 +366,6 @@ async def family_join_token(ctx: Ctx) -> Any:
     if b is None or vid not in b.visitor_ids:
         raise ApiError(404, "booking_not_found", "no such booking")
     return issue_join_token(ctx, b, f"visitor:{vid}", "family")
-
-
-def _kiosk_prisoner(ctx: Ctx, laptop) -> Any:
-    prisoner = ctx.store.prisoner_by_number(ctx.body["prisoner_number"])
-    if prisoner is None or prisoner["establishment_id"] != laptop.establishment_id:
-        raise ApiError(404, "prisoner_not_found", "no such prisoner here")
-    return prisoner
-
-
-@handler
-async def kiosk_request_booking(ctx: Ctx) -> Any:
-    b = ctx.args(models.KioskBookingRequest)
-    laptop = ctx.laptop()
-    refuse_legal(b.call_type)
-    prisoner = _kiosk_prisoner(ctx, laptop)
-    return ctx.store.request_booking(
-        prisoner_id=prisoner["id"],
-        call_type=b.call_type,
-        starts_at=b.starts_at,
-        minutes=b.minutes,
-        main_visitor_id=b.visitor_id,
-        visitor_ids=b.visitor_ids,
-        requested_by="prisoner",
-        now=ctx.now,
-        actor=f"laptop:{laptop.id}",
-    )
-
-
-@handler
-async def kiosk_cancel_booking(ctx: Ctx) -> Any:
-    laptop = ctx.laptop()
-    prisoner = _kiosk_prisoner(ctx, laptop)
-    b = ctx.store.booking(ctx.path_id("booking_id"))
-    if b is None or b.prisoner_id != prisoner["id"]:
-        raise ApiError(404, "booking_not_found", "no such booking")
-    return await ctx.lifecycle.cancel(
-        b.id, f"laptop:{laptop.id}", ctx.now, ctx.body.get("reason", "cancelled by prisoner")
-    )
 
 
 @handler

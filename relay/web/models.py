@@ -112,17 +112,6 @@ class BookingRequest(Request):
     visitor_ids: Party = []
 
 
-class KioskBookingRequest(Request):
-    laptop_id: Id
-    laptop_secret: Secret
-    prisoner_number: PrisonerNumber
-    visitor_id: Id
-    visitor_ids: Party = []
-    call_type: CallType = "social"
-    starts_at: Epoch
-    minutes: Minutes
-
-
 class StaffBookingRequest(Request):
     """Staff book on a family's or legal representative's behalf (legal calls included)."""
 
@@ -133,13 +122,6 @@ class StaffBookingRequest(Request):
     main_visitor_id: Id
     visitor_ids: Party = []
     laptop_id: Id | None = None
-
-
-class KioskCancel(Request):
-    laptop_id: Id
-    laptop_secret: Secret
-    prisoner_number: PrisonerNumber
-    reason: Reason = "cancelled by prisoner"
 
 
 class Cancel(Request):

@@ -80,12 +80,6 @@ OPERATIONS: tuple[Op, ...] = (
        _VS, m.Booking, body=m.Reschedule),
     Op("family_join_token", "POST", "/bookings/{booking_id}/join-token",
        "The calling visitor's join link for an approved booking.", _V, m.JoinToken),
-    Op("kiosk_request_booking", "POST", "/kiosk/bookings",
-       "A prisoner requests a social call to an approved contact, from the kiosk/laptop.",
-       _L, m.Booking, 201, m.KioskBookingRequest),
-    Op("kiosk_cancel_booking", "POST", "/kiosk/bookings/{booking_id}/cancel",
-       "A prisoner cancels one of their bookings from the kiosk/laptop.",
-       _L, m.Booking, body=m.KioskCancel),
     Op("laptop_token", "POST", "/laptop/token",
        "The prison laptop exchanges its credentials for the prison token of a booking "
        "assigned to it.", _L, m.JoinToken, body=m.LaptopTokenRequest),
