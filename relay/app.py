@@ -266,7 +266,7 @@ async def _shutdown(app: web.Application) -> None:
         await asyncio.sleep(0.05)
     for live in list(registry.calls.values()):
         for leg in live.call.everyone():
-            await leg.pc.close()
+            await aiortc_glue.close_peer_connection(leg.pc)
     if keys.METRICS_RUNNER in app:
         await app[keys.METRICS_RUNNER].cleanup()
     log.info("shutdown took %.2fs", time.monotonic() - started)

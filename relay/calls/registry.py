@@ -13,6 +13,7 @@ from protocol import messages as m
 from protocol.aiortc_glue import (
     adopt_transceiver,
     announce_address,
+    close_peer_connection,
     close_refused,
     new_peer_connection,
     offered_mimes,
@@ -238,7 +239,7 @@ class CallRegistry:
 
     async def leave(self, live: LiveCall, leg: Leg, dropped: bool) -> None:
         live.call.remove(leg)
-        await leg.pc.close()
+        await close_peer_connection(leg.pc)
         live.policy.leg_left(leg.role, dropped=dropped)
         if live.policy.state == "ended":
             await self._finish(live)
@@ -250,7 +251,7 @@ class CallRegistry:
         """
         for leg in live.call.everyone():
             live.call.remove(leg)
-            await leg.pc.close()
+            await close_peer_connection(leg.pc)
 
     def update_call_gauges(self) -> None:
         counts: dict[tuple[str, str], int] = {}
