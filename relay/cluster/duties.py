@@ -1,7 +1,8 @@
-"""Work only one node may do at a time (sending the notification outbox): a lease per duty
-in Redis, taken with SET NX PX and renewed by its holder every refresh, so another node takes
-it over within ``node_expiry_s`` of the holder's loss. A node that cannot reach Redis holds
-nothing (two senders would email families twice; a late email is the lesser harm)."""
+"""Work only one node may do at a time (sending the notification outbox, the retention
+sweeps): a lease per duty in Redis, taken with SET NX PX and renewed by its holder every
+refresh, so another node takes it over within ``node_expiry_s`` of the holder's loss. A node
+that cannot reach Redis holds nothing (two senders would email families twice, two purgers
+race on the same files; a late email or a late purge is the lesser harm)."""
 
 from __future__ import annotations
 
