@@ -1,5 +1,5 @@
 """The retention sweeps on a cluster: three relay nodes (``python -m relay`` subprocesses) on
-one real Redis and one shared SQLite file (WAL), each with a sweep every half second. Only
+one real Redis and one shared store (a SQLite file in WAL mode, or PostgreSQL), each with a sweep every half second. Only
 the holder of the "retention" duty purges: every expired recording, face enrolment and
 vetting photo goes once, with one audit record each. When the holder drains (SIGTERM) and
 then when the next holder is killed (``kill -9``), another node takes the duty over and
@@ -151,23 +151,31 @@ async def _holder(redis: Redis, not_: str | None = None, timeout: float = 30.0) 
 
 
 @pytest.mark.timeout(240)
-async def test_one_node_purges_once_and_another_takes_over_on_drain_and_kill(tmp_path):
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+async def test_one_node_purges_once_and_another_takes_over_on_drain_and_kill(
+    tmp_path, engine, request
+):
+    """SQLite: one WAL file the three processes share; PostgreSQL: what nodes on several
+    machines use (tests/postgres.py)."""
     data = tmp_path / "data"
     data.mkdir(mode=0o700)
-    db_path = data / "relay.sqlite"
+    database_url = request.getfixturevalue("pg_url") if engine == "postgres" else ""
+    db_target = database_url or data / "relay.sqlite"
     # one booking per round, so each round's log lines can be told apart by booking id
-    seeded, _ = seed_calls(db_path, 3, time.time())
+    seeded, _ = seed_calls(db_target, 3, time.time())
     bookings = [c.booking_id for c in seeded]
     env = {"RELAY_RETENTION_SWEEP_S": SWEEP_S}
-    store = Store.open(db_path)
+    store = Store.open(db_target)
     nodes: dict[str, RelayProcess] = {}
     with redis_server(tmp_path / "redis") as redis_url:
         redis = Redis.from_url(redis_url, decode_responses=True)
         try:
-            nodes["n1"] = await start_relay(data, free_port(), {**node_env(redis_url, "n1"), **env})
+            nodes["n1"] = await start_relay(
+                data, free_port(), {**node_env(redis_url, "n1", database_url), **env}
+            )
             started = await asyncio.gather(
                 *[
-                    start_relay(data, free_port(), {**node_env(redis_url, n), **env})
+                    start_relay(data, free_port(), {**node_env(redis_url, n, database_url), **env})
                     for n in ("n2", "n3")
                 ]
             )
