@@ -13,6 +13,7 @@ import signal
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 from redis.asyncio import Redis
 
@@ -139,6 +140,24 @@ async def _until(predicate, timeout: float, what: str) -> float:
     return time.monotonic() - started
 
 
+async def _duty_gauges(nodes: dict[str, RelayProcess], gone: list[str]) -> dict[str, float]:
+    """Each live node's ``relay_cluster_duty_held{duty="retention"}`` from its /metrics."""
+    held = {}
+    async with aiohttp.ClientSession() as http:
+        for name, node in nodes.items():
+            if name in gone:
+                continue
+            async with http.get(node.url + "/metrics") as r:
+                text = await r.text()
+            line = next(
+                x
+                for x in text.splitlines()
+                if x.startswith('relay_cluster_duty_held{duty="retention"}')
+            )
+            held[name] = float(line.split()[-1])
+    return held
+
+
 async def _holder(redis: Redis, not_: str | None = None, timeout: float = 30.0) -> str:
     started = time.monotonic()
     while True:
@@ -207,6 +226,10 @@ async def test_one_node_purges_once_and_another_takes_over_on_drain_and_kill(
                 holder = await _holder(redis, not_=holder)
                 print(f"duty taken over by {holder} in {time.monotonic() - t0:.1f}s")
                 assert holder not in gone
+                # the node's own gauge says so too (the refresh that took it set it)
+                await asyncio.sleep(0.5)
+                held = await _duty_gauges(nodes, gone)
+                assert held == {n: (1.0 if n == holder else 0.0) for n in held}, held
             assert audit.verify(store.connection).ok  # three writers, one chain
             for node in nodes.values():
                 log = Path(node.log_path).read_text()

@@ -11,6 +11,7 @@ import logging
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from relay.cluster import gauges
 from relay.config import Config
 
 log = logging.getLogger(__name__)
@@ -55,11 +56,13 @@ class Duties:
             if mine and name not in self.held:
                 log.info("cluster: this node now does %s", name)
             (self.held.add if mine else self.held.discard)(name)
+            gauges.DUTY_HELD.labels(name).set(1 if mine else 0)
 
     async def release(self) -> None:
         """Drain: hand every duty over now rather than at the lease's expiry."""
         for name in list(self.held):
             self.held.discard(name)
+            gauges.DUTY_HELD.labels(name).set(0)
             try:
                 await self._drop(keys=[self.keys[name]], args=[self.node_id])
             except (RedisError, OSError):
