@@ -208,6 +208,7 @@ def _install_identity(app: web.Application, store: Store, audit_log: AuditLog,
     enrolments = FaceEnrolments(store.connection, app[keys.CONFIG], app[keys.RECORDING_KEY],
                                 audit_log, lambda: detector.detector, worker, clock)
     app[keys.FACE_ENROLMENTS] = enrolments
+    app[keys.RETENTION].also.append(enrolments.sweep)  # on the retention sweeper's schedule
     identity_api.add_routes(app)
     _with_app(app, enrolments.start, enrolments.stop)
     detector.identity = worker
@@ -312,6 +313,7 @@ def _install_cluster(app: web.Application, registry: CallRegistry, runtime: Call
 
     cluster.bus.on("staff_logout", logged_out)
     app[keys.NOTIFIER].duty = lambda: cluster.duties.holds("notifier")  # one sender
+    app[keys.RETENTION].duty = lambda: cluster.duties.holds("retention")  # one purger
 
     async def start(app: web.Application) -> None:
         await cluster.start()

@@ -16,6 +16,13 @@ from bench.identity_set import jpeg
 from bench.product import start_product
 from relay import auth, keys
 from relay.records import audit
+from tests.test_api import err, ok
+from tests.test_family_accounts import (
+    approved_family,
+    family,  # noqa: F401 (a fixture)
+    register,
+    sign_in,
+)
 from tests.test_family_accounts import jpeg as plain_jpeg
 
 API = "/api/v1"
@@ -426,3 +433,40 @@ async def test_erasing_a_prisoner_in_a_live_call_ends_it_for_both_sides(tmp_path
             await pri.close()
     finally:
         await p.server.close()
+
+
+async def test_a_deleted_accounts_address_may_register_again_as_a_new_person(family):  # noqa: F811
+    """What the retired ``/family/close`` was checked for, now on delete-account: the
+    sign-in ends with codes (not only statuses), the old password no longer signs in, and
+    the address registers again as someone the relay does not know."""
+    c = family
+    me, _, _ = await approved_family(c)
+    old = await ok(await c.get("/api/v1/family/me", headers=me))
+    await err(
+        await c.post(
+            "/api/v1/family/delete-account",
+            headers=me,
+            json={"password": "wrong one!", "confirm": True},
+        ),
+        401,
+        "bad_credentials",
+    )
+    done = await ok(
+        await c.post(
+            "/api/v1/family/delete-account", headers=me, json={"password": PW, "confirm": True}
+        )
+    )
+    assert done["ok"] is True
+    await err(await c.get("/api/v1/family/me", headers=me), 401, "unauthenticated")
+    await err(
+        await c.post("/api/v1/family/login", json={"email": "jo@example.org", "password": PW}),
+        401,
+        "bad_credentials",
+    )
+    await register(c)
+    _, again = await sign_in(c)
+    new = await ok(await c.get("/api/v1/family/me", headers=again))
+    assert new["visitor_id"] != old["visitor_id"]
+    assert new["email"] == "jo@example.org" and new["name"] == "Jo Family"
+    contacts = await ok(await c.get("/api/v1/family/contacts", headers=again))
+    assert contacts["contacts"] == []  # a new person: none of the old approvals

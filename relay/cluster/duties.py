@@ -1,7 +1,8 @@
-"""Work only one node may do at a time (sending the notification outbox): a lease per duty
-in Redis, taken with SET NX PX and renewed by its holder every refresh, so another node takes
-it over within ``node_expiry_s`` of the holder's loss. A node that cannot reach Redis holds
-nothing (two senders would email families twice; a late email is the lesser harm)."""
+"""Work only one node may do at a time (sending the notification outbox, the retention
+sweeps): a lease per duty in Redis, taken with SET NX PX and renewed by its holder every
+refresh, so another node takes it over within ``node_expiry_s`` of the holder's loss. A node
+that cannot reach Redis holds nothing (two senders would email families twice, two purgers
+race on the same files; a late email or a late purge is the lesser harm)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import logging
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from relay.cluster import gauges
 from relay.config import Config
 
 log = logging.getLogger(__name__)
@@ -54,11 +56,13 @@ class Duties:
             if mine and name not in self.held:
                 log.info("cluster: this node now does %s", name)
             (self.held.add if mine else self.held.discard)(name)
+            gauges.DUTY_HELD.labels(name).set(1 if mine else 0)
 
     async def release(self) -> None:
         """Drain: hand every duty over now rather than at the lease's expiry."""
         for name in list(self.held):
             self.held.discard(name)
+            gauges.DUTY_HELD.labels(name).set(0)
             try:
                 await self._drop(keys=[self.keys[name]], args=[self.node_id])
             except (RedisError, OSError):

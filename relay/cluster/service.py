@@ -30,7 +30,7 @@ from relay.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 SELF_ONLY = "connect-src 'self'"
-DUTIES = ("notifier",)
+DUTIES = ("notifier", "retention")
 """Work one node at a time does (relay/cluster/duties.py)."""
 
 

@@ -11,7 +11,8 @@ One owner, :class:`FaceEnrolments` (one per relay, ``keys.FACE_ENROLMENTS``):
   detection and the descriptor run on the identity thread, never on the event loop.
 - :meth:`FaceEnrolments.forget` deletes a person's enrolment (file and row): call it when
   the visitor or prisoner record is deleted. :meth:`FaceEnrolments.sweep` deletes those past
-  ``retention_until`` (``Config.identity_retention_days`` after enrolment).
+  ``retention_until`` (``Config.identity_retention_days`` after enrolment); the retention
+  sweeper runs it (relay/records/retention.py), on one node of a cluster.
 - :meth:`FaceEnrolments.descriptors` opens the sealed descriptors of a booking's people for
   matching (in-call re-checks and the check before the call).
 
@@ -40,7 +41,6 @@ from relay.records.audit import AuditLog
 from relay.records.sealed import RecordingError, SealedWriter, decrypt_bytes
 from relay.records.store.base import transaction
 from relay.records.store.engine import Database, Row
-from relay.tasks import cancel_and_wait
 from vision.detector import Detector
 from vision.identity import Enrolment, IdentityWorker, PhotoRefusal, enrol_image
 
@@ -153,7 +153,6 @@ class FaceEnrolments:
         self.detector = detector
         self.worker = worker
         self.clock = clock
-        self._task: asyncio.Task[None] | None = None
         self.faces_dir = Path(config.faces_dir or Path(config.data_dir) / "faces")
 
     # --- reading -----------------------------------------------------------------------
@@ -380,7 +379,9 @@ class FaceEnrolments:
         if r is None:
             return False
         with transaction(self.conn):
-            self.conn.execute("DELETE FROM face_enrolments WHERE id = ?", (r["id"],))
+            cur = self.conn.execute("DELETE FROM face_enrolments WHERE id = ?", (r["id"],))
+        if cur.rowcount != 1:
+            return False  # another node's sweep (or staff) deleted it a moment ago
         self._unlink(r["path"])
         self.audit.append(
             "face_enrolment_deleted",
@@ -390,29 +391,21 @@ class FaceEnrolments:
         )
         return True
 
-    def sweep(self) -> int:
-        """Delete the enrolments past their retention; how many."""
-        now = self.clock()
+    def sweep(self, now: float | None = None) -> int:
+        """Delete the enrolments past their retention; how many this run deleted. Run by the
+        retention sweeper (its ``also``), so with many nodes only the duty's holder runs it."""
+        now = self.clock() if now is None else now
         cur = self.conn.execute(
             "SELECT subject_kind, subject_id FROM face_enrolments WHERE retention_until <= ?",
             (now,),
         )
-        expired = cur.fetchall()
-        for kind, subject_id in expired:
+        return sum(
             self.forget(kind, subject_id, actor="relay", reason="retention")
-        return len(expired)
-
-    async def _run_sweeps(self) -> None:
-        while True:
-            try:
-                self.sweep()
-            except Exception:
-                log.exception("identity retention sweep failed")
-            await asyncio.sleep(self.config.retention_sweep_s)
+            for kind, subject_id in cur.fetchall()
+        )
 
     async def start(self) -> None:
-        self._task = asyncio.ensure_future(self._run_sweeps())
+        """Nothing runs on its own: the retention sweeper calls :meth:`sweep`."""
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
         await asyncio.get_running_loop().run_in_executor(None, self.worker.close)

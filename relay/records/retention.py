@@ -44,6 +44,9 @@ class RetentionSweeper:
     ) -> None:
         self.also: list[Callable[[float], object]] = []
         """Other sweeps on the same schedule, each given the time now."""
+        self.duty: Callable[[], bool] = lambda: True
+        """Whether this process sweeps; with many nodes only the holder of the retention
+        lease does (relay/cluster/duties.py), so two nodes never purge the same records."""
         self.index = index
         self.config = config
         self.audit = audit
@@ -75,17 +78,26 @@ class RetentionSweeper:
             deleted.append(rec.id)
             log.info("retention: deleted recording %s (booking %s)", rec.id, rec.booking_id)
             if self.audit is not None:
-                self.audit(rec.booking_id, "recording_deleted", {
-                    "recording_id": rec.id,
-                    "reason": "retention",
-                    "retention_until": rec.retention_until,
-                    "sha256": rec.sha256,
-                    "file_was_missing": missing,
-                })
+                self.audit(
+                    rec.booking_id,
+                    "recording_deleted",
+                    {
+                        "recording_id": rec.id,
+                        "reason": "retention",
+                        "retention_until": rec.retention_until,
+                        "sha256": rec.sha256,
+                        "file_was_missing": missing,
+                    },
+                )
         return deleted
 
     async def run(self) -> None:
+        """Sweep every ``retention_sweep_s`` while this node has the duty; without it, look
+        again at every node refresh, so a node that takes the duty over sweeps at once."""
         while True:
+            if not self.duty():
+                await asyncio.sleep(min(self.config.retention_sweep_s, self.config.node_refresh_s))
+                continue
             try:
                 self.sweep()
             except Exception:
@@ -103,14 +115,17 @@ class RetentionSweeper:
 
 def sweep_vetting_photos(store: Store, config: Config, audit: AuditLog, now: float) -> int:
     """Delete the sealed photos of applications decided more than the retention period ago;
-    the application row (decision, reason) and the audit trail stay. Returns how many."""
+    the application row (decision, reason) and the audit trail stay. Returns how many this
+    run deleted: a photo another run (another node, in a lease hand-over) dropped first is
+    neither counted nor audited twice."""
     from relay.records import photos
 
     before = now - config.vetting_photo_retention_days * 86400
     deleted = 0
     for application_id, kind, path, establishment_id in store.expired_vetting_photos(before):
-        photos.delete_photo(path)
-        store.drop_vetting_photo(application_id, kind)
+        photos.delete_photo(path)  # idempotent: the file goes before its row
+        if not store.drop_vetting_photo(application_id, kind):
+            continue
         audit.append(
             "vetting_photo_deleted",
             {"application": application_id, "kind": kind, "reason": "retention"},

@@ -1,5 +1,6 @@
 """Family accounts over the API: register, verify, sign in and out, reset, household,
-consent, contacts, data export and closing (docs/family.md).
+consent, contacts and data export (docs/family.md; deleting the account:
+relay/web/erasure_api.py).
 
 Answers never tell whether an email has an account (registration and reset say the same
 either way; the owner of an address is told by email instead). Bad passwords and bad email
@@ -279,17 +280,3 @@ async def family_export(ctx: Ctx) -> Any:
             "Cache-Control": "no-store",
         },
     )
-
-
-@handler
-async def family_close(ctx: Ctx) -> Any:
-    acc = account_of(ctx)
-    _, pw_hash = ctx.store.account_by_email(acc.email)
-    ok = await asyncio.to_thread(
-        auth.verify_password, pw_hash, ctx.args(models.CloseAccount).password
-    )
-    if not ok:
-        raise ctx.refuse_auth("bad_credentials", "wrong password")
-    ctx.store.close_account(acc.id, ctx.now)
-    log.info("family account %s closed", acc.id)
-    return _with_cookie(ctx, {"ok": True}, None)

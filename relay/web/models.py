@@ -454,10 +454,6 @@ class SetLanguage(Request):
     language: Language
 
 
-class CloseAccount(Request):
-    password: Annotated[str, Field(min_length=1, max_length=200)]
-
-
 class HouseholdChild(Request):
     name: PersonName
     date_of_birth: IsoDate

@@ -291,9 +291,6 @@ FAMILY_OPERATIONS: tuple[Op, ...] = (
     Op("family_export", "GET", "/family/export",
        "Download what is held about the account holder and their household (JSON).",
        _F, None),
-    Op("family_close", "POST", "/family/close",
-       "Close the account (docs/family.md says what is kept and why).", _F, m.Ok,
-       body=m.CloseAccount),
     # vetting (relay/web/vetting_api.py)
     Op("family_apply", "POST", "/family/applications",
        "Apply to be a prisoner's contact (a draft until both photos are added and it is "

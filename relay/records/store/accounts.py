@@ -322,15 +322,3 @@ class AccountRecords(RecordsBase):
             "contacts": [dict(r) for r in contacts],
             "bookings": [dict(r) for r in bookings],
         }
-
-    def close_account(self, account_id: int, now: float) -> None:
-        """Close: sign-in ends and the email and password are erased at once. The visitor
-        records stay for bookings, approvals and audit until their retention ends
-        (docs/family.md says which and why)."""
-        with self._tx() as db:
-            ACCOUNT_SESSIONS.delete_all(db, account_id)
-            db.execute("DELETE FROM account_tokens WHERE account_id = ?", (account_id,))
-            db.execute(
-                "UPDATE accounts SET email = ?, password_hash = '', closed_at = ? WHERE id = ?",
-                (f"closed-{account_id}", now, account_id),
-            )

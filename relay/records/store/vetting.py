@@ -185,12 +185,14 @@ class VettingRecords(RecordsBase):
         ).fetchall()
         return [(int(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows]
 
-    def drop_vetting_photo(self, application_id: int, kind: str) -> None:
+    def drop_vetting_photo(self, application_id: int, kind: str) -> bool:
+        """False when the row was already gone (another node's sweep dropped it)."""
         with self._tx() as db:
-            db.execute(
+            cur = db.execute(
                 "DELETE FROM vetting_photos WHERE application_id = ? AND kind = ?",
                 (application_id, kind),
             )
+        return cur.rowcount == 1
 
     def _draft(self, db, application_id: int) -> Row:
         r = db.execute(
