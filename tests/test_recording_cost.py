@@ -110,6 +110,7 @@ def test_recorder_work_per_call_second(tmp_path):
     from protocol.webm import webm_header
     from relay.config import Config
     from relay.media.recorder import CallRecording, _FileWriter, _Tap
+    from relay.records.storage import FolderStorage
 
     clip = encode_video(moving_pattern(640, 480, 90, seed=3), bitrate=1_000_000, keyframe_interval=90)
     tone = tone_clip(440)
@@ -137,7 +138,7 @@ def test_recorder_work_per_call_second(tmp_path):
         config = Config(data_dir=tmp_path, recordings_dir=tmp_path / "rec")
         recorder = SimpleNamespace(config=config, video_mime=lambda c: "video/VP8",
                                    audit=lambda *a: None, forget=lambda r: None)
-        call = SimpleNamespace(id=1, add_tap=lambda fn: None)
+        call = SimpleNamespace(id=1, add_tap=lambda fn: None, held=frozenset())
         rec = CallRecording(recorder, call, SimpleNamespace(ended=asyncio.Event()))
         taps = {}
         for key in rec.streams:  # each stream's frames come through its producer's hub
@@ -153,7 +154,9 @@ def test_recorder_work_per_call_second(tmp_path):
         rec.done.cancel()
         frames = sorted(rec._pending, key=lambda f: f[0])
         assert len(frames) == 2 * seconds * (30 + 50), "every frame reassembled"
-        writer = _FileWriter(tmp_path / "r.enc", bytes(32), fsync=True)
+        storage = FolderStorage(tmp_path / "store")
+        storage.prepare()
+        writer = _FileWriter(storage, "r.enc", bytes(32), fsync=True)
         start = time.process_time()
         head = webm_header({"family": (640, 480), "prison": (640, 480)}, "x", time.time())
         for n in range(0, seconds, 2):  # one chunk per 2 s

@@ -163,7 +163,7 @@ async def test_a_recorder_bug_never_breaks_the_call(tmp_path):
     recorder = SimpleNamespace(config=Config(data_dir=tmp_path, recordings_dir=tmp_path / "r"),
                                video_mime=lambda c: "video/VP8", forget=lambda r: None,
                                audit=lambda *a: trail.append(a))
-    rec = CallRecording(recorder, SimpleNamespace(id=3, add_tap=lambda fn: None),
+    rec = CallRecording(recorder, SimpleNamespace(id=3, add_tap=lambda fn: None, held=frozenset()),
                         SimpleNamespace(ended=asyncio.Event()))
     tap = _Tap(rec, rec.streams[("family", "audio")])
     hub = FrameHub("audio/opus")  # what the producer feeds every packet through
@@ -184,7 +184,7 @@ async def test_out_of_order_and_duplicate_frames(tmp_path):
     recorder = SimpleNamespace(config=Config(data_dir=tmp_path, recordings_dir=tmp_path / "r"),
                                video_mime=lambda c: "video/VP8", forget=lambda r: None,
                                audit=lambda *a: None)
-    rec = CallRecording(recorder, SimpleNamespace(id=3, add_tap=lambda fn: None),
+    rec = CallRecording(recorder, SimpleNamespace(id=3, add_tap=lambda fn: None, held=frozenset()),
                         SimpleNamespace(ended=asyncio.Event()))
     audio = rec.streams[("family", "audio")]
     audio.restart()

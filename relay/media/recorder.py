@@ -154,14 +154,14 @@ class _Tap:
         if self.recording.stopping:
             return
         stream = self.stream
-        if stream.role in self.recording.call.held:  # not admitted yet: not part of the call
-            stream.held += 1
-            stream.holding = True
-            return
-        if stream.holding:  # admitted: start afresh at a keyframe, anchored to now
-            stream.holding = False
-            stream.restart()
         try:
+            if stream.role in self.recording.call.held:  # not admitted yet: not part of the call
+                stream.held += 1
+                stream.holding = True
+                return
+            if stream.holding:  # admitted: start afresh at a keyframe, anchored to now
+                stream.holding = False
+                stream.restart()
             if not self.recording.add_frame(self.stream, frame) and self.producer is not None:
                 # waiting for a keyframe to start this stream: ask (throttled per producer)
                 self.producer.request_keyframe("recording")
