@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from protocol.vocabulary import CALL_STATES, PARTY_ROLES
 from relay import keys, node
+from relay.cluster.service import DUTIES
 from tests.test_operations import scrape
 
 BOUNDED = {
@@ -35,6 +36,7 @@ BOUNDED = {
     "patchlevel": re.compile(r"\d+"),
     "version": re.compile(r"[0-9A-Za-z.+-]{1,40}"),
     "generation": re.compile(r"\d"),
+    "duty": set(DUTIES),  # relay_cluster_duty_held
 }
 
 
