@@ -16,7 +16,7 @@ import av
 import pytest
 
 from bench.product import start_product
-from relay import keys, metrics
+from relay import keys
 from relay.records import recordings
 from relay.records.sealed import decrypt_bytes
 from tests.test_recording import demux, seconds, wait_until
@@ -31,10 +31,6 @@ async def _admit(admin, url: str, booking: int, role: str) -> float:
         assert r.status == 200, await r.text()
         assert (await r.json())["identity"][role]["status"] == "admitted"
     return time.monotonic()
-
-
-def _keyframe_requests(reason: str) -> float:
-    return metrics.KEYFRAME_REQUESTS.labels(reason)._value.get()
 
 
 @pytest.mark.timeout(300)
@@ -60,14 +56,15 @@ async def test_a_held_leg_is_recorded_from_its_admission(tmp_path):
         t_prison = await _admit(admin, product.url, b, "prison")
         assert live.call.held == {"family"}
         await asyncio.sleep(HELD_S)
-        asked = _keyframe_requests("recording")
         t_family = await _admit(admin, product.url, b, "family")
         assert live.call.held == frozenset()
         await fam.wait_state("live", timeout=10)
         await pri.wait_frames("video0", 30, timeout=20)
         await asyncio.sleep(2.0)
-        # the family's recorded video waited for a keyframe and asked the sender for one
-        assert _keyframe_requests("recording") > asked
+        # the family's recorded video waits for a keyframe and asks the sender for one; the
+        # request is throttled per sender with vision's and the identity check's, so which
+        # reason it is counted under is not fixed: what is checked is below (the track starts
+        # on a keyframe, soon after its audio)
         held = recording.describe()["held_not_recorded"]
         # family frames were dropped for the whole hold (about 30 + 50 a second)
         assert held["family_video"] > 20 * (HELD_S + 1) and held["family_audio"] > 30 * HELD_S
