@@ -210,7 +210,11 @@ def _install_identity(app: web.Application, store: Store, audit_log: AuditLog,
     app[keys.FACE_ENROLMENTS] = enrolments
     app[keys.RETENTION].also.append(enrolments.sweep)  # on the retention sweeper's schedule
     identity_api.add_routes(app)
-    _with_app(app, enrolments.start, enrolments.stop)
+
+    async def stop_enrolments(app: web.Application) -> None:  # nothing to start: see sweep
+        await enrolments.stop()
+
+    app.on_shutdown.append(stop_enrolments)
     detector.identity = worker
     vision_link.gallery = enrolments.gallery_for(store)
     from relay.calls.identity_gate import IdentityGate

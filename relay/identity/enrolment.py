@@ -404,8 +404,5 @@ class FaceEnrolments:
             for kind, subject_id in cur.fetchall()
         )
 
-    async def start(self) -> None:
-        """Nothing runs on its own: the retention sweeper calls :meth:`sweep`."""
-
     async def stop(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.worker.close)
