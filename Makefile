@@ -19,6 +19,12 @@ $(TEST_STAMP): $(STAMP) requirements-test.lock
 	$(BIN)/python -m pip install -q -r requirements-test.lock
 	touch $(TEST_STAMP)
 
+# The relay's per-packet work in C (protocol/_rtpfast.c), built beside its source.
+RTPFAST := $(VENV)/.rtpfast-built
+$(RTPFAST): $(STAMP) protocol/_rtpfast.c protocol/rtpfast_build.py
+	$(BIN)/python -m protocol.rtpfast_build
+	touch $(RTPFAST)
+
 # The Debian packages the tests need (chromium, promtool, ffprobe, janus): scripts/system-deps.
 system-deps:
 	scripts/system-deps
@@ -28,25 +34,25 @@ system-deps:
 model: $(STAMP)
 	$(BIN)/python -m vision.model --ensure
 
-run: model
+run: model $(RTPFAST)
 	$(BIN)/python -m relay
 
-test: system-deps $(TEST_STAMP) model node_modules/.package-lock.json
+test: system-deps $(TEST_STAMP) model $(RTPFAST) node_modules/.package-lock.json
 	$(BIN)/python -m pytest -q
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
-bench: $(TEST_STAMP) model
+bench: $(TEST_STAMP) model $(RTPFAST)
 	$(BIN)/python -m bench
 
-eval: $(TEST_STAMP) model
+eval: $(TEST_STAMP) model $(RTPFAST)
 	$(BIN)/python -m bench.vision_eval
 
-screenshots: $(TEST_STAMP) model
+screenshots: $(TEST_STAMP) model $(RTPFAST)
 	$(BIN)/python -m tests.screenshots --out docs/screenshots
 
-reliability: $(TEST_STAMP) model
+reliability: $(TEST_STAMP) model $(RTPFAST)
 	$(BIN)/python -m bench.faults --out docs/reliability.md
 
 clean:
@@ -60,7 +66,7 @@ identity-eval: identity-set
 	$(BIN)/python -m vision.eval identity --set .cache/identity-set
 	$(BIN)/python -m vision.eval identity --set .cache/identity-set --camera
 
-identity-cost: $(TEST_STAMP)
+identity-cost: $(TEST_STAMP) $(RTPFAST)
 	$(BIN)/python -m bench.identity_cost
 
 # A local coturn on loopback matching the relay's TURN settings (docs/network.md).

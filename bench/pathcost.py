@@ -13,8 +13,8 @@ Each stage cuts the path short after one more step, so the differences are what 
 costs warm (``bench`` measures the relay cold, one wake-up per packet or burst, on a machine
 shared with the load; this is the floor under that figure):
 
-* ``socket``: the handler call alone; ``srtp``: + copy into libsrtp's buffer and unprotect;
-  ``parse``: + header fields and routing; ``receiver``: + aiortc's receiver duties (REMB
+* ``socket``: the handler call alone; ``srtp``: + unprotect and header fields (one C call,
+  protocol/_rtpfast.c); ``parse``: + routing; ``receiver``: + aiortc's receiver duties (REMB
   estimate, RR statistics, NACK bookkeeping); ``consumer``: + producer and consumer (rewrite,
   keyframe gate, counters) without the sender; ``full``: + header pack, SRTP protect, ``sendto``.
 
@@ -47,7 +47,7 @@ def _cut(stage: str, live: Any) -> None:
     family = live.call.legs["family"]
     if stage == "srtp":
         for producer in family.producers.values():
-            producer.receiver.transport._relay_fast_path.plain = lambda *a: None
+            producer.receiver.transport._relay_fast_path.route = lambda view: None
     elif stage == "parse":
         for producer in family.producers.values():
             producer.receiver._handle_view = lambda view: None

@@ -72,6 +72,13 @@ from aiortc.utils import uint16_add
 from pylibsrtp._binding import ffi as _srtp_ffi
 from pylibsrtp._binding import lib as _srtp_lib
 
+try:
+    from protocol import _rtpfast
+except ImportError as exc:  # the C part is built by make, not by pip
+    raise ImportError(
+        "protocol/_rtpfast is not built: run `make` or `python -m protocol.rtpfast_build`"
+    ) from exc
+
 log = logging.getLogger(__name__)
 sink_errors = 0
 """Packets dropped because the relay's own packet handling raised."""
@@ -370,60 +377,47 @@ def _sink_failed() -> None:
 # --- sending pre-encoded packets -------------------------------------------------------------
 
 
+def _ignore_set(self: Any, value: Any) -> None:
+    """aiortc's constructor zeroes the counts the C sender keeps: nothing to store."""
+
+
 class ForwardingSender(RTCRtpSender):
     """An RTCRtpSender without a track: ``forward_view()`` sends packets encoded elsewhere.
 
     The outgoing header (this sender's SSRC and payload type, the consumer's sequence number
-    and timestamp, its own MID and abs-send-time, the source's audio level) is packed into
-    bytes directly; a plain copy is kept per sequence number for NACK (``_retransmit``,
-    RTX-wrapped where negotiated), as aiortc keeps RtpPackets.
+    and timestamp, its own MID and abs-send-time, the source's audio level) is packed by a
+    C sender (``protocol._rtpfast.Sender``), which also keeps each payload per sequence
+    number for NACK (``_retransmit``, RTX-wrapped where negotiated, as aiortc keeps
+    RtpPackets) and the counts aiortc's sender reports read.
     """
 
     _codec: RTCRtpCodecParameters | None
     _on_keyframe_request: Callable[[], None] | None
-    _last_seq: int | None = None
+    _fast: Any = None  # protocol._rtpfast.Sender, from _run_rtp on
 
     async def _run_rtp(self, codec: RTCRtpCodecParameters) -> None:
         # Replaces aiortc's encode loop (which would poll for a track every 20 ms).
-        # NACK history: what rebuilds each packet, in flat lists of bytes and ints (kept
-        # RtpViews would be GC-tracked survivors: the collector would scan them again and
-        # again, and promote them into the full collections of the whole heap)
-        self._hist_payloads: list[bytes] = [b""] * RTP_HISTORY_SIZE
-        self._hist_seqs = [-1] * RTP_HISTORY_SIZE
-        self._hist_ts = [0] * RTP_HISTORY_SIZE
-        self._hist_ntp = [0] * RTP_HISTORY_SIZE
-        self._hist_flags = [0] * RTP_HISTORY_SIZE  # marker | (audio level + 1) << 1
-        self._tx: SrtpBuffer | None = None
         self._pair: Any = None
+        self._session: Any = None
         self._sendto: Callable[[Any, tuple[str, int]], Any] | None = None
         self._dest: tuple[str, int] | None = None
-        self._out: Any = None  # what is sent: the SRTP buffer as a memoryview, or as bytes
         ids = self._RTCRtpSender__rtp_header_extensions_map._HeaderExtensionsMap__ids
         mid = self._RTCRtpSender__mid
         mid_element = b""
         if mid and ids.mid:
             raw = mid.encode("utf8")
             mid_element = bytes([(ids.mid << 4) | (len(raw) - 1)]) + raw
-        # The header is one struct per shape (with or without the audio level): fixed
-        # header, extension prefix and MID (constant bytes), abs-send-time (id byte and 24
-        # bits), audio level (id byte, value), padding. forward_view packs it in place.
-        self._abs_id = ids.abs_send_time or 0
-        self._level_id = ids.audio_level or 0
-        self._abs_byte = self._abs_id << 4 | 2
-        self._level_byte = self._level_id << 4
-        self._shapes: list[tuple[struct.Struct, bytes, int]] = []
-        for level in (False, True):
-            with_level = level and bool(self._level_id)
-            size = len(mid_element) + (4 if self._abs_id else 0) + (2 if with_level else 0)
-            pad = -size % 4
-            prefix = _EXT.pack(0xBEDE, (size + pad) // 4) + mid_element if size else b""
-            fmt = f"!BBHII{len(prefix)}s"
-            fmt += "BHB" if self._abs_id else ""
-            fmt += "BB" if with_level else ""
-            fmt += f"{pad}x"
-            self._shapes.append((struct.Struct(fmt), prefix, 0x90 if size else 0x80))
+        # the header (MID, abs-send-time, the source's audio level), the NACK history and
+        # the counts sender reports read: in C (protocol/_rtpfast.c)
+        self._fast = _rtpfast.Sender(
+            self._ssrc,
+            codec.payloadType,
+            mid_element,
+            ids.abs_send_time or 0,
+            ids.audio_level or 0,
+            RTP_HISTORY_SIZE,
+        )
         self._codec = codec
-        self._pt = codec.payloadType
         self._dtls = self.transport
         self._nominated = self._dtls.transport._connection._nominated  # aioice's, never rebound
         self._RTCRtpSender__rtp_started.set()
@@ -461,84 +455,36 @@ class ForwardingSender(RTCRtpSender):
     def last_sent(self) -> tuple[int | None, int, int]:
         """(sequence number, timestamp, source arrival ms) of the last packet forwarded,
         whichever consumer fed it (None: nothing yet): where a new consumer carries on."""
-        # the NTP time forward_view stored (the packet's arrival), in RtpView.arrival_ms units
-        ms = self._RTCRtpSender__ntp_timestamp * 1000 >> 32
-        return self._last_seq, self._RTCRtpSender__rtp_timestamp, ms
+        fast = self._fast
+        if fast is None or fast.last_seq < 0:
+            return None, 0, 0
+        # the NTP time of the packet's arrival, in RtpView.arrival_ms units
+        return fast.last_seq, fast.last_ts, fast.last_ntp * 1000 >> 32
 
-    def _pack(self, buffer: Any, view: RtpView, sequence_number: int, timestamp: int) -> int:
-        """Pack this sender's header for ``view`` into ``buffer``; returns its length."""
-        level = view.audio_level
-        if level is not None and self._level_id:
-            st, prefix, first = self._shapes[1]
-            ast = (view.ntp >> 14) & 0x00FFFFFF
-            if self._abs_id:
-                st.pack_into(
-                    buffer,
-                    0,
-                    first,
-                    (view.marker << 7) | self._pt,
-                    sequence_number,
-                    timestamp,
-                    self._ssrc,
-                    prefix,
-                    self._abs_byte,
-                    ast >> 8,
-                    ast & 0xFF,
-                    self._level_byte,
-                    level,
-                )
-            else:
-                st.pack_into(
-                    buffer,
-                    0,
-                    first,
-                    (view.marker << 7) | self._pt,
-                    sequence_number,
-                    timestamp,
-                    self._ssrc,
-                    prefix,
-                    self._level_byte,
-                    level,
-                )
-        else:
-            st, prefix, first = self._shapes[0]
-            if self._abs_id:
-                ast = (view.ntp >> 14) & 0x00FFFFFF
-                st.pack_into(
-                    buffer,
-                    0,
-                    first,
-                    (view.marker << 7) | self._pt,
-                    sequence_number,
-                    timestamp,
-                    self._ssrc,
-                    prefix,
-                    self._abs_byte,
-                    ast >> 8,
-                    ast & 0xFF,
-                )
-            else:
-                st.pack_into(
-                    buffer,
-                    0,
-                    first,
-                    (view.marker << 7) | self._pt,
-                    sequence_number,
-                    timestamp,
-                    self._ssrc,
-                    prefix,
-                )
-        return st.size
+    # aiortc's sender reports and stats read these four; the C sender counts them
+    _RTCRtpSender__packet_count = property(
+        lambda self: 0 if self._fast is None else self._fast.packet_count, _ignore_set
+    )
+    _RTCRtpSender__octet_count = property(
+        lambda self: 0 if self._fast is None else self._fast.octet_count, _ignore_set
+    )
+    _RTCRtpSender__ntp_timestamp = property(
+        lambda self: 0 if self._fast is None else self._fast.last_ntp, _ignore_set
+    )
+    _RTCRtpSender__rtp_timestamp = property(
+        lambda self: 0 if self._fast is None else self._fast.last_ts, _ignore_set
+    )
 
     def forward_view(self, view: RtpView, sequence_number: int, timestamp: int) -> int:
         """Send one received packet as this sender's, with these sequence number and
         timestamp; returns the bytes sent (before SRTP), 0 when not sent.
 
-        The header is packed straight into the SRTP session's buffer, the payload copied
-        after it, protected in place and sent with a plain socket on the nominated pair's
-        descriptor (or the transport, on TURN): the only object made is the datagram. A full
-        socket buffer drops the packet (uvloop's transport would queue it: late media is no
-        use to a viewer)."""
+        The C sender packs the header in its buffer, copies the payload after it, protects
+        it in place and sends it on the nominated pair's descriptor; on TURN it hands the
+        datagram back for the allocation's transport. A full socket buffer drops the packet
+        (uvloop's transport would queue it: late media is no use to a viewer). The
+        descriptor is only used while DTLS is connected on that pair: it is closed with the
+        pair's protocol, after the connection has gone."""
         if self._codec is None:
             return 0
         dtls = self._dtls
@@ -548,63 +494,23 @@ class ForwardingSender(RTCRtpSender):
         if pair is not self._pair:
             if not self._use_pair(dtls, pair):
                 return 0
-        payload = view.payload
-        tx = self._tx
-        buffer = tx.buffer  # type: ignore[union-attr]
-        # the header (as _pack, inlined: this runs once per packet and consumer)
-        level = view.audio_level
-        b1 = (view.marker << 7) | self._pt
-        if level is None or not self._level_id:
-            st, prefix, first = self._shapes[0]
-            if self._abs_id:
-                ast = (view.ntp >> 14) & 0x00FFFFFF
-                st.pack_into(
-                    buffer,
-                    0,
-                    first,
-                    b1,
-                    sequence_number,
-                    timestamp,
-                    self._ssrc,
-                    prefix,
-                    self._abs_byte,
-                    ast >> 8,
-                    ast & 0xFF,
-                )
-            else:
-                st.pack_into(buffer, 0, first, b1, sequence_number, timestamp, self._ssrc, prefix)
-        else:
-            self._pack(buffer, view, sequence_number, timestamp)
-            st = self._shapes[1][0]
-        head = st.size
-        size = head + len(payload)
-        if size > SRTP_BUFFER_LIMIT:
-            return 0
-        buffer[head:size] = payload
-        length = tx.length  # type: ignore[union-attr]
-        length[0] = size
-        if _srtp_protect(tx.ctx, tx.cdata, length):  # type: ignore[union-attr]
+        fast = self._fast
+        if self._sendto is None:
+            return fast.forward(view, sequence_number, timestamp)
+        data = fast.protect(
+            view.payload, sequence_number, timestamp, view.marker, view.ntp, view.audio_level
+        )
+        if data is None:
             return 0
         try:
-            self._sendto(self._out[0 : length[0]], self._dest)  # type: ignore[misc]
+            self._sendto(data, self._dest)  # type: ignore[arg-type]
         except OSError:
             return 0
-        slot = sequence_number % RTP_HISTORY_SIZE
-        self._hist_payloads[slot] = payload
-        self._hist_seqs[slot] = sequence_number
-        self._hist_ts[slot] = timestamp
-        self._hist_ntp[slot] = view.ntp
-        level = view.audio_level
-        self._hist_flags[slot] = view.marker | ((level + 1) << 1 if level is not None else 0)
-        self._last_seq = sequence_number
-        self._RTCRtpSender__ntp_timestamp = view.ntp
-        self._RTCRtpSender__rtp_timestamp = timestamp
-        self._RTCRtpSender__octet_count += len(payload)
-        self._RTCRtpSender__packet_count += 1
-        return size
+        return fast.last_size
 
     def _use_pair(self, dtls: RTCDtlsTransport, pair: Any) -> bool:
-        """Look up what sending on this nominated pair needs, once per pair."""
+        """Bind the C sender to this nominated pair (and the current SRTP session), once per
+        pair: its descriptor, or its transport (TURN) where the datagram is handed back."""
         self._pair = None
         if pair is None:
             return False
@@ -612,28 +518,26 @@ class ForwardingSender(RTCRtpSender):
         if transport is None:
             return False
         sock = _send_socket(pair.protocol)
-        self._sendto = transport.sendto if sock is None else sock.sendto
-        self._tx = _tx_buffer(dtls)
-        # a plain socket copies the datagram into the kernel at once: it is handed a view
-        # of the buffer (no bytes object per packet); a transport may keep what it is given
-        self._out = self._tx.buffer if sock is None else memoryview(self._tx.buffer)
+        session = dtls._tx_srtp
+        protect, ctx = _srtp_addresses(session, "srtp_protect")
+        host, port = pair.remote_addr[:2]
+        direct = self._fast.bind(
+            session, protect, ctx, -1 if sock is None else sock.fileno(), host, port
+        )
+        self._sendto = None if direct else transport.sendto
         self._dest = pair.remote_addr
+        self._session = session
         self._pair = pair
         return True
 
     async def _retransmit(self, sequence_number: int) -> None:
-        slot = sequence_number % RTP_HISTORY_SIZE
-        if self._hist_seqs[slot] != sequence_number:
+        sent = self._fast.history(sequence_number)
+        if sent is None:
             return
         # the packet as it was first sent (same header, same abs-send-time), rebuilt
-        flags = self._hist_flags[slot]
-        payload = self._hist_payloads[slot]
-        view = RtpView(payload, 0, flags & 1, sequence_number, 0, 0, None, None, 0.0, 0.0)
-        view.ntp = self._hist_ntp[slot]
-        view.audio_level = (flags >> 1) - 1 if flags >> 1 else None
-        head = bytearray(self._shapes[1 if view.audio_level is not None else 0][0].size)
-        size = self._pack(head, view, sequence_number, self._hist_ts[slot])
-        data = bytes(head[:size]) + payload
+        payload, timestamp, marker, ntp, level = sent
+        head = bytearray(self._fast.header(sequence_number, timestamp, marker, ntp, level))
+        data = bytes(head) + payload
         rtx_pt = self._RTCRtpSender__rtx_payload_type
         if rtx_pt is not None:
             rtx_seq = self._RTCRtpSender__rtx_sequence_number
@@ -641,8 +545,14 @@ class ForwardingSender(RTCRtpSender):
             head[1] = (head[1] & 0x80) | rtx_pt
             struct.pack_into("!H", head, 2, rtx_seq)
             struct.pack_into("!I", head, 8, self._rtx_ssrc)
-            data = bytes(head[:size]) + struct.pack("!H", sequence_number) + payload
+            data = bytes(head) + struct.pack("!H", sequence_number) + payload
         _send_plain_rtp(self.transport, data)
+
+
+def _srtp_addresses(session: pylibsrtp.Session, function: str) -> tuple[int, int]:
+    """libsrtp's ``function`` and the session's context, as addresses for protocol._rtpfast."""
+    fn = int(_srtp_ffi.cast("uintptr_t", _srtp_ffi.addressof(_srtp_lib, function)))
+    return fn, int(_srtp_ffi.cast("uintptr_t", session._srtp[0]))
 
 
 def _send_socket(protocol: Any) -> socket.socket | None:
@@ -764,155 +674,56 @@ def adopt_receiver(transceiver: RTCRtpTransceiver, sink: RtpSink) -> ForwardingR
 # aiortc hands every datagram through aioice's queue to the DTLS transport's receive loop,
 # parses it into an RtpPacket, routes it, and the sender serialises a new RtpPacket. For a
 # forwarder that is most of the cost per packet. Here, once DTLS is up, RTP datagrams are
-# taken straight from the media socket's datagram_received: SRTP unprotect (pylibsrtp, C),
-# the few header fields the relay needs, and a synchronous hand-off to the receiver; senders
-# build the outgoing header in place and protect and send on the nominated pair's socket.
+# taken straight from the media socket's datagram_received: SRTP unprotect and the few
+# header fields the relay needs in one C call (protocol/_rtpfast.c, on pylibsrtp's libsrtp),
+# and a synchronous hand-off to the receiver; senders pack the outgoing header, protect and
+# send on the nominated pair's descriptor in one C call.
 # RTCP, DTLS and STUN still take aiortc's and aioice's own paths (RTCP is handled in one place,
 # the receiver's and sender's ``_handle_rtcp_packet``).
 
-_NTP_UNIX_OFFSET = 2208988800
-"""Seconds from the NTP epoch (1900) to the Unix epoch: aiortc's clock counts from 1900."""
-
-LATENCY_SAMPLE_EVERY = 16
+LATENCY_SAMPLE_EVERY = _rtpfast.LATENCY_SAMPLE_EVERY
 """One packet in this many carries a perf_counter arrival time, for the latency histogram."""
 
 fast_drops = 0
 """RTP datagrams dropped on the lean path: SRTP authentication failed or a malformed header."""
 
 
-class RtpView:
-    """One received RTP packet: its payload plus the header fields the relay reads.
+RtpView = _rtpfast.RtpView
+"""One received RTP packet: its payload plus the header fields the relay reads (a C object,
+protocol/_rtpfast.c: ``payload``, ``payload_type``, ``marker``, ``sequence_number``,
+``timestamp``, ``ssrc``, ``abs_send_time``, ``audio_level`` (the raw byte), ``wall``
+(time.time() at arrival), ``arrival_ms`` and ``ntp`` (from it), ``t0`` (perf_counter at
+arrival for one packet in LATENCY_SAMPLE_EVERY, else 0.0)).
 
-    ``sequence_number``/``timestamp``/``ssrc`` keep RtpPacket's names, so aiortc's
-    StreamStatistics and NackGenerator accept it as it is. One is built per received packet
-    and shared by every consumer (and kept by their senders' NACK history): nothing else is
-    allocated per packet and per consumer but the protected datagram itself.
-    """
+The names are RtpPacket's, so aiortc's StreamStatistics and NackGenerator accept it as it
+is. One is built per received packet and shared by every consumer; not tracked by the
+garbage collector (nothing it holds can hold it)."""
 
-    __slots__ = (
-        "payload",
-        "payload_type",
-        "marker",
-        "sequence_number",
-        "timestamp",
-        "ssrc",
-        "abs_send_time",
-        "audio_level",
-        "arrival_ms",
-        "ntp",
-        "wall",
-        "t0",
+
+def rtp_packet(view: RtpView) -> RtpPacket:
+    """A full RtpPacket (for taps: recorder, vision); built only where one is attached."""
+    packet = RtpPacket(
+        payload_type=view.payload_type,
+        marker=view.marker,
+        sequence_number=view.sequence_number,
+        timestamp=view.timestamp,
+        ssrc=view.ssrc,
+        payload=view.payload,
     )
-
-    def __init__(
-        self,
-        payload: bytes,
-        payload_type: int,
-        marker: int,
-        sequence_number: int,
-        timestamp: int,
-        ssrc: int,
-        abs_send_time: int | None,
-        audio_level: int | None,
-        wall: float,
-        t0: float,
-    ) -> None:
-        self.payload = payload
-        self.payload_type = payload_type
-        self.marker = marker
-        self.sequence_number = sequence_number
-        self.timestamp = timestamp
-        self.ssrc = ssrc
-        self.abs_send_time = abs_send_time
-        self.audio_level = audio_level  # the raw one-byte value (V bit + level)
-        self.wall = wall  # time.time() at arrival
-        self.arrival_ms = int((wall + _NTP_UNIX_OFFSET) * 1000)
-        self.ntp = int((wall + _NTP_UNIX_OFFSET) * 4294967296.0)
-        self.t0 = t0  # perf_counter at arrival for sampled packets, else 0.0
-
-    def packet(self) -> RtpPacket:
-        """A full RtpPacket (for taps: recorder, vision); built only where one is attached."""
-        packet = RtpPacket(
-            payload_type=self.payload_type,
-            marker=self.marker,
-            sequence_number=self.sequence_number,
-            timestamp=self.timestamp,
-            ssrc=self.ssrc,
-            payload=self.payload,
-        )
-        if self.audio_level is not None:
-            packet.extensions.audio_level = (bool(self.audio_level & 0x80), self.audio_level & 0x7F)
-        return packet
+    if view.audio_level is not None:
+        packet.extensions.audio_level = (bool(view.audio_level & 0x80), view.audio_level & 0x7F)
+    return packet
 
 
-_sample_counter = 0
+def parse_rtp(data: bytes, abs_id: int | None, level_id: int | None) -> RtpView | None:
+    """The header fields of one plain RTP packet (the two extension ids the relay reads, None
+    where not negotiated); None when it is malformed."""
+    return _rtpfast.parse(data, abs_id, level_id)
 
-
-def parse_rtp(
-    data: Any, abs_id: int | None, level_id: int | None, n: int = -1, source: Any = None
-) -> RtpView | None:
-    """The header fields of one plain RTP packet; None when it is malformed.
-
-    ``data`` is the packet (bytes) or, on the lean path, a memoryview of the SRTP session's
-    buffer that holds it in its first ``n`` bytes; the payload is then sliced from ``source``
-    (that cffi buffer, whose slices are bytes): one copy of the payload per packet."""
-    global _sample_counter
-    if n < 0:
-        n = len(data)
-    if n < 12:
-        return None
-    b0, b1, seq, ts, ssrc = _FULL_HDR.unpack_from(data)
-    pos = 12 + 4 * (b0 & 0x0F)
-    end = n - data[n - 1] if b0 & 0x20 else n  # padding
-    abs_send_time = None
-    audio_level = None
-    if b0 & 0x10:  # header extension
-        if pos + 4 > n:
-            return None
-        profile, words = _EXT.unpack_from(data, pos)
-        ext_end = pos + 4 + 4 * words
-        if ext_end > n:
-            return None
-        if profile == 0xBEDE and (abs_id or level_id):
-            i = pos + 4
-            while i < ext_end:
-                byte = data[i]
-                if byte == 0:
-                    i += 1
-                    continue
-                xid = byte >> 4
-                if xid == 15 or i + 2 + (byte & 0x0F) > ext_end:
-                    break  # the end, or an element running past the extension block
-                if xid == abs_id and byte & 0x0F == 2:
-                    abs_send_time = (data[i + 1] << 16) | (data[i + 2] << 8) | data[i + 3]
-                elif xid == level_id and byte & 0x0F == 0:
-                    audio_level = data[i + 1]
-                i += 2 + (byte & 0x0F)
-        pos = ext_end
-    if end <= pos:
-        return None
-    _sample_counter += 1
-    return RtpView(
-        (data if source is None else source)[pos:end],
-        b1 & 0x7F,
-        b1 >> 7,
-        seq,
-        ts,
-        ssrc,
-        abs_send_time,
-        audio_level,
-        time.time(),
-        time.perf_counter() if _sample_counter % LATENCY_SAMPLE_EVERY == 0 else 0.0,
-    )
-
-
-_HDR = struct.Struct("!HII")
-_EXT = struct.Struct("!HH")
-_FULL_HDR = struct.Struct("!BBHII")
 
 _srtp_unprotect = _srtp_lib.srtp_unprotect
 _srtp_protect = _srtp_lib.srtp_protect
-SRTP_BUFFER_LIMIT = 1500 - 16 - 128
+SRTP_BUFFER_LIMIT = _rtpfast.PLAIN_LIMIT
 """The largest plain packet handed to libsrtp directly: pylibsrtp's 1500-byte buffer less
 its largest SRTP trailer (pylibsrtp refuses longer ones the same way)."""
 
@@ -936,14 +747,6 @@ class SrtpBuffer:
         self.length = _srtp_ffi.new("int *")
 
 
-def _tx_buffer(dtls: RTCDtlsTransport) -> SrtpBuffer:
-    """The DTLS transport's outgoing SRTP session as an SrtpBuffer (audio and video share it)."""
-    tx = getattr(dtls, "_relay_tx", None)
-    if tx is None or tx.ctx != dtls._tx_srtp._srtp[0]:
-        tx = dtls._relay_tx = SrtpBuffer(dtls._tx_srtp)
-    return tx
-
-
 class _FastPath:
     """The lean receive path of one DTLS transport (audio and video share it under BUNDLE)."""
 
@@ -951,22 +754,24 @@ class _FastPath:
         self.dtls = dtls
         self.router = dtls._rtp_router
         self.ids = dtls._rtp_header_extensions_map._HeaderExtensionsMap__ids
-        self.rx = SrtpBuffer(dtls._rx_srtp)
-        self.rx_view = memoryview(self.rx.buffer)  # int indexing, for parse_rtp
+        session = dtls._rx_srtp
+        self.receive = _rtpfast.Receiver(
+            session, *_srtp_addresses(session, "srtp_unprotect")
+        ).receive
 
     async def queued(self, plain: bytes, arrival_time_ms: int) -> None:
         """Packets aioice had queued before the lean path was installed (the first ones
         after the handshake) still reach aiortc's receive loop: take them here too."""
-        self.plain(plain)
-
-    def plain(self, plain: Any, n: int = -1, source: Any = None) -> None:
-        """Route one plain RTP packet (see ``parse_rtp`` for ``n`` and ``source``)."""
         global fast_drops
         ids = self.ids
-        view = parse_rtp(plain, ids.abs_send_time, ids.audio_level, n, source)
+        view = parse_rtp(plain, ids.abs_send_time, ids.audio_level)
         if view is None:
             fast_drops += 1
-            return
+        else:
+            self.route(view)
+
+    def route(self, view: RtpView) -> None:
+        """Hand one received packet to its receiver (aiortc's router tables)."""
         router = self.router
         receiver = router.ssrc_table.get(view.ssrc)
         pt_receivers = router.payload_type_table.get(view.payload_type, ())
@@ -982,28 +787,20 @@ class _FastPath:
 
 
 def _fast_receive(fast: _FastPath, protocol: Any, data: bytes, addr: tuple) -> None:
-    """A connected leg's socket: RTP is unprotected in place and handed to the fast path
-    here, the rest goes to aioice and aiortc through the guarded handler."""
+    """A connected leg's socket: RTP is unprotected and parsed in C (protocol/_rtpfast.c) and
+    routed here; the rest goes to aioice and aiortc through the guarded handler."""
     global fast_drops
-    n = len(data)
-    if n < 12 or data[0] < 128 or data[0] > 191 or 192 <= data[1] <= 223:
+    ids = fast.ids
+    view = fast.receive(data, ids.abs_send_time, ids.audio_level)
+    if view.__class__ is RtpView:
+        try:
+            fast.route(view)
+        except Exception:
+            _sink_failed()  # counted and dropped: one packet, never the connection
+    elif view is None:
         _guarded_datagram_received(protocol, data, addr)
-        return
-    if n > SRTP_BUFFER_LIMIT:
-        fast_drops += 1
-        return
-    rx = fast.rx
-    buffer = rx.buffer
-    length = rx.length
-    buffer[0:n] = data
-    length[0] = n
-    if _srtp_unprotect(rx.ctx, rx.cdata, length):
-        fast_drops += 1  # authentication or replay check failed
-        return
-    try:
-        fast.plain(fast.rx_view, length[0], buffer)  # parsed where libsrtp left it
-    except Exception:
-        _sink_failed()  # counted and dropped: one packet, never the connection
+    else:
+        fast_drops += 1  # too long, authentication or replay check failed, or malformed
 
 
 def _install_fast_path(dtls: RTCDtlsTransport) -> None:

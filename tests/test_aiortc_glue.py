@@ -175,6 +175,9 @@ def test_pylibsrtp_and_aioice_internals_the_lean_path_uses():
     srtp.length[0] = len(plain)
     assert aiortc_glue._srtp_protect(srtp.ctx, srtp.cdata, srtp.length) == 0
     assert srtp.length[0] > len(plain)  # the auth tag was appended in place
+    # protocol._rtpfast is handed libsrtp's functions and a session's context as addresses
+    fn, ctx = aiortc_glue._srtp_addresses(session, "srtp_protect")
+    assert fn and ctx == int(aiortc_glue._srtp_ffi.cast("uintptr_t", session._srtp[0]))
     assert "_rx_srtp" in _source(RTCDtlsTransport._recv_next)
     assert "_tx_srtp.protect_rtcp" in _source(RTCDtlsTransport._send_rtp)
     assert "self.transport" in _source(aiortc_glue._original_connection_made)

@@ -68,7 +68,7 @@ def test_parse_rtp_reads_what_aiortc_reads():
         ) == (again.payload_type, again.marker, again.sequence_number, again.timestamp, again.ssrc)
         assert view.payload == again.payload
         assert view.abs_send_time == 0x123456
-        built = view.packet()
+        built = aiortc_glue.rtp_packet(view)
         assert built.payload == again.payload and built.extensions.audio_level == level
 
 
@@ -88,28 +88,122 @@ def test_parse_rtp_refuses_malformed_headers():
     assert view is not None and view.abs_send_time is None and view.payload == b"x"
 
 
-def test_parse_rtp_in_the_srtp_buffer_reads_what_it_reads_from_bytes():
-    """The lean path parses the packet where libsrtp decrypted it (a memoryview on the
-    session's cffi buffer, stale bytes after it) and slices only the payload out."""
-    from pylibsrtp._binding import ffi
+def _srtp_pair():
+    """Two pylibsrtp sessions sharing a key: one protects, the other unprotects."""
+    import os
 
+    import pylibsrtp
+
+    key = os.urandom(30)
+    out = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    into = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND))
+    return out, into
+
+
+def test_the_c_receiver_unprotects_and_reads_what_parse_reads():
+    """protocol._rtpfast.Receiver: a datagram is classified, unprotected in its own buffer
+    and parsed; what is not RTP goes back (None), what it drops is a reason code."""
+    from protocol import _rtpfast
+
+    out, into = _srtp_pair()
+    rx = _rtpfast.Receiver(into, *aiortc_glue._srtp_addresses(into, "srtp_unprotect"))
     packet = RtpPacket(
         payload_type=100, marker=1, sequence_number=7, timestamp=9, ssrc=11, payload=b"p" * 50
     )
     packet.padding_size = 3
     packet.extensions.abs_send_time = 0xABCDEF
-    data = packet.serialize(_map())
-    cdata = ffi.new("char[]", 1500)
-    buffer = ffi.buffer(cdata)
-    buffer[0 : len(data)] = data
-    buffer[len(data) : len(data) + 8] = b"\xff" * 8  # what a longer packet left behind
-    a = aiortc_glue.parse_rtp(data, ABS_ID, LEVEL_ID)
-    b = aiortc_glue.parse_rtp(memoryview(buffer), ABS_ID, LEVEL_ID, len(data), buffer)
-    assert a is not None and b is not None
+    packet.extensions.audio_level = (True, 20)
+    plain = packet.serialize(_map())
+    a = aiortc_glue.parse_rtp(plain, ABS_ID, LEVEL_ID)
+    b = rx.receive(out.protect(plain), ABS_ID, LEVEL_ID)
+    assert type(b) is aiortc_glue.RtpView and a is not None
     fields = ("payload", "payload_type", "marker", "sequence_number", "timestamp", "ssrc")
     for name in fields + ("abs_send_time", "audio_level"):
         assert getattr(a, name) == getattr(b, name), name
-    assert type(b.payload) is bytes and b.payload == b"p" * 50
+    assert b.payload == b"p" * 50 and b.audio_level == 0x80 | 20
+    # the arrival time in the units the relay uses (NTP from 1900, ms and 32.32 fixed point)
+    assert b.arrival_ms == int((b.wall + 2208988800) * 1000)
+    assert b.ntp == int((b.wall + 2208988800) * 4294967296.0)
+    # replayed: libsrtp's replay check refuses it
+    again = out.protect(plain[:2] + b"\x00\x08" + plain[4:])
+    assert rx.receive(again, ABS_ID, LEVEL_ID).__class__ is aiortc_glue.RtpView
+    assert rx.receive(again, ABS_ID, LEVEL_ID) == _rtpfast.DROP_UNPROTECT
+    tampered = bytearray(out.protect(plain[:2] + b"\x00\x09" + plain[4:]))
+    tampered[20] ^= 1
+    assert rx.receive(bytes(tampered), ABS_ID, LEVEL_ID) == _rtpfast.DROP_UNPROTECT
+    assert rx.receive(bytes([0x80, 96]) + b"x" * 1400, None, None) == _rtpfast.DROP_TOO_LONG
+    # RTCP (payload types 192-223), STUN, DTLS and runts are not RTP
+    for other in (bytes([0x80, 200]) + b"x" * 30, b"\x00\x01" + b"x" * 18, b"\x16\xfe" + b"x" * 20):
+        assert rx.receive(other, ABS_ID, LEVEL_ID) is None
+    assert rx.receive(b"\x80\x60", ABS_ID, LEVEL_ID) is None
+    # a view is a plain C object: settable fields (RTX unwrapping rewrites four), no dict
+    b.sequence_number, b.payload_type, b.ssrc, b.payload = 1, 2, 3, b"q"
+    assert (b.sequence_number, b.payload_type, b.ssrc, b.payload) == (1, 2, 3, b"q")
+    import gc
+
+    assert not gc.is_tracked(b) and not hasattr(b, "__dict__")
+
+
+def test_the_c_sender_packs_what_aiortc_parses_and_keeps_its_history():
+    """protocol._rtpfast.Sender on a real loopback socket: the datagram unprotects with the
+    peer's session and parses with aiortc as the header the sender was asked for; the NACK
+    history and the counts sender reports read follow what was sent."""
+    import socket
+
+    from protocol import _rtpfast
+
+    out, into = _srtp_pair()
+    mid = bytes([(MID_ID << 4) | 0]) + b"1"
+    sender = _rtpfast.Sender(0xCAFEBABE, 111, mid, ABS_ID, LEVEL_ID, 128)
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    source = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        receiver.bind(("127.0.0.1", 0))
+        receiver.settimeout(2)
+        host, port = receiver.getsockname()
+        protect = aiortc_glue._srtp_addresses(out, "srtp_protect")
+        assert sender.bind(out, *protect, source.fileno(), host, port) is True
+        ntp = 0x1234_5678_9ABC_DEF0
+        for seq, level in ((65535, 0x80 | 33), (0, None)):
+            size = sender.send(b"frame" * 20, seq, 0xFFFFFFF0 + seq, 1, ntp, level)
+            packet = RtpPacket.parse(into.unprotect(receiver.recv(1500)), _map())
+            assert size == len(packet.serialize(_map()))
+            assert (packet.ssrc, packet.payload_type, packet.marker) == (0xCAFEBABE, 111, 1)
+            assert (packet.sequence_number, packet.timestamp) == (
+                seq,
+                (0xFFFFFFF0 + seq) & 0xFFFFFFFF,
+            )
+            assert packet.payload == b"frame" * 20 and packet.extensions.mid == "1"
+            assert packet.extensions.abs_send_time == (ntp >> 14) & 0xFFFFFF
+            expected = None if level is None else (True, 33)
+            assert packet.extensions.audio_level == expected
+        assert (sender.packet_count, sender.octet_count, sender.last_seq) == (2, 200, 0)
+        assert sender.last_ts == 0xFFFFFFF0 and sender.last_ntp == ntp
+        assert sender.history(65535) == (b"frame" * 20, 0xFFEF, 1, ntp, 0x80 | 33)
+        assert sender.history(0) == (b"frame" * 20, 0xFFFFFFF0, 1, ntp, None)
+        assert sender.history(128) is None and sender.history(7) is None
+        # the header for a retransmission is the one first sent
+        again = sender.header(0, 0xFFFFFFF0, 1, ntp, None)
+        assert RtpPacket.parse(again + b"frame" * 20, _map()).extensions.mid == "1"
+        # forward(): the same, with the payload, marker, arrival and level read from a view
+        view = aiortc_glue.RtpView(b"viewed", 96, 1, 1, 2, 3, None, 0x85, 1.0e9, 0.0)
+        assert sender.forward(view, 5, 6) > 0
+        packet = RtpPacket.parse(into.unprotect(receiver.recv(1500)), _map())
+        assert (packet.payload, packet.sequence_number, packet.timestamp) == (b"viewed", 5, 6)
+        assert packet.extensions.audio_level == (True, 5) and packet.marker == 1
+        assert packet.extensions.abs_send_time == (view.ntp >> 14) & 0xFFFFFF
+        assert sender.packet_count == 3
+        # too long for libsrtp's buffer: not sent, not counted
+        assert sender.send(b"x" * 1400, 1, 0, 0, ntp, None) == 0 and sender.packet_count == 3
+        # a host that is not a plain address (or no descriptor, TURN): the caller sends
+        assert sender.bind(out, *protect, -1, host, port) is False
+        assert sender.send(b"x", 2, 0, 0, ntp, None) == 0
+        data = sender.protect(b"late", 3, 5, 0, ntp, None)
+        assert RtpPacket.parse(into.unprotect(data), _map()).payload == b"late"
+        assert sender.last_size == len(data) - 10 and sender.packet_count == 4
+    finally:
+        receiver.close()
+        source.close()
 
 
 def test_video_plan_knows_the_keyframe_before_every_frame():

@@ -34,7 +34,7 @@ from time import perf_counter
 
 from aiortc.rtp import RtpPacket
 
-from protocol.aiortc_glue import ForwardingReceiver, ForwardingSender, RtpView
+from protocol.aiortc_glue import ForwardingReceiver, ForwardingSender, RtpView, rtp_packet
 from protocol.codecs import keyframe_start
 from protocol.frames import FrameHub
 from relay import metrics
@@ -101,7 +101,7 @@ class Producer:
         self.media_ssrc = view.ssrc
         self.packets_received += 1
         if self.taps:
-            packet = view.packet()
+            packet = rtp_packet(view)
             for tap in self.taps:
                 tap(packet, view.arrival_ms)
         if self._paused:

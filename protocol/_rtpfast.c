@@ -1,0 +1,689 @@
+/* The relay's per-packet work in C (issue 19): what Python paid most for per forwarded packet.
+ *
+ * RtpView   one received packet: its payload and the header fields the relay reads
+ *           (a plain C object: no __dict__, not tracked by the garbage collector).
+ * parse     the header fields of one plain RTP packet.
+ * Receiver  one SRTP session's receive step: classify a datagram, unprotect it in place in
+ *           its own buffer, parse it.
+ * Sender    one outgoing stream: pack its header, copy the payload, protect and send on a
+ *           descriptor; the NACK history, the counts sender reports need, the last packet.
+ *
+ * libsrtp is pylibsrtp's (its cffi binding links it in): its functions and sessions come in
+ * as addresses, and every object holding one keeps the pylibsrtp Session that owns it alive.
+ * Built by `python -m protocol.rtpfast_build` (make does it); read with protocol/rtpfast.py.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#define BUFFER_SIZE 1500
+/* pylibsrtp's 1500-byte buffer less its largest SRTP trailer (pylibsrtp refuses longer). */
+#define PLAIN_LIMIT (1500 - 16 - 128)
+#define NTP_UNIX_OFFSET 2208988800.0
+#define LATENCY_SAMPLE_EVERY 16
+#define MAX_MID 16
+
+typedef int (*srtp_fn)(void *ctx, void *buffer, int *length);
+
+static unsigned long sample_counter = 0;
+
+static double clock_seconds(clockid_t clock) {
+    /* as Python's time.time() / time.perf_counter(): nanoseconds, then seconds */
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    int64_t ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return (double)ns / 1e9;
+}
+
+/* --- RtpView ------------------------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *payload;
+    int payload_type;
+    int marker;
+    int sequence_number;
+    unsigned int timestamp;
+    unsigned int ssrc;
+    PyObject *abs_send_time; /* int or None */
+    PyObject *audio_level;   /* the raw one-byte value (V bit + level), or None */
+    long long arrival_ms;
+    unsigned long long ntp;
+    double wall; /* time.time() at arrival */
+    double t0;   /* perf_counter at arrival for sampled packets, else 0.0 */
+} RtpView;
+
+static PyTypeObject RtpViewType;
+
+static void view_set_times(RtpView *v, double wall, double t0) {
+    v->wall = wall;
+    v->t0 = t0;
+    v->arrival_ms = (long long)((wall + NTP_UNIX_OFFSET) * 1000);
+    v->ntp = (unsigned long long)((wall + NTP_UNIX_OFFSET) * 4294967296.0);
+}
+
+static PyObject *view_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    static char *names[] = {"payload", "payload_type", "marker", "sequence_number",
+                            "timestamp", "ssrc", "abs_send_time", "audio_level",
+                            "wall", "t0", NULL};
+    PyObject *payload, *abs_send_time, *audio_level;
+    int payload_type, marker, sequence_number;
+    unsigned int timestamp, ssrc;
+    double wall, t0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OiiiIIOOdd", names, &payload, &payload_type,
+                                     &marker, &sequence_number, &timestamp, &ssrc,
+                                     &abs_send_time, &audio_level, &wall, &t0))
+        return NULL;
+    RtpView *v = (RtpView *)type->tp_alloc(type, 0);
+    if (v == NULL)
+        return NULL;
+    Py_INCREF(payload);
+    Py_INCREF(abs_send_time);
+    Py_INCREF(audio_level);
+    v->payload = payload;
+    v->payload_type = payload_type;
+    v->marker = marker;
+    v->sequence_number = sequence_number;
+    v->timestamp = timestamp;
+    v->ssrc = ssrc;
+    v->abs_send_time = abs_send_time;
+    v->audio_level = audio_level;
+    view_set_times(v, wall, t0);
+    return (PyObject *)v;
+}
+
+static void view_dealloc(RtpView *v) {
+    Py_XDECREF(v->payload);
+    Py_XDECREF(v->abs_send_time);
+    Py_XDECREF(v->audio_level);
+    Py_TYPE(v)->tp_free((PyObject *)v);
+}
+
+static PyMemberDef view_members[] = {
+    {"payload", T_OBJECT_EX, offsetof(RtpView, payload), 0, NULL},
+    {"payload_type", T_INT, offsetof(RtpView, payload_type), 0, NULL},
+    {"marker", T_INT, offsetof(RtpView, marker), 0, NULL},
+    {"sequence_number", T_INT, offsetof(RtpView, sequence_number), 0, NULL},
+    {"timestamp", T_UINT, offsetof(RtpView, timestamp), 0, NULL},
+    {"ssrc", T_UINT, offsetof(RtpView, ssrc), 0, NULL},
+    {"abs_send_time", T_OBJECT, offsetof(RtpView, abs_send_time), 0, NULL},
+    {"audio_level", T_OBJECT, offsetof(RtpView, audio_level), 0, NULL},
+    {"arrival_ms", T_LONGLONG, offsetof(RtpView, arrival_ms), 0, NULL},
+    {"ntp", T_ULONGLONG, offsetof(RtpView, ntp), 0, NULL},
+    {"wall", T_DOUBLE, offsetof(RtpView, wall), 0, NULL},
+    {"t0", T_DOUBLE, offsetof(RtpView, t0), 0, NULL},
+    {NULL},
+};
+
+static PyTypeObject RtpViewType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "protocol._rtpfast.RtpView",
+    .tp_basicsize = sizeof(RtpView),
+    .tp_dealloc = (destructor)view_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One received RTP packet: its payload plus the header fields the relay reads.",
+    .tp_members = view_members,
+    .tp_new = view_new,
+};
+
+/* --- parse -------------------------------------------------------------------------------- */
+
+/* The view of the plain packet in data[0:n]; NULL with no exception set when malformed. */
+static PyObject *parse_packet(const unsigned char *data, Py_ssize_t n, int abs_id, int level_id) {
+    if (n < 12)
+        return NULL;
+    int b0 = data[0], b1 = data[1];
+    Py_ssize_t pos = 12 + 4 * (b0 & 0x0F);
+    Py_ssize_t end = (b0 & 0x20) ? n - data[n - 1] : n; /* padding */
+    long abs_send_time = -1, audio_level = -1;
+    if (b0 & 0x10) { /* header extension */
+        if (pos + 4 > n)
+            return NULL;
+        int profile = (data[pos] << 8) | data[pos + 1];
+        Py_ssize_t words = (data[pos + 2] << 8) | data[pos + 3];
+        Py_ssize_t ext_end = pos + 4 + 4 * words;
+        if (ext_end > n)
+            return NULL;
+        if (profile == 0xBEDE && (abs_id > 0 || level_id > 0)) {
+            Py_ssize_t i = pos + 4;
+            while (i < ext_end) {
+                int byte = data[i];
+                if (byte == 0) {
+                    i += 1;
+                    continue;
+                }
+                int xid = byte >> 4, len = byte & 0x0F;
+                if (xid == 15 || i + 2 + len > ext_end)
+                    break; /* the end, or an element running past the extension block */
+                if (abs_id > 0 && xid == abs_id && len == 2)
+                    abs_send_time = ((long)data[i + 1] << 16) | (data[i + 2] << 8) | data[i + 3];
+                else if (level_id > 0 && xid == level_id && len == 0)
+                    audio_level = data[i + 1];
+                i += 2 + len;
+            }
+        }
+        pos = ext_end;
+    }
+    if (end <= pos)
+        return NULL;
+    RtpView *v = PyObject_New(RtpView, &RtpViewType);
+    if (v == NULL)
+        return NULL;
+    v->payload = NULL;
+    v->abs_send_time = NULL;
+    v->audio_level = NULL;
+    v->payload = PyBytes_FromStringAndSize((const char *)data + pos, end - pos);
+    if (abs_send_time >= 0) {
+        v->abs_send_time = PyLong_FromLong(abs_send_time);
+    } else {
+        Py_INCREF(Py_None);
+        v->abs_send_time = Py_None;
+    }
+    if (audio_level >= 0) {
+        v->audio_level = PyLong_FromLong(audio_level);
+    } else {
+        Py_INCREF(Py_None);
+        v->audio_level = Py_None;
+    }
+    if (v->payload == NULL || v->abs_send_time == NULL || v->audio_level == NULL) {
+        Py_DECREF(v);
+        return NULL;
+    }
+    v->payload_type = b1 & 0x7F;
+    v->marker = b1 >> 7;
+    v->sequence_number = (data[2] << 8) | data[3];
+    v->timestamp = ((unsigned int)data[4] << 24) | (data[5] << 16) | (data[6] << 8) | data[7];
+    v->ssrc = ((unsigned int)data[8] << 24) | (data[9] << 16) | (data[10] << 8) | data[11];
+    sample_counter += 1;
+    view_set_times(v, clock_seconds(CLOCK_REALTIME),
+                   sample_counter % LATENCY_SAMPLE_EVERY == 0 ? clock_seconds(CLOCK_MONOTONIC)
+                                                              : 0.0);
+    return (PyObject *)v;
+}
+
+static int id_arg(PyObject *o) {
+    /* an extension id: None (not negotiated) reads as 0 */
+    return o == Py_None ? 0 : (int)PyLong_AsLong(o);
+}
+
+static PyObject *parse(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    Py_buffer data;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "parse(data, abs_id, level_id)");
+        return NULL;
+    }
+    int abs_id = id_arg(args[1]), level_id = id_arg(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *view = parse_packet(data.buf, data.len, abs_id, level_id);
+    PyBuffer_Release(&data);
+    if (view == NULL && !PyErr_Occurred())
+        Py_RETURN_NONE;
+    return view;
+}
+
+/* --- Receiver ----------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *session; /* the pylibsrtp Session whose context this is */
+    srtp_fn unprotect;
+    void *ctx;
+    unsigned char buffer[BUFFER_SIZE];
+} Receiver;
+
+static int receiver_init(Receiver *r, PyObject *args, PyObject *kwds) {
+    PyObject *session, *fn, *ctx;
+    if (!PyArg_ParseTuple(args, "OO!O!", &session, &PyLong_Type, &fn, &PyLong_Type, &ctx))
+        return -1;
+    r->unprotect = (srtp_fn)PyLong_AsVoidPtr(fn);
+    r->ctx = PyLong_AsVoidPtr(ctx);
+    if (PyErr_Occurred())
+        return -1;
+    Py_INCREF(session);
+    Py_XSETREF(r->session, session);
+    return 0;
+}
+
+static void receiver_dealloc(Receiver *r) {
+    Py_XDECREF(r->session);
+    Py_TYPE(r)->tp_free((PyObject *)r);
+}
+
+enum { DROP_TOO_LONG = 1, DROP_UNPROTECT = 2, DROP_MALFORMED = 3 };
+
+static PyObject *receiver_receive(Receiver *r, PyObject *const *args, Py_ssize_t nargs) {
+    /* receive(datagram, abs_id, level_id): an RtpView; None when the datagram is not RTP
+     * (STUN, DTLS, RTCP: aioice's and aiortc's); an int when it is dropped (DROP_*) */
+    if (nargs != 3 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "receive(datagram: bytes, abs_id, level_id)");
+        return NULL;
+    }
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
+    if (n < 12 || data[0] < 128 || data[0] > 191 || (data[1] >= 192 && data[1] <= 223))
+        Py_RETURN_NONE;
+    if (n > PLAIN_LIMIT)
+        return PyLong_FromLong(DROP_TOO_LONG);
+    int abs_id = id_arg(args[1]), level_id = id_arg(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    memcpy(r->buffer, data, n);
+    int length = (int)n;
+    if (r->unprotect(r->ctx, r->buffer, &length) != 0)
+        return PyLong_FromLong(DROP_UNPROTECT); /* authentication or replay check failed */
+    PyObject *view = parse_packet(r->buffer, length, abs_id, level_id);
+    if (view == NULL && !PyErr_Occurred())
+        return PyLong_FromLong(DROP_MALFORMED);
+    return view;
+}
+
+static PyMethodDef receiver_methods[] = {
+    {"receive", (PyCFunction)(void (*)(void))receiver_receive, METH_FASTCALL, NULL},
+    {NULL},
+};
+
+static PyTypeObject ReceiverType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "protocol._rtpfast.Receiver",
+    .tp_basicsize = sizeof(Receiver),
+    .tp_dealloc = (destructor)receiver_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Receiver(session, srtp_unprotect, srtp_ctx): one SRTP session's receive step.",
+    .tp_methods = receiver_methods,
+    .tp_init = (initproc)receiver_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* --- Sender ------------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject *payload; /* NULL: empty slot */
+    int seq;
+    unsigned int ts;
+    unsigned long long ntp;
+    int marker;
+    int level; /* -1: none */
+} HistorySlot;
+
+typedef struct {
+    PyObject_HEAD
+    /* the stream */
+    unsigned int ssrc;
+    int payload_type;
+    unsigned char mid[MAX_MID + 1]; /* the MID element: id/length byte and value */
+    int mid_length;
+    int abs_id, level_id;
+    /* where it goes */
+    PyObject *session; /* the pylibsrtp Session whose context this is; NULL: unbound */
+    srtp_fn protect;
+    void *ctx;
+    int fd; /* -1: protect() only, the caller sends (TURN) */
+    struct sockaddr_storage dest;
+    socklen_t dest_length;
+    /* what was sent */
+    HistorySlot *history;
+    int history_size;
+    long long packet_count, octet_count;
+    int last_seq; /* -1: nothing yet */
+    unsigned int last_ts;
+    unsigned long long last_ntp;
+    int last_size;
+    unsigned char buffer[BUFFER_SIZE];
+} Sender;
+
+static int sender_init(Sender *s, PyObject *args, PyObject *kwds) {
+    unsigned int ssrc;
+    int payload_type, abs_id, level_id, history_size;
+    Py_buffer mid;
+    if (!PyArg_ParseTuple(args, "Iiy*iii", &ssrc, &payload_type, &mid, &abs_id, &level_id,
+                          &history_size))
+        return -1;
+    if (mid.len > MAX_MID + 1 || history_size <= 0 || payload_type < 0 || payload_type > 127) {
+        PyBuffer_Release(&mid);
+        PyErr_SetString(PyExc_ValueError, "MID element too long, or a bad history or type");
+        return -1;
+    }
+    s->ssrc = ssrc;
+    s->payload_type = payload_type;
+    memcpy(s->mid, mid.buf, mid.len);
+    s->mid_length = (int)mid.len;
+    PyBuffer_Release(&mid);
+    s->abs_id = abs_id;
+    s->level_id = level_id;
+    s->fd = -1;
+    s->last_seq = -1;
+    PyMem_Free(s->history);
+    s->history = PyMem_Calloc(history_size, sizeof(HistorySlot));
+    if (s->history == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    s->history_size = history_size;
+    return 0;
+}
+
+static void sender_dealloc(Sender *s) {
+    if (s->history != NULL) {
+        for (int i = 0; i < s->history_size; i++)
+            Py_XDECREF(s->history[i].payload);
+        PyMem_Free(s->history);
+    }
+    Py_XDECREF(s->session);
+    Py_TYPE(s)->tp_free((PyObject *)s);
+}
+
+static PyObject *sender_bind(Sender *s, PyObject *args) {
+    /* bind(session, srtp_protect, srtp_ctx, fd, host, port): where packets go from now on.
+     * fd -1 (or a host that is not a plain IP address): protect() only, the caller sends. */
+    PyObject *session, *fn, *ctx;
+    int fd, port;
+    const char *host;
+    if (!PyArg_ParseTuple(args, "OO!O!isi", &session, &PyLong_Type, &fn, &PyLong_Type, &ctx,
+                          &fd, &host, &port))
+        return NULL;
+    srtp_fn protect = (srtp_fn)PyLong_AsVoidPtr(fn);
+    void *context = PyLong_AsVoidPtr(ctx);
+    if (PyErr_Occurred())
+        return NULL;
+    memset(&s->dest, 0, sizeof(s->dest));
+    s->dest_length = 0;
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&s->dest;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&s->dest;
+    if (fd >= 0 && inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        s->dest_length = sizeof(*v4);
+    } else if (fd >= 0 && inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        s->dest_length = sizeof(*v6);
+    } else {
+        fd = -1;
+    }
+    s->fd = fd;
+    s->protect = protect;
+    s->ctx = context;
+    Py_INCREF(session);
+    Py_XSETREF(s->session, session);
+    return PyBool_FromLong(fd >= 0);
+}
+
+/* Pack the header into out; its length. */
+static int pack_header(Sender *s, unsigned char *out, int seq, unsigned int ts, int marker,
+                       unsigned long long ntp, int level) {
+    int with_level = level >= 0 && s->level_id > 0;
+    int size = s->mid_length + (s->abs_id > 0 ? 4 : 0) + (with_level ? 2 : 0);
+    out[0] = size ? 0x90 : 0x80;
+    out[1] = (unsigned char)((marker ? 0x80 : 0) | s->payload_type);
+    out[2] = (unsigned char)(seq >> 8);
+    out[3] = (unsigned char)seq;
+    out[4] = (unsigned char)(ts >> 24);
+    out[5] = (unsigned char)(ts >> 16);
+    out[6] = (unsigned char)(ts >> 8);
+    out[7] = (unsigned char)ts;
+    out[8] = (unsigned char)(s->ssrc >> 24);
+    out[9] = (unsigned char)(s->ssrc >> 16);
+    out[10] = (unsigned char)(s->ssrc >> 8);
+    out[11] = (unsigned char)s->ssrc;
+    if (!size)
+        return 12;
+    int pad = (4 - size % 4) % 4;
+    int words = (size + pad) / 4;
+    unsigned char *p = out + 12;
+    *p++ = 0xBE;
+    *p++ = 0xDE;
+    *p++ = (unsigned char)(words >> 8);
+    *p++ = (unsigned char)words;
+    memcpy(p, s->mid, s->mid_length);
+    p += s->mid_length;
+    if (s->abs_id > 0) {
+        unsigned long ast = (unsigned long)(ntp >> 14) & 0x00FFFFFF;
+        *p++ = (unsigned char)(s->abs_id << 4 | 2);
+        *p++ = (unsigned char)(ast >> 16);
+        *p++ = (unsigned char)(ast >> 8);
+        *p++ = (unsigned char)ast;
+    }
+    if (with_level) {
+        *p++ = (unsigned char)(s->level_id << 4);
+        *p++ = (unsigned char)level;
+    }
+    for (int i = 0; i < pad; i++)
+        *p++ = 0;
+    return (int)(p - out);
+}
+
+typedef struct {
+    PyObject *payload;
+    int seq;
+    unsigned int ts;
+    int marker;
+    unsigned long long ntp;
+    int level;
+} Outgoing;
+
+static int outgoing_args(PyObject *const *args, Py_ssize_t nargs, Outgoing *o) {
+    /* (payload: bytes, seq, ts, marker, ntp, level: int | None) */
+    if (nargs != 6 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "(payload: bytes, seq, ts, marker, ntp, level)");
+        return -1;
+    }
+    o->payload = args[0];
+    o->seq = (int)(PyLong_AsLong(args[1]) & 0xFFFF);
+    o->ts = (unsigned int)PyLong_AsUnsignedLongMask(args[2]);
+    o->marker = PyObject_IsTrue(args[3]);
+    o->ntp = PyLong_AsUnsignedLongLongMask(args[4]);
+    o->level = args[5] == Py_None ? -1 : (int)(PyLong_AsLong(args[5]) & 0xFF);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* Header, payload, protect, in the sender's buffer: the protected length, -1 when not. */
+static int protect_outgoing(Sender *s, Outgoing *o) {
+    if (s->session == NULL)
+        return -1;
+    int head = pack_header(s, s->buffer, o->seq, o->ts, o->marker, o->ntp, o->level);
+    Py_ssize_t n = PyBytes_GET_SIZE(o->payload);
+    if (head + n > PLAIN_LIMIT)
+        return -1;
+    memcpy(s->buffer + head, PyBytes_AS_STRING(o->payload), n);
+    int length = head + (int)n;
+    s->last_size = length;
+    if (s->protect(s->ctx, s->buffer, &length) != 0)
+        return -1;
+    return length;
+}
+
+static void note_sent(Sender *s, Outgoing *o) {
+    HistorySlot *slot = &s->history[o->seq % s->history_size];
+    Py_INCREF(o->payload);
+    Py_XSETREF(slot->payload, o->payload);
+    slot->seq = o->seq;
+    slot->ts = o->ts;
+    slot->ntp = o->ntp;
+    slot->marker = o->marker;
+    slot->level = o->level;
+    s->packet_count += 1;
+    s->octet_count += PyBytes_GET_SIZE(o->payload);
+    s->last_seq = o->seq;
+    s->last_ts = o->ts;
+    s->last_ntp = o->ntp;
+}
+
+static PyObject *send_outgoing(Sender *s, Outgoing *o);
+
+static PyObject *sender_send(Sender *s, PyObject *const *args, Py_ssize_t nargs) {
+    /* send(payload, seq, ts, marker, ntp, level): the plain size sent, 0 when not sent (a
+     * full socket buffer drops the packet: late media is no use to a viewer) */
+    Outgoing o;
+    if (outgoing_args(args, nargs, &o) < 0)
+        return NULL;
+    return send_outgoing(s, &o);
+}
+
+static int view_outgoing(PyObject *const *args, Py_ssize_t nargs, Outgoing *o) {
+    /* (view: RtpView, seq, ts): the view's payload, marker, arrival and audio level */
+    if (nargs != 3 || Py_TYPE(args[0]) != &RtpViewType) {
+        PyErr_SetString(PyExc_TypeError, "(view: RtpView, seq, ts)");
+        return -1;
+    }
+    RtpView *v = (RtpView *)args[0];
+    if (!PyBytes_Check(v->payload)) {
+        PyErr_SetString(PyExc_TypeError, "the view's payload is not bytes");
+        return -1;
+    }
+    o->payload = v->payload;
+    o->seq = (int)(PyLong_AsLong(args[1]) & 0xFFFF);
+    o->ts = (unsigned int)PyLong_AsUnsignedLongMask(args[2]);
+    o->marker = v->marker != 0;
+    o->ntp = v->ntp;
+    o->level = v->audio_level == Py_None ? -1 : (int)(PyLong_AsLong(v->audio_level) & 0xFF);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static PyObject *send_outgoing(Sender *s, Outgoing *o) {
+    if (s->fd < 0)
+        return PyLong_FromLong(0);
+    int length = protect_outgoing(s, o);
+    if (length < 0)
+        return PyLong_FromLong(0);
+    if (sendto(s->fd, s->buffer, length, MSG_DONTWAIT, (struct sockaddr *)&s->dest,
+               s->dest_length) < 0)
+        return PyLong_FromLong(0);
+    note_sent(s, o);
+    return PyLong_FromLong(s->last_size);
+}
+
+static PyObject *sender_forward(Sender *s, PyObject *const *args, Py_ssize_t nargs) {
+    /* forward(view, seq, ts): send() with the view's own payload, marker, arrival time
+     * (abs-send-time) and audio level, read from the view itself */
+    Outgoing o;
+    if (view_outgoing(args, nargs, &o) < 0)
+        return NULL;
+    return send_outgoing(s, &o);
+}
+
+static PyObject *sender_protect(Sender *s, PyObject *const *args, Py_ssize_t nargs) {
+    /* protect(payload, seq, ts, marker, ntp, level): the datagram for the caller to send
+     * (counted as sent), or None; ``last_size`` is its plain size */
+    Outgoing o;
+    if (outgoing_args(args, nargs, &o) < 0)
+        return NULL;
+    int length = protect_outgoing(s, &o);
+    if (length < 0)
+        Py_RETURN_NONE;
+    note_sent(s, &o);
+    return PyBytes_FromStringAndSize((const char *)s->buffer, length);
+}
+
+static PyObject *sender_header(Sender *s, PyObject *const *args, Py_ssize_t nargs) {
+    /* header(seq, ts, marker, ntp, level): this sender's header, as send() packs it */
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "header(seq, ts, marker, ntp, level)");
+        return NULL;
+    }
+    int seq = (int)(PyLong_AsLong(args[0]) & 0xFFFF);
+    unsigned int ts = (unsigned int)PyLong_AsUnsignedLongMask(args[1]);
+    int marker = PyObject_IsTrue(args[2]);
+    unsigned long long ntp = PyLong_AsUnsignedLongLongMask(args[3]);
+    int level = args[4] == Py_None ? -1 : (int)(PyLong_AsLong(args[4]) & 0xFF);
+    if (PyErr_Occurred())
+        return NULL;
+    unsigned char head[64];
+    int n = pack_header(s, head, seq, ts, marker, ntp, level);
+    return PyBytes_FromStringAndSize((const char *)head, n);
+}
+
+static PyObject *sender_history(Sender *s, PyObject *arg) {
+    /* history(seq): (payload, ts, marker, ntp, level) as first sent, or None */
+    long seq = PyLong_AsLong(arg);
+    if (seq == -1 && PyErr_Occurred())
+        return NULL;
+    if (seq < 0 || seq > 0xFFFF)
+        Py_RETURN_NONE;
+    HistorySlot *slot = &s->history[seq % s->history_size];
+    if (slot->payload == NULL || slot->seq != seq)
+        Py_RETURN_NONE;
+    if (slot->level < 0)
+        return Py_BuildValue("(OIiKO)", slot->payload, slot->ts, slot->marker, slot->ntp,
+                             Py_None);
+    return Py_BuildValue("(OIiKi)", slot->payload, slot->ts, slot->marker, slot->ntp,
+                         slot->level);
+}
+
+static PyMethodDef sender_methods[] = {
+    {"bind", (PyCFunction)sender_bind, METH_VARARGS, NULL},
+    {"send", (PyCFunction)(void (*)(void))sender_send, METH_FASTCALL, NULL},
+    {"forward", (PyCFunction)(void (*)(void))sender_forward, METH_FASTCALL, NULL},
+    {"protect", (PyCFunction)(void (*)(void))sender_protect, METH_FASTCALL, NULL},
+    {"header", (PyCFunction)(void (*)(void))sender_header, METH_FASTCALL, NULL},
+    {"history", (PyCFunction)sender_history, METH_O, NULL},
+    {NULL},
+};
+
+static PyMemberDef sender_members[] = {
+    {"packet_count", T_LONGLONG, offsetof(Sender, packet_count), READONLY, NULL},
+    {"octet_count", T_LONGLONG, offsetof(Sender, octet_count), READONLY, NULL},
+    {"last_seq", T_INT, offsetof(Sender, last_seq), READONLY, NULL},
+    {"last_ts", T_UINT, offsetof(Sender, last_ts), READONLY, NULL},
+    {"last_ntp", T_ULONGLONG, offsetof(Sender, last_ntp), READONLY, NULL},
+    {"last_size", T_INT, offsetof(Sender, last_size), READONLY, NULL},
+    {"fd", T_INT, offsetof(Sender, fd), READONLY, NULL},
+    {NULL},
+};
+
+static PyTypeObject SenderType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "protocol._rtpfast.Sender",
+    .tp_basicsize = sizeof(Sender),
+    .tp_dealloc = (destructor)sender_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Sender(ssrc, payload_type, mid_element, abs_id, level_id, history_size).",
+    .tp_methods = sender_methods,
+    .tp_members = sender_members,
+    .tp_init = (initproc)sender_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* --- module ------------------------------------------------------------------------------- */
+
+static PyMethodDef module_methods[] = {
+    {"parse", (PyCFunction)(void (*)(void))parse, METH_FASTCALL,
+     "parse(data, abs_id, level_id): the RtpView of a plain RTP packet, None if malformed."},
+    {NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "protocol._rtpfast",
+    .m_doc = "The relay's per-packet work in C.",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC PyInit__rtpfast(void) {
+    if (PyType_Ready(&RtpViewType) < 0 || PyType_Ready(&ReceiverType) < 0 ||
+        PyType_Ready(&SenderType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "RtpView", (PyObject *)&RtpViewType) < 0 ||
+        PyModule_AddObjectRef(m, "Receiver", (PyObject *)&ReceiverType) < 0 ||
+        PyModule_AddObjectRef(m, "Sender", (PyObject *)&SenderType) < 0 ||
+        PyModule_AddIntConstant(m, "PLAIN_LIMIT", PLAIN_LIMIT) < 0 ||
+        PyModule_AddIntConstant(m, "DROP_TOO_LONG", DROP_TOO_LONG) < 0 ||
+        PyModule_AddIntConstant(m, "DROP_UNPROTECT", DROP_UNPROTECT) < 0 ||
+        PyModule_AddIntConstant(m, "DROP_MALFORMED", DROP_MALFORMED) < 0 ||
+        PyModule_AddIntConstant(m, "LATENCY_SAMPLE_EVERY", LATENCY_SAMPLE_EVERY) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
