@@ -22,6 +22,8 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <limits.h>
+#include <math.h>
 #include <time.h>
 
 #define BUFFER_SIZE 1500
@@ -651,6 +653,407 @@ static PyTypeObject SenderType = {
     .tp_new = PyType_GenericNew,
 };
 
+/* --- BitrateEstimator --------------------------------------------------------------------- */
+/* aiortc's receive-side estimator (aiortc/rate.py: RateCounter, InterArrival, OveruseEstimator,
+ * OveruseDetector; RemoteBitrateEstimator.add) per packet, operation for operation in doubles,
+ * so its estimates are aiortc's (tests/test_packet_path.py). The rate control (AimdRateControl)
+ * stays in Python: it runs when this says so, about twice a second. */
+
+#define RATE_WINDOW 1000
+#define RATE_SCALE 8000
+#define GROUP_LENGTH ((5u << 26) / 1000) /* TIMESTAMP_GROUP_LENGTH_MS << INTER_ARRIVAL_SHIFT */
+#define TIMESTAMP_TO_MS (1000.0 / (1 << 26))
+#define BURST_DELTA_THRESHOLD_MS 5
+#define MAX_ADAPT_OFFSET_MS 15
+#define MIN_NUM_DELTAS 60
+#define DELTA_COUNTER_MAX 1000
+#define FRAME_PERIOD_HISTORY 60
+#define FEEDBACK_INTERVAL_MS 500
+#define MAX_SSRCS 32
+enum { NORMAL = 0, UNDERUSING = 1, OVERUSING = 2 };
+
+typedef struct {
+    int open; /* 0: no group */
+    long long arrival_time; /* -1 (None) until a packet was added */
+    int has_arrival;
+    uint32_t first_timestamp, last_timestamp;
+    long long size;
+} Group;
+
+typedef struct {
+    PyObject_HEAD
+    /* RateCounter (LeanRateCounter) */
+    long long counts[RATE_WINDOW], values[RATE_WINDOW];
+    int origin_index, has_origin;
+    long long origin_ms, total_count, total_value;
+    int incoming_initialized;
+    /* InterArrival */
+    Group current, previous;
+    /* OveruseEstimator */
+    double e00, e01, e10, e11, offset, previous_offset, slope, avg_noise, var_noise;
+    int num_of_deltas;
+    double history[FRAME_PERIOD_HISTORY];
+    int history_length;
+    /* OveruseDetector */
+    int hypothesis;
+    int has_detector_update;
+    long long detector_update_ms;
+    int overuse_counter, has_overuse_time;
+    double overuse_time, detector_previous_offset, threshold;
+    /* RemoteBitrateEstimator */
+    long long last_update_ms; /* -1: None */
+    uint32_t ssrcs[MAX_SSRCS];
+    int ssrc_count;
+    /* libwebrtc's TimeToReduceFurther, from the Python rate control's state */
+    long long reduce_after_ms;
+    double reduce_below; /* < 0: never */
+} BitrateEstimator;
+
+static int estimator_init(BitrateEstimator *e, PyObject *args, PyObject *kwds) {
+    if (!PyArg_ParseTuple(args, ""))
+        return -1;
+    memset((char *)e + sizeof(PyObject), 0, sizeof(*e) - sizeof(PyObject));
+    e->incoming_initialized = 1;
+    e->e00 = 100.0;
+    e->e11 = 0.1;
+    e->slope = 1.0 / 64;
+    e->var_noise = 50.0;
+    e->threshold = 12.5;
+    e->hypothesis = NORMAL;
+    e->last_update_ms = -1;
+    e->reduce_after_ms = LLONG_MIN;
+    e->reduce_below = -1;
+    return 0;
+}
+
+static long long pymod(long long a, long long b) { return ((a % b) + b) % b; }
+
+static void rate_reset(BitrateEstimator *e) {
+    memset(e->counts, 0, sizeof(e->counts));
+    memset(e->values, 0, sizeof(e->values));
+    e->origin_index = 0;
+    e->has_origin = 0;
+    e->origin_ms = 0;
+    e->total_count = e->total_value = 0;
+}
+
+static void rate_erase_old(BitrateEstimator *e, long long now_ms) {
+    long long steps = now_ms - RATE_WINDOW + 1 - e->origin_ms;
+    if (steps <= 0)
+        return;
+    int start = e->origin_index;
+    if (steps >= RATE_WINDOW) {
+        memset(e->counts, 0, sizeof(e->counts));
+        memset(e->values, 0, sizeof(e->values));
+        e->total_count = e->total_value = 0;
+    } else {
+        for (long long i = 0; i < steps; i++) {
+            int j = (int)((start + i) % RATE_WINDOW);
+            e->total_count -= e->counts[j];
+            e->total_value -= e->values[j];
+            e->counts[j] = e->values[j] = 0;
+        }
+    }
+    e->origin_index = (int)pymod(start + steps, RATE_WINDOW);
+    e->origin_ms += steps;
+}
+
+static void rate_put(BitrateEstimator *e, long long value, long long now_ms) {
+    int index = (int)pymod(e->origin_index + now_ms - e->origin_ms, RATE_WINDOW);
+    e->counts[index] += 1;
+    e->values[index] += value;
+    e->total_count += 1;
+    e->total_value += value;
+}
+
+static void rate_add(BitrateEstimator *e, long long value, long long now_ms) {
+    if (!e->has_origin) {
+        e->has_origin = 1;
+        e->origin_ms = now_ms;
+    } else {
+        rate_erase_old(e, now_ms);
+    }
+    rate_put(e, value, now_ms);
+}
+
+static int rate_observe(BitrateEstimator *e, long long value, long long now_ms) {
+    /* rate() is not None, then add(): one expiry check */
+    int had_rate;
+    if (!e->has_origin) {
+        e->has_origin = 1;
+        e->origin_ms = now_ms;
+        had_rate = 0;
+    } else {
+        if (now_ms - RATE_WINDOW + 1 - e->origin_ms > 0)
+            rate_erase_old(e, now_ms);
+        had_rate = e->total_count > 0 && now_ms > e->origin_ms;
+    }
+    rate_put(e, value, now_ms);
+    return had_rate;
+}
+
+static long long rate_value(BitrateEstimator *e, long long now_ms) {
+    /* RateCounter.rate(); -1: None */
+    if (!e->has_origin)
+        return -1;
+    rate_erase_old(e, now_ms);
+    long long active = now_ms - e->origin_ms + 1;
+    if (e->total_count > 0 && active > 1)
+        return (long long)rint((double)(RATE_SCALE * e->total_value) / (double)active);
+    return -1;
+}
+
+static int uint32_gt(uint32_t a, uint32_t b) {
+    const uint32_t half = 0x80000000u;
+    return (a < b && b - a > half) || (a > b && a - b < half);
+}
+
+/* InterArrival.compute_deltas: 1 with the deltas set when a group closed. */
+static int compute_deltas(BitrateEstimator *e, uint32_t timestamp, long long arrival,
+                          long long size, uint32_t *d_timestamp, long long *d_arrival,
+                          long long *d_size) {
+    int deltas = 0;
+    Group *cur = &e->current;
+    if (!cur->open) {
+        memset(cur, 0, sizeof(*cur));
+        cur->open = 1;
+        cur->first_timestamp = cur->last_timestamp = timestamp;
+    } else if ((uint32_t)(timestamp - cur->first_timestamp) >= 0x80000000u) {
+        return 0; /* out of order */
+    } else {
+        /* new_timestamp_group: not belongs_to_burst, and past the group's length */
+        uint32_t ts_delta = timestamp - cur->last_timestamp;
+        long long ts_delta_ms = (long long)rint(TIMESTAMP_TO_MS * ts_delta);
+        long long arrival_delta = arrival - cur->arrival_time;
+        int burst = ts_delta_ms == 0 ||
+                    ((arrival_delta - ts_delta_ms) < 0 && arrival_delta <= BURST_DELTA_THRESHOLD_MS);
+        if (!burst && (uint32_t)(timestamp - cur->first_timestamp) > GROUP_LENGTH) {
+            if (e->previous.open) {
+                *d_timestamp = cur->last_timestamp - e->previous.last_timestamp;
+                *d_arrival = cur->arrival_time - e->previous.arrival_time;
+                *d_size = cur->size - e->previous.size;
+                deltas = 1;
+            }
+            e->previous = *cur;
+            memset(cur, 0, sizeof(*cur));
+            cur->open = 1;
+            cur->first_timestamp = cur->last_timestamp = timestamp;
+        } else if (uint32_gt(timestamp, cur->last_timestamp)) {
+            cur->last_timestamp = timestamp;
+        }
+    }
+    cur->size += size;
+    cur->arrival_time = arrival;
+    cur->has_arrival = 1;
+    return deltas;
+}
+
+static void update_noise_estimate(BitrateEstimator *e, double residual, double ts_delta) {
+    double alpha = 0.01;
+    if (e->num_of_deltas > 10 * 30)
+        alpha = 0.002;
+    double beta = pow(1 - alpha, ts_delta * 30.0 / 1000.0);
+    e->avg_noise = beta * e->avg_noise + (1 - beta) * residual;
+    e->var_noise = beta * e->var_noise + (1 - beta) * pow(e->avg_noise - residual, 2.0);
+    if (e->var_noise < 1)
+        e->var_noise = 1;
+}
+
+static void estimator_update(BitrateEstimator *e, long long time_delta_ms,
+                             double timestamp_delta_ms, long long size_delta, int hypothesis) {
+    /* update_min_frame_period */
+    double min_frame_period = timestamp_delta_ms;
+    if (e->history_length >= FRAME_PERIOD_HISTORY) {
+        memmove(e->history, e->history + 1, sizeof(double) * (FRAME_PERIOD_HISTORY - 1));
+        e->history_length -= 1;
+    }
+    for (int i = 0; i < e->history_length; i++)
+        if (e->history[i] < min_frame_period)
+            min_frame_period = e->history[i];
+    e->history[e->history_length++] = timestamp_delta_ms;
+
+    double t_ts_delta = (double)time_delta_ms - timestamp_delta_ms;
+    double h0 = (double)size_delta, h1 = 1.0;
+    e->num_of_deltas = e->num_of_deltas + 1 < DELTA_COUNTER_MAX ? e->num_of_deltas + 1
+                                                                 : DELTA_COUNTER_MAX;
+    e->e00 += 1e-13;
+    e->e11 += 1e-3;
+    if ((hypothesis == OVERUSING && e->offset < e->previous_offset) ||
+        (hypothesis == UNDERUSING && e->offset > e->previous_offset))
+        e->e11 += 10 * 1e-3;
+    double eh0 = e->e00 * h0 + e->e01 * h1;
+    double eh1 = e->e10 * h0 + e->e11 * h1;
+    double residual = t_ts_delta - e->slope * h0 - e->offset;
+    if (hypothesis == NORMAL) {
+        double max_residual = 3.0 * sqrt(e->var_noise);
+        if (fabs(residual) < max_residual)
+            update_noise_estimate(e, residual, min_frame_period);
+        else
+            update_noise_estimate(e, residual < 0 ? -max_residual : max_residual,
+                                  min_frame_period);
+    }
+    double denom = e->var_noise + h0 * eh0 + h1 * eh1;
+    double k0 = eh0 / denom, k1 = eh1 / denom;
+    double ikh00 = 1.0 - k0 * h0, ikh01 = -k0 * h1, ikh10 = -k1 * h0, ikh11 = 1.0 - k1 * h1;
+    double e00 = e->e00, e01 = e->e01;
+    e->e00 = e00 * ikh00 + e->e10 * ikh01;
+    e->e01 = e01 * ikh00 + e->e11 * ikh01;
+    e->e10 = e00 * ikh10 + e->e10 * ikh11;
+    e->e11 = e01 * ikh10 + e->e11 * ikh11;
+    e->previous_offset = e->offset;
+    e->slope += k0 * residual;
+    e->offset += k1 * residual;
+}
+
+static void detector_update_threshold(BitrateEstimator *e, double modified_offset,
+                                      long long now_ms) {
+    if (!e->has_detector_update) {
+        e->has_detector_update = 1;
+        e->detector_update_ms = now_ms;
+    }
+    if (fabs(modified_offset) > e->threshold + MAX_ADAPT_OFFSET_MS) {
+        e->detector_update_ms = now_ms;
+        return;
+    }
+    double k = fabs(modified_offset) < e->threshold ? 0.039 : 0.0087;
+    long long dt = now_ms - e->detector_update_ms;
+    if (dt > 100)
+        dt = 100;
+    e->threshold += k * (fabs(modified_offset) - e->threshold) * (double)dt;
+    if (e->threshold > 600)
+        e->threshold = 600;
+    if (e->threshold < 6)
+        e->threshold = 6;
+    e->detector_update_ms = now_ms;
+}
+
+static void detector_detect(BitrateEstimator *e, double offset, double timestamp_delta_ms,
+                            int num_of_deltas, long long now_ms) {
+    if (num_of_deltas < 2)
+        return;
+    double t = (num_of_deltas < MIN_NUM_DELTAS ? num_of_deltas : MIN_NUM_DELTAS) * offset;
+    if (t > e->threshold) {
+        if (!e->has_overuse_time) {
+            e->has_overuse_time = 1;
+            e->overuse_time = timestamp_delta_ms / 2;
+        } else {
+            e->overuse_time += timestamp_delta_ms;
+        }
+        e->overuse_counter += 1;
+        if (e->overuse_time > 10 && e->overuse_counter > 1 &&
+            offset >= e->detector_previous_offset) {
+            e->overuse_counter = 0;
+            e->overuse_time = 0;
+            e->hypothesis = OVERUSING;
+        }
+    } else if (t < -e->threshold) {
+        e->overuse_counter = 0;
+        e->has_overuse_time = 0;
+        e->hypothesis = UNDERUSING;
+    } else {
+        e->overuse_counter = 0;
+        e->has_overuse_time = 0;
+        e->hypothesis = NORMAL;
+    }
+    e->detector_previous_offset = offset;
+    detector_update_threshold(e, t, now_ms);
+}
+
+static PyObject *estimator_observe(BitrateEstimator *e, PyObject *const *args,
+                                   Py_ssize_t nargs) {
+    /* observe(arrival_ms, abs_send_time, payload_size, ssrc): None, or the rate control is
+     * due: the incoming rate (bit/s; -1 for None) to update it with */
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "observe(arrival_ms, abs_send_time, size, ssrc)");
+        return NULL;
+    }
+    long long arrival = PyLong_AsLongLong(args[0]);
+    uint32_t timestamp = (uint32_t)(PyLong_AsUnsignedLongMask(args[1]) << 8);
+    long long size = PyLong_AsLongLong(args[2]);
+    uint32_t ssrc = (uint32_t)PyLong_AsUnsignedLongMask(args[3]);
+    if (PyErr_Occurred())
+        return NULL;
+    int known = 0;
+    for (int i = 0; i < e->ssrc_count; i++)
+        if (e->ssrcs[i] == ssrc)
+            known = 1;
+    if (!known && e->ssrc_count < MAX_SSRCS)
+        e->ssrcs[e->ssrc_count++] = ssrc;
+    if (rate_observe(e, size, arrival)) {
+        e->incoming_initialized = 1;
+    } else if (e->incoming_initialized) {
+        rate_reset(e);
+        e->incoming_initialized = 0;
+        rate_add(e, size, arrival);
+    }
+    uint32_t d_timestamp;
+    long long d_arrival, d_size;
+    if (compute_deltas(e, timestamp, arrival, size, &d_timestamp, &d_arrival, &d_size)) {
+        double timestamp_delta_ms = d_timestamp * TIMESTAMP_TO_MS;
+        estimator_update(e, d_arrival, timestamp_delta_ms, d_size, e->hypothesis);
+        detector_detect(e, e->offset, timestamp_delta_ms, e->num_of_deltas, arrival);
+    }
+    if (e->last_update_ms < 0 || arrival - e->last_update_ms > FEEDBACK_INTERVAL_MS)
+        return PyLong_FromLongLong(rate_value(e, arrival));
+    if (e->hypothesis == OVERUSING) {
+        long long incoming = rate_value(e, arrival);
+        if (incoming < 0)
+            Py_RETURN_NONE;
+        if (arrival >= e->reduce_after_ms ||
+            (e->reduce_below >= 0 && (double)incoming < e->reduce_below))
+            return PyLong_FromLongLong(incoming);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *estimator_ssrcs(BitrateEstimator *e, PyObject *unused) {
+    PyObject *list = PyList_New(e->ssrc_count);
+    if (list == NULL)
+        return NULL;
+    for (int i = 0; i < e->ssrc_count; i++) {
+        PyObject *v = PyLong_FromUnsignedLong(e->ssrcs[i]);
+        if (v == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, v);
+    }
+    return list;
+}
+
+static PyMethodDef estimator_methods[] = {
+    {"observe", (PyCFunction)(void (*)(void))estimator_observe, METH_FASTCALL, NULL},
+    {"ssrcs", (PyCFunction)estimator_ssrcs, METH_NOARGS,
+     "The SSRCs seen, in the order first seen (at most 32)."},
+    {NULL},
+};
+
+static PyMemberDef estimator_members[] = {
+    {"hypothesis", T_INT, offsetof(BitrateEstimator, hypothesis), READONLY,
+     "BandwidthUsage's value: 0 normal, 1 underusing, 2 overusing."},
+    {"offset", T_DOUBLE, offsetof(BitrateEstimator, offset), READONLY, NULL},
+    {"threshold", T_DOUBLE, offsetof(BitrateEstimator, threshold), READONLY, NULL},
+    {"num_of_deltas", T_INT, offsetof(BitrateEstimator, num_of_deltas), READONLY, NULL},
+    {"last_update_ms", T_LONGLONG, offsetof(BitrateEstimator, last_update_ms), 0,
+     "When the rate control last gave an estimate (-1: never)."},
+    {"reduce_after_ms", T_LONGLONG, offsetof(BitrateEstimator, reduce_after_ms), 0,
+     "Under overuse, cut again from this time on (the last change plus an RTT)."},
+    {"reduce_below", T_DOUBLE, offsetof(BitrateEstimator, reduce_below), 0,
+     "Under overuse, cut at once when the incoming rate falls below this (< 0: never)."},
+    {NULL},
+};
+
+static PyTypeObject BitrateEstimatorType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "protocol._rtpfast.BitrateEstimator",
+    .tp_basicsize = sizeof(BitrateEstimator),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "aiortc's receive-side bandwidth estimate per packet (all but its rate control).",
+    .tp_methods = estimator_methods,
+    .tp_members = estimator_members,
+    .tp_init = (initproc)estimator_init,
+    .tp_new = PyType_GenericNew,
+};
+
 /* --- module ------------------------------------------------------------------------------- */
 
 static PyMethodDef module_methods[] = {
@@ -669,7 +1072,7 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__rtpfast(void) {
     if (PyType_Ready(&RtpViewType) < 0 || PyType_Ready(&ReceiverType) < 0 ||
-        PyType_Ready(&SenderType) < 0)
+        PyType_Ready(&SenderType) < 0 || PyType_Ready(&BitrateEstimatorType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
@@ -677,11 +1080,14 @@ PyMODINIT_FUNC PyInit__rtpfast(void) {
     if (PyModule_AddObjectRef(m, "RtpView", (PyObject *)&RtpViewType) < 0 ||
         PyModule_AddObjectRef(m, "Receiver", (PyObject *)&ReceiverType) < 0 ||
         PyModule_AddObjectRef(m, "Sender", (PyObject *)&SenderType) < 0 ||
+        PyModule_AddObjectRef(m, "BitrateEstimator", (PyObject *)&BitrateEstimatorType) < 0 ||
         PyModule_AddIntConstant(m, "PLAIN_LIMIT", PLAIN_LIMIT) < 0 ||
         PyModule_AddIntConstant(m, "DROP_TOO_LONG", DROP_TOO_LONG) < 0 ||
         PyModule_AddIntConstant(m, "DROP_UNPROTECT", DROP_UNPROTECT) < 0 ||
         PyModule_AddIntConstant(m, "DROP_MALFORMED", DROP_MALFORMED) < 0 ||
-        PyModule_AddIntConstant(m, "LATENCY_SAMPLE_EVERY", LATENCY_SAMPLE_EVERY) < 0) {
+        PyModule_AddIntConstant(m, "LATENCY_SAMPLE_EVERY", LATENCY_SAMPLE_EVERY) < 0 ||
+        PyModule_AddIntConstant(m, "FEEDBACK_INTERVAL_MS", FEEDBACK_INTERVAL_MS) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_SSRCS", MAX_SSRCS) < 0) {
         Py_DECREF(m);
         return NULL;
     }

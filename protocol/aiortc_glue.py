@@ -45,12 +45,8 @@ from aiortc.codecs import is_rtx
 from aiortc.codecs.h264 import h264_depayload
 from aiortc.codecs.vpx import Vp8Encoder, vp8_depayload
 from aiortc.rate import (
-    MIN_FRAME_PERIOD_HISTORY_LENGTH,
-    TIMESTAMP_TO_MS,
     AimdRateControl,
     BandwidthUsage,
-    OveruseEstimator,
-    RemoteBitrateEstimator,
 )
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as _DtlsState
@@ -253,9 +249,13 @@ class ForwardingReceiver(RTCRtpReceiver):
             return
         estimator = self._lean_estimator
         if estimator is not None and view.abs_send_time is not None:
-            remb = estimator.add(view.arrival_ms, view.abs_send_time, len(view.payload), view.ssrc)
-            if remb is not None:
-                self._maybe_send_remb(remb, view.arrival_ms)
+            incoming = estimator.observe(
+                view.arrival_ms, view.abs_send_time, len(view.payload), view.ssrc
+            )
+            if incoming is not None:  # the rate control is due (about twice a second)
+                remb = estimator.control(incoming, view.arrival_ms)
+                if remb is not None:
+                    self._maybe_send_remb(remb, view.arrival_ms)
         info = self._lean_pts.get(view.payload_type)
         if info is None:
             return
@@ -1053,83 +1053,6 @@ class LeanNackGenerator:
         return RTP_HISTORY_SIZE - oldest
 
 
-class LeanRateCounter:
-    """aiortc's RateCounter (1 ms buckets over a window) on two int lists, clearing expired
-    buckets by slice rather than one object per millisecond. Same ``rate()``."""
-
-    def __init__(self, window_size: int, scale: int = 8000) -> None:
-        self._window = window_size
-        self._scale = scale
-        self.reset()
-
-    def reset(self) -> None:
-        self._counts = [0] * self._window
-        self._values = [0] * self._window
-        self._origin_index = 0
-        self._origin_ms: int | None = None
-        self._total_count = 0
-        self._total_value = 0
-
-    def add(self, value: int, now_ms: int) -> None:
-        if self._origin_ms is None:
-            self._origin_ms = now_ms
-        else:
-            self._erase_old(now_ms)
-        index = (self._origin_index + now_ms - self._origin_ms) % self._window
-        self._counts[index] += 1
-        self._values[index] += value
-        self._total_count += 1
-        self._total_value += value
-
-    def observe(self, value: int, now_ms: int) -> bool:
-        """``rate(now_ms) is not None``, then ``add(value, now_ms)``: what the estimator does
-        per packet, with one expiry check instead of two (they are idempotent at one time)."""
-        origin = self._origin_ms
-        if origin is None:
-            self._origin_ms = origin = now_ms
-            had_rate = False
-        else:
-            if now_ms - self._window + 1 - origin > 0:
-                self._erase_old(now_ms)
-                origin = self._origin_ms
-            had_rate = self._total_count > 0 and now_ms > origin
-        index = (self._origin_index + now_ms - origin) % self._window
-        self._counts[index] += 1
-        self._values[index] += value
-        self._total_count += 1
-        self._total_value += value
-        return had_rate
-
-    def rate(self, now_ms: int) -> int | None:
-        if self._origin_ms is not None:
-            self._erase_old(now_ms)
-            active = now_ms - self._origin_ms + 1
-            if self._total_count > 0 and active > 1:
-                return round(self._scale * self._total_value / active)
-        return None
-
-    def _erase_old(self, now_ms: int) -> None:
-        assert self._origin_ms is not None
-        steps = now_ms - self._window + 1 - self._origin_ms
-        if steps <= 0:
-            return
-        w = self._window
-        start = self._origin_index
-        if steps >= w:
-            self._counts = [0] * w
-            self._values = [0] * w
-            self._total_count = self._total_value = 0
-        else:
-            for lo, hi in ((start, min(w, start + steps)), (0, max(0, start + steps - w))):
-                if hi > lo:
-                    self._total_count -= sum(self._counts[lo:hi])
-                    self._total_value -= sum(self._values[lo:hi])
-                    self._counts[lo:hi] = [0] * (hi - lo)
-                    self._values[lo:hi] = [0] * (hi - lo)
-        self._origin_index = (start + steps) % w
-        self._origin_ms += steps
-
-
 REMB_MIN_INTERVAL_MS = 200
 """libwebrtc's REMB throttle (RembThrottler): one REMB per 200 ms, unless the estimate fell."""
 REMB_DROP_FRACTION = 0.97
@@ -1159,103 +1082,50 @@ class LeanStreamStatistics(StreamStatistics):
             self._last_timestamp = timestamp
 
 
-class LeanOveruseEstimator(OveruseEstimator):
-    """aiortc's OveruseEstimator with the minimum of its frame-period history taken by one
-    builtin ``min`` (aiortc's loop is one Python ``min`` call per entry, 60 per frame). Same
-    estimates (tests/test_packet_path.py)."""
-
-    def update_min_frame_period(self, ts_delta: float) -> float:
-        history = self.ts_delta_hist
-        if len(history) >= MIN_FRAME_PERIOD_HISTORY_LENGTH:
-            del history[0]
-        lowest = min(history, default=ts_delta)
-        history.append(ts_delta)
-        return lowest if lowest < ts_delta else ts_delta
-
-
-FEEDBACK_INTERVAL_MS = 500
-"""aiortc's ``AimdRateControl.feedback_interval()`` (a constant there, a call per packet)."""
-
-
-class LeanRemoteBitrateEstimator(RemoteBitrateEstimator):
-    """aiortc's receive-side estimator with its per-packet common case inlined: a packet
-    of the frame whose group is open (same abs-send-time) only adds to that group, and the
-    rate counter is the lean one. Under overuse it cuts when libwebrtc would (not on every
-    packet, as aiortc does); otherwise the same estimates (tests/test_packet_path.py)."""
+class LeanRemoteBitrateEstimator:
+    """aiortc's receive-side estimator (``RemoteBitrateEstimator``) with its per-packet work
+    in C (``protocol._rtpfast.BitrateEstimator``: rate counter, inter-arrival groups, the
+    overuse estimator's Kalman filter and the detector, operation for operation) and its rate
+    control (aiortc's ``AimdRateControl``) here, run when the C part says it is due: once
+    per feedback interval, and under overuse when libwebrtc would cut (not on every packet,
+    as aiortc does). The same estimates (tests/test_packet_path.py)."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.incoming_bitrate = LeanRateCounter(1000, 8000)
-        self.estimator = LeanOveruseEstimator()
+        self._c = _rtpfast.BitrateEstimator()
+        self.observe = self._c.observe
+        """observe(arrival_ms, abs_send_time, payload_size, ssrc): None, or the incoming
+        rate (-1: none yet) when the rate control is due (then ``control``)."""
+        self.rate_control = AimdRateControl()
 
     def add(
         self, arrival_time_ms: int, abs_send_time: int, payload_size: int, ssrc: int
     ) -> tuple[int, list[int]] | None:
-        timestamp = abs_send_time << 8
-        self.ssrcs[ssrc] = arrival_time_ms
-        rate = self.incoming_bitrate
-        if rate.observe(payload_size, arrival_time_ms):
-            self.incoming_bitrate_initialized = True
-        elif self.incoming_bitrate_initialized:
-            rate.reset()
-            self.incoming_bitrate_initialized = False
-            rate.add(payload_size, arrival_time_ms)
-        group = self.inter_arrival.current_group
-        if group is not None and timestamp == group.last_timestamp:
-            # InterArrival.compute_deltas for a packet in the open group: a burst, no delta
-            group.size += payload_size
-            group.arrival_time = arrival_time_ms
-        else:
-            deltas = self.inter_arrival.compute_deltas(timestamp, arrival_time_ms, payload_size)
-            if deltas is not None:
-                timestamp_delta_ms = deltas.timestamp * TIMESTAMP_TO_MS
-                self.estimator.update(
-                    deltas.arrival_time,
-                    timestamp_delta_ms,
-                    deltas.size,
-                    self.detector.hypothesis,
-                    arrival_time_ms,
-                )
-                self.detector.detect(
-                    self.estimator.offset(),
-                    timestamp_delta_ms,
-                    self.estimator.num_of_deltas(),
-                    arrival_time_ms,
-                )
-        last = self.last_update_ms
-        if last is None or arrival_time_ms - last > FEEDBACK_INTERVAL_MS:
-            incoming = rate.rate(arrival_time_ms)
-        elif self.detector.hypothesis is BandwidthUsage.OVERUSING:
-            # aiortc updates (and cuts) on every packet while it sees overuse, hundreds a
-            # second on a loaded host; libwebrtc only once the last change is an RTT old
-            # or the incoming rate fell under half the estimate (TimeToReduceFurther)
-            incoming = rate.rate(arrival_time_ms)
-            if incoming is None or not _time_to_reduce_further(
-                self.rate_control, arrival_time_ms, incoming
-            ):
-                return None
-        else:
+        """aiortc's ``add``: a (bitrate, SSRCs) estimate to send as a REMB, or None."""
+        incoming = self.observe(arrival_time_ms, abs_send_time, payload_size, ssrc)
+        return None if incoming is None else self.control(incoming, arrival_time_ms)
+
+    def control(self, incoming: int, now_ms: int) -> tuple[int, list[int]] | None:
+        """Run the rate control on the detector's state and the incoming rate."""
+        c = self._c
+        control = self.rate_control
+        usage = BandwidthUsage(c.hypothesis)
+        target = control.update(usage, None if incoming < 0 else incoming, now_ms)
+        # libwebrtc's TimeToReduceFurther, for the C part to apply under overuse: an RTT
+        # (clamped) after the last change, or at once when the rate falls under half
+        low, high = REDUCE_INTERVAL_MS
+        last = control.last_change_ms
+        c.reduce_after_ms = -(2**63) if last is None else last + min(max(control.rtt, low), high)
+        c.reduce_below = (
+            0.5 * control.current_bitrate if control.current_bitrate_initialized else -1.0
+        )
+        if target is None:
             return None
-        target = self.rate_control.update(self.detector.hypothesis, incoming, arrival_time_ms)
-        if target is not None:
-            self.last_update_ms = arrival_time_ms
-            return target, list(self.ssrcs.keys())
-        return None
+        c.last_update_ms = now_ms
+        return target, c.ssrcs()
 
 
 REDUCE_INTERVAL_MS = (10, 200)
 """libwebrtc's bounds on the interval between two cuts under overuse (the RTT, clamped)."""
-
-
-def _time_to_reduce_further(control: AimdRateControl, now_ms: int, incoming: int) -> bool:
-    """libwebrtc's ``AimdRateControl::TimeToReduceFurther`` on aiortc's rate control."""
-    low, high = REDUCE_INTERVAL_MS
-    interval = min(max(control.rtt, low), high)
-    if control.last_change_ms is None or now_ms - control.last_change_ms >= interval:
-        return True
-    if control.current_bitrate_initialized:
-        return incoming < 0.5 * control.current_bitrate
-    return False
 
 
 # --- TURN on the client side (issue 17) ------------------------------------------------------

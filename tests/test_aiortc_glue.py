@@ -153,7 +153,7 @@ def test_receiver_helpers_the_lean_twins_replace():
     assert "self.__remote_bitrate_estimator = RemoteBitrateEstimator()" in src
     from aiortc.rate import AimdRateControl
 
-    assert AimdRateControl().feedback_interval() == aiortc_glue.FEEDBACK_INTERVAL_MS
+    assert AimdRateControl().feedback_interval() == aiortc_glue._rtpfast.FEEDBACK_INTERVAL_MS
 
 
 def test_pylibsrtp_and_aioice_internals_the_lean_path_uses():
