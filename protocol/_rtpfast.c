@@ -959,20 +959,11 @@ static void detector_detect(BitrateEstimator *e, double offset, double timestamp
     detector_update_threshold(e, t, now_ms);
 }
 
-static PyObject *estimator_observe(BitrateEstimator *e, PyObject *const *args,
-                                   Py_ssize_t nargs) {
-    /* observe(arrival_ms, abs_send_time, payload_size, ssrc): None, or the rate control is
-     * due: the incoming rate (bit/s; -1 for None) to update it with */
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "observe(arrival_ms, abs_send_time, size, ssrc)");
-        return NULL;
-    }
-    long long arrival = PyLong_AsLongLong(args[0]);
-    uint32_t timestamp = (uint32_t)(PyLong_AsUnsignedLongMask(args[1]) << 8);
-    long long size = PyLong_AsLongLong(args[2]);
-    uint32_t ssrc = (uint32_t)PyLong_AsUnsignedLongMask(args[3]);
-    if (PyErr_Occurred())
-        return NULL;
+#define ESTIMATE_NOT_DUE (-2)
+
+/* One packet; ESTIMATE_NOT_DUE, or the rate control is due: the incoming rate (-1: none). */
+static long long estimator_step(BitrateEstimator *e, long long arrival, uint32_t timestamp,
+                                long long size, uint32_t ssrc) {
     int known = 0;
     for (int i = 0; i < e->ssrc_count; i++)
         if (e->ssrcs[i] == ssrc)
@@ -994,16 +985,36 @@ static PyObject *estimator_observe(BitrateEstimator *e, PyObject *const *args,
         detector_detect(e, e->offset, timestamp_delta_ms, e->num_of_deltas, arrival);
     }
     if (e->last_update_ms < 0 || arrival - e->last_update_ms > FEEDBACK_INTERVAL_MS)
-        return PyLong_FromLongLong(rate_value(e, arrival));
+        return rate_value(e, arrival);
     if (e->hypothesis == OVERUSING) {
         long long incoming = rate_value(e, arrival);
         if (incoming < 0)
-            Py_RETURN_NONE;
+            return ESTIMATE_NOT_DUE;
         if (arrival >= e->reduce_after_ms ||
             (e->reduce_below >= 0 && (double)incoming < e->reduce_below))
-            return PyLong_FromLongLong(incoming);
+            return incoming;
     }
-    Py_RETURN_NONE;
+    return ESTIMATE_NOT_DUE;
+}
+
+static PyObject *estimator_observe(BitrateEstimator *e, PyObject *const *args,
+                                   Py_ssize_t nargs) {
+    /* observe(arrival_ms, abs_send_time, payload_size, ssrc): None, or the rate control is
+     * due: the incoming rate (bit/s; -1 for None) to update it with */
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "observe(arrival_ms, abs_send_time, size, ssrc)");
+        return NULL;
+    }
+    long long arrival = PyLong_AsLongLong(args[0]);
+    uint32_t timestamp = (uint32_t)(PyLong_AsUnsignedLongMask(args[1]) << 8);
+    long long size = PyLong_AsLongLong(args[2]);
+    uint32_t ssrc = (uint32_t)PyLong_AsUnsignedLongMask(args[3]);
+    if (PyErr_Occurred())
+        return NULL;
+    long long incoming = estimator_step(e, arrival, timestamp, size, ssrc);
+    if (incoming == ESTIMATE_NOT_DUE)
+        Py_RETURN_NONE;
+    return PyLong_FromLongLong(incoming);
 }
 
 static PyObject *estimator_ssrcs(BitrateEstimator *e, PyObject *unused) {
@@ -1054,6 +1065,467 @@ static PyTypeObject BitrateEstimatorType = {
     .tp_new = PyType_GenericNew,
 };
 
+/* --- StreamStats -------------------------------------------------------------------------- */
+/* aiortc's receiver-report statistics (rtcrtpreceiver.StreamStatistics) of one SSRC, with the
+ * attributes and properties aiortc's reports and getStats() read, fed from the view. */
+
+#define PACKETS_LOST_MIN (-0x800000)
+#define PACKETS_LOST_MAX 0x7FFFFF
+
+typedef struct {
+    PyObject_HEAD
+    int has_base, has_max, has_last;
+    long long base_seq, max_seq, cycles, packets_received;
+    long long clockrate, jitter_q4, last_arrival, last_timestamp;
+    long long expected_prior, received_prior;
+} StreamStats;
+
+static PyTypeObject StreamStatsType;
+
+static int stats_init(StreamStats *st, PyObject *args, PyObject *kwds) {
+    long long clockrate;
+    if (!PyArg_ParseTuple(args, "L", &clockrate))
+        return -1;
+    memset((char *)st + sizeof(PyObject), 0, sizeof(*st) - sizeof(PyObject));
+    st->clockrate = clockrate;
+    return 0;
+}
+
+static void stats_add(StreamStats *st, int seq, long long timestamp, double wall) {
+    st->packets_received += 1;
+    if (!st->has_base) {
+        st->has_base = 1;
+        st->base_seq = seq;
+    }
+    if (!st->has_max || (seq != st->max_seq && ((seq - st->max_seq) & 0xFFFF) < 0x8000)) {
+        long long arrival = (long long)(wall * (double)st->clockrate);
+        if (st->has_max && seq < st->max_seq)
+            st->cycles += 1 << 16;
+        st->has_max = 1;
+        st->max_seq = seq;
+        if (st->has_last && timestamp != st->last_timestamp && st->packets_received > 1) {
+            long long diff = llabs((arrival - st->last_arrival) - (timestamp - st->last_timestamp));
+            st->jitter_q4 += diff - ((st->jitter_q4 + 8) >> 4);
+        }
+        st->has_last = 1;
+        st->last_arrival = arrival;
+        st->last_timestamp = timestamp;
+    }
+}
+
+static PyObject *stats_add_fields(StreamStats *st, PyObject *const *args, Py_ssize_t nargs) {
+    /* add_fields(seq, timestamp, wall): one packet (aiortc's add() reads the clock itself) */
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "add_fields(seq, timestamp, wall)");
+        return NULL;
+    }
+    long seq = PyLong_AsLong(args[0]);
+    long long timestamp = PyLong_AsLongLong(args[1]);
+    double wall = PyFloat_AsDouble(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    stats_add(st, (int)seq, timestamp, wall);
+    Py_RETURN_NONE;
+}
+
+static PyObject *optional(int has, long long value) {
+    if (!has)
+        Py_RETURN_NONE;
+    return PyLong_FromLongLong(value);
+}
+
+static long long stats_expected(StreamStats *st) {
+    return st->cycles + st->max_seq - st->base_seq + 1;
+}
+
+static PyObject *stats_get_base_seq(StreamStats *st, void *c) { return optional(st->has_base, st->base_seq); }
+static PyObject *stats_get_max_seq(StreamStats *st, void *c) { return optional(st->has_max, st->max_seq); }
+static PyObject *stats_get_jitter(StreamStats *st, void *c) { return PyLong_FromLongLong(st->jitter_q4 >> 4); }
+static PyObject *stats_get_expected(StreamStats *st, void *c) {
+    if (!st->has_max) {
+        PyErr_SetString(PyExc_ValueError, "no packet yet");
+        return NULL;
+    }
+    return PyLong_FromLongLong(stats_expected(st));
+}
+static PyObject *stats_get_lost(StreamStats *st, void *c) {
+    if (!st->has_max) {
+        PyErr_SetString(PyExc_ValueError, "no packet yet");
+        return NULL;
+    }
+    long long lost = stats_expected(st) - st->packets_received;
+    if (lost < PACKETS_LOST_MIN)
+        lost = PACKETS_LOST_MIN;
+    if (lost > PACKETS_LOST_MAX)
+        lost = PACKETS_LOST_MAX;
+    return PyLong_FromLongLong(lost);
+}
+static PyObject *stats_get_fraction_lost(StreamStats *st, void *c) {
+    /* as aiortc's: the share lost since the last report (and it starts the next interval) */
+    if (!st->has_max) {
+        PyErr_SetString(PyExc_ValueError, "no packet yet");
+        return NULL;
+    }
+    long long expected = stats_expected(st);
+    long long expected_interval = expected - st->expected_prior;
+    st->expected_prior = expected;
+    long long received_interval = st->packets_received - st->received_prior;
+    st->received_prior = st->packets_received;
+    long long lost_interval = expected_interval - received_interval;
+    if (expected_interval == 0 || lost_interval <= 0)
+        return PyLong_FromLong(0);
+    return PyLong_FromLongLong((lost_interval << 8) / expected_interval);
+}
+
+static PyGetSetDef stats_getset[] = {
+    {"base_seq", (getter)stats_get_base_seq, NULL, NULL, NULL},
+    {"max_seq", (getter)stats_get_max_seq, NULL, NULL, NULL},
+    {"jitter", (getter)stats_get_jitter, NULL, NULL, NULL},
+    {"packets_expected", (getter)stats_get_expected, NULL, NULL, NULL},
+    {"packets_lost", (getter)stats_get_lost, NULL, NULL, NULL},
+    {"fraction_lost", (getter)stats_get_fraction_lost, NULL, NULL, NULL},
+    {NULL},
+};
+
+static PyMemberDef stats_members[] = {
+    {"cycles", T_LONGLONG, offsetof(StreamStats, cycles), READONLY, NULL},
+    {"packets_received", T_LONGLONG, offsetof(StreamStats, packets_received), READONLY, NULL},
+    {"_clockrate", T_LONGLONG, offsetof(StreamStats, clockrate), READONLY, NULL},
+    {"_jitter_q4", T_LONGLONG, offsetof(StreamStats, jitter_q4), READONLY, NULL},
+    {NULL},
+};
+
+static PyMethodDef stats_methods[] = {
+    {"add_fields", (PyCFunction)(void (*)(void))stats_add_fields, METH_FASTCALL, NULL},
+    {NULL},
+};
+
+static PyTypeObject StreamStatsType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "protocol._rtpfast.StreamStats",
+    .tp_basicsize = sizeof(StreamStats),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "StreamStats(clockrate): aiortc's receiver-report statistics of one SSRC.",
+    .tp_methods = stats_methods,
+    .tp_members = stats_members,
+    .tp_getset = stats_getset,
+    .tp_init = (initproc)stats_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* --- NackGenerator ------------------------------------------------------------------------ */
+/* aiortc's NackGenerator (the sequence numbers missing, for NACKs), without its per-packet scan
+ * of the missing set: a slack says how far the newest number may advance before the oldest
+ * missing one could go stale. The same set (tests/test_packet_path.py). */
+
+#define NACK_HISTORY 128 /* aiortc's RTP_HISTORY_SIZE */
+#define NACK_CAPACITY 512
+
+typedef struct {
+    PyObject_HEAD
+    int has_max;
+    int max_seq;
+    int slack;
+    int count;
+    uint16_t missing[NACK_CAPACITY];
+} NackGenerator;
+
+static int nack_init(NackGenerator *n, PyObject *args, PyObject *kwds) {
+    if (!PyArg_ParseTuple(args, ""))
+        return -1;
+    n->has_max = 0;
+    n->count = 0;
+    n->slack = NACK_HISTORY;
+    return 0;
+}
+
+static int nack_find(NackGenerator *n, int seq) {
+    for (int i = 0; i < n->count; i++)
+        if (n->missing[i] == seq)
+            return i;
+    return -1;
+}
+
+static int nack_prune(NackGenerator *n, int seq) {
+    int oldest = 0, kept = 0;
+    for (int i = 0; i < n->count; i++) {
+        int behind = (seq - n->missing[i]) & 0xFFFF;
+        if (NACK_HISTORY < behind && behind < NACK_HISTORY + 0x8000)
+            continue; /* stale */
+        if (behind > oldest)
+            oldest = behind;
+        n->missing[kept++] = n->missing[i];
+    }
+    n->count = kept;
+    return NACK_HISTORY - oldest;
+}
+
+/* One sequence number; 1 when it opened a gap (a NACK is due). */
+static int nack_add(NackGenerator *n, int seq) {
+    if (!n->has_max) {
+        n->has_max = 1;
+        n->max_seq = seq;
+        return 0;
+    }
+    int gap = (seq - n->max_seq) & 0xFFFF;
+    if (0 < gap && gap < 0x8000) {
+        int missed = gap > 1;
+        int slack = n->slack - gap;
+        if (missed) {
+            int first = gap - 1 <= NACK_HISTORY ? gap - 1 : NACK_HISTORY;
+            for (int i = 1; i <= first; i++) {
+                int value = (seq - i) & 0xFFFF;
+                if (nack_find(n, value) < 0 && n->count < NACK_CAPACITY)
+                    n->missing[n->count++] = (uint16_t)value;
+            }
+            if (NACK_HISTORY - first < slack)
+                slack = NACK_HISTORY - first;
+        }
+        n->max_seq = seq;
+        if (slack < 0 && n->count)
+            slack = nack_prune(n, seq);
+        n->slack = n->count ? slack : NACK_HISTORY;
+        return missed;
+    }
+    int at = nack_find(n, seq);
+    if (at >= 0)
+        n->missing[at] = n->missing[--n->count];
+    return 0;
+}
+
+static PyObject *nack_py_add(NackGenerator *n, PyObject *packet) {
+    /* add(packet): anything with a sequence_number; True when a NACK is due */
+    PyObject *seq = PyObject_GetAttrString(packet, "sequence_number");
+    if (seq == NULL)
+        return NULL;
+    long value = PyLong_AsLong(seq);
+    Py_DECREF(seq);
+    if (value == -1 && PyErr_Occurred())
+        return NULL;
+    return PyBool_FromLong(nack_add(n, (int)(value & 0xFFFF)));
+}
+
+static PyObject *nack_get_missing(NackGenerator *n, void *c) {
+    PyObject *set = PySet_New(NULL);
+    for (int i = 0; set != NULL && i < n->count; i++) {
+        PyObject *v = PyLong_FromLong(n->missing[i]);
+        if (v == NULL || PySet_Add(set, v) < 0) {
+            Py_XDECREF(v);
+            Py_CLEAR(set);
+            break;
+        }
+        Py_DECREF(v);
+    }
+    return set;
+}
+
+static PyObject *nack_get_max_seq(NackGenerator *n, void *c) { return optional(n->has_max, n->max_seq); }
+
+static PyGetSetDef nack_getset[] = {
+    {"missing", (getter)nack_get_missing, NULL, "The missing sequence numbers (a new set).", NULL},
+    {"max_seq", (getter)nack_get_max_seq, NULL, NULL, NULL},
+    {NULL},
+};
+
+static PyMethodDef nack_methods[] = {
+    {"add", (PyCFunction)nack_py_add, METH_O, NULL},
+    {NULL},
+};
+
+static PyTypeObject NackGeneratorType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "protocol._rtpfast.NackGenerator",
+    .tp_basicsize = sizeof(NackGenerator),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "aiortc's NackGenerator: the sequence numbers missing, for NACKs.",
+    .tp_methods = nack_methods,
+    .tp_getset = nack_getset,
+    .tp_init = (initproc)nack_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* --- ReceiverDuties ----------------------------------------------------------------------- */
+/* What aiortc's receiver does per packet, on the lean path: the bandwidth estimate, the
+ * receiver-report statistics, NACK bookkeeping; then the packet goes to the sink. RTX packets,
+ * a due rate control and a due NACK are handed to Python callbacks. */
+
+#define MAX_STREAMS 8
+
+typedef struct {
+    PyObject_HEAD
+    int enabled;
+    long long clock_rates[128]; /* payload type -> clock rate; 0: not negotiated */
+    char rtx[128];              /* payload type is RTX */
+    PyObject *streams;          /* aiortc's dict: ssrc -> statistics (StreamStats here) */
+    uint32_t stream_ssrcs[MAX_STREAMS];
+    StreamStats *stream_stats[MAX_STREAMS]; /* borrowed: the dict holds them */
+    int stream_count;
+    BitrateEstimator *estimator; /* or NULL */
+    NackGenerator *nack;         /* or NULL */
+    PyObject *sink, *on_estimate, *on_rtx, *on_nack;
+} ReceiverDuties;
+
+static int duties_init(ReceiverDuties *d, PyObject *args, PyObject *kwds) {
+    /* ReceiverDuties(pts: {pt: (clock_rate, is_rtx)}, streams: dict, estimator, nack,
+     *                sink, on_estimate, on_rtx, on_nack) */
+    PyObject *pts, *streams, *estimator, *nack, *sink, *on_estimate, *on_rtx, *on_nack;
+    if (!PyArg_ParseTuple(args, "O!O!OOOOOO", &PyDict_Type, &pts, &PyDict_Type, &streams,
+                          &estimator, &nack, &sink, &on_estimate, &on_rtx, &on_nack))
+        return -1;
+    if ((estimator != Py_None && Py_TYPE(estimator) != &BitrateEstimatorType) ||
+        (nack != Py_None && Py_TYPE(nack) != &NackGeneratorType)) {
+        PyErr_SetString(PyExc_TypeError, "a BitrateEstimator and a NackGenerator, or None");
+        return -1;
+    }
+    memset(d->clock_rates, 0, sizeof(d->clock_rates));
+    memset(d->rtx, 0, sizeof(d->rtx));
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(pts, &pos, &key, &value)) {
+        long pt = PyLong_AsLong(key);
+        long long rate;
+        int is_rtx;
+        if (pt < 0 || pt > 127 || !PyArg_ParseTuple(value, "Lp", &rate, &is_rtx)) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "a payload type is 0 to 127");
+            return -1;
+        }
+        d->clock_rates[pt] = rate > 0 ? rate : 1;
+        d->rtx[pt] = (char)is_rtx;
+    }
+    d->enabled = 1;
+    d->stream_count = 0;
+    Py_INCREF(streams);
+    Py_XSETREF(d->streams, streams);
+    Py_XSETREF(d->estimator, estimator == Py_None ? NULL : (Py_INCREF(estimator), (BitrateEstimator *)estimator));
+    Py_XSETREF(d->nack, nack == Py_None ? NULL : (Py_INCREF(nack), (NackGenerator *)nack));
+    Py_INCREF(sink);
+    Py_XSETREF(d->sink, sink);
+    Py_INCREF(on_estimate);
+    Py_XSETREF(d->on_estimate, on_estimate);
+    Py_INCREF(on_rtx);
+    Py_XSETREF(d->on_rtx, on_rtx);
+    Py_INCREF(on_nack);
+    Py_XSETREF(d->on_nack, on_nack);
+    return 0;
+}
+
+static void duties_dealloc(ReceiverDuties *d) {
+    Py_XDECREF(d->streams);
+    Py_XDECREF(d->estimator);
+    Py_XDECREF(d->nack);
+    Py_XDECREF(d->sink);
+    Py_XDECREF(d->on_estimate);
+    Py_XDECREF(d->on_rtx);
+    Py_XDECREF(d->on_nack);
+    Py_TYPE(d)->tp_free((PyObject *)d);
+}
+
+static StreamStats *duties_stream(ReceiverDuties *d, uint32_t ssrc, long long clock_rate) {
+    for (int i = 0; i < d->stream_count; i++)
+        if (d->stream_ssrcs[i] == ssrc)
+            return d->stream_stats[i];
+    PyObject *key = PyLong_FromUnsignedLong(ssrc);
+    if (key == NULL)
+        return NULL;
+    PyObject *found = PyDict_GetItemWithError(d->streams, key); /* borrowed */
+    StreamStats *st;
+    if (found != NULL && Py_TYPE(found) == &StreamStatsType) {
+        st = (StreamStats *)found;
+    } else if (found != NULL || PyErr_Occurred()) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "a stream's statistics are not StreamStats");
+        Py_DECREF(key);
+        return NULL;
+    } else {
+        st = PyObject_New(StreamStats, &StreamStatsType);
+        if (st == NULL) {
+            Py_DECREF(key);
+            return NULL;
+        }
+        memset((char *)st + sizeof(PyObject), 0, sizeof(*st) - sizeof(PyObject));
+        st->clockrate = clock_rate;
+        int failed = PyDict_SetItem(d->streams, key, (PyObject *)st);
+        Py_DECREF(st); /* the dict holds it */
+        if (failed) {
+            Py_DECREF(key);
+            return NULL;
+        }
+    }
+    Py_DECREF(key);
+    if (d->stream_count < MAX_STREAMS) {
+        d->stream_ssrcs[d->stream_count] = ssrc;
+        d->stream_stats[d->stream_count++] = st;
+    }
+    return st;
+}
+
+static PyObject *duties_handle(ReceiverDuties *d, PyObject *arg) {
+    /* handle(view): one received packet */
+    if (Py_TYPE(arg) != &RtpViewType) {
+        PyErr_SetString(PyExc_TypeError, "handle(view: RtpView)");
+        return NULL;
+    }
+    RtpView *v = (RtpView *)arg;
+    if (!d->enabled)
+        Py_RETURN_NONE;
+    if (d->estimator != NULL && v->abs_send_time != Py_None && PyBytes_Check(v->payload)) {
+        /* the estimator's own step, without building its arguments as Python objects */
+        long ast = PyLong_AsLong(v->abs_send_time);
+        if (ast == -1 && PyErr_Occurred())
+            return NULL;
+        long long incoming =
+            estimator_step(d->estimator, v->arrival_ms, (uint32_t)((unsigned long)ast << 8),
+                           PyBytes_GET_SIZE(v->payload), v->ssrc);
+        if (incoming != ESTIMATE_NOT_DUE) {
+            PyObject *r = PyObject_CallFunction(d->on_estimate, "LL", incoming, v->arrival_ms);
+            if (r == NULL)
+                return NULL;
+            Py_DECREF(r);
+        }
+    }
+    int pt = v->payload_type & 0x7F;
+    long long clock_rate = d->clock_rates[pt];
+    if (!clock_rate)
+        Py_RETURN_NONE;
+    StreamStats *st = duties_stream(d, v->ssrc, clock_rate);
+    if (st == NULL)
+        return NULL;
+    stats_add(st, v->sequence_number, v->timestamp, v->wall);
+    if (d->rtx[pt])
+        return PyObject_CallOneArg(d->on_rtx, arg); /* unwrapped, NACK-checked and sunk there */
+    if (d->nack != NULL && nack_add(d->nack, v->sequence_number & 0xFFFF)) {
+        PyObject *r = PyObject_CallOneArg(d->on_nack, arg);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+    }
+    if (d->sink == Py_None)
+        Py_RETURN_NONE;
+    return PyObject_CallOneArg(d->sink, arg);
+}
+
+static PyMemberDef duties_members[] = {
+    {"enabled", T_INT, offsetof(ReceiverDuties, enabled), 0, NULL},
+    {"sink", T_OBJECT, offsetof(ReceiverDuties, sink), 0, NULL},
+    {NULL},
+};
+
+static PyMethodDef duties_methods[] = {
+    {"handle", (PyCFunction)duties_handle, METH_O, NULL},
+    {NULL},
+};
+
+static PyTypeObject ReceiverDutiesType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "protocol._rtpfast.ReceiverDuties",
+    .tp_basicsize = sizeof(ReceiverDuties),
+    .tp_dealloc = (destructor)duties_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "What aiortc's receiver does per packet, on the lean path.",
+    .tp_methods = duties_methods,
+    .tp_members = duties_members,
+    .tp_init = (initproc)duties_init,
+    .tp_new = PyType_GenericNew,
+};
+
 /* --- module ------------------------------------------------------------------------------- */
 
 static PyMethodDef module_methods[] = {
@@ -1072,7 +1544,9 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__rtpfast(void) {
     if (PyType_Ready(&RtpViewType) < 0 || PyType_Ready(&ReceiverType) < 0 ||
-        PyType_Ready(&SenderType) < 0 || PyType_Ready(&BitrateEstimatorType) < 0)
+        PyType_Ready(&SenderType) < 0 || PyType_Ready(&BitrateEstimatorType) < 0 ||
+        PyType_Ready(&StreamStatsType) < 0 || PyType_Ready(&NackGeneratorType) < 0 ||
+        PyType_Ready(&ReceiverDutiesType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
@@ -1081,6 +1555,9 @@ PyMODINIT_FUNC PyInit__rtpfast(void) {
         PyModule_AddObjectRef(m, "Receiver", (PyObject *)&ReceiverType) < 0 ||
         PyModule_AddObjectRef(m, "Sender", (PyObject *)&SenderType) < 0 ||
         PyModule_AddObjectRef(m, "BitrateEstimator", (PyObject *)&BitrateEstimatorType) < 0 ||
+        PyModule_AddObjectRef(m, "StreamStats", (PyObject *)&StreamStatsType) < 0 ||
+        PyModule_AddObjectRef(m, "NackGenerator", (PyObject *)&NackGeneratorType) < 0 ||
+        PyModule_AddObjectRef(m, "ReceiverDuties", (PyObject *)&ReceiverDutiesType) < 0 ||
         PyModule_AddIntConstant(m, "PLAIN_LIMIT", PLAIN_LIMIT) < 0 ||
         PyModule_AddIntConstant(m, "DROP_TOO_LONG", DROP_TOO_LONG) < 0 ||
         PyModule_AddIntConstant(m, "DROP_UNPROTECT", DROP_UNPROTECT) < 0 ||

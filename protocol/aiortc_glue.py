@@ -202,7 +202,6 @@ class ForwardingReceiver(RTCRtpReceiver):
     """
 
     _sink: RtpSink | None
-    _view_sink: RtpViewSink | None = None
 
     async def receive(self, parameters: RTCRtpReceiveParameters) -> None:
         # aiortc's receive() also starts a decoder thread; this one does not.
@@ -219,7 +218,7 @@ class ForwardingReceiver(RTCRtpReceiver):
             # aiortc calls receive() once DTLS is connected: the SRTP sessions exist
             _install_fast_path(transport)
             if self._RTCRtpReceiver__nack_generator is not None:
-                self._RTCRtpReceiver__nack_generator = LeanNackGenerator()
+                self._RTCRtpReceiver__nack_generator = _rtpfast.NackGenerator()
             estimator = self._RTCRtpReceiver__remote_bitrate_estimator
             if estimator is not None:
                 estimator = LeanRemoteBitrateEstimator()
@@ -229,8 +228,9 @@ class ForwardingReceiver(RTCRtpReceiver):
         self._RTCRtpReceiver__started = True
 
     def _prepare_lean(self, estimator: LeanRemoteBitrateEstimator | None) -> None:
-        """What ``_handle_view`` reads per packet, looked up once: the codec table as
-        payload type -> (clock rate, RTX's original payload type or None)."""
+        """The per-packet duties in C (``protocol._rtpfast.ReceiverDuties``), from the codec
+        table (payload type -> clock rate, RTX or not) and aiortc's statistics dict; the
+        fast path calls ``_handle_view`` (its ``handle``) with each packet."""
         codecs = self._RTCRtpReceiver__codecs
         self._lean_pts = {
             pt: (c.clockRate, c.parameters.get("apt") if is_rtx(c) else None)
@@ -238,50 +238,66 @@ class ForwardingReceiver(RTCRtpReceiver):
         }
         self._lean_estimator = estimator
         self._lean_nack = self._RTCRtpReceiver__nack_generator
-        self._lean_streams = self._RTCRtpReceiver__remote_streams
         self._remb_sent_ms = -(10**12)
         self._remb_sent_bps = 0
+        self._duties = _rtpfast.ReceiverDuties(
+            {pt: (rate, apt is not None) for pt, (rate, apt) in self._lean_pts.items()},
+            self._RTCRtpReceiver__remote_streams,
+            None if estimator is None else estimator._c,
+            self._lean_nack,
+            self.__dict__.get("_view_sink"),
+            self._on_estimate,
+            self._on_rtx,
+            self._on_nack,
+        )
+        self._duties.enabled = self.__dict__.get("_enabled", True)
+        self._handle_view = self._duties.handle
 
-    def _handle_view(self, view: RtpView) -> None:
-        """aiortc's per-packet receiver duties (REMB estimate, RR statistics, RTX, NACK) on
-        the lean path; RTCP it has to send goes out as a task (rare: a REMB or a NACK)."""
-        if not self._enabled:
+    # the duties read these two per packet: aiortc's own flag and the producer's sink
+    @property
+    def _enabled(self) -> bool:
+        return self.__dict__.get("_enabled", True)
+
+    @_enabled.setter
+    def _enabled(self, value: bool) -> None:
+        self.__dict__["_enabled"] = value
+        duties = self.__dict__.get("_duties")
+        if duties is not None:
+            duties.enabled = bool(value)
+
+    @property
+    def _view_sink(self) -> RtpViewSink | None:
+        return self.__dict__.get("_view_sink")
+
+    @_view_sink.setter
+    def _view_sink(self, sink: RtpViewSink | None) -> None:
+        self.__dict__["_view_sink"] = sink
+        duties = self.__dict__.get("_duties")
+        if duties is not None:
+            duties.sink = sink
+
+    def _on_estimate(self, incoming: int, now_ms: int) -> None:
+        """The rate control is due (about twice a second): a REMB may follow."""
+        remb = self._lean_estimator.control(incoming, now_ms)  # type: ignore[union-attr]
+        if remb is not None:
+            self._maybe_send_remb(remb, now_ms)
+
+    def _on_nack(self, view: RtpView) -> None:
+        """A gap opened: ask for what is missing (a task, as aiortc does)."""
+        asyncio.ensure_future(self._send_rtcp_nack(view.ssrc, sorted(self._lean_nack.missing)))
+
+    def _on_rtx(self, view: RtpView) -> None:
+        """A retransmission (counted in its own statistics): the original packet, then as
+        any other (NACK bookkeeping, the sink)."""
+        view = self._unwrap_rtx(view, self._lean_pts[view.payload_type][1])
+        if view is None:
             return
-        estimator = self._lean_estimator
-        if estimator is not None and view.abs_send_time is not None:
-            incoming = estimator.observe(
-                view.arrival_ms, view.abs_send_time, len(view.payload), view.ssrc
-            )
-            if incoming is not None:  # the rate control is due (about twice a second)
-                remb = estimator.control(incoming, view.arrival_ms)
-                if remb is not None:
-                    self._maybe_send_remb(remb, view.arrival_ms)
-        info = self._lean_pts.get(view.payload_type)
-        if info is None:
-            return
-        streams = self._lean_streams
-        stats = streams.get(view.ssrc)
-        if stats is None:
-            stats = streams[view.ssrc] = LeanStreamStatistics(info[0])
-        stats.add_fields(view.sequence_number, view.timestamp, view.wall)
-        if info[1] is not None:
-            view = self._unwrap_rtx(view, info[1])
-            if view is None:
-                return
         nack = self._lean_nack
-        if nack is not None:
-            last = nack.max_seq
-            seq = view.sequence_number
-            if last is not None and seq == (last + 1) & 0xFFFF and not nack.missing:
-                nack.max_seq = seq  # in order, nothing missing: what add() would do
-            elif nack.add(view):
-                asyncio.ensure_future(self._send_rtcp_nack(view.ssrc, sorted(nack.missing)))
+        if nack is not None and nack.add(view):
+            self._on_nack(view)
         sink = self._view_sink
         if sink is not None:
-            try:
-                sink(view)
-            except Exception:
-                _sink_failed()
+            sink(view)
 
     def _maybe_send_remb(self, remb: tuple[int, list[int]], now_ms: int) -> None:
         """Send the estimate as a REMB, as libwebrtc throttles it: at most once per
@@ -1001,85 +1017,10 @@ def media_started(pc: RTCPeerConnection) -> bool:
 # --- leaner twins of two aiortc per-packet helpers (same results, tests/test_packet_path.py) --
 
 
-class LeanNackGenerator:
-    """aiortc's NackGenerator, without its per-packet scan of every missing sequence number
-    (profiled at 16 calls: a tenth of the relay's time under loss). Same ``missing`` set.
-
-    aiortc drops a missing number once it is more than RTP_HISTORY_SIZE behind the newest;
-    every number ages by the same step when the newest advances, so ``_slack`` (how far
-    the newest may advance before the oldest number kept could go stale) tells when the set
-    needs looking at: in order, with old gaps waiting, a packet costs a subtraction."""
-
-    def __init__(self) -> None:
-        self.max_seq: int | None = None
-        self.missing: set[int] = set()
-        self._slack = RTP_HISTORY_SIZE
-
-    def add(self, packet: Any) -> bool:
-        seq = packet.sequence_number
-        last = self.max_seq
-        if last is None:
-            self.max_seq = seq
-            return False
-        gap = (seq - last) & 0xFFFF
-        if 0 < gap < 0x8000:
-            missed = gap > 1
-            slack = self._slack - gap
-            if missed:
-                # aiortc adds the whole gap, then keeps the last RTP_HISTORY_SIZE of it
-                first = gap - 1 if gap - 1 <= RTP_HISTORY_SIZE else RTP_HISTORY_SIZE
-                self.missing.update((seq - i) & 0xFFFF for i in range(1, first + 1))
-                slack = min(slack, RTP_HISTORY_SIZE - first)
-            self.max_seq = seq
-            if slack < 0 and self.missing:
-                slack = self._prune(seq)
-            self._slack = slack if self.missing else RTP_HISTORY_SIZE
-            return missed
-        self.missing.discard(seq)
-        return False
-
-    def _prune(self, seq: int) -> int:
-        """Drop what went stale (aiortc's rule: more than RTP_HISTORY_SIZE behind ``seq``,
-        less than half the sequence space); the new slack."""
-        oldest = 0
-        stale = []
-        for s in self.missing:
-            behind = (seq - s) & 0xFFFF
-            if RTP_HISTORY_SIZE < behind < RTP_HISTORY_SIZE + 0x8000:
-                stale.append(s)
-            elif behind > oldest:
-                oldest = behind
-        self.missing.difference_update(stale)
-        return RTP_HISTORY_SIZE - oldest
-
-
 REMB_MIN_INTERVAL_MS = 200
 """libwebrtc's REMB throttle (RembThrottler): one REMB per 200 ms, unless the estimate fell."""
 REMB_DROP_FRACTION = 0.97
 """A new estimate below this share of the last one sent goes out at once."""
-
-
-class LeanStreamStatistics(StreamStatistics):
-    """aiortc's receiver-report statistics fed with the header fields and the arrival time
-    the lean path already has (aiortc's ``add`` takes a packet and reads the clock again).
-    Same counters and jitter (tests/test_packet_path.py)."""
-
-    def add_fields(self, seq: int, timestamp: int, wall: float) -> None:
-        self.packets_received += 1
-        max_seq = self.max_seq
-        if self.base_seq is None:
-            self.base_seq = seq
-        if max_seq is None or (seq != max_seq and ((seq - max_seq) & 0xFFFF) < 0x8000):
-            arrival = int(wall * self._clockrate)
-            if max_seq is not None and seq < max_seq:
-                self.cycles += 1 << 16
-            self.max_seq = seq
-            last_ts = self._last_timestamp
-            if timestamp != last_ts and self.packets_received > 1:
-                diff = abs((arrival - self._last_arrival) - (timestamp - last_ts))
-                self._jitter_q4 += diff - ((self._jitter_q4 + 8) >> 4)
-            self._last_arrival = arrival
-            self._last_timestamp = timestamp
 
 
 class LeanRemoteBitrateEstimator:

@@ -386,7 +386,7 @@ def test_lean_nack_generator_keeps_aiortcs_missing_set():
         (1, 1, 1, 1, 1, 1, 2, 5, -3, -60, -200, 127, 128, 129) * 8 + (0x7FFF, 0x8000, 0x8001),
     )
     for choices in steps:
-        theirs, ours = NackGenerator(), aiortc_glue.LeanNackGenerator()
+        theirs, ours = NackGenerator(), aiortc_glue._rtpfast.NackGenerator()
         seq = 65000
         for _ in range(5000):
             seq = (seq + rng.choice(choices)) & 0xFFFF
@@ -470,7 +470,7 @@ def test_lean_stream_statistics_count_as_aiortcs():
     rtcrtpreceiver.time = clock  # aiortc reads the clock itself; ours is handed the time
     try:
         rng = random.Random(11)
-        theirs, ours = StreamStatistics(90000), aiortc_glue.LeanStreamStatistics(90000)
+        theirs, ours = StreamStatistics(90000), aiortc_glue._rtpfast.StreamStats(90000)
         seq, ts = 65500, 0xFFFFF000
         for _ in range(4000):
             seq = (seq + rng.choice((1, 1, 1, 2, 0, -3, 900, 0x8000))) & 0xFFFF
@@ -588,3 +588,46 @@ async def test_pathcost_replays_a_leg_through_the_real_relay_path():
     assert full["forwarded"] == full["packets"]
     assert receiver["forwarded"] == 0
     assert 0 < full["us_p10"] <= full["us_median"]
+
+
+def test_the_c_receiver_duties_count_nack_and_hand_over():
+    """protocol._rtpfast.ReceiverDuties, per packet: statistics into aiortc's dict, a gap to
+    on_nack, RTX to on_rtx (after its own statistics), the rest to the sink; nothing while
+    the receiver is disabled; a due estimate to on_estimate."""
+    from protocol import _rtpfast
+
+    streams: dict = {}
+    seen: dict[str, list] = {"sink": [], "rtx": [], "nack": [], "estimate": []}
+    nack = _rtpfast.NackGenerator()
+    estimator = _rtpfast.BitrateEstimator()
+    duties = _rtpfast.ReceiverDuties(
+        {96: (90000, False), 97: (90000, True)},
+        streams,
+        estimator,
+        nack,
+        lambda view: seen["sink"].append(view.sequence_number),
+        lambda incoming, now: seen["estimate"].append((incoming, now)),
+        lambda view: seen["rtx"].append(view.sequence_number),
+        lambda view: seen["nack"].append(sorted(nack.missing)),
+    )
+
+    def view(seq: int, pt: int = 96, ssrc: int = 5) -> aiortc_glue.RtpView:
+        return aiortc_glue.RtpView(b"p" * 100, pt, 0, seq, seq * 3000, ssrc, seq, None, 1e9, 0.0)
+
+    for seq in (1, 2, 3, 6):
+        duties.handle(view(seq))
+    assert seen["sink"] == [1, 2, 3, 6] and seen["nack"] == [[4, 5]]
+    # the rate control is due until it gives an estimate (this one never does): no rate yet
+    # at one arrival time, so -1
+    assert seen["estimate"] == [(-1, view(1).arrival_ms)] * 4
+    duties.handle(view(4, pt=97, ssrc=9))
+    assert seen["rtx"] == [4] and seen["sink"] == [1, 2, 3, 6]
+    assert set(streams) == {5, 9} and type(streams[5]) is _rtpfast.StreamStats
+    assert (streams[5].packets_received, streams[5].max_seq, streams[5].packets_lost) == (4, 6, 2)
+    duties.handle(view(7, pt=111))  # not negotiated: ignored
+    duties.enabled = 0
+    duties.handle(view(8))
+    assert seen["sink"] == [1, 2, 3, 6] and streams[5].packets_received == 4
+    duties.enabled, duties.sink = 1, None
+    duties.handle(view(9))  # no sink (yet): counted only
+    assert streams[5].packets_received == 5
