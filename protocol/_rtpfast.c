@@ -7,6 +7,12 @@
  *           its own buffer, parse it.
  * Sender    one outgoing stream: pack its header, copy the payload, protect and send on a
  *           descriptor; the NACK history, the counts sender reports need, the last packet.
+ * ReceiverDuties  what aiortc's receiver does per packet, with BitrateEstimator (its
+ *           receive-side bandwidth estimate but the rate control), StreamStats (its
+ *           receiver-report statistics) and NackGenerator (the sequence numbers missing).
+ *
+ * Each is aiortc's or libwebrtc's behaviour, tested against aiortc in tests/test_packet_path.py;
+ * protocol/aiortc_glue.py is where they meet aiortc's objects.
  *
  * libsrtp is pylibsrtp's (its cffi binding links it in): its functions and sessions come in
  * as addresses, and every object holding one keeps the pylibsrtp Session that owns it alive.

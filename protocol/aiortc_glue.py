@@ -1014,7 +1014,7 @@ def media_started(pc: RTCPeerConnection) -> bool:
     ) and bool(pc.getTransceivers())
 
 
-# --- leaner twins of two aiortc per-packet helpers (same results, tests/test_packet_path.py) --
+# --- the receive-side estimate: its per-packet step in C, aiortc's rate control here ----------
 
 
 REMB_MIN_INTERVAL_MS = 200
