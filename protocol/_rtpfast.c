@@ -369,6 +369,9 @@ static int sender_init(Sender *s, PyObject *args, PyObject *kwds) {
     s->level_id = level_id;
     s->fd = -1;
     s->last_seq = -1;
+    if (s->history != NULL)
+        for (int i = 0; i < s->history_size; i++)
+            Py_CLEAR(s->history[i].payload);
     PyMem_Free(s->history);
     s->history = PyMem_Calloc(history_size, sizeof(HistorySlot));
     if (s->history == NULL) {
@@ -543,7 +546,7 @@ static int view_outgoing(PyObject *const *args, Py_ssize_t nargs, Outgoing *o) {
         return -1;
     }
     RtpView *v = (RtpView *)args[0];
-    if (!PyBytes_Check(v->payload)) {
+    if (v->payload == NULL || !PyBytes_Check(v->payload)) {
         PyErr_SetString(PyExc_TypeError, "the view's payload is not bytes");
         return -1;
     }
@@ -552,7 +555,9 @@ static int view_outgoing(PyObject *const *args, Py_ssize_t nargs, Outgoing *o) {
     o->ts = (unsigned int)PyLong_AsUnsignedLongMask(args[2]);
     o->marker = v->marker != 0;
     o->ntp = v->ntp;
-    o->level = v->audio_level == Py_None ? -1 : (int)(PyLong_AsLong(v->audio_level) & 0xFF);
+    o->level = v->audio_level == NULL || v->audio_level == Py_None
+                   ? -1
+                   : (int)(PyLong_AsLong(v->audio_level) & 0xFF);
     return PyErr_Occurred() ? -1 : 0;
 }
 
@@ -1362,7 +1367,7 @@ typedef struct {
     char rtx[128];              /* payload type is RTX */
     PyObject *streams;          /* aiortc's dict: ssrc -> statistics (StreamStats here) */
     uint32_t stream_ssrcs[MAX_STREAMS];
-    StreamStats *stream_stats[MAX_STREAMS]; /* borrowed: the dict holds them */
+    StreamStats *stream_stats[MAX_STREAMS]; /* held: whatever becomes of aiortc's dict */
     int stream_count;
     BitrateEstimator *estimator; /* or NULL */
     NackGenerator *nack;         /* or NULL */
@@ -1398,6 +1403,8 @@ static int duties_init(ReceiverDuties *d, PyObject *args, PyObject *kwds) {
         d->rtx[pt] = (char)is_rtx;
     }
     d->enabled = 1;
+    for (int i = 0; i < d->stream_count; i++)
+        Py_DECREF(d->stream_stats[i]);
     d->stream_count = 0;
     Py_INCREF(streams);
     Py_XSETREF(d->streams, streams);
@@ -1415,6 +1422,8 @@ static int duties_init(ReceiverDuties *d, PyObject *args, PyObject *kwds) {
 }
 
 static void duties_dealloc(ReceiverDuties *d) {
+    for (int i = 0; i < d->stream_count; i++)
+        Py_DECREF(d->stream_stats[i]);
     Py_XDECREF(d->streams);
     Py_XDECREF(d->estimator);
     Py_XDECREF(d->nack);
@@ -1458,6 +1467,7 @@ static StreamStats *duties_stream(ReceiverDuties *d, uint32_t ssrc, long long cl
     }
     Py_DECREF(key);
     if (d->stream_count < MAX_STREAMS) {
+        Py_INCREF(st);
         d->stream_ssrcs[d->stream_count] = ssrc;
         d->stream_stats[d->stream_count++] = st;
     }
@@ -1473,7 +1483,8 @@ static PyObject *duties_handle(ReceiverDuties *d, PyObject *arg) {
     RtpView *v = (RtpView *)arg;
     if (!d->enabled)
         Py_RETURN_NONE;
-    if (d->estimator != NULL && v->abs_send_time != Py_None && PyBytes_Check(v->payload)) {
+    if (d->estimator != NULL && v->abs_send_time != NULL && v->abs_send_time != Py_None &&
+        v->payload != NULL && PyBytes_Check(v->payload)) {
         /* the estimator's own step, without building its arguments as Python objects */
         long ast = PyLong_AsLong(v->abs_send_time);
         if (ast == -1 && PyErr_Occurred())

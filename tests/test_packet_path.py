@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
@@ -193,14 +194,21 @@ def test_the_c_sender_packs_what_aiortc_parses_and_keeps_its_history():
         assert packet.extensions.audio_level == (True, 5) and packet.marker == 1
         assert packet.extensions.abs_send_time == (view.ntp >> 14) & 0xFFFFFF
         assert sender.packet_count == 3
+        # fields deleted from Python read as absent, or are refused: never a crash
+        del view.audio_level
+        assert sender.forward(view, 6, 7) > 0 and receiver.recv(1500)
+        del view.payload
+        with pytest.raises(TypeError):
+            sender.forward(view, 7, 8)
+        assert sender.packet_count == 4
         # too long for libsrtp's buffer: not sent, not counted
-        assert sender.send(b"x" * 1400, 1, 0, 0, ntp, None) == 0 and sender.packet_count == 3
+        assert sender.send(b"x" * 1400, 1, 0, 0, ntp, None) == 0 and sender.packet_count == 4
         # a host that is not a plain address (or no descriptor, TURN): the caller sends
         assert sender.bind(out, *protect, -1, host, port) is False
         assert sender.send(b"x", 2, 0, 0, ntp, None) == 0
         data = sender.protect(b"late", 3, 5, 0, ntp, None)
         assert RtpPacket.parse(into.unprotect(data), _map()).payload == b"late"
-        assert sender.last_size == len(data) - 10 and sender.packet_count == 4
+        assert sender.last_size == len(data) - 10 and sender.packet_count == 5
     finally:
         receiver.close()
         source.close()
