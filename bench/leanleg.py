@@ -5,8 +5,8 @@ real peer), offering tracks that never produce a frame. Once connected it takes 
 media socket and DTLS-keyed SRTP sessions (``protocol.aiortc_glue.RawMedia``) and from then on:
 
 * sends the clip pre-packetised (aiortc's VP8 payloader, run once per process): per packet a
-  12-byte header plus MID and abs-send-time extensions (one struct), SRTP protect in place
-  (libsrtp called directly), ``sendto``. One pacer
+  12-byte header plus MID and abs-send-time extensions, packed and SRTP-protected in one C call
+  (the relay's own ``protocol._rtpfast.Sender``), ``sendto``. One pacer
   task per process serves every leg; there is no per-leg thread or timer.
 * answers a PLI/FIR by restarting the clip at its latest keyframe at or before the current
   frame (the clip is a valid GOP from there, so the far side decodes it; the content jumps
@@ -94,41 +94,21 @@ class _Stream:
         self.packets = 0
         self.history: list[tuple[int, bytes] | None] = [None] * HISTORY
         self.resent_at = [0.0] * HISTORY
-        # the header is one struct: fixed header, extension prefix with the MID (constant),
-        # abs-send-time (id byte and 24 bits), padding; only marker, numbers and time vary
+        # the header (MID, abs-send-time) is packed and the packet protected in C; the leg
+        # keeps what it sent itself, to resend byte for byte
         mid = b""
         if ctx.mid and ctx.mid_id:
             raw = ctx.mid.encode()
             mid = bytes([(ctx.mid_id << 4) | (len(raw) - 1)]) + raw
-        self._abs_id = ctx.abs_send_time_id or 0
-        size = len(mid) + (4 if self._abs_id else 0)
-        pad = -size % 4
-        self._prefix = struct.pack("!HH", 0xBEDE, (size + pad) // 4) + mid if size else b""
-        fmt = f"!BBHII{len(self._prefix)}s" + ("BHB" if self._abs_id else "") + f"{pad}x"
-        self._head = struct.Struct(fmt)
-        self._first = 0x90 if size else 0x80
-        self._abs_byte = self._abs_id << 4 | 2
+        self.fast = RawMedia.sender(ctx.ssrc, ctx.payload_type, mid, ctx.abs_send_time_id or 0)
 
-    def packet(self, payload: bytes, marker: bool, now: float) -> bytes:
-        b1 = (0x80 if marker else 0) | self.ctx.payload_type
-        if self._abs_id:
-            ast = int((now + 2208988800) * 262144) & 0xFFFFFF  # 6.18 fixed-point seconds
-            head = self._head.pack(
-                self._first,
-                b1,
-                self.seq,
-                self.ts,
-                self.ctx.ssrc,
-                self._prefix,
-                self._abs_byte,
-                ast >> 8,
-                ast & 0xFF,
-            )
-        else:
-            head = self._head.pack(self._first, b1, self.seq, self.ts, self.ctx.ssrc, self._prefix)
+    def protect(self, payload: bytes, marker: bool, now: float) -> bytes | None:
+        """The next packet of this stream, protected (None: SRTP refused it)."""
+        ntp = int((now + 2208988800) * 4294967296.0)  # abs-send-time is its 6.18 seconds
+        data = self.fast.protect(payload, self.seq, self.ts, marker, ntp, None)
         self.seq = (self.seq + 1) & 0xFFFF
         self.packets += 1
-        return head + payload
+        return data
 
 
 class _Inbound:
@@ -194,6 +174,9 @@ class LeanMedia:
             else:
                 self.audio = _Stream(ctx, AUDIO_CLOCK, 50)
         self.raw = RawMedia(self.pc)
+        for stream in (self.video, self.audio):
+            if stream is not None:
+                self.raw.bind_sender(stream.fast)
         self.raw.on_rtp = self._on_rtp
         self.raw.on_rtcp = self._on_rtcp
         now = time.monotonic()
@@ -240,10 +223,14 @@ class LeanMedia:
         self, raw: RawMedia, stream: _Stream, payload: bytes, marker: bool, wall: float
     ) -> None:
         seq = stream.seq
-        sent = raw.send_rtp(stream.packet(payload, marker, wall))
-        if sent is not None:  # kept as sent: a NACK is answered with the same datagram
-            stream.history[seq % HISTORY] = (seq, sent)
-            stream.resent_at[seq % HISTORY] = 0.0
+        sent = stream.protect(payload, marker, wall)
+        if sent is None:
+            raw.send_errors += 1
+            return
+        raw.resend(sent)
+        # kept as sent: a NACK is answered with the same datagram
+        stream.history[seq % HISTORY] = (seq, sent)
+        stream.resent_at[seq % HISTORY] = 0.0
 
     # --- receiving ----------------------------------------------------------------------
 

@@ -738,7 +738,6 @@ def parse_rtp(data: bytes, abs_id: int | None, level_id: int | None) -> RtpView 
 
 
 _srtp_unprotect = _srtp_lib.srtp_unprotect
-_srtp_protect = _srtp_lib.srtp_protect
 SRTP_BUFFER_LIMIT = _rtpfast.PLAIN_LIMIT
 """The largest plain packet handed to libsrtp directly: pylibsrtp's 1500-byte buffer less
 its largest SRTP trailer (pylibsrtp refuses longer ones the same way)."""
@@ -783,8 +782,11 @@ class _FastPath:
         view = parse_rtp(plain, ids.abs_send_time, ids.audio_level)
         if view is None:
             fast_drops += 1
-        else:
+            return
+        try:
             self.route(view)
+        except Exception:
+            _sink_failed()  # counted and dropped: one packet, never aiortc's receive loop
 
     def route(self, view: RtpView) -> None:
         """Hand one received packet to its receiver (aiortc's router tables)."""
@@ -864,8 +866,8 @@ def _patch_stun_protocol() -> None:
 class RawMedia:
     """A connected peer connection's media socket and SRTP sessions, for a load client.
 
-    After the ICE + DTLS handshake, the client sends and receives RTP/RTCP itself: plain
-    packets in, protected in place with the DTLS-keyed sessions (libsrtp called directly),
+    After the ICE + DTLS handshake, the client sends and receives RTP/RTCP itself: packets
+    protected with the DTLS-keyed sessions (a C sender per stream, libsrtp called directly),
     out on the nominated pair. Received RTP is authenticated and decrypted one packet in
     ``RX_VERIFY_EVERY`` (and every RTCP packet): the header a load client counts is in clear
     in SRTP, so the others are counted from it, and the sample still catches a relay that
@@ -878,7 +880,6 @@ class RawMedia:
         transceivers = pc.getTransceivers()
         dtls = transceivers[0].sender.transport
         self._dtls = dtls
-        self._tx = SrtpBuffer(dtls._tx_srtp)
         self._rx = SrtpBuffer(dtls._rx_srtp)
         self._rx_session = dtls._rx_srtp
         self._tx_session = dtls._tx_srtp
@@ -936,22 +937,16 @@ class RawMedia:
             on_rtp(rx.buffer[0:size], 0)
         return True
 
-    def send_rtp(self, plain: bytes) -> bytes | None:
-        """Protect and send one plain RTP packet; returns the datagram sent (a NACK is
-        answered by sending it again: ``resend``), None when it could not be sent."""
-        tx = self._tx
-        n = len(plain)
-        if n > SRTP_BUFFER_LIMIT:
-            self.send_errors += 1
-            return None
-        tx.buffer[0:n] = plain
-        tx.length[0] = n
-        if _srtp_protect(tx.ctx, tx.cdata, tx.length):
-            self.send_errors += 1
-            return None
-        data = tx.buffer[0 : tx.length[0]]
-        self._send(data)
-        return data
+    @staticmethod
+    def sender(ssrc: int, payload_type: int, mid_element: bytes, abs_id: int) -> Any:
+        """A C sender (``protocol._rtpfast.Sender``) for one outgoing stream of a load
+        client: ``protect()`` packs the header, copies the payload and protects it, and the
+        client sends (and keeps) the datagram; bound with ``bind_sender``."""
+        return _rtpfast.Sender(ssrc, payload_type, mid_element, abs_id, 0, 1)
+
+    def bind_sender(self, sender: Any) -> None:
+        """Protect with this connection's outgoing SRTP session."""
+        sender.bind(self._tx_session, *_srtp_addresses(self._tx_session, "srtp_protect"), -1, "", 0)
 
     def resend(self, datagram: bytes) -> None:
         """Send an already protected datagram again (SRTP accepts it where the first was lost)."""

@@ -173,7 +173,7 @@ def test_pylibsrtp_and_aioice_internals_the_lean_path_uses():
     plain = bytes([0x80, 96, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3]) + b"payload"
     srtp.buffer[0 : len(plain)] = plain
     srtp.length[0] = len(plain)
-    assert aiortc_glue._srtp_protect(srtp.ctx, srtp.cdata, srtp.length) == 0
+    assert aiortc_glue._srtp_lib.srtp_protect(srtp.ctx, srtp.cdata, srtp.length) == 0
     assert srtp.length[0] > len(plain)  # the auth tag was appended in place
     # protocol._rtpfast is handed libsrtp's functions and a session's context as addresses
     fn, ctx = aiortc_glue._srtp_addresses(session, "srtp_protect")

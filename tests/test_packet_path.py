@@ -20,19 +20,19 @@ from tests.support import admission, tone_clip, video_clip
 ABS_ID, LEVEL_ID, MID_ID = 3, 5, 9
 
 
-def _map() -> HeaderExtensionsMap:
+def _map(abs_id: int = ABS_ID, mid_id: int = MID_ID) -> HeaderExtensionsMap:
     ext = HeaderExtensionsMap()
     ext.configure(
         RTCRtpParameters(
             headerExtensions=[
                 RTCRtpHeaderExtensionParameters(
-                    id=ABS_ID, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+                    id=abs_id, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
                 ),
                 RTCRtpHeaderExtensionParameters(
                     id=LEVEL_ID, uri="urn:ietf:params:rtp-hdrext:ssrc-audio-level"
                 ),
                 RTCRtpHeaderExtensionParameters(
-                    id=MID_ID, uri="urn:ietf:params:rtp-hdrext:sdes:mid"
+                    id=mid_id, uri="urn:ietf:params:rtp-hdrext:sdes:mid"
                 ),
             ]
         )
@@ -413,15 +413,20 @@ async def test_idlecost_measures_connected_silent_calls():
 
 
 class _Socket:
-    """Stands in for the leg's media socket (the system edge): keeps what would be sent."""
+    """Stands in for the leg's media socket (the system edge): keeps what would be sent,
+    protected with a real SRTP session (``plain`` unprotects it with its peer)."""
 
     def __init__(self) -> None:
         self.rtp: list[bytes] = []
         self.rtcp: list[bytes] = []
+        self.send_errors = 0
+        self._out, self._into = _srtp_pair()
 
-    def send_rtp(self, plain: bytes) -> bytes:
-        self.rtp.append(plain)
-        return plain  # "protected" as it is
+    def bind_sender(self, sender) -> None:
+        sender.bind(self._out, *aiortc_glue._srtp_addresses(self._out, "srtp_protect"), -1, "", 0)
+
+    def plain(self, datagram: bytes) -> bytes:
+        return self._into.unprotect(datagram)
 
     def resend(self, datagram: bytes) -> None:
         self.rtp.append(datagram)
@@ -442,6 +447,7 @@ def test_lean_leg_answers_pli_with_a_keyframe_and_nack_with_one_resend():
     ctx = aiortc_glue.SendContext("video", 0x1111, 96, "1", 4, 2, {96: "video"})
     media.video = leanleg._Stream(ctx, 90000, 30)
     media.raw = sock = _Socket()
+    sock.bind_sender(media.video.fast)
     for _ in range(3):
         media._send_video_frame(sock, media.video, 0.0)
     first_seq = struct.unpack_from("!H", sock.rtp[0], 2)[0]
@@ -452,7 +458,10 @@ def test_lean_leg_answers_pli_with_a_keyframe_and_nack_with_one_resend():
     pli = struct.pack("!BBHII", 0x81, 206, 2, 1, 0x1111)
     media._on_rtcp(pli)
     media._send_video_frame(sock, media.video, 0.0)
-    assert media.plis == 1 and sock.rtp[-1].endswith(b"\x01" * 200)
+    assert media.plis == 1 and sock.plain(sock.rtp[-1]).endswith(b"\x01" * 200)
+    # the header as aiortc reads it: MID and abs-send-time
+    header = RtpPacket.parse(sock.plain(sock.rtp[0]), _map(abs_id=2, mid_id=4))
+    assert header.extensions.mid == "1" and header.extensions.abs_send_time is not None
     # a NACK for the first packet, twice at once: resent once, byte for byte
     nack = struct.pack("!BBHIIHH", 0x81, 205, 3, 1, 0x1111, first_seq, 0)
     sent = len(sock.rtp)
