@@ -648,3 +648,28 @@ def test_the_c_receiver_duties_count_nack_and_hand_over():
     duties.enabled, duties.sink = 1, None
     duties.handle(view(9))  # no sink (yet): counted only
     assert streams[5].packets_received == 5
+
+
+def test_a_failing_packet_handler_drops_that_packet_only(caplog):
+    """What the C duties let out (a sink's, a callback's error) is counted and dropped at the
+    socket handler: the next packet goes through."""
+
+    class Ids:
+        abs_send_time = audio_level = None
+
+    class Fast:  # the socket's fast path, as _install_fast_path builds it
+        ids = Ids()
+        routed: list[int] = []
+
+        def receive(self, data: bytes, abs_id, level_id):
+            return aiortc_glue.RtpView(data, 96, 0, len(self.routed), 0, 1, None, None, 1.0, 0.0)
+
+        def route(self, view) -> None:
+            if view.payload == b"bug":
+                raise RuntimeError("a sink's bug")
+            self.routed.append(view.sequence_number)
+
+    fast, before = Fast(), aiortc_glue.sink_errors
+    for data in (b"ok", b"bug", b"ok"):
+        aiortc_glue._fast_receive(fast, None, data, ("127.0.0.1", 9))
+    assert aiortc_glue.sink_errors == before + 1 and fast.routed == [0, 1]
