@@ -58,6 +58,11 @@ async def test_app_and_console_pass_axe_and_keyboard(tmp_path):
                     break
             await page.keyboard.press("Enter")
             await page.wait_for_selector("#screen-book:not([hidden])")
+            # the screen shows before its slots are fetched; focus moves to its heading after
+            await page.wait_for_function(
+                "document.activeElement && document.activeElement.id === 'book-title'",
+                timeout=5000,
+            )
             assert await page.evaluate("document.activeElement.id") == "book-title"
             await assert_accessible(page, "/app#book")
             await page.goto(f"{url}/app#apply")
