@@ -481,6 +481,16 @@ typedef struct {
     int level;
 } Outgoing;
 
+static int header_args(PyObject *const *args, Outgoing *o) {
+    /* (seq, ts, marker, ntp, level: int | None) */
+    o->seq = (int)(PyLong_AsLong(args[0]) & 0xFFFF);
+    o->ts = (unsigned int)PyLong_AsUnsignedLongMask(args[1]);
+    o->marker = PyObject_IsTrue(args[2]);
+    o->ntp = PyLong_AsUnsignedLongLongMask(args[3]);
+    o->level = args[4] == Py_None ? -1 : (int)(PyLong_AsLong(args[4]) & 0xFF);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
 static int outgoing_args(PyObject *const *args, Py_ssize_t nargs, Outgoing *o) {
     /* (payload: bytes, seq, ts, marker, ntp, level: int | None) */
     if (nargs != 6 || !PyBytes_Check(args[0])) {
@@ -488,12 +498,7 @@ static int outgoing_args(PyObject *const *args, Py_ssize_t nargs, Outgoing *o) {
         return -1;
     }
     o->payload = args[0];
-    o->seq = (int)(PyLong_AsLong(args[1]) & 0xFFFF);
-    o->ts = (unsigned int)PyLong_AsUnsignedLongMask(args[2]);
-    o->marker = PyObject_IsTrue(args[3]);
-    o->ntp = PyLong_AsUnsignedLongLongMask(args[4]);
-    o->level = args[5] == Py_None ? -1 : (int)(PyLong_AsLong(args[5]) & 0xFF);
-    return PyErr_Occurred() ? -1 : 0;
+    return header_args(args + 1, o);
 }
 
 /* Header, payload, protect, in the sender's buffer: the protected length, -1 when not. */
@@ -602,15 +607,11 @@ static PyObject *sender_header(Sender *s, PyObject *const *args, Py_ssize_t narg
         PyErr_SetString(PyExc_TypeError, "header(seq, ts, marker, ntp, level)");
         return NULL;
     }
-    int seq = (int)(PyLong_AsLong(args[0]) & 0xFFFF);
-    unsigned int ts = (unsigned int)PyLong_AsUnsignedLongMask(args[1]);
-    int marker = PyObject_IsTrue(args[2]);
-    unsigned long long ntp = PyLong_AsUnsignedLongLongMask(args[3]);
-    int level = args[4] == Py_None ? -1 : (int)(PyLong_AsLong(args[4]) & 0xFF);
-    if (PyErr_Occurred())
+    Outgoing o;
+    if (header_args(args, &o) < 0)
         return NULL;
     unsigned char head[64];
-    int n = pack_header(s, head, seq, ts, marker, ntp, level);
+    int n = pack_header(s, head, o.seq, o.ts, o.marker, o.ntp, o.level);
     return PyBytes_FromStringAndSize((const char *)head, n);
 }
 

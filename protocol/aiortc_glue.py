@@ -393,8 +393,13 @@ def _sink_failed() -> None:
 # --- sending pre-encoded packets -------------------------------------------------------------
 
 
-def _ignore_set(self: Any, value: Any) -> None:
-    """aiortc's constructor zeroes the counts the C sender keeps: nothing to store."""
+def _sender_count(field: str) -> property:
+    """One of the counts aiortc's sender reports read, from the C sender (0 before it
+    exists); aiortc's constructor zeroes it, which stores nothing."""
+    return property(
+        lambda self: 0 if self._fast is None else getattr(self._fast, field),
+        lambda self, value: None,
+    )
 
 
 class ForwardingSender(RTCRtpSender):
@@ -414,7 +419,6 @@ class ForwardingSender(RTCRtpSender):
     async def _run_rtp(self, codec: RTCRtpCodecParameters) -> None:
         # Replaces aiortc's encode loop (which would poll for a track every 20 ms).
         self._pair: Any = None
-        self._session: Any = None
         self._sendto: Callable[[Any, tuple[str, int]], Any] | None = None
         self._dest: tuple[str, int] | None = None
         ids = self._RTCRtpSender__rtp_header_extensions_map._HeaderExtensionsMap__ids
@@ -478,18 +482,10 @@ class ForwardingSender(RTCRtpSender):
         return fast.last_seq, fast.last_ts, fast.last_ntp * 1000 >> 32
 
     # aiortc's sender reports and stats read these four; the C sender counts them
-    _RTCRtpSender__packet_count = property(
-        lambda self: 0 if self._fast is None else self._fast.packet_count, _ignore_set
-    )
-    _RTCRtpSender__octet_count = property(
-        lambda self: 0 if self._fast is None else self._fast.octet_count, _ignore_set
-    )
-    _RTCRtpSender__ntp_timestamp = property(
-        lambda self: 0 if self._fast is None else self._fast.last_ntp, _ignore_set
-    )
-    _RTCRtpSender__rtp_timestamp = property(
-        lambda self: 0 if self._fast is None else self._fast.last_ts, _ignore_set
-    )
+    _RTCRtpSender__packet_count = _sender_count("packet_count")
+    _RTCRtpSender__octet_count = _sender_count("octet_count")
+    _RTCRtpSender__ntp_timestamp = _sender_count("last_ntp")
+    _RTCRtpSender__rtp_timestamp = _sender_count("last_ts")
 
     def forward_view(self, view: RtpView, sequence_number: int, timestamp: int) -> int:
         """Send one received packet as this sender's, with these sequence number and
@@ -542,7 +538,6 @@ class ForwardingSender(RTCRtpSender):
         )
         self._sendto = None if direct else transport.sendto
         self._dest = pair.remote_addr
-        self._session = session
         self._pair = pair
         return True
 
