@@ -1126,10 +1126,48 @@ async def close_peer_connection(pc: RTCPeerConnection) -> None:
     (a leg closed just as its ICE finished, e.g. right after a rejoin) returns first; the
     consent task then starts on the closed sockets and lingers for about 30 s ("Task was
     destroyed but it is pending" when the loop closes). A consent check that had started
-    is cancelled by aioice's close; one that had not is made a no-op here."""
+    is cancelled by aioice's close; one that had not is made a no-op here. aiortc's connect
+    task, when the close lands inside its handshake, is awaited and what it started after the
+    close is stopped (below)."""
     for connection in _ice_connections(pc):
         connection.query_consent = _no_consent_after_close  # this instance, from now on
+    connecting = _connect_tasks(pc)
     await pc.close()
+    if not connecting:
+        return
+    # aiortc's connect task (not kept by aiortc) awaits ICE and then DTLS for each transceiver
+    # before it starts that transceiver's sender and receiver. When close() lands inside one
+    # of those awaits, close() stops the transceivers first and the connect task, resuming,
+    # starts them after: their RTCP tasks (and a receiver's decoder thread) would outlive the
+    # close, and the task's next ICE start fails ("RTCIceTransport is closed") with no one to
+    # retrieve the error. It is awaited here and whatever it started is stopped again.
+    await asyncio.gather(*connecting, return_exceptions=True)
+    for transceiver in pc.getTransceivers():
+        receiver_task = getattr(transceiver.receiver, "_RTCRtpReceiver__rtcp_task", None)
+        if receiver_task is not None and not receiver_task.done():
+            await transceiver.receiver.stop()
+        sender_task = getattr(transceiver.sender, "_RTCRtpSender__rtcp_task", None)
+        if sender_task is not None and not sender_task.done():
+            await transceiver.sender.stop()
+
+
+_CONNECT_QUALNAME = "RTCPeerConnection.__connect"
+
+
+def _connect_tasks(pc: RTCPeerConnection) -> list[asyncio.Task[Any]]:
+    """The tasks running ``pc``'s connect coroutine now (aiortc starts one per description
+    set and keeps no reference to it)."""
+    out: list[asyncio.Task[Any]] = []
+    for task in asyncio.all_tasks():
+        coro = task.get_coro()
+        frame = getattr(coro, "cr_frame", None)
+        if (
+            frame is not None
+            and getattr(coro, "__qualname__", "") == _CONNECT_QUALNAME
+            and frame.f_locals.get("self") is pc
+        ):
+            out.append(task)
+    return out
 
 
 def selected_candidate_types(pc: RTCPeerConnection) -> list[str]:

@@ -204,3 +204,20 @@ def test_consent_internals_close_peer_connection_relies_on():
     assert "asyncio.create_task(self.query_consent())" in _source(aioice.ice.Connection.connect)
     close = _source(aioice.ice.Connection.close)
     assert "self._query_consent_task.cancel()" in close
+
+
+def test_connect_internals_close_peer_connection_relies_on():
+    """close_peer_connection finds aiortc's untracked connect task by its coroutine's name and
+    stops a sender or receiver it started after close() through their RTCP task."""
+    pc = aiortc.RTCPeerConnection
+    assert "asyncio.ensure_future(self.__connect())" in _source(pc.setRemoteDescription)
+    connect = pc._RTCPeerConnection__connect
+    assert connect.__qualname__ == aiortc_glue._CONNECT_QUALNAME
+    body = _source(connect)
+    assert body.index("await dtlsTransport.start(") < body.index("await transceiver.sender.send(")
+    assert "self.__rtcp_task = asyncio.ensure_future(self._run_rtcp())" in _source(
+        RTCRtpSender.send
+    )
+    assert "self.__rtcp_task = asyncio.ensure_future(self._run_rtcp())" in _source(
+        RTCRtpReceiver.receive
+    )
