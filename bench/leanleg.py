@@ -15,8 +15,9 @@ media socket and DTLS-keyed SRTP sessions (``protocol.aiortc_glue.RawMedia``) an
 * sends RTCP once a second per leg: a receiver report for each stream it receives and a REMB
   (so the server's NACK and REMB handling run), and a NACK when a received stream has a gap.
 * counts what arrives per stream (packets, payload bytes, frames by marker bit, frame delay
-  against the RTP clock) straight from the socket: a header read (in clear in SRTP), and
-  SRTP authentication and decryption of one packet in ``RawMedia.RX_VERIFY_EVERY``.
+  against the RTP clock) straight from the socket, in C (``RawMedia.listen``): a header read
+  (in clear in SRTP), and SRTP authentication and decryption of one packet in
+  ``RawMedia.RX_VERIFY_EVERY``; Python runs only for RTCP and a gap's NACK.
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ retransmission back for about an RTT): a receiver that re-NACKs its whole missin
 each new gap must not turn a loss burst into a retransmission storm."""
 START_TIMEOUT_S = 20.0
 
-_HDR = struct.Struct("!BBHII")
 _RTCP_HDR = struct.Struct("!BBH")
 
 
@@ -111,31 +111,6 @@ class _Stream:
         return data
 
 
-class _Inbound:
-    """What one received stream (by SSRC) delivered: for counting, RR and NACK."""
-
-    __slots__ = (
-        "kind",
-        "max_seq",
-        "received",
-        "base",
-        "ts_last",
-        "ts_wraps",
-        "expected_prior",
-        "received_prior",
-    )
-
-    def __init__(self, kind: str, seq: int) -> None:
-        self.kind = kind
-        self.max_seq = seq
-        self.base = seq
-        self.received = 0
-        self.ts_last: int | None = None
-        self.ts_wraps = 0
-        self.expected_prior = 0
-        self.received_prior = 0
-
-
 class LeanMedia:
     """One leg's media after the handshake (see the module docstring)."""
 
@@ -148,7 +123,8 @@ class LeanMedia:
         self.video: _Stream | None = None
         self.audio: _Stream | None = None
         self.pt_kind: dict[int, str] = {}
-        self.inbound: dict[int, _Inbound] = {}
+        self.reported: dict[int, tuple[int, int]] = {}
+        """Per received SSRC: (expected, received) at the previous receiver report."""
         self.position = 0  # the clip frame sent next
         self.audio_position = 0
         self.next_video = 0.0
@@ -177,8 +153,14 @@ class LeanMedia:
         for stream in (self.video, self.audio):
             if stream is not None:
                 self.raw.bind_sender(stream.fast)
-        self.raw.on_rtp = self._on_rtp
-        self.raw.on_rtcp = self._on_rtcp
+        self.raw.listen(
+            self.pt_kind,
+            MAX_NACK_GAP,
+            VIDEO_CLOCK,
+            self.counters.frame_delays,
+            self._on_rtcp,
+            self._send_nack,
+        )
         now = time.monotonic()
         self.next_video = self.next_audio = now
 
@@ -233,44 +215,6 @@ class LeanMedia:
         stream.resent_at[seq % HISTORY] = 0.0
 
     # --- receiving ----------------------------------------------------------------------
-
-    def _on_rtp(self, data: bytes, trailer: int) -> None:
-        """One received packet: plain (``trailer`` 0) or as protected, header in clear."""
-        b0, b1, seq, ts, ssrc = _HDR.unpack_from(data)
-        kind = self.pt_kind.get(b1 & 0x7F)
-        if kind is None:
-            return
-        n = len(data)
-        pos = 12 + 4 * (b0 & 0x0F)
-        if b0 & 0x10 and n >= pos + 4:
-            pos += 4 + 4 * ((data[pos + 2] << 8) | data[pos + 3])
-        end = n - trailer - (data[-1] if b0 & 0x20 and not trailer else 0)
-        if kind == "rtx":  # a retransmission: count it as the stream it repairs
-            inbound = self.inbound.get(ssrc)
-            kind = "video"
-            pos += 2
-        else:
-            inbound = self.inbound.get(ssrc)
-            if inbound is None:
-                inbound = self.inbound[ssrc] = _Inbound(kind, seq)
-            else:
-                gap = (seq - inbound.max_seq) & 0xFFFF
-                if 0 < gap < 0x8000:
-                    if 1 < gap <= MAX_NACK_GAP:
-                        self._send_nack(ssrc, inbound.max_seq, gap)
-                    inbound.max_seq = seq
-            inbound.received += 1
-        c = self.counters
-        c.rx_packets[kind] += 1
-        if end > pos:
-            c.rx_bytes[kind] += end - pos
-        if b1 & 0x80 and kind == "video" and inbound is not None:
-            c.rx_frames += 1
-            last = inbound.ts_last
-            if last is not None and ts < last and last - ts > 1 << 31:
-                inbound.ts_wraps += 1
-            inbound.ts_last = ts
-            c.frame_delays.append(time.monotonic() - (ts + (inbound.ts_wraps << 32)) / VIDEO_CLOCK)
 
     def _on_rtcp(self, data: bytes) -> None:
         pos = 0
@@ -328,26 +272,28 @@ class LeanMedia:
     def send_reports(self) -> None:
         """A receiver report for every stream received, then a REMB, in one compound packet."""
         raw = self.raw
-        if raw is None or not self.inbound:
+        streams = raw.streams()[:31] if raw is not None else []
+        if raw is None or not streams:
             return
         blocks = b""
-        for ssrc, s in list(self.inbound.items())[:31]:
-            expected = ((s.max_seq - s.base) & 0xFFFF) + 1
-            exp_i = expected - s.expected_prior
-            rec_i = s.received - s.received_prior
-            s.expected_prior, s.received_prior = expected, s.received
+        for ssrc, base, max_seq, received in streams:
+            expected = ((max_seq - base) & 0xFFFF) + 1
+            expected_prior, received_prior = self.reported.get(ssrc, (0, 0))
+            exp_i = expected - expected_prior
+            rec_i = received - received_prior
+            self.reported[ssrc] = (expected, received)
             lost_i = max(0, exp_i - rec_i)
             fraction = (lost_i << 8) // exp_i if exp_i > 0 else 0
-            lost = max(0, min(0x7FFFFF, expected - s.received))
+            lost = max(0, min(0x7FFFFF, expected - received))
             blocks += struct.pack("!IB", ssrc, min(255, fraction)) + lost.to_bytes(3, "big")
-            blocks += struct.pack("!IIII", s.max_seq, 0, 0, 0)
+            blocks += struct.pack("!IIII", max_seq, 0, 0, 0)
         count = len(blocks) // 24
         rr = (
             _RTCP_HDR.pack(0x80 | count, 201, 1 + 6 * count)
             + struct.pack("!I", self.rtcp_ssrc)
             + blocks
         )
-        ssrcs = list(self.inbound)
+        ssrcs = [stream[0] for stream in streams]
         exp, mantissa = 0, REMB_BPS
         while mantissa > 0x3FFFF:
             mantissa >>= 1
@@ -359,6 +305,12 @@ class LeanMedia:
         raw.send_rtcp(rr + remb)
 
     # --- reporting ----------------------------------------------------------------------
+
+    def received(self) -> tuple[dict[str, int], dict[str, int], int]:
+        """Packets and payload bytes received per kind, and video frames."""
+        if self.raw is None:
+            return {"video": 0, "audio": 0}, {"video": 0, "audio": 0}, 0
+        return self.raw.counts()
 
     def sent(self) -> tuple[dict[str, int], dict[str, int]]:
         frames = {"video": 0, "audio": 0}

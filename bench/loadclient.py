@@ -40,6 +40,9 @@ JOIN_PARALLEL = 4
 
 @dataclass
 class LegCounters:
+    """What one leg received: counted here for aiortc legs (``sink``); a lean leg counts in
+    C (``LeanMedia.received``) and appends only its frame delays here."""
+
     call: int
     rx_packets: dict[str, int] = field(default_factory=lambda: {"video": 0, "audio": 0})
     rx_bytes: dict[str, int] = field(default_factory=lambda: {"video": 0, "audio": 0})
@@ -140,9 +143,12 @@ class Leg:
         rtp = {"video": 0, "audio": 0}
         state = "none"
         tx_frames = {"video": self.video.sent, "audio": self.audio.sent}
+        c = self.counters
+        rx_packets, rx_bytes, rx_frames = dict(c.rx_packets), dict(c.rx_bytes), c.rx_frames
         if self.lean is not None:
             state = self.pc.connectionState
             tx_frames, rtp = self.lean.sent()
+            rx_packets, rx_bytes, rx_frames = self.lean.received()  # counted in C
         elif self.pc is not None:
             state = self.pc.connectionState
             for sender in self.pc.getSenders():
@@ -152,16 +158,15 @@ class Leg:
                     for stats in (await sender.getStats()).values():
                         if getattr(stats, "type", "") == "outbound-rtp":
                             rtp[sender.track.kind] += stats.packetsSent
-        c = self.counters
         return {
             "call": c.call,
             "state": state,
             "error": c.error,
             "tx_frames": tx_frames,
             "tx_packets": rtp,
-            "rx_packets": dict(c.rx_packets),
-            "rx_bytes": dict(c.rx_bytes),
-            "rx_frames": c.rx_frames,
+            "rx_packets": rx_packets,
+            "rx_bytes": rx_bytes,
+            "rx_frames": rx_frames,
             # delays since the previous snapshot, relative to their minimum (ms); the absolute
             # offset is meaningless (RTP clocks start anywhere), the spread is not
             "frame_delays_ms": _relative_ms(c.frame_delays),

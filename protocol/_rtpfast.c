@@ -10,6 +10,8 @@
  * ReceiverDuties  what aiortc's receiver does per packet, with BitrateEstimator (its
  *           receive-side bandwidth estimate but the rate control), StreamStats (its
  *           receiver-report statistics) and NackGenerator (the sequence numbers missing).
+ * LegReceiver  a load client's receive step (bench/leanleg.py): what arrives, counted per
+ *           stream, one packet in a few authenticated and decrypted.
  *
  * Each is aiortc's or libwebrtc's behaviour, tested against aiortc in tests/test_packet_path.py;
  * protocol/aiortc_glue.py is where they meet aiortc's objects.
@@ -1544,6 +1546,290 @@ static PyTypeObject ReceiverDutiesType = {
     .tp_new = PyType_GenericNew,
 };
 
+/* --- LegReceiver ---------------------------------------------------------------------------- */
+
+/* A load client's receive step (bench/leanleg.py): what arrives on a leg's socket, counted
+ * per stream without a Python call per packet. RTP headers are in clear in SRTP, so one packet
+ * in `verify_every` is authenticated and decrypted (every other one is counted from its
+ * header, less the trailer length the verified ones showed); a relay sending anything SRTP
+ * refuses still shows up in `bad`. RTCP goes to `on_rtcp` (protected), anything not RTP or
+ * RTCP to `on_other(protocol, data, addr)` (aioice), and a gap in a stream to
+ * `on_gap(ssrc, last_seq, gap)` (the client's NACK). */
+
+#define LEG_STREAMS 16
+enum { LEG_VIDEO = 0, LEG_AUDIO = 1, LEG_RTX = 2, LEG_UNKNOWN = -1 };
+
+typedef struct {
+    unsigned int ssrc;
+    int max_seq;
+    int base;
+    long long received;
+    int has_ts;
+    unsigned int ts_last;
+    long long ts_wraps;
+} LegStream;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *session;
+    srtp_fn unprotect;
+    void *ctx;
+    signed char kinds[128];
+    int verify_every;
+    int max_gap;
+    double video_clock;
+    long long count;
+    int trailer; /* the SRTP trailer length; -1 until a packet was verified */
+    long long packets[2], bytes[2], frames, verified, bad, failed;
+    LegStream streams[LEG_STREAMS];
+    int nstreams;
+    PyObject *frame_delays; /* list */
+    PyObject *on_rtcp, *on_other, *on_gap;
+    unsigned char buffer[BUFFER_SIZE];
+} LegReceiver;
+
+static int leg_init(LegReceiver *r, PyObject *args, PyObject *kwds) {
+    /* LegReceiver(session, unprotect, ctx, kinds: {pt: 0 video | 1 audio | 2 rtx},
+     *             verify_every, max_gap, video_clock, frame_delays: list,
+     *             on_rtcp, on_gap, on_other) */
+    PyObject *session, *fn, *ctx, *kinds, *delays, *on_rtcp, *on_other, *on_gap;
+    int verify_every, max_gap;
+    double video_clock;
+    if (!PyArg_ParseTuple(args, "OO!O!O!iidO!OOO", &session, &PyLong_Type, &fn, &PyLong_Type,
+                          &ctx, &PyDict_Type, &kinds, &verify_every, &max_gap, &video_clock,
+                          &PyList_Type, &delays, &on_rtcp, &on_gap, &on_other))
+        return -1;
+    if (verify_every < 1 || max_gap < 1 || video_clock <= 0) {
+        PyErr_SetString(PyExc_ValueError, "verify_every, max_gap and video_clock must be > 0");
+        return -1;
+    }
+    r->unprotect = (srtp_fn)PyLong_AsVoidPtr(fn);
+    r->ctx = PyLong_AsVoidPtr(ctx);
+    if (PyErr_Occurred())
+        return -1;
+    memset(r->kinds, LEG_UNKNOWN, sizeof(r->kinds));
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(kinds, &pos, &key, &value)) {
+        long pt = PyLong_AsLong(key), kind = PyLong_AsLong(value);
+        if (PyErr_Occurred())
+            return -1;
+        if (pt < 0 || pt > 127 || kind < LEG_VIDEO || kind > LEG_RTX) {
+            PyErr_SetString(PyExc_ValueError, "kinds: payload type 0-127 to 0, 1 or 2");
+            return -1;
+        }
+        r->kinds[pt] = (signed char)kind;
+    }
+    r->verify_every = verify_every;
+    r->max_gap = max_gap;
+    r->video_clock = video_clock;
+    r->trailer = -1;
+    Py_INCREF(session);
+    Py_XSETREF(r->session, session);
+    Py_INCREF(delays);
+    Py_XSETREF(r->frame_delays, delays);
+    Py_INCREF(on_rtcp);
+    Py_XSETREF(r->on_rtcp, on_rtcp);
+    Py_INCREF(on_other);
+    Py_XSETREF(r->on_other, on_other);
+    Py_INCREF(on_gap);
+    Py_XSETREF(r->on_gap, on_gap);
+    return 0;
+}
+
+static int leg_traverse(LegReceiver *r, visitproc visit, void *arg) {
+    Py_VISIT(r->frame_delays);
+    Py_VISIT(r->on_rtcp);
+    Py_VISIT(r->on_other);
+    Py_VISIT(r->on_gap);
+    return 0;
+}
+
+static int leg_clear(LegReceiver *r) {
+    Py_CLEAR(r->frame_delays);
+    Py_CLEAR(r->on_rtcp);
+    Py_CLEAR(r->on_other);
+    Py_CLEAR(r->on_gap);
+    return 0;
+}
+
+static void leg_dealloc(LegReceiver *r) {
+    PyObject_GC_UnTrack(r);
+    leg_clear(r);
+    Py_XDECREF(r->session);
+    Py_TYPE(r)->tp_free((PyObject *)r);
+}
+
+static LegStream *leg_stream(LegReceiver *r, unsigned int ssrc) {
+    for (int i = 0; i < r->nstreams; i++)
+        if (r->streams[i].ssrc == ssrc)
+            return &r->streams[i];
+    return NULL;
+}
+
+static int leg_count(LegReceiver *r, const unsigned char *data, Py_ssize_t n, int trailer) {
+    /* one RTP packet, plain (trailer 0) or protected with its header in clear; -1 on error */
+    int kind = r->kinds[data[1] & 0x7F];
+    if (kind == LEG_UNKNOWN)
+        return 0;
+    int seq = (data[2] << 8) | data[3];
+    unsigned int ts = ((unsigned int)data[4] << 24) | (data[5] << 16) | (data[6] << 8) | data[7];
+    unsigned int ssrc =
+        ((unsigned int)data[8] << 24) | (data[9] << 16) | (data[10] << 8) | data[11];
+    Py_ssize_t pos = 12 + 4 * (data[0] & 0x0F);
+    if ((data[0] & 0x10) && n >= pos + 4)
+        pos += 4 + 4 * ((data[pos + 2] << 8) | data[pos + 3]);
+    Py_ssize_t end = n - trailer - ((data[0] & 0x20) && !trailer ? data[n - 1] : 0);
+    LegStream *s = leg_stream(r, ssrc);
+    if (kind == LEG_RTX) { /* a retransmission: counted as the stream it repairs */
+        kind = LEG_VIDEO;
+        pos += 2;
+    } else if (s == NULL) {
+        if (r->nstreams < LEG_STREAMS) {
+            s = &r->streams[r->nstreams++];
+            memset(s, 0, sizeof(*s));
+            s->ssrc = ssrc;
+            s->max_seq = s->base = seq;
+            s->received = 1;
+        } /* past LEG_STREAMS streams: counted, not followed */
+    } else {
+        int gap = (seq - s->max_seq) & 0xFFFF;
+        if (gap > 0 && gap < 0x8000) {
+            int last = s->max_seq;
+            s->max_seq = seq;
+            if (gap > 1 && gap <= r->max_gap) {
+                PyObject *res = PyObject_CallFunction(r->on_gap, "Iii", ssrc, last, gap);
+                if (res == NULL)
+                    return -1;
+                Py_DECREF(res);
+            }
+        }
+        s->received++;
+    }
+    r->packets[kind]++;
+    if (end > pos)
+        r->bytes[kind] += end - pos;
+    if ((data[1] & 0x80) && kind == LEG_VIDEO && s != NULL) {
+        r->frames++;
+        if (s->has_ts && ts < s->ts_last && s->ts_last - ts > (1u << 31))
+            s->ts_wraps++;
+        s->has_ts = 1;
+        s->ts_last = ts;
+        double rtp_s = ((double)ts + (double)(s->ts_wraps << 32)) / r->video_clock;
+        PyObject *delay = PyFloat_FromDouble(clock_seconds(CLOCK_MONOTONIC) - rtp_s);
+        if (delay == NULL)
+            return -1;
+        int failed = PyList_Append(r->frame_delays, delay);
+        Py_DECREF(delay);
+        if (failed)
+            return -1;
+    }
+    return 0;
+}
+
+static PyObject *leg_receive(LegReceiver *r, PyObject *const *args) {
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(args[1]);
+    Py_ssize_t n = PyBytes_GET_SIZE(args[1]);
+    if (n < 12 || data[0] < 128 || data[0] > 191)
+        return PyObject_Vectorcall(r->on_other, args, 3, NULL);
+    if (data[1] >= 192 && data[1] <= 223)
+        return PyObject_CallOneArg(r->on_rtcp, args[1]);
+    r->count++;
+    if (r->trailer >= 0 && r->count % r->verify_every) {
+        if (n < 12 + r->trailer)
+            r->bad++;
+        else if (leg_count(r, data, n, r->trailer) < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    if (n > PLAIN_LIMIT) {
+        r->bad++;
+        Py_RETURN_NONE;
+    }
+    memcpy(r->buffer, data, n);
+    int length = (int)n;
+    if (r->unprotect(r->ctx, r->buffer, &length) != 0 || length < 12) {
+        r->bad++;
+        Py_RETURN_NONE;
+    }
+    r->verified++;
+    r->trailer = (int)n - length;
+    if (leg_count(r, r->buffer, length, 0) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *leg_datagram(LegReceiver *r, PyObject *const *args, Py_ssize_t nargs) {
+    /* datagram(protocol, data, addr): installed (bound with functools.partial) as the leg's
+     * socket protocol's datagram_received. A callback's error is counted in `failed` and
+     * does not reach the event loop (the first one is printed): one datagram is lost, never
+     * the socket. */
+    if (nargs != 3 || !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "datagram(protocol, data: bytes, addr)");
+        return NULL;
+    }
+    PyObject *res = leg_receive(r, args);
+    if (res != NULL)
+        return res;
+    if (r->failed++ == 0)
+        PyErr_WriteUnraisable((PyObject *)r);
+    else
+        PyErr_Clear();
+    Py_RETURN_NONE;
+}
+
+static PyObject *leg_counts(LegReceiver *r, PyObject *unused) {
+    /* {"video": packets, "audio": packets}, {"video": bytes, "audio": bytes}, video frames */
+    return Py_BuildValue("{sLsL}{sLsL}L", "video", r->packets[LEG_VIDEO], "audio",
+                         r->packets[LEG_AUDIO], "video", r->bytes[LEG_VIDEO], "audio",
+                         r->bytes[LEG_AUDIO], r->frames);
+}
+
+static PyObject *leg_streams(LegReceiver *r, PyObject *unused) {
+    /* [(ssrc, base_seq, max_seq, received)] in the order the streams first arrived */
+    PyObject *out = PyList_New(r->nstreams);
+    if (out == NULL)
+        return NULL;
+    for (int i = 0; i < r->nstreams; i++) {
+        LegStream *s = &r->streams[i];
+        PyObject *item = Py_BuildValue("IiiL", s->ssrc, s->base, s->max_seq, s->received);
+        if (item == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, item);
+    }
+    return out;
+}
+
+static PyMemberDef leg_members[] = {
+    {"verified", T_LONGLONG, offsetof(LegReceiver, verified), READONLY, NULL},
+    {"bad", T_LONGLONG, offsetof(LegReceiver, bad), READONLY, NULL},
+    {"failed", T_LONGLONG, offsetof(LegReceiver, failed), READONLY, NULL},
+    {NULL},
+};
+
+static PyMethodDef leg_methods[] = {
+    {"datagram", (PyCFunction)(void (*)(void))leg_datagram, METH_FASTCALL, NULL},
+    {"counts", (PyCFunction)leg_counts, METH_NOARGS, NULL},
+    {"streams", (PyCFunction)leg_streams, METH_NOARGS, NULL},
+    {NULL},
+};
+
+static PyTypeObject LegReceiverType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "protocol._rtpfast.LegReceiver",
+    .tp_basicsize = sizeof(LegReceiver),
+    .tp_dealloc = (destructor)leg_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A load client's receive step: counts what arrives on a leg's socket.",
+    .tp_traverse = (traverseproc)leg_traverse,
+    .tp_clear = (inquiry)leg_clear,
+    .tp_methods = leg_methods,
+    .tp_members = leg_members,
+    .tp_init = (initproc)leg_init,
+    .tp_new = PyType_GenericNew,
+};
+
 /* --- module ------------------------------------------------------------------------------- */
 
 static PyMethodDef module_methods[] = {
@@ -1564,7 +1850,7 @@ PyMODINIT_FUNC PyInit__rtpfast(void) {
     if (PyType_Ready(&RtpViewType) < 0 || PyType_Ready(&ReceiverType) < 0 ||
         PyType_Ready(&SenderType) < 0 || PyType_Ready(&BitrateEstimatorType) < 0 ||
         PyType_Ready(&StreamStatsType) < 0 || PyType_Ready(&NackGeneratorType) < 0 ||
-        PyType_Ready(&ReceiverDutiesType) < 0)
+        PyType_Ready(&ReceiverDutiesType) < 0 || PyType_Ready(&LegReceiverType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
@@ -1576,6 +1862,7 @@ PyMODINIT_FUNC PyInit__rtpfast(void) {
         PyModule_AddObjectRef(m, "StreamStats", (PyObject *)&StreamStatsType) < 0 ||
         PyModule_AddObjectRef(m, "NackGenerator", (PyObject *)&NackGeneratorType) < 0 ||
         PyModule_AddObjectRef(m, "ReceiverDuties", (PyObject *)&ReceiverDutiesType) < 0 ||
+        PyModule_AddObjectRef(m, "LegReceiver", (PyObject *)&LegReceiverType) < 0 ||
         PyModule_AddIntConstant(m, "PLAIN_LIMIT", PLAIN_LIMIT) < 0 ||
         PyModule_AddIntConstant(m, "DROP_TOO_LONG", DROP_TOO_LONG) < 0 ||
         PyModule_AddIntConstant(m, "DROP_UNPROTECT", DROP_UNPROTECT) < 0 ||

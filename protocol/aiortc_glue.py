@@ -145,19 +145,12 @@ def _guarded_datagram_received(self: aioice.ice.StunProtocol, data: bytes, addr:
     both ways), and a STUN-looking one with a short attribute raises ``struct.error`` from
     aioice's parser (a logged traceback per datagram). Drop both here
     (tests/test_fuzz_media.py). Once a relay leg is connected its protocol's own
-    ``datagram_received`` (``_fast_receive``) takes RTP first; load clients hook in here."""
+    ``datagram_received`` (``_fast_receive``) takes RTP first (a load client's, its C
+    receiver: ``RawMedia.listen``) and hands the rest here."""
     global bad_datagrams
     if not data:
         bad_datagrams += 1
         return
-    hook = self.__dict__.get("_relay_rtp_hook")
-    if hook is not None:
-        try:
-            if hook(data, addr):
-                return  # RTP taken by the lean path (below)
-        except Exception:
-            _sink_failed()  # counted and dropped: one packet, never the connection
-            return
     try:
         _original_datagram_received(self, data, addr)
     except Exception:
@@ -732,29 +725,9 @@ def parse_rtp(data: bytes, abs_id: int | None, level_id: int | None) -> RtpView 
     return _rtpfast.parse(data, abs_id, level_id)
 
 
-_srtp_unprotect = _srtp_lib.srtp_unprotect
 SRTP_BUFFER_LIMIT = _rtpfast.PLAIN_LIMIT
 """The largest plain packet handed to libsrtp directly: pylibsrtp's 1500-byte buffer less
 its largest SRTP trailer (pylibsrtp refuses longer ones the same way)."""
-
-
-class SrtpBuffer:
-    """libsrtp called directly on a pylibsrtp Session's own buffer, in place.
-
-    pylibsrtp's ``protect``/``unprotect`` copy the packet in, allocate an ``int *``, check
-    types and lengths in Python and copy the result out: a third of their cost per packet.
-    Here the caller writes the packet into ``buffer`` (packing the header in place), sets
-    ``length[0]`` and calls the libsrtp function; the same buffer serves aiortc's own calls
-    on that session, which never interleave with ours (one event loop).
-    """
-
-    __slots__ = ("ctx", "cdata", "buffer", "length")
-
-    def __init__(self, session: pylibsrtp.Session) -> None:
-        self.ctx = session._srtp[0]
-        self.cdata = session._cdata
-        self.buffer = session._buffer
-        self.length = _srtp_ffi.new("int *")
 
 
 class _FastPath:
@@ -863,74 +836,95 @@ class RawMedia:
 
     After the ICE + DTLS handshake, the client sends and receives RTP/RTCP itself: packets
     protected with the DTLS-keyed sessions (a C sender per stream, libsrtp called directly),
-    out on the nominated pair. Received RTP is authenticated and decrypted one packet in
-    ``RX_VERIFY_EVERY`` (and every RTCP packet): the header a load client counts is in clear
-    in SRTP, so the others are counted from it, and the sample still catches a relay that
-    sends anything SRTP refuses (``bad``).
+    out on the nominated pair. ``listen`` hands the socket's datagrams to a C receiver
+    (``protocol._rtpfast.LegReceiver``) that counts what arrives per stream: the header a load
+    client counts is in clear in SRTP, so one packet in ``RX_VERIFY_EVERY`` (and every RTCP
+    packet) is authenticated and decrypted and the others are counted from their headers; the
+    sample still catches a relay that sends anything SRTP refuses (``bad``).
     """
 
     RX_VERIFY_EVERY = 8
+    KIND_CODES = {"video": 0, "audio": 1, "rtx": 2}
+    """How the C receiver names what a payload type carries."""
 
     def __init__(self, pc: RTCPeerConnection) -> None:
         transceivers = pc.getTransceivers()
         dtls = transceivers[0].sender.transport
         self._dtls = dtls
-        self._rx = SrtpBuffer(dtls._rx_srtp)
         self._rx_session = dtls._rx_srtp
         self._tx_session = dtls._tx_srtp
         self._ice = dtls.transport._connection
-        self.on_rtp: Callable[[bytes, int], None] | None = None
-        """Called with (datagram, trailer): the plain packet and 0 for a verified one, the
-        protected datagram and its SRTP trailer length otherwise (header fields in clear)."""
-        self.on_rtcp: Callable[[bytes], None] | None = None
+        self._rx: Any = None
         self.send_errors = 0
-        self.bad = 0
-        self.verified = 0
-        self._rx_count = 0
-        self._trailer = -1
-        _patch_stun_protocol()
-        for protocol in self._ice._protocols:
-            protocol._relay_rtp_hook = self._datagram
+        self.rtcp_bad = 0
 
     @property
     def connected(self) -> bool:
         return self._dtls._state == _DtlsState.CONNECTED and bool(self._ice._nominated)
 
-    def _datagram(self, data: bytes, addr: tuple) -> bool:
-        b0 = data[0]
-        n = len(data)
-        if b0 < 128 or b0 > 191 or n < 12:
-            return False
-        if 192 <= data[1] <= 223:
-            try:
-                plain = self._rx_session.unprotect_rtcp(data)
-            except pylibsrtp.Error:
-                self.bad += 1
-                return True
-            if self.on_rtcp is not None:
-                self.on_rtcp(plain)
-            return True
-        self._rx_count += 1
-        on_rtp = self.on_rtp
-        if self._trailer >= 0 and self._rx_count % self.RX_VERIFY_EVERY:
-            if on_rtp is not None:
-                on_rtp(data, self._trailer)
-            return True
-        rx = self._rx
-        if n > SRTP_BUFFER_LIMIT:
-            self.bad += 1
-            return True
-        rx.buffer[0:n] = data
-        rx.length[0] = n
-        if _srtp_unprotect(rx.ctx, rx.cdata, rx.length):
-            self.bad += 1
-            return True
-        self.verified += 1
-        size = rx.length[0]
-        self._trailer = n - size
-        if on_rtp is not None:
-            on_rtp(rx.buffer[0:size], 0)
-        return True
+    def listen(
+        self,
+        kinds: dict[int, str],
+        max_gap: int,
+        video_clock: int,
+        frame_delays: list[float],
+        on_rtcp: Callable[[bytes], None],
+        on_gap: Callable[[int, int, int], None],
+    ) -> None:
+        """Take the socket's datagrams from now on. ``kinds``: payload type to "video",
+        "audio" or "rtx"; each marked video packet appends its frame's delay (arrival on the
+        monotonic clock less its RTP time, unwrapped) to ``frame_delays``; ``on_rtcp`` gets
+        each RTCP packet decrypted, ``on_gap(ssrc, last_seq, gap)`` a jump of 2 to
+        ``max_gap`` in a stream's sequence numbers; STUN and DTLS still go to aioice."""
+        session = self._rx_session
+        self._rx = _rtpfast.LegReceiver(
+            session,
+            *_srtp_addresses(session, "srtp_unprotect"),
+            {pt: self.KIND_CODES[kind] for pt, kind in kinds.items()},
+            self.RX_VERIFY_EVERY,
+            max_gap,
+            float(video_clock),
+            frame_delays,
+            functools.partial(self._rtcp, on_rtcp),
+            on_gap,
+            _guarded_datagram_received,
+        )
+        _patch_stun_protocol()
+        for protocol in self._ice._protocols:
+            # the instance's own datagram_received (looked up per datagram): one C call
+            protocol.datagram_received = functools.partial(self._rx.datagram, protocol)
+
+    def _rtcp(self, on_rtcp: Callable[[bytes], None], data: bytes) -> None:
+        try:
+            plain = self._rx_session.unprotect_rtcp(data)
+        except pylibsrtp.Error:
+            self.rtcp_bad += 1
+            return
+        on_rtcp(plain)
+
+    def counts(self) -> tuple[dict[str, int], dict[str, int], int]:
+        """Packets and payload bytes received per kind, and video frames (marked packets)."""
+        if self._rx is None:
+            return {"video": 0, "audio": 0}, {"video": 0, "audio": 0}, 0
+        return self._rx.counts()
+
+    def streams(self) -> list[tuple[int, int, int, int]]:
+        """(ssrc, first sequence number, highest, packets received) of each stream received."""
+        return self._rx.streams() if self._rx is not None else []
+
+    @property
+    def verified(self) -> int:
+        return self._rx.verified if self._rx is not None else 0
+
+    @property
+    def bad(self) -> int:
+        """Datagrams SRTP refused (RTP in the sample, RTCP) or too short to be SRTP."""
+        return self.rtcp_bad + (self._rx.bad if self._rx is not None else 0)
+
+    @property
+    def failed(self) -> int:
+        """Datagrams whose handling raised in a callback (dropped; the first was printed)."""
+        return self._rx.failed if self._rx is not None else 0
 
     @staticmethod
     def sender(ssrc: int, payload_type: int, mid_element: bytes, abs_id: int) -> Any:

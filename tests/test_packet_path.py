@@ -214,6 +214,102 @@ def test_the_c_sender_packs_what_aiortc_parses_and_keeps_its_history():
         source.close()
 
 
+def test_the_c_leg_receiver_counts_what_arrives_and_hands_on_the_rest():
+    """protocol._rtpfast.LegReceiver (the load legs' receive step): per-kind packets and
+    payload bytes, frames by marker with their delay, one packet in ``verify_every``
+    decrypted (a tampered one there is ``bad``), a gap reported once, RTX counted as video,
+    RTCP and non-RTP handed on; a failing callback costs that datagram only."""
+    import time
+
+    from protocol import _rtpfast
+
+    out, into = _srtp_pair()
+    rtcp, other, gaps, delays = [], [], [], []
+
+    def on_gap(ssrc, last, gap):
+        gaps.append((ssrc, last, gap))
+        if ssrc == 0xBAD:
+            raise RuntimeError("a failing NACK")
+
+    rx = _rtpfast.LegReceiver(
+        into,
+        *aiortc_glue._srtp_addresses(into, "srtp_unprotect"),
+        {96: 0, 111: 1, 97: 2},
+        4,
+        64,
+        90000.0,
+        delays,
+        rtcp.append,
+        on_gap,
+        lambda protocol, data, addr: other.append((protocol, data, addr)),
+    )
+
+    def rtp(pt, seq, ts, ssrc, payload, marker=0, padding=0):
+        packet = RtpPacket(
+            payload_type=pt,
+            marker=marker,
+            sequence_number=seq,
+            timestamp=ts,
+            ssrc=ssrc,
+            payload=payload,
+        )
+        packet.padding_size = padding
+        packet.extensions.abs_send_time = 1
+        return out.protect(packet.serialize(_map()))
+
+    now_rtp = int(time.monotonic() * 90000) & 0xFFFFFFFF
+    for i in range(8):  # the first one is verified (the trailer length is learnt from it)
+        rx.datagram("p", rtp(96, 65533 + i & 0xFFFF, now_rtp, 0x1111, b"v" * 100, i % 4 == 3), "a")
+    for i in range(5):
+        rx.datagram("p", rtp(111, 10 + i, i * 960, 0x2222, b"a" * 40, padding=4), "a")
+    # (padding is encrypted: stripped from the packet decrypted, counted in the four not)
+    assert rx.counts() == ({"video": 8, "audio": 5}, {"video": 800, "audio": 5 * 40 + 4 * 4}, 2)
+    assert rx.verified == 4 and rx.bad == 0 and gaps == []
+    assert len(delays) == 2 and all(abs(d) < 1.0 for d in delays)  # wrap across 65535 kept
+    # a gap of 5 in the video stream: reported once, with the sequence number before it
+    rx.datagram("p", rtp(96, 9, now_rtp + 3000, 0x1111, b"v" * 10), "a")
+    assert gaps == [(0x1111, 4, 5)]
+    # a retransmission (RTX payload type, OSN in front): video, not a stream of its own
+    rx.datagram("p", rtp(97, 1, now_rtp, 0x3333, b"\x00\x05" + b"r" * 30), "a")
+    packets, nbytes, frames = rx.counts()
+    assert packets["video"] == 10 and nbytes["video"] == 800 + 10 + 30
+    assert [s[0] for s in rx.streams()] == [0x1111, 0x2222]
+    assert rx.streams()[0] == (0x1111, 65533, 9, 9)
+    # RTCP goes on protected; STUN/DTLS with its protocol and address; unknown types ignored
+    report = out.protect_rtcp(bytes([0x80, 201, 0, 1, 0, 0, 0, 1]))
+    rx.datagram("p", report, "a")
+    rx.datagram("p", b"\x00\x01" + b"x" * 18, ("127.0.0.1", 9))
+    rx.datagram("p", rtp(50, 1, 0, 0x4444, b"z"), "a")
+    assert rtcp == [report] and other == [("p", b"\x00\x01" + b"x" * 18, ("127.0.0.1", 9))]
+    assert rx.counts()[0] == {"video": 10, "audio": 5}
+    # tampered where it is verified: refused, not counted; runts are bad too
+    while True:
+        packets_before = rx.counts()[0]["audio"]
+        data = bytearray(rtp(111, 20 + packets_before, 0, 0x2222, b"a" * 40))
+        data[-1] ^= 1
+        rx.datagram("p", bytes(data), "a")
+        if rx.bad:
+            break
+    assert rx.bad == 1 and rx.counts()[0]["audio"] <= packets_before + 3
+    rx.datagram("p", bytes([0x80, 111]) + b"\x00" * 12, "a")
+    # a callback that raises: counted in failed (the first printed), the next are handled
+    import sys
+
+    printed = []
+    hook, sys.unraisablehook = sys.unraisablehook, printed.append
+    try:
+        rx.datagram("p", rtp(96, 100, 0, 0xBAD, b"x"), "a")
+        rx.datagram("p", rtp(96, 103, 0, 0xBAD, b"x"), "a")
+        rx.datagram("p", rtp(96, 106, 0, 0xBAD, b"x"), "a")
+    finally:
+        sys.unraisablehook = hook
+    assert rx.failed == 2 and gaps[-1] == (0xBAD, 103, 3)
+    assert [type(p.exc_value) for p in printed] == [RuntimeError]
+    before = rx.counts()[0]["video"]
+    rx.datagram("p", rtp(96, 104, 0, 0xBAD, b"x"), "a")
+    assert rx.counts()[0]["video"] == before + 1
+
+
 def test_video_plan_knows_the_keyframe_before_every_frame():
     from protocol.media import EncodedClipFrame
 
@@ -353,12 +449,14 @@ async def test_lean_load_legs_send_receive_and_answer_keyframe_requests(relay, t
         for _, media, counters in legs:
             frames, packets = media.sent()
             assert frames["video"] >= 60 and frames["audio"] >= 100
-            assert counters.rx_frames >= 45, counters.rx_frames
-            assert counters.rx_packets["audio"] >= 80
-            assert counters.rx_bytes["video"] > 100_000
+            rx_packets, rx_bytes, rx_frames = media.received()
+            assert rx_frames >= 45, rx_frames
+            assert rx_packets["audio"] >= 80
+            assert rx_bytes["video"] > 100_000
+            assert len(counters.frame_delays) >= 45
             # a sample of what arrived was authenticated and decrypted, and all of it passed
-            assert media.raw.verified >= counters.rx_packets["video"] // 10 > 0
-            assert media.raw.bad == 0
+            assert media.raw.verified >= sum(rx_packets.values()) // 10 > 0
+            assert media.raw.bad == 0 and media.raw.failed == 0
         live = relay.app[keys.REGISTRY].get(71)
         for leg in live.call.legs.values():
             for producer in leg.producers.values():
