@@ -79,6 +79,27 @@ async def test_a_gone_or_draining_owner_is_replaced_where_the_leg_arrived(redis_
         await b.close()
 
 
+async def test_a_node_back_from_an_outage_keeps_its_own_calls(redis_url):
+    """Right after Redis comes back a node's own entry may still be stale (its next refresh
+    is up to ``node_refresh_s`` away): a leg rejoining its call there must not see the call's
+    own node as gone and re-place the call on another (the flake seen in
+    test_multinode_fence: the call moved to n2)."""
+    a, b = Node(redis_url, "a", node_expiry_s=1.0), Node(redis_url, "b", node_expiry_s=1.0)
+    try:
+        await a.directory.publish()
+        await a.redis.hset(a.placement.key, "9", "a")
+        await asyncio.sleep(1.3)  # a's entry is past its expiry; b has just refreshed
+        await b.directory.publish()
+        assert "a" not in await a.directory.live()
+        assert (await a.placement.place(9)).node_id == "a"
+        assert (await a.placement.owner(9))[0] == "a"
+        # b, which a leg of the call may also reach, still sees a as gone and takes it
+        assert (await b.placement.place(9)).node_id == "b"
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_full_nodes_refuse_with_a_code(redis_url):
     a = Node(redis_url, "a", capacity=1)
     try:

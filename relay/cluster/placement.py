@@ -87,6 +87,10 @@ class Placement:
         try:
             async with self._lock(booking_id):
                 nodes = await self.directory.live()
+                # this node is alive (it is answering and reaching Redis) even while its
+                # own entry is stale: just after Redis came back, before its next refresh,
+                # it would otherwise give away its own calls
+                nodes[self.node_id] = self.directory.me()
                 current = await self.redis.hget(self.key, str(booking_id))
                 if current is not None:
                     owner = nodes.get(current)
